@@ -1,0 +1,1 @@
+//! The embedded KMS (modelled on AWS KMS). See `docs/kms.md`.
