@@ -1,0 +1,428 @@
+//! Configuration: a TOML file, overridden by `SEALGATE_*` environment variables, overridden
+//! by command-line flags (applied in `main.rs`).
+//!
+//! Invariants: every field has its default here and only here (`#[serde(default)]`);
+//! `validate()` names the offending field and says why; secrets are loaded from the file,
+//! from an environment variable or from a `*_file` path, and never appear in `Debug`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::auth::{AccessKey, AccessKeys, Principal};
+
+/// A configuration problem, naming the field and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in `{field}`: {reason}")]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn cfg_err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A secret value that redacts itself and is zeroized on drop.
+#[derive(Clone, Default)]
+pub struct Secret(Arc<Zeroizing<String>>);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(Arc::new(Zeroizing::new(s.into())))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Top-level configuration for `sealgate serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the S3 (and KMS API) listener binds to.
+    pub listen: SocketAddr,
+    /// When set, `BUCKET.<domain>` Host headers are parsed as virtual-hosted-style requests.
+    pub virtual_host_domain: Option<String>,
+    /// Optional TLS for the listener (PEM files).
+    pub tls: Option<TlsConfig>,
+    /// The object store sealgate forwards to.
+    pub upstream: UpstreamConfig,
+    /// Access keys clients use to talk to sealgate, each mapped to a principal.
+    pub access_keys: Vec<AccessKeyConfig>,
+    /// Account id the principals belong to (12 digits).
+    pub account: String,
+    /// Largest request body (bytes) sealgate reads into memory for non-streaming
+    /// operations (XML bodies of bucket configuration calls, KMS JSON requests).
+    pub max_buffered_body: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8014)),
+            virtual_host_domain: None,
+            tls: None,
+            upstream: UpstreamConfig::default(),
+            access_keys: Vec::new(),
+            account: "000000000000".into(),
+            max_buffered_body: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL of the store, e.g. `http://127.0.0.1:3900`.
+    pub endpoint: String,
+    /// Region used when signing requests to the store.
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Read the secret from this file instead (trailing newline trimmed).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Seconds to wait for a TCP/TLS connection to the store.
+    pub connect_timeout_secs: u64,
+    /// Extra PEM CA bundle to trust for an `https://` store (system roots are always trusted).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+            secret_access_key_file: None,
+            connect_timeout_secs: 5,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the secret.
+    pub secret_access_key_env: Option<String>,
+    /// Principal name (`alice`); the ARN is `arn:aws:iam::ACCOUNT:user/alice`.
+    pub principal: String,
+    /// The account root/admin principal.
+    pub root: bool,
+}
+
+fn read_secret_file(field: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let s = std::fs::read_to_string(path)
+        .map_err(|e| cfg_err(field, format!("cannot read {}: {e}", path.display())))?;
+    Ok(Secret::new(s.trim_end_matches(['\n', '\r'])))
+}
+
+impl Config {
+    /// Reads a TOML file (if given), then applies `SEALGATE_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    cfg_err("--config", format!("cannot read {}: {e}", p.display()))
+                })?;
+                Self::from_toml(&text)?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_else(|| "file".into());
+            cfg_err(field, e.message().to_string())
+        })
+    }
+
+    /// Environment overrides; `get` is injectable for tests.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("SEALGATE_LISTEN") {
+            self.listen = v
+                .parse()
+                .map_err(|e| cfg_err("SEALGATE_LISTEN", format!("not a socket address: {e}")))?;
+        }
+        if let Some(v) = get("SEALGATE_UPSTREAM_ENDPOINT") {
+            self.upstream.endpoint = v;
+        }
+        if let Some(v) = get("SEALGATE_UPSTREAM_REGION") {
+            self.upstream.region = v;
+        }
+        if let Some(v) = get("SEALGATE_UPSTREAM_ACCESS_KEY_ID") {
+            self.upstream.access_key_id = v;
+        }
+        if let Some(v) = get("SEALGATE_UPSTREAM_SECRET_ACCESS_KEY") {
+            self.upstream.secret_access_key = Secret::new(v);
+        }
+        if let Some(v) = get("SEALGATE_UPSTREAM_SECRET_ACCESS_KEY_FILE") {
+            self.upstream.secret_access_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("SEALGATE_VIRTUAL_HOST_DOMAIN") {
+            self.virtual_host_domain = Some(v);
+        }
+        for (i, k) in self.access_keys.iter_mut().enumerate() {
+            if let Some(var) = &k.secret_access_key_env {
+                match get(var) {
+                    Some(v) => k.secret_access_key = Secret::new(v),
+                    None => {
+                        return Err(cfg_err(
+                            format!("access_keys[{i}].secret_access_key_env"),
+                            format!("environment variable {var} is not set"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves `*_file` secrets and checks every field; the error names the field.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        let up = &mut self.upstream;
+        if up.endpoint.is_empty() {
+            return Err(cfg_err(
+                "upstream.endpoint",
+                "required: the URL of the S3 store (e.g. http://127.0.0.1:3900)",
+            ));
+        }
+        let url = reqwest::Url::parse(&up.endpoint)
+            .map_err(|e| cfg_err("upstream.endpoint", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(cfg_err(
+                "upstream.endpoint",
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        if url.path() != "/" || url.query().is_some() {
+            return Err(cfg_err(
+                "upstream.endpoint",
+                "must not have a path or query (buckets are addressed path-style)",
+            ));
+        }
+        if up.region.is_empty() {
+            return Err(cfg_err("upstream.region", "must not be empty"));
+        }
+        if up.access_key_id.is_empty() {
+            return Err(cfg_err(
+                "upstream.access_key_id",
+                "required (or set SEALGATE_UPSTREAM_ACCESS_KEY_ID)",
+            ));
+        }
+        if let Some(p) = &up.secret_access_key_file {
+            up.secret_access_key = read_secret_file("upstream.secret_access_key_file", p)?;
+        }
+        if up.secret_access_key.is_empty() {
+            return Err(cfg_err(
+                "upstream.secret_access_key",
+                "required (or secret_access_key_file, or SEALGATE_UPSTREAM_SECRET_ACCESS_KEY)",
+            ));
+        }
+        if self.access_keys.is_empty() {
+            return Err(cfg_err(
+                "access_keys",
+                "at least one client access key is required",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, k) in self.access_keys.iter_mut().enumerate() {
+            let f = |n: &str| format!("access_keys[{i}].{n}");
+            if k.access_key_id.len() < 3
+                || !k
+                    .access_key_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(cfg_err(
+                    f("access_key_id"),
+                    "must be at least 3 characters of [A-Za-z0-9._-]",
+                ));
+            }
+            if !seen.insert(k.access_key_id.clone()) {
+                return Err(cfg_err(
+                    f("access_key_id"),
+                    format!("duplicate access key id {}", k.access_key_id),
+                ));
+            }
+            if let Some(p) = &k.secret_access_key_file {
+                k.secret_access_key = read_secret_file(&f("secret_access_key_file"), p)?;
+            }
+            if k.secret_access_key.expose().len() < 8 {
+                return Err(cfg_err(
+                    f("secret_access_key"),
+                    "required, at least 8 characters",
+                ));
+            }
+            if k.principal.is_empty()
+                || !k
+                    .principal
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+            {
+                return Err(cfg_err(
+                    f("principal"),
+                    "required, characters [A-Za-z0-9+=,.@_-]",
+                ));
+            }
+        }
+        if self.account.len() != 12 || !self.account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(cfg_err("account", "must be a 12-digit account id"));
+        }
+        if let Some(d) = &self.virtual_host_domain
+            && s3s::host::SingleDomain::new(d).is_err()
+        {
+            return Err(cfg_err("virtual_host_domain", "not a valid domain name"));
+        }
+        if let Some(t) = &self.tls {
+            for (n, p) in [
+                ("tls.cert_file", &t.cert_file),
+                ("tls.key_file", &t.key_file),
+            ] {
+                if !p.is_file() {
+                    return Err(cfg_err(n, format!("{} does not exist", p.display())));
+                }
+            }
+        }
+        if self.max_buffered_body < 64 * 1024 {
+            return Err(cfg_err("max_buffered_body", "must be at least 65536"));
+        }
+        Ok(())
+    }
+
+    /// The access-key table clients authenticate against.
+    pub fn access_key_table(&self) -> AccessKeys {
+        let map: HashMap<String, AccessKey> = self
+            .access_keys
+            .iter()
+            .map(|k| {
+                let ak = AccessKey {
+                    secret: Arc::new(Zeroizing::new(k.secret_access_key.expose().to_string())),
+                    principal: Principal {
+                        name: k.principal.clone(),
+                        account: self.account.clone(),
+                        is_root: k.root,
+                    },
+                };
+                (k.access_key_id.clone(), ak)
+            })
+            .collect();
+        AccessKeys::new(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        listen = "127.0.0.1:9000"
+        [upstream]
+        endpoint = "http://127.0.0.1:3900"
+        region = "garage"
+        access_key_id = "GKexample"
+        secret_access_key = "upstreamsecret"
+        [[access_keys]]
+        access_key_id = "AKIDALICE"
+        secret_access_key = "alicesecret1"
+        principal = "alice"
+    "#;
+
+    #[test]
+    fn a_complete_file_validates() {
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(
+            c.access_key_table().principal("AKIDALICE").unwrap().arn(),
+            "arn:aws:iam::000000000000:user/alice"
+        );
+    }
+
+    #[test]
+    fn a_missing_endpoint_names_the_field() {
+        let mut c =
+            Config::from_toml(&GOOD.replace("endpoint = \"http://127.0.0.1:3900\"", "")).unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "upstream.endpoint");
+    }
+
+    #[test]
+    fn an_unknown_field_is_rejected_with_its_line() {
+        let e = Config::from_toml("listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
+        assert!(e.reason.contains("bogus"), "{e}");
+        assert_eq!(e.field, "line 2");
+    }
+
+    #[test]
+    fn env_overrides_the_file_and_secrets_stay_redacted() {
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.apply_env(|k| match k {
+            "SEALGATE_UPSTREAM_ENDPOINT" => Some("http://10.0.0.1:1234".into()),
+            "SEALGATE_UPSTREAM_SECRET_ACCESS_KEY" => Some("from-env-secret".into()),
+            _ => None,
+        })
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.upstream.endpoint, "http://10.0.0.1:1234");
+        assert_eq!(c.upstream.secret_access_key.expose(), "from-env-secret");
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("from-env-secret") && !dbg.contains("alicesecret1"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_access_key_is_rejected() {
+        let dup = format!(
+            "{GOOD}\n[[access_keys]]\naccess_key_id = \"AKIDALICE\"\nsecret_access_key = \"othersecret\"\nprincipal = \"bob\"\n"
+        );
+        let mut c = Config::from_toml(&dup).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "access_keys[1].access_key_id"
+        );
+    }
+}

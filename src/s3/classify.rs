@@ -1,0 +1,905 @@
+//! Request classification: which S3 operation a request is, and what sealgate does with it.
+//!
+//! Invariants:
+//! - Every operation sealgate recognises appears exactly once in [`TABLE`] with a [`Class`].
+//! - A request is classified as a pass-through operation only when its method, path shape
+//!   and sub-resource query keys identify that operation unambiguously. Anything else —
+//!   an unknown sub-resource, an unknown query key, a method with no operation — is
+//!   [`Class::Reject`]ed, so nothing that could carry object bytes slips through unencrypted.
+//! - Classification is a pure function of method, path shape, query keys and the
+//!   `x-amz-copy-source` header, so it is table-tested below.
+
+use http::{HeaderMap, Method};
+
+/// What sealgate does with an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Touches object bytes or sizes: handled by a sealgate handler (put.rs, get.rs, ...).
+    Transform,
+    /// Forwarded to the store unchanged (re-signed), on the explicit allow-list.
+    Pass,
+    /// Owned by sealgate (answered from sealgate's own state, never forwarded).
+    Owned,
+    /// Known, but refused with NotImplemented (e.g. it would expose or accept bytes
+    /// sealgate cannot transform).
+    Reject,
+}
+
+macro_rules! ops {
+    ($($name:ident => $class:ident,)*) => {
+        /// Every S3 operation sealgate knows of.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Op { $($name,)* }
+
+        /// The one table: every operation and its class.
+        pub const TABLE: &[(Op, Class)] = &[$((Op::$name, Class::$class),)*];
+
+        impl Op {
+            pub fn name(self) -> &'static str {
+                match self { $(Op::$name => stringify!($name),)* }
+            }
+        }
+    };
+}
+
+ops! {
+    // Object bytes and sizes: transformed by sealgate.
+    PutObject => Transform,
+    GetObject => Transform,
+    HeadObject => Transform,
+    CopyObject => Transform,
+    CreateMultipartUpload => Transform,
+    UploadPart => Transform,
+    UploadPartCopy => Transform,
+    CompleteMultipartUpload => Transform,
+    ListParts => Transform,
+    ListObjects => Transform,
+    ListObjectsV2 => Transform,
+    ListObjectVersions => Transform,
+    GetObjectAttributes => Transform,
+    // Bucket default encryption is sealgate's own setting.
+    PutBucketEncryption => Owned,
+    GetBucketEncryption => Owned,
+    DeleteBucketEncryption => Owned,
+    // Allow-listed pass-through: no object bytes, no sizes.
+    ListBuckets => Pass,
+    CreateBucket => Pass,
+    DeleteBucket => Pass,
+    HeadBucket => Pass,
+    GetBucketLocation => Pass,
+    DeleteObject => Pass,
+    DeleteObjects => Pass,
+    AbortMultipartUpload => Pass,
+    ListMultipartUploads => Pass,
+    GetObjectTagging => Pass,
+    PutObjectTagging => Pass,
+    DeleteObjectTagging => Pass,
+    GetObjectAcl => Pass,
+    PutObjectAcl => Pass,
+    GetObjectRetention => Pass,
+    PutObjectRetention => Pass,
+    GetObjectLegalHold => Pass,
+    PutObjectLegalHold => Pass,
+    GetBucketTagging => Pass,
+    PutBucketTagging => Pass,
+    DeleteBucketTagging => Pass,
+    GetBucketAcl => Pass,
+    PutBucketAcl => Pass,
+    GetBucketVersioning => Pass,
+    PutBucketVersioning => Pass,
+    GetBucketCors => Pass,
+    PutBucketCors => Pass,
+    DeleteBucketCors => Pass,
+    GetBucketLifecycleConfiguration => Pass,
+    PutBucketLifecycleConfiguration => Pass,
+    DeleteBucketLifecycle => Pass,
+    GetBucketPolicy => Pass,
+    PutBucketPolicy => Pass,
+    DeleteBucketPolicy => Pass,
+    GetBucketPolicyStatus => Pass,
+    GetBucketWebsite => Pass,
+    PutBucketWebsite => Pass,
+    DeleteBucketWebsite => Pass,
+    GetObjectLockConfiguration => Pass,
+    PutObjectLockConfiguration => Pass,
+    GetBucketOwnershipControls => Pass,
+    PutBucketOwnershipControls => Pass,
+    DeleteBucketOwnershipControls => Pass,
+    GetPublicAccessBlock => Pass,
+    PutPublicAccessBlock => Pass,
+    DeletePublicAccessBlock => Pass,
+    GetBucketRequestPayment => Pass,
+    GetBucketLogging => Pass,
+    GetBucketNotificationConfiguration => Pass,
+    GetBucketAccelerateConfiguration => Pass,
+    // Known but refused: they read or write object bytes in ways sealgate cannot
+    // transform, or would send store-side configuration sealgate cannot vouch for.
+    SelectObjectContent => Reject,
+    RestoreObject => Reject,
+    GetObjectTorrent => Reject,
+    WriteGetObjectResponse => Reject,
+    PostObject => Reject,
+    PutBucketReplication => Reject,
+    GetBucketReplication => Reject,
+    DeleteBucketReplication => Reject,
+    PutBucketNotificationConfiguration => Reject,
+    PutBucketLogging => Reject,
+    PutBucketRequestPayment => Reject,
+    PutBucketAccelerateConfiguration => Reject,
+    PutBucketAnalyticsConfiguration => Reject,
+    GetBucketAnalyticsConfiguration => Reject,
+    DeleteBucketAnalyticsConfiguration => Reject,
+    ListBucketAnalyticsConfigurations => Reject,
+    PutBucketInventoryConfiguration => Reject,
+    GetBucketInventoryConfiguration => Reject,
+    DeleteBucketInventoryConfiguration => Reject,
+    ListBucketInventoryConfigurations => Reject,
+    PutBucketMetricsConfiguration => Reject,
+    GetBucketMetricsConfiguration => Reject,
+    DeleteBucketMetricsConfiguration => Reject,
+    ListBucketMetricsConfigurations => Reject,
+    PutBucketIntelligentTieringConfiguration => Reject,
+    GetBucketIntelligentTieringConfiguration => Reject,
+    DeleteBucketIntelligentTieringConfiguration => Reject,
+    ListBucketIntelligentTieringConfigurations => Reject,
+}
+
+impl Op {
+    pub fn class(self) -> Class {
+        TABLE
+            .iter()
+            .find(|(op, _)| *op == self)
+            .map(|(_, c)| *c)
+            .unwrap_or(Class::Reject)
+    }
+}
+
+/// The shape of the request path after bucket/key extraction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Service,
+    Bucket,
+    Object,
+}
+
+/// Why a request could not be classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unclassified {
+    /// A query key that is neither a known sub-resource nor a known parameter.
+    UnknownQueryKey(String),
+    /// The method/shape/sub-resource combination names no operation sealgate knows.
+    NoOperation,
+}
+
+/// Query keys that are ordinary parameters (never select an operation).
+const PARAMS: &[&str] = &[
+    "x-id",
+    "versionId",
+    "prefix",
+    "delimiter",
+    "marker",
+    "max-keys",
+    "encoding-type",
+    "fetch-owner",
+    "start-after",
+    "continuation-token",
+    "key-marker",
+    "version-id-marker",
+    "upload-id-marker",
+    "max-uploads",
+    "max-parts",
+    "part-number-marker",
+    "partNumber",
+    "response-content-type",
+    "response-content-language",
+    "response-expires",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "max-buckets",
+    "bucket-region",
+    "x-amz-expected-bucket-owner",
+    "id",
+    "optional-object-attributes",
+    // SigV4 presigned URL parameters (verified by s3s, stripped before forwarding).
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+    "X-Amz-Content-Sha256",
+];
+
+/// Query keys that select an operation.
+const SUBRESOURCES: &[&str] = &[
+    "acl",
+    "tagging",
+    "uploads",
+    "uploadId",
+    "attributes",
+    "retention",
+    "legal-hold",
+    "torrent",
+    "select",
+    "select-type",
+    "restore",
+    "delete",
+    "encryption",
+    "cors",
+    "lifecycle",
+    "location",
+    "logging",
+    "notification",
+    "policy",
+    "policyStatus",
+    "replication",
+    "requestPayment",
+    "versioning",
+    "versions",
+    "website",
+    "object-lock",
+    "ownershipControls",
+    "publicAccessBlock",
+    "accelerate",
+    "analytics",
+    "intelligent-tiering",
+    "inventory",
+    "metrics",
+    "list-type",
+    "session",
+];
+
+/// Classifies a request. `query_keys` are the decoded keys of the query string.
+pub fn classify<'a>(
+    method: &Method,
+    shape: Shape,
+    query_keys: impl IntoIterator<Item = &'a str>,
+    headers: &HeaderMap,
+) -> Result<Op, Unclassified> {
+    let mut sub: Vec<&str> = Vec::new();
+    let mut has_part_number = false;
+    for k in query_keys {
+        if SUBRESOURCES.contains(&k) {
+            if !sub.contains(&k) {
+                sub.push(k);
+            }
+        } else if PARAMS.contains(&k) {
+            has_part_number |= k == "partNumber";
+        } else {
+            return Err(Unclassified::UnknownQueryKey(k.to_string()));
+        }
+    }
+    sub.sort_unstable();
+    let copy = headers.contains_key("x-amz-copy-source");
+    use Op::*;
+    let m = method.as_str();
+    let op = match (shape, m, sub.as_slice()) {
+        (Shape::Service, "GET", []) => ListBuckets,
+
+        (Shape::Bucket, "GET", []) => ListObjects,
+        (Shape::Bucket, "GET", ["list-type"]) => ListObjectsV2,
+        (Shape::Bucket, "GET", ["versions"]) => ListObjectVersions,
+        (Shape::Bucket, "GET", ["uploads"]) => ListMultipartUploads,
+        (Shape::Bucket, "GET", [s]) => match *s {
+            "acl" => GetBucketAcl,
+            "cors" => GetBucketCors,
+            "encryption" => GetBucketEncryption,
+            "lifecycle" => GetBucketLifecycleConfiguration,
+            "location" => GetBucketLocation,
+            "logging" => GetBucketLogging,
+            "notification" => GetBucketNotificationConfiguration,
+            "policy" => GetBucketPolicy,
+            "policyStatus" => GetBucketPolicyStatus,
+            "replication" => GetBucketReplication,
+            "requestPayment" => GetBucketRequestPayment,
+            "tagging" => GetBucketTagging,
+            "versioning" => GetBucketVersioning,
+            "website" => GetBucketWebsite,
+            "object-lock" => GetObjectLockConfiguration,
+            "ownershipControls" => GetBucketOwnershipControls,
+            "publicAccessBlock" => GetPublicAccessBlock,
+            "accelerate" => GetBucketAccelerateConfiguration,
+            "analytics" => GetBucketAnalyticsConfiguration,
+            "intelligent-tiering" => GetBucketIntelligentTieringConfiguration,
+            "inventory" => GetBucketInventoryConfiguration,
+            "metrics" => GetBucketMetricsConfiguration,
+            _ => return Err(Unclassified::NoOperation),
+        },
+        (Shape::Bucket, "HEAD", []) => HeadBucket,
+        (Shape::Bucket, "PUT", []) => CreateBucket,
+        (Shape::Bucket, "PUT", [s]) => match *s {
+            "acl" => PutBucketAcl,
+            "cors" => PutBucketCors,
+            "encryption" => PutBucketEncryption,
+            "lifecycle" => PutBucketLifecycleConfiguration,
+            "logging" => PutBucketLogging,
+            "notification" => PutBucketNotificationConfiguration,
+            "policy" => PutBucketPolicy,
+            "replication" => PutBucketReplication,
+            "requestPayment" => PutBucketRequestPayment,
+            "tagging" => PutBucketTagging,
+            "versioning" => PutBucketVersioning,
+            "website" => PutBucketWebsite,
+            "object-lock" => PutObjectLockConfiguration,
+            "ownershipControls" => PutBucketOwnershipControls,
+            "publicAccessBlock" => PutPublicAccessBlock,
+            "accelerate" => PutBucketAccelerateConfiguration,
+            "analytics" => PutBucketAnalyticsConfiguration,
+            "intelligent-tiering" => PutBucketIntelligentTieringConfiguration,
+            "inventory" => PutBucketInventoryConfiguration,
+            "metrics" => PutBucketMetricsConfiguration,
+            _ => return Err(Unclassified::NoOperation),
+        },
+        (Shape::Bucket, "DELETE", []) => DeleteBucket,
+        (Shape::Bucket, "DELETE", [s]) => match *s {
+            "cors" => DeleteBucketCors,
+            "encryption" => DeleteBucketEncryption,
+            "lifecycle" => DeleteBucketLifecycle,
+            "policy" => DeleteBucketPolicy,
+            "replication" => DeleteBucketReplication,
+            "tagging" => DeleteBucketTagging,
+            "website" => DeleteBucketWebsite,
+            "ownershipControls" => DeleteBucketOwnershipControls,
+            "publicAccessBlock" => DeletePublicAccessBlock,
+            "analytics" => DeleteBucketAnalyticsConfiguration,
+            "intelligent-tiering" => DeleteBucketIntelligentTieringConfiguration,
+            "inventory" => DeleteBucketInventoryConfiguration,
+            "metrics" => DeleteBucketMetricsConfiguration,
+            _ => return Err(Unclassified::NoOperation),
+        },
+        (Shape::Bucket, "POST", ["delete"]) => DeleteObjects,
+        (Shape::Bucket, "POST", []) => PostObject,
+
+        (Shape::Object, "GET", []) => GetObject,
+        (Shape::Object, "GET", [s]) => match *s {
+            "acl" => GetObjectAcl,
+            "tagging" => GetObjectTagging,
+            "uploadId" => ListParts,
+            "attributes" => GetObjectAttributes,
+            "retention" => GetObjectRetention,
+            "legal-hold" => GetObjectLegalHold,
+            "torrent" => GetObjectTorrent,
+            _ => return Err(Unclassified::NoOperation),
+        },
+        (Shape::Object, "HEAD", []) => HeadObject,
+        (Shape::Object, "PUT", []) if copy => CopyObject,
+        (Shape::Object, "PUT", []) => PutObject,
+        (Shape::Object, "PUT", ["uploadId"]) if has_part_number && copy => UploadPartCopy,
+        (Shape::Object, "PUT", ["uploadId"]) if has_part_number => UploadPart,
+        (Shape::Object, "PUT", [s]) => match *s {
+            "acl" => PutObjectAcl,
+            "tagging" => PutObjectTagging,
+            "retention" => PutObjectRetention,
+            "legal-hold" => PutObjectLegalHold,
+            _ => return Err(Unclassified::NoOperation),
+        },
+        (Shape::Object, "DELETE", []) => DeleteObject,
+        (Shape::Object, "DELETE", ["uploadId"]) => AbortMultipartUpload,
+        (Shape::Object, "DELETE", ["tagging"]) => DeleteObjectTagging,
+        (Shape::Object, "POST", ["uploads"]) => CreateMultipartUpload,
+        (Shape::Object, "POST", ["uploadId"]) => CompleteMultipartUpload,
+        (Shape::Object, "POST", ["restore"]) => RestoreObject,
+        (Shape::Object, "POST", ["select", "select-type"]) => SelectObjectContent,
+        _ => return Err(Unclassified::NoOperation),
+    };
+    Ok(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn c(method: &str, shape: Shape, q: &[&str], copy: bool) -> Result<Op, Unclassified> {
+        let mut h = HeaderMap::new();
+        if copy {
+            h.insert("x-amz-copy-source", "b/k".parse().unwrap());
+        }
+        classify(&method.parse().unwrap(), shape, q.iter().copied(), &h)
+    }
+
+    #[test]
+    fn every_operation_is_in_the_table_exactly_once() {
+        let mut seen = HashSet::new();
+        for (op, _) in TABLE {
+            assert!(seen.insert(*op), "{op:?} listed twice");
+        }
+    }
+
+    /// One request per operation: each must classify to that operation. An operation
+    /// added to the table without a request here fails the count check below.
+    #[test]
+    fn every_operation_has_a_request_that_classifies_to_it() {
+        use Shape::*;
+        let cases: &[(&str, Shape, &[&str], bool, Op)] = &[
+            ("PUT", Object, &[], false, Op::PutObject),
+            ("PUT", Object, &["x-id"], false, Op::PutObject),
+            (
+                "GET",
+                Object,
+                &["versionId", "response-content-type"],
+                false,
+                Op::GetObject,
+            ),
+            ("HEAD", Object, &["partNumber"], false, Op::HeadObject),
+            ("PUT", Object, &[], true, Op::CopyObject),
+            (
+                "POST",
+                Object,
+                &["uploads"],
+                false,
+                Op::CreateMultipartUpload,
+            ),
+            (
+                "PUT",
+                Object,
+                &["partNumber", "uploadId"],
+                false,
+                Op::UploadPart,
+            ),
+            (
+                "PUT",
+                Object,
+                &["partNumber", "uploadId"],
+                true,
+                Op::UploadPartCopy,
+            ),
+            (
+                "POST",
+                Object,
+                &["uploadId"],
+                false,
+                Op::CompleteMultipartUpload,
+            ),
+            (
+                "GET",
+                Object,
+                &["uploadId", "max-parts"],
+                false,
+                Op::ListParts,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["prefix", "delimiter"],
+                false,
+                Op::ListObjects,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["list-type", "continuation-token"],
+                false,
+                Op::ListObjectsV2,
+            ),
+            ("GET", Bucket, &["versions"], false, Op::ListObjectVersions),
+            (
+                "GET",
+                Object,
+                &["attributes"],
+                false,
+                Op::GetObjectAttributes,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["encryption"],
+                false,
+                Op::PutBucketEncryption,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["encryption"],
+                false,
+                Op::GetBucketEncryption,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["encryption"],
+                false,
+                Op::DeleteBucketEncryption,
+            ),
+            ("GET", Service, &[], false, Op::ListBuckets),
+            ("PUT", Bucket, &[], false, Op::CreateBucket),
+            ("DELETE", Bucket, &[], false, Op::DeleteBucket),
+            ("HEAD", Bucket, &[], false, Op::HeadBucket),
+            ("GET", Bucket, &["location"], false, Op::GetBucketLocation),
+            ("DELETE", Object, &["versionId"], false, Op::DeleteObject),
+            ("POST", Bucket, &["delete"], false, Op::DeleteObjects),
+            (
+                "DELETE",
+                Object,
+                &["uploadId"],
+                false,
+                Op::AbortMultipartUpload,
+            ),
+            ("GET", Bucket, &["uploads"], false, Op::ListMultipartUploads),
+            ("GET", Object, &["tagging"], false, Op::GetObjectTagging),
+            ("PUT", Object, &["tagging"], false, Op::PutObjectTagging),
+            (
+                "DELETE",
+                Object,
+                &["tagging"],
+                false,
+                Op::DeleteObjectTagging,
+            ),
+            ("GET", Object, &["acl"], false, Op::GetObjectAcl),
+            ("PUT", Object, &["acl"], false, Op::PutObjectAcl),
+            ("GET", Object, &["retention"], false, Op::GetObjectRetention),
+            ("PUT", Object, &["retention"], false, Op::PutObjectRetention),
+            (
+                "GET",
+                Object,
+                &["legal-hold"],
+                false,
+                Op::GetObjectLegalHold,
+            ),
+            (
+                "PUT",
+                Object,
+                &["legal-hold"],
+                false,
+                Op::PutObjectLegalHold,
+            ),
+            ("GET", Bucket, &["tagging"], false, Op::GetBucketTagging),
+            ("PUT", Bucket, &["tagging"], false, Op::PutBucketTagging),
+            (
+                "DELETE",
+                Bucket,
+                &["tagging"],
+                false,
+                Op::DeleteBucketTagging,
+            ),
+            ("GET", Bucket, &["acl"], false, Op::GetBucketAcl),
+            ("PUT", Bucket, &["acl"], false, Op::PutBucketAcl),
+            (
+                "GET",
+                Bucket,
+                &["versioning"],
+                false,
+                Op::GetBucketVersioning,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["versioning"],
+                false,
+                Op::PutBucketVersioning,
+            ),
+            ("GET", Bucket, &["cors"], false, Op::GetBucketCors),
+            ("PUT", Bucket, &["cors"], false, Op::PutBucketCors),
+            ("DELETE", Bucket, &["cors"], false, Op::DeleteBucketCors),
+            (
+                "GET",
+                Bucket,
+                &["lifecycle"],
+                false,
+                Op::GetBucketLifecycleConfiguration,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["lifecycle"],
+                false,
+                Op::PutBucketLifecycleConfiguration,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["lifecycle"],
+                false,
+                Op::DeleteBucketLifecycle,
+            ),
+            ("GET", Bucket, &["policy"], false, Op::GetBucketPolicy),
+            ("PUT", Bucket, &["policy"], false, Op::PutBucketPolicy),
+            ("DELETE", Bucket, &["policy"], false, Op::DeleteBucketPolicy),
+            (
+                "GET",
+                Bucket,
+                &["policyStatus"],
+                false,
+                Op::GetBucketPolicyStatus,
+            ),
+            ("GET", Bucket, &["website"], false, Op::GetBucketWebsite),
+            ("PUT", Bucket, &["website"], false, Op::PutBucketWebsite),
+            (
+                "DELETE",
+                Bucket,
+                &["website"],
+                false,
+                Op::DeleteBucketWebsite,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["object-lock"],
+                false,
+                Op::GetObjectLockConfiguration,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["object-lock"],
+                false,
+                Op::PutObjectLockConfiguration,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["ownershipControls"],
+                false,
+                Op::GetBucketOwnershipControls,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["ownershipControls"],
+                false,
+                Op::PutBucketOwnershipControls,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["ownershipControls"],
+                false,
+                Op::DeleteBucketOwnershipControls,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["publicAccessBlock"],
+                false,
+                Op::GetPublicAccessBlock,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["publicAccessBlock"],
+                false,
+                Op::PutPublicAccessBlock,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["publicAccessBlock"],
+                false,
+                Op::DeletePublicAccessBlock,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["requestPayment"],
+                false,
+                Op::GetBucketRequestPayment,
+            ),
+            ("GET", Bucket, &["logging"], false, Op::GetBucketLogging),
+            (
+                "GET",
+                Bucket,
+                &["notification"],
+                false,
+                Op::GetBucketNotificationConfiguration,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["accelerate"],
+                false,
+                Op::GetBucketAccelerateConfiguration,
+            ),
+            (
+                "POST",
+                Object,
+                &["select", "select-type"],
+                false,
+                Op::SelectObjectContent,
+            ),
+            ("POST", Object, &["restore"], false, Op::RestoreObject),
+            ("GET", Object, &["torrent"], false, Op::GetObjectTorrent),
+            ("POST", Bucket, &[], false, Op::PostObject),
+            (
+                "PUT",
+                Bucket,
+                &["replication"],
+                false,
+                Op::PutBucketReplication,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["replication"],
+                false,
+                Op::GetBucketReplication,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["replication"],
+                false,
+                Op::DeleteBucketReplication,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["notification"],
+                false,
+                Op::PutBucketNotificationConfiguration,
+            ),
+            ("PUT", Bucket, &["logging"], false, Op::PutBucketLogging),
+            (
+                "PUT",
+                Bucket,
+                &["requestPayment"],
+                false,
+                Op::PutBucketRequestPayment,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["accelerate"],
+                false,
+                Op::PutBucketAccelerateConfiguration,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["analytics", "id"],
+                false,
+                Op::PutBucketAnalyticsConfiguration,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["analytics", "id"],
+                false,
+                Op::GetBucketAnalyticsConfiguration,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["analytics", "id"],
+                false,
+                Op::DeleteBucketAnalyticsConfiguration,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["analytics"],
+                false,
+                Op::GetBucketAnalyticsConfiguration,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["inventory", "id"],
+                false,
+                Op::PutBucketInventoryConfiguration,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["inventory", "id"],
+                false,
+                Op::GetBucketInventoryConfiguration,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["inventory", "id"],
+                false,
+                Op::DeleteBucketInventoryConfiguration,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["metrics", "id"],
+                false,
+                Op::PutBucketMetricsConfiguration,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["metrics", "id"],
+                false,
+                Op::GetBucketMetricsConfiguration,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["metrics", "id"],
+                false,
+                Op::DeleteBucketMetricsConfiguration,
+            ),
+            (
+                "PUT",
+                Bucket,
+                &["intelligent-tiering", "id"],
+                false,
+                Op::PutBucketIntelligentTieringConfiguration,
+            ),
+            (
+                "GET",
+                Bucket,
+                &["intelligent-tiering", "id"],
+                false,
+                Op::GetBucketIntelligentTieringConfiguration,
+            ),
+            (
+                "DELETE",
+                Bucket,
+                &["intelligent-tiering", "id"],
+                false,
+                Op::DeleteBucketIntelligentTieringConfiguration,
+            ),
+        ];
+        let mut covered = HashSet::new();
+        for (m, shape, q, copy, want) in cases {
+            assert_eq!(
+                c(m, *shape, q, *copy),
+                Ok(*want),
+                "{m} {shape:?} {q:?} copy={copy}"
+            );
+            covered.insert(*want);
+        }
+        // The List*Configurations operations share their request shape with Get*Configuration
+        // without `id`; S3 tells them apart by the absence of `id`, and both are rejected.
+        let list_configs = [
+            Op::ListBucketAnalyticsConfigurations,
+            Op::ListBucketInventoryConfigurations,
+            Op::ListBucketMetricsConfigurations,
+            Op::ListBucketIntelligentTieringConfigurations,
+            Op::WriteGetObjectResponse,
+        ];
+        for (op, class) in TABLE {
+            if list_configs.contains(op) {
+                assert_eq!(*class, Class::Reject);
+                continue;
+            }
+            assert!(
+                covered.contains(op),
+                "{op:?} has no classification test case"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_query_keys_and_methods_are_unclassified() {
+        assert_eq!(
+            c("PUT", Shape::Object, &["foo"], false),
+            Err(Unclassified::UnknownQueryKey("foo".into()))
+        );
+        assert_eq!(
+            c("PATCH", Shape::Object, &[], false),
+            Err(Unclassified::NoOperation)
+        );
+        assert_eq!(
+            c("PUT", Shape::Service, &[], false),
+            Err(Unclassified::NoOperation)
+        );
+        assert_eq!(
+            c("PUT", Shape::Object, &["uploadId"], false),
+            Err(Unclassified::NoOperation)
+        );
+        assert_eq!(
+            c("GET", Shape::Object, &["acl", "tagging"], false),
+            Err(Unclassified::NoOperation)
+        );
+        assert_eq!(
+            c("POST", Shape::Object, &[], false),
+            Err(Unclassified::NoOperation)
+        );
+    }
+
+    #[test]
+    fn put_object_is_never_classified_as_pass_through() {
+        // Whatever harmless parameters come along, an object PUT with no sub-resource is PutObject.
+        for q in [&[][..], &["x-id"], &["versionId"], &["partNumber"]] {
+            let op = c("PUT", Shape::Object, q, false).unwrap();
+            assert_eq!(op.class(), Class::Transform, "{q:?}");
+        }
+    }
+}

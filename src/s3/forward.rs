@@ -1,0 +1,214 @@
+//! Shared forwarding mechanics: which headers cross the proxy in each direction, and how a
+//! store response becomes a client response.
+//!
+//! Invariants: the client's credentials, signature and transport framing never reach the
+//! store (the forwarder re-signs); hop-by-hop headers never cross in either direction;
+//! response bodies stream through unbuffered.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use s3s::{Body, S3Error, S3ErrorCode, S3Response};
+
+use super::Ctx;
+use crate::error::Error;
+use crate::upstream::{UpBody, UpRequest};
+
+/// Request headers never forwarded to the store.
+const DROP_REQUEST: &[&str] = &[
+    "host",
+    "authorization",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// Checksum headers: verified by sealgate and stripped on paths where the store's bytes
+/// differ (or will differ) from the client's.
+pub const CHECKSUM_REQUEST: &[&str] = &[
+    "content-md5",
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-crc64nvme",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+    "x-amz-checksum-algorithm",
+    "x-amz-checksum-type",
+    "x-amz-sdk-checksum-algorithm",
+];
+
+/// Response headers never returned to the client.
+const DROP_RESPONSE: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// Client headers to forward, minus `extra_drop`. `content-encoding: aws-chunked` is
+/// removed (the body reaching us is already decoded).
+pub fn request_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (name, value) in h {
+        let n = name.as_str();
+        if DROP_REQUEST.contains(&n) || extra_drop.contains(&n) {
+            continue;
+        }
+        if n == "content-encoding" {
+            let rest: Vec<&str> = value
+                .to_str()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+                .collect();
+            if let (false, Ok(v)) = (rest.is_empty(), HeaderValue::from_str(&rest.join(", "))) {
+                out.append(name.clone(), v);
+            }
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Response headers from the store, minus hop-by-hop ones and `extra_drop`.
+pub fn response_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (name, value) in h {
+        let n = name.as_str();
+        if DROP_RESPONSE.contains(&n) || extra_drop.contains(&n) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The body length the client declared (after aws-chunked decoding).
+pub fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Takes the client body as a byte stream.
+pub fn body_stream(
+    body: Body,
+) -> futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
+    body.map_err(std::io::Error::other).boxed()
+}
+
+/// Builds the store request for this operation with the client's (filtered) headers.
+pub fn up_request(ctx: &Ctx, headers: HeaderMap, body: UpBody) -> UpRequest {
+    UpRequest {
+        method: ctx.method.clone(),
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        query: ctx.forward_query(),
+        headers,
+        body,
+    }
+}
+
+/// Streams the client body (if any) to the store. A body without a declared length is
+/// refused for methods that carry one (S3 requires Content-Length).
+pub fn client_body(ctx: &mut Ctx) -> Result<UpBody, Error> {
+    let body = std::mem::take(&mut ctx.body);
+    match content_length(&ctx.headers) {
+        Some(0) => Ok(UpBody::Empty),
+        Some(len) => Ok(UpBody::Stream {
+            stream: body_stream(body),
+            len,
+        }),
+        None if matches!(ctx.method, http::Method::PUT) => {
+            Err(Error::Client(S3Error::with_message(
+                S3ErrorCode::MissingContentLength,
+                "You must provide the Content-Length HTTP header.",
+            )))
+        }
+        None => match body.bytes() {
+            Some(b) if b.is_empty() => Ok(UpBody::Empty),
+            Some(b) => Ok(UpBody::Bytes(b)),
+            None => Ok(UpBody::Empty),
+        },
+    }
+}
+
+/// Converts a store response into the client response, streaming the body.
+pub fn to_client(resp: reqwest::Response, is_head: bool, extra_drop: &[&str]) -> S3Response<Body> {
+    let status = resp.status();
+    let headers = response_headers(resp.headers(), extra_drop);
+    let body = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+    {
+        Body::empty()
+    } else {
+        let stream = resp.bytes_stream().map_ok(http_body::Frame::data).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
+            tracing::warn!(error = %e, "store response body failed mid-stream; aborting the client response");
+            Box::new(e)
+        });
+        Body::http_body_unsync(http_body_util::StreamBody::new(stream))
+    };
+    let mut r = S3Response::new(body);
+    r.status = Some(status);
+    r.headers = headers;
+    r
+}
+
+/// Sets a header from a string, ignoring values that are not valid header text.
+pub fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_and_framing_are_not_forwarded() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "AWS4-HMAC-SHA256 ..."),
+            ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+            ("content-encoding", "aws-chunked,gzip"),
+            ("x-amz-meta-color", "blue"),
+            ("x-amz-decoded-content-length", "10"),
+            ("content-type", "text/plain"),
+        ] {
+            h.insert(HeaderName::from_static(k), v.parse().unwrap());
+        }
+        let out = request_headers(&h, &[]);
+        assert!(out.get("authorization").is_none());
+        assert!(out.get("x-amz-content-sha256").is_none());
+        assert!(out.get("x-amz-decoded-content-length").is_none());
+        assert_eq!(out.get("content-encoding").unwrap(), "gzip");
+        assert_eq!(out.get("x-amz-meta-color").unwrap(), "blue");
+        assert_eq!(out.get("content-type").unwrap(), "text/plain");
+    }
+
+    #[test]
+    fn a_pure_aws_chunked_content_encoding_is_removed_entirely() {
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", "aws-chunked".parse().unwrap());
+        assert!(request_headers(&h, &[]).get("content-encoding").is_none());
+    }
+}

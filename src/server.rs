@@ -1,0 +1,239 @@
+//! The listener: accepts connections (plain or TLS), routes `/health` and KMS API requests,
+//! hands everything else to the s3s service, and shuts down gracefully.
+//!
+//! Invariants: one tracing span per request (request id, method, operation, bucket,
+//! status, duration, bytes); a response body that fails mid-stream aborts the connection
+//! (hyper never ends such a response cleanly); on shutdown no new connection is accepted
+//! and in-flight requests get a bounded time to finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::Body;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::s3::{Gateway, State, Unreachable};
+use crate::upstream::Upstream;
+
+/// The running application: everything a request needs.
+pub struct App {
+    s3: S3Service,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+impl App {
+    /// Builds the application from a validated config.
+    pub fn new(cfg: &Config) -> Result<Arc<App>, String> {
+        let upstream = Upstream::new(&cfg.upstream)?;
+        let access_keys = cfg.access_key_table();
+        let state = Arc::new(State {
+            upstream,
+            access_keys: access_keys.clone(),
+            vhost_domain: cfg.virtual_host_domain.clone(),
+            max_buffered_body: cfg.max_buffered_body,
+        });
+        let mut b = S3ServiceBuilder::new(Unreachable);
+        b.set_auth(access_keys);
+        b.set_route(Gateway { state });
+        if let Some(d) = &cfg.virtual_host_domain {
+            b.set_host(
+                s3s::host::SingleDomain::new(d).map_err(|e| format!("virtual_host_domain: {e}"))?,
+            );
+        }
+        let tls = match &cfg.tls {
+            Some(t) => Some(tls_acceptor(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
+        let id_prefix = format!("{:08X}", rand_u32());
+        Ok(Arc::new(App {
+            s3: b.build(),
+            tls,
+            next_id: AtomicU64::new(1),
+            id_prefix,
+        }))
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "{}{:010X}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, Infallible> {
+        let id = self.request_id();
+        let span = tracing::info_span!(
+            "request",
+            id = %id,
+            peer = %peer.ip(),
+            method = %req.method(),
+            op = tracing::field::Empty,
+            bucket = tracing::field::Empty,
+        );
+        let start = Instant::now();
+        async move {
+            let mut resp = self.route(req).await;
+            if let Ok(v) = http::HeaderValue::from_str(&id) {
+                resp.headers_mut().insert("x-sealgate-request-id", v);
+            }
+            let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+            tracing::info!(status = resp.status().as_u16(), bytes = %bytes, ms = start.elapsed().as_millis() as u64, "done");
+            Ok(resp)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.uri().path() == "/health"
+            && req.method() == http::Method::GET
+            && req.uri().query().is_none()
+        {
+            return plain(StatusCode::OK, "ok\n");
+        }
+        match self.s3.call(req.map(Body::from)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = ?e, "s3 service failed");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // Request ids only need to differ between instances; a failure here is harmless.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u32::from_le_bytes(b)
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls: {e}"))?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+}
+
+/// How long in-flight requests may run after shutdown was requested.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves until `shutdown` resolves, then drains in-flight connections.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = ConnBuilder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app2 = app.clone();
+        let svc = hyper::service::service_fn(move |req| app2.clone().handle(req, peer));
+        match &app.tls {
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {DRAIN:?}; closing them");
+    }
+    Ok(())
+}
