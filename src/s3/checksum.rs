@@ -402,10 +402,7 @@ mod tests {
     async fn run(
         body: &[&'static [u8]],
         h: &HeaderMap,
-    ) -> (
-        Vec<Result<Bytes, String>>,
-        Option<Result<Digests, S3Error>>,
-    ) {
+    ) -> (Vec<Result<Bytes, String>>, Option<Result<Digests, S3Error>>) {
         let d = Declared::from_headers(h).unwrap();
         let chunks: Vec<Result<Bytes, std::io::Error>> =
             body.iter().map(|c| Ok(Bytes::from_static(c))).collect();

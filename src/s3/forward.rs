@@ -99,14 +99,12 @@ pub fn response_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
     out
 }
 
-/// The body length the client declared (after aws-chunked decoding).
+/// The body length the client declared, after aws-chunked decoding: aws-chunked bodies
+/// may come with `Transfer-Encoding: chunked` and no Content-Length at all, and then only
+/// `x-amz-decoded-content-length` says how long the object is.
 pub fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let get = |n: &str| h.get(n)?.to_str().ok()?.trim().parse::<u64>().ok();
+    get("x-amz-decoded-content-length").or_else(|| get(http::header::CONTENT_LENGTH.as_str()))
 }
 
 /// Takes the client body as a byte stream.
@@ -203,6 +201,15 @@ mod tests {
         assert_eq!(out.get("content-encoding").unwrap(), "gzip");
         assert_eq!(out.get("x-amz-meta-color").unwrap(), "blue");
         assert_eq!(out.get("content-type").unwrap(), "text/plain");
+    }
+
+    #[test]
+    fn the_decoded_length_wins_for_aws_chunked_bodies_without_content_length() {
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-decoded-content-length", "42".parse().unwrap());
+        assert_eq!(content_length(&h), Some(42));
+        h.insert("content-length", "42".parse().unwrap());
+        assert_eq!(content_length(&h), Some(42));
     }
 
     #[test]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what sealgate's tests and dev setup need, skipping what is already there:
+#   - the Rust toolchain pin (rust-toolchain.toml names 1.95.0; link it to stable if absent)
+#   - Garage 2.5.0 (the real S3 store the tests run against), via cargo install
+#   - a Python venv in .venv with aws-cli (and, later, the KMS peers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+GARAGE_VERSION=2.5.0
+AWSCLI_VERSION=1.45.11
+
+# 1. Toolchain: the machine's single toolchain is stable 1.95.0; make the pinned name resolve.
+if ! rustup toolchain list 2>/dev/null | grep -q '^1\.95\.0'; then
+  if rustup run stable rustc --version 2>/dev/null | grep -q ' 1\.95\.0 '; then
+    rustup toolchain link 1.95.0 "$(rustup run stable rustc --print sysroot)"
+  fi
+fi
+
+# 2. Garage (about 10-17 minutes to build on 2 cores; cached in ~/.cargo/bin).
+if garage --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+  echo "setup: garage $GARAGE_VERSION present"
+else
+  echo "setup: installing garage $GARAGE_VERSION (cargo install, takes a while)"
+  (cd /tmp && cargo install --locked garage --version "$GARAGE_VERSION" --no-default-features --features bundled-libs,sqlite)
+fi
+
+# 3. Python tools in a venv of our own.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/aws --version 2>/dev/null | grep -q "aws-cli/$AWSCLI_VERSION"; then
+  echo "setup: installing aws-cli $AWSCLI_VERSION into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "awscli==$AWSCLI_VERSION"
+fi
+echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1))"

@@ -1,0 +1,420 @@
+//! Test harness: a real Garage store (one per test binary, started on free loopback
+//! ports in its own directory) and an in-process sealgate per test on 127.0.0.1:0.
+//!
+//! Tests fail — never skip — when Garage is missing: install it with `.ci/run` or
+//! `cargo install --locked garage --version 2.5.0 --no-default-features --features bundled-libs,sqlite`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_sdk_s3::config::{Credentials, Region};
+use sealgate::config::{AccessKeyConfig, Config, Secret, TlsConfig, UpstreamConfig};
+
+pub const CLIENT_AK: &str = "AKIDSEALGATETEST";
+pub const CLIENT_SK: &str = "sealgate-test-secret-key";
+const GARAGE_AK: &str = "GKsealgatetest01";
+
+pub struct Garage {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    pub dir: PathBuf,
+    // The wrapper shell exits (killing Garage) when this pipe closes, i.e. when the test
+    // process exits, since statics are never dropped.
+    _guard: Mutex<Child>,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// Path of the garage binary: `SEALGATE_GARAGE_BIN`, `garage` on PATH, or ~/.cargo/bin/garage.
+pub fn garage_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SEALGATE_GARAGE_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(out) = Command::new("sh")
+        .arg("-c")
+        .arg("command -v garage")
+        .output()
+        && out.status.success()
+    {
+        return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let p = Path::new(&home).join(".cargo/bin/garage");
+    if p.exists() {
+        return p;
+    }
+    panic!(
+        "Garage is not installed (needed by the integration tests). Install it with `.ci/run` or \
+         `cargo install --locked garage --version 2.5.0 --no-default-features --features bundled-libs,sqlite`, \
+         or point SEALGATE_GARAGE_BIN at it."
+    );
+}
+
+/// The shared Garage of this test binary, started on first use.
+pub fn garage() -> &'static Garage {
+    static G: OnceLock<Garage> = OnceLock::new();
+    G.get_or_init(start_garage)
+}
+
+fn start_garage() -> Garage {
+    let bin = garage_bin();
+    let base =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("garage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let s3_port = free_port();
+    let rpc_port = free_port();
+    let cfg = format!(
+        "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
+         rpc_bind_addr = \"127.0.0.1:{rpc_port}\"\nrpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{secret}\"\n\
+         [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n",
+        d = base.display(),
+        secret = random_hex(32),
+    );
+    let cfg_path = base.join("garage.toml");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&cfg_path)
+            .unwrap();
+        f.write_all(cfg.as_bytes()).unwrap();
+    }
+    let secret_key = random_hex(32);
+    let script = format!(
+        "'{bin}' -c '{cfg}' server --single-node --default-bucket > '{log}' 2>&1 & G=$!; cat > /dev/null; kill $G 2>/dev/null; wait $G 2>/dev/null; rm -rf '{base}'",
+        bin = bin.display(),
+        cfg = cfg_path.display(),
+        log = base.join("garage.log").display(),
+        base = base.display(),
+    );
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("GARAGE_DEFAULT_ACCESS_KEY", GARAGE_AK)
+        .env("GARAGE_DEFAULT_SECRET_KEY", &secret_key)
+        .env("GARAGE_DEFAULT_BUCKET", "default")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn garage");
+    let g = Garage {
+        endpoint: format!("http://127.0.0.1:{s3_port}"),
+        access_key: GARAGE_AK.into(),
+        secret_key,
+        region: "garage".into(),
+        dir: base.clone(),
+        _guard: Mutex::new(child),
+    };
+    // Ready when the S3 port answers a signed ListBuckets with 200.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Probe from a thread of our own: callers may be inside a tokio runtime.
+    let (endpoint, ak, sk) = (
+        g.endpoint.clone(),
+        g.access_key.clone(),
+        g.secret_key.clone(),
+    );
+    let probe = move || {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let direct = s3_client(&endpoint, &ak, &sk, "garage");
+            rt.block_on(async { direct.list_buckets().send().await.is_ok() })
+        })
+        .join()
+        .unwrap_or(false)
+    };
+    loop {
+        let ok = probe.clone()();
+        if ok {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(base.join("garage.log")).unwrap_or_default();
+            panic!("Garage did not become ready within 60 s; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    g
+}
+
+pub fn s3_client(endpoint: &str, ak: &str, sk: &str, region: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+fn direct_client_for(g: &Garage) -> aws_sdk_s3::Client {
+    s3_client(&g.endpoint, &g.access_key, &g.secret_key, &g.region)
+}
+
+/// A client talking to Garage directly (what the store really holds).
+pub fn direct_client() -> aws_sdk_s3::Client {
+    direct_client_for(garage())
+}
+
+/// A running in-process sealgate.
+pub struct Sealgate {
+    pub addr: SocketAddr,
+    pub endpoint: String,
+    pub client: aws_sdk_s3::Client,
+    pub direct: aws_sdk_s3::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+/// The config tests use: Garage upstream, one client key.
+pub fn test_config() -> Config {
+    let g = garage();
+    Config {
+        upstream: UpstreamConfig {
+            endpoint: g.endpoint.clone(),
+            region: g.region.clone(),
+            access_key_id: g.access_key.clone(),
+            secret_access_key: Secret::new(g.secret_key.clone()),
+            ..UpstreamConfig::default()
+        },
+        access_keys: vec![AccessKeyConfig {
+            access_key_id: CLIENT_AK.into(),
+            secret_access_key: Secret::new(CLIENT_SK),
+            principal: "tester".into(),
+            ..AccessKeyConfig::default()
+        }],
+        ..Config::default()
+    }
+}
+
+impl Sealgate {
+    /// Starts sealgate against the shared Garage.
+    pub async fn start() -> Sealgate {
+        Self::start_with(test_config()).await
+    }
+
+    pub async fn start_with(cfg: Config) -> Sealgate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(sealgate::run(listener, cfg, async move {
+            let _ = rx.await;
+        }));
+        let endpoint = format!("{scheme}://127.0.0.1:{}", addr.port());
+        let client = s3_client(&endpoint, CLIENT_AK, CLIENT_SK, "us-east-1");
+        Sealgate {
+            addr,
+            endpoint,
+            client,
+            direct: direct_client(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Creates a fresh bucket through sealgate and returns its name.
+    pub async fn bucket(&self) -> String {
+        let name = format!("t-{}", &random_hex(8));
+        self.client
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("create bucket through sealgate");
+        name
+    }
+
+    /// Stops sealgate and waits for it to drain.
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await.map_err(|e| e.to_string())?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1/localhost, written as PEM into `dir`.
+pub fn write_test_cert(dir: &Path) -> TlsConfig {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert_file = dir.join("cert.pem");
+    let key_file = dir.join("key.pem");
+    std::fs::write(&cert_file, ck.cert.pem()).unwrap();
+    std::fs::write(&key_file, ck.key_pair.serialize_pem()).unwrap();
+    TlsConfig {
+        cert_file,
+        key_file,
+    }
+}
+
+/// Deterministic pseudo-random bytes (fast, so large bodies are cheap to make).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sha256(b: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref())
+}
+
+/// The aws-cli binary: `SEALGATE_TEST_AWS_CLI`, else `aws` on PATH. Fails when absent.
+pub fn aws_cli() -> PathBuf {
+    if let Ok(p) = std::env::var("SEALGATE_TEST_AWS_CLI") {
+        return PathBuf::from(p);
+    }
+    match Command::new("sh").arg("-c").arg("command -v aws").output() {
+        Ok(out) if out.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+        _ => panic!(
+            "aws-cli not found: run .ci/run (it creates a venv) or set SEALGATE_TEST_AWS_CLI"
+        ),
+    }
+}
+
+pub fn b64(d: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(d)
+}
+
+/// Signs `headers` (which must include `host`) for sealgate with the test client key.
+pub fn sign_for_sealgate(
+    method: &str,
+    url: &str,
+    headers: &mut http::HeaderMap,
+    payload_hash: &str,
+) {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+        sign,
+    };
+    let identity =
+        aws_credential_types::Credentials::new(CLIENT_AK, CLIENT_SK, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let hs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+        .collect();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        hs.into_iter(),
+        SignableBody::Precomputed(payload_hash.to_string()),
+    )
+    .unwrap();
+    let (instr, _) = sign(signable, &params).unwrap().into_parts();
+    let (new_headers, _) = instr.into_parts();
+    for h in new_headers {
+        headers.insert(
+            http::HeaderName::from_static(h.name()),
+            h.value().parse().unwrap(),
+        );
+    }
+}
+
+/// Sends a hand-signed request (payload hash UNSIGNED-PAYLOAD) to sealgate.
+pub async fn signed_request(
+    sg: &Sealgate,
+    method: &str,
+    path_and_query: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let url = format!("{}{}", sg.endpoint, path_and_query);
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "host",
+        format!("127.0.0.1:{}", sg.addr.port()).parse().unwrap(),
+    );
+    sign_for_sealgate(method, &url, &mut h, "UNSIGNED-PAYLOAD");
+    reqwest::Client::new()
+        .request(method.parse().unwrap(), &url)
+        .headers(h)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A PutObject with an aws-chunked body and an unsigned CRC32 trailer
+/// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`), as aws-cli sends over HTTPS.
+pub async fn trailer_put(
+    sg: &Sealgate,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+    crc32_b64: &str,
+) -> reqwest::Response {
+    let url = format!("{}/{bucket}/{key}", sg.endpoint);
+    let mut body = format!("{:x}\r\n", data.len()).into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n0\r\nx-amz-checksum-crc32:{crc32_b64}\r\n\r\n").as_bytes());
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "host",
+        format!("127.0.0.1:{}", sg.addr.port()).parse().unwrap(),
+    );
+    h.insert("content-encoding", "aws-chunked".parse().unwrap());
+    h.insert(
+        "x-amz-decoded-content-length",
+        data.len().to_string().parse().unwrap(),
+    );
+    h.insert("x-amz-trailer", "x-amz-checksum-crc32".parse().unwrap());
+    sign_for_sealgate("PUT", &url, &mut h, "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+    reqwest::Client::new()
+        .put(&url)
+        .headers(h)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
