@@ -1,0 +1,394 @@
+//! The object format, version 1: pure functions for headers, sizes and offsets.
+//! Specification and golden vectors: `docs/format.md`.
+//!
+//! An object is a sequence of *parts* (a PutObject is one part; a multipart upload has one
+//! part per UploadPart). A part's plaintext is cut into 64 KiB segments; each segment is
+//! sealed with AES-256-GCM under a key derived for that part, with a nonce binding the
+//! segment index and a final-segment flag, and the part header as AAD.
+//!
+//! Invariants (property-tested below):
+//! - `segments(p) >= 1`: even an empty part has one (empty) final segment, so truncating a
+//!   part to nothing is detected.
+//! - `part_cipher_len` is strictly increasing in the plaintext length and
+//!   `plain_len_of_part_cipher(part_cipher_len(p)) == Some(p)`.
+//! - a plaintext range maps to the smallest run of whole segments covering it.
+
+use std::fmt;
+
+/// Plaintext bytes per segment.
+pub const SEGMENT: u64 = 64 * 1024;
+/// AES-GCM tag bytes per segment.
+pub const TAG: u64 = 16;
+/// Ciphertext bytes of a full segment.
+pub const SEALED_SEGMENT: u64 = SEGMENT + TAG;
+/// Bytes of a part header.
+pub const HEADER_LEN: u64 = 32;
+/// Part header magic: format version 1.
+pub const MAGIC: [u8; 4] = *b"SGP1";
+/// Random salt per part upload attempt.
+pub const SALT_LEN: usize = 16;
+
+/// The 32-byte header of a part. It is the AAD of every segment of the part, so none of
+/// its fields can be changed without every segment failing authentication.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PartHeader {
+    /// S3 part number (1 for a PutObject).
+    pub part_number: u32,
+    /// Fresh random bytes for this upload attempt: the part key is derived from them.
+    pub salt: [u8; SALT_LEN],
+    /// Plaintext bytes in this part.
+    pub plain_len: u64,
+}
+
+impl fmt::Debug for PartHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PartHeader(part {}, {} bytes)",
+            self.part_number, self.plain_len
+        )
+    }
+}
+
+/// Why bytes are not a valid part header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("part header has the wrong magic (not a sealgate v1 part)")]
+    BadMagic,
+    #[error("part header is truncated")]
+    Truncated,
+    #[error("part header names part {found}, expected part {expected}")]
+    WrongPart { expected: u32, found: u32 },
+    #[error("part header says {found} plaintext bytes, expected {expected}")]
+    WrongLength { expected: u64, found: u64 },
+    #[error("malformed part list: {0}")]
+    BadManifest(String),
+}
+
+impl PartHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN as usize] {
+        let mut b = [0u8; HEADER_LEN as usize];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4..8].copy_from_slice(&self.part_number.to_be_bytes());
+        b[8..24].copy_from_slice(&self.salt);
+        b[24..32].copy_from_slice(&self.plain_len.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<PartHeader, FormatError> {
+        if b.len() < HEADER_LEN as usize {
+            return Err(FormatError::Truncated);
+        }
+        if b[0..4] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(&b[8..24]);
+        Ok(PartHeader {
+            part_number: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            salt,
+            plain_len: u64::from_be_bytes([b[24], b[25], b[26], b[27], b[28], b[29], b[30], b[31]]),
+        })
+    }
+}
+
+/// Number of segments of a part with `plain` plaintext bytes (at least one).
+pub fn segments(plain: u64) -> u64 {
+    plain.div_ceil(SEGMENT).max(1)
+}
+
+/// Ciphertext length of a part body (`with_header`: multipart parts carry their header
+/// in the body; a single-part object keeps it in metadata).
+pub fn part_cipher_len(plain: u64, with_header: bool) -> u64 {
+    (if with_header { HEADER_LEN } else { 0 }) + plain + TAG * segments(plain)
+}
+
+/// Inverse of [`part_cipher_len`]: the plaintext length, if `cipher` is a possible length.
+pub fn plain_len_of_part_cipher(cipher: u64, with_header: bool) -> Option<u64> {
+    let body = cipher.checked_sub(if with_header { HEADER_LEN } else { 0 })?;
+    if body < TAG {
+        return None;
+    }
+    let full = body / SEALED_SEGMENT;
+    let rest = body % SEALED_SEGMENT;
+    let plain = match (full, rest) {
+        (0, r) => r - TAG,
+        (f, 0) => f * SEGMENT,
+        (_, r) if r <= TAG => return None,
+        (f, r) => f * SEGMENT + (r - TAG),
+    };
+    (part_cipher_len(plain, with_header) == cipher).then_some(plain)
+}
+
+/// The 12-byte GCM nonce of segment `index`: 4 bytes final flag, 8 bytes index.
+pub fn nonce(index: u64, last: bool) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[0..4].copy_from_slice(&u32::from(last).to_be_bytes());
+    n[4..12].copy_from_slice(&index.to_be_bytes());
+    n
+}
+
+/// Plaintext length of segment `index` of a part of `plain` bytes.
+pub fn segment_plain_len(plain: u64, index: u64) -> u64 {
+    let start = index * SEGMENT;
+    plain.saturating_sub(start).min(SEGMENT)
+}
+
+/// The parts of an object: part number and plaintext length, in object order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Whether part headers are in the body (multipart) or in metadata (single part).
+    pub headers_in_body: bool,
+    pub parts: Vec<(u32, u64)>,
+}
+
+impl Layout {
+    pub fn single(plain: u64) -> Layout {
+        Layout {
+            headers_in_body: false,
+            parts: vec![(1, plain)],
+        }
+    }
+
+    pub fn plain_len(&self) -> u64 {
+        self.parts.iter().map(|(_, p)| p).sum()
+    }
+
+    pub fn cipher_len(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|(_, p)| part_cipher_len(*p, self.headers_in_body))
+            .sum()
+    }
+
+    /// Encodes the part list compactly: runs of consecutive part numbers with equal sizes,
+    /// `first:count:size` joined by `,` (e.g. `1:12:8388608,13:1:1048576`).
+    pub fn encode_parts(&self) -> String {
+        let mut runs: Vec<(u32, u32, u64)> = Vec::new();
+        for &(n, p) in &self.parts {
+            match runs.last_mut() {
+                Some((first, count, size)) if *size == p && *first + *count == n => *count += 1,
+                _ => runs.push((n, 1, p)),
+            }
+        }
+        runs.iter()
+            .map(|(f, c, s)| format!("{f}:{c}:{s}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Parses [`Layout::encode_parts`] output (multipart layout).
+    pub fn decode_parts(s: &str) -> Result<Layout, FormatError> {
+        let bad = |m: &str| FormatError::BadManifest(m.to_string());
+        let mut parts = Vec::new();
+        for run in s.split(',') {
+            let mut it = run.split(':');
+            let (Some(f), Some(c), Some(z), None) = (it.next(), it.next(), it.next(), it.next())
+            else {
+                return Err(bad("expected first:count:size"));
+            };
+            let f: u32 = f.parse().map_err(|_| bad("part number"))?;
+            let c: u32 = c.parse().map_err(|_| bad("count"))?;
+            let z: u64 = z.parse().map_err(|_| bad("size"))?;
+            if c == 0 || f == 0 || f.checked_add(c - 1).is_none_or(|last| last > 10_000) {
+                return Err(bad("part numbers out of range"));
+            }
+            for i in 0..c {
+                let n = f + i;
+                if parts.last().is_some_and(|(prev, _)| *prev >= n) {
+                    return Err(bad("part numbers not increasing"));
+                }
+                parts.push((n, z));
+            }
+        }
+        if parts.is_empty() {
+            return Err(bad("no parts"));
+        }
+        Ok(Layout {
+            headers_in_body: true,
+            parts,
+        })
+    }
+
+    /// Ciphertext offset at which part `i` (index into `parts`) starts.
+    pub fn part_cipher_start(&self, i: usize) -> u64 {
+        self.parts[..i]
+            .iter()
+            .map(|(_, p)| part_cipher_len(*p, self.headers_in_body))
+            .sum()
+    }
+
+    /// Plaintext offset at which part `i` starts.
+    pub fn part_plain_start(&self, i: usize) -> u64 {
+        self.parts[..i].iter().map(|(_, p)| p).sum()
+    }
+}
+
+/// What to fetch from the store and decrypt for a plaintext range `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Index into `Layout::parts` of the first part touched.
+    pub first_part: usize,
+    /// First segment (within `first_part`) to decrypt.
+    pub first_segment: u64,
+    /// Ciphertext range to fetch, `[cipher_start, cipher_end)`; it begins at a segment
+    /// boundary of `first_part` and ends at a segment boundary.
+    pub cipher_start: u64,
+    pub cipher_end: u64,
+    /// Plaintext bytes to drop from the first decrypted segment.
+    pub skip: u64,
+    /// Plaintext bytes to deliver.
+    pub len: u64,
+}
+
+/// Plans the read of plaintext `[start, end)`; `None` for an empty range.
+pub fn plan(layout: &Layout, start: u64, end: u64) -> Option<ReadPlan> {
+    let total = layout.plain_len();
+    let end = end.min(total);
+    if start >= end {
+        return None;
+    }
+    let hdr = if layout.headers_in_body {
+        HEADER_LEN
+    } else {
+        0
+    };
+    // Locate the part and segment holding `start`.
+    let locate = |x: u64| -> (usize, u64) {
+        let mut plain_off = 0;
+        for (i, (_, p)) in layout.parts.iter().enumerate() {
+            if x < plain_off + p {
+                return (i, (x - plain_off) / SEGMENT);
+            }
+            plain_off += p;
+        }
+        (layout.parts.len() - 1, 0)
+    };
+    let (fp, fs) = locate(start);
+    let (lp, ls) = locate(end - 1);
+    let cipher_start = layout.part_cipher_start(fp) + hdr + fs * SEALED_SEGMENT;
+    let last_plain = layout.parts[lp].1;
+    let seg_end_in_part = hdr + ls * SEALED_SEGMENT + segment_plain_len(last_plain, ls) + TAG;
+    let cipher_end = layout.part_cipher_start(lp) + seg_end_in_part;
+    let skip = start - layout.part_plain_start(fp) - fs * SEGMENT;
+    Some(ReadPlan {
+        first_part: fp,
+        first_segment: fs,
+        cipher_start,
+        cipher_end,
+        skip,
+        len: end - start,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes_at_segment_boundaries() {
+        assert_eq!(part_cipher_len(0, false), 16);
+        assert_eq!(part_cipher_len(1, false), 17);
+        assert_eq!(part_cipher_len(65_535, false), 65_551);
+        assert_eq!(part_cipher_len(65_536, false), 65_552);
+        assert_eq!(part_cipher_len(65_537, false), 65_569);
+        assert_eq!(part_cipher_len(0, true), 48);
+        assert_eq!(plain_len_of_part_cipher(16, false), Some(0));
+        assert_eq!(plain_len_of_part_cipher(15, false), None);
+        assert_eq!(
+            plain_len_of_part_cipher(65_553, false),
+            None,
+            "a lone tag after a full segment is impossible"
+        );
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_garbage() {
+        let h = PartHeader {
+            part_number: 7,
+            salt: [9; 16],
+            plain_len: 123_456_789,
+        };
+        assert_eq!(PartHeader::decode(&h.encode()), Ok(h));
+        assert_eq!(
+            PartHeader::decode(&h.encode()[..31]),
+            Err(FormatError::Truncated)
+        );
+        let mut bad = h.encode();
+        bad[0] = b'X';
+        assert_eq!(PartHeader::decode(&bad), Err(FormatError::BadMagic));
+    }
+
+    #[test]
+    fn part_lists_encode_as_runs() {
+        let l = Layout {
+            headers_in_body: true,
+            parts: vec![(1, 8), (2, 8), (3, 8), (4, 5), (7, 5)],
+        };
+        assert_eq!(l.encode_parts(), "1:3:8,4:1:5,7:1:5");
+        assert_eq!(Layout::decode_parts(&l.encode_parts()).unwrap(), l);
+        for bad in [
+            "",
+            "1:0:5",
+            "0:1:5",
+            "2:1:5,1:1:5",
+            "1:2",
+            "9999:5:1",
+            "a:b:c",
+        ] {
+            assert!(Layout::decode_parts(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_one_byte_range_reads_one_segment() {
+        let l = Layout::single(1 << 30);
+        let p = plan(&l, 500_000, 500_001).unwrap();
+        assert_eq!(p.cipher_end - p.cipher_start, SEALED_SEGMENT);
+        assert_eq!(p.first_segment, 500_000 / SEGMENT);
+        assert_eq!(p.skip, 500_000 % SEGMENT);
+    }
+
+    #[test]
+    fn ranges_across_parts_cover_the_intermediate_headers() {
+        let l = Layout {
+            headers_in_body: true,
+            parts: vec![(1, 100_000), (2, 100_000)],
+        };
+        let p = plan(&l, 99_999, 100_001).unwrap();
+        assert_eq!(p.first_part, 0);
+        assert_eq!(p.first_segment, 1);
+        assert_eq!(p.cipher_start, HEADER_LEN + SEALED_SEGMENT);
+        // Through the end of part 1, part 2's header and its first segment.
+        assert_eq!(
+            p.cipher_end,
+            part_cipher_len(100_000, true) + HEADER_LEN + SEALED_SEGMENT
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn cipher_len_inverts(plain in 0u64..10_000_000, hdr: bool) {
+            let c = part_cipher_len(plain, hdr);
+            prop_assert_eq!(plain_len_of_part_cipher(c, hdr), Some(plain));
+            prop_assert!(part_cipher_len(plain + 1, hdr) > c);
+        }
+
+        #[test]
+        fn plans_cover_exactly_the_range(sizes in proptest::collection::vec(0u64..300_000, 1..5), a in 0u64..1_500_000, len in 1u64..400_000) {
+            let layout = Layout { headers_in_body: sizes.len() > 1, parts: sizes.iter().enumerate().map(|(i, s)| (i as u32 + 1, *s)).collect() };
+            let total = layout.plain_len();
+            prop_assume!(a < total);
+            let end = (a + len).min(total);
+            let p = plan(&layout, a, end).unwrap();
+            prop_assert_eq!(p.len, end - a);
+            prop_assert!(p.cipher_end <= layout.cipher_len());
+            prop_assert!(p.cipher_start < p.cipher_end);
+            prop_assert!(p.skip < SEGMENT);
+            // The fetched ciphertext holds at most the covering segments plus headers and tags.
+            let segs = (p.skip + p.len).div_ceil(SEGMENT) + layout.parts.len() as u64;
+            prop_assert!(p.cipher_end - p.cipher_start <= segs * SEALED_SEGMENT + HEADER_LEN * layout.parts.len() as u64);
+        }
+    }
+}
