@@ -1,5 +1,6 @@
 //! Injectable time source. Every time-dependent rule (deletion windows, rotation
-//! schedules, SigV4 skew) reads the clock through this trait so tests can move time.
+//! schedules, key and alias timestamps) reads the clock through this trait so tests can
+//! move time. (SigV4 freshness uses real time: it compares against the client's clock.)
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

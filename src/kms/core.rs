@@ -262,6 +262,11 @@ impl Kms {
         millis(self.inner.clock.now())
     }
 
+    /// Current time from the injected clock.
+    pub fn now(&self) -> std::time::SystemTime {
+        self.inner.clock.now()
+    }
+
     pub fn region(&self) -> &str {
         &self.inner.region
     }
@@ -1136,7 +1141,11 @@ impl Kms {
                 )));
             }
         }
-        let e = self.key_for(caller, &blob_key, op, false, Some(ctx), None)?;
+        // A blob naming no existing key is indistinguishable from garbage to the caller.
+        let e = match self.key_for(caller, &blob_key, op, false, Some(ctx), None) {
+            Err(KmsError::NotFound(_)) => return Err(crypto::invalid_ciphertext()),
+            r => r?,
+        };
         let key = e
             .material
             .get(&parsed.version)

@@ -269,7 +269,7 @@ impl BackingKey {
 
 pub(crate) fn invalid_ciphertext() -> KmsError {
     KmsError::InvalidCiphertext(
-        "The ciphertext is invalid, was not produced by this KMS, or the encryption context does not match."
+        "The ciphertext is invalid, was not produced by this KMS (or its KMS key no longer exists), or the encryption context does not match."
             .into(),
     )
 }
