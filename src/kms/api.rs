@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use super::clock::epoch_seconds;
@@ -51,12 +52,11 @@ pub async fn handle(
         .unwrap_or("")
         .to_string();
     let span = tracing::info_span!("kms", %request_id, op = %op, source_ip = ?source_ip);
-    let _enter = span.enter();
-    let result = serve(kms, keys, &op, req).await;
+    let result = serve(kms, keys, &op, req).instrument(span.clone()).await;
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, v.to_string()),
         Err(e) => {
-            tracing::info!(error = e.aws_type(), "KMS request failed");
+            span.in_scope(|| tracing::info!(error = e.aws_type(), "KMS request failed"));
             (
                 e.status(),
                 json!({"__type": e.aws_type(), "message": e.to_string()}).to_string(),
