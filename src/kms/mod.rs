@@ -1,1 +1,172 @@
-//! The embedded KMS (modelled on AWS KMS). See `docs/kms.md`.
+//! The embedded KMS (modelled on AWS KMS). See `docs/kms.md` for the design and
+//! `docs/kms-ciphertext.md` for the ciphertext blob format.
+//!
+//! Layout: `model` (records, the state × operation table), `crypto` (root key, backing
+//! keys, blob format, context encoding), `store` (redb), `core` (the `Kms` operations),
+//! `sigv4` (request verification for service `kms`), `api` (the AWS KMS JSON protocol).
+//!
+//! Invariants: key material exists only sealed in the database or unsealed in memory
+//! inside aws-lc-rs key objects / `Zeroizing` buffers; nothing here logs or returns it in
+//! errors or `Debug` output.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub mod api;
+pub mod clock;
+mod core;
+pub mod crypto;
+mod error;
+pub mod model;
+pub mod sigv4;
+mod store;
+
+pub use self::core::{
+    AliasEntry, CreateKeyOptions, KeyEntry, Kms, Page, RotationEntry, RotationStatus,
+};
+pub use clock::{Clock, SystemClock, TestClock};
+pub use crypto::RootKey;
+pub use error::KmsError;
+pub use model::{KeyMetadata, KeyRecord, KeyState};
+
+/// Encryption context: exact-match additional authenticated data.
+pub type EncryptionContext = std::collections::BTreeMap<String, String>;
+
+/// Configuration of the embedded KMS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KmsConfig {
+    /// redb database file holding keys (material sealed under the root key).
+    pub db_path: PathBuf,
+    /// File with the 32-byte root key (raw, hex or base64). Takes precedence over the env var.
+    pub root_key_file: Option<PathBuf>,
+    /// Environment variable holding the root key (hex or base64) when no file is given.
+    pub root_key_env: String,
+    /// Region used in key ARNs and expected in SigV4 credential scopes.
+    pub region: String,
+    /// 12-digit account id used in ARNs.
+    pub account: String,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        Self {
+            db_path: PathBuf::from("sealgate-kms.redb"),
+            root_key_file: None,
+            root_key_env: "SEALGATE_KMS_ROOT_KEY".into(),
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+        }
+    }
+}
+
+impl KmsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.db_path.as_os_str().is_empty() {
+            return Err("kms.db_path must not be empty".into());
+        }
+        if self.account.len() != 12 || !self.account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "kms.account must be 12 digits, got '{}'",
+                self.account
+            ));
+        }
+        if self.region.is_empty()
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "kms.region must be like 'us-east-1', got '{}'",
+                self.region
+            ));
+        }
+        if self.root_key_file.is_none() && self.root_key_env.is_empty() {
+            return Err("kms: set root_key_file or root_key_env".into());
+        }
+        Ok(())
+    }
+
+    /// Reads the root key from the file if configured, else from the environment.
+    pub fn load_root_key(&self) -> Result<RootKey, KmsError> {
+        if let Some(path) = &self.root_key_file {
+            let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
+                KmsError::Config(format!("cannot read root key file {}: {e}", path.display()))
+            })?);
+            return RootKey::parse(&raw, &path.display().to_string());
+        }
+        let val = Zeroizing::new(std::env::var(&self.root_key_env).map_err(|_| {
+            KmsError::Config(format!(
+                "no KMS root key: set root_key_file or the environment variable {}",
+                self.root_key_env
+            ))
+        })?);
+        RootKey::parse(val.as_bytes(), &format!("${}", self.root_key_env))
+    }
+}
+
+impl Kms {
+    /// Opens the KMS with the real clock.
+    pub fn open(cfg: &KmsConfig) -> Result<Kms, KmsError> {
+        Self::open_with_clock(cfg, Arc::new(SystemClock))
+    }
+
+    pub fn open_with_clock(cfg: &KmsConfig, clock: Arc<dyn Clock>) -> Result<Kms, KmsError> {
+        cfg.validate().map_err(KmsError::Config)?;
+        let root = cfg.load_root_key()?;
+        Self::open_with_root_key(cfg, clock, root)
+    }
+
+    /// Opens with an explicit root key (tests, or callers that fetch it elsewhere).
+    pub fn open_with_root_key(
+        cfg: &KmsConfig,
+        clock: Arc<dyn Clock>,
+        root: RootKey,
+    ) -> Result<Kms, KmsError> {
+        cfg.validate().map_err(KmsError::Config)?;
+        Self::from_parts(cfg, clock, root)
+    }
+}
+
+/// A data key from GenerateDataKey. The plaintext zeroizes on drop.
+pub struct DataKey {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub ciphertext_blob: Vec<u8>,
+    pub key_arn: String,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataKey")
+            .field("plaintext", &"<redacted>")
+            .field(
+                "ciphertext_blob",
+                &format_args!("<{} bytes>", self.ciphertext_blob.len()),
+            )
+            .field("key_arn", &self.key_arn)
+            .finish()
+    }
+}
+
+/// Result of Decrypt. The plaintext zeroizes on drop.
+pub struct Decrypted {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub key_arn: String,
+}
+
+impl fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext", &"<redacted>")
+            .field("key_arn", &self.key_arn)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! KMS throughput: GenerateDataKey and Decrypt per second, in-process (1 and 2 threads)
+//! and over HTTP (aws-sdk-kms client, 16 concurrent requests, same machine).
+//! Run: `cargo bench --bench kms`.
+
+#[path = "../tests/kms_support/mod.rs"]
+mod kms_support;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::primitives::Blob;
+use sealgate::kms::{CreateKeyOptions, EncryptionContext};
+
+const RUN: Duration = Duration::from_secs(2);
+
+fn per_sec(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Runs `f` on `threads` threads for RUN; returns operations per second.
+fn in_process(threads: usize, f: impl Fn() + Sync) -> f64 {
+    let start = Instant::now();
+    let total: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0u64;
+                    while start.elapsed() < RUN {
+                        for _ in 0..256 {
+                            f();
+                        }
+                        n += 256;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    per_sec(total, start.elapsed())
+}
+
+async fn over_http<F, Fut>(concurrency: usize, f: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while start.elapsed() < RUN {
+                    f().await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    per_sec(total, start.elapsed())
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(kms_support::start());
+    let kms = server.kms.clone();
+    let caller = kms_support::alice();
+    let key = kms
+        .create_key(&caller, &CreateKeyOptions::default())
+        .unwrap()
+        .key_id;
+    let ctx: EncryptionContext = [("aws:s3:arn".to_string(), "arn:aws:s3:::b/k".to_string())]
+        .into_iter()
+        .collect();
+    let blob = kms
+        .generate_data_key(&caller, &key, &ctx, 32)
+        .unwrap()
+        .ciphertext_blob;
+
+    for threads in [1, 2] {
+        let gdk = in_process(threads, || {
+            kms.generate_data_key(&caller, &key, &ctx, 32).unwrap();
+        });
+        let dec = in_process(threads, || {
+            kms.decrypt(&caller, None, &blob, &ctx).unwrap();
+        });
+        println!(
+            "in-process, {threads} thread(s): GenerateDataKey {gdk:>10.0}/s   Decrypt {dec:>10.0}/s"
+        );
+    }
+
+    let client = kms_support::sdk_client(&server.url);
+    let (c, k) = (client.clone(), key.clone());
+    let gdk = rt.block_on(over_http(16, move || {
+        let (c, k) = (c.clone(), k.clone());
+        async move {
+            c.generate_data_key()
+                .key_id(k)
+                .number_of_bytes(32)
+                .send()
+                .await
+                .unwrap();
+        }
+    }));
+    let b = Blob::new(
+        kms.generate_data_key(&caller, &key, &EncryptionContext::new(), 32)
+            .unwrap()
+            .ciphertext_blob,
+    );
+    let c = client.clone();
+    let dec = rt.block_on(over_http(16, move || {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            c.decrypt().ciphertext_blob(b).send().await.unwrap();
+        }
+    }));
+    println!(
+        "over HTTP (aws-sdk-kms, 16 in flight, client+server on the same 2 cores): GenerateDataKey {gdk:>8.0}/s   Decrypt {dec:>8.0}/s"
+    );
+}

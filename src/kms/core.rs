@@ -1,0 +1,1233 @@
+//! The KMS itself: keys in memory (an `RwLock`ed map of immutable `Arc<KeyEntry>`
+//! snapshots) backed by redb. Reads and cryptographic operations never touch the
+//! database; every mutation holds the single writer lock, commits one transaction, then
+//! swaps the new snapshot in. Every key operation goes through `key_for`, which resolves
+//! the key, calls the one policy hook (`authorize`) and checks the one state table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::clock::{Clock, DAY_MS, millis};
+use super::crypto::{self, BackingKey, MAX_PLAINTEXT, RootKey};
+use super::model::{
+    AliasRecord, KeyManager, KeyMetadata, KeyRecord, KeyState, Op, Origin, RotationType,
+    VersionInfo, check_state,
+};
+use super::store::{Mutation, Store};
+use super::{DataKey, Decrypted, EncryptionContext, KmsConfig, KmsError};
+use crate::auth::Principal;
+
+pub const MIN_ROTATION_DAYS: i64 = 90;
+pub const MAX_ROTATION_DAYS: i64 = 2560;
+pub const DEFAULT_ROTATION_DAYS: u32 = 365;
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
+
+/// A key as held in memory: its record, ARN and unsealed backing keys by version.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub rec: KeyRecord,
+    pub arn: String,
+    material: HashMap<u32, Arc<BackingKey>>,
+}
+
+impl KeyEntry {
+    fn with_record(&self, rec: KeyRecord) -> Arc<KeyEntry> {
+        Arc::new(KeyEntry {
+            rec,
+            arn: self.arn.clone(),
+            material: self.material.clone(),
+        })
+    }
+
+    fn current(&self) -> Result<(u32, &BackingKey), KmsError> {
+        let v = self
+            .rec
+            .current_version()
+            .ok_or_else(|| KmsError::InvalidState(format!("{} has no key material.", self.arn)))?;
+        let k = self
+            .material
+            .get(&v)
+            .ok_or_else(|| KmsError::Internal(format!("material of {} v{v} missing", self.arn)))?;
+        Ok((v, k))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<Uuid, Arc<KeyEntry>>,
+    aliases: BTreeMap<String, AliasRecord>,
+}
+
+pub(crate) struct Inner {
+    region: String,
+    account: String,
+    clock: Arc<dyn Clock>,
+    root: RootKey,
+    store: Store,
+    state: RwLock<State>,
+    /// Serialises mutations (one writer; readers never wait on the database).
+    writer: Mutex<()>,
+}
+
+/// Proof that the writer lock is held.
+type WriteGuard<'a> = MutexGuard<'a, ()>;
+
+/// The embedded KMS. Cheap to clone; all clones share one key store.
+#[derive(Clone)]
+pub struct Kms {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("region", &self.inner.region)
+            .field("account", &self.inner.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `CreateKey` accepts beyond defaults.
+#[derive(Debug, Clone, Default)]
+pub struct CreateKeyOptions {
+    pub description: String,
+    pub tags: Vec<(String, String)>,
+    /// `EXTERNAL` creates a key in PendingImport without material.
+    pub external: bool,
+}
+
+/// `GetKeyRotationStatus` result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RotationStatus {
+    pub enabled: bool,
+    pub key_arn: String,
+    pub period_days: Option<u32>,
+    pub next_rotation_ms: Option<i64>,
+}
+
+/// One entry of `ListKeyRotations` / `ListAliases` pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RotationEntry {
+    pub key_id: String,
+    pub rotation_ms: i64,
+    pub on_demand: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasEntry {
+    pub name: String,
+    pub arn: String,
+    pub target: Option<String>,
+    pub created_ms: Option<i64>,
+    pub updated_ms: Option<i64>,
+}
+
+/// A page of results plus the marker of the next page (None when complete).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_marker: Option<String>,
+}
+
+fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
+    e.into_inner()
+}
+
+/// Pages `items` (already sorted by marker) after `marker`, at most `limit`.
+fn paginate<T>(
+    items: impl Iterator<Item = (String, T)>,
+    limit: Option<i64>,
+    marker: Option<&str>,
+) -> Result<Page<T>, KmsError> {
+    let limit = match limit {
+        None => 100,
+        Some(l) if (1..=1000).contains(&l) => l as usize,
+        Some(l) => {
+            return Err(KmsError::constraint(
+                l,
+                "limit",
+                "Member must have value between 1 and 1000",
+            ));
+        }
+    };
+    let start: usize = match marker {
+        None => 0,
+        Some(m) => m
+            .parse()
+            .map_err(|_| KmsError::InvalidMarker(format!("Marker '{m}' is not valid.")))?,
+    };
+    let mut out: Vec<T> = items.skip(start).take(limit + 1).map(|(_, t)| t).collect();
+    let next_marker = (out.len() > limit).then(|| {
+        out.truncate(limit);
+        (start + limit).to_string()
+    });
+    Ok(Page {
+        items: out,
+        next_marker,
+    })
+}
+
+enum KeyRef {
+    Id(Uuid),
+    Alias(String),
+}
+
+fn validate_tag(k: &str, v: &str) -> Result<(), KmsError> {
+    if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+        return Err(KmsError::Tag(format!(
+            "Tag key must be 1-128 characters and value 0-256 characters (key '{k}')."
+        )));
+    }
+    if k.starts_with("aws:") {
+        return Err(KmsError::Tag(format!(
+            "Tag keys starting with 'aws:' are reserved (key '{k}')."
+        )));
+    }
+    Ok(())
+}
+
+fn validate_alias_name(name: &str) -> Result<(), KmsError> {
+    let rest = name.strip_prefix("alias/").ok_or_else(|| {
+        KmsError::Validation(format!(
+            "Alias must start with the prefix \"alias/\": {name}"
+        ))
+    })?;
+    if rest.is_empty()
+        || name.len() > 256
+        || !rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'))
+    {
+        return Err(KmsError::constraint(
+            name,
+            "aliasName",
+            "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
+        ));
+    }
+    if name.starts_with("alias/aws/") {
+        return Err(KmsError::NotAuthorized(format!(
+            "The alias prefix alias/aws/ is reserved for AWS managed keys: {name}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_description(d: &str) -> Result<(), KmsError> {
+    if d.chars().count() > 8192 {
+        return Err(KmsError::constraint(
+            "<description>",
+            "description",
+            "Member must have length less than or equal to 8192",
+        ));
+    }
+    Ok(())
+}
+
+impl Kms {
+    pub(crate) fn from_parts(
+        cfg: &KmsConfig,
+        clock: Arc<dyn Clock>,
+        root: RootKey,
+    ) -> Result<Kms, KmsError> {
+        let (store, loaded) = Store::open(&cfg.db_path, &root)?;
+        let mut state = State::default();
+        let mut inner_keys = HashMap::new();
+        for (rec, mats) in loaded.keys {
+            let mut material = HashMap::new();
+            for (v, sealed) in mats {
+                material.insert(v, Arc::new(root.open_material(&rec.id, v, &sealed)?));
+            }
+            let arn = key_arn(&cfg.region, &cfg.account, &rec.id);
+            inner_keys.insert(rec.id, Arc::new(KeyEntry { rec, arn, material }));
+        }
+        state.keys = inner_keys;
+        state.aliases = loaded.aliases.into_iter().collect();
+        Ok(Kms {
+            inner: Arc::new(Inner {
+                region: cfg.region.clone(),
+                account: cfg.account.clone(),
+                clock,
+                root,
+                store,
+                state: RwLock::new(state),
+                writer: Mutex::new(()),
+            }),
+        })
+    }
+
+    fn now_ms(&self) -> i64 {
+        millis(self.inner.clock.now())
+    }
+
+    /// Current time from the injected clock.
+    pub fn now(&self) -> std::time::SystemTime {
+        self.inner.clock.now()
+    }
+
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    pub fn account(&self) -> &str {
+        &self.inner.account
+    }
+
+    pub fn key_arn(&self, id: &Uuid) -> String {
+        key_arn(&self.inner.region, &self.inner.account, id)
+    }
+
+    fn alias_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:kms:{}:{}:{name}",
+            self.inner.region, self.inner.account
+        )
+    }
+
+    fn lock_writer(&self) -> WriteGuard<'_> {
+        self.inner.writer.lock().unwrap_or_else(poisoned)
+    }
+
+    // ---------------------------------------------------------------- policy hook
+
+    /// THE access-control hook: every operation on a key calls this exactly once per key.
+    /// Today: the caller must belong to this KMS's account, and service-managed keys only
+    /// permit use and read operations. Key policies and grants will plug in here.
+    pub fn authorize(
+        &self,
+        caller: &Principal,
+        action: &str,
+        key: &KeyRecord,
+        _context: Option<&EncryptionContext>,
+    ) -> Result<(), KmsError> {
+        self.authorize_account(caller, action)?;
+        if key.manager == KeyManager::Aws && !SERVICE_KEY_ACTIONS.contains(&action) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: {action} on resource: {} because it is an AWS managed key",
+                caller.arn(),
+                self.key_arn(&key.id)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Account-level check for operations without a key (CreateKey, ListKeys, ...).
+    fn authorize_account(&self, caller: &Principal, action: &str) -> Result<(), KmsError> {
+        if caller.account != self.inner.account {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: {action} in account {}",
+                caller.arn(),
+                self.inner.account
+            )));
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- resolution
+
+    fn parse_key_ref(&self, s: &str, allow_alias: bool) -> Result<KeyRef, KmsError> {
+        if s.is_empty() || s.len() > 2048 {
+            return Err(KmsError::constraint(
+                s,
+                "keyId",
+                "Member must have length between 1 and 2048",
+            ));
+        }
+        let not_found = || KmsError::NotFound(format!("Invalid keyId '{s}'"));
+        let alias = |name: &str| {
+            if allow_alias {
+                Ok(KeyRef::Alias(name.to_string()))
+            } else {
+                Err(KmsError::NotFound(format!(
+                    "'{s}' is an alias; this operation needs a key id or key ARN."
+                )))
+            }
+        };
+        if s.starts_with("alias/") {
+            return alias(s);
+        }
+        if let Some(rest) = s.strip_prefix("arn:aws:kms:") {
+            let mut parts = rest.splitn(3, ':');
+            let (region, account, resource) = match (parts.next(), parts.next(), parts.next()) {
+                (Some(r), Some(a), Some(res)) => (r, a, res),
+                _ => return Err(not_found()),
+            };
+            if region != self.inner.region || account != self.inner.account {
+                return Err(KmsError::NotFound(format!(
+                    "Key '{s}' does not exist in region {} account {}.",
+                    self.inner.region, self.inner.account
+                )));
+            }
+            if resource.starts_with("alias/") {
+                return alias(resource);
+            }
+            let id = resource.strip_prefix("key/").ok_or_else(not_found)?;
+            return Uuid::parse_str(id).map(KeyRef::Id).map_err(|_| not_found());
+        }
+        Uuid::parse_str(s).map(KeyRef::Id).map_err(|_| not_found())
+    }
+
+    /// Finds a key (no maintenance, no checks).
+    fn find(&self, s: &str, allow_alias: bool) -> Result<Arc<KeyEntry>, KmsError> {
+        let r = self.parse_key_ref(s, allow_alias)?;
+        let st = self.inner.state.read().unwrap_or_else(poisoned);
+        let id = match r {
+            KeyRef::Id(id) => id,
+            KeyRef::Alias(name) => {
+                st.aliases
+                    .get(&name)
+                    .ok_or_else(|| {
+                        KmsError::NotFound(format!("Alias {} is not found.", self.alias_arn(&name)))
+                    })?
+                    .target
+            }
+        };
+        st.keys.get(&id).cloned().ok_or_else(|| {
+            KmsError::NotFound(format!("Key '{}' does not exist", self.key_arn(&id)))
+        })
+    }
+
+    /// Applies due maintenance to a key found by `find`: an expired PendingDeletion key is
+    /// destroyed (and reported NotFound); a key due for automatic rotation is rotated.
+    fn maintain(
+        &self,
+        e: Arc<KeyEntry>,
+        held: Option<&WriteGuard<'_>>,
+    ) -> Result<Arc<KeyEntry>, KmsError> {
+        let now = self.now_ms();
+        if !e.rec.deletion_due(now) && !e.rec.rotation_due(now) {
+            return Ok(e);
+        }
+        let own;
+        let guard = match held {
+            Some(g) => g,
+            None => {
+                own = self.lock_writer();
+                &own
+            }
+        };
+        // Re-read under the writer lock: another thread may have done it already.
+        let e = self.find(&e.rec.id.to_string(), false)?;
+        if e.rec.deletion_due(now) {
+            self.destroy_locked(guard, e.rec.id)?;
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                e.arn
+            )));
+        }
+        if e.rec.rotation_due(now) {
+            return self.rotate_locked(guard, &e, RotationType::Automatic);
+        }
+        Ok(e)
+    }
+
+    /// Resolve + policy hook + state table: the gate of every key operation.
+    fn key_for(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        op: Op,
+        allow_alias: bool,
+        ctx: Option<&EncryptionContext>,
+        held: Option<&WriteGuard<'_>>,
+    ) -> Result<Arc<KeyEntry>, KmsError> {
+        let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
+        self.authorize(caller, op.action(), &e.rec, ctx)?;
+        check_state(&e.rec, &e.arn, op)?;
+        Ok(e)
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    fn install(&self, entry: Arc<KeyEntry>) {
+        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        st.keys.insert(entry.rec.id, entry);
+    }
+
+    /// Read-modify-write of one key record in one transaction.
+    fn mutate(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        op: Op,
+        f: impl FnOnce(&mut KeyRecord, i64) -> Result<(), KmsError>,
+    ) -> Result<Arc<KeyEntry>, KmsError> {
+        let g = self.lock_writer();
+        let e = self.key_for(caller, key_id, op, false, None, Some(&g))?;
+        let mut rec = e.rec.clone();
+        f(&mut rec, self.now_ms())?;
+        self.inner.store.apply(&[Mutation::PutKey(&rec)])?;
+        let new = e.with_record(rec);
+        self.install(new.clone());
+        Ok(new)
+    }
+
+    fn rotate_locked(
+        &self,
+        _g: &WriteGuard<'_>,
+        e: &KeyEntry,
+        kind: RotationType,
+    ) -> Result<Arc<KeyEntry>, KmsError> {
+        let now = self.now_ms();
+        let mut rec = e.rec.clone();
+        let version = rec.current_version().unwrap_or(0) + 1;
+        let (key, raw) = BackingKey::generate()?;
+        let sealed = self.inner.root.seal_material(&rec.id, version, &raw)?;
+        drop(raw);
+        rec.versions.push(VersionInfo {
+            version,
+            created_ms: now,
+            kind,
+        });
+        if kind == RotationType::Automatic {
+            let period = i64::from(rec.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
+            rec.next_rotation_ms = Some(now + period * DAY_MS);
+        }
+        self.inner.store.apply(&[
+            Mutation::PutKey(&rec),
+            Mutation::PutMaterial {
+                id: rec.id,
+                version,
+                sealed: &sealed,
+            },
+        ])?;
+        let mut material = e.material.clone();
+        material.insert(version, Arc::new(key));
+        let new = Arc::new(KeyEntry {
+            rec,
+            arn: e.arn.clone(),
+            material,
+        });
+        self.install(new.clone());
+        tracing::info!(key_id = %new.rec.id, version, ?kind, "KMS key rotated");
+        Ok(new)
+    }
+
+    /// Destroys a key, its material and its aliases for good.
+    fn destroy_locked(&self, _g: &WriteGuard<'_>, id: Uuid) -> Result<(), KmsError> {
+        let aliases: Vec<String> = {
+            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            st.aliases
+                .iter()
+                .filter(|(_, a)| a.target == id)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let mut muts = vec![Mutation::DeleteKey(id)];
+        muts.extend(aliases.iter().map(|a| Mutation::DeleteAlias(a)));
+        self.inner.store.apply(&muts)?;
+        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        st.keys.remove(&id);
+        for a in &aliases {
+            st.aliases.remove(a);
+        }
+        tracing::info!(key_id = %id, "KMS key deleted after its waiting period");
+        Ok(())
+    }
+
+    fn new_key_locked(
+        &self,
+        _g: &WriteGuard<'_>,
+        opts: &CreateKeyOptions,
+        manager: KeyManager,
+        alias: Option<&str>,
+    ) -> Result<Arc<KeyEntry>, KmsError> {
+        let now = self.now_ms();
+        let id = Uuid::new_v4();
+        let mut rec = KeyRecord {
+            id,
+            created_ms: now,
+            description: opts.description.clone(),
+            state: KeyState::Enabled,
+            manager,
+            origin: Origin::AwsKms,
+            tags: opts.tags.iter().cloned().collect(),
+            deletion_ms: None,
+            pending_window_days: None,
+            rotation_period_days: None,
+            next_rotation_ms: None,
+            versions: Vec::new(),
+        };
+        if manager == KeyManager::Aws {
+            rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);
+            rec.next_rotation_ms = Some(now + i64::from(DEFAULT_ROTATION_DAYS) * DAY_MS);
+        }
+        let mut material = HashMap::new();
+        let sealed;
+        let alias_rec = AliasRecord {
+            target: id,
+            created_ms: now,
+            updated_ms: now,
+        };
+        let mut muts = Vec::new();
+        if opts.external {
+            rec.origin = Origin::External;
+            rec.state = KeyState::PendingImport;
+        } else {
+            let (key, raw) = BackingKey::generate()?;
+            sealed = self.inner.root.seal_material(&id, 1, &raw)?;
+            rec.versions.push(VersionInfo {
+                version: 1,
+                created_ms: now,
+                kind: RotationType::Initial,
+            });
+            material.insert(1, Arc::new(key));
+            muts.push(Mutation::PutMaterial {
+                id,
+                version: 1,
+                sealed: &sealed,
+            });
+        }
+        muts.push(Mutation::PutKey(&rec));
+        if let Some(a) = alias {
+            muts.push(Mutation::PutAlias(a, &alias_rec));
+        }
+        self.inner.store.apply(&muts)?;
+        drop(muts);
+        let entry = Arc::new(KeyEntry {
+            arn: self.key_arn(&id),
+            rec,
+            material,
+        });
+        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        st.keys.insert(id, entry.clone());
+        if let Some(a) = alias {
+            st.aliases.insert(a.to_string(), alias_rec);
+        }
+        Ok(entry)
+    }
+
+    fn metadata(&self, e: &KeyEntry) -> KeyMetadata {
+        KeyMetadata::from_record(&e.rec, &self.inner.account, e.arn.clone())
+    }
+
+    // ---------------------------------------------------------------- key management
+
+    pub fn create_key(
+        &self,
+        caller: &Principal,
+        opts: &CreateKeyOptions,
+    ) -> Result<KeyMetadata, KmsError> {
+        self.authorize_account(caller, "kms:CreateKey")?;
+        validate_description(&opts.description)?;
+        for (k, v) in &opts.tags {
+            validate_tag(k, v)?;
+        }
+        let g = self.lock_writer();
+        let e = self.new_key_locked(&g, opts, KeyManager::Customer, None)?;
+        Ok(self.metadata(&e))
+    }
+
+    /// The ARN of the service-managed key behind `alias` (`alias/aws/s3`), created on
+    /// first use.
+    pub fn service_managed_key(&self, alias: &str) -> Result<String, KmsError> {
+        let service = alias
+            .strip_prefix("alias/aws/")
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let Some(service) = service else {
+            return Err(KmsError::Validation(format!(
+                "'{alias}' is not a service-managed alias (expected alias/aws/<service>)"
+            )));
+        };
+        if let Ok(e) = self.find(alias, true) {
+            return Ok(e.arn.clone());
+        }
+        let g = self.lock_writer();
+        if let Ok(e) = self.find(alias, true) {
+            return Ok(e.arn.clone());
+        }
+        let opts = CreateKeyOptions {
+            description: format!(
+                "Default key that protects my {service} data when no other key is defined"
+            ),
+            ..Default::default()
+        };
+        let e = self.new_key_locked(&g, &opts, KeyManager::Aws, Some(alias))?;
+        tracing::info!(key_id = %e.rec.id, alias, "created service-managed KMS key");
+        Ok(e.arn.clone())
+    }
+
+    pub fn describe_key(&self, caller: &Principal, key_id: &str) -> Result<KeyMetadata, KmsError> {
+        let e = self.key_for(caller, key_id, Op::DescribeKey, true, None, None)?;
+        Ok(self.metadata(&e))
+    }
+
+    /// ListKeys: (key id, key ARN) pairs ordered by key id.
+    pub fn list_keys(
+        &self,
+        caller: &Principal,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<(String, String)>, KmsError> {
+        self.authorize_account(caller, "kms:ListKeys")?;
+        let now = self.now_ms();
+        let mut keys: Vec<(String, String)> = {
+            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            st.keys
+                .values()
+                .filter(|e| !e.rec.deletion_due(now))
+                .map(|e| (e.rec.id.to_string(), e.arn.clone()))
+                .collect()
+        };
+        keys.sort();
+        paginate(keys.into_iter().map(|k| (k.0.clone(), k)), limit, marker)
+    }
+
+    pub fn update_key_description(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        description: &str,
+    ) -> Result<(), KmsError> {
+        validate_description(description)?;
+        self.mutate(caller, key_id, Op::UpdateKeyDescription, |r, _| {
+            r.description = description.to_string();
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    pub fn tag_resource(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), KmsError> {
+        for (k, v) in tags {
+            validate_tag(k, v)?;
+        }
+        self.mutate(caller, key_id, Op::TagResource, |r, _| {
+            r.tags.extend(tags.iter().cloned());
+            if r.tags.len() > 50 {
+                return Err(KmsError::LimitExceeded(
+                    "A KMS key can have at most 50 tags.".into(),
+                ));
+            }
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    pub fn untag_resource(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        tag_keys: &[String],
+    ) -> Result<(), KmsError> {
+        self.mutate(caller, key_id, Op::UntagResource, |r, _| {
+            for k in tag_keys {
+                r.tags.remove(k);
+            }
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    pub fn list_resource_tags(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<(String, String)>, KmsError> {
+        let e = self.key_for(caller, key_id, Op::ListResourceTags, false, None, None)?;
+        paginate(
+            e.rec
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), (k.clone(), v.clone()))),
+            limit,
+            marker,
+        )
+    }
+
+    pub fn enable_key(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
+        self.mutate(caller, key_id, Op::EnableKey, |r, _| {
+            r.state = KeyState::Enabled;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    pub fn disable_key(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
+        self.mutate(caller, key_id, Op::DisableKey, |r, _| {
+            r.state = KeyState::Disabled;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// Returns (key ARN, deletion time in ms, window in days).
+    pub fn schedule_key_deletion(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        pending_window_days: Option<i64>,
+    ) -> Result<(String, i64, u32), KmsError> {
+        let days = pending_window_days.unwrap_or(30);
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::constraint(
+                days,
+                "pendingWindowInDays",
+                "Member must have value between 7 and 30",
+            ));
+        }
+        let days = days as u32;
+        let e = self.mutate(caller, key_id, Op::ScheduleKeyDeletion, |r, now| {
+            r.state = KeyState::PendingDeletion;
+            r.deletion_ms = Some(now + i64::from(days) * DAY_MS);
+            r.pending_window_days = Some(days);
+            Ok(())
+        })?;
+        Ok((e.arn.clone(), e.rec.deletion_ms.unwrap_or_default(), days))
+    }
+
+    /// Back to Disabled (or PendingImport for an external key without material).
+    pub fn cancel_key_deletion(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+    ) -> Result<String, KmsError> {
+        let e = self.mutate(caller, key_id, Op::CancelKeyDeletion, |r, _| {
+            r.state = if r.versions.is_empty() {
+                KeyState::PendingImport
+            } else {
+                KeyState::Disabled
+            };
+            r.deletion_ms = None;
+            r.pending_window_days = None;
+            Ok(())
+        })?;
+        Ok(e.arn.clone())
+    }
+
+    // ---------------------------------------------------------------- rotation
+
+    pub fn enable_key_rotation(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        period_days: Option<i64>,
+    ) -> Result<(), KmsError> {
+        let days = period_days.unwrap_or(i64::from(DEFAULT_ROTATION_DAYS));
+        if !(MIN_ROTATION_DAYS..=MAX_ROTATION_DAYS).contains(&days) {
+            return Err(KmsError::constraint(
+                days,
+                "rotationPeriodInDays",
+                "Member must have value between 90 and 2560",
+            ));
+        }
+        self.mutate(caller, key_id, Op::EnableKeyRotation, |r, now| {
+            // Re-enabling or changing the period counts from the last rotation (or now).
+            let base = match (r.rotation_period_days, r.next_rotation_ms) {
+                (Some(old), Some(next)) => next - i64::from(old) * DAY_MS,
+                _ => now,
+            };
+            r.rotation_period_days = Some(days as u32);
+            r.next_rotation_ms = Some(base + days * DAY_MS);
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    pub fn disable_key_rotation(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
+        self.mutate(caller, key_id, Op::DisableKeyRotation, |r, _| {
+            r.rotation_period_days = None;
+            r.next_rotation_ms = None;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    pub fn get_key_rotation_status(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+    ) -> Result<RotationStatus, KmsError> {
+        let e = self.key_for(caller, key_id, Op::GetKeyRotationStatus, false, None, None)?;
+        Ok(RotationStatus {
+            enabled: e.rec.next_rotation_ms.is_some(),
+            key_arn: e.arn.clone(),
+            period_days: e.rec.rotation_period_days,
+            next_rotation_ms: e.rec.next_rotation_ms,
+        })
+    }
+
+    /// Adds a new backing-key version now; returns the key ARN.
+    pub fn rotate_key_on_demand(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+    ) -> Result<String, KmsError> {
+        let g = self.lock_writer();
+        let e = self.key_for(caller, key_id, Op::RotateKeyOnDemand, false, None, Some(&g))?;
+        let on_demand = e
+            .rec
+            .versions
+            .iter()
+            .filter(|v| v.kind == RotationType::OnDemand)
+            .count();
+        if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                e.arn
+            )));
+        }
+        Ok(self
+            .rotate_locked(&g, &e, RotationType::OnDemand)?
+            .arn
+            .clone())
+    }
+
+    pub fn list_key_rotations(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<RotationEntry>, KmsError> {
+        let e = self.key_for(caller, key_id, Op::ListKeyRotations, false, None, None)?;
+        let rotations = e
+            .rec
+            .versions
+            .iter()
+            .filter(|v| v.kind != RotationType::Initial)
+            .map(|v| {
+                (
+                    String::new(),
+                    RotationEntry {
+                        key_id: e.rec.id.to_string(),
+                        rotation_ms: v.created_ms,
+                        on_demand: v.kind == RotationType::OnDemand,
+                    },
+                )
+            });
+        paginate(rotations, limit, marker)
+    }
+
+    /// Timer hook: destroys keys whose deletion window has passed and performs due
+    /// automatic rotations.
+    pub fn tick(&self) -> Result<(), KmsError> {
+        let now = self.now_ms();
+        let due: Vec<Arc<KeyEntry>> = {
+            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            st.keys
+                .values()
+                .filter(|e| e.rec.deletion_due(now) || e.rec.rotation_due(now))
+                .cloned()
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let g = self.lock_writer();
+        for e in due {
+            match self.maintain(e, Some(&g)) {
+                Ok(_) | Err(KmsError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- aliases
+
+    pub fn create_alias(
+        &self,
+        caller: &Principal,
+        alias: &str,
+        target_key_id: &str,
+    ) -> Result<(), KmsError> {
+        self.set_alias(caller, alias, target_key_id, Op::CreateAlias)
+    }
+
+    pub fn update_alias(
+        &self,
+        caller: &Principal,
+        alias: &str,
+        target_key_id: &str,
+    ) -> Result<(), KmsError> {
+        self.set_alias(caller, alias, target_key_id, Op::UpdateAlias)
+    }
+
+    /// CreateAlias (the alias must not exist) or UpdateAlias (it must).
+    fn set_alias(
+        &self,
+        caller: &Principal,
+        alias: &str,
+        target_key_id: &str,
+        op: Op,
+    ) -> Result<(), KmsError> {
+        validate_alias_name(alias)?;
+        let g = self.lock_writer();
+        let existing = {
+            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            st.aliases.get(alias).cloned()
+        };
+        let created_ms = match (op, existing) {
+            (Op::CreateAlias, Some(_)) => {
+                return Err(KmsError::AlreadyExists(format!(
+                    "An alias with the name {} already exists",
+                    self.alias_arn(alias)
+                )));
+            }
+            (Op::CreateAlias, None) => None,
+            (_, Some(old)) => Some(old.created_ms),
+            (_, None) => {
+                return Err(KmsError::NotFound(format!(
+                    "Alias {} is not found.",
+                    self.alias_arn(alias)
+                )));
+            }
+        };
+        let e = self.key_for(caller, target_key_id, op, false, None, Some(&g))?;
+        let now = self.now_ms();
+        let rec = AliasRecord {
+            target: e.rec.id,
+            created_ms: created_ms.unwrap_or(now),
+            updated_ms: now,
+        };
+        self.put_alias_locked(&g, alias, rec)
+    }
+
+    fn put_alias_locked(
+        &self,
+        _g: &WriteGuard<'_>,
+        alias: &str,
+        rec: AliasRecord,
+    ) -> Result<(), KmsError> {
+        self.inner.store.apply(&[Mutation::PutAlias(alias, &rec)])?;
+        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        st.aliases.insert(alias.to_string(), rec);
+        Ok(())
+    }
+
+    pub fn delete_alias(&self, caller: &Principal, alias: &str) -> Result<(), KmsError> {
+        validate_alias_name(alias)?;
+        let g = self.lock_writer();
+        let e = self.key_for(caller, alias, Op::DeleteAlias, true, None, Some(&g))?;
+        drop(e);
+        self.inner.store.apply(&[Mutation::DeleteAlias(alias)])?;
+        drop(g);
+        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        st.aliases.remove(alias);
+        Ok(())
+    }
+
+    /// ListAliases, optionally only those pointing at `key_id`. Service aliases that
+    /// exist are listed like AWS lists its `alias/aws/...` aliases.
+    pub fn list_aliases(
+        &self,
+        caller: &Principal,
+        key_id: Option<&str>,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<AliasEntry>, KmsError> {
+        self.authorize_account(caller, "kms:ListAliases")?;
+        let filter = match key_id {
+            Some(k) => Some(self.find(k, false)?.rec.id),
+            None => None,
+        };
+        let items: Vec<(String, AliasEntry)> = {
+            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            st.aliases
+                .iter()
+                .filter(|(_, a)| filter.is_none_or(|f| f == a.target))
+                .map(|(n, a)| {
+                    (
+                        n.clone(),
+                        AliasEntry {
+                            name: n.clone(),
+                            arn: self.alias_arn(n),
+                            target: Some(a.target.to_string()),
+                            created_ms: Some(a.created_ms),
+                            updated_ms: Some(a.updated_ms),
+                        },
+                    )
+                })
+                .collect()
+        };
+        paginate(items.into_iter(), limit, marker)
+    }
+
+    // ---------------------------------------------------------------- cryptography
+
+    pub fn encrypt(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        plaintext: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+            return Err(KmsError::constraint(
+                format!("<{} bytes>", plaintext.len()),
+                "plaintext",
+                "Member must have length between 1 and 4096",
+            ));
+        }
+        let e = self.key_for(caller, key_id, Op::Encrypt, true, Some(ctx), None)?;
+        let (v, k) = e.current()?;
+        Ok((k.encrypt(&e.rec.id, v, plaintext, ctx)?, e.arn.clone()))
+    }
+
+    fn check_data_key_len(bytes: usize) -> Result<(), KmsError> {
+        if !(1..=1024).contains(&bytes) {
+            return Err(KmsError::constraint(
+                bytes,
+                "numberOfBytes",
+                "Member must have value between 1 and 1024",
+            ));
+        }
+        Ok(())
+    }
+
+    /// GenerateDataKey: a fresh random data key, plaintext and wrapped. Does not write
+    /// the database.
+    pub fn generate_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ctx: &EncryptionContext,
+        bytes: usize,
+    ) -> Result<DataKey, KmsError> {
+        Self::check_data_key_len(bytes)?;
+        let e = self.key_for(caller, key_id, Op::GenerateDataKey, true, Some(ctx), None)?;
+        let (v, k) = e.current()?;
+        let plaintext = crypto::random_bytes(bytes)?;
+        let ciphertext_blob = k.encrypt(&e.rec.id, v, &plaintext, ctx)?;
+        Ok(DataKey {
+            plaintext,
+            ciphertext_blob,
+            key_arn: e.arn.clone(),
+        })
+    }
+
+    /// GenerateDataKeyWithoutPlaintext: (wrapped key, key ARN).
+    pub fn generate_data_key_without_plaintext(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ctx: &EncryptionContext,
+        bytes: usize,
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        Self::check_data_key_len(bytes)?;
+        let op = Op::GenerateDataKeyWithoutPlaintext;
+        let e = self.key_for(caller, key_id, op, true, Some(ctx), None)?;
+        let (v, k) = e.current()?;
+        let plaintext = crypto::random_bytes(bytes)?;
+        Ok((k.encrypt(&e.rec.id, v, &plaintext, ctx)?, e.arn.clone()))
+    }
+
+    fn open_blob(
+        &self,
+        caller: &Principal,
+        key_id: Option<&str>,
+        blob: &[u8],
+        ctx: &EncryptionContext,
+        op: Op,
+    ) -> Result<Decrypted, KmsError> {
+        let parsed = crypto::parse_blob(blob)?;
+        let blob_key = parsed.key_id.to_string();
+        if let Some(k) = key_id {
+            let wanted = self.find(k, true)?;
+            if wanted.rec.id != parsed.key_id {
+                return Err(KmsError::IncorrectKey(format!(
+                    "The key ID in the request does not identify a KMS key that can perform this operation: the ciphertext was encrypted under {}, not {}.",
+                    self.key_arn(&parsed.key_id),
+                    wanted.arn
+                )));
+            }
+        }
+        // A blob naming no existing key is indistinguishable from garbage to the caller.
+        let e = match self.key_for(caller, &blob_key, op, false, Some(ctx), None) {
+            Err(KmsError::NotFound(_)) => return Err(crypto::invalid_ciphertext()),
+            r => r?,
+        };
+        let key = e
+            .material
+            .get(&parsed.version)
+            .ok_or_else(crypto::invalid_ciphertext)?;
+        Ok(Decrypted {
+            plaintext: key.decrypt(&parsed, ctx)?,
+            key_arn: e.arn.clone(),
+        })
+    }
+
+    /// Decrypt: the blob names its key; `key_id`, when given, must name the same key.
+    pub fn decrypt(
+        &self,
+        caller: &Principal,
+        key_id: Option<&str>,
+        blob: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Decrypted, KmsError> {
+        self.open_blob(caller, key_id, blob, ctx, Op::Decrypt)
+    }
+
+    /// ReEncrypt: returns (new blob, source key ARN, destination key ARN).
+    pub fn re_encrypt(
+        &self,
+        caller: &Principal,
+        blob: &[u8],
+        source_ctx: &EncryptionContext,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_ctx: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String, String), KmsError> {
+        let src = self.open_blob(caller, source_key_id, blob, source_ctx, Op::ReEncryptFrom)?;
+        let op = Op::ReEncryptTo;
+        let dst = self.key_for(
+            caller,
+            destination_key_id,
+            op,
+            true,
+            Some(destination_ctx),
+            None,
+        )?;
+        let (v, k) = dst.current()?;
+        let new_blob = k.encrypt(&dst.rec.id, v, &src.plaintext, destination_ctx)?;
+        Ok((new_blob, src.key_arn, dst.arn.clone()))
+    }
+
+    pub fn generate_random(
+        &self,
+        caller: &Principal,
+        bytes: i64,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.authorize_account(caller, "kms:GenerateRandom")?;
+        if !(1..=1024).contains(&bytes) {
+            return Err(KmsError::constraint(
+                bytes,
+                "numberOfBytes",
+                "Member must have value between 1 and 1024",
+            ));
+        }
+        crypto::random_bytes(bytes as usize)
+    }
+
+    /// Number of stored material versions of a key (0 once destroyed); for tests/ops.
+    pub fn stored_material_versions(&self, key_id: &Uuid) -> Result<usize, KmsError> {
+        self.inner.store.material_count(*key_id)
+    }
+}
+
+fn key_arn(region: &str, account: &str, id: &Uuid) -> String {
+    format!("arn:aws:kms:{region}:{account}:key/{id}")
+}
+
+/// What users may do with a service-managed key: use it and read about it.
+const SERVICE_KEY_ACTIONS: [&str; 10] = [
+    "kms:DescribeKey",
+    "kms:ListResourceTags",
+    "kms:GetKeyRotationStatus",
+    "kms:ListKeyRotations",
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+];

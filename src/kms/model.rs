@@ -1,0 +1,407 @@
+//! The KMS data model (what is persisted, minus sealed material) and the single
+//! key-state × operation table every operation is checked against.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::KmsError;
+use super::clock::epoch_seconds;
+
+/// AWS key states (we never produce `Unavailable`; custom key stores are out of scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+    PendingImport,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyManager {
+    /// Customer managed: full lifecycle control.
+    Customer,
+    /// Service managed (`alias/aws/...`): created on first use, usable, not manageable.
+    Aws,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    AwsKms,
+    External,
+}
+
+/// How a backing-key version came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationType {
+    /// The first version, created with the key.
+    Initial,
+    Automatic,
+    OnDemand,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: u32,
+    pub created_ms: i64,
+    pub kind: RotationType,
+}
+
+/// One KMS key's metadata as stored (JSON in the `keys` table). Material lives in the
+/// `material` table, sealed under the root key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: Uuid,
+    pub created_ms: i64,
+    pub description: String,
+    pub state: KeyState,
+    pub manager: KeyManager,
+    pub origin: Origin,
+    pub tags: BTreeMap<String, String>,
+    /// Set while PendingDeletion.
+    pub deletion_ms: Option<i64>,
+    pub pending_window_days: Option<u32>,
+    /// Automatic rotation period when enabled.
+    pub rotation_period_days: Option<u32>,
+    pub next_rotation_ms: Option<i64>,
+    /// Backing-key versions, oldest first; the last one encrypts.
+    pub versions: Vec<VersionInfo>,
+}
+
+impl KeyRecord {
+    pub fn current_version(&self) -> Option<u32> {
+        self.versions.last().map(|v| v.version)
+    }
+
+    pub fn rotation_due(&self, now_ms: i64) -> bool {
+        self.state == KeyState::Enabled && self.next_rotation_ms.is_some_and(|t| t <= now_ms)
+    }
+
+    pub fn deletion_due(&self, now_ms: i64) -> bool {
+        self.state == KeyState::PendingDeletion && self.deletion_ms.is_some_and(|t| t <= now_ms)
+    }
+}
+
+/// Every operation that touches an existing key, for the state table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    DescribeKey,
+    ListResourceTags,
+    GetKeyRotationStatus,
+    ListKeyRotations,
+    DeleteAlias,
+    Encrypt,
+    Decrypt,
+    ReEncryptFrom,
+    ReEncryptTo,
+    GenerateDataKey,
+    GenerateDataKeyWithoutPlaintext,
+    EnableKey,
+    DisableKey,
+    ScheduleKeyDeletion,
+    CancelKeyDeletion,
+    UpdateKeyDescription,
+    TagResource,
+    UntagResource,
+    CreateAlias,
+    UpdateAlias,
+    EnableKeyRotation,
+    DisableKeyRotation,
+    RotateKeyOnDemand,
+}
+
+impl Op {
+    /// IAM-style action name (for the policy hook and audit).
+    pub fn action(self) -> &'static str {
+        match self {
+            Op::DescribeKey => "kms:DescribeKey",
+            Op::ListResourceTags => "kms:ListResourceTags",
+            Op::GetKeyRotationStatus => "kms:GetKeyRotationStatus",
+            Op::ListKeyRotations => "kms:ListKeyRotations",
+            Op::DeleteAlias => "kms:DeleteAlias",
+            Op::Encrypt => "kms:Encrypt",
+            Op::Decrypt => "kms:Decrypt",
+            Op::ReEncryptFrom => "kms:ReEncryptFrom",
+            Op::ReEncryptTo => "kms:ReEncryptTo",
+            Op::GenerateDataKey => "kms:GenerateDataKey",
+            Op::GenerateDataKeyWithoutPlaintext => "kms:GenerateDataKeyWithoutPlaintext",
+            Op::EnableKey => "kms:EnableKey",
+            Op::DisableKey => "kms:DisableKey",
+            Op::ScheduleKeyDeletion => "kms:ScheduleKeyDeletion",
+            Op::CancelKeyDeletion => "kms:CancelKeyDeletion",
+            Op::UpdateKeyDescription => "kms:UpdateKeyDescription",
+            Op::TagResource => "kms:TagResource",
+            Op::UntagResource => "kms:UntagResource",
+            Op::CreateAlias => "kms:CreateAlias",
+            Op::UpdateAlias => "kms:UpdateAlias",
+            Op::EnableKeyRotation => "kms:EnableKeyRotation",
+            Op::DisableKeyRotation => "kms:DisableKeyRotation",
+            Op::RotateKeyOnDemand => "kms:RotateKeyOnDemand",
+        }
+    }
+
+    pub fn uses_material(self) -> bool {
+        matches!(
+            self,
+            Op::Encrypt
+                | Op::Decrypt
+                | Op::ReEncryptFrom
+                | Op::ReEncryptTo
+                | Op::GenerateDataKey
+                | Op::GenerateDataKeyWithoutPlaintext
+        )
+    }
+}
+
+/// Outcome of the state table for one (state, operation) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    DisabledKey,
+    InvalidState,
+    Unsupported,
+}
+
+/// THE key-state × operation table (after AWS's "Key states of AWS KMS keys").
+pub fn verdict(state: KeyState, op: Op) -> Verdict {
+    use KeyState::*;
+    use Verdict::*;
+    match (op, state) {
+        // Read-only and alias-removal operations work in every state.
+        (Op::DescribeKey | Op::ListResourceTags | Op::DeleteAlias, _) => Allowed,
+        (Op::GetKeyRotationStatus | Op::ListKeyRotations, PendingImport) => Unsupported,
+        (Op::GetKeyRotationStatus | Op::ListKeyRotations, _) => Allowed,
+        // Cryptographic operations need an enabled key.
+        (_, Enabled) if op.uses_material() => Allowed,
+        (_, Disabled) if op.uses_material() => DisabledKey,
+        (_, PendingDeletion | PendingImport) if op.uses_material() => InvalidState,
+        // Enable/disable.
+        (Op::EnableKey | Op::DisableKey, Enabled | Disabled) => Allowed,
+        (Op::EnableKey | Op::DisableKey, PendingDeletion | PendingImport) => InvalidState,
+        // Deletion.
+        (Op::ScheduleKeyDeletion, PendingDeletion) => InvalidState,
+        (Op::ScheduleKeyDeletion, _) => Allowed,
+        (Op::CancelKeyDeletion, PendingDeletion) => Allowed,
+        (Op::CancelKeyDeletion, _) => InvalidState,
+        // Metadata and aliases: anything but PendingDeletion.
+        (
+            Op::UpdateKeyDescription
+            | Op::TagResource
+            | Op::UntagResource
+            | Op::CreateAlias
+            | Op::UpdateAlias,
+            PendingDeletion,
+        ) => InvalidState,
+        (
+            Op::UpdateKeyDescription
+            | Op::TagResource
+            | Op::UntagResource
+            | Op::CreateAlias
+            | Op::UpdateAlias,
+            _,
+        ) => Allowed,
+        // Rotation changes.
+        (Op::EnableKeyRotation | Op::DisableKeyRotation | Op::RotateKeyOnDemand, Enabled) => {
+            Allowed
+        }
+        (Op::EnableKeyRotation | Op::DisableKeyRotation | Op::RotateKeyOnDemand, Disabled) => {
+            DisabledKey
+        }
+        (
+            Op::EnableKeyRotation | Op::DisableKeyRotation | Op::RotateKeyOnDemand,
+            PendingDeletion,
+        ) => InvalidState,
+        (Op::EnableKeyRotation | Op::DisableKeyRotation | Op::RotateKeyOnDemand, PendingImport) => {
+            Unsupported
+        }
+        // uses_material ops are fully covered above.
+        _ => InvalidState,
+    }
+}
+
+/// Checks the table and turns a refusal into the exact AWS exception.
+pub fn check_state(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
+    match verdict(rec.state, op) {
+        Verdict::Allowed => Ok(()),
+        Verdict::DisabledKey => Err(KmsError::Disabled(format!("{arn} is disabled."))),
+        Verdict::InvalidState => Err(KmsError::InvalidState(format!(
+            "{arn} is {} and cannot be used for {}.",
+            rec.state.as_str(),
+            op.action().trim_start_matches("kms:")
+        ))),
+        Verdict::Unsupported => Err(KmsError::UnsupportedOperation(format!(
+            "{} is not supported for {arn} (origin EXTERNAL, key material not imported).",
+            op.action().trim_start_matches("kms:")
+        ))),
+    }
+}
+
+/// `KeyMetadata` exactly as AWS KMS returns it in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    #[serde(rename = "AWSAccountId")]
+    pub aws_account_id: String,
+    pub key_id: String,
+    pub arn: String,
+    pub creation_date: f64,
+    pub enabled: bool,
+    pub description: String,
+    pub key_usage: &'static str,
+    pub key_state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_deletion_window_in_days: Option<u32>,
+    pub origin: &'static str,
+    pub key_manager: &'static str,
+    pub customer_master_key_spec: &'static str,
+    pub key_spec: &'static str,
+    pub encryption_algorithms: Vec<&'static str>,
+    pub multi_region: bool,
+}
+
+impl KeyMetadata {
+    pub fn from_record(rec: &KeyRecord, account: &str, arn: String) -> Self {
+        KeyMetadata {
+            aws_account_id: account.to_string(),
+            key_id: rec.id.to_string(),
+            arn,
+            creation_date: epoch_seconds(rec.created_ms),
+            enabled: rec.state == KeyState::Enabled,
+            description: rec.description.clone(),
+            key_usage: "ENCRYPT_DECRYPT",
+            key_state: rec.state.as_str(),
+            deletion_date: rec.deletion_ms.map(epoch_seconds),
+            pending_deletion_window_in_days: rec.pending_window_days,
+            origin: match rec.origin {
+                Origin::AwsKms => "AWS_KMS",
+                Origin::External => "EXTERNAL",
+            },
+            key_manager: match rec.manager {
+                KeyManager::Customer => "CUSTOMER",
+                KeyManager::Aws => "AWS",
+            },
+            customer_master_key_spec: "SYMMETRIC_DEFAULT",
+            key_spec: "SYMMETRIC_DEFAULT",
+            encryption_algorithms: vec!["SYMMETRIC_DEFAULT"],
+            multi_region: false,
+        }
+    }
+}
+
+/// An alias as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    pub target: Uuid,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATES: [KeyState; 4] = [
+        KeyState::Enabled,
+        KeyState::Disabled,
+        KeyState::PendingDeletion,
+        KeyState::PendingImport,
+    ];
+
+    /// The table, row by row: (op, [Enabled, Disabled, PendingDeletion, PendingImport]).
+    #[test]
+    fn state_table_matches_aws() {
+        use Verdict::*;
+        let table: &[(Op, [Verdict; 4])] = &[
+            (Op::DescribeKey, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::ListResourceTags, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::DeleteAlias, [Allowed, Allowed, Allowed, Allowed]),
+            (
+                Op::GetKeyRotationStatus,
+                [Allowed, Allowed, Allowed, Unsupported],
+            ),
+            (
+                Op::ListKeyRotations,
+                [Allowed, Allowed, Allowed, Unsupported],
+            ),
+            (
+                Op::Encrypt,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::Decrypt,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::ReEncryptFrom,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::ReEncryptTo,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::GenerateDataKey,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::GenerateDataKeyWithoutPlaintext,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::EnableKey,
+                [Allowed, Allowed, InvalidState, InvalidState],
+            ),
+            (
+                Op::DisableKey,
+                [Allowed, Allowed, InvalidState, InvalidState],
+            ),
+            (
+                Op::ScheduleKeyDeletion,
+                [Allowed, Allowed, InvalidState, Allowed],
+            ),
+            (
+                Op::CancelKeyDeletion,
+                [InvalidState, InvalidState, Allowed, InvalidState],
+            ),
+            (
+                Op::UpdateKeyDescription,
+                [Allowed, Allowed, InvalidState, Allowed],
+            ),
+            (Op::TagResource, [Allowed, Allowed, InvalidState, Allowed]),
+            (Op::UntagResource, [Allowed, Allowed, InvalidState, Allowed]),
+            (Op::CreateAlias, [Allowed, Allowed, InvalidState, Allowed]),
+            (Op::UpdateAlias, [Allowed, Allowed, InvalidState, Allowed]),
+            (
+                Op::EnableKeyRotation,
+                [Allowed, DisabledKey, InvalidState, Unsupported],
+            ),
+            (
+                Op::DisableKeyRotation,
+                [Allowed, DisabledKey, InvalidState, Unsupported],
+            ),
+            (
+                Op::RotateKeyOnDemand,
+                [Allowed, DisabledKey, InvalidState, Unsupported],
+            ),
+        ];
+        for (op, row) in table {
+            for (state, want) in STATES.iter().zip(row) {
+                assert_eq!(verdict(*state, *op), *want, "{op:?} in {state:?}");
+            }
+        }
+    }
+}

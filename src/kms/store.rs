@@ -1,0 +1,184 @@
+//! Persistence in redb. Every mutation of the KMS is one write transaction
+//! (`Store::apply`), so a crash never leaves a half-created key, a key without its
+//! material, or an alias pointing at nothing.
+//!
+//! Tables:
+//! - `meta`: `format` (u32 as bytes) and `kcv` (root-key check value);
+//! - `keys`: key id (u128) → `KeyRecord` JSON (no material);
+//! - `material`: (key id, version) → backing key sealed under the root key;
+//! - `aliases`: alias name → `AliasRecord` JSON.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use uuid::Uuid;
+
+use super::KmsError;
+use super::crypto::RootKey;
+use super::model::{AliasRecord, KeyRecord};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
+const MATERIAL: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("material");
+const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
+
+const FORMAT_VERSION: u32 = 1;
+
+/// One change inside a transaction.
+pub enum Mutation<'a> {
+    PutKey(&'a KeyRecord),
+    PutMaterial {
+        id: Uuid,
+        version: u32,
+        sealed: &'a [u8],
+    },
+    /// Removes the record and every material version of the key.
+    DeleteKey(Uuid),
+    PutAlias(&'a str, &'a AliasRecord),
+    DeleteAlias(&'a str),
+}
+
+/// Sealed material of one key: (version, sealed bytes).
+pub type SealedVersions = Vec<(u32, Vec<u8>)>;
+
+/// Everything read at startup.
+pub struct Loaded {
+    pub keys: Vec<(KeyRecord, SealedVersions)>,
+    pub aliases: Vec<(String, AliasRecord)>,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database and checks the root key against the stored
+    /// key-check value. A mismatch returns `WrongRootKey` before anything is written.
+    pub fn open(path: &Path, root: &RootKey) -> Result<(Store, Loaded), KmsError> {
+        let db = Database::create(path).map_err(|e| {
+            KmsError::Config(format!("cannot open KMS database {}: {e}", path.display()))
+        })?;
+        let store = Store { db };
+        let stored_kcv = store.read_meta("kcv")?;
+        match stored_kcv {
+            Some(kcv) if root.matches_check_value(&kcv) => {}
+            Some(_) => return Err(KmsError::WrongRootKey(path.display().to_string())),
+            None => {
+                if store.has_keys()? {
+                    return Err(KmsError::Config(format!(
+                        "{} holds keys but no root-key check value; refusing to open",
+                        path.display()
+                    )));
+                }
+                store.init(root)?;
+            }
+        }
+        let loaded = store.load()?;
+        Ok((store, loaded))
+    }
+
+    fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>, KmsError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn has_keys(&self) -> Result<bool, KmsError> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(KEYS) {
+            Ok(t) => Ok(!t.is_empty()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn init(&self, root: &RootKey) -> Result<(), KmsError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("format", FORMAT_VERSION.to_be_bytes().as_slice())?;
+            meta.insert("kcv", root.check_value().as_slice())?;
+            txn.open_table(KEYS)?;
+            txn.open_table(MATERIAL)?;
+            txn.open_table(ALIASES)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn load(&self) -> Result<Loaded, KmsError> {
+        let txn = self.db.begin_read()?;
+        let keys_t = txn.open_table(KEYS)?;
+        let mat_t = txn.open_table(MATERIAL)?;
+        let mut keys = Vec::new();
+        for row in keys_t.iter()? {
+            let (id, json) = row?;
+            let rec: KeyRecord = serde_json::from_slice(json.value())?;
+            let id = id.value();
+            let mut mats = Vec::new();
+            for m in mat_t.range((id, 0)..=(id, u32::MAX))? {
+                let (k, v) = m?;
+                mats.push((k.value().1, v.value().to_vec()));
+            }
+            keys.push((rec, mats));
+        }
+        let mut aliases = Vec::new();
+        for row in txn.open_table(ALIASES)?.iter()? {
+            let (name, json) = row?;
+            aliases.push((
+                name.value().to_string(),
+                serde_json::from_slice(json.value())?,
+            ));
+        }
+        Ok(Loaded { keys, aliases })
+    }
+
+    /// Applies all mutations in one durable write transaction (all or nothing).
+    pub fn apply(&self, muts: &[Mutation<'_>]) -> Result<(), KmsError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut keys = txn.open_table(KEYS)?;
+            let mut mat = txn.open_table(MATERIAL)?;
+            let mut aliases = txn.open_table(ALIASES)?;
+            for m in muts {
+                match m {
+                    Mutation::PutKey(rec) => {
+                        keys.insert(rec.id.as_u128(), serde_json::to_vec(rec)?.as_slice())?;
+                    }
+                    Mutation::PutMaterial {
+                        id,
+                        version,
+                        sealed,
+                    } => {
+                        mat.insert((id.as_u128(), *version), *sealed)?;
+                    }
+                    Mutation::DeleteKey(id) => {
+                        let id = id.as_u128();
+                        keys.remove(id)?;
+                        mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+                    }
+                    Mutation::PutAlias(name, rec) => {
+                        aliases.insert(*name, serde_json::to_vec(rec)?.as_slice())?;
+                    }
+                    Mutation::DeleteAlias(name) => {
+                        aliases.remove(*name)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Number of material rows stored for a key (used by tests to prove destruction).
+    pub fn material_count(&self, id: Uuid) -> Result<usize, KmsError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(MATERIAL)?;
+        let id = id.as_u128();
+        Ok(t.range((id, 0)..=(id, u32::MAX))?.count())
+    }
+}

@@ -1,0 +1,300 @@
+//! The KMS JSON API driven by AWS's own Rust SDK against an in-process server.
+
+mod kms_support;
+
+use std::time::Duration;
+
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{DataKeySpec, KeyState, RotationType};
+use kms_support::{sdk_client, start};
+
+/// The AWS error code of a failed SDK call.
+fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    r: Result<T, aws_sdk_kms::error::SdkError<E, R>>,
+) -> String {
+    let e = r.unwrap_err();
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or_else(|| panic!("not a service error: {e:?}"))
+        .to_string()
+}
+
+/// A fresh server, an SDK client for it and the id of one new key.
+async fn server_with_key() -> (kms_support::Server, aws_sdk_kms::Client, String) {
+    let s = start().await;
+    let c = sdk_client(&s.url);
+    let md = c.create_key().send().await.unwrap().key_metadata.unwrap();
+    (s, c, md.key_id)
+}
+
+#[tokio::test]
+async fn sdk_create_key_encrypt_decrypt_and_data_keys() {
+    let s = start().await;
+    let c = sdk_client(&s.url);
+    let md = c
+        .create_key()
+        .description("app key")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::Enabled));
+    let id = md.key_id;
+
+    let enc = c
+        .encrypt()
+        .key_id(&id)
+        .plaintext(Blob::new(b"top secret".to_vec()))
+        .encryption_context("purpose", "test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enc.key_id.as_deref(), md.arn.as_deref());
+    let dec = c
+        .decrypt()
+        .ciphertext_blob(enc.ciphertext_blob.unwrap())
+        .encryption_context("purpose", "test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dec.plaintext.unwrap().as_ref(), b"top secret");
+
+    let dk = c
+        .generate_data_key()
+        .key_id(&id)
+        .key_spec(DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap();
+    let plain = dk.plaintext.unwrap();
+    assert_eq!(plain.as_ref().len(), 32);
+    let back = c
+        .decrypt()
+        .key_id(&id)
+        .ciphertext_blob(dk.ciphertext_blob.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap(), plain);
+
+    let random = c
+        .generate_random()
+        .number_of_bytes(64)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(random.plaintext.unwrap().as_ref().len(), 64);
+
+    let listed = c.list_keys().limit(10).send().await.unwrap();
+    assert_eq!(listed.keys.unwrap().len(), 1);
+    assert!(!listed.truncated);
+}
+
+#[tokio::test]
+async fn sdk_errors_have_aws_exception_names() {
+    let (_s, c, id) = server_with_key().await;
+    let big = c
+        .encrypt()
+        .key_id(&id)
+        .plaintext(Blob::new(vec![0u8; 4097]))
+        .send()
+        .await;
+    assert_eq!(code(big), "ValidationException");
+
+    c.disable_key().key_id(&id).send().await.unwrap();
+    let disabled = c
+        .generate_data_key()
+        .key_id(&id)
+        .number_of_bytes(32)
+        .send()
+        .await;
+    assert_eq!(code(disabled), "DisabledException");
+
+    let missing = c
+        .describe_key()
+        .key_id("11111111-2222-3333-4444-555555555555")
+        .send()
+        .await;
+    assert_eq!(code(missing), "NotFoundException");
+
+    let garbage = c
+        .decrypt()
+        .ciphertext_blob(Blob::new(vec![1u8; 60]))
+        .send()
+        .await;
+    assert_eq!(code(garbage), "InvalidCiphertextException");
+
+    let bad_window = c
+        .schedule_key_deletion()
+        .key_id(&id)
+        .pending_window_in_days(3)
+        .send()
+        .await;
+    assert_eq!(code(bad_window), "ValidationException");
+}
+
+#[tokio::test]
+async fn sdk_schedule_and_cancel_deletion_then_deletion_after_window() {
+    let (s, c, id) = server_with_key().await;
+    let sched = c
+        .schedule_key_deletion()
+        .key_id(&id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sched.key_state, Some(KeyState::PendingDeletion));
+    assert_eq!(sched.pending_window_in_days, Some(7));
+    let when = sched.deletion_date.unwrap().secs();
+    let now = s
+        .kms
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((when - now - 7 * 86400).abs() <= 1, "{when} vs {now}");
+    let enc = c
+        .encrypt()
+        .key_id(&id)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(enc), "KMSInvalidStateException");
+    c.cancel_key_deletion().key_id(&id).send().await.unwrap();
+    let md = c.describe_key().key_id(&id).send().await.unwrap();
+    assert_eq!(md.key_metadata.unwrap().key_state, Some(KeyState::Disabled));
+
+    c.schedule_key_deletion().key_id(&id).send().await.unwrap();
+    s.clock.advance(Duration::from_secs(30 * 86400));
+    s.kms.tick().unwrap();
+    let gone = c.describe_key().key_id(&id).send().await;
+    assert_eq!(code(gone), "NotFoundException");
+}
+
+#[tokio::test]
+async fn sdk_aliases_and_rotation() {
+    let (_s, c, id) = server_with_key().await;
+    c.create_alias()
+        .alias_name("alias/orders")
+        .target_key_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let reserved = c
+        .create_alias()
+        .alias_name("alias/aws/mine")
+        .target_key_id(&id)
+        .send()
+        .await;
+    assert_eq!(code(reserved), "NotAuthorizedException");
+    let old = c
+        .encrypt()
+        .key_id("alias/orders")
+        .plaintext(Blob::new(b"v1".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    c.rotate_key_on_demand().key_id(&id).send().await.unwrap();
+    let rotations = c.list_key_rotations().key_id(&id).send().await.unwrap();
+    let r = rotations.rotations.unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].rotation_type, Some(RotationType::OnDemand));
+    let dec = c.decrypt().ciphertext_blob(old).send().await.unwrap();
+    assert_eq!(dec.plaintext.unwrap().as_ref(), b"v1");
+
+    c.enable_key_rotation()
+        .key_id(&id)
+        .rotation_period_in_days(180)
+        .send()
+        .await
+        .unwrap();
+    let st = c
+        .get_key_rotation_status()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(st.key_rotation_enabled);
+    assert_eq!(st.rotation_period_in_days, Some(180));
+
+    let aliases = c.list_aliases().key_id(&id).send().await.unwrap();
+    let names: Vec<_> = aliases
+        .aliases
+        .unwrap()
+        .into_iter()
+        .filter_map(|a| a.alias_name)
+        .collect();
+    assert_eq!(names, vec!["alias/orders".to_string()]);
+}
+
+#[tokio::test]
+async fn raw_http_malformed_requests_get_json_errors_not_500() {
+    let s = start().await;
+    let r = reqwest::Client::new()
+        .post(&s.url)
+        .header("x-amz-target", "TrentService.ListKeys")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["__type"], "MissingAuthenticationTokenException");
+
+    let cases = [
+        (
+            "TrentService.ListKeys",
+            "{not json",
+            "SerializationException",
+        ),
+        (
+            "TrentService.GenerateRandom",
+            r#"{"NumberOfBytes":"x"}"#,
+            "SerializationException",
+        ),
+        (
+            "TrentService.GenerateRandom",
+            r#"{"NumberOfBytes":5000}"#,
+            "ValidationException",
+        ),
+        ("TrentService.GenerateRandom", "{}", "ValidationException"),
+        (
+            "TrentService.Encrypt",
+            r#"{"KeyId":"k","Plaintext":"%%%"}"#,
+            "SerializationException",
+        ),
+        ("TrentService.Frobnicate", "{}", "UnknownOperationException"),
+        ("TrentService.Sign", "{}", "UnsupportedOperationException"),
+        (
+            "TrentService.ListKeys",
+            r#"{"Limit":0}"#,
+            "ValidationException",
+        ),
+        (
+            "TrentService.DescribeKey",
+            r#"{"KeyId":"nope"}"#,
+            "NotFoundException",
+        ),
+        (
+            "TrentService.Decrypt",
+            r#"{"CiphertextBlob":"AAAA"}"#,
+            "InvalidCiphertextException",
+        ),
+    ];
+    for (target, body, want) in cases {
+        let (status, v) = kms_support::raw_call(&s.url, target, body).await;
+        assert_eq!(
+            (status, v["__type"].as_str()),
+            (400, Some(want)),
+            "{target} {body}"
+        );
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, v) = kms_support::raw_call(&s.url, "TrentService.ListKeys", "").await;
+    assert_eq!((status, v["Truncated"].as_bool()), (200, Some(false)));
+}
