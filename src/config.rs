@@ -78,6 +78,37 @@ pub struct Config {
     /// Largest request body (bytes) sealgate reads into memory for non-streaming
     /// operations (XML bodies of bucket configuration calls, KMS JSON requests).
     pub max_buffered_body: usize,
+    /// Bucket in the store where sealgate keeps its own settings (bucket default
+    /// encryption); created on first use, hidden from and refused to clients.
+    pub state_bucket: String,
+    /// The embedded KMS (its `account` is always this config's `account`).
+    pub kms: crate::kms::KmsConfig,
+    /// What happens to objects that do not ask for encryption, and to unencrypted objects.
+    pub encryption: EncryptionConfig,
+}
+
+/// Object encryption policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Encryption for a PUT that names none and whose bucket has no default:
+    /// `AES256` (SSE-S3 under sealgate's managed key; the default, like AWS), `aws:kms`
+    /// (with `default_kms_key`), or `none` (store such objects unencrypted).
+    pub default: String,
+    /// KMS key for `default = "aws:kms"` (id, ARN or alias); none = the managed key.
+    pub default_kms_key: Option<String>,
+    /// Whether objects sealgate did not encrypt (existing data) may be read as they are.
+    pub allow_plaintext_reads: bool,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self {
+            default: "AES256".into(),
+            default_kms_key: None,
+            allow_plaintext_reads: true,
+        }
+    }
 }
 
 impl Default for Config {
@@ -90,6 +121,9 @@ impl Default for Config {
             access_keys: Vec::new(),
             account: "000000000000".into(),
             max_buffered_body: 1024 * 1024,
+            state_bucket: "sealgate-state".into(),
+            kms: crate::kms::KmsConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 }
@@ -199,6 +233,12 @@ impl Config {
         }
         if let Some(v) = get("SEALGATE_UPSTREAM_SECRET_ACCESS_KEY_FILE") {
             self.upstream.secret_access_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("SEALGATE_KMS_DB") {
+            self.kms.db_path = PathBuf::from(v);
+        }
+        if let Some(v) = get("SEALGATE_KMS_ROOT_KEY_FILE") {
+            self.kms.root_key_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("SEALGATE_VIRTUAL_HOST_DOMAIN") {
             self.virtual_host_domain = Some(v);
@@ -328,6 +368,23 @@ impl Config {
         if self.max_buffered_body < 64 * 1024 {
             return Err(cfg_err("max_buffered_body", "must be at least 65536"));
         }
+        if !matches!(
+            self.encryption.default.as_str(),
+            "AES256" | "aws:kms" | "none"
+        ) {
+            return Err(cfg_err(
+                "encryption.default",
+                "must be \"AES256\", \"aws:kms\" or \"none\"",
+            ));
+        }
+        if self.encryption.default_kms_key.is_some() && self.encryption.default != "aws:kms" {
+            return Err(cfg_err(
+                "encryption.default_kms_key",
+                "only applies with encryption.default = \"aws:kms\"",
+            ));
+        }
+        self.kms.account = self.account.clone();
+        self.kms.validate().map_err(|e| cfg_err("kms", e))?;
         Ok(())
     }
 

@@ -30,6 +30,8 @@ use crate::upstream::Upstream;
 /// The running application: everything a request needs.
 pub struct App {
     s3: S3Service,
+    kms: crate::kms::Kms,
+    access_keys: crate::auth::AccessKeys,
     tls: Option<tokio_rustls::TlsAcceptor>,
     next_id: AtomicU64,
     id_prefix: String,
@@ -40,14 +42,20 @@ impl App {
     pub fn new(cfg: &Config) -> Result<Arc<App>, String> {
         let upstream = Upstream::new(&cfg.upstream)?;
         let access_keys = cfg.access_key_table();
+        let kms = crate::kms::Kms::open(&cfg.kms).map_err(|e| format!("kms: {e}"))?;
         let state = Arc::new(State {
             upstream,
             access_keys: access_keys.clone(),
             vhost_domain: cfg.virtual_host_domain.clone(),
             max_buffered_body: cfg.max_buffered_body,
+            kms: kms.clone(),
+            encryption: cfg.encryption.clone(),
+            state_bucket: cfg.state_bucket.clone(),
+            rules: Default::default(),
+            sizes: Default::default(),
         });
         let mut b = S3ServiceBuilder::new(Unreachable);
-        b.set_auth(access_keys);
+        b.set_auth(access_keys.clone());
         b.set_route(Gateway { state });
         if let Some(d) = &cfg.virtual_host_domain {
             b.set_host(
@@ -61,6 +69,8 @@ impl App {
         let id_prefix = format!("{:08X}", rand_u32());
         Ok(Arc::new(App {
             s3: b.build(),
+            kms,
+            access_keys,
             tls,
             next_id: AtomicU64::new(1),
             id_prefix,
@@ -91,7 +101,7 @@ impl App {
         );
         let start = Instant::now();
         async move {
-            let mut resp = self.route(req).await;
+            let mut resp = self.route(req, peer).await;
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-sealgate-request-id", v);
             }
@@ -103,12 +113,16 @@ impl App {
         .await
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         if req.uri().path() == "/health"
             && req.method() == http::Method::GET
             && req.uri().query().is_none()
         {
             return plain(StatusCode::OK, "ok\n");
+        }
+        if crate::kms::api::is_kms_request(req.headers()) {
+            tracing::Span::current().record("op", "kms");
+            return self.kms_api(req, peer).await;
         }
         match self.s3.call(req.map(Body::from)).await {
             Ok(r) => r,
@@ -117,6 +131,35 @@ impl App {
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
             }
         }
+    }
+}
+
+impl App {
+    /// The AWS KMS JSON API on the same listener (SigV4 service `kms`).
+    async fn kms_api(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        use http_body_util::BodyExt;
+        let (parts, body) = req.into_parts();
+        let body = match http_body_util::Limited::new(body, crate::kms::api::MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                let mut r = Response::new(Body::from(Bytes::from_static(
+                    br#"{"__type":"ValidationException","message":"The request body is too large or could not be read."}"#,
+                )));
+                *r.status_mut() = StatusCode::BAD_REQUEST;
+                return r;
+            }
+        };
+        let resp = crate::kms::api::handle(
+            &self.kms,
+            &self.access_keys,
+            Request::from_parts(parts, body),
+            Some(peer.ip()),
+        )
+        .await;
+        resp.map(Body::from)
     }
 }
 
@@ -170,6 +213,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Key deletions that came due and automatic rotations happen even for idle keys.
+    let kms = app.kms.clone();
+    let ticker = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let kms = kms.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || kms.tick()).await {
+                tracing::warn!(error = %e, "KMS maintenance failed");
+            }
+        }
+    });
     let builder = ConnBuilder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
@@ -228,6 +283,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    ticker.abort();
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await

@@ -223,8 +223,16 @@ impl Decryptor {
         dek: Dek,
         layout: Layout,
         plan: &ReadPlan,
-        first_header: PartHeader,
+        first_header: Option<PartHeader>,
     ) -> Decryptor {
+        // `None`: the stream starts with the header of the first part (a read from the
+        // start of a multipart part); it is parsed and checked inline.
+        let need_header = first_header.is_none();
+        let first_header = first_header.unwrap_or(PartHeader {
+            part_number: 0,
+            salt: [0; format::SALT_LEN],
+            plain_len: 0,
+        });
         let key = part_key(&dek, &first_header);
         Decryptor {
             inner,
@@ -236,7 +244,7 @@ impl Decryptor {
             segment: plan.first_segment,
             skip: plan.skip,
             remaining: plan.len,
-            need_header: false,
+            need_header,
             buf: BytesMut::with_capacity((SEGMENT + TAG) as usize * 2),
             failed: false,
         }
@@ -274,6 +282,8 @@ impl Decryptor {
                     .map_err(|e| io_err(format!("object is corrupt: {e}")))?;
                 self.key = part_key(&self.dek, &h);
                 self.header = h;
+                // An inline header always precedes segment 0 of its part (a read that
+                // starts mid-part is given its header up front).
                 self.segment = 0;
                 self.need_header = false;
             }
@@ -408,7 +418,17 @@ mod tests {
         first: PartHeader,
     ) -> Result<Vec<u8>, std::io::Error> {
         let p = format::plan(layout, start, end).unwrap();
-        let slice = cipher[p.cipher_start as usize..p.cipher_end as usize].to_vec();
+        let first = if layout.headers_in_body && p.first_segment == 0 {
+            None
+        } else {
+            Some(first)
+        };
+        let start = if first.is_none() {
+            p.cipher_start - HEADER_LEN
+        } else {
+            p.cipher_start
+        };
+        let slice = cipher[start as usize..p.cipher_end as usize].to_vec();
         let d = Decryptor::new(chunks(slice, 10_000), dek(), layout.clone(), &p, first);
         collect(d).await
     }
@@ -474,7 +494,7 @@ mod tests {
         let mut flipped = c.clone();
         flipped[70_000] ^= 1;
         let p = format::plan(&l, 0, 200_000).unwrap();
-        let mut d = Decryptor::new(chunks(flipped, 65_552), dek(), l.clone(), &p, h);
+        let mut d = Decryptor::new(chunks(flipped, 65_552), dek(), l.clone(), &p, Some(h));
         let first = d.next().await.unwrap().unwrap();
         assert_eq!(&first[..], &plain[..65_536]);
         assert!(d.next().await.unwrap().is_err());
@@ -487,10 +507,10 @@ mod tests {
             dek(),
             Layout::single(131_072),
             &p,
-            PartHeader {
+            Some(PartHeader {
                 plain_len: 131_072,
                 ..h
-            },
+            }),
         );
         assert!(
             collect(d).await.is_err(),

@@ -18,11 +18,15 @@ pub mod copy;
 pub mod forward;
 pub mod get;
 pub mod head;
+pub mod keys;
 pub mod list;
 pub mod multipart;
+pub mod objmeta;
 pub mod pass;
 pub mod put;
+pub mod sse;
 pub mod target;
+pub mod xml;
 
 use std::sync::Arc;
 
@@ -45,6 +49,16 @@ pub struct State {
     pub vhost_domain: Option<String>,
     /// Largest body read into memory (XML bodies we must rewrite).
     pub max_buffered_body: usize,
+    /// The embedded KMS: data keys for objects.
+    pub kms: crate::kms::Kms,
+    /// Encryption defaults and the plaintext-read policy.
+    pub encryption: crate::config::EncryptionConfig,
+    /// Bucket in the store holding sealgate's own settings; clients cannot reach it.
+    pub state_bucket: String,
+    /// Cache of bucket default-encryption rules.
+    pub rules: bucket_encryption::RuleCache,
+    /// Cache of plaintext sizes for listings.
+    pub sizes: list::SizeCache,
 }
 
 /// One request, classified and authenticated, as handlers see it.
@@ -65,11 +79,17 @@ pub struct Ctx {
 impl Ctx {
     /// Query pairs to send to the store: presigned-URL parameters are the client's
     /// credentials and are dropped.
+    /// sealgate upload ids (`sg1.` tokens) become the store's upload id.
     pub fn forward_query(&self) -> Vec<(String, String)> {
         self.query
             .iter()
             .filter(|(k, _)| !k.starts_with("X-Amz-"))
-            .cloned()
+            .map(
+                |(k, v)| match (k.as_str(), multipart::UploadToken::decode(v)) {
+                    ("uploadId", Ok(Some(t))) => (k.clone(), t.upstream_id),
+                    _ => (k.clone(), v.clone()),
+                },
+            )
             .collect()
     }
 
@@ -82,6 +102,17 @@ impl Ctx {
 
     pub fn is_head(&self) -> bool {
         self.method == Method::HEAD
+    }
+
+    /// Bucket and key of an object operation.
+    pub fn object(&self) -> Result<(String, String), Error> {
+        match (&self.bucket, &self.key) {
+            (Some(b), Some(k)) => Ok((b.clone(), k.clone())),
+            _ => Err(Error::Internal(format!(
+                "{} without bucket and key",
+                self.op.name()
+            ))),
+        }
     }
 }
 
@@ -177,6 +208,12 @@ impl S3Route for Gateway {
                 ));
             }
         };
+        if classified.target.bucket.as_deref() == Some(self.state.state_bucket.as_str()) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "This bucket holds sealgate's own settings and is not accessible through sealgate.",
+            ));
+        }
         tracing::Span::current().record("op", op.name());
         if let Some(b) = &classified.target.bucket {
             tracing::Span::current().record("bucket", b.as_str());

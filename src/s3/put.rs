@@ -1,26 +1,124 @@
-//! PutObject. Client checksums are verified by sealgate against the bytes the client sent
-//! and are not forwarded (the store's bytes will be ciphertext); the verified checksum is
+//! PutObject: the body is verified against the client's checksums, encrypted segment by
+//! segment, and streamed to the store with sealgate's metadata; nothing is buffered
+//! beyond one segment.
+//!
+//! Invariants: when encryption applies (requested, bucket default or global default) the
+//! store receives only ciphertext — any failure (KMS, checksum, short body) ends the
+//! upload stream with an error before the last segment, so the store stores nothing.
+//! Client checksums are verified by sealgate and never forwarded; the verified checksum is
 //! echoed in the response as S3 does.
 
 use futures::StreamExt;
+use http::HeaderMap;
 use s3s::{Body, S3Error, S3ErrorCode, S3Response};
 
-use super::Ctx;
 use super::checksum::{Algo, Declared, Verifying, b64};
-use super::forward;
+use super::objmeta::{self, ObjectMeta};
+use super::sse;
+use super::{Ctx, forward, keys};
+use crate::crypto::format::{Layout, PartHeader, part_cipher_len};
+use crate::crypto::stream::{Encryptor, random_salt};
 use crate::error::Error;
 use crate::upstream::UpBody;
 
+/// Headers never forwarded on object writes: checksums (about plaintext) and SSE requests
+/// (sealgate does the encryption).
+pub fn write_drop_list() -> Vec<&'static str> {
+    forward::CHECKSUM_REQUEST
+        .iter()
+        .chain(sse::SSE_REQUEST_HEADERS)
+        .copied()
+        .collect()
+}
+
 pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let declared = Declared::from_headers(&ctx.headers)?;
-    let headers = forward::request_headers(&ctx.headers, forward::CHECKSUM_REQUEST);
-    let (resp, digests) = send_verified(&mut ctx, headers, &declared).await?;
+    objmeta::reject_reserved(&ctx.headers)?;
+    let requested = sse::parse(&ctx.headers)?;
+    let drop = write_drop_list();
+    let mut headers = forward::request_headers(&ctx.headers, &drop);
+    let Some(sse) = super::bucket_encryption::effective(&ctx, requested).await? else {
+        // Encryption is configured off for this bucket and not requested: store as sent.
+        let (resp, digests) = send_verified(&mut ctx, headers, &declared, None).await?;
+        let ok = resp.status().is_success();
+        let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
+        if ok {
+            echo_checksums(&mut out, &digests);
+        }
+        return Ok(out);
+    };
+    let (bucket, key) = ctx.object()?;
+    let len = declared_len(&ctx)?;
+    let nk = keys::new_data_key(&ctx.state, &ctx.principal, &sse, &bucket, &key).await?;
+    let salt = random_salt();
+    let layout = Layout::single(len);
+    let meta = ObjectMeta {
+        key_arn: nk.key_arn.clone(),
+        wrapped_dek: nk.wrapped,
+        context_b64: nk.context_b64,
+        alg: sse.alg,
+        bucket_key: sse.bucket_key,
+        size: len,
+        mac: ObjectMeta::compute_mac(&nk.dek, len, &layout),
+        layout,
+        salt: Some(salt),
+    };
+    meta.write(&mut headers);
+    let header = PartHeader {
+        part_number: 1,
+        salt,
+        plain_len: len,
+    };
+    let dek = nk.dek;
+    let encrypt =
+        move |plain: futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>| {
+            (
+                Encryptor::new(plain, &dek, header, false).boxed(),
+                part_cipher_len(len, false),
+            )
+        };
+    let (resp, digests) =
+        send_verified(&mut ctx, headers, &declared, Some(Box::new(encrypt))).await?;
     let ok = resp.status().is_success();
-    let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
+    let mut out = forward::to_client(resp, false, &response_drop_list());
     if ok {
         echo_checksums(&mut out, &digests);
+        sse_response_headers(&mut out.headers, &meta);
     }
     Ok(out)
+}
+
+/// Store response headers never returned on encrypted paths: checksums and SSE claims of
+/// the store are about ciphertext.
+pub fn response_drop_list() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = forward::CHECKSUM_REQUEST.to_vec();
+    v.extend(sse::SSE_REQUEST_HEADERS);
+    v.push("x-amz-checksum-type");
+    v
+}
+
+/// The SSE headers S3 returns for an encrypted object.
+pub fn sse_response_headers(h: &mut HeaderMap, meta: &ObjectMeta) {
+    forward::set_header(h, sse::H_SSE, meta.alg.as_str());
+    if meta.alg == sse::Alg::Kms {
+        forward::set_header(h, sse::H_KEY_ID, &meta.key_arn);
+    }
+    if meta.bucket_key {
+        forward::set_header(h, sse::H_BUCKET_KEY, "true");
+    }
+    if let Some(c) = &meta.context_b64 {
+        forward::set_header(h, sse::H_CONTEXT, c);
+    }
+}
+
+/// The plaintext length the client declared; S3 requires one for PutObject/UploadPart.
+pub fn declared_len(ctx: &Ctx) -> Result<u64, Error> {
+    forward::content_length(&ctx.headers).ok_or_else(|| {
+        Error::Client(S3Error::with_message(
+            S3ErrorCode::MissingContentLength,
+            "You must provide the Content-Length HTTP header.",
+        ))
+    })
 }
 
 /// Adds the verified `x-amz-checksum-*` value to a successful response.
@@ -32,23 +130,24 @@ pub fn echo_checksums(out: &mut S3Response<Body>, digests: &[(Algo, Vec<u8>)]) {
     }
 }
 
-/// Streams the client body to the store through the checksum verifier. On a mismatch the
-/// store never receives the whole body, and the client gets BadDigest.
+type PlainStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+/// Turns the verified plaintext stream into what the store receives, and its length.
+pub type Transform = Box<dyn FnOnce(PlainStream) -> (PlainStream, u64) + Send>;
+
+/// Streams the client body to the store through the checksum verifier (and `transform`,
+/// e.g. encryption). On a checksum mismatch the store never receives the whole body, and
+/// the client gets BadDigest.
 pub async fn send_verified(
     ctx: &mut Ctx,
-    headers: http::HeaderMap,
+    headers: HeaderMap,
     declared: &Declared,
+    transform: Option<Transform>,
 ) -> Result<(reqwest::Response, super::checksum::Digests), Error> {
-    let len = forward::content_length(&ctx.headers).ok_or_else(|| {
-        Error::Client(S3Error::with_message(
-            S3ErrorCode::MissingContentLength,
-            "You must provide the Content-Length HTTP header.",
-        ))
-    })?;
+    let len = declared_len(ctx)?;
     let body = forward::body_stream(std::mem::take(&mut ctx.body));
     let (mut verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
-    let up_body = if len == 0 {
-        // Nothing will poll an empty body: check it here.
+    let plain: PlainStream = if len == 0 {
+        // Nothing downstream polls an empty body before sending: check it here.
         while let Some(chunk) = verifying.next().await {
             if chunk.as_ref().is_ok_and(|c| !c.is_empty()) {
                 return Err(Error::Client(S3Error::with_message(
@@ -60,12 +159,17 @@ pub async fn send_verified(
         if let Some(Err(e)) = verdict.get() {
             return Err(Error::Client(e));
         }
-        UpBody::Empty
+        futures::stream::empty().boxed()
     } else {
-        UpBody::Stream {
-            stream: verifying.boxed(),
-            len,
+        verifying.boxed()
+    };
+    let up_body = match transform {
+        Some(t) => {
+            let (stream, n) = t(plain);
+            UpBody::Stream { stream, len: n }
         }
+        None if len == 0 => UpBody::Empty,
+        None => UpBody::Stream { stream: plain, len },
     };
     let result = ctx
         .state

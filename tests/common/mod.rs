@@ -185,6 +185,8 @@ pub fn direct_client() -> aws_sdk_s3::Client {
 /// A running in-process sealgate.
 pub struct Sealgate {
     pub addr: SocketAddr,
+    /// Holds the KMS database and root key of this instance.
+    pub state_dir: std::sync::Arc<tempfile::TempDir>,
     pub endpoint: String,
     pub client: aws_sdk_s3::Client,
     pub direct: aws_sdk_s3::Client,
@@ -219,7 +221,19 @@ impl Sealgate {
         Self::start_with(test_config()).await
     }
 
-    pub async fn start_with(cfg: Config) -> Sealgate {
+    pub async fn start_with(mut cfg: Config) -> Sealgate {
+        let state_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        if cfg.kms.root_key_file.is_none() {
+            let root = state_dir.path().join("root.key");
+            std::fs::write(&root, random_hex(32)).unwrap();
+            cfg.kms.root_key_file = Some(root);
+            cfg.kms.db_path = state_dir.path().join("kms.redb");
+        }
+        Self::start_in(cfg, state_dir).await
+    }
+
+    /// Starts with a config whose KMS paths are already set (e.g. a restart on the same state).
+    pub async fn start_in(cfg: Config, state_dir: std::sync::Arc<tempfile::TempDir>) -> Sealgate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let scheme = if cfg.tls.is_some() { "https" } else { "http" };
@@ -231,6 +245,7 @@ impl Sealgate {
         let client = s3_client(&endpoint, CLIENT_AK, CLIENT_SK, "us-east-1");
         Sealgate {
             addr,
+            state_dir,
             endpoint,
             client,
             direct: direct_client(),
