@@ -44,7 +44,7 @@ async fn aws_cli_smoke_test_over_tls_with_default_checksums() {
     let bucket = format!("cli-{}", std::process::id());
     let src = dir.path().join("up.bin");
     let back = dir.path().join("down.bin");
-    let data = pattern(20 << 20, 42);
+    let data = pattern(100 << 20, 42);
     std::fs::write(&src, &data).unwrap();
 
     let (ep2, ca2, home2, b2, src2, back2) = (
@@ -82,6 +82,22 @@ async fn aws_cli_smoke_test_over_tls_with_default_checksums() {
             &s3url,
             back2.to_str().unwrap(),
         ]);
+        let range_file = back2.with_extension("range");
+        let ranged = run(&[
+            "s3api",
+            "get-object",
+            "--bucket",
+            &b2,
+            "--key",
+            "dir/file.bin",
+            "--range",
+            "bytes=8388600-8388620",
+            range_file.to_str().unwrap(),
+        ]);
+        assert!(
+            ranged.contains("bytes 8388600-8388620/104857600"),
+            "{ranged}"
+        );
         run(&["s3", "rm", &s3url]);
         // `s3 ls` exits 1 on an empty listing; list-objects-v2 answers `{}` or no output.
         let after = run(&[
@@ -97,11 +113,14 @@ async fn aws_cli_smoke_test_over_tls_with_default_checksums() {
     .await
     .unwrap();
     let (ls, head, after) = outputs;
-    assert!(ls.contains("20971520 file.bin"), "{ls}");
+    assert!(ls.contains("104857600 file.bin"), "{ls}");
     let head: serde_json::Value = serde_json::from_str(&head).unwrap();
-    assert_eq!(head["ContentLength"], 20 << 20);
+    assert_eq!(head["ContentLength"], 100 << 20);
+    assert_eq!(head["ServerSideEncryption"], "AES256");
     let got = std::fs::read(&back).unwrap();
     assert_eq!(sha256(&got), sha256(&data));
+    let range = std::fs::read(back.with_extension("range")).unwrap();
+    assert_eq!(range, &data[8_388_600..8_388_621]);
     assert!(!after.contains("file.bin"), "{after}");
     let direct = sg
         .direct

@@ -209,6 +209,7 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             plaintext_allowed(&ctx)?;
             return Ok(forward::to_client(resp, false, &[]));
         };
+        check_cipher_len(resp.content_length(), &meta)?;
         let want = Want {
             start: 0,
             end: meta.size,
@@ -277,6 +278,12 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(out);
     };
     let etag = head.headers().get(http::header::ETAG).cloned();
+    let stored_len = head
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    check_cipher_len(stored_len, &meta)?;
     let want = want_for(&ctx, &meta)?;
     let (bucket, key) = ctx.object()?;
     let dek = keys::open_data_key(&ctx.state, &ctx.principal, &meta, &bucket, &key).await?;
@@ -332,6 +339,21 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     });
     out.headers = headers;
     Ok(out)
+}
+
+/// The stored length must be exactly what the metadata implies: bytes appended or cut
+/// off whole parts show here before anything is decrypted.
+pub fn check_cipher_len(stored: Option<u64>, meta: &ObjectMeta) -> Result<(), Error> {
+    let want = meta.layout.cipher_len();
+    match stored {
+        Some(n) if n == want => Ok(()),
+        Some(n) => Err(Error::Client(objmeta::corrupt(format!(
+            "it holds {n} bytes where {want} were written"
+        )))),
+        None => Err(Error::Client(objmeta::corrupt(
+            "the store did not say how long it is",
+        ))),
+    }
 }
 
 /// A ciphertext range request to the store, pinned to `etag`.

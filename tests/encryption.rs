@@ -1,0 +1,916 @@
+//! Object encryption end to end: through sealgate with aws-sdk-s3, checking what Garage
+//! really holds with a direct client, and tampering with it there.
+
+mod common;
+
+use std::collections::HashMap;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use common::{Sealgate, pattern, sha256};
+
+/// Recognisable plaintext: the ASCII text must never appear in the store.
+fn text(len: usize) -> Vec<u8> {
+    b"sealgate-plaintext-marker:0123456789;"
+        .iter()
+        .cycle()
+        .take(len)
+        .copied()
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn get(c: &aws_sdk_s3::Client, b: &str, k: &str) -> Result<Vec<u8>, String> {
+    let r = c
+        .get_object()
+        .bucket(b)
+        .key(k)
+        .send()
+        .await
+        .map_err(|e| format!("{:?}", e.into_service_error()))?;
+    r.body
+        .collect()
+        .await
+        .map(|d| d.into_bytes().to_vec())
+        .map_err(|e| format!("body: {e}"))
+}
+
+async fn raw_object(sg: &Sealgate, b: &str, k: &str) -> (Vec<u8>, HashMap<String, String>) {
+    let r = sg
+        .direct
+        .get_object()
+        .bucket(b)
+        .key(k)
+        .send()
+        .await
+        .unwrap();
+    let meta = r.metadata().cloned().unwrap_or_default();
+    (r.body.collect().await.unwrap().into_bytes().to_vec(), meta)
+}
+
+async fn put_raw(sg: &Sealgate, b: &str, k: &str, body: Vec<u8>, meta: HashMap<String, String>) {
+    sg.direct
+        .put_object()
+        .bucket(b)
+        .key(k)
+        .set_metadata(Some(meta))
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn kms_client(sg: &Sealgate) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .endpoint_url(&sg.endpoint)
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            common::CLIENT_AK,
+            common::CLIENT_SK,
+            None,
+            None,
+            "t",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+async fn new_kms_key(sg: &Sealgate) -> String {
+    kms_client(sg)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn objects_round_trip_and_the_store_holds_only_ciphertext() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    for len in [0usize, 1, 65_535, 65_536, 65_537, 10 << 20] {
+        let data = text(len);
+        let k = format!("o{len}");
+        let put = sg
+            .client
+            .put_object()
+            .bucket(&b)
+            .key(&k)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            put.server_side_encryption(),
+            Some(&ServerSideEncryption::Aes256),
+            "SSE-S3 by default"
+        );
+        assert_eq!(get(&sg.client, &b, &k).await.unwrap(), data, "len {len}");
+        let head = sg
+            .client
+            .head_object()
+            .bucket(&b)
+            .key(&k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_length(), Some(len as i64));
+        assert!(
+            head.metadata()
+                .is_none_or(|m| m.keys().all(|k| !k.starts_with("sealgate"))),
+            "internal metadata is hidden"
+        );
+        let (stored, meta) = raw_object(&sg, &b, &k).await;
+        assert_eq!(
+            stored.len(),
+            len + 16 * len.div_ceil(65_536).max(1),
+            "len {len}"
+        );
+        if len >= 37 {
+            assert!(
+                !contains(&stored, b"sealgate-plaintext-marker"),
+                "plaintext leaked into the store (len {len})"
+            );
+        }
+        assert_eq!(meta.get("sealgate-v").map(String::as_str), Some("1"));
+        let total: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(total < 1024, "metadata {total} bytes");
+    }
+}
+
+#[tokio::test]
+async fn sse_kms_with_a_chosen_key_is_echoed_and_used() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let key = new_kms_key(&sg).await;
+    let ctx = common::b64(br#"{"team":"blue"}"#);
+    let put = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .ssekms_encryption_context(&ctx)
+        .body(ByteStream::from(text(1000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(put.ssekms_key_id(), Some(key.as_str()));
+    let g = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.ssekms_key_id(), Some(key.as_str()));
+    assert_eq!(
+        g.body.collect().await.unwrap().into_bytes().to_vec(),
+        text(1000)
+    );
+    // The managed default key when aws:kms names none.
+    let put = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("k2")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        put.ssekms_key_id().unwrap().starts_with("arn:aws:kms:"),
+        "{:?}",
+        put.ssekms_key_id()
+    );
+    assert_ne!(put.ssekms_key_id(), Some(key.as_str()));
+}
+
+#[tokio::test]
+async fn invalid_sse_requests_are_refused_and_store_nothing() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let e = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("a")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .ssekms_key_id("alias/x")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.into_service_error().meta().code(),
+        Some("InvalidArgument")
+    );
+    let e = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("b")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(common::b64(&[1u8; 32]))
+        .sse_customer_key_md5(common::b64(&[0u8; 16]))
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.into_service_error().meta().code(), Some("NotImplemented"));
+    let e = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("c")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/does-not-exist")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    let raw_status = e.raw_response().unwrap().status().as_u16();
+    assert_eq!(
+        e.into_service_error().meta().code(),
+        Some("KMS.NotFoundException")
+    );
+    assert_eq!(raw_status, 400);
+    let e = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("d")
+        .metadata("sealgate-v", "9")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.into_service_error().meta().code(),
+        Some("InvalidArgument")
+    );
+    let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_disabled_key_stops_reads_and_writes_with_kms_errors() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let key = new_kms_key(&sg).await;
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .body(ByteStream::from_static(b"secret"))
+        .send()
+        .await
+        .unwrap();
+    kms_client(&sg)
+        .disable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let e = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.into_service_error().meta().code(),
+        Some("KMS.DisabledException")
+    );
+    let e = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("k2")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.into_service_error().meta().code(),
+        Some("KMS.DisabledException")
+    );
+    kms_client(&sg)
+        .enable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get(&sg.client, &b, "k").await.unwrap(), b"secret");
+}
+
+#[tokio::test]
+async fn every_range_shape_returns_exact_plaintext() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let data = pattern(300_000, 11);
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("r")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    for (range, lo, hi) in [
+        ("bytes=0-0", 0, 1),
+        ("bytes=65535-65536", 65_535, 65_537),
+        ("bytes=65536-131071", 65_536, 131_072),
+        ("bytes=1000-", 1000, 300_000),
+        ("bytes=-1", 299_999, 300_000),
+        ("bytes=-70000", 230_000, 300_000),
+        ("bytes=299000-999999", 299_000, 300_000),
+    ] {
+        let r = sg
+            .client
+            .get_object()
+            .bucket(&b)
+            .key("r")
+            .range(range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.content_range(),
+            Some(format!("bytes {}-{}/300000", lo, hi - 1).as_str()),
+            "{range}"
+        );
+        assert_eq!(r.content_length(), Some((hi - lo) as i64));
+        assert_eq!(
+            r.body.collect().await.unwrap().into_bytes().to_vec(),
+            &data[lo..hi],
+            "{range}"
+        );
+    }
+    let e = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("r")
+        .range("bytes=300000-")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 416);
+}
+
+async fn multipart(sg: &Sealgate, b: &str, k: &str, sizes: &[usize], seed: u64) -> Vec<u8> {
+    let data = pattern(sizes.iter().sum(), seed);
+    let up = sg
+        .client
+        .create_multipart_upload()
+        .bucket(b)
+        .key(k)
+        .content_type("application/x-test")
+        .metadata("owner", "t")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap().to_string();
+    let mut offs = vec![0usize];
+    for s in sizes {
+        offs.push(offs.last().unwrap() + s);
+    }
+    let mut tasks = Vec::new();
+    for i in (0..sizes.len()).rev() {
+        let (c, b, k, id) = (sg.client.clone(), b.to_string(), k.to_string(), id.clone());
+        let chunk = data[offs[i]..offs[i + 1]].to_vec();
+        tasks.push(tokio::spawn(async move {
+            let n = i as i32 + 1;
+            let r = c
+                .upload_part()
+                .bucket(&b)
+                .key(&k)
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from(chunk))
+                .send()
+                .await
+                .unwrap();
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build()
+        }));
+    }
+    let mut parts = Vec::new();
+    for t in tasks {
+        parts.push(t.await.unwrap());
+    }
+    parts.sort_by_key(|p| p.part_number());
+    let listed = sg
+        .client
+        .list_parts()
+        .bucket(b)
+        .key(k)
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let listed_sizes: Vec<i64> = listed.parts().iter().map(|p| p.size().unwrap()).collect();
+    assert_eq!(
+        listed_sizes,
+        sizes.iter().map(|s| *s as i64).collect::<Vec<_>>(),
+        "ListParts reports plaintext sizes"
+    );
+    assert_eq!(listed.upload_id(), Some(id.as_str()));
+    sg.client
+        .complete_multipart_upload()
+        .bucket(b)
+        .key(k)
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    data
+}
+
+#[tokio::test]
+async fn multipart_objects_with_odd_part_sizes_read_back_whole_by_range_and_by_part() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let sizes = [(5 << 20) + 1, (5 << 20) + 65_537, 3];
+    let data = multipart(&sg, &b, "mp", &sizes, 21).await;
+    assert_eq!(
+        sha256(&get(&sg.client, &b, "mp").await.unwrap()),
+        sha256(&data)
+    );
+    let head = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some(data.len() as i64));
+    assert_eq!(head.content_type(), Some("application/x-test"));
+    assert_eq!(
+        head.metadata().unwrap().get("owner").map(String::as_str),
+        Some("t")
+    );
+    // Ranges across part boundaries.
+    let p1 = sizes[0];
+    for (lo, hi) in [
+        (p1 - 10, p1 + 10),
+        (p1 - 65_536, p1 + sizes[1] + 2),
+        (data.len() - 5, data.len()),
+        (100, 200),
+    ] {
+        let r = sg
+            .client
+            .get_object()
+            .bucket(&b)
+            .key("mp")
+            .range(format!("bytes={}-{}", lo, hi - 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.body.collect().await.unwrap().into_bytes().to_vec(),
+            &data[lo..hi],
+            "{lo}-{hi}"
+        );
+    }
+    // GET by part number.
+    let r = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("mp")
+        .part_number(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.parts_count(), Some(3));
+    assert_eq!(
+        r.body.collect().await.unwrap().into_bytes().to_vec(),
+        &data[p1..p1 + sizes[1]]
+    );
+    // Listing shows the plaintext size.
+    let l = sg.client.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert_eq!(l.contents()[0].size(), Some(data.len() as i64));
+}
+
+#[tokio::test]
+async fn copies_rewrap_the_key_and_read_back_everywhere() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let b2 = sg.bucket().await;
+    let key = new_kms_key(&sg).await;
+    let data = text(200_000);
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("src")
+        .metadata("a", "1")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    // Same bucket, another name: metadata copied.
+    sg.client
+        .copy_object()
+        .bucket(&b)
+        .key("dst")
+        .copy_source(format!("{b}/src"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get(&sg.client, &b, "dst").await.unwrap(), data);
+    let h = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        h.metadata().unwrap().get("a").map(String::as_str),
+        Some("1")
+    );
+    // Another bucket, another key, metadata replaced.
+    let c = sg
+        .client
+        .copy_object()
+        .bucket(&b2)
+        .key("x/y")
+        .copy_source(format!("{b}/src"))
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .metadata("b", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.ssekms_key_id(), Some(key.as_str()));
+    assert_eq!(get(&sg.client, &b2, "x/y").await.unwrap(), data);
+    let h = sg
+        .client
+        .head_object()
+        .bucket(&b2)
+        .key("x/y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        h.metadata().unwrap().get("b").map(String::as_str),
+        Some("2")
+    );
+    assert!(!h.metadata().unwrap().contains_key("a"));
+    // The store copied the body: identical ciphertext, different wrapping.
+    let (c1, m1) = raw_object(&sg, &b, "src").await;
+    let (c2, m2) = raw_object(&sg, &b2, "x/y").await;
+    assert_eq!(c1, c2);
+    assert_ne!(m1.get("sealgate-dek"), m2.get("sealgate-dek"));
+    // A plaintext object in the store is encrypted when copied through sealgate.
+    put_raw(&sg, &b, "legacy", data.clone(), HashMap::new()).await;
+    sg.client
+        .copy_object()
+        .bucket(&b)
+        .key("legacy-enc")
+        .copy_source(format!("{b}/legacy"))
+        .send()
+        .await
+        .unwrap();
+    let (stored, _) = raw_object(&sg, &b, "legacy-enc").await;
+    assert!(!contains(&stored, b"sealgate-plaintext-marker"));
+    assert_eq!(get(&sg.client, &b, "legacy-enc").await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn plaintext_objects_in_the_store_are_served_as_they_are_unless_refused() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    put_raw(&sg, &b, "old", b"existing data".to_vec(), HashMap::new()).await;
+    assert_eq!(get(&sg.client, &b, "old").await.unwrap(), b"existing data");
+    let l = sg.client.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert_eq!(l.contents()[0].size(), Some(13));
+    let mut cfg = common::test_config();
+    cfg.encryption.allow_plaintext_reads = false;
+    let strict = Sealgate::start_with(cfg).await;
+    let e = strict
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("old")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn bucket_default_encryption_applies_to_plain_puts() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let e = sg
+        .client
+        .get_bucket_encryption()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.into_service_error().meta().code(),
+        Some("ServerSideEncryptionConfigurationNotFoundError")
+    );
+    let key = new_kms_key(&sg).await;
+    use aws_sdk_s3::types::{
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .kms_master_key_id(&key)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    sg.client
+        .put_bucket_encryption()
+        .bucket(&b)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = sg
+        .client
+        .get_bucket_encryption()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    let r = &got.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(
+        r.apply_server_side_encryption_by_default()
+            .unwrap()
+            .kms_master_key_id(),
+        Some(key.as_str())
+    );
+    let put = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(put.ssekms_key_id(), Some(key.as_str()));
+    sg.client
+        .delete_bucket_encryption()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    let put = sg
+        .client
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    // The state bucket is not reachable through sealgate.
+    let e = sg
+        .client
+        .list_objects_v2()
+        .bucket("sealgate-state")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.into_service_error().meta().code(), Some("AccessDenied"));
+}
+
+/// Reads `k` through sealgate, returning the bytes received before any error.
+async fn read_until_error(sg: &Sealgate, b: &str, k: &str) -> (Vec<u8>, bool) {
+    let url = format!("{}/{b}/{k}", sg.endpoint);
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "host",
+        format!("127.0.0.1:{}", sg.addr.port()).parse().unwrap(),
+    );
+    common::sign_for_sealgate("GET", &url, &mut h, "UNSIGNED-PAYLOAD");
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .headers(h)
+        .send()
+        .await
+        .unwrap();
+    if !resp.status().is_success() {
+        return (Vec::new(), true);
+    }
+    let mut got = Vec::new();
+    let mut resp = resp;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => got.extend_from_slice(&c),
+            Ok(None) => return (got, false),
+            Err(_) => return (got, true),
+        }
+    }
+}
+
+/// Puts `data` through sealgate, then returns what the store holds for it.
+async fn sealed(
+    sg: &Sealgate,
+    b: &str,
+    k: &str,
+    data: &[u8],
+) -> (Vec<u8>, HashMap<String, String>) {
+    sg.client
+        .put_object()
+        .bucket(b)
+        .key(k)
+        .body(ByteStream::from(data.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    raw_object(sg, b, k).await
+}
+
+#[tokio::test]
+async fn tampering_in_the_store_is_detected_and_no_bad_bytes_are_served() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let data = text(200_000);
+
+    // One flipped byte in segment 1: segment 0 may arrive, then the response aborts.
+    let (mut c, m) = sealed(&sg, &b, "flip", &data).await;
+    c[70_000] ^= 1;
+    put_raw(&sg, &b, "flip", c, m).await;
+    let (got, failed) = read_until_error(&sg, &b, "flip").await;
+    assert!(failed, "a tampered object must not read cleanly");
+    assert!(
+        got.len() <= 65_536 && data.starts_with(&got),
+        "only authenticated bytes were served"
+    );
+    // A range inside the flipped segment fails before any byte.
+    let e = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("flip")
+        .range("bytes=70000-70010")
+        .send()
+        .await;
+    let failed = match e {
+        Err(_) => true,
+        Ok(r) => r.body.collect().await.is_err(),
+    };
+    assert!(failed);
+
+    // Truncated at a segment boundary (the new last segment lacks the final flag).
+    let (c, m) = sealed(&sg, &b, "trunc", &data).await;
+    put_raw(&sg, &b, "trunc", c[..2 * 65_552].to_vec(), m).await;
+    let (got, failed) = read_until_error(&sg, &b, "trunc").await;
+    assert!(failed && data.starts_with(&got));
+
+    // Truncated off a boundary.
+    let (c, m) = sealed(&sg, &b, "trunc2", &data).await;
+    put_raw(&sg, &b, "trunc2", c[..100_000].to_vec(), m).await;
+    let (got, failed) = read_until_error(&sg, &b, "trunc2").await;
+    assert!(failed && data.starts_with(&got));
+
+    // Bytes appended after the last segment.
+    let (mut c, m) = sealed(&sg, &b, "long", &data).await;
+    c.extend_from_slice(&[0u8; 16]);
+    put_raw(&sg, &b, "long", c, m).await;
+    let (got, failed) = read_until_error(&sg, &b, "long").await;
+    assert!(failed && got.is_empty());
+
+    // The size in the metadata changed.
+    let (c, mut m) = sealed(&sg, &b, "meta", &data).await;
+    m.insert("sealgate-size".into(), "199999".into());
+    put_raw(&sg, &b, "meta", c, m).await;
+    let (got, failed) = read_until_error(&sg, &b, "meta").await;
+    assert!(failed && got.is_empty());
+
+    // Two objects' bodies swapped (same size, each keeps its own metadata).
+    let (c1, m1) = sealed(&sg, &b, "s1", &data).await;
+    let (c2, m2) = sealed(&sg, &b, "s2", &data).await;
+    put_raw(&sg, &b, "s1", c2, m1).await;
+    put_raw(&sg, &b, "s2", c1.clone(), m2).await;
+    for k in ["s1", "s2"] {
+        let (got, failed) = read_until_error(&sg, &b, k).await;
+        assert!(failed && got.is_empty(), "{k}");
+    }
+
+    // Body and metadata of one object stored under another key: the data key is bound
+    // to the original name.
+    let (c3, m3) = sealed(&sg, &b, "s3", &data).await;
+    put_raw(&sg, &b, "moved", c3, m3).await;
+    let e = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("moved")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 500);
+    let msg = e
+        .into_service_error()
+        .meta()
+        .message()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains("modified in the store"), "{msg}");
+}
+
+#[tokio::test]
+async fn multipart_parts_reordered_or_dropped_in_the_store_are_detected() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let sizes = [5 << 20, 5 << 20, 1000];
+    let data = multipart(&sg, &b, "mp", &sizes, 5).await;
+    let (c, m) = raw_object(&sg, &b, "mp").await;
+    let part = 32 + (5 << 20) + 16 * 80;
+    // Parts 1 and 2 swapped.
+    let mut swapped = c[part..2 * part].to_vec();
+    swapped.extend_from_slice(&c[..part]);
+    swapped.extend_from_slice(&c[2 * part..]);
+    put_raw(&sg, &b, "mp", swapped, m.clone()).await;
+    let (got, failed) = read_until_error(&sg, &b, "mp").await;
+    assert!(failed && got.is_empty());
+    // Last part dropped, part list edited to match.
+    let mut m2 = m.clone();
+    m2.insert("sealgate-parts".into(), format!("1:2:{}", 5 << 20));
+    m2.insert("sealgate-size".into(), (10u64 << 20).to_string());
+    put_raw(&sg, &b, "mp", c[..2 * part].to_vec(), m2).await;
+    let (got, failed) = read_until_error(&sg, &b, "mp").await;
+    assert!(
+        failed && got.is_empty(),
+        "the metadata MAC catches an edited part list"
+    );
+    let _ = data;
+}
+
+#[tokio::test]
+async fn kms_api_and_s3_share_the_listener() {
+    let sg = Sealgate::start().await;
+    let kms = kms_client(&sg);
+    let k = kms
+        .create_key()
+        .description("via sealgate")
+        .send()
+        .await
+        .unwrap();
+    let id = k.key_metadata().unwrap().key_id().to_string();
+    let dk = kms
+        .generate_data_key()
+        .key_id(&id)
+        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dk.plaintext().unwrap().as_ref().len(), 32);
+}
