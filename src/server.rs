@@ -27,9 +27,15 @@ use crate::config::Config;
 use crate::s3::{Gateway, State, Unreachable};
 use crate::upstream::Upstream;
 
+tokio::task_local! {
+    /// The S3 operation of the request being handled (set by the S3 route), for metrics.
+    pub static CURRENT_OP: std::cell::Cell<&'static str>;
+}
+
 /// The running application: everything a request needs.
 pub struct App {
     s3: S3Service,
+    metrics: crate::metrics::SharedMetrics,
     kms: crate::kms::Kms,
     access_keys: crate::auth::AccessKeys,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -43,6 +49,8 @@ impl App {
         let upstream = Upstream::new(&cfg.upstream)?;
         let access_keys = cfg.access_key_table();
         let kms = crate::kms::Kms::open(&cfg.kms).map_err(|e| format!("kms: {e}"))?;
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let upstream = upstream.with_error_counter(metrics.upstream_errors.clone());
         let state = Arc::new(State {
             upstream,
             access_keys: access_keys.clone(),
@@ -53,6 +61,7 @@ impl App {
             state_bucket: cfg.state_bucket.clone(),
             rules: Default::default(),
             sizes: Default::default(),
+            metrics: metrics.clone(),
         });
         let mut b = S3ServiceBuilder::new(Unreachable);
         b.set_auth(access_keys.clone());
@@ -69,6 +78,7 @@ impl App {
         let id_prefix = format!("{:08X}", rand_u32());
         Ok(Arc::new(App {
             s3: b.build(),
+            metrics,
             kms,
             access_keys,
             tls,
@@ -100,15 +110,19 @@ impl App {
             bucket = tracing::field::Empty,
         );
         let start = Instant::now();
-        async move {
+        let op = std::cell::Cell::new("-");
+        CURRENT_OP.scope(op, async move {
             let mut resp = self.route(req, peer).await;
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-sealgate-request-id", v);
             }
+            let op = CURRENT_OP.try_with(|c| c.get()).unwrap_or("-");
+            self.metrics.requests.get_or_create(&crate::metrics::RequestLabels { op: op.to_string(), status: resp.status().as_u16() }).inc();
+            self.metrics.latency.get_or_create(&crate::metrics::OpLabel { op: op.to_string() }).observe(start.elapsed().as_secs_f64());
             let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
             tracing::info!(status = resp.status().as_u16(), bytes = %bytes, ms = start.elapsed().as_millis() as u64, "done");
             Ok(resp)
-        }
+        })
         .instrument(span)
         .await
     }
@@ -119,6 +133,18 @@ impl App {
             && req.uri().query().is_none()
         {
             return plain(StatusCode::OK, "ok\n");
+        }
+        if req.uri().path() == "/metrics"
+            && req.method() == http::Method::GET
+            && req.uri().query().is_none()
+        {
+            let _ = CURRENT_OP.try_with(|c| c.set("metrics"));
+            let mut r = Response::new(Body::from(self.metrics.render()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return r;
         }
         if crate::kms::api::is_kms_request(req.headers()) {
             tracing::Span::current().record("op", "kms");

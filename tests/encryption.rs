@@ -914,3 +914,62 @@ async fn kms_api_and_s3_share_the_listener() {
         .unwrap();
     assert_eq!(dk.plaintext().unwrap().as_ref().len(), 32);
 }
+
+async fn metric(sg: &Sealgate, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", sg.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_one_byte_range_reads_one_sealed_segment_from_the_store() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let data = pattern(10 << 20, 3);
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("big")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    for at in [0usize, 5_000_000, (10 << 20) - 1] {
+        let before = metric(&sg, "sealgate_upstream_read_bytes_total").await;
+        let r = sg
+            .client
+            .get_object()
+            .bucket(&b)
+            .key("big")
+            .range(format!("bytes={at}-{at}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.body.collect().await.unwrap().into_bytes().as_ref(),
+            &data[at..=at]
+        );
+        let read = metric(&sg, "sealgate_upstream_read_bytes_total").await - before;
+        assert!(
+            read <= 65_552,
+            "read {read} bytes from the store for one byte at {at}"
+        );
+    }
+    let text = reqwest::get(format!("{}/metrics", sg.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("sealgate_requests_total{op=\"GetObject\",status=\"206\"} 3"),
+        "{text}"
+    );
+    assert!(!text.contains(&b), "no bucket names in metrics");
+}

@@ -226,10 +226,7 @@ pub async fn plaintext_source(
                     resp.status()
                 ))));
             }
-            let stream = resp
-                .bytes_stream()
-                .map(|r| r.map_err(std::io::Error::other))
-                .boxed();
+            let stream = forward::store_body(ctx, resp);
             Ok((
                 Decryptor::new(stream, dek, meta.layout.clone(), &plan, first).boxed(),
                 plan.len,
@@ -270,12 +267,7 @@ pub async fn plaintext_source(
                     format!("reading the copy source failed with {}", resp.status()),
                 )));
             }
-            Ok((
-                resp.bytes_stream()
-                    .map(|r| r.map_err(std::io::Error::other))
-                    .boxed(),
-                end - start,
-            ))
+            Ok((forward::store_body(ctx, resp), end - start))
         }
     }
 }

@@ -151,6 +151,18 @@ pub fn client_body(ctx: &mut Ctx) -> Result<UpBody, Error> {
 }
 
 /// Converts a store response into the client response, streaming the body.
+/// The body of a store response as a byte stream, counted as bytes read from the store.
+pub fn store_body(
+    ctx: &Ctx,
+    resp: reqwest::Response,
+) -> futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
+    crate::metrics::counted(
+        resp.bytes_stream().map_err(std::io::Error::other),
+        ctx.state.metrics.upstream_read_bytes.clone(),
+    )
+    .boxed()
+}
+
 pub fn to_client(resp: reqwest::Response, is_head: bool, extra_drop: &[&str]) -> S3Response<Body> {
     let status = resp.status();
     let headers = response_headers(resp.headers(), extra_drop);

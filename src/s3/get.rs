@@ -222,10 +222,7 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         let body = match plan {
             None => Body::empty(),
             Some(plan) => {
-                let stream = resp
-                    .bytes_stream()
-                    .map(|r| r.map_err(std::io::Error::other))
-                    .boxed();
+                let stream = forward::store_body(&ctx, resp);
                 let first = meta.single_header();
                 decrypting_body(Decryptor::new(
                     stream,
@@ -320,10 +317,7 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         (Some(h), plan.cipher_start)
     };
     let resp = range_request(&ctx, etag.as_ref(), fetch_start, plan.cipher_end).await?;
-    let stream = resp
-        .bytes_stream()
-        .map(|r| r.map_err(std::io::Error::other))
-        .boxed();
+    let stream = forward::store_body(&ctx, resp);
     let body = decrypting_body(Decryptor::new(
         stream,
         dek,

@@ -81,6 +81,7 @@ pub async fn new_data_key(
     };
     let ctx = context_for(bucket, key, &sse.context);
     let p = principal.clone();
+    state.metrics.kms("GenerateDataKey");
     let dk = kms
         .generate_data_key(&p, &key_id, &ctx, 32)
         .map_err(kms_error)?;
@@ -131,6 +132,7 @@ pub async fn open_token_key(
     let p = principal.clone();
     let blob = meta.wrapped_dek.clone();
     let key_arn = meta.key_arn.clone();
+    state.metrics.kms("Decrypt");
     let d = kms.decrypt(&p, Some(&key_arn), &blob, &ctx).map_err(kms_error).map_err(|e| match e {
         // A blob that does not open under this object's context was moved or altered.
         Error::Client(s) if s.code().as_str() == "KMS.InvalidCiphertextException" => Error::Client(super::objmeta::corrupt(

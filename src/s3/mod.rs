@@ -59,6 +59,8 @@ pub struct State {
     pub rules: bucket_encryption::RuleCache,
     /// Cache of plaintext sizes for listings.
     pub sizes: list::SizeCache,
+    /// This instance's metrics.
+    pub metrics: crate::metrics::SharedMetrics,
 }
 
 /// One request, classified and authenticated, as handlers see it.
@@ -215,6 +217,7 @@ impl S3Route for Gateway {
             ));
         }
         tracing::Span::current().record("op", op.name());
+        let _ = crate::server::CURRENT_OP.try_with(|c| c.set(op.name()));
         if let Some(b) = &classified.target.bucket {
             tracing::Span::current().record("bucket", b.as_str());
         }

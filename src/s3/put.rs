@@ -166,6 +166,9 @@ pub async fn send_verified(
     let up_body = match transform {
         Some(t) => {
             let (stream, n) = t(plain);
+            let stream =
+                crate::metrics::counted(stream, ctx.state.metrics.upstream_write_bytes.clone())
+                    .boxed();
             UpBody::Stream { stream, len: n }
         }
         None if len == 0 => UpBody::Empty,

@@ -79,6 +79,8 @@ pub struct Upstream {
     base: reqwest::Url,
     host_header: HeaderValue,
     signer: Signer,
+    /// Counts transport failures (for `/metrics`).
+    errors: prometheus_client::metrics::counter::Counter<u64, std::sync::atomic::AtomicU64>,
 }
 
 impl Upstream {
@@ -116,7 +118,17 @@ impl Upstream {
                 cfg.secret_access_key.expose(),
                 &cfg.region,
             ),
+            errors: Default::default(),
         })
+    }
+
+    /// Counts transport failures into `c`.
+    pub fn with_error_counter(
+        mut self,
+        c: prometheus_client::metrics::counter::Counter<u64, std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        self.errors = c;
+        self
     }
 
     /// Sends one request; a response with any status is `Ok` (the store answered).
@@ -166,7 +178,10 @@ impl Upstream {
             .body(body)
             .send()
             .await
-            .map_err(UpstreamError::from_reqwest)?;
+            .map_err(|e| {
+                self.errors.inc();
+                UpstreamError::from_reqwest(e)
+            })?;
         Ok(r)
     }
 }
