@@ -127,15 +127,16 @@ impl Encryptor {
     }
 
     fn seal(&mut self, last: bool) -> Bytes {
-        let mut seg = self.buf.split();
         let nonce = Nonce::assume_unique_for_key(format::nonce(self.index, last));
         self.index += 1;
-        // Sealing with a valid key, nonce and in-memory buffer cannot fail.
+        // Sealing with a valid key, nonce and in-memory buffer cannot fail. The buffer has
+        // room for the tag, so appending it does not reallocate or copy the segment.
         let tag = self
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(&self.aad[..]), &mut seg[..])
+            .seal_in_place_separate_tag(nonce, Aad::from(&self.aad[..]), &mut self.buf[..])
             .expect("AES-GCM seal");
-        seg.extend_from_slice(tag.as_ref());
+        self.buf.extend_from_slice(tag.as_ref());
+        let seg = self.buf.split();
         self.buf.reserve((SEGMENT + TAG) as usize);
         seg.freeze()
     }
@@ -351,7 +352,17 @@ impl Stream for Decryptor {
             }
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(c))) => this.buf.extend_from_slice(&c),
+                Poll::Ready(Some(Ok(c))) => {
+                    if this.buf.is_empty() {
+                        // Take ownership of the chunk when nobody else holds it: no copy.
+                        match c.try_into_mut() {
+                            Ok(m) => this.buf = m,
+                            Err(c) => this.buf.extend_from_slice(&c),
+                        }
+                    } else {
+                        this.buf.extend_from_slice(&c);
+                    }
+                }
                 Poll::Ready(Some(Err(e))) => {
                     this.failed = true;
                     return Poll::Ready(Some(Err(e)));

@@ -136,17 +136,20 @@ pub fn client_body(ctx: &mut Ctx) -> Result<UpBody, Error> {
             stream: body_stream(body),
             len,
         }),
-        None if matches!(ctx.method, http::Method::PUT) => {
-            Err(Error::Client(S3Error::with_message(
-                S3ErrorCode::MissingContentLength,
-                "You must provide the Content-Length HTTP header.",
-            )))
+        // No declared length: fine when the body is known to be empty (a CreateBucket
+        // without Content-Length), or of known size; otherwise S3 wants a length, and a
+        // body must never be dropped silently.
+        None => {
+            use s3s::stream::ByteStream as _;
+            match body.remaining_length().exact() {
+                Some(0) => Ok(UpBody::Empty),
+                Some(n) => Ok(UpBody::Stream { stream: body_stream(body), len: n as u64 }),
+                None => Err(Error::Client(S3Error::with_message(
+                    S3ErrorCode::MissingContentLength,
+                    "You must provide the Content-Length HTTP header.",
+                ))),
+            }
         }
-        None => match body.bytes() {
-            Some(b) if b.is_empty() => Ok(UpBody::Empty),
-            Some(b) => Ok(UpBody::Bytes(b)),
-            None => Ok(UpBody::Empty),
-        },
     }
 }
 

@@ -1,0 +1,338 @@
+//! sealgate vs direct Garage: throughput, small-object ops, range reads, memory and CPU.
+//!
+//! `cargo bench --bench proxy` (add `-- --full` for the 5 GiB memory run and 1 GiB objects).
+//! Starts a real Garage and the release `sealgate` binary as a separate process (so its
+//! RSS and CPU time can be read from /proc), runs each workload against both in the same
+//! run, interleaved, and prints medians and sealgate/direct ratios.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+struct Target {
+    name: &'static str,
+    endpoint: String,
+    ak: String,
+    sk: String,
+    region: String,
+    bucket: String,
+}
+
+fn sign(t: &Target, method: &str, url: &str, headers: &mut http::HeaderMap) {
+    use aws_sigv4::http_request::{PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, sign};
+    let identity = aws_credential_types::Credentials::new(&t.ak, &t.sk, None, None, "bench").into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&t.region)
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
+    let signable = SignableRequest::new(method, url, hs.into_iter(), SignableBody::UnsignedPayload).unwrap();
+    let (instr, _) = sign(signable, &params).unwrap().into_parts();
+    for h in instr.into_parts().0 {
+        headers.insert(http::HeaderName::from_static(h.name()), h.value().parse().unwrap());
+    }
+}
+
+fn request(c: &reqwest::Client, t: &Target, method: &str, key: &str, extra: &[(&str, String)]) -> reqwest::RequestBuilder {
+    let url = format!("{}/{}/{}", t.endpoint, t.bucket, key);
+    let mut h = http::HeaderMap::new();
+    h.insert("host", url.split('/').nth(2).unwrap().parse().unwrap());
+    for (k, v) in extra {
+        h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    sign(t, method, &url, &mut h);
+    c.request(method.parse().unwrap(), &url).headers(h)
+}
+
+async fn put(c: &reqwest::Client, t: &Target, key: &str, body: reqwest::Body, len: u64) -> Duration {
+    let start = Instant::now();
+    let r = request(c, t, "PUT", key, &[("content-length", len.to_string())]).body(body).send().await.unwrap();
+    assert!(r.status().is_success(), "{} PUT {key}: {}", t.name, r.status());
+    let _ = r.bytes().await;
+    start.elapsed()
+}
+
+/// GET (optionally ranged): (time to headers, total time, bytes).
+async fn get(c: &reqwest::Client, t: &Target, key: &str, range: Option<String>) -> (Duration, Duration, u64) {
+    let start = Instant::now();
+    let extra: Vec<(&str, String)> = range.map(|r| vec![("range", r)]).unwrap_or_default();
+    let r = request(c, t, "GET", key, &extra).send().await.unwrap();
+    let ttfb = start.elapsed();
+    assert!(r.status().is_success(), "{} GET {key}: {}", t.name, r.status());
+    let mut n = 0u64;
+    let mut s = r.bytes_stream();
+    while let Some(chunk) = s.next().await {
+        n += chunk.unwrap().len() as u64;
+    }
+    (ttfb, start.elapsed(), n)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn status_kb(&self, field: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        s.lines().find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))).unwrap_or(0)
+    }
+    fn cpu_secs(&self) -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after = s.rsplit_once(") ").map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
+    /// Resets the peak-RSS watermark (VmHWM) so the next workload's peak can be read.
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn metric(endpoint: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{endpoint}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
+/// A body of `len` bytes made from a repeated 1 MiB buffer (no whole-object buffer).
+fn streamed_body(len: u64) -> reqwest::Body {
+    let chunk = Bytes::from(common::pattern(1 << 20, 77));
+    let n = len.div_ceil(1 << 20);
+    let s = futures::stream::iter((0..n).map(move |i| {
+        let take = (len - i * (1 << 20)).min(1 << 20) as usize;
+        Ok::<_, std::io::Error>(chunk.slice(..take))
+    }));
+    reqwest::Body::wrap_stream(s)
+}
+
+fn micro_pipeline() {
+    use sealgate::crypto::format::PartHeader;
+    use sealgate::crypto::stream::{Dek, Decryptor, Encryptor};
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let len: u64 = 1 << 30;
+    let dek = Dek::from_slice(&[9u8; 32]).unwrap();
+    let header = PartHeader { part_number: 1, salt: [1; 16], plain_len: len };
+    let chunk = Bytes::from(common::pattern(1 << 20, 5));
+    let input = move || futures::stream::iter((0..1024).map({ let c = chunk.clone(); move |_| Ok::<_, std::io::Error>(c.clone()) })).boxed();
+    let (enc_secs, cipher) = rt.block_on(async {
+        let start = Instant::now();
+        let mut e = Encryptor::new(input(), &dek, header, false);
+        let mut out = Vec::with_capacity(1100);
+        while let Some(c) = e.next().await {
+            out.push(c.unwrap());
+        }
+        (start.elapsed().as_secs_f64(), out)
+    });
+    let dec_secs = rt.block_on(async {
+        let layout = sealgate::crypto::format::Layout::single(len);
+        let plan = sealgate::crypto::format::plan(&layout, 0, len).unwrap();
+        let start = Instant::now();
+        let s = futures::stream::iter(cipher.into_iter().map(Ok::<_, std::io::Error>)).boxed();
+        let mut d = Decryptor::new(s, dek.clone(), layout, &plan, Some(header));
+        let mut n = 0u64;
+        while let Some(c) = d.next().await {
+            n += c.unwrap().len() as u64;
+        }
+        assert_eq!(n, len);
+        start.elapsed().as_secs_f64()
+    });
+    println!("| stream pipeline, 1 thread | encrypt {:.2} GB/s | decrypt {:.2} GB/s | target ≥ 5 GB/s |", len as f64 / enc_secs / 1e9, len as f64 / dec_secs / 1e9);
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("proxy benchmark: run it with `cargo bench --bench proxy` (`-- --full` for the long runs)");
+        return;
+    }
+    let full = std::env::args().any(|a| a == "--full");
+    println!("## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs)\n");
+    println!("| workload | direct | sealgate | ratio |\n|---|---|---|---|");
+    micro_pipeline();
+
+    let g = common::garage();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(dir.path().join("root.key"), "ab".repeat(32)).unwrap();
+    let cfg = format!(
+        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+        g.endpoint,
+        g.access_key,
+        g.secret_key,
+        common::CLIENT_AK,
+        common::CLIENT_SK,
+        dir.path().join("kms.redb").display(),
+        dir.path().join("root.key").display()
+    );
+    std::fs::write(dir.path().join("sealgate.toml"), cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["--log-level", "warn", "serve", "--config"])
+        .arg(dir.path().join("sealgate.toml"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sg_proc = Proc { child };
+    let sg_endpoint = format!("http://127.0.0.1:{port}");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        for _ in 0..100 {
+            if reqwest::get(format!("{sg_endpoint}/health")).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let c = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+        let direct = Target { name: "direct", endpoint: g.endpoint.clone(), ak: g.access_key.clone(), sk: g.secret_key.clone(), region: "garage".into(), bucket: "bench-direct".into() };
+        let sg = Target { name: "sealgate", endpoint: sg_endpoint.clone(), ak: common::CLIENT_AK.into(), sk: common::CLIENT_SK.into(), region: "us-east-1".into(), bucket: "bench-sg".into() };
+        for t in [&direct, &sg] {
+            let url = format!("{}/{}", t.endpoint, t.bucket);
+            let mut h = http::HeaderMap::new();
+            h.insert("host", url.split('/').nth(2).unwrap().parse().unwrap());
+            sign(t, "PUT", &url, &mut h);
+            let r = c.put(&url).headers(h).send().await.unwrap();
+            assert!(r.status().is_success() || r.status() == 409, "create bucket: {}", r.status());
+        }
+
+        // Large objects, single stream.
+        let big: u64 = if full { 1 << 30 } else { 256 << 20 };
+        let data = Bytes::from(common::pattern(big as usize, 1));
+        let (mut put_d, mut put_s, mut get_d, mut get_s) = (vec![], vec![], vec![], vec![]);
+        let cpu0 = sg_proc.cpu_secs();
+        for _ in 0..3 {
+            put_d.push(big as f64 / put(&c, &direct, "big", reqwest::Body::from(data.clone()), big).await.as_secs_f64() / 1e6);
+            put_s.push(big as f64 / put(&c, &sg, "big", reqwest::Body::from(data.clone()), big).await.as_secs_f64() / 1e6);
+            get_d.push(big as f64 / get(&c, &direct, "big", None).await.1.as_secs_f64() / 1e6);
+            get_s.push(big as f64 / get(&c, &sg, "big", None).await.1.as_secs_f64() / 1e6);
+        }
+        let cpu = sg_proc.cpu_secs() - cpu0;
+        let gib_moved = (6 * big) as f64 / (1u64 << 30) as f64;
+        let (pd, ps, gd, gs) = (median(put_d), median(put_s), median(get_d), median(get_s));
+        println!("| PUT {} MiB, 1 stream | {pd:.0} MB/s | {ps:.0} MB/s | {:.2} |", big >> 20, ps / pd);
+        println!("| GET {} MiB, 1 stream | {gd:.0} MB/s | {gs:.0} MB/s | {:.2} |", big >> 20, gs / gd);
+        println!("| sealgate CPU per GiB moved | | {:.2} s/GiB | (AEAD alone ≈ 0.1 s/GiB) |", cpu / gib_moved);
+
+        // Parallel large streams.
+        for (name, t) in [("direct", &direct), ("sealgate", &sg)] {
+            let start = Instant::now();
+            let futs = (0..8).map(|i| {
+                let body = reqwest::Body::from(data.slice(..(64 << 20)));
+                let c = c.clone();
+                let key = format!("par{i}");
+                async move { put(&c, t, &key, body, 64 << 20).await }
+            });
+            futures::future::join_all(futs).await;
+            let secs = start.elapsed().as_secs_f64();
+            println!("| PUT 8 × 64 MiB in parallel ({name}) | {:.0} MB/s aggregate | | |", (8u64 << 26) as f64 / secs / 1e6);
+        }
+
+        // Small objects at concurrency 32.
+        for size in [4096usize, 65_536] {
+            let body = Bytes::from(common::pattern(size, 2));
+            let n = 2000;
+            let mut results = vec![];
+            for t in [&direct, &sg] {
+                for op in ["PUT", "GET"] {
+                    let start = Instant::now();
+                    let lat: Vec<f64> = futures::stream::iter(0..n)
+                        .map(|i| {
+                            let (c, body) = (c.clone(), body.clone());
+                            let key = format!("small-{size}-{i}");
+                            async move {
+                                if op == "PUT" {
+                                    put(&c, t, &key, reqwest::Body::from(body), size as u64).await.as_secs_f64()
+                                } else {
+                                    get(&c, t, &key, None).await.1.as_secs_f64()
+                                }
+                            }
+                        })
+                        .buffer_unordered(32)
+                        .collect()
+                        .await;
+                    let ops = n as f64 / start.elapsed().as_secs_f64();
+                    results.push((t.name, op, ops, pct(lat.clone(), 0.5) * 1e3, pct(lat, 0.99) * 1e3));
+                }
+            }
+            for op in ["PUT", "GET"] {
+                let d = results.iter().find(|r| r.0 == "direct" && r.1 == op).unwrap();
+                let s = results.iter().find(|r| r.0 == "sealgate" && r.1 == op).unwrap();
+                println!(
+                    "| {op} {} KiB × {n}, concurrency 32 | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.2} |",
+                    size / 1024, d.2, d.3, d.4, s.2, s.3, s.4, s.2 / d.2
+                );
+            }
+        }
+
+        // Random 1 KiB ranges of the big object: time to first byte and bytes read.
+        let (mut td, mut ts) = (vec![], vec![]);
+        let before = metric(&sg_endpoint, "sealgate_upstream_read_bytes_total").await;
+        let n = 200u64;
+        let mut x: u64 = 12345;
+        for _ in 0..n {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let at = x % (big - 1024);
+            let r = format!("bytes={}-{}", at, at + 1023);
+            td.push(get(&c, &direct, "big", Some(r.clone())).await.0.as_secs_f64() * 1e3);
+            let (ttfb, _, got) = get(&c, &sg, "big", Some(r)).await;
+            assert_eq!(got, 1024);
+            ts.push(ttfb.as_secs_f64() * 1e3);
+        }
+        let read = metric(&sg_endpoint, "sealgate_upstream_read_bytes_total").await - before;
+        println!("| 1 KiB random range GET, TTFB p50 | {:.2} ms | {:.2} ms | +{:.2} ms |", median(td.clone()), median(ts.clone()), median(ts) - median(td));
+        println!("| store bytes read per 1 KiB range | | {} (≤ 2 segments + tags = 131,104) | |", read / n);
+
+        // Memory while streaming one large object through sealgate.
+        let stream_len: u64 = if full { 5 << 30 } else { 1 << 30 };
+        sg_proc.reset_peak();
+        let rss0 = sg_proc.status_kb("VmRSS:");
+        put(&c, &sg, "stream", streamed_body(stream_len), stream_len).await;
+        let (_, _, n) = get(&c, &sg, "stream", None).await;
+        assert_eq!(n, stream_len);
+        println!(
+            "| sealgate peak RSS streaming {} GiB up and down | | {} MiB (idle {} MiB) | target ≤ 64 MiB |",
+            stream_len >> 30,
+            sg_proc.status_kb("VmHWM:") / 1024,
+            rss0 / 1024
+        );
+        // Many concurrent uploads.
+        let (k, each): (usize, u64) = if full { (64, 256 << 20) } else { (64, 16 << 20) };
+        sg_proc.reset_peak();
+        let futs = (0..k).map(|i| {
+            let c = c.clone();
+            let key = format!("conc{i}");
+            let sg = &sg;
+            async move { put(&c, sg, &key, streamed_body(each), each).await }
+        });
+        futures::future::join_all(futs).await;
+        println!("| sealgate peak RSS, {k} concurrent {} MiB uploads | | {} MiB | target ≤ 256 MiB |", each >> 20, sg_proc.status_kb("VmHWM:") / 1024);
+    });
+}
