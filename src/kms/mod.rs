@@ -211,3 +211,5 @@ impl fmt::Debug for Decrypted {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_access;

@@ -40,7 +40,7 @@ impl Fixture {
         }
     }
 
-    fn reopen(self) -> Fixture {
+    pub(crate) fn reopen(self) -> Fixture {
         drop(self.kms);
         Fixture::open(self.dir, self.cfg, self.clock)
     }
@@ -54,14 +54,14 @@ pub(crate) fn alice() -> Principal {
     }
 }
 
-fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+pub(crate) fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn new_key(f: &Fixture) -> String {
+pub(crate) fn new_key(f: &Fixture) -> String {
     f.kms
         .create_key(&alice(), &CreateKeyOptions::default())
         .unwrap()
