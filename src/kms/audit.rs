@@ -20,8 +20,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
@@ -37,8 +37,10 @@ use crate::auth::Principal;
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// `,"hash":"` + 64 hex + `"}`.
 const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
-const CHANNEL_CAPACITY: usize = 64 * 1024;
-const MAX_BATCH: usize = 8192;
+/// Events queued before producers wait for the writer.
+const QUEUE_CAPACITY: usize = 64 * 1024;
+/// Bytes buffered before a `write` (keeps the buffer cache-resident).
+const WRITE_CHUNK: usize = 256 * 1024;
 
 /// The last record of a chain: enough to detect a truncated or rewritten log later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,9 +97,69 @@ enum Msg {
     Flush(SyncSender<Result<(), String>>),
 }
 
+/// The queue between producers and the writer: producers push under a mutex (no
+/// syscall unless the writer sleeps); the writer swaps the whole vector out per batch.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    not_empty: Condvar,
+    not_full: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    msgs: Vec<Msg>,
+    closed: bool,
+    writer_waiting: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Enqueues, waiting while the queue is full. False once closed.
+    fn push(&self, m: Msg) -> bool {
+        let mut st = self.lock();
+        while st.msgs.len() >= QUEUE_CAPACITY && !st.closed {
+            st = self.not_full.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.closed {
+            return false;
+        }
+        st.msgs.push(m);
+        if st.writer_waiting {
+            st.writer_waiting = false;
+            self.not_empty.notify_one();
+        }
+        true
+    }
+
+    /// Takes everything queued (waiting for something); None when closed and drained.
+    fn take(&self, into: &mut Vec<Msg>) -> bool {
+        let mut st = self.lock();
+        while st.msgs.is_empty() && !st.closed {
+            st.writer_waiting = true;
+            st = self.not_empty.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.msgs.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut st.msgs, into);
+        self.not_full.notify_all();
+        true
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+}
+
 /// Handle of the writer thread. Dropping it drains the queue, fsyncs and joins.
 pub(crate) struct AuditLog {
-    tx: Option<SyncSender<Msg>>,
+    queue: Arc<Queue>,
     thread: Option<JoinHandle<()>>,
     head: Arc<Mutex<AuditHead>>,
     path: PathBuf,
@@ -122,6 +184,11 @@ struct Writer {
     buf: Vec<u8>,
     /// (second, formatted eventTime) — most events share the previous second.
     time_cache: (i64, String),
+    /// Random per writer: event ids are (this, seq) as a UUID — unique, no syscall.
+    id_prefix: u64,
+    /// The seq of the last record synced (the head).
+    written_seq: u64,
+    write_error: Option<String>,
 }
 
 impl AuditLog {
@@ -151,7 +218,9 @@ impl AuditLog {
             )),
         })?;
         let head = Arc::new(Mutex::new(head));
-        let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        let queue = Arc::new(Queue::default());
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&super::crypto::random_bytes(8)?[..]);
         let (seq, prev) = {
             let h = head.lock().unwrap_or_else(|p| p.into_inner());
             (h.seq, h.hash.clone())
@@ -164,15 +233,19 @@ impl AuditLog {
             head: head.clone(),
             seq,
             prev,
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
             time_cache: (i64::MIN, String::new()),
+            id_prefix: u64::from_be_bytes(prefix),
+            written_seq: seq,
+            write_error: None,
         };
+        let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("kms-audit".into())
-            .spawn(move || w.run(rx))
+            .spawn(move || w.run(&q))
             .map_err(|e| KmsError::Config(format!("cannot start the audit writer: {e}")))?;
         Ok(AuditLog {
-            tx: Some(tx),
+            queue,
             thread: Some(thread),
             head,
             path: path.to_path_buf(),
@@ -181,9 +254,7 @@ impl AuditLog {
 
     /// Enqueues one event (blocks only while the writer is a full queue behind).
     pub(crate) fn record(&self, ev: AuditEvent) {
-        if let Some(tx) = &self.tx
-            && tx.send(Msg::Event(Box::new(ev))).is_err()
-        {
+        if !self.queue.push(Msg::Event(Box::new(ev))) {
             tracing::error!("KMS audit writer is gone; event lost");
         }
     }
@@ -192,11 +263,9 @@ impl AuditLog {
     pub(crate) fn flush(&self) -> Result<(), KmsError> {
         let (tx, rx) = sync_channel(1);
         let gone = || KmsError::Internal("the audit writer is not running".into());
-        self.tx
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(Msg::Flush(tx))
-            .map_err(|_| gone())?;
+        if !self.queue.push(Msg::Flush(tx)) {
+            return Err(gone());
+        }
         rx.recv()
             .map_err(|_| gone())?
             .map_err(|e| KmsError::Internal(format!("audit log write failed: {e}")))
@@ -213,7 +282,7 @@ impl AuditLog {
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        drop(self.tx.take());
+        self.queue.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -354,22 +423,18 @@ pub(crate) fn format_time(ms: i64) -> String {
 }
 
 impl Writer {
-    fn run(&mut self, rx: Receiver<Msg>) {
+    fn run(&mut self, queue: &Queue) {
         let mut flushers: Vec<SyncSender<Result<(), String>>> = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut msg = Some(first);
-            let mut n = 0;
-            while let Some(m) = msg.take() {
+        let mut batch = Vec::new();
+        while queue.take(&mut batch) {
+            for m in batch.drain(..) {
                 match m {
                     Msg::Event(ev) => self.append(&ev),
                     Msg::Flush(tx) => flushers.push(tx),
                 }
-                n += 1;
-                if n < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(m) => msg = Some(m),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
-                    }
+                // Write in cache-sized pieces; the batch is synced once at the end.
+                if self.buf.len() >= WRITE_CHUNK {
+                    self.write_out();
                 }
             }
             let res = self.commit();
@@ -385,20 +450,28 @@ impl Writer {
         }
     }
 
-    /// Writes the batch and (if configured) fsyncs it; then publishes the new head.
+    /// Writes what is buffered (no sync); a failure is kept for `commit` to report.
+    fn write_out(&mut self) {
+        if let Err(e) = self.file.write_all(&self.buf) {
+            self.write_error.get_or_insert(e.to_string());
+        }
+        self.buf.clear();
+    }
+
+    /// Writes the rest of the batch and (if configured) fsyncs it; then publishes the
+    /// new head.
     fn commit(&mut self) -> Result<(), String> {
-        if self.buf.is_empty() {
+        if self.buf.is_empty() && self.written_seq == self.seq {
             return Ok(());
         }
-        let r = self.file.write_all(&self.buf).and_then(|_| {
-            if self.fsync {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        self.buf.clear();
-        r.map_err(|e| e.to_string())?;
+        self.write_out();
+        if let Some(e) = self.write_error.take() {
+            return Err(e);
+        }
+        if self.fsync {
+            self.file.sync_data().map_err(|e| e.to_string())?;
+        }
+        self.written_seq = self.seq;
         *self.head.lock().unwrap_or_else(|p| p.into_inner()) = AuditHead {
             seq: self.seq,
             hash: self.prev.clone(),
@@ -440,9 +513,10 @@ impl Writer {
             None if ev.principal.is_none() => Cow::Borrowed("kms.amazonaws.com"),
             None => Cow::Borrowed("sealgate-internal"),
         };
+        let event_id = uuid::Uuid::from_u64_pair(self.id_prefix, self.seq + 1).to_string();
         let request_id = match &ev.request_id {
             Some(r) => Cow::Borrowed(r.as_str()),
-            None => Cow::Owned(uuid::Uuid::new_v4().to_string()),
+            None => Cow::Owned(event_id.clone()),
         };
         let rec = CloudTrail {
             event_version: "1.08",
@@ -471,7 +545,7 @@ impl Writer {
                 || serde_json::json!({"viaService": format!("s3.{}.amazonaws.com", self.region)}),
             ),
             request_id,
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id,
             read_only: ev.read_only,
             resources: ev
                 .resources
