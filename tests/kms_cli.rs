@@ -15,16 +15,26 @@ struct Cli {
     dir: tempfile::TempDir,
 }
 
+/// Access key id and secret of alice (the account root).
+const ALICE: (&str, &str) = (kms_support::ACCESS_KEY, kms_support::SECRET);
+/// Access key id and secret of bob (a user of the same account).
+const BOB: (&str, &str) = (kms_support::BOB_ACCESS_KEY, kms_support::BOB_SECRET);
+
 impl Cli {
-    /// Runs `aws kms <args>`; returns (success, parsed stdout or Null, stderr).
+    /// Runs `aws kms <args>` as alice; returns (success, parsed stdout or Null, stderr).
     fn kms(&self, args: &[&str]) -> (bool, serde_json::Value, String) {
+        self.kms_as(ALICE, args)
+    }
+
+    /// Runs `aws kms <args>` with the given credentials.
+    fn kms_as(&self, creds: (&str, &str), args: &[&str]) -> (bool, serde_json::Value, String) {
         let out = Command::new(&self.bin)
             .arg("kms")
             .args(args)
             .args(["--endpoint-url", &self.url, "--region", kms_support::REGION])
             .args(["--output", "json"])
-            .env("AWS_ACCESS_KEY_ID", kms_support::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", kms_support::SECRET)
+            .env("AWS_ACCESS_KEY_ID", creds.0)
+            .env("AWS_SECRET_ACCESS_KEY", creds.1)
             .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
             .env_remove("AWS_PROFILE")
@@ -47,9 +57,24 @@ impl Cli {
 
     #[track_caller]
     fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let (ok, v, err) = self.kms(args);
+        self.ok_as(ALICE, args)
+    }
+
+    #[track_caller]
+    fn ok_as(&self, creds: (&str, &str), args: &[&str]) -> serde_json::Value {
+        let (ok, v, err) = self.kms_as(creds, args);
         assert!(ok, "aws kms {args:?} failed: {err}");
         v
+    }
+
+    /// Runs a command that must fail with the given AWS error code.
+    #[track_caller]
+    fn fails_as(&self, creds: (&str, &str), args: &[&str], code: &str) {
+        let (ok, _, err) = self.kms_as(creds, args);
+        assert!(
+            !ok && err.contains(code),
+            "aws kms {args:?}: want {code}, got: {err}"
+        );
     }
 
     /// Writes bytes to a file and returns a `fileb://` argument for it.
@@ -64,14 +89,18 @@ fn b64(v: &serde_json::Value) -> Vec<u8> {
     B64.decode(v.as_str().expect("base64 string")).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_cli_manages_keys_and_round_trips_data() {
-    let server = kms_support::start().await;
-    let cli = Cli {
+fn cli_for(server: &kms_support::Server) -> Cli {
+    Cli {
         bin: std::env::var("SEALGATE_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into()),
         url: server.url.clone(),
         dir: tempfile::tempdir().unwrap(),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_manages_keys_and_round_trips_data() {
+    let server = kms_support::start().await;
+    let cli = cli_for(&server);
     tokio::task::spawn_blocking(move || {
         let md = cli.ok(&["create-key", "--description", "cli key"]);
         let id = md["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
@@ -131,6 +160,74 @@ async fn aws_cli_manages_keys_and_round_trips_data() {
         assert_eq!(sched["KeyState"], "PendingDeletion");
         let (ok, _, err) = cli.kms(&["describe-key", "--key-id", "alias/missing"]);
         assert!(!ok && err.contains("NotFoundException"), "{err}");
+    })
+    .await
+    .unwrap();
+}
+
+/// Only the account root itself (not every principal of the account).
+const ROOT_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"RootOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::000000000000:root"}}}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_grant_lets_bob_decrypt_until_retired_and_revoked() {
+    let server = kms_support::start().await;
+    let cli = cli_for(&server);
+    tokio::task::spawn_blocking(move || {
+        let md = cli.ok(&["create-key", "--policy", ROOT_ONLY]);
+        let id = md["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        let pt = cli.fileb("pt", b"for bob's eyes once granted");
+        let enc = cli.ok(&["encrypt", "--key-id", &id, "--plaintext", &pt]);
+        let ct = cli.fileb("ct", &b64(&enc["CiphertextBlob"]));
+        let decrypt = ["decrypt", "--ciphertext-blob", ct.as_str()];
+        cli.fails_as(BOB, &decrypt, "AccessDeniedException");
+
+        let grant_to_bob = |extra: &[&str]| {
+            let mut args = vec![
+                "create-grant",
+                "--key-id",
+                &id,
+                "--grantee-principal",
+                "arn:aws:iam::000000000000:user/bob",
+                "--operations",
+                "Decrypt",
+            ];
+            args.extend_from_slice(extra);
+            cli.ok(&args)
+        };
+        let grant = grant_to_bob(&["RetireGrant", "--name", "cli-grant"]);
+        let token = grant["GrantToken"].as_str().unwrap().to_string();
+        let out = cli.ok_as(BOB, &decrypt);
+        assert_eq!(b64(&out["Plaintext"]), b"for bob's eyes once granted");
+        let listed = cli.ok(&["list-grants", "--key-id", &id]);
+        assert_eq!(listed["Grants"][0]["Name"], "cli-grant");
+        assert_eq!(listed["Grants"][0]["GrantId"], grant["GrantId"]);
+        cli.fails_as(
+            BOB,
+            &["encrypt", "--key-id", &id, "--plaintext", &pt],
+            "AccessDeniedException",
+        );
+
+        cli.ok_as(BOB, &["retire-grant", "--grant-token", &token]);
+        cli.fails_as(BOB, &decrypt, "AccessDeniedException");
+
+        let again = grant_to_bob(&[]);
+        cli.ok_as(BOB, &decrypt);
+        let gid = again["GrantId"].as_str().unwrap();
+        cli.fails_as(
+            BOB,
+            &["revoke-grant", "--key-id", &id, "--grant-id", gid],
+            "AccessDeniedException",
+        );
+        cli.ok(&["revoke-grant", "--key-id", &id, "--grant-id", gid]);
+        cli.fails_as(BOB, &decrypt, "AccessDeniedException");
+        let policy = cli.ok(&[
+            "get-key-policy",
+            "--key-id",
+            &id,
+            "--policy-name",
+            "default",
+        ]);
+        assert!(policy["Policy"].as_str().unwrap().contains("RootOnly"));
     })
     .await
     .unwrap();

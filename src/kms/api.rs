@@ -4,7 +4,10 @@
 //! Invariants: every request gets a JSON answer — malformed input becomes
 //! Serialization/Validation/UnknownOperation errors, never a panic or a 500; bodies,
 //! plaintexts and ciphertexts are never logged; operations that write the database run
-//! on the blocking pool so the async runtime never waits on fsync.
+//! on the blocking pool so the async runtime never waits on fsync. Every authenticated
+//! request writes exactly one audit event (here, not in the core: `Via::Api`), whose
+//! `requestParameters` are the request minus blobs and grant tokens and whose
+//! `responseElements` are the response minus blobs, tokens and policies.
 
 use std::net::IpAddr;
 
@@ -12,13 +15,17 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
+use super::access::{CallContext, Via, with_ambient};
+use super::audit::{AuditEvent, Params};
 use super::clock::epoch_seconds;
-use super::crypto::MAX_BLOB;
+use super::crypto::{self, MAX_BLOB};
+use super::grants::{Grant, GrantConstraints, GrantRequest};
+use super::model::Op;
 use super::{CreateKeyOptions, EncryptionContext, Kms, KmsError, Page, sigv4};
 use crate::auth::{AccessKeys, Principal};
 
@@ -52,7 +59,20 @@ pub async fn handle(
         .unwrap_or("")
         .to_string();
     let span = tracing::info_span!("kms", %request_id, op = %op, source_ip = ?source_ip);
-    let result = serve(kms, keys, &op, req).instrument(span.clone()).await;
+    let call = CallContext {
+        via: Via::Api,
+        source_ip,
+        user_agent: req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        request_id: Some(request_id.clone()),
+        grant_tokens: Vec::new(),
+    };
+    let result = serve(kms, keys, &op, req, call)
+        .instrument(span.clone())
+        .await;
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, v.to_string()),
         Err(e) => {
@@ -76,6 +96,7 @@ async fn serve(
     keys: &AccessKeys,
     op: &str,
     req: Request<Bytes>,
+    mut call: CallContext,
 ) -> Result<Value, KmsError> {
     if req.method() != http::Method::POST || op.is_empty() {
         return Err(KmsError::UnknownOperation(
@@ -90,26 +111,145 @@ async fn serve(
     // Signature freshness is about the client's clock versus the wall clock, so it uses
     // real time even when the KMS runs on an injected (test) clock.
     let caller = sigv4::verify(&req, keys, kms.region(), std::time::SystemTime::now())?;
-    let input: Req = if req.body().iter().all(u8::is_ascii_whitespace) {
-        Req::default()
+    let time_ms = kms.clock_ms();
+    let input: Result<Req, KmsError> = if req.body().iter().all(u8::is_ascii_whitespace) {
+        Ok(Req::default())
     } else {
         serde_json::from_slice(req.body()).map_err(|e| {
             KmsError::Serialization(format!("The request body is not valid KMS JSON: {e}"))
-        })?
+        })
     };
-    if input.dry_run == Some(true) {
-        return Err(KmsError::UnsupportedOperation(
-            "DryRun is not supported by sealgate's KMS.".into(),
-        ));
+    let (params, hints) = match (&input, kms.audit_enabled()) {
+        (Ok(r), true) => (Some(audit_params(r)), resource_hints(kms, r)),
+        _ => (None, Vec::new()),
+    };
+    let result = match input {
+        Err(e) => Err(e),
+        Ok(input) => {
+            call.grant_tokens = input.grant_tokens.clone().unwrap_or_default();
+            if is_mutation(op) {
+                let (kms, op, caller, call) =
+                    (kms.clone(), op.to_string(), caller.clone(), call.clone());
+                tokio::task::spawn_blocking(move || {
+                    with_ambient(call.clone(), || dispatch(&kms, &caller, &call, &op, input))
+                })
+                .await
+                .map_err(|e| KmsError::Internal(format!("KMS worker failed: {e}")))?
+            } else {
+                with_ambient(call.clone(), || dispatch(kms, &caller, &call, op, input))
+            }
+        }
+    };
+    if kms.audit_enabled() {
+        let mut resources = result.as_ref().map(response_arns).unwrap_or_default();
+        if resources.is_empty() {
+            resources = hints;
+        }
+        kms.record_audit(AuditEvent {
+            time_ms,
+            name: op.chars().take(128).collect::<String>().into(),
+            principal: Some(caller),
+            via: Via::Api,
+            source_ip: call.source_ip,
+            user_agent: call.user_agent,
+            request_id: call.request_id,
+            params: params.map(Params::Json),
+            response: result.as_ref().ok().map(audit_response),
+            error: result.as_ref().err().map(|e| (e.aws_type(), e.to_string())),
+            resources,
+            read_only: is_read_only(op),
+        });
     }
-    if is_mutation(op) {
-        let (kms, op) = (kms.clone(), op.to_string());
-        tokio::task::spawn_blocking(move || dispatch(&kms, &caller, &op, input))
-            .await
-            .map_err(|e| KmsError::Internal(format!("KMS worker failed: {e}")))?
+    result
+}
+
+fn is_read_only(op: &str) -> bool {
+    op.starts_with("Describe")
+        || op.starts_with("List")
+        || op.starts_with("Get")
+        || matches!(op, "GenerateRandom")
+}
+
+/// Members never written to the audit log: blobs (plaintexts, keys, ciphertexts) and
+/// grant tokens (bearer credentials for a grant).
+const SECRET_MEMBERS: &[&str] = &[
+    "Plaintext",
+    "CiphertextBlob",
+    "CiphertextForRecipient",
+    "PrivateKeyPlaintext",
+    "PrivateKeyCiphertextBlob",
+    "GrantToken",
+    "GrantTokens",
+    "plaintext",
+    "ciphertextBlob",
+    "grantToken",
+    "grantTokens",
+];
+
+/// `requestParameters`: the typed request (so blobs, which are skipped when
+/// serialising, can never appear), camelCased, without nulls.
+fn audit_params(r: &Req) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.retain(|k, x| !x.is_null() && !SECRET_MEMBERS.contains(&k.as_str()));
+    }
+    v
+}
+
+/// `responseElements`: the response with blobs, tokens and policy text removed and
+/// top-level member names camelCased, as CloudTrail shows them.
+fn audit_response(v: &Value) -> Value {
+    let Value::Object(m) = v else {
+        return Value::Null;
+    };
+    let out: serde_json::Map<String, Value> = m
+        .iter()
+        .filter(|(k, _)| !SECRET_MEMBERS.contains(&k.as_str()) && k.as_str() != "Policy")
+        .map(|(k, x)| (camel(k), x.clone()))
+        .collect();
+    if out.is_empty() {
+        Value::Null
     } else {
-        dispatch(kms, &caller, op, input)
+        Value::Object(out)
     }
+}
+
+fn camel(k: &str) -> String {
+    let mut c = k.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Key ARNs named by a successful response.
+fn response_arns(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for arn in [&v["KeyMetadata"]["Arn"], &v["SourceKeyId"], &v["KeyId"]] {
+        if let Some(a) = arn.as_str().filter(|a| a.starts_with("arn:aws:kms:")) {
+            out.push(a.to_string());
+        }
+    }
+    out
+}
+
+/// Key ARNs a request refers to (for events of failed requests).
+fn resource_hints(kms: &Kms, r: &Req) -> Vec<String> {
+    let blob_key = r
+        .ciphertext_blob
+        .as_ref()
+        .and_then(|b| crypto::parse_blob(&b.0).ok())
+        .map(|p| kms.key_arn(&p.key_id));
+    [
+        r.key_id.as_deref(),
+        r.target_key_id.as_deref(),
+        r.destination_key_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|k| kms.resolve_arn(k))
+    .chain(blob_key)
+    .collect()
 }
 
 fn is_mutation(op: &str) -> bool {
@@ -129,19 +269,15 @@ fn is_mutation(op: &str) -> bool {
             | "CreateAlias"
             | "UpdateAlias"
             | "DeleteAlias"
+            | "PutKeyPolicy"
+            | "CreateGrant"
+            | "RetireGrant"
+            | "RevokeGrant"
     )
 }
 
 /// AWS KMS operations sealgate knows of but does not implement yet.
 const NOT_YET: &[&str] = &[
-    "GetKeyPolicy",
-    "PutKeyPolicy",
-    "ListKeyPolicies",
-    "CreateGrant",
-    "ListGrants",
-    "ListRetirableGrants",
-    "RetireGrant",
-    "RevokeGrant",
     "Sign",
     "Verify",
     "GenerateMac",
@@ -176,17 +312,21 @@ impl<'de> Deserialize<'de> for Blob {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all(deserialize = "PascalCase", serialize = "camelCase"))]
 struct TagJson {
     tag_key: String,
     tag_value: String,
 }
 
 /// Every input member of the implemented operations (unknown members are ignored, as the
-/// AWS JSON protocol allows).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
+/// AWS JSON protocol allows). Serialising it (camelCase) gives the audit event's
+/// `requestParameters`; blob members and grant tokens are never serialised.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(
+    rename_all(deserialize = "PascalCase", serialize = "camelCase"),
+    default
+)]
 struct Req {
     key_id: Option<String>,
     description: Option<String>,
@@ -199,7 +339,9 @@ struct Req {
     multi_region: Option<bool>,
     limit: Option<i64>,
     marker: Option<String>,
+    #[serde(skip_serializing)]
     plaintext: Option<Blob>,
+    #[serde(skip_serializing)]
     ciphertext_blob: Option<Blob>,
     encryption_context: Option<EncryptionContext>,
     encryption_algorithm: Option<String>,
@@ -215,6 +357,19 @@ struct Req {
     alias_name: Option<String>,
     target_key_id: Option<String>,
     dry_run: Option<bool>,
+    policy: Option<String>,
+    policy_name: Option<String>,
+    bypass_policy_lockout_safety_check: Option<bool>,
+    grantee_principal: Option<String>,
+    retiring_principal: Option<String>,
+    operations: Option<Vec<String>>,
+    constraints: Option<GrantConstraints>,
+    #[serde(skip_serializing)]
+    grant_tokens: Option<Vec<String>>,
+    name: Option<String>,
+    grant_id: Option<String>,
+    #[serde(skip_serializing)]
+    grant_token: Option<String>,
 }
 
 fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
@@ -334,6 +489,8 @@ fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
         description: r.description.take().unwrap_or_default(),
         tags: tags(r.tags.take().unwrap_or_default()),
         external,
+        policy: r.policy.take(),
+        bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check == Some(true),
     })
 }
 
@@ -341,10 +498,88 @@ fn tags(t: Vec<TagJson>) -> Vec<(String, String)> {
     t.into_iter().map(|t| (t.tag_key, t.tag_value)).collect()
 }
 
-fn dispatch(kms: &Kms, caller: &Principal, op: &str, mut r: Req) -> Result<Value, KmsError> {
+fn grant_json(g: Grant, kms: &Kms) -> Value {
+    let mut v = json!({
+        "KeyId": kms.key_arn(&g.key_id),
+        "GrantId": g.grant_id,
+        "CreationDate": epoch_seconds(g.created_ms),
+        "GranteePrincipal": g.grantee_principal,
+        "IssuingAccount": g.issuing_account,
+        "Operations": g.operations,
+    });
+    if let Some(n) = g.name {
+        v["Name"] = json!(n);
+    }
+    if let Some(r) = g.retiring_principal {
+        v["RetiringPrincipal"] = json!(r);
+    }
+    if let Some(c) = g.constraints {
+        v["Constraints"] = json!(c);
+    }
+    v
+}
+
+/// `DryRun: true` on the operations that accept it: the outcome without the effect.
+fn dry_run(
+    kms: &Kms,
+    caller: &Principal,
+    call: &CallContext,
+    op: &str,
+    r: &Req,
+) -> Result<Value, KmsError> {
+    let empty = EncryptionContext::new();
+    let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
+    let blob_key = || -> Result<String, KmsError> {
+        let b = r.ciphertext_blob.as_ref().ok_or_else(|| {
+            KmsError::constraint("null", "ciphertextBlob", "Member must not be null")
+        })?;
+        Ok(crypto::parse_blob(&b.0)?.key_id.to_string())
+    };
+    let key = || required(r.key_id.clone(), "keyId");
+    let err = match op {
+        "Encrypt" => kms.dry_run(caller, call, Op::Encrypt, &key()?, ctx),
+        "GenerateDataKey" => kms.dry_run(caller, call, Op::GenerateDataKey, &key()?, ctx),
+        "GenerateDataKeyWithoutPlaintext" => kms.dry_run(
+            caller,
+            call,
+            Op::GenerateDataKeyWithoutPlaintext,
+            &key()?,
+            ctx,
+        ),
+        "Decrypt" => kms.dry_run(caller, call, Op::Decrypt, &blob_key()?, ctx),
+        "ReEncrypt" => {
+            let src_ctx = r.source_encryption_context.as_ref().unwrap_or(&empty);
+            match kms.dry_run(caller, call, Op::ReEncryptFrom, &blob_key()?, src_ctx) {
+                KmsError::DryRunOperation(_) => {
+                    let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
+                    let dst_ctx = r.destination_encryption_context.as_ref().unwrap_or(&empty);
+                    kms.dry_run(caller, call, Op::ReEncryptTo, &dst, dst_ctx)
+                }
+                e => e,
+            }
+        }
+        "CreateGrant" => kms.dry_run(caller, call, Op::CreateGrant, &key()?, &empty),
+        "RevokeGrant" => kms.dry_run(caller, call, Op::RevokeGrant, &key()?, &empty),
+        _ => KmsError::UnsupportedOperation(format!(
+            "DryRun is not supported for {op} by sealgate's KMS."
+        )),
+    };
+    Err(err)
+}
+
+fn dispatch(
+    kms: &Kms,
+    caller: &Principal,
+    call: &CallContext,
+    op: &str,
+    mut r: Req,
+) -> Result<Value, KmsError> {
     let empty = EncryptionContext::new();
     let key_id = |r: &Req| required(r.key_id.clone(), "keyId");
     let ok = || Ok(json!({}));
+    if r.dry_run == Some(true) {
+        return dry_run(kms, caller, call, op, &r);
+    }
     match op {
         "CreateKey" => {
             let opts = create_options(&mut r)?;
@@ -458,7 +693,7 @@ fn dispatch(kms: &Kms, caller: &Principal, op: &str, mut r: Req) -> Result<Value
             check_algorithm(r.encryption_algorithm.as_deref())?;
             let pt = required(r.plaintext.take(), "plaintext")?;
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-            let (blob, arn) = kms.encrypt(caller, &key_id(&r)?, &pt.0, ctx)?;
+            let (blob, arn) = kms.encrypt_via(caller, call, &key_id(&r)?, &pt.0, ctx)?;
             Ok(json!({
                 "CiphertextBlob": b64(&blob),
                 "KeyId": arn,
@@ -469,7 +704,7 @@ fn dispatch(kms: &Kms, caller: &Principal, op: &str, mut r: Req) -> Result<Value
             check_algorithm(r.encryption_algorithm.as_deref())?;
             let blob = ciphertext(r.ciphertext_blob.take())?;
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-            let d = kms.decrypt(caller, r.key_id.as_deref(), &blob.0, ctx)?;
+            let d = kms.decrypt_via(caller, call, r.key_id.as_deref(), &blob.0, ctx)?;
             Ok(json!({
                 "KeyId": d.key_arn,
                 "Plaintext": b64(&d.plaintext),
@@ -481,8 +716,9 @@ fn dispatch(kms: &Kms, caller: &Principal, op: &str, mut r: Req) -> Result<Value
             check_algorithm(r.destination_encryption_algorithm.as_deref())?;
             let blob = ciphertext(r.ciphertext_blob.take())?;
             let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
-            let (new, src_arn, dst_arn) = kms.re_encrypt(
+            let (new, src_arn, dst_arn) = kms.re_encrypt_via(
                 caller,
+                call,
                 &blob.0,
                 r.source_encryption_context.as_ref().unwrap_or(&empty),
                 r.source_key_id.as_deref(),
@@ -502,16 +738,72 @@ fn dispatch(kms: &Kms, caller: &Principal, op: &str, mut r: Req) -> Result<Value
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
             let id = key_id(&r)?;
             if op == "GenerateDataKey" {
-                let dk = kms.generate_data_key(caller, &id, ctx, n)?;
+                let dk = kms.generate_data_key_via(caller, call, &id, ctx, n)?;
                 Ok(json!({
                     "CiphertextBlob": b64(&dk.ciphertext_blob),
                     "Plaintext": b64(&dk.plaintext),
                     "KeyId": dk.key_arn,
                 }))
             } else {
-                let (blob, arn) = kms.generate_data_key_without_plaintext(caller, &id, ctx, n)?;
+                let (blob, arn) =
+                    kms.generate_data_key_without_plaintext_via(caller, call, &id, ctx, n)?;
                 Ok(json!({"CiphertextBlob": b64(&blob), "KeyId": arn}))
             }
+        }
+        "GetKeyPolicy" => {
+            let p = kms.get_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref())?;
+            Ok(json!({"Policy": p, "PolicyName": "default"}))
+        }
+        "PutKeyPolicy" => {
+            let p = required(r.policy.clone(), "policy")?;
+            let bypass = r.bypass_policy_lockout_safety_check == Some(true);
+            kms.put_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref(), &p, bypass)?;
+            ok()
+        }
+        "ListKeyPolicies" => {
+            let names = kms.list_key_policies(caller, &key_id(&r)?)?;
+            Ok(json!({"PolicyNames": names, "Truncated": false}))
+        }
+        "CreateGrant" => {
+            let req = GrantRequest {
+                grantee_principal: required(r.grantee_principal.take(), "granteePrincipal")?,
+                retiring_principal: r.retiring_principal.take(),
+                operations: required(r.operations.take(), "operations")?,
+                constraints: r.constraints.take(),
+                name: r.name.take(),
+            };
+            let (id, token) = kms.create_grant(caller, &key_id(&r)?, &req)?;
+            Ok(json!({"GrantId": id, "GrantToken": token}))
+        }
+        "ListGrants" => {
+            let page = kms.list_grants(
+                caller,
+                &key_id(&r)?,
+                r.grant_id.as_deref(),
+                r.grantee_principal.as_deref(),
+                r.limit,
+                r.marker.as_deref(),
+            )?;
+            Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
+        }
+        "ListRetirableGrants" => {
+            let who = required(r.retiring_principal.clone(), "retiringPrincipal")?;
+            let page = kms.list_retirable_grants(caller, &who, r.limit, r.marker.as_deref())?;
+            Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
+        }
+        "RetireGrant" => {
+            kms.retire_grant(
+                caller,
+                r.grant_token.as_deref(),
+                r.key_id.as_deref(),
+                r.grant_id.as_deref(),
+            )?;
+            ok()
+        }
+        "RevokeGrant" => {
+            let id = required(r.grant_id.clone(), "grantId")?;
+            kms.revoke_grant(caller, &key_id(&r)?, &id)?;
+            ok()
         }
         "GenerateRandom" => {
             let n = required(r.number_of_bytes, "numberOfBytes")?;

@@ -2,7 +2,9 @@
 //! snapshots) backed by redb. Reads and cryptographic operations never touch the
 //! database; every mutation holds the single writer lock, commits one transaction, then
 //! swaps the new snapshot in. Every key operation goes through `key_for`, which resolves
-//! the key, calls the one policy hook (`authorize`) and checks the one state table.
+//! the key, calls the one policy hook (`authorize`: key policy, then grants) and checks
+//! the one state table. Key policies, grants, explain and audit helpers live in
+//! `core/access_ops.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -10,13 +12,18 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::access::{CallContext, Via, ambient, decide};
+use super::audit::{AuditLog, CryptoParams, Params};
 use super::clock::{Clock, DAY_MS, millis};
 use super::crypto::{self, BackingKey, MAX_PLAINTEXT, RootKey};
+use super::grants::Grant;
 use super::model::{
     AliasRecord, KeyManager, KeyMetadata, KeyRecord, KeyState, Op, Origin, RotationType,
     VersionInfo, check_state,
 };
+use super::policy::{Policy, RequestFacts, default_policy_text, service_policy_text};
 use super::store::{Mutation, Store};
+use super::usage::KeyUsage;
 use super::{DataKey, Decrypted, EncryptionContext, KmsConfig, KmsError};
 use crate::auth::Principal;
 
@@ -25,20 +32,52 @@ pub const MAX_ROTATION_DAYS: i64 = 2560;
 pub const DEFAULT_ROTATION_DAYS: u32 = 365;
 pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 
-/// A key as held in memory: its record, ARN and unsealed backing keys by version.
+mod access_ops;
+
+/// A key as held in memory: its record, ARN, unsealed backing keys by version, parsed
+/// key policy, grants and usage counters.
 #[derive(Debug)]
 pub struct KeyEntry {
     pub rec: KeyRecord,
     pub arn: String,
     material: HashMap<u32, Arc<BackingKey>>,
+    policy: Arc<Policy>,
+    grants: Arc<Vec<Grant>>,
+    usage: Arc<KeyUsage>,
 }
 
 impl KeyEntry {
-    fn with_record(&self, rec: KeyRecord) -> Arc<KeyEntry> {
+    /// A new snapshot with `rec` (and the policy parsed from it), same material/grants.
+    fn with_record(&self, rec: KeyRecord, policy: Arc<Policy>) -> Arc<KeyEntry> {
         Arc::new(KeyEntry {
             rec,
             arn: self.arn.clone(),
             material: self.material.clone(),
+            policy,
+            grants: self.grants.clone(),
+            usage: self.usage.clone(),
+        })
+    }
+
+    fn with_grants(&self, grants: Vec<Grant>) -> Arc<KeyEntry> {
+        Arc::new(KeyEntry {
+            rec: self.rec.clone(),
+            arn: self.arn.clone(),
+            material: self.material.clone(),
+            policy: self.policy.clone(),
+            grants: Arc::new(grants),
+            usage: self.usage.clone(),
+        })
+    }
+
+    fn with_material(&self, rec: KeyRecord, material: HashMap<u32, Arc<BackingKey>>) -> Arc<Self> {
+        Arc::new(KeyEntry {
+            rec,
+            arn: self.arn.clone(),
+            material,
+            policy: self.policy.clone(),
+            grants: self.grants.clone(),
+            usage: self.usage.clone(),
         })
     }
 
@@ -70,6 +109,12 @@ pub(crate) struct Inner {
     state: RwLock<State>,
     /// Serialises mutations (one writer; readers never wait on the database).
     writer: Mutex<()>,
+    /// The default key policy of this account, parsed once.
+    default_policy: Arc<Policy>,
+    /// `kms:ViaService` of calls through the S3 front: `s3.<region>.amazonaws.com`.
+    via_s3: String,
+    /// The hash-chained audit log (None when disabled in the config).
+    audit: Option<AuditLog>,
 }
 
 /// Proof that the writer lock is held.
@@ -97,6 +142,10 @@ pub struct CreateKeyOptions {
     pub tags: Vec<(String, String)>,
     /// `EXTERNAL` creates a key in PendingImport without material.
     pub external: bool,
+    /// Key policy document; `None` = the default policy (account has full access).
+    pub policy: Option<String>,
+    /// Skip the check that the policy still lets the creator call PutKeyPolicy.
+    pub bypass_policy_lockout_safety_check: bool,
 }
 
 /// `GetKeyRotationStatus` result.
@@ -233,6 +282,13 @@ impl Kms {
         root: RootKey,
     ) -> Result<Kms, KmsError> {
         let (store, loaded) = Store::open(&cfg.db_path, &root)?;
+        let default_policy = Arc::new(
+            Policy::parse(&default_policy_text(&cfg.account)).map_err(KmsError::Internal)?,
+        );
+        let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+        for g in loaded.grants {
+            grants.entry(g.key_id).or_default().push(g);
+        }
         let mut state = State::default();
         let mut inner_keys = HashMap::new();
         for (rec, mats) in loaded.keys {
@@ -241,10 +297,31 @@ impl Kms {
                 material.insert(v, Arc::new(root.open_material(&rec.id, v, &sealed)?));
             }
             let arn = key_arn(&cfg.region, &cfg.account, &rec.id);
-            inner_keys.insert(rec.id, Arc::new(KeyEntry { rec, arn, material }));
+            let policy = policy_of(&rec, &cfg.account, &cfg.region, &default_policy)?;
+            let grants = Arc::new(grants.remove(&rec.id).unwrap_or_default());
+            let usage = Arc::default();
+            let e = KeyEntry {
+                rec,
+                arn,
+                material,
+                policy,
+                grants,
+                usage,
+            };
+            inner_keys.insert(e.rec.id, Arc::new(e));
         }
         state.keys = inner_keys;
         state.aliases = loaded.aliases.into_iter().collect();
+        let audit = if cfg.audit_enabled {
+            Some(AuditLog::open(
+                &cfg.audit_path(),
+                cfg.audit_fsync,
+                &cfg.region,
+                &cfg.account,
+            )?)
+        } else {
+            None
+        };
         Ok(Kms {
             inner: Arc::new(Inner {
                 region: cfg.region.clone(),
@@ -254,6 +331,9 @@ impl Kms {
                 store,
                 state: RwLock::new(state),
                 writer: Mutex::new(()),
+                default_policy,
+                via_s3: format!("s3.{}.amazonaws.com", cfg.region),
+                audit,
             }),
         })
     }
@@ -293,24 +373,42 @@ impl Kms {
     // ---------------------------------------------------------------- policy hook
 
     /// THE access-control hook: every operation on a key calls this exactly once per key.
-    /// Today: the caller must belong to this KMS's account, and service-managed keys only
-    /// permit use and read operations. Key policies and grants will plug in here.
+    /// The key policy decides (explicit Deny wins, then Allow); with no decision, a grant
+    /// on the key may allow; otherwise AccessDeniedException naming principal, action
+    /// and key.
     pub fn authorize(
         &self,
         caller: &Principal,
         action: &str,
-        key: &KeyRecord,
-        _context: Option<&EncryptionContext>,
+        key: &KeyEntry,
+        context: Option<&EncryptionContext>,
+        call: &CallContext,
     ) -> Result<(), KmsError> {
-        self.authorize_account(caller, action)?;
-        if key.manager == KeyManager::Aws && !SERVICE_KEY_ACTIONS.contains(&action) {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: {action} on resource: {} because it is an AWS managed key",
-                caller.arn(),
-                self.key_arn(&key.id)
-            )));
+        let facts = self.facts(caller, action, key, context, call);
+        let d = decide(&key.policy, &key.grants, &facts);
+        if d.allowed() {
+            Ok(())
+        } else {
+            Err(d.denial(&facts, &key.policy))
         }
-        Ok(())
+    }
+
+    /// The request facts policy conditions see.
+    fn facts<'a>(
+        &'a self,
+        caller: &'a Principal,
+        action: &'a str,
+        key: &'a KeyEntry,
+        context: Option<&'a EncryptionContext>,
+        call: &CallContext,
+    ) -> RequestFacts<'a> {
+        RequestFacts {
+            encryption_context: context,
+            via_service: (call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
+            source_ip: call.source_ip,
+            tags: Some(&key.rec.tags),
+            ..RequestFacts::new(caller, action, &key.arn)
+        }
     }
 
     /// Account-level check for operations without a key (CreateKey, ListKeys, ...).
@@ -423,20 +521,47 @@ impl Kms {
         Ok(e)
     }
 
-    /// Resolve + policy hook + state table: the gate of every key operation.
+    /// Resolve + policy hook + state table: the gate of every key operation. Counts the
+    /// use when it passes.
+    #[allow(clippy::too_many_arguments)]
     fn key_for(
         &self,
         caller: &Principal,
+        call: &CallContext,
         key_id: &str,
         op: Op,
         allow_alias: bool,
         ctx: Option<&EncryptionContext>,
         held: Option<&WriteGuard<'_>>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
+        for t in &call.grant_tokens {
+            super::grants::parse_token(t)?;
+        }
         let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
-        self.authorize(caller, op.action(), &e.rec, ctx)?;
+        self.authorize(caller, op.action(), &e, ctx, call)?;
         check_state(&e.rec, &e.arn, op)?;
+        e.usage.count(op, self.now_ms());
         Ok(e)
+    }
+
+    /// The parsed policy for a record (its own, or the default for old records).
+    fn policy_for(&self, rec: &KeyRecord) -> Result<Arc<Policy>, KmsError> {
+        policy_of(
+            rec,
+            &self.inner.account,
+            &self.inner.region,
+            &self.inner.default_policy,
+        )
+    }
+
+    /// A new snapshot of `e` with record `rec` (re-parsing the policy only if it changed).
+    fn rebuild(&self, e: &KeyEntry, rec: KeyRecord) -> Result<Arc<KeyEntry>, KmsError> {
+        let policy = if rec.policy == e.rec.policy {
+            e.policy.clone()
+        } else {
+            self.policy_for(&rec)?
+        };
+        Ok(e.with_record(rec, policy))
     }
 
     // ---------------------------------------------------------------- writes
@@ -455,11 +580,11 @@ impl Kms {
         f: impl FnOnce(&mut KeyRecord, i64) -> Result<(), KmsError>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let g = self.lock_writer();
-        let e = self.key_for(caller, key_id, op, false, None, Some(&g))?;
+        let e = self.key_for(caller, &ambient(), key_id, op, false, None, Some(&g))?;
         let mut rec = e.rec.clone();
         f(&mut rec, self.now_ms())?;
-        self.inner.store.apply(&[Mutation::PutKey(&rec)])?;
-        let new = e.with_record(rec);
+        let new = self.rebuild(&e, rec)?;
+        self.inner.store.apply(&[Mutation::PutKey(&new.rec)])?;
         self.install(new.clone());
         Ok(new)
     }
@@ -495,11 +620,7 @@ impl Kms {
         ])?;
         let mut material = e.material.clone();
         material.insert(version, Arc::new(key));
-        let new = Arc::new(KeyEntry {
-            rec,
-            arn: e.arn.clone(),
-            material,
-        });
+        let new = e.with_material(rec, material);
         self.install(new.clone());
         tracing::info!(key_id = %new.rec.id, version, ?kind, "KMS key rotated");
         Ok(new)
@@ -530,12 +651,12 @@ impl Kms {
     fn new_key_locked(
         &self,
         _g: &WriteGuard<'_>,
+        id: Uuid,
         opts: &CreateKeyOptions,
         manager: KeyManager,
         alias: Option<&str>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let now = self.now_ms();
-        let id = Uuid::new_v4();
         let mut rec = KeyRecord {
             id,
             created_ms: now,
@@ -549,6 +670,7 @@ impl Kms {
             rotation_period_days: None,
             next_rotation_ms: None,
             versions: Vec::new(),
+            policy: opts.policy.clone(),
         };
         if manager == KeyManager::Aws {
             rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);
@@ -588,8 +710,11 @@ impl Kms {
         drop(muts);
         let entry = Arc::new(KeyEntry {
             arn: self.key_arn(&id),
+            policy: self.policy_for(&rec)?,
             rec,
             material,
+            grants: Arc::default(),
+            usage: Arc::default(),
         });
         let mut st = self.inner.state.write().unwrap_or_else(poisoned);
         st.keys.insert(id, entry.clone());
@@ -615,8 +740,22 @@ impl Kms {
         for (k, v) in &opts.tags {
             validate_tag(k, v)?;
         }
+        let id = Uuid::new_v4();
+        let mut opts = opts.clone();
+        let text = opts
+            .policy
+            .take()
+            .unwrap_or_else(|| default_policy_text(&self.inner.account));
+        self.check_new_policy(
+            caller,
+            &ambient(),
+            &text,
+            &self.key_arn(&id),
+            opts.bypass_policy_lockout_safety_check,
+        )?;
+        opts.policy = Some(text);
         let g = self.lock_writer();
-        let e = self.new_key_locked(&g, opts, KeyManager::Customer, None)?;
+        let e = self.new_key_locked(&g, id, &opts, KeyManager::Customer, None)?;
         Ok(self.metadata(&e))
     }
 
@@ -642,15 +781,29 @@ impl Kms {
             description: format!(
                 "Default key that protects my {service} data when no other key is defined"
             ),
+            policy: Some(service_policy_text(
+                &self.inner.account,
+                service,
+                &self.inner.region,
+            )),
             ..Default::default()
         };
-        let e = self.new_key_locked(&g, &opts, KeyManager::Aws, Some(alias))?;
+        let e = self.new_key_locked(&g, Uuid::new_v4(), &opts, KeyManager::Aws, Some(alias))?;
         tracing::info!(key_id = %e.rec.id, alias, "created service-managed KMS key");
+        self.audit_service_key_created(&e.arn, alias);
         Ok(e.arn.clone())
     }
 
     pub fn describe_key(&self, caller: &Principal, key_id: &str) -> Result<KeyMetadata, KmsError> {
-        let e = self.key_for(caller, key_id, Op::DescribeKey, true, None, None)?;
+        let e = self.key_for(
+            caller,
+            &ambient(),
+            key_id,
+            Op::DescribeKey,
+            true,
+            None,
+            None,
+        )?;
         Ok(self.metadata(&e))
     }
 
@@ -732,7 +885,15 @@ impl Kms {
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<(String, String)>, KmsError> {
-        let e = self.key_for(caller, key_id, Op::ListResourceTags, false, None, None)?;
+        let e = self.key_for(
+            caller,
+            &ambient(),
+            key_id,
+            Op::ListResourceTags,
+            false,
+            None,
+            None,
+        )?;
         paginate(
             e.rec
                 .tags
@@ -846,7 +1007,15 @@ impl Kms {
         caller: &Principal,
         key_id: &str,
     ) -> Result<RotationStatus, KmsError> {
-        let e = self.key_for(caller, key_id, Op::GetKeyRotationStatus, false, None, None)?;
+        let e = self.key_for(
+            caller,
+            &ambient(),
+            key_id,
+            Op::GetKeyRotationStatus,
+            false,
+            None,
+            None,
+        )?;
         Ok(RotationStatus {
             enabled: e.rec.next_rotation_ms.is_some(),
             key_arn: e.arn.clone(),
@@ -862,7 +1031,15 @@ impl Kms {
         key_id: &str,
     ) -> Result<String, KmsError> {
         let g = self.lock_writer();
-        let e = self.key_for(caller, key_id, Op::RotateKeyOnDemand, false, None, Some(&g))?;
+        let e = self.key_for(
+            caller,
+            &ambient(),
+            key_id,
+            Op::RotateKeyOnDemand,
+            false,
+            None,
+            Some(&g),
+        )?;
         let on_demand = e
             .rec
             .versions
@@ -888,7 +1065,15 @@ impl Kms {
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<RotationEntry>, KmsError> {
-        let e = self.key_for(caller, key_id, Op::ListKeyRotations, false, None, None)?;
+        let e = self.key_for(
+            caller,
+            &ambient(),
+            key_id,
+            Op::ListKeyRotations,
+            false,
+            None,
+            None,
+        )?;
         let rotations = e
             .rec
             .versions
@@ -982,7 +1167,7 @@ impl Kms {
                 )));
             }
         };
-        let e = self.key_for(caller, target_key_id, op, false, None, Some(&g))?;
+        let e = self.key_for(caller, &ambient(), target_key_id, op, false, None, Some(&g))?;
         let now = self.now_ms();
         let rec = AliasRecord {
             target: e.rec.id,
@@ -1007,7 +1192,15 @@ impl Kms {
     pub fn delete_alias(&self, caller: &Principal, alias: &str) -> Result<(), KmsError> {
         validate_alias_name(alias)?;
         let g = self.lock_writer();
-        let e = self.key_for(caller, alias, Op::DeleteAlias, true, None, Some(&g))?;
+        let e = self.key_for(
+            caller,
+            &ambient(),
+            alias,
+            Op::DeleteAlias,
+            true,
+            None,
+            Some(&g),
+        )?;
         drop(e);
         self.inner.store.apply(&[Mutation::DeleteAlias(alias)])?;
         drop(g);
@@ -1053,6 +1246,10 @@ impl Kms {
     }
 
     // ---------------------------------------------------------------- cryptography
+    //
+    // Each operation has a `_via` form taking the `CallContext` (the S3 path passes
+    // `CallContext::s3(..)`); the plain form is an in-process call. Calls not made by
+    // the API layer (which audits its own requests) write their audit event here.
 
     pub fn encrypt(
         &self,
@@ -1061,16 +1258,34 @@ impl Kms {
         plaintext: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<(Vec<u8>, String), KmsError> {
-        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
-            return Err(KmsError::constraint(
-                format!("<{} bytes>", plaintext.len()),
-                "plaintext",
-                "Member must have length between 1 and 4096",
-            ));
-        }
-        let e = self.key_for(caller, key_id, Op::Encrypt, true, Some(ctx), None)?;
-        let (v, k) = e.current()?;
-        Ok((k.encrypt(&e.rec.id, v, plaintext, ctx)?, e.arn.clone()))
+        self.encrypt_via(caller, &CallContext::default(), key_id, plaintext, ctx)
+    }
+
+    /// Encrypt (at most 4096 bytes): (blob, key ARN).
+    pub fn encrypt_via(
+        &self,
+        caller: &Principal,
+        call: &CallContext,
+        key_id: &str,
+        plaintext: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        let r = (|| {
+            if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+                return Err(KmsError::constraint(
+                    format!("<{} bytes>", plaintext.len()),
+                    "plaintext",
+                    "Member must have length between 1 and 4096",
+                ));
+            }
+            let e = self.key_for(caller, call, key_id, Op::Encrypt, true, Some(ctx), None)?;
+            let (v, k) = e.current()?;
+            Ok((k.encrypt(&e.rec.id, v, plaintext, ctx)?, e.arn.clone()))
+        })();
+        self.audit_crypto(caller, call, "Encrypt", Some(key_id), ctx, None, &r, |r| {
+            &r.1
+        });
+        r
     }
 
     fn check_data_key_len(bytes: usize) -> Result<(), KmsError> {
@@ -1093,16 +1308,19 @@ impl Kms {
         ctx: &EncryptionContext,
         bytes: usize,
     ) -> Result<DataKey, KmsError> {
-        Self::check_data_key_len(bytes)?;
-        let e = self.key_for(caller, key_id, Op::GenerateDataKey, true, Some(ctx), None)?;
-        let (v, k) = e.current()?;
-        let plaintext = crypto::random_bytes(bytes)?;
-        let ciphertext_blob = k.encrypt(&e.rec.id, v, &plaintext, ctx)?;
-        Ok(DataKey {
-            plaintext,
-            ciphertext_blob,
-            key_arn: e.arn.clone(),
-        })
+        self.generate_data_key_via(caller, &CallContext::default(), key_id, ctx, bytes)
+    }
+
+    /// GenerateDataKey with the call's context (the S3 path: `CallContext::s3(..)`).
+    pub fn generate_data_key_via(
+        &self,
+        caller: &Principal,
+        call: &CallContext,
+        key_id: &str,
+        ctx: &EncryptionContext,
+        bytes: usize,
+    ) -> Result<DataKey, KmsError> {
+        self.data_key(caller, call, key_id, ctx, bytes, Op::GenerateDataKey)
     }
 
     /// GenerateDataKeyWithoutPlaintext: (wrapped key, key ARN).
@@ -1113,17 +1331,57 @@ impl Kms {
         ctx: &EncryptionContext,
         bytes: usize,
     ) -> Result<(Vec<u8>, String), KmsError> {
-        Self::check_data_key_len(bytes)?;
+        let call = CallContext::default();
+        self.generate_data_key_without_plaintext_via(caller, &call, key_id, ctx, bytes)
+    }
+
+    pub fn generate_data_key_without_plaintext_via(
+        &self,
+        caller: &Principal,
+        call: &CallContext,
+        key_id: &str,
+        ctx: &EncryptionContext,
+        bytes: usize,
+    ) -> Result<(Vec<u8>, String), KmsError> {
         let op = Op::GenerateDataKeyWithoutPlaintext;
-        let e = self.key_for(caller, key_id, op, true, Some(ctx), None)?;
-        let (v, k) = e.current()?;
-        let plaintext = crypto::random_bytes(bytes)?;
-        Ok((k.encrypt(&e.rec.id, v, &plaintext, ctx)?, e.arn.clone()))
+        let dk = self.data_key(caller, call, key_id, ctx, bytes, op)?;
+        Ok((dk.ciphertext_blob, dk.key_arn))
+    }
+
+    /// Both GenerateDataKey forms (`op` decides the permission and the event name).
+    fn data_key(
+        &self,
+        caller: &Principal,
+        call: &CallContext,
+        key_id: &str,
+        ctx: &EncryptionContext,
+        bytes: usize,
+        op: Op,
+    ) -> Result<DataKey, KmsError> {
+        let r = (|| {
+            Self::check_data_key_len(bytes)?;
+            let e = self.key_for(caller, call, key_id, op, true, Some(ctx), None)?;
+            let (v, k) = e.current()?;
+            let plaintext = crypto::random_bytes(bytes)?;
+            let ciphertext_blob = k.encrypt(&e.rec.id, v, &plaintext, ctx)?;
+            Ok(DataKey {
+                plaintext,
+                ciphertext_blob,
+                key_arn: e.arn.clone(),
+            })
+        })();
+        let name = op.action().trim_start_matches("kms:");
+        let bytes = Some(bytes);
+        self.audit_crypto(caller, call, name, Some(key_id), ctx, bytes, &r, |d| {
+            &d.key_arn
+        });
+        r
     }
 
     fn open_blob(
         &self,
         caller: &Principal,
+        call: &CallContext,
         key_id: Option<&str>,
         blob: &[u8],
         ctx: &EncryptionContext,
@@ -1142,7 +1400,7 @@ impl Kms {
             }
         }
         // A blob naming no existing key is indistinguishable from garbage to the caller.
-        let e = match self.key_for(caller, &blob_key, op, false, Some(ctx), None) {
+        let e = match self.key_for(caller, call, &blob_key, op, false, Some(ctx), None) {
             Err(KmsError::NotFound(_)) => return Err(crypto::invalid_ciphertext()),
             r => r?,
         };
@@ -1164,7 +1422,34 @@ impl Kms {
         blob: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<Decrypted, KmsError> {
-        self.open_blob(caller, key_id, blob, ctx, Op::Decrypt)
+        self.decrypt_via(caller, &CallContext::default(), key_id, blob, ctx)
+    }
+
+    /// Decrypt with the call's context (the S3 path: `CallContext::s3(..)`).
+    pub fn decrypt_via(
+        &self,
+        caller: &Principal,
+        call: &CallContext,
+        key_id: Option<&str>,
+        blob: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Decrypted, KmsError> {
+        let r = self.open_blob(caller, call, key_id, blob, ctx, Op::Decrypt);
+        if call.via != Via::Api && self.inner.audit.is_some() {
+            let blob_key = crypto::parse_blob(blob).ok().map(|p| p.key_id.to_string());
+            let key_ref = key_id.map(str::to_string).or(blob_key);
+            self.audit_crypto(
+                caller,
+                call,
+                "Decrypt",
+                key_ref.as_deref(),
+                ctx,
+                None,
+                &r,
+                |d| &d.key_arn,
+            );
+        }
+        r
     }
 
     /// ReEncrypt: returns (new blob, source key ARN, destination key ARN).
@@ -1177,19 +1462,69 @@ impl Kms {
         destination_key_id: &str,
         destination_ctx: &EncryptionContext,
     ) -> Result<(Vec<u8>, String, String), KmsError> {
-        let src = self.open_blob(caller, source_key_id, blob, source_ctx, Op::ReEncryptFrom)?;
-        let op = Op::ReEncryptTo;
-        let dst = self.key_for(
+        let call = CallContext::default();
+        self.re_encrypt_via(
             caller,
+            &call,
+            blob,
+            source_ctx,
+            source_key_id,
             destination_key_id,
-            op,
-            true,
-            Some(destination_ctx),
-            None,
-        )?;
-        let (v, k) = dst.current()?;
-        let new_blob = k.encrypt(&dst.rec.id, v, &src.plaintext, destination_ctx)?;
-        Ok((new_blob, src.key_arn, dst.arn.clone()))
+            destination_ctx,
+        )
+    }
+
+    /// ReEncrypt with the call's context (CopyObject re-wrapping a data key).
+    #[allow(clippy::too_many_arguments)]
+    pub fn re_encrypt_via(
+        &self,
+        caller: &Principal,
+        call: &CallContext,
+        blob: &[u8],
+        source_ctx: &EncryptionContext,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_ctx: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String, String), KmsError> {
+        let r = (|| {
+            let op = Op::ReEncryptFrom;
+            let src = self.open_blob(caller, call, source_key_id, blob, source_ctx, op)?;
+            let op = Op::ReEncryptTo;
+            let dst_ctx = Some(destination_ctx);
+            let dst = self.key_for(caller, call, destination_key_id, op, true, dst_ctx, None)?;
+            let (v, k) = dst.current()?;
+            let new_blob = k.encrypt(&dst.rec.id, v, &src.plaintext, destination_ctx)?;
+            Ok((new_blob, src.key_arn, dst.arn.clone()))
+        })();
+        if call.via != Via::Api && self.inner.audit.is_some() {
+            let src_key = crypto::parse_blob(blob)
+                .ok()
+                .map(|p| self.key_arn(&p.key_id));
+            let mut resources: Vec<String> = src_key.into_iter().collect();
+            resources.extend(
+                self.find(destination_key_id, true)
+                    .ok()
+                    .map(|e| e.arn.clone()),
+            );
+            let params = CryptoParams {
+                key_id: source_key_id.map(str::to_string),
+                encryption_context: Some(source_ctx.clone()),
+                destination_key_id: Some(destination_key_id.to_string()),
+                destination_encryption_context: Some(destination_ctx.clone()),
+                encryption_algorithm: "SYMMETRIC_DEFAULT",
+                ..Default::default()
+            };
+            let err = r.as_ref().err();
+            self.audit_event(
+                caller,
+                call,
+                "ReEncrypt",
+                Params::Crypto(params),
+                err,
+                resources,
+            );
+        }
+        r
     }
 
     pub fn generate_random(
@@ -1218,16 +1553,20 @@ fn key_arn(region: &str, account: &str, id: &Uuid) -> String {
     format!("arn:aws:kms:{region}:{account}:key/{id}")
 }
 
-/// What users may do with a service-managed key: use it and read about it.
-const SERVICE_KEY_ACTIONS: [&str; 10] = [
-    "kms:DescribeKey",
-    "kms:ListResourceTags",
-    "kms:GetKeyRotationStatus",
-    "kms:ListKeyRotations",
-    "kms:Encrypt",
-    "kms:Decrypt",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-];
+/// The parsed policy of a record: its own document, or (records from before key
+/// policies) the default policy, or the S3 service policy for service-managed keys.
+fn policy_of(
+    rec: &KeyRecord,
+    account: &str,
+    region: &str,
+    default: &Arc<Policy>,
+) -> Result<Arc<Policy>, KmsError> {
+    let text = match (&rec.policy, rec.manager) {
+        (Some(t), _) => t.clone(),
+        (None, KeyManager::Aws) => service_policy_text(account, "s3", region),
+        (None, KeyManager::Customer) => return Ok(default.clone()),
+    };
+    Policy::parse(&text)
+        .map(Arc::new)
+        .map_err(|e| KmsError::Internal(format!("stored policy of {} is invalid: {e}", rec.id)))
+}

@@ -46,6 +46,16 @@ pub enum KmsError {
     NotAuthorized(String),
     #[error("{0}")]
     Tag(String),
+    /// A key policy that does not parse, or that would lock the caller out.
+    #[error("{0}")]
+    MalformedPolicy(String),
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    #[error("{0}")]
+    InvalidGrantId(String),
+    /// `DryRun: true` and the request would have succeeded.
+    #[error("{0}")]
+    DryRunOperation(String),
     /// SigV4: no `Authorization` header at all.
     #[error("{0}")]
     MissingAuthenticationToken(String),
@@ -94,6 +104,10 @@ impl KmsError {
             LimitExceeded(_) => "LimitExceededException",
             NotAuthorized(_) => "NotAuthorizedException",
             Tag(_) => "TagException",
+            MalformedPolicy(_) => "MalformedPolicyDocumentException",
+            InvalidGrantToken(_) => "InvalidGrantTokenException",
+            InvalidGrantId(_) => "InvalidGrantIdException",
+            DryRunOperation(_) => "DryRunOperationException",
             MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
             IncompleteSignature(_) => "IncompleteSignatureException",
             InvalidSignature(_) => "InvalidSignatureException",

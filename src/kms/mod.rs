@@ -3,7 +3,10 @@
 //!
 //! Layout: `model` (records, the state × operation table), `crypto` (root key, backing
 //! keys, blob format, context encoding), `store` (redb), `core` (the `Kms` operations),
-//! `sigv4` (request verification for service `kms`), `api` (the AWS KMS JSON protocol).
+//! `policy` (key policy parsing and IAM-style evaluation), `grants`, `access` (policy +
+//! grants decision, call context, explanations), `audit` (hash-chained CloudTrail-style
+//! log, verify, query), `usage` (per-key counters), `sigv4` (request verification for
+//! service `kms`), `api` (the AWS KMS JSON protocol).
 //!
 //! Invariants: key material exists only sealed in the database or unsealed in memory
 //! inside aws-lc-rs key objects / `Zeroizing` buffers; nothing here logs or returns it in
@@ -16,22 +19,34 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub mod access;
 pub mod api;
+pub mod audit;
 pub mod clock;
 mod core;
 pub mod crypto;
 mod error;
+pub mod grants;
 pub mod model;
+pub mod policy;
 pub mod sigv4;
 mod store;
+pub mod usage;
 
 pub use self::core::{
     AliasEntry, CreateKeyOptions, KeyEntry, Kms, Page, RotationEntry, RotationStatus,
 };
+pub use access::{CallContext, Explanation, Reason, Via};
+pub use audit::{
+    AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
+    tail_audit_log, verify_audit_log, verify_audit_log_against,
+};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use crypto::RootKey;
 pub use error::KmsError;
+pub use grants::{Grant, GrantConstraints, GrantRequest};
 pub use model::{KeyMetadata, KeyRecord, KeyState};
+pub use usage::UsageReport;
 
 /// Encryption context: exact-match additional authenticated data.
 pub type EncryptionContext = std::collections::BTreeMap<String, String>;
@@ -50,6 +65,12 @@ pub struct KmsConfig {
     pub region: String,
     /// 12-digit account id used in ARNs.
     pub account: String,
+    /// Write the hash-chained audit log (one event per KMS call).
+    pub audit_enabled: bool,
+    /// Audit log file (JSON lines). Default: next to `db_path`, extension `.audit.jsonl`.
+    pub audit_log_path: Option<PathBuf>,
+    /// fsync each batch of audit records (group commit). Off only for throwaway setups.
+    pub audit_fsync: bool,
 }
 
 impl Default for KmsConfig {
@@ -60,6 +81,9 @@ impl Default for KmsConfig {
             root_key_env: "SEALGATE_KMS_ROOT_KEY".into(),
             region: "us-east-1".into(),
             account: "000000000000".into(),
+            audit_enabled: true,
+            audit_log_path: None,
+            audit_fsync: true,
         }
     }
 }
@@ -89,7 +113,24 @@ impl KmsConfig {
         if self.root_key_file.is_none() && self.root_key_env.is_empty() {
             return Err("kms: set root_key_file or root_key_env".into());
         }
+        if self.audit_enabled && self.audit_path() == self.db_path {
+            return Err("kms.audit_log_path must differ from kms.db_path".into());
+        }
+        if self
+            .audit_log_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("kms.audit_log_path must not be empty (omit it for the default)".into());
+        }
         Ok(())
+    }
+
+    /// The audit log file: `audit_log_path`, or `db_path` with extension `.audit.jsonl`.
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit_log_path
+            .clone()
+            .unwrap_or_else(|| self.db_path.with_extension("audit.jsonl"))
     }
 
     /// Reads the root key from the file if configured, else from the environment.
@@ -170,3 +211,5 @@ impl fmt::Debug for Decrypted {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_access;

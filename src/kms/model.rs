@@ -78,6 +78,10 @@ pub struct KeyRecord {
     pub next_rotation_ms: Option<i64>,
     /// Backing-key versions, oldest first; the last one encrypts.
     pub versions: Vec<VersionInfo>,
+    /// The key policy document as given (validated). `None` in records written before
+    /// key policies existed: those keys have the default (or service) policy.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 impl KeyRecord {
@@ -120,9 +124,53 @@ pub enum Op {
     EnableKeyRotation,
     DisableKeyRotation,
     RotateKeyOnDemand,
+    GetKeyPolicy,
+    PutKeyPolicy,
+    ListKeyPolicies,
+    CreateGrant,
+    ListGrants,
+    RetireGrant,
+    RevokeGrant,
 }
 
+/// Number of `Op` variants (sizes per-key usage counters).
+pub const OP_COUNT: usize = Op::ALL.len();
+
 impl Op {
+    /// Every operation, in declaration order (`op as usize` indexes this).
+    pub const ALL: [Op; 30] = [
+        Op::DescribeKey,
+        Op::ListResourceTags,
+        Op::GetKeyRotationStatus,
+        Op::ListKeyRotations,
+        Op::DeleteAlias,
+        Op::Encrypt,
+        Op::Decrypt,
+        Op::ReEncryptFrom,
+        Op::ReEncryptTo,
+        Op::GenerateDataKey,
+        Op::GenerateDataKeyWithoutPlaintext,
+        Op::EnableKey,
+        Op::DisableKey,
+        Op::ScheduleKeyDeletion,
+        Op::CancelKeyDeletion,
+        Op::UpdateKeyDescription,
+        Op::TagResource,
+        Op::UntagResource,
+        Op::CreateAlias,
+        Op::UpdateAlias,
+        Op::EnableKeyRotation,
+        Op::DisableKeyRotation,
+        Op::RotateKeyOnDemand,
+        Op::GetKeyPolicy,
+        Op::PutKeyPolicy,
+        Op::ListKeyPolicies,
+        Op::CreateGrant,
+        Op::ListGrants,
+        Op::RetireGrant,
+        Op::RevokeGrant,
+    ];
+
     /// IAM-style action name (for the policy hook and audit).
     pub fn action(self) -> &'static str {
         match self {
@@ -149,6 +197,13 @@ impl Op {
             Op::EnableKeyRotation => "kms:EnableKeyRotation",
             Op::DisableKeyRotation => "kms:DisableKeyRotation",
             Op::RotateKeyOnDemand => "kms:RotateKeyOnDemand",
+            Op::GetKeyPolicy => "kms:GetKeyPolicy",
+            Op::PutKeyPolicy => "kms:PutKeyPolicy",
+            Op::ListKeyPolicies => "kms:ListKeyPolicies",
+            Op::CreateGrant => "kms:CreateGrant",
+            Op::ListGrants => "kms:ListGrants",
+            Op::RetireGrant => "kms:RetireGrant",
+            Op::RevokeGrant => "kms:RevokeGrant",
         }
     }
 
@@ -179,8 +234,21 @@ pub fn verdict(state: KeyState, op: Op) -> Verdict {
     use KeyState::*;
     use Verdict::*;
     match (op, state) {
-        // Read-only and alias-removal operations work in every state.
-        (Op::DescribeKey | Op::ListResourceTags | Op::DeleteAlias, _) => Allowed,
+        // Read-only, policy, alias-removal and grant-removal operations work in every state.
+        (
+            Op::DescribeKey
+            | Op::ListResourceTags
+            | Op::DeleteAlias
+            | Op::GetKeyPolicy
+            | Op::PutKeyPolicy
+            | Op::ListKeyPolicies
+            | Op::ListGrants
+            | Op::RetireGrant
+            | Op::RevokeGrant,
+            _,
+        ) => Allowed,
+        (Op::CreateGrant, PendingDeletion) => InvalidState,
+        (Op::CreateGrant, _) => Allowed,
         (Op::GetKeyRotationStatus | Op::ListKeyRotations, PendingImport) => Unsupported,
         (Op::GetKeyRotationStatus | Op::ListKeyRotations, _) => Allowed,
         // Cryptographic operations need an enabled key.
@@ -329,6 +397,13 @@ mod tests {
             (Op::DescribeKey, [Allowed, Allowed, Allowed, Allowed]),
             (Op::ListResourceTags, [Allowed, Allowed, Allowed, Allowed]),
             (Op::DeleteAlias, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::GetKeyPolicy, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::PutKeyPolicy, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::ListKeyPolicies, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::ListGrants, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::RetireGrant, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::RevokeGrant, [Allowed, Allowed, Allowed, Allowed]),
+            (Op::CreateGrant, [Allowed, Allowed, InvalidState, Allowed]),
             (
                 Op::GetKeyRotationStatus,
                 [Allowed, Allowed, Allowed, Unsupported],

@@ -6,7 +6,9 @@
 //! - `meta`: `format` (u32 as bytes) and `kcv` (root-key check value);
 //! - `keys`: key id (u128) → `KeyRecord` JSON (no material);
 //! - `material`: (key id, version) → backing key sealed under the root key;
-//! - `aliases`: alias name → `AliasRecord` JSON.
+//! - `aliases`: alias name → `AliasRecord` JSON;
+//! - `grants`: (key id, grant id) → `Grant` JSON (absent in databases created before
+//!   grants existed; created on the first write).
 
 use std::path::Path;
 
@@ -15,12 +17,14 @@ use uuid::Uuid;
 
 use super::KmsError;
 use super::crypto::RootKey;
+use super::grants::Grant;
 use super::model::{AliasRecord, KeyRecord};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
 const MATERIAL: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("material");
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
+const GRANTS: TableDefinition<(u128, &str), &[u8]> = TableDefinition::new("grants");
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -32,10 +36,12 @@ pub enum Mutation<'a> {
         version: u32,
         sealed: &'a [u8],
     },
-    /// Removes the record and every material version of the key.
+    /// Removes the record, every material version and every grant of the key.
     DeleteKey(Uuid),
     PutAlias(&'a str, &'a AliasRecord),
     DeleteAlias(&'a str),
+    PutGrant(&'a Grant),
+    DeleteGrant(Uuid, &'a str),
 }
 
 /// Sealed material of one key: (version, sealed bytes).
@@ -45,6 +51,7 @@ pub type SealedVersions = Vec<(u32, Vec<u8>)>;
 pub struct Loaded {
     pub keys: Vec<(KeyRecord, SealedVersions)>,
     pub aliases: Vec<(String, AliasRecord)>,
+    pub grants: Vec<Grant>,
 }
 
 pub struct Store {
@@ -105,6 +112,7 @@ impl Store {
             txn.open_table(KEYS)?;
             txn.open_table(MATERIAL)?;
             txn.open_table(ALIASES)?;
+            txn.open_table(GRANTS)?;
         }
         txn.commit()?;
         Ok(())
@@ -134,7 +142,21 @@ impl Store {
                 serde_json::from_slice(json.value())?,
             ));
         }
-        Ok(Loaded { keys, aliases })
+        let mut grants = Vec::new();
+        match txn.open_table(GRANTS) {
+            Ok(t) => {
+                for row in t.iter()? {
+                    grants.push(serde_json::from_slice(row?.1.value())?);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Loaded {
+            keys,
+            aliases,
+            grants,
+        })
     }
 
     /// Applies all mutations in one durable write transaction (all or nothing).
@@ -144,6 +166,7 @@ impl Store {
             let mut keys = txn.open_table(KEYS)?;
             let mut mat = txn.open_table(MATERIAL)?;
             let mut aliases = txn.open_table(ALIASES)?;
+            let mut grants = txn.open_table(GRANTS)?;
             for m in muts {
                 match m {
                     Mutation::PutKey(rec) => {
@@ -160,12 +183,20 @@ impl Store {
                         let id = id.as_u128();
                         keys.remove(id)?;
                         mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+                        grants.retain_in((id, "")..=(id, "\u{10ffff}"), |_, _| false)?;
                     }
                     Mutation::PutAlias(name, rec) => {
                         aliases.insert(*name, serde_json::to_vec(rec)?.as_slice())?;
                     }
                     Mutation::DeleteAlias(name) => {
                         aliases.remove(*name)?;
+                    }
+                    Mutation::PutGrant(g) => {
+                        let k = (g.key_id.as_u128(), g.grant_id.as_str());
+                        grants.insert(k, serde_json::to_vec(g)?.as_slice())?;
+                    }
+                    Mutation::DeleteGrant(key, id) => {
+                        grants.remove((key.as_u128(), *id))?;
                     }
                 }
             }

@@ -40,7 +40,7 @@ impl Fixture {
         }
     }
 
-    fn reopen(self) -> Fixture {
+    pub(crate) fn reopen(self) -> Fixture {
         drop(self.kms);
         Fixture::open(self.dir, self.cfg, self.clock)
     }
@@ -54,14 +54,14 @@ pub(crate) fn alice() -> Principal {
     }
 }
 
-fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+pub(crate) fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn new_key(f: &Fixture) -> String {
+pub(crate) fn new_key(f: &Fixture) -> String {
     f.kms
         .create_key(&alice(), &CreateKeyOptions::default())
         .unwrap()
@@ -384,16 +384,40 @@ fn aliases_resolve_update_and_reserve_aws_prefix() {
 }
 
 #[test]
-fn service_managed_key_is_created_once_and_cannot_be_managed() {
+fn service_managed_key_is_created_once_usable_only_via_s3_and_cannot_be_managed() {
     let f = fixture();
     let arn = f.kms.service_managed_key("alias/aws/s3").unwrap();
     assert_eq!(f.kms.service_managed_key("alias/aws/s3").unwrap(), arn);
     let md = f.kms.describe_key(&alice(), "alias/aws/s3").unwrap();
     assert_eq!((md.key_manager, md.arn.as_str()), ("AWS", arn.as_str()));
+    // As on AWS, the aws/s3 key's fixed policy allows use only through S3.
+    let via_s3 = CallContext::s3(None, None);
+    let dk = f
+        .kms
+        .generate_data_key_via(&alice(), &via_s3, &arn, &ctx(&[]), 32)
+        .unwrap();
+    f.kms
+        .decrypt_via(&alice(), &via_s3, None, &dk.ciphertext_blob, &ctx(&[]))
+        .unwrap();
+    assert_err(
+        f.kms.generate_data_key(&alice(), &arn, &ctx(&[]), 32),
+        "AccessDeniedException",
+    );
+    assert_err(
+        f.kms.put_key_policy(
+            &alice(),
+            &arn,
+            None,
+            &policy::default_policy_text("000000000000"),
+            true,
+        ),
+        "AccessDeniedException",
+    );
     assert!(
         f.kms
-            .generate_data_key(&alice(), &arn, &ctx(&[]), 32)
-            .is_ok()
+            .get_key_policy(&alice(), &arn, None)
+            .unwrap()
+            .contains("kms:ViaService")
     );
     for r in [
         f.kms.disable_key(&alice(), &arn),

@@ -18,6 +18,9 @@ use zeroize::Zeroizing;
 
 pub const ACCESS_KEY: &str = "AKIDALICE";
 pub const SECRET: &str = "alice-secret-key";
+/// A second principal: an ordinary IAM-style user of the same account.
+pub const BOB_ACCESS_KEY: &str = "AKIDBOB";
+pub const BOB_SECRET: &str = "bob-secret-key";
 pub const REGION: &str = "us-east-1";
 
 pub struct Server {
@@ -35,14 +38,23 @@ pub fn alice() -> Principal {
     }
 }
 
+pub fn bob() -> Principal {
+    Principal {
+        name: "bob".into(),
+        account: "000000000000".into(),
+        is_root: false,
+    }
+}
+
 pub fn access_keys() -> AccessKeys {
-    AccessKeys::new(HashMap::from([(
-        ACCESS_KEY.to_string(),
-        AccessKey {
-            secret: Arc::new(Zeroizing::new(SECRET.into())),
-            principal: alice(),
-        },
-    )]))
+    let key = |secret: &str, principal| AccessKey {
+        secret: Arc::new(Zeroizing::new(secret.into())),
+        principal,
+    };
+    AccessKeys::new(HashMap::from([
+        (ACCESS_KEY.to_string(), key(SECRET, alice())),
+        (BOB_ACCESS_KEY.to_string(), key(BOB_SECRET, bob())),
+    ]))
 }
 
 /// Starts the KMS endpoint on an ephemeral port (on the current tokio runtime).
@@ -103,9 +115,14 @@ async fn serve(
     Ok(resp.map(Full::new))
 }
 
-/// An aws-sdk-kms client pointed at the server.
+/// An aws-sdk-kms client pointed at the server, signing as alice (the account root).
 pub fn sdk_client(url: &str) -> aws_sdk_kms::Client {
-    let creds = aws_sdk_kms::config::Credentials::new(ACCESS_KEY, SECRET, None, None, "test");
+    sdk_client_as(url, ACCESS_KEY, SECRET)
+}
+
+/// An aws-sdk-kms client signing with the given access key.
+pub fn sdk_client_as(url: &str, access_key: &str, secret: &str) -> aws_sdk_kms::Client {
+    let creds = aws_sdk_kms::config::Credentials::new(access_key, secret, None, None, "test");
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
         .region(aws_sdk_kms::config::Region::new(REGION))

@@ -1,0 +1,651 @@
+//! Behavioural tests of access control and audit through `Kms`: key policies
+//! (Put/Get, lockout check, malformed documents), grants (create, use, retire, revoke,
+//! persistence), explain / dry run, usage counters, and the audit log (events, chain
+//! verification against each kind of tampering, no secrets).
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::tests::{alice, ctx, fixture, new_key};
+use super::*;
+use crate::auth::Principal;
+
+fn bob() -> Principal {
+    Principal {
+        name: "bob".into(),
+        account: "000000000000".into(),
+        is_root: false,
+    }
+}
+
+#[track_caller]
+fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) -> String {
+    let e = r.expect_err("expected an error");
+    assert_eq!(e.aws_type(), want, "{e}");
+    e.to_string()
+}
+
+const DENY_BOB: &str = r#"{"Version":"2012-10-17","Statement":[
+ {"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"kms:*","Resource":"*"},
+ {"Sid":"NoBobCrypto","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":["kms:GenerateDataKey*","kms:Decrypt"],"Resource":"*"}]}"#;
+
+#[test]
+fn put_key_policy_denying_a_principal_refuses_its_data_keys_and_decrypts() {
+    let f = fixture();
+    let id = new_key(&f);
+    let c = ctx(&[("app", "x")]);
+    let blob = f
+        .kms
+        .generate_data_key(&bob(), &id, &c, 32)
+        .unwrap()
+        .ciphertext_blob;
+    f.kms
+        .put_key_policy(&alice(), &id, None, DENY_BOB, false)
+        .unwrap();
+    let msg = assert_err(
+        f.kms.generate_data_key(&bob(), &id, &c, 32),
+        "AccessDeniedException",
+    );
+    assert!(
+        msg.contains("arn:aws:iam::000000000000:user/bob")
+            && msg.contains("kms:GenerateDataKey")
+            && msg.contains(&id)
+            && msg.contains("explicit deny")
+            && msg.contains("NoBobCrypto"),
+        "{msg}"
+    );
+    assert_err(
+        f.kms.decrypt(&bob(), None, &blob, &c),
+        "AccessDeniedException",
+    );
+    // Others are unaffected; bob may still do what the deny does not name.
+    f.kms.decrypt(&alice(), None, &blob, &c).unwrap();
+    f.kms.encrypt(&bob(), &id, b"hi", &c).unwrap();
+    // The policy reads back exactly and survives a restart.
+    assert_eq!(f.kms.get_key_policy(&alice(), &id, None).unwrap(), DENY_BOB);
+    assert_eq!(
+        f.kms.list_key_policies(&alice(), &id).unwrap(),
+        vec!["default"]
+    );
+    let f = f.reopen();
+    assert_err(
+        f.kms.decrypt(&bob(), None, &blob, &c),
+        "AccessDeniedException",
+    );
+}
+
+#[test]
+fn new_key_has_the_default_policy_and_create_key_accepts_one() {
+    let f = fixture();
+    let plain = f
+        .kms
+        .create_key(&alice(), &CreateKeyOptions::default())
+        .unwrap();
+    let p = f.kms.get_key_policy(&alice(), &plain.key_id, None).unwrap();
+    assert!(
+        p.contains("Enable IAM User Permissions") && p.contains("arn:aws:iam::000000000000:root")
+    );
+    let own = f
+        .kms
+        .create_key(
+            &alice(),
+            &CreateKeyOptions {
+                policy: Some(DENY_BOB.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_err(
+        f.kms.generate_data_key(&bob(), &own.key_id, &ctx(&[]), 16),
+        "AccessDeniedException",
+    );
+    assert_err(
+        f.kms.get_key_policy(&alice(), &own.key_id, Some("other")),
+        "NotFoundException",
+    );
+}
+
+#[test]
+fn lockout_safety_check_rejects_a_policy_that_locks_the_caller_out_unless_bypassed() {
+    let f = fixture();
+    let id = new_key(&f);
+    let only_bob = r#"{"Statement":[{"Sid":"Bob","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":"kms:*","Resource":"*"}]}"#;
+    let msg = assert_err(
+        f.kms.put_key_policy(&alice(), &id, None, only_bob, false),
+        "MalformedPolicyDocumentException",
+    );
+    assert!(
+        msg.contains("will not allow you to update the key policy"),
+        "{msg}"
+    );
+    // Same for CreateKey.
+    assert_err(
+        f.kms.create_key(
+            &alice(),
+            &CreateKeyOptions {
+                policy: Some(only_bob.into()),
+                ..Default::default()
+            },
+        ),
+        "MalformedPolicyDocumentException",
+    );
+    // With the bypass flag it applies, and alice is locked out as warned.
+    f.kms
+        .put_key_policy(&alice(), &id, None, only_bob, true)
+        .unwrap();
+    assert_err(f.kms.describe_key(&alice(), &id), "AccessDeniedException");
+    f.kms.describe_key(&bob(), &id).unwrap();
+}
+
+#[test]
+fn malformed_policy_names_the_offending_statement() {
+    let f = fixture();
+    let id = new_key(&f);
+    let bad = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},{"Effect":"Permit","Principal":"*","Action":"kms:*","Resource":"*"}]}"#;
+    let msg = assert_err(
+        f.kms.put_key_policy(&alice(), &id, None, bad, true),
+        "MalformedPolicyDocumentException",
+    );
+    assert!(
+        msg.contains("Statement[2].Effect: expected Allow or Deny"),
+        "{msg}"
+    );
+    // Nothing changed.
+    assert!(
+        f.kms
+            .get_key_policy(&alice(), &id, None)
+            .unwrap()
+            .contains("Enable IAM")
+    );
+}
+
+const ALICE_ONLY: &str = r#"{"Statement":[{"Sid":"Alice","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/alice"},"Action":"kms:*","Resource":"*"}]}"#;
+
+fn alice_only_key(f: &super::tests::Fixture) -> String {
+    f.kms
+        .create_key(
+            &alice(),
+            &CreateKeyOptions {
+                policy: Some(ALICE_ONLY.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .key_id
+}
+
+#[test]
+fn grant_lets_the_grantee_decrypt_until_retired_or_revoked_and_persists() {
+    let f = fixture();
+    let id = alice_only_key(&f);
+    let c = ctx(&[("app", "x")]);
+    let blob = f
+        .kms
+        .generate_data_key(&alice(), &id, &c, 32)
+        .unwrap()
+        .ciphertext_blob;
+    assert_err(
+        f.kms.decrypt(&bob(), None, &blob, &c),
+        "AccessDeniedException",
+    );
+    let req = GrantRequest {
+        grantee_principal: bob().arn(),
+        retiring_principal: Some(alice().arn()),
+        operations: vec!["Decrypt".into()],
+        constraints: Some(GrantConstraints {
+            encryption_context_subset: Some(ctx(&[("app", "x")])),
+            ..Default::default()
+        }),
+        name: Some("bob-reads".into()),
+    };
+    let (gid, token) = f.kms.create_grant(&alice(), &id, &req).unwrap();
+    // Name idempotency: same name + same parameters = same grant.
+    assert_eq!(f.kms.create_grant(&alice(), &id, &req).unwrap().0, gid);
+    f.kms.decrypt(&bob(), None, &blob, &c).unwrap();
+    // Grant tokens are accepted on crypto calls; garbage ones are refused.
+    let call = CallContext {
+        grant_tokens: vec![token.clone()],
+        ..Default::default()
+    };
+    f.kms.decrypt_via(&bob(), &call, None, &blob, &c).unwrap();
+    let bad = CallContext {
+        grant_tokens: vec!["garbage".into()],
+        ..Default::default()
+    };
+    assert_err(
+        f.kms.decrypt_via(&bob(), &bad, None, &blob, &c),
+        "InvalidGrantTokenException",
+    );
+    // Only Decrypt, only with the constrained context.
+    assert_err(
+        f.kms.encrypt(&bob(), &id, b"x", &c),
+        "AccessDeniedException",
+    );
+    let other = ctx(&[("app", "y")]);
+    let blob_y = f.kms.encrypt(&alice(), &id, b"y", &other).unwrap().0;
+    assert_err(
+        f.kms.decrypt(&bob(), None, &blob_y, &other),
+        "AccessDeniedException",
+    );
+    // explain names the grant.
+    let x = f
+        .kms
+        .explain(&bob(), "Decrypt", &id, &c, &CallContext::default())
+        .unwrap();
+    assert!(
+        x.allowed
+            && x.reason
+                == Reason::Grant {
+                    grant_id: gid.clone(),
+                    name: Some("bob-reads".into())
+                }
+    );
+    // Listed; persisted across restarts.
+    let f = f.reopen();
+    let page = f
+        .kms
+        .list_grants(&alice(), &id, None, None, None, None)
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].grant_id, gid);
+    let retirable = f
+        .kms
+        .list_retirable_grants(&alice(), &alice().arn(), None, None)
+        .unwrap();
+    assert_eq!(retirable.items.len(), 1);
+    f.kms.decrypt(&bob(), None, &blob, &c).unwrap();
+    // Bob (grantee without RetireGrant) may not retire it; alice (retiring) may.
+    assert_err(
+        f.kms.retire_grant(&bob(), Some(&token), None, None),
+        "AccessDeniedException",
+    );
+    f.kms
+        .retire_grant(&alice(), Some(&token), None, None)
+        .unwrap();
+    assert_err(
+        f.kms.decrypt(&bob(), None, &blob, &c),
+        "AccessDeniedException",
+    );
+    // A second grant, revoked by the key's administrator.
+    let (gid2, _) = f
+        .kms
+        .create_grant(
+            &alice(),
+            &id,
+            &GrantRequest {
+                name: None,
+                constraints: None,
+                ..req
+            },
+        )
+        .unwrap();
+    f.kms.decrypt(&bob(), None, &blob, &c).unwrap();
+    assert_err(
+        f.kms.revoke_grant(&bob(), &id, &gid2),
+        "AccessDeniedException",
+    );
+    f.kms.revoke_grant(&alice(), &id, &gid2).unwrap();
+    assert_err(
+        f.kms.decrypt(&bob(), None, &blob, &c),
+        "AccessDeniedException",
+    );
+    assert_err(
+        f.kms.revoke_grant(&alice(), &id, &gid2),
+        "NotFoundException",
+    );
+    let f = f.reopen();
+    assert!(
+        f.kms
+            .list_grants(&alice(), &id, None, None, None, None)
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[test]
+fn grantee_with_create_grant_can_only_pass_on_a_subset() {
+    let f = fixture();
+    let id = alice_only_key(&f);
+    let grant = |ops: &[&str], to: &Principal| GrantRequest {
+        grantee_principal: to.arn(),
+        operations: ops.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    f.kms
+        .create_grant(&alice(), &id, &grant(&["Decrypt", "CreateGrant"], &bob()))
+        .unwrap();
+    let carol = Principal {
+        name: "carol".into(),
+        ..bob()
+    };
+    f.kms
+        .create_grant(&bob(), &id, &grant(&["Decrypt"], &carol))
+        .unwrap();
+    assert_err(
+        f.kms
+            .create_grant(&bob(), &id, &grant(&["Encrypt"], &carol)),
+        "AccessDeniedException",
+    );
+    assert_err(
+        f.kms
+            .create_grant(&carol, &id, &grant(&["Decrypt"], &bob())),
+        "AccessDeniedException",
+    );
+}
+
+#[test]
+fn explain_and_dry_run_name_the_deciding_statement() {
+    let f = fixture();
+    let id = f
+        .kms
+        .create_key(
+            &alice(),
+            &CreateKeyOptions {
+                policy: Some(DENY_BOB.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .key_id;
+    let none = CallContext::default();
+    let x = f
+        .kms
+        .explain(&bob(), "kms:Decrypt", &id, &ctx(&[]), &none)
+        .unwrap();
+    assert!(!x.allowed);
+    assert_eq!(
+        x.reason,
+        Reason::PolicyDeny {
+            statement: 1,
+            sid: Some("NoBobCrypto".into())
+        }
+    );
+    assert!(
+        x.to_string()
+            .contains("explicitly denied by key policy Statement[1] (Sid \"NoBobCrypto\")")
+    );
+    let y = f
+        .kms
+        .explain(&alice(), "decrypt", &id, &ctx(&[]), &none)
+        .unwrap();
+    assert!(y.allowed && y.action == "kms:Decrypt");
+    let mallory = Principal {
+        account: "999999999999".into(),
+        ..bob()
+    };
+    let z = f
+        .kms
+        .explain(&mallory, "Encrypt", &id, &ctx(&[]), &none)
+        .unwrap();
+    assert_eq!(z.reason, Reason::NoMatch);
+    // Dry run: would succeed → DryRunOperationException with the explanation.
+    let e = f
+        .kms
+        .dry_run(&alice(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+    assert_eq!(e.aws_type(), "DryRunOperationException");
+    assert!(e.to_string().contains("Enable IAM User Permissions"), "{e}");
+    let e = f
+        .kms
+        .dry_run(&bob(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+    assert_eq!(e.aws_type(), "AccessDeniedException");
+    f.kms.disable_key(&alice(), &id).unwrap();
+    let e = f
+        .kms
+        .dry_run(&alice(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+    assert_eq!(e.aws_type(), "DisabledException");
+    let x = f
+        .kms
+        .explain(&alice(), "GenerateDataKey", &id, &ctx(&[]), &none)
+        .unwrap();
+    assert!(x.allowed && x.state_error.is_some());
+}
+
+#[test]
+fn usage_counters_count_successful_calls_by_operation() {
+    let f = fixture();
+    let id = new_key(&f);
+    for _ in 0..3 {
+        f.kms
+            .generate_data_key(&alice(), &id, &ctx(&[]), 32)
+            .unwrap();
+    }
+    let blob = f.kms.encrypt(&alice(), &id, b"x", &ctx(&[])).unwrap().0;
+    f.kms.decrypt(&alice(), None, &blob, &ctx(&[])).unwrap();
+    let u = f.kms.key_usage(&alice(), &id).unwrap();
+    assert_eq!(u.calls.get("GenerateDataKey"), Some(&3));
+    assert_eq!(u.calls.get("Encrypt"), Some(&1));
+    assert_eq!(u.calls.get("Decrypt"), Some(&1));
+    assert_eq!(u.last_operation.as_deref(), Some("Decrypt"));
+    assert!(u.last_used_ms.is_some());
+}
+
+// ------------------------------------------------------------------ audit
+
+fn audit_lines(kms: &Kms) -> (std::path::PathBuf, Vec<String>) {
+    kms.flush_audit().unwrap();
+    let path = kms.audit_log_path().unwrap().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text.lines().map(str::to_string).collect())
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Re-hashes a line after editing it (what a careful forger would do).
+fn rehash(line: &str) -> String {
+    let prefix = &line[..line.len() - 75];
+    let h = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        prefix.as_bytes(),
+    ));
+    format!("{prefix},\"hash\":\"{h}\"}}")
+}
+
+/// A log of 8 events (key creation via the service, data keys, decrypts).
+fn log_with_events() -> (super::tests::Fixture, std::path::PathBuf, Vec<String>) {
+    let f = fixture();
+    let id = new_key(&f);
+    let c = ctx(&[("aws:s3:arn", "arn:aws:s3:::b/k")]);
+    let s3 = CallContext::s3(Some("10.0.0.7".parse().unwrap()), Some("req-1".into()));
+    for _ in 0..4 {
+        let dk = f
+            .kms
+            .generate_data_key_via(&alice(), &s3, &id, &c, 32)
+            .unwrap();
+        f.kms
+            .decrypt_via(&alice(), &s3, None, &dk.ciphertext_blob, &c)
+            .unwrap();
+    }
+    let (path, lines) = audit_lines(&f.kms);
+    assert_eq!(lines.len(), 8);
+    (f, path, lines)
+}
+
+#[track_caller]
+fn first_problem(path: &Path) -> (usize, TamperKind) {
+    let r = verify_audit_log(path).unwrap();
+    let p = r
+        .problems
+        .first()
+        .unwrap_or_else(|| panic!("no problem found:\n{r}"));
+    (p.line, p.kind)
+}
+
+#[test]
+fn audit_events_are_cloudtrail_shaped_and_chain_verifies() {
+    let (f, path, lines) = log_with_events();
+    let r = verify_audit_log(&path).unwrap();
+    assert!(r.is_intact(), "{r}");
+    assert_eq!(r.records, 8);
+    let ev: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(ev["eventSource"], "kms.amazonaws.com");
+    assert_eq!(ev["eventName"], "GenerateDataKey");
+    assert_eq!(ev["eventVersion"], "1.08");
+    assert_eq!(ev["awsRegion"], "us-east-1");
+    assert_eq!(ev["userIdentity"]["type"], "IAMUser");
+    assert_eq!(
+        ev["userIdentity"]["arn"],
+        "arn:aws:iam::000000000000:user/alice"
+    );
+    assert_eq!(ev["userIdentity"]["userName"], "alice");
+    assert_eq!(ev["userIdentity"]["invokedBy"], "s3.amazonaws.com");
+    assert_eq!(ev["sourceIPAddress"], "10.0.0.7");
+    assert_eq!(ev["requestID"], "req-1");
+    assert_eq!(
+        ev["requestParameters"]["encryptionContext"]["aws:s3:arn"],
+        "arn:aws:s3:::b/k"
+    );
+    assert_eq!(ev["resources"][0]["type"], "AWS::KMS::Key");
+    assert_eq!(ev["seq"], 1);
+    assert_eq!(ev["eventType"], "AwsApiCall");
+    assert!(ev["eventTime"].as_str().unwrap().ends_with('Z'));
+    // The head the KMS reports matches the file, and the chain continues after reopen.
+    let head = f.kms.audit_head().unwrap();
+    assert_eq!(Some(head.clone()), r.head);
+    let f = f.reopen();
+    f.kms
+        .create_key(&alice(), &CreateKeyOptions::default())
+        .unwrap();
+    f.kms
+        .generate_data_key(&alice(), "alias/none", &ctx(&[]), 32)
+        .unwrap_err();
+    f.kms.flush_audit().unwrap();
+    let r = verify_audit_log_against(&path, &head).unwrap();
+    assert!(r.is_intact(), "{r}");
+    assert_eq!(r.records, 9);
+    let failed = &query_audit_log(&path, &AuditFilter::default(), Some(1)).unwrap()[0];
+    assert_eq!(failed.event["errorCode"], "NotFoundException");
+    // Query by key, principal and name.
+    let q = AuditFilter {
+        event_name: Some("Decrypt".into()),
+        principal: Some("alice".into()),
+        ..Default::default()
+    };
+    assert_eq!(query_audit_log(&path, &q, None).unwrap().len(), 4);
+    assert_eq!(tail_audit_log(&path, 3).unwrap().len(), 3);
+}
+
+#[test]
+fn audit_verify_finds_an_edited_record() {
+    let (_f, path, mut lines) = log_with_events();
+    lines[2] = lines[2]
+        .replace("\"Decrypt\"", "\"Encrypt\"")
+        .replace("GenerateDataKey\"", "Encrypt\"");
+    write_lines(&path, &lines);
+    assert_eq!(first_problem(&path), (3, TamperKind::Edited));
+}
+
+#[test]
+fn audit_verify_finds_an_edited_and_rehashed_record() {
+    let (_f, path, mut lines) = log_with_events();
+    lines[4] = rehash(&lines[4].replace("10.0.0.7", "10.9.9.9"));
+    write_lines(&path, &lines);
+    assert_eq!(first_problem(&path), (5, TamperKind::Edited));
+}
+
+#[test]
+fn audit_verify_finds_a_removed_record() {
+    let (_f, path, mut lines) = log_with_events();
+    lines.remove(3);
+    write_lines(&path, &lines);
+    let r = verify_audit_log(&path).unwrap();
+    assert_eq!(
+        (r.problems[0].line, r.problems[0].kind),
+        (4, TamperKind::Removed),
+        "{r}"
+    );
+    assert!(r.problems[0].detail.contains("seq 4..=4"), "{r}");
+}
+
+#[test]
+fn audit_verify_finds_reordered_records() {
+    let (_f, path, mut lines) = log_with_events();
+    lines.swap(5, 6);
+    write_lines(&path, &lines);
+    let r = verify_audit_log(&path).unwrap();
+    assert_eq!(r.problems.len(), 1, "{r}");
+    assert_eq!(
+        (r.problems[0].line, r.problems[0].kind),
+        (6, TamperKind::Reordered)
+    );
+}
+
+#[test]
+fn audit_verify_finds_inserted_records() {
+    // A verbatim copy of an earlier record.
+    let (_f, path, lines) = log_with_events();
+    let mut copy = lines.clone();
+    copy.insert(5, lines[1].clone());
+    write_lines(&path, &copy);
+    assert_eq!(first_problem(&path), (6, TamperKind::Inserted));
+    // A forged record that links to its predecessor and hashes correctly.
+    let mut forged = lines.clone();
+    let fake = rehash(&lines[2].replace("alice", "mallory"));
+    forged.insert(2, fake);
+    write_lines(&path, &forged);
+    let r = verify_audit_log(&path).unwrap();
+    assert_eq!(
+        (r.problems[0].line, r.problems[0].kind),
+        (3, TamperKind::Inserted),
+        "{r}"
+    );
+    assert_eq!(r.problems.len(), 1, "{r}");
+}
+
+#[test]
+fn audit_verify_against_a_head_finds_truncation() {
+    let (f, path, mut lines) = log_with_events();
+    let head = f.kms.audit_head().unwrap();
+    lines.truncate(6);
+    write_lines(&path, &lines);
+    assert!(verify_audit_log(&path).unwrap().is_intact());
+    let r = verify_audit_log_against(&path, &head).unwrap();
+    assert_eq!(r.problems[0].kind, TamperKind::Truncated, "{r}");
+}
+
+#[test]
+fn audit_log_never_contains_plaintexts_keys_or_ciphertexts() {
+    let f = fixture();
+    let id = new_key(&f);
+    let c = ctx(&[("purpose", "audit-test")]);
+    let secret = b"the-plaintext-that-must-not-leak";
+    let (blob, _) = f.kms.encrypt(&alice(), &id, secret, &c).unwrap();
+    f.kms.decrypt(&alice(), None, &blob, &c).unwrap();
+    let s3 = CallContext::s3(None, None);
+    let dk = f
+        .kms
+        .generate_data_key_via(&alice(), &s3, &id, &c, 32)
+        .unwrap();
+    f.kms
+        .decrypt_via(&alice(), &s3, Some(&id), &dk.ciphertext_blob, &c)
+        .unwrap();
+    let (re, _, _) = f
+        .kms
+        .re_encrypt(&alice(), &blob, &c, None, &id, &c)
+        .unwrap();
+    let (path, lines) = audit_lines(&f.kms);
+    assert!(lines.len() >= 5);
+    let log = std::fs::read_to_string(path).unwrap();
+    let mut needles = vec![String::from_utf8_lossy(secret).to_string()];
+    for bytes in [
+        &secret[..],
+        &dk.plaintext[..],
+        &dk.ciphertext_blob[..],
+        &blob[..],
+        &re[..],
+    ] {
+        needles.push(hex::encode(bytes));
+        needles.push(hex::encode_upper(bytes));
+        needles.push(B64.encode(bytes));
+        // Any 12-byte window of the base64 (catches re-chunked encodings).
+        let b = B64.encode(bytes);
+        needles.push(b[b.len() / 2 - 6..b.len() / 2 + 6].to_string());
+    }
+    for n in needles {
+        assert!(!log.contains(&n), "audit log contains a secret: {n}");
+    }
+}
