@@ -24,7 +24,10 @@ struct Target {
 }
 
 fn sign(t: &Target, method: &str, url: &str, headers: &mut http::HeaderMap) {
-    use aws_sigv4::http_request::{PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+        sign,
+    };
     let identity = aws_credential_types::Credentials::new(&t.ak, &t.sk, None, None, "bench").into();
     let mut settings = SigningSettings::default();
     settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -38,40 +41,81 @@ fn sign(t: &Target, method: &str, url: &str, headers: &mut http::HeaderMap) {
         .build()
         .unwrap()
         .into();
-    let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
-    let signable = SignableRequest::new(method, url, hs.into_iter(), SignableBody::UnsignedPayload).unwrap();
+    let hs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+        .collect();
+    let signable =
+        SignableRequest::new(method, url, hs.into_iter(), SignableBody::UnsignedPayload).unwrap();
     let (instr, _) = sign(signable, &params).unwrap().into_parts();
     for h in instr.into_parts().0 {
-        headers.insert(http::HeaderName::from_static(h.name()), h.value().parse().unwrap());
+        headers.insert(
+            http::HeaderName::from_static(h.name()),
+            h.value().parse().unwrap(),
+        );
     }
 }
 
-fn request(c: &reqwest::Client, t: &Target, method: &str, key: &str, extra: &[(&str, String)]) -> reqwest::RequestBuilder {
+fn request(
+    c: &reqwest::Client,
+    t: &Target,
+    method: &str,
+    key: &str,
+    extra: &[(&str, String)],
+) -> reqwest::RequestBuilder {
     let url = format!("{}/{}/{}", t.endpoint, t.bucket, key);
     let mut h = http::HeaderMap::new();
     h.insert("host", url.split('/').nth(2).unwrap().parse().unwrap());
     for (k, v) in extra {
-        h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     sign(t, method, &url, &mut h);
     c.request(method.parse().unwrap(), &url).headers(h)
 }
 
-async fn put(c: &reqwest::Client, t: &Target, key: &str, body: reqwest::Body, len: u64) -> Duration {
+async fn put(
+    c: &reqwest::Client,
+    t: &Target,
+    key: &str,
+    body: reqwest::Body,
+    len: u64,
+) -> Duration {
     let start = Instant::now();
-    let r = request(c, t, "PUT", key, &[("content-length", len.to_string())]).body(body).send().await.unwrap();
-    assert!(r.status().is_success(), "{} PUT {key}: {}", t.name, r.status());
+    let r = request(c, t, "PUT", key, &[("content-length", len.to_string())])
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{} PUT {key}: {}",
+        t.name,
+        r.status()
+    );
     let _ = r.bytes().await;
     start.elapsed()
 }
 
 /// GET (optionally ranged): (time to headers, total time, bytes).
-async fn get(c: &reqwest::Client, t: &Target, key: &str, range: Option<String>) -> (Duration, Duration, u64) {
+async fn get(
+    c: &reqwest::Client,
+    t: &Target,
+    key: &str,
+    range: Option<String>,
+) -> (Duration, Duration, u64) {
     let start = Instant::now();
     let extra: Vec<(&str, String)> = range.map(|r| vec![("range", r)]).unwrap_or_default();
     let r = request(c, t, "GET", key, &extra).send().await.unwrap();
     let ttfb = start.elapsed();
-    assert!(r.status().is_success(), "{} GET {key}: {}", t.name, r.status());
+    assert!(
+        r.status().is_success(),
+        "{} GET {key}: {}",
+        t.name,
+        r.status()
+    );
     let mut n = 0u64;
     let mut s = r.bytes_stream();
     while let Some(chunk) = s.next().await {
@@ -96,14 +140,22 @@ struct Proc {
 
 impl Proc {
     fn status_kb(&self, field: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        s.lines().find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))).unwrap_or(0)
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find_map(|l| {
+                l.strip_prefix(field)
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0)
     }
     fn cpu_secs(&self) -> f64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let s =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         let after = s.rsplit_once(") ").map(|x| x.1).unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
         ticks / 100.0
     }
     /// Resets the peak-RSS watermark (VmHWM) so the next workload's peak can be read.
@@ -120,8 +172,15 @@ impl Drop for Proc {
 }
 
 async fn metric(endpoint: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{endpoint}/metrics")).await.unwrap().text().await.unwrap();
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    let text = reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
 }
 
 /// A body of `len` bytes made from a repeated 1 MiB buffer (no whole-object buffer).
@@ -137,13 +196,25 @@ fn streamed_body(len: u64) -> reqwest::Body {
 
 fn micro_pipeline() {
     use sealgate::crypto::format::PartHeader;
-    use sealgate::crypto::stream::{Dek, Decryptor, Encryptor};
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    use sealgate::crypto::stream::{Decryptor, Dek, Encryptor};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let len: u64 = 1 << 30;
     let dek = Dek::from_slice(&[9u8; 32]).unwrap();
-    let header = PartHeader { part_number: 1, salt: [1; 16], plain_len: len };
+    let header = PartHeader {
+        part_number: 1,
+        salt: [1; 16],
+        plain_len: len,
+    };
     let chunk = Bytes::from(common::pattern(1 << 20, 5));
-    let input = move || futures::stream::iter((0..1024).map({ let c = chunk.clone(); move |_| Ok::<_, std::io::Error>(c.clone()) })).boxed();
+    let input = move || {
+        futures::stream::iter((0..1024).map({
+            let c = chunk.clone();
+            move |_| Ok::<_, std::io::Error>(c.clone())
+        }))
+        .boxed()
+    };
     let (enc_secs, cipher) = rt.block_on(async {
         let start = Instant::now();
         let mut e = Encryptor::new(input(), &dek, header, false);
@@ -166,12 +237,18 @@ fn micro_pipeline() {
         assert_eq!(n, len);
         start.elapsed().as_secs_f64()
     });
-    println!("| stream pipeline, 1 thread | encrypt {:.2} GB/s | decrypt {:.2} GB/s | target ≥ 5 GB/s |", len as f64 / enc_secs / 1e9, len as f64 / dec_secs / 1e9);
+    println!(
+        "| stream pipeline, 1 thread | encrypt {:.2} GB/s | decrypt {:.2} GB/s | target ≥ 5 GB/s |",
+        len as f64 / enc_secs / 1e9,
+        len as f64 / dec_secs / 1e9
+    );
 }
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("proxy benchmark: run it with `cargo bench --bench proxy` (`-- --full` for the long runs)");
+        println!(
+            "proxy benchmark: run it with `cargo bench --bench proxy` (`-- --full` for the long runs)"
+        );
         return;
     }
     let full = std::env::args().any(|a| a == "--full");
@@ -181,7 +258,11 @@ fn main() {
 
     let g = common::garage();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(dir.path().join("root.key"), "ab".repeat(32)).unwrap();
     let cfg = format!(
         "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
@@ -203,7 +284,10 @@ fn main() {
     let sg_proc = Proc { child };
     let sg_endpoint = format!("http://127.0.0.1:{port}");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         for _ in 0..100 {
             if reqwest::get(format!("{sg_endpoint}/health")).await.is_ok() {

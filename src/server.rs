@@ -112,7 +112,7 @@ impl App {
         let start = Instant::now();
         let op = std::cell::Cell::new("-");
         CURRENT_OP.scope(op, async move {
-            let mut resp = self.route(req, peer).await;
+            let mut resp = self.route(req, peer, &id).await;
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-sealgate-request-id", v);
             }
@@ -127,7 +127,12 @@ impl App {
         .await
     }
 
-    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> Response<Body> {
         if req.uri().path() == "/health"
             && req.method() == http::Method::GET
             && req.uri().query().is_none()
@@ -150,6 +155,11 @@ impl App {
             tracing::Span::current().record("op", "kms");
             return self.kms_api(req, peer).await;
         }
+        let mut req = req;
+        req.extensions_mut().insert(crate::s3::RequestInfo {
+            peer: peer.ip(),
+            id: request_id.to_string(),
+        });
         match self.s3.call(req.map(Body::from)).await {
             Ok(r) => r,
             Err(e) => {
@@ -316,6 +326,10 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within {DRAIN:?}; closing them");
+    }
+    // Audit events still queued reach the disk before the process ends.
+    if let Err(e) = app.kms.flush_audit() {
+        tracing::error!(error = %e, "flushing the KMS audit log failed");
     }
     Ok(())
 }

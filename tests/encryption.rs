@@ -973,3 +973,115 @@ async fn a_one_byte_range_reads_one_sealed_segment_from_the_store() {
     );
     assert!(!text.contains(&b), "no bucket names in metrics");
 }
+
+#[tokio::test]
+async fn s3_requests_that_use_a_key_are_audited_without_secrets() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let data = text(5000);
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("audited")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get(&sg.client, &b, "audited").await.unwrap(), data);
+    let (_, meta) = raw_object(&sg, &b, "audited").await;
+    let dir = sg.state_dir.clone();
+    sg.stop().await.unwrap();
+    let path = dir.path().join("kms.audit.jsonl");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let arn = format!("arn:aws:s3:::{b}/audited");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let s3_events: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.to_string().contains(&arn))
+        .collect();
+    let names: Vec<&str> = s3_events
+        .iter()
+        .filter_map(|e| {
+            e.pointer("/event/eventName")
+                .or_else(|| e.get("eventName"))
+                .and_then(|v| v.as_str())
+        })
+        .collect();
+    assert!(
+        names.contains(&"GenerateDataKey") && names.contains(&"Decrypt"),
+        "{names:?}\n{log}"
+    );
+    assert!(
+        s3_events
+            .iter()
+            .all(|e| e.to_string().contains("s3.amazonaws.com")),
+        "invoked by S3"
+    );
+    assert!(!log.contains("sealgate-plaintext-marker"));
+    assert!(
+        !log.contains(meta.get("sealgate-dek").unwrap()),
+        "no wrapped keys in the audit log"
+    );
+    let report = sealgate::kms::verify_audit_log(&path).unwrap();
+    assert!(report.is_intact(), "{report}");
+}
+
+#[tokio::test]
+async fn a_principal_denied_kms_decrypt_cannot_read_objects_under_that_key() {
+    let mut cfg = common::test_config();
+    cfg.access_keys.push(sealgate::config::AccessKeyConfig {
+        access_key_id: "AKIDBOBTEST".into(),
+        secret_access_key: sealgate::config::Secret::new("bob-secret-key-123"),
+        principal: "bob".into(),
+        ..Default::default()
+    });
+    let sg = Sealgate::start_with(cfg).await;
+    let bob = common::s3_client(
+        &sg.endpoint,
+        "AKIDBOBTEST",
+        "bob-secret-key-123",
+        "us-east-1",
+    );
+    let b = sg.bucket().await;
+    let key = new_kms_key(&sg).await;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "NoBobDecrypt", "Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::000000000000:user/bob"}, "Action": "kms:Decrypt", "Resource": "*"}
+        ]
+    });
+    kms_client(&sg)
+        .put_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    // bob may write under the key (GenerateDataKey) but not read (Decrypt).
+    bob.put_object()
+        .bucket(&b)
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .body(ByteStream::from_static(b"top secret"))
+        .send()
+        .await
+        .unwrap();
+    let e = bob
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 403);
+    let body = format!("{:?}", e.into_service_error());
+    assert!(body.contains("AccessDenied"), "{body}");
+    assert!(!body.contains("top secret"));
+    assert_eq!(get(&sg.client, &b, "k").await.unwrap(), b"top secret");
+}

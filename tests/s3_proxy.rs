@@ -476,11 +476,24 @@ async fn a_bucket_can_be_created_without_a_content_length_header() {
     let sg = Sealgate::start().await;
     let url = format!("{}/no-length-bucket", sg.endpoint);
     let mut h = http::HeaderMap::new();
-    h.insert("host", format!("127.0.0.1:{}", sg.addr.port()).parse().unwrap());
+    h.insert(
+        "host",
+        format!("127.0.0.1:{}", sg.addr.port()).parse().unwrap(),
+    );
     common::sign_for_sealgate("PUT", &url, &mut h, "UNSIGNED-PAYLOAD");
-    let r = reqwest::Client::new().put(&url).headers(h).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .put(&url)
+        .headers(h)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    sg.direct.head_bucket().bucket("no-length-bucket").send().await.unwrap();
+    sg.direct
+        .head_bucket()
+        .bucket("no-length-bucket")
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

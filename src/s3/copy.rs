@@ -194,8 +194,7 @@ pub async fn plaintext_source(
     }
     match ObjectMeta::read(source_head)? {
         Some(meta) => {
-            let dek = keys::open_data_key(&ctx.state, &ctx.principal, &meta, &src.bucket, &src.key)
-                .await?;
+            let dek = keys::open_data_key(&ctx, &meta, &src.bucket, &src.key).await?;
             let (start, end) = range.unwrap_or((0, meta.size));
             let Some(plan) = format::plan(&meta.layout, start, end) else {
                 return Ok((futures::stream::empty().boxed(), 0));
@@ -333,8 +332,9 @@ async fn rewrap(
             .map_err(keys::kms_error)?,
     };
     let c = keys::context_for(bucket, key, &sse.context);
+    ctx.state.metrics.kms("Encrypt");
     let (blob, arn) = kms
-        .encrypt(&ctx.principal, &key_id, dek.bytes(), &c)
+        .encrypt_via(&ctx.principal, &ctx.kms_call(), &key_id, dek.bytes(), &c)
         .map_err(keys::kms_error)?;
     let ctx_b64 = (!sse.context.is_empty()).then(|| {
         use base64::Engine as _;
@@ -396,8 +396,7 @@ async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     match (src_meta, dest_sse) {
         (Some(meta), Some(sse)) => {
             // Re-wrap only: the store copies the body.
-            let dek = keys::open_data_key(&ctx.state, &ctx.principal, &meta, &src.bucket, &src.key)
-                .await?;
+            let dek = keys::open_data_key(&ctx, &meta, &src.bucket, &src.key).await?;
             let (blob, arn, ctx_b64) = rewrap(&ctx, &dek, &sse, &bucket, &key).await?;
             let new_meta = ObjectMeta {
                 key_arn: arn,
@@ -442,8 +441,7 @@ async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             let _ = src_meta;
             let (body, meta) = match dest {
                 Some(sse) => {
-                    let nk =
-                        keys::new_data_key(&ctx.state, &ctx.principal, &sse, &bucket, &key).await?;
+                    let nk = keys::new_data_key(&ctx, &sse, &bucket, &key).await?;
                     let salt = random_salt();
                     let layout = Layout::single(len);
                     let meta = ObjectMeta {

@@ -143,7 +143,10 @@ pub fn client_body(ctx: &mut Ctx) -> Result<UpBody, Error> {
             use s3s::stream::ByteStream as _;
             match body.remaining_length().exact() {
                 Some(0) => Ok(UpBody::Empty),
-                Some(n) => Ok(UpBody::Stream { stream: body_stream(body), len: n as u64 }),
+                Some(n) => Ok(UpBody::Stream {
+                    stream: body_stream(body),
+                    len: n as u64,
+                }),
                 None => Err(Error::Client(S3Error::with_message(
                     S3ErrorCode::MissingContentLength,
                     "You must provide the Content-Length HTTP header.",

@@ -216,7 +216,7 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             partial: false,
         };
         let (bucket, key) = ctx.object()?;
-        let dek = keys::open_data_key(&ctx.state, &ctx.principal, &meta, &bucket, &key).await?;
+        let dek = keys::open_data_key(&ctx, &meta, &bucket, &key).await?;
         let headers = client_headers(resp.headers(), &meta, &want);
         let plan = format::plan(&meta.layout, 0, meta.size);
         let body = match plan {
@@ -283,7 +283,7 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     check_cipher_len(stored_len, &meta)?;
     let want = want_for(&ctx, &meta)?;
     let (bucket, key) = ctx.object()?;
-    let dek = keys::open_data_key(&ctx.state, &ctx.principal, &meta, &bucket, &key).await?;
+    let dek = keys::open_data_key(&ctx, &meta, &bucket, &key).await?;
     let mut headers = client_headers(head.headers(), &meta, &want);
     if ctx.query_value("partNumber").is_some() {
         forward::set_header(

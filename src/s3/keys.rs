@@ -12,10 +12,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use http::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
 
-use super::State;
+use super::Ctx;
 use super::objmeta::ObjectMeta;
 use super::sse::{Alg, Sse, parse_context};
-use crate::auth::Principal;
 use crate::crypto::stream::Dek;
 use crate::error::Error;
 use crate::kms::{EncryptionContext, KmsError};
@@ -63,27 +62,17 @@ pub struct NewKey {
     pub context_b64: Option<String>,
 }
 
-/// Generates a DEK for `bucket/key` as `principal`, under the key `sse` names.
-pub async fn new_data_key(
-    state: &State,
-    principal: &Principal,
-    sse: &Sse,
-    bucket: &str,
-    key: &str,
-) -> Result<NewKey, Error> {
-    let kms = state.kms.clone();
+/// Generates a DEK for `bucket/key` as the request's principal, under the key `sse` names.
+pub async fn new_data_key(c: &Ctx, sse: &Sse, bucket: &str, key: &str) -> Result<NewKey, Error> {
+    let kms = &c.state.kms;
     let key_id = match (sse.alg, &sse.key_id) {
         (Alg::Kms, Some(k)) => k.clone(),
-        _ => {
-            let kms = kms.clone();
-            kms.service_managed_key(MANAGED_ALIAS).map_err(kms_error)?
-        }
+        _ => kms.service_managed_key(MANAGED_ALIAS).map_err(kms_error)?,
     };
     let ctx = context_for(bucket, key, &sse.context);
-    let p = principal.clone();
-    state.metrics.kms("GenerateDataKey");
+    c.state.metrics.kms("GenerateDataKey");
     let dk = kms
-        .generate_data_key(&p, &key_id, &ctx, 32)
+        .generate_data_key_via(&c.principal, &c.kms_call(), &key_id, &ctx, 32)
         .map_err(kms_error)?;
     let dek = Dek::from_slice(&dk.plaintext)
         .ok_or_else(|| Error::Internal("KMS returned a data key of the wrong length".into()))?;
@@ -97,30 +86,28 @@ pub async fn new_data_key(
     })
 }
 
-/// Unwraps an object's DEK as `principal` and checks the object's metadata MAC.
+/// Unwraps an object's DEK as the request's principal and checks the metadata MAC.
 pub async fn open_data_key(
-    state: &State,
-    principal: &Principal,
+    c: &Ctx,
     meta: &ObjectMeta,
     bucket: &str,
     key: &str,
 ) -> Result<Dek, Error> {
-    let dek = open_token_key(state, principal, meta, bucket, key).await?;
+    let dek = open_token_key(c, meta, bucket, key).await?;
     meta.verify(&dek)?;
     Ok(dek)
 }
 
-/// Unwraps a DEK as `principal` (the KMS checks the caller may decrypt), without a
+/// Unwraps a DEK as the request's principal (the KMS checks it may decrypt), without a
 /// metadata MAC to check (multipart uploads in progress).
 pub async fn open_token_key(
-    state: &State,
-    principal: &Principal,
+    c: &Ctx,
     meta: &ObjectMeta,
     bucket: &str,
     key: &str,
 ) -> Result<Dek, Error> {
     let caller_ctx = match &meta.context_b64 {
-        Some(c) => parse_context(c).map_err(|_| {
+        Some(x) => parse_context(x).map_err(|_| {
             Error::Client(super::objmeta::corrupt(
                 "stored encryption context is invalid",
             ))
@@ -128,18 +115,18 @@ pub async fn open_token_key(
         None => BTreeMap::new(),
     };
     let ctx = context_for(bucket, key, &caller_ctx);
-    let kms = state.kms.clone();
-    let p = principal.clone();
-    let blob = meta.wrapped_dek.clone();
-    let key_arn = meta.key_arn.clone();
-    state.metrics.kms("Decrypt");
-    let d = kms.decrypt(&p, Some(&key_arn), &blob, &ctx).map_err(kms_error).map_err(|e| match e {
-        // A blob that does not open under this object's context was moved or altered.
-        Error::Client(s) if s.code().as_str() == "KMS.InvalidCiphertextException" => Error::Client(super::objmeta::corrupt(
-            "its data key does not decrypt for this bucket and key (objects swapped or altered in the store)",
-        )),
-        other => other,
-    })?;
+    c.state.metrics.kms("Decrypt");
+    let d = c
+        .state
+        .kms
+        .decrypt_via(&c.principal, &c.kms_call(), Some(&meta.key_arn), &meta.wrapped_dek, &ctx)
+        .map_err(|e| match e {
+            // A blob that does not open under this object's context was moved or altered.
+            KmsError::InvalidCiphertext(_) => Error::Client(super::objmeta::corrupt(
+                "its data key does not decrypt for this bucket and key (objects swapped or altered in the store)",
+            )),
+            other => kms_error(other),
+        })?;
     Dek::from_slice(&d.plaintext)
         .ok_or_else(|| Error::Client(super::objmeta::corrupt("data key has the wrong length")))
 }

@@ -76,6 +76,17 @@ pub struct Ctx {
     pub headers: HeaderMap,
     pub body: Body,
     pub trailers: Option<s3s::TrailingHeaders>,
+    /// The client's address.
+    pub peer: Option<std::net::IpAddr>,
+    /// sealgate's request id (also in the audit log).
+    pub request_id: String,
+}
+
+/// Per-request facts the listener knows, passed through s3s in request extensions.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    pub peer: std::net::IpAddr,
+    pub id: String,
 }
 
 impl Ctx {
@@ -104,6 +115,11 @@ impl Ctx {
 
     pub fn is_head(&self) -> bool {
         self.method == Method::HEAD
+    }
+
+    /// How KMS calls made for this request identify themselves (policy conditions, audit).
+    pub fn kms_call(&self) -> crate::kms::CallContext {
+        crate::kms::CallContext::s3(self.peer, Some(self.request_id.clone()))
     }
 
     /// Bucket and key of an object operation.
@@ -221,6 +237,7 @@ impl S3Route for Gateway {
         if let Some(b) = &classified.target.bucket {
             tracing::Span::current().record("bucket", b.as_str());
         }
+        let info = req.extensions.remove::<RequestInfo>();
         let ctx = Ctx {
             state: self.state.clone(),
             op,
@@ -232,6 +249,8 @@ impl S3Route for Gateway {
             headers: req.headers,
             body: req.input,
             trailers: req.trailing_headers,
+            peer: info.as_ref().map(|i| i.peer),
+            request_id: info.map(|i| i.id).unwrap_or_default(),
         };
         dispatch(ctx).await.map_err(S3Error::from)
     }

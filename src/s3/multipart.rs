@@ -167,7 +167,7 @@ pub async fn create(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             // Marks the object as sealgate's until Complete writes the real metadata.
             forward::set_header(&mut headers, "x-amz-meta-sealgate-v", "1");
             forward::set_header(&mut headers, "x-amz-meta-sealgate-pending", "1");
-            Some(keys::new_data_key(&ctx.state, &ctx.principal, sse, &bucket, &key).await?)
+            Some(keys::new_data_key(&ctx, sse, &bucket, &key).await?)
         }
         None => None,
     };
@@ -266,7 +266,7 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let len = put::declared_len(&ctx)?;
     let (bucket, key) = ctx.object()?;
     let meta = tok.meta_for_headers();
-    let dek = keys::open_token_key(&ctx.state, &ctx.principal, &meta, &bucket, &key).await?;
+    let dek = keys::open_token_key(&ctx, &meta, &bucket, &key).await?;
     let header = PartHeader {
         part_number: pn,
         salt: random_salt(),
@@ -360,8 +360,7 @@ pub async fn upload_part_copy(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         Some(tok) => {
             let (bucket, key) = ctx.object()?;
             let meta = tok.meta_for_headers();
-            let dek =
-                keys::open_token_key(&ctx.state, &ctx.principal, &meta, &bucket, &key).await?;
+            let dek = keys::open_token_key(&ctx, &meta, &bucket, &key).await?;
             let header = PartHeader {
                 part_number: pn,
                 salt: random_salt(),
@@ -512,14 +511,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         parts,
     };
     let size = layout.plain_len();
-    let dek = keys::open_token_key(
-        &ctx.state,
-        &ctx.principal,
-        &tok.meta_for_headers(),
-        &bucket,
-        &key,
-    )
-    .await?;
+    let dek = keys::open_token_key(&ctx, &tok.meta_for_headers(), &bucket, &key).await?;
     let meta = tok.meta(
         size,
         layout.clone(),

@@ -49,7 +49,7 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     let (bucket, key) = ctx.object()?;
     let len = declared_len(&ctx)?;
-    let nk = keys::new_data_key(&ctx.state, &ctx.principal, &sse, &bucket, &key).await?;
+    let nk = keys::new_data_key(&ctx, &sse, &bucket, &key).await?;
     let salt = random_salt();
     let layout = Layout::single(len);
     let meta = ObjectMeta {
