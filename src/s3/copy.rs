@@ -194,7 +194,7 @@ pub async fn plaintext_source(
     }
     match ObjectMeta::read(source_head)? {
         Some(meta) => {
-            let dek = keys::open_data_key(&ctx, &meta, &src.bucket, &src.key).await?;
+            let dek = keys::open_data_key(ctx, &meta, &src.bucket, &src.key).await?;
             let (start, end) = range.unwrap_or((0, meta.size));
             let Some(plan) = format::plan(&meta.layout, start, end) else {
                 return Ok((futures::stream::empty().boxed(), 0));
