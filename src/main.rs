@@ -39,6 +39,186 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// The KMS audit log: verify its hash chain, show its end, or search it.
+    Audit {
+        /// Config file (to find the log); or give --log.
+        #[arg(long, short, env = "SEALGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// The audit log file (default: from the config's kms section).
+        #[arg(long, global = true)]
+        log: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// KMS administration that needs no running server.
+    Kms {
+        #[arg(long, short, env = "SEALGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: KmsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check every record's hash chain; exit status 1 if anything was edited, removed,
+    /// reordered or inserted (the report says where).
+    Verify,
+    /// Print the last N events (JSON lines).
+    Tail {
+        #[arg(short, default_value_t = 20)]
+        n: usize,
+    },
+    /// Print events matching all given filters (JSON lines).
+    Query {
+        /// Key id or ARN.
+        #[arg(long)]
+        key: Option<String>,
+        /// Principal ARN or user name.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Event name, e.g. Decrypt.
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KmsCmd {
+    /// Explain why a principal is allowed or denied an action on a key, naming the
+    /// policy statement or grant that decides it.
+    Explain {
+        /// Principal name from the config's access_keys (e.g. alice).
+        #[arg(long)]
+        principal: String,
+        /// Action, e.g. Decrypt or kms:GenerateDataKey.
+        #[arg(long)]
+        action: String,
+        /// Key id, ARN or alias.
+        #[arg(long)]
+        key: String,
+        /// Encryption context pair k=v (repeatable).
+        #[arg(long = "context")]
+        context: Vec<String>,
+        /// Evaluate as a call made through S3 (kms:ViaService).
+        #[arg(long)]
+        via_s3: bool,
+    },
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<sealgate::config::Config, String> {
+    let mut cfg = sealgate::config::Config::load(path).map_err(|e| e.to_string())?;
+    cfg.kms.account = cfg.account.clone();
+    Ok(cfg)
+}
+
+fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{s}: {e}"))?;
+    Ok(std::time::SystemTime::from(t))
+}
+
+fn audit(
+    config: Option<PathBuf>,
+    log: Option<PathBuf>,
+    cmd: AuditCmd,
+) -> Result<std::process::ExitCode, String> {
+    let path = match log {
+        Some(p) => p,
+        None => load_config(config.as_deref())?.kms.audit_path(),
+    };
+    match cmd {
+        AuditCmd::Verify => {
+            let report = sealgate::kms::verify_audit_log(&path).map_err(|e| e.to_string())?;
+            println!("{report}");
+            Ok(if report.is_intact() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
+        }
+        AuditCmd::Tail { n } => {
+            for r in sealgate::kms::tail_audit_log(&path, n).map_err(|e| e.to_string())? {
+                println!("{}", r.event);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        AuditCmd::Query {
+            key,
+            principal,
+            event,
+            since,
+            until,
+            limit,
+        } => {
+            let filter = sealgate::kms::AuditFilter {
+                key,
+                principal,
+                event_name: event,
+                since: since.as_deref().map(parse_time).transpose()?,
+                until: until.as_deref().map(parse_time).transpose()?,
+            };
+            for r in
+                sealgate::kms::query_audit_log(&path, &filter, limit).map_err(|e| e.to_string())?
+            {
+                println!("{}", r.event);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCode, String> {
+    let cfg = load_config(config.as_deref())?;
+    match cmd {
+        KmsCmd::Explain {
+            principal,
+            action,
+            key,
+            context,
+            via_s3,
+        } => {
+            let table = cfg.access_key_table();
+            let who = cfg
+                .access_keys
+                .iter()
+                .find(|k| k.principal == principal)
+                .and_then(|k| table.principal(&k.access_key_id).cloned())
+                .ok_or_else(|| {
+                    format!("no principal named {principal} in the config's access_keys")
+                })?;
+            let mut ctx = sealgate::kms::EncryptionContext::new();
+            for pair in context {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("--context {pair}: expected key=value"))?;
+                ctx.insert(k.to_string(), v.to_string());
+            }
+            let kms = sealgate::kms::Kms::open(&cfg.kms).map_err(|e| e.to_string())?;
+            let call = if via_s3 {
+                sealgate::kms::CallContext::s3(None, None)
+            } else {
+                sealgate::kms::CallContext::default()
+            };
+            let e = kms
+                .explain(&who, &action, &key, &ctx, &call)
+                .map_err(|e| e.to_string())?;
+            println!("{e}");
+            Ok(if e.allowed {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
+        }
+    }
 }
 
 fn init_logging(level: &str, format: &str) {
@@ -76,7 +256,13 @@ async fn shutdown_signal() {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, &cli.log_format);
+    let admin_error = |e: String| {
+        eprintln!("sealgate: {e}");
+        std::process::ExitCode::from(2)
+    };
     match cli.cmd {
+        Cmd::Audit { config, log, cmd } => audit(config, log, cmd).unwrap_or_else(admin_error),
+        Cmd::Kms { config, cmd } => kms_cmd(config, cmd).unwrap_or_else(admin_error),
         Cmd::Serve {
             config,
             listen,

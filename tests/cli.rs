@@ -1,0 +1,135 @@
+//! The `sealgate` binary's admin subcommands and config errors, run as a user would.
+
+mod common;
+
+use std::process::Command;
+
+use aws_sdk_s3::primitives::ByteStream;
+
+fn sealgate(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_bad_config_stops_startup_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\n[upstream]\nendpoint = \"ftp://x\"\n",
+    )
+    .unwrap();
+    let (code, out) = sealgate(&["serve", "--check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("upstream.endpoint"), "{out}");
+}
+
+#[tokio::test]
+async fn audit_verify_passes_an_intact_log_and_names_the_edited_line() {
+    let sg = common::Sealgate::start().await;
+    let b = sg.bucket().await;
+    for i in 0..3 {
+        sg.client
+            .put_object()
+            .bucket(&b)
+            .key(format!("k{i}"))
+            .body(ByteStream::from_static(b"audit me"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = sg.state_dir.clone();
+    sg.stop().await.unwrap();
+    let log = dir.path().join("kms.audit.jsonl");
+    let (code, out) = sealgate(&["audit", "verify", "--log", log.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = sealgate(&[
+        "audit",
+        "query",
+        "--log",
+        log.to_str().unwrap(),
+        "--event",
+        "GenerateDataKey",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("GenerateDataKey"))
+            .count(),
+        3,
+        "{out}"
+    );
+    // Edit the second record.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[1] = lines[1].replacen("GenerateDataKey", "GenerateRandom", 1);
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let (code, out) = sealgate(&["audit", "verify", "--log", log.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains('2'), "the report names the line: {out}");
+}
+
+#[tokio::test]
+async fn kms_explain_names_the_deciding_statement() {
+    let sg = common::Sealgate::start().await;
+    let kms_dir = sg.state_dir.clone();
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .endpoint_url(&sg.endpoint)
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            common::CLIENT_AK,
+            common::CLIENT_SK,
+            None,
+            None,
+            "t",
+        ))
+        .build();
+    let kms = aws_sdk_kms::Client::from_conf(conf);
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    sg.stop().await.unwrap();
+    let cfg = kms_dir.path().join("sealgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[upstream]\nendpoint = \"http://127.0.0.1:1\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            common::CLIENT_AK,
+            common::CLIENT_SK,
+            kms_dir.path().join("kms.redb").display(),
+            kms_dir.path().join("root.key").display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = sealgate(&[
+        "kms",
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--principal",
+        "tester",
+        "--action",
+        "Decrypt",
+        "--key",
+        &key,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.to_lowercase().contains("allow"), "{out}");
+    assert!(out.contains("Enable IAM User Permissions"), "{out}");
+}
