@@ -35,6 +35,8 @@ tokio::task_local! {
 /// The running application: everything a request needs.
 pub struct App {
     s3: S3Service,
+    /// The store client, for readiness probes.
+    probe: Upstream,
     metrics: crate::metrics::SharedMetrics,
     kms: crate::kms::Kms,
     access_keys: crate::auth::AccessKeys,
@@ -51,6 +53,7 @@ impl App {
         let kms = crate::kms::Kms::open(&cfg.kms).map_err(|e| format!("kms: {e}"))?;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let upstream = upstream.with_error_counter(metrics.upstream_errors.clone());
+        let probe = upstream.clone();
         let state = Arc::new(State {
             upstream,
             access_keys: access_keys.clone(),
@@ -78,6 +81,7 @@ impl App {
         let id_prefix = format!("{:08X}", rand_u32());
         Ok(Arc::new(App {
             s3: b.build(),
+            probe,
             metrics,
             kms,
             access_keys,
@@ -151,6 +155,13 @@ impl App {
             );
             return r;
         }
+        if req.uri().path() == "/ready"
+            && req.method() == http::Method::GET
+            && req.uri().query().is_none()
+        {
+            let _ = CURRENT_OP.try_with(|c| c.set("ready"));
+            return self.ready().await;
+        }
         if crate::kms::api::is_kms_request(req.headers()) {
             tracing::Span::current().record("op", "kms");
             return self.kms_api(req, peer).await;
@@ -171,6 +182,43 @@ impl App {
 }
 
 impl App {
+    /// Ready when the store answers (any HTTP answer below 500 to a signed ListBuckets)
+    /// and the KMS can be used; 503 with the reason otherwise.
+    async fn ready(&self) -> Response<Body> {
+        let req = crate::upstream::UpRequest {
+            method: http::Method::GET,
+            bucket: None,
+            key: None,
+            query: Vec::new(),
+            headers: http::HeaderMap::new(),
+            body: crate::upstream::UpBody::Empty,
+        };
+        let store = match tokio::time::timeout(Duration::from_secs(5), self.probe.send(req)).await {
+            Ok(Ok(r)) if r.status().as_u16() < 500 => Ok(()),
+            Ok(Ok(r)) => Err(format!("store answered {}", r.status())),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("store did not answer within 5 s".to_string()),
+        };
+        let kms = self
+            .kms
+            .service_managed_key(crate::s3::keys::MANAGED_ALIAS)
+            .map(|_| ())
+            .map_err(|e| format!("kms: {e}"));
+        match (store, kms) {
+            (Ok(()), Ok(())) => plain(StatusCode::OK, "ready\n"),
+            (s, k) => {
+                let why = [s.err(), k.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let mut r = Response::new(Body::from(format!("not ready: {why}\n")));
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                r
+            }
+        }
+    }
+
     /// The AWS KMS JSON API on the same listener (SigV4 service `kms`).
     async fn kms_api(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         use http_body_util::BodyExt;

@@ -464,6 +464,11 @@ async fn the_store_being_down_is_a_503() {
     let sg = Sealgate::start_with(cfg).await;
     let e = sg.client.list_buckets().send().await.unwrap_err();
     assert_eq!(e.raw_response().unwrap().status().as_u16(), 503);
+    let ready = reqwest::get(format!("{}/ready", sg.endpoint))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("not ready"));
     assert_eq!(
         e.into_service_error().meta().code(),
         Some("ServiceUnavailable")
@@ -503,6 +508,10 @@ async fn health_answers_without_credentials() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let r = reqwest::get(format!("{}/ready", sg.endpoint))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "ready when the store and KMS answer");
     sg.stop().await.unwrap();
 }
 

@@ -76,6 +76,25 @@ pub fn garage() -> &'static Garage {
 }
 
 fn start_garage() -> Garage {
+    // Any S3 store can stand in for Garage (e.g. MinIO from compose/): point the
+    // harness at it and no Garage is started.
+    if let Ok(endpoint) = std::env::var("SEALGATE_TEST_STORE_ENDPOINT") {
+        let var = |n: &str| {
+            std::env::var(n)
+                .unwrap_or_else(|_| panic!("{n} must be set with SEALGATE_TEST_STORE_ENDPOINT"))
+        };
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let guard = Command::new("true").spawn().expect("spawn true");
+        return Garage {
+            endpoint,
+            access_key: var("SEALGATE_TEST_STORE_ACCESS_KEY"),
+            secret_key: var("SEALGATE_TEST_STORE_SECRET_KEY"),
+            region: std::env::var("SEALGATE_TEST_STORE_REGION")
+                .unwrap_or_else(|_| "us-east-1".into()),
+            dir,
+            _guard: Mutex::new(guard),
+        };
+    }
     let bin = garage_bin();
     let base =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("garage-{}", std::process::id()));
