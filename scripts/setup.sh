@@ -9,6 +9,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 GARAGE_VERSION=2.5.0
 AWSCLI_VERSION=1.45.11
+BOTO3_VERSION=1.43.11
 
 # 1. Toolchain: the machine's single toolchain is stable 1.95.0; make the pinned name resolve.
 if ! rustup toolchain list 2>/dev/null | grep -q '^1\.95\.0'; then
@@ -32,5 +33,18 @@ fi
 if ! .venv/bin/aws --version 2>/dev/null | grep -q "aws-cli/$AWSCLI_VERSION"; then
   echo "setup: installing aws-cli $AWSCLI_VERSION into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "awscli==$AWSCLI_VERSION"
+fi
+if ! .venv/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOTO3_VERSION')" 2>/dev/null; then
+  echo "setup: installing boto3 $BOTO3_VERSION into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
+fi
+
+# 4. Other S3 clients for the compatibility tests, from Debian's packages.
+if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing rclone and s3cmd (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rclone s3cmd >/dev/null
 fi
 echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1))"

@@ -210,6 +210,10 @@ const PARAMS: &[&str] = &[
     "X-Amz-Signature",
     "X-Amz-Security-Token",
     "X-Amz-Content-Sha256",
+    // SigV2 presigned URL parameters (aws-cli v1 `s3 presign`), also verified by s3s.
+    "AWSAccessKeyId",
+    "Signature",
+    "Expires",
 ];
 
 /// Query keys that select an operation.

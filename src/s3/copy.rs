@@ -326,7 +326,7 @@ async fn rewrap(
 ) -> Result<(Vec<u8>, String, Option<String>), Error> {
     let kms = ctx.state.kms.clone();
     let key_id = match (sse.alg, &sse.key_id) {
-        (sse::Alg::Kms, Some(k)) => k.clone(),
+        (sse::Alg::Kms, Some(k)) if !keys::is_managed_alias(k) => k.clone(),
         _ => kms
             .service_managed_key(keys::MANAGED_ALIAS)
             .map_err(keys::kms_error)?,

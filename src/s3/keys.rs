@@ -54,6 +54,11 @@ pub fn kms_error(e: KmsError) -> Error {
     Error::Client(s)
 }
 
+/// Whether `k` names the managed default key (`alias/aws/s3` or its alias ARN).
+pub fn is_managed_alias(k: &str) -> bool {
+    k == MANAGED_ALIAS || k.starts_with("arn:") && k.ends_with(":alias/aws/s3")
+}
+
 /// A fresh data key for an object.
 pub struct NewKey {
     pub dek: Dek,
@@ -66,7 +71,8 @@ pub struct NewKey {
 pub async fn new_data_key(c: &Ctx, sse: &Sse, bucket: &str, key: &str) -> Result<NewKey, Error> {
     let kms = &c.state.kms;
     let key_id = match (sse.alg, &sse.key_id) {
-        (Alg::Kms, Some(k)) => k.clone(),
+        // Naming the managed key creates it on first use, as on AWS.
+        (Alg::Kms, Some(k)) if !is_managed_alias(k) => k.clone(),
         _ => kms.service_managed_key(MANAGED_ALIAS).map_err(kms_error)?,
     };
     let ctx = context_for(bucket, key, &sse.context);

@@ -82,6 +82,12 @@ pub struct Ctx {
     pub request_id: String,
 }
 
+/// Query parameters of presigned URLs (SigV4 and SigV2): the client's credentials,
+/// verified by s3s and never forwarded.
+fn is_presign_param(k: &str) -> bool {
+    k.starts_with("X-Amz-") || matches!(k, "AWSAccessKeyId" | "Signature" | "Expires")
+}
+
 /// Per-request facts the listener knows, passed through s3s in request extensions.
 #[derive(Clone, Debug)]
 pub struct RequestInfo {
@@ -96,7 +102,7 @@ impl Ctx {
     pub fn forward_query(&self) -> Vec<(String, String)> {
         self.query
             .iter()
-            .filter(|(k, _)| !k.starts_with("X-Amz-"))
+            .filter(|(k, _)| !is_presign_param(k))
             .map(
                 |(k, v)| match (k.as_str(), multipart::UploadToken::decode(v)) {
                     ("uploadId", Ok(Some(t))) => (k.clone(), t.upstream_id),
