@@ -70,9 +70,7 @@ impl App {
         b.set_auth(access_keys.clone());
         b.set_route(Gateway { state });
         if let Some(d) = &cfg.virtual_host_domain {
-            b.set_host(
-                s3s::host::SingleDomain::new(d).map_err(|e| format!("virtual_host_domain: {e}"))?,
-            );
+            b.set_host(crate::s3::target::VirtualHosts::new(d));
         }
         let tls = match &cfg.tls {
             Some(t) => Some(tls_acceptor(&t.cert_file, &t.key_file)?),

@@ -548,3 +548,59 @@ async fn an_unsigned_trailer_crc32_is_verified_and_a_wrong_one_stores_nothing() 
 fn crc32(d: &[u8]) -> [u8; 4] {
     crc32fast::hash(d).to_be_bytes()
 }
+
+#[tokio::test]
+async fn virtual_hosted_style_requests_address_the_bucket_by_host() {
+    let mut cfg = common::test_config();
+    cfg.virtual_host_domain = Some("s3.sealgate.test".into());
+    let sg = Sealgate::start_with(cfg).await;
+    let b = sg.bucket().await;
+    let port = sg.addr.port();
+    let host = format!("{b}.s3.sealgate.test:{port}");
+    let send = |method: &'static str, path: &'static str, body: Vec<u8>| {
+        let host = host.clone();
+        async move {
+            // Signed for the virtual host, sent to the loopback address.
+            let signed_url = format!("http://{host}{path}");
+            let mut h = http::HeaderMap::new();
+            h.insert("host", host.parse().unwrap());
+            common::sign_for_sealgate(method, &signed_url, &mut h, "UNSIGNED-PAYLOAD");
+            reqwest::Client::new()
+                .request(
+                    method.parse().unwrap(),
+                    format!("http://127.0.0.1:{port}{path}"),
+                )
+                .headers(h)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = send("PUT", "/dir/v.txt", b"virtual".to_vec()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = send("GET", "/dir/v.txt", Vec::new()).await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"virtual");
+    let listed = send("GET", "/?list-type=2", Vec::new())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("<Key>dir/v.txt</Key>") && listed.contains("<Size>7</Size>"),
+        "{listed}"
+    );
+    // Path-style still works on the same listener.
+    let got = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("dir/v.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"virtual"
+    );
+}

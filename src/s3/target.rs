@@ -6,6 +6,44 @@ use percent_encoding::percent_decode_str;
 
 use super::classify::Shape;
 
+/// Virtual-hosted-style parsing for s3s: `BUCKET.<domain>[:port]` names a bucket; any
+/// other host (an IP, `localhost:8014`, the bare domain) is path-style. Unlike s3s's
+/// `SingleDomain`, the port is ignored and unknown hosts are not taken as bucket names.
+#[derive(Debug, Clone)]
+pub struct VirtualHosts {
+    domain: String,
+}
+
+impl VirtualHosts {
+    pub fn new(domain: &str) -> Self {
+        Self {
+            domain: domain.to_ascii_lowercase(),
+        }
+    }
+
+    /// The bucket a Host header names, if it is virtual-hosted-style.
+    pub fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let host = strip_port(host);
+        let b = host.strip_suffix(self.domain.as_str())?.strip_suffix('.')?;
+        (!b.is_empty()).then_some(b)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    host.rsplit_once(':')
+        .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+impl s3s::host::S3Host for VirtualHosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        Ok(match self.bucket_of(host) {
+            Some(b) => s3s::host::VirtualHost::new(self.domain.as_str()).with_bucket(b),
+            None => s3s::host::VirtualHost::new(strip_port(host)),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub shape: Shape,
@@ -46,12 +84,7 @@ impl Target {
         let path = uri.path();
         let vhost_bucket = vhost_domain.and_then(|d| {
             let host = headers.get(http::header::HOST)?.to_str().ok()?;
-            let host = host
-                .rsplit_once(':')
-                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-                .map_or(host, |(h, _)| h);
-            let b = host.strip_suffix(d)?.strip_suffix('.')?;
-            (!b.is_empty()).then(|| b.to_string())
+            VirtualHosts::new(d).bucket_of(host).map(str::to_string)
         });
         let rest = path.strip_prefix('/').ok_or(BadTarget)?;
         let (bucket, key) = match vhost_bucket {
