@@ -13,6 +13,7 @@ SG_PORT=${SEALGATE_PORT:-8014}
 [ -f "$DEV/rpc_secret" ] || python3 -c "import secrets; print(secrets.token_hex(32))" > "$DEV/rpc_secret"
 [ -f "$DEV/garage_secret" ] || python3 -c "import secrets; print(secrets.token_hex(32))" > "$DEV/garage_secret"
 [ -f "$DEV/client_secret" ] || python3 -c "import secrets; print(secrets.token_hex(20))" > "$DEV/client_secret"
+[ -f "$DEV/kms-root.key" ] || (umask 077; python3 -c "import secrets; print(secrets.token_hex(32))" > "$DEV/kms-root.key")
 umask 077
 cat > "$DEV/garage.toml" <<TOML
 metadata_dir = "$DEV/garage/meta"
@@ -38,6 +39,9 @@ access_key_id = "AKIDSEALGATEDEV"
 secret_access_key_file = "$DEV/client_secret"
 principal = "dev"
 root = true
+[kms]
+db_path = "$DEV/kms.redb"
+root_key_file = "$DEV/kms-root.key"
 TOML
 cargo build --release --quiet
 GARAGE_DEFAULT_ACCESS_KEY=GKsealgatedev0001 GARAGE_DEFAULT_SECRET_KEY="$(cat "$DEV/garage_secret")" \
