@@ -1085,3 +1085,27 @@ async fn a_principal_denied_kms_decrypt_cannot_read_objects_under_that_key() {
     assert!(!body.contains("top secret"));
     assert_eq!(get(&sg.client, &b, "k").await.unwrap(), b"top secret");
 }
+
+#[tokio::test]
+async fn copying_a_plaintext_object_onto_itself_encrypts_it_in_place() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let data = text(300_000);
+    put_raw(&sg, &b, "old", data.clone(), HashMap::from([("owner".to_string(), "ops".to_string())])).await;
+    sg.client
+        .copy_object()
+        .bucket(&b)
+        .key("old")
+        .copy_source(format!("{b}/old"))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .metadata("owner", "ops")
+        .send()
+        .await
+        .unwrap();
+    let (stored, meta) = raw_object(&sg, &b, "old").await;
+    assert!(!contains(&stored, b"sealgate-plaintext-marker"), "now ciphertext in the store");
+    assert_eq!(meta.get("sealgate-v").map(String::as_str), Some("1"));
+    assert_eq!(get(&sg.client, &b, "old").await.unwrap(), data);
+    let h = sg.client.head_object().bucket(&b).key("old").send().await.unwrap();
+    assert_eq!(h.metadata().unwrap().get("owner").map(String::as_str), Some("ops"));
+}
