@@ -3,6 +3,7 @@
 //! One entry point, [`run`], serves both the binary and the integration tests.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod crypto;

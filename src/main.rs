@@ -50,6 +50,28 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Encrypt, in place, the objects of a bucket that sealgate did not encrypt (existing
+    /// data), through a running sealgate. Each object is read back and compared before the
+    /// job moves on; objects already encrypted are skipped, so the job can be re-run.
+    Migrate {
+        /// sealgate's S3 endpoint, e.g. http://127.0.0.1:8014.
+        #[arg(long, env = "SEALGATE_ENDPOINT")]
+        endpoint: String,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// List what would be encrypted and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A sealgate client access key (the principal needs kms:GenerateDataKey).
+        #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+        access_key_id: String,
+        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+        secret_access_key: String,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
     /// KMS administration that needs no running server.
     Kms {
         #[arg(long, short, env = "SEALGATE_CONFIG", global = true)]
@@ -263,6 +285,55 @@ fn main() -> std::process::ExitCode {
     match cli.cmd {
         Cmd::Audit { config, log, cmd } => audit(config, log, cmd).unwrap_or_else(admin_error),
         Cmd::Kms { config, cmd } => kms_cmd(config, cmd).unwrap_or_else(admin_error),
+        Cmd::Migrate {
+            endpoint,
+            bucket,
+            prefix,
+            dry_run,
+            access_key_id,
+            secret_access_key,
+            region,
+        } => {
+            let target = sealgate::admin::Target {
+                endpoint,
+                access_key_id,
+                secret_access_key,
+                region,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return admin_error(format!("cannot start the runtime: {e}")),
+            };
+            match rt.block_on(sealgate::admin::migrate(
+                &target,
+                &bucket,
+                &prefix,
+                dry_run,
+                |line| println!("{line}"),
+            )) {
+                Ok(r) => {
+                    println!(
+                        "migrate: {} listed, {} already encrypted, {} encrypted ({} bytes), {} failed{}",
+                        r.listed,
+                        r.already_encrypted,
+                        r.encrypted,
+                        r.bytes,
+                        r.failed,
+                        if dry_run {
+                            " (dry run: nothing changed)"
+                        } else {
+                            ""
+                        }
+                    );
+                    if r.failed > 0 {
+                        std::process::ExitCode::from(1)
+                    } else {
+                        std::process::ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => admin_error(e),
+            }
+        }
         Cmd::Serve {
             config,
             listen,

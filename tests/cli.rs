@@ -133,3 +133,116 @@ async fn kms_explain_names_the_deciding_statement() {
     assert!(out.to_lowercase().contains("allow"), "{out}");
     assert!(out.contains("Enable IAM User Permissions"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_encrypts_existing_plaintext_objects_in_place_and_can_be_rerun() {
+    let sg = common::Sealgate::start().await;
+    let b = sg.bucket().await;
+    let data = common::pattern(200_000, 8);
+    for k in ["old/a.bin", "old/b.bin"] {
+        sg.direct
+            .put_object()
+            .bucket(&b)
+            .key(k)
+            .content_type("application/x-old")
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("old/c.bin")
+        .body(ByteStream::from_static(b"new"))
+        .send()
+        .await
+        .unwrap();
+    let ep = sg.endpoint.clone();
+    let bucket = b.clone();
+    let run = move |extra: &'static [&'static str]| {
+        let (ep, bucket) = (ep.clone(), bucket.clone());
+        std::thread::spawn(move || {
+            let mut args = vec![
+                "migrate",
+                "--endpoint",
+                &ep,
+                "--bucket",
+                &bucket,
+                "--prefix",
+                "old/",
+            ];
+            args.extend_from_slice(extra);
+            let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+                .args(&args)
+                .env("AWS_ACCESS_KEY_ID", common::CLIENT_AK)
+                .env("AWS_SECRET_ACCESS_KEY", common::CLIENT_SK)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        })
+        .join()
+        .unwrap()
+    };
+    let (code, out) = run(&["--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("would encrypt") && out.contains("1 already encrypted"),
+        "{out}"
+    );
+    let raw = sg
+        .direct
+        .get_object()
+        .bucket(&b)
+        .key("old/a.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        raw.metadata().is_none_or(|m| !m.contains_key("sealgate-v")),
+        "dry run changed nothing"
+    );
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2 encrypted"), "{out}");
+    for k in ["old/a.bin", "old/b.bin"] {
+        let raw = sg
+            .direct
+            .get_object()
+            .bucket(&b)
+            .key(k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            raw.metadata()
+                .unwrap()
+                .get("sealgate-v")
+                .map(String::as_str),
+            Some("1"),
+            "{k} is encrypted in the store"
+        );
+        let got = sg
+            .client
+            .get_object()
+            .bucket(&b)
+            .key(k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.content_type(), Some("application/x-old"));
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().to_vec(),
+            data
+        );
+    }
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("3 already encrypted, 0 encrypted"),
+        "a re-run finds nothing to do: {out}"
+    );
+}

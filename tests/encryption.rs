@@ -1091,7 +1091,14 @@ async fn copying_a_plaintext_object_onto_itself_encrypts_it_in_place() {
     let sg = Sealgate::start().await;
     let b = sg.bucket().await;
     let data = text(300_000);
-    put_raw(&sg, &b, "old", data.clone(), HashMap::from([("owner".to_string(), "ops".to_string())])).await;
+    put_raw(
+        &sg,
+        &b,
+        "old",
+        data.clone(),
+        HashMap::from([("owner".to_string(), "ops".to_string())]),
+    )
+    .await;
     sg.client
         .copy_object()
         .bucket(&b)
@@ -1103,9 +1110,22 @@ async fn copying_a_plaintext_object_onto_itself_encrypts_it_in_place() {
         .await
         .unwrap();
     let (stored, meta) = raw_object(&sg, &b, "old").await;
-    assert!(!contains(&stored, b"sealgate-plaintext-marker"), "now ciphertext in the store");
+    assert!(
+        !contains(&stored, b"sealgate-plaintext-marker"),
+        "now ciphertext in the store"
+    );
     assert_eq!(meta.get("sealgate-v").map(String::as_str), Some("1"));
     assert_eq!(get(&sg.client, &b, "old").await.unwrap(), data);
-    let h = sg.client.head_object().bucket(&b).key("old").send().await.unwrap();
-    assert_eq!(h.metadata().unwrap().get("owner").map(String::as_str), Some("ops"));
+    let h = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("old")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        h.metadata().unwrap().get("owner").map(String::as_str),
+        Some("ops")
+    );
 }
