@@ -131,9 +131,10 @@ async fn encrypt_one(
     bucket: &str,
     key: &str,
     head: &HeaderMap,
+    extra: HeaderMap,
 ) -> Result<u64, String> {
     let (before, n) = plaintext_sha256(c, bucket, key).await?;
-    let mut h = HeaderMap::new();
+    let mut h = extra;
     for (k, v) in head {
         if DESCRIPTIVE.contains(&k.as_str()) || k.as_str().starts_with("x-amz-meta-") {
             h.append(k.clone(), v.clone());
@@ -189,10 +190,36 @@ async fn encrypt_one(
     Ok(n)
 }
 
+/// What a job does to each listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Encrypt objects sealgate did not encrypt (under the bucket/global default).
+    Migrate,
+    /// Re-wrap every object's data key under this KMS key (id or ARN); the store copies
+    /// the bodies server-side, nothing is re-encrypted.
+    Rewrap { key: String },
+}
+
 /// Encrypts every object under `prefix` in `bucket` that sealgate did not encrypt.
 /// `progress` receives one line per object.
 pub async fn migrate(
     t: &Target,
+    bucket: &str,
+    prefix: &str,
+    dry_run: bool,
+    progress: impl FnMut(&str),
+) -> Result<Report, String> {
+    run(t, &Job::Migrate, bucket, prefix, dry_run, progress).await
+}
+
+fn names_key(arn: &str, key: &str) -> bool {
+    arn == key || arn.ends_with(&format!("key/{key}"))
+}
+
+/// Runs `job` over every object under `prefix` in `bucket`.
+pub async fn run(
+    t: &Target,
+    job: &Job,
     bucket: &str,
     prefix: &str,
     dry_run: bool,
@@ -224,7 +251,18 @@ pub async fn migrate(
             ));
             continue;
         }
-        if head.headers().get(crate::s3::sse::H_SSE).is_some() {
+        let current_key = head
+            .headers()
+            .get(crate::s3::sse::H_KEY_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let encrypted = head.headers().get(crate::s3::sse::H_SSE).is_some();
+        let done = match job {
+            Job::Migrate => encrypted,
+            Job::Rewrap { key } => encrypted && names_key(&current_key, key),
+        };
+        if done {
             report.already_encrypted += 1;
             continue;
         }
@@ -236,7 +274,22 @@ pub async fn migrate(
             ));
             continue;
         }
-        match encrypt_one(&c, bucket, key, head.headers()).await {
+        let extra = match job {
+            Job::Migrate => HeaderMap::new(),
+            Job::Rewrap { key: k } => {
+                let mut h = HeaderMap::new();
+                h.insert(
+                    crate::s3::sse::H_SSE,
+                    http::HeaderValue::from_static("aws:kms"),
+                );
+                h.insert(
+                    crate::s3::sse::H_KEY_ID,
+                    k.parse().map_err(|e| format!("--key: {e}"))?,
+                );
+                h
+            }
+        };
+        match encrypt_one(&c, bucket, key, head.headers(), extra).await {
             Ok(n) => {
                 report.encrypted += 1;
                 report.bytes += n;

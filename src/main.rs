@@ -72,6 +72,28 @@ enum Cmd {
         #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
         region: String,
     },
+    /// Re-wrap every object's data key under another KMS key (e.g. to move a bucket to a
+    /// new CMK): the store copies the bodies server-side; each object is read back and
+    /// compared. Objects already under the key are skipped, so the job can be re-run.
+    Rewrap {
+        #[arg(long, env = "SEALGATE_ENDPOINT")]
+        endpoint: String,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The KMS key id or key ARN to wrap under.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+        access_key_id: String,
+        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+        secret_access_key: String,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
     /// KMS administration that needs no running server.
     Kms {
         #[arg(long, short, env = "SEALGATE_CONFIG", global = true)]
@@ -134,6 +156,48 @@ enum KmsCmd {
         #[arg(long)]
         via_s3: bool,
     },
+}
+
+/// Runs an admin job over a bucket and prints one line per object and a summary.
+fn admin_job(
+    t: &sealgate::admin::Target,
+    job: &sealgate::admin::Job,
+    bucket: &str,
+    prefix: &str,
+    dry_run: bool,
+) -> Result<std::process::ExitCode, String> {
+    let rt =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let r = rt.block_on(sealgate::admin::run(
+        t,
+        job,
+        bucket,
+        prefix,
+        dry_run,
+        |line| println!("{line}"),
+    ))?;
+    let (done, did) = match job {
+        sealgate::admin::Job::Migrate => ("already encrypted", "encrypted"),
+        sealgate::admin::Job::Rewrap { .. } => ("already under the key", "re-wrapped"),
+    };
+    println!(
+        "{} listed, {} {done}, {} {did} ({} bytes), {} failed{}",
+        r.listed,
+        r.already_encrypted,
+        r.encrypted,
+        r.bytes,
+        r.failed,
+        if dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    Ok(if r.failed > 0 {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 fn load_config(path: Option<&std::path::Path>) -> Result<sealgate::config::Config, String> {
@@ -294,45 +358,45 @@ fn main() -> std::process::ExitCode {
             secret_access_key,
             region,
         } => {
-            let target = sealgate::admin::Target {
+            let t = sealgate::admin::Target {
                 endpoint,
                 access_key_id,
                 secret_access_key,
                 region,
             };
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => return admin_error(format!("cannot start the runtime: {e}")),
-            };
-            match rt.block_on(sealgate::admin::migrate(
-                &target,
+            admin_job(
+                &t,
+                &sealgate::admin::Job::Migrate,
                 &bucket,
                 &prefix,
                 dry_run,
-                |line| println!("{line}"),
-            )) {
-                Ok(r) => {
-                    println!(
-                        "migrate: {} listed, {} already encrypted, {} encrypted ({} bytes), {} failed{}",
-                        r.listed,
-                        r.already_encrypted,
-                        r.encrypted,
-                        r.bytes,
-                        r.failed,
-                        if dry_run {
-                            " (dry run: nothing changed)"
-                        } else {
-                            ""
-                        }
-                    );
-                    if r.failed > 0 {
-                        std::process::ExitCode::from(1)
-                    } else {
-                        std::process::ExitCode::SUCCESS
-                    }
-                }
-                Err(e) => admin_error(e),
-            }
+            )
+            .unwrap_or_else(admin_error)
+        }
+        Cmd::Rewrap {
+            endpoint,
+            bucket,
+            prefix,
+            key,
+            dry_run,
+            access_key_id,
+            secret_access_key,
+            region,
+        } => {
+            let t = sealgate::admin::Target {
+                endpoint,
+                access_key_id,
+                secret_access_key,
+                region,
+            };
+            admin_job(
+                &t,
+                &sealgate::admin::Job::Rewrap { key },
+                &bucket,
+                &prefix,
+                dry_run,
+            )
+            .unwrap_or_else(admin_error)
         }
         Cmd::Serve {
             config,

@@ -246,3 +246,103 @@ async fn migrate_encrypts_existing_plaintext_objects_in_place_and_can_be_rerun()
         "a re-run finds nothing to do: {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
+    let sg = common::Sealgate::start().await;
+    let b = sg.bucket().await;
+    for k in ["x/1", "x/2"] {
+        sg.client
+            .put_object()
+            .bucket(&b)
+            .key(k)
+            .body(ByteStream::from_static(b"rewrap me"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .endpoint_url(&sg.endpoint)
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            common::CLIENT_AK,
+            common::CLIENT_SK,
+            None,
+            None,
+            "t",
+        ))
+        .build();
+    let arn = aws_sdk_kms::Client::from_conf(conf)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let before = sg
+        .direct
+        .get_object()
+        .bucket(&b)
+        .key("x/1")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let (ep, bucket, key) = (sg.endpoint.clone(), b.clone(), arn.clone());
+    let out = std::thread::spawn(move || {
+        Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args([
+                "rewrap",
+                "--endpoint",
+                &ep,
+                "--bucket",
+                &bucket,
+                "--key",
+                &key,
+            ])
+            .env("AWS_ACCESS_KEY_ID", common::CLIENT_AK)
+            .env("AWS_SECRET_ACCESS_KEY", common::CLIENT_SK)
+            .output()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("2 re-wrapped"),
+        "{text}"
+    );
+    for k in ["x/1", "x/2"] {
+        let h = sg
+            .client
+            .head_object()
+            .bucket(&b)
+            .key(k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(h.ssekms_key_id(), Some(arn.as_str()));
+    }
+    let after = sg
+        .direct
+        .get_object()
+        .bucket(&b)
+        .key("x/1")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(before, after, "the body was copied by the store, unchanged");
+}
