@@ -309,3 +309,67 @@ pub async fn run(
     }
     Ok(report)
 }
+
+/// Objects that still need a key, per bucket (the key-deletion impact report).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Impact {
+    pub scanned: u64,
+    /// (bucket, objects under the key, example keys)
+    pub buckets: Vec<(String, u64, Vec<String>)>,
+}
+
+/// Scans the store directly (with the store's credentials: sealgate hides its metadata
+/// from clients) for objects whose data key is wrapped under `key` (id or ARN).
+pub async fn key_impact(store: &Upstream, key: &str, buckets: &[String]) -> Result<Impact, String> {
+    let buckets = if buckets.is_empty() {
+        let r = store
+            .send(UpRequest {
+                method: Method::GET,
+                bucket: None,
+                key: None,
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: UpBody::Empty,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = r.bytes().await.map_err(|e| e.to_string())?;
+        texts(&body, &["Bucket", "Name"])?
+    } else {
+        buckets.to_vec()
+    };
+    let mut impact = Impact::default();
+    for b in buckets {
+        let keys = list_keys(store, &b, "").await?;
+        let mut hits = 0u64;
+        let mut examples = Vec::new();
+        for k in keys {
+            impact.scanned += 1;
+            let h = store
+                .send(req(
+                    Method::HEAD,
+                    &b,
+                    Some(&k),
+                    Vec::new(),
+                    HeaderMap::new(),
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            let arn = h
+                .headers()
+                .get("x-amz-meta-sealgate-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !arn.is_empty() && names_key(arn, key) {
+                hits += 1;
+                if examples.len() < 5 {
+                    examples.push(k);
+                }
+            }
+        }
+        if hits > 0 {
+            impact.buckets.push((b, hits, examples));
+        }
+    }
+    Ok(impact)
+}

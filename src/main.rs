@@ -156,6 +156,16 @@ enum KmsCmd {
         #[arg(long)]
         via_s3: bool,
     },
+    /// Key-deletion impact report: which objects in the store still need a key. Run it
+    /// before `schedule-key-deletion`; after the waiting period those objects are lost.
+    Impact {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key: String,
+        /// Buckets to scan (default: all the store's buckets).
+        #[arg(long = "bucket")]
+        buckets: Vec<String>,
+    },
 }
 
 /// Runs an admin job over a bucket and prints one line per object and a summary.
@@ -263,8 +273,20 @@ fn audit(
 }
 
 fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCode, String> {
-    let cfg = load_config(config.as_deref())?;
+    let mut cfg = load_config(config.as_deref())?;
     match cmd {
+        KmsCmd::Impact { key, buckets } => {
+            cfg.validate().map_err(|e| e.to_string())?;
+            let store = sealgate::upstream::Upstream::new(&cfg.upstream)?;
+            let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            let impact = rt.block_on(sealgate::admin::key_impact(&store, &key, &buckets))?;
+            let total: u64 = impact.buckets.iter().map(|b| b.1).sum();
+            println!("{total} of {} objects still need key {key}", impact.scanned);
+            for (b, n, examples) in &impact.buckets {
+                println!("  {b}: {n} (e.g. {})", examples.join(", "));
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         KmsCmd::Explain {
             principal,
             action,

@@ -346,3 +346,89 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
         .into_bytes();
     assert_eq!(before, after, "the body was copied by the store, unchanged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_impact_counts_the_objects_that_still_need_a_key() {
+    let sg = common::Sealgate::start().await;
+    let b = sg.bucket().await;
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .endpoint_url(&sg.endpoint)
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            common::CLIENT_AK,
+            common::CLIENT_SK,
+            None,
+            None,
+            "t",
+        ))
+        .build();
+    let arn = aws_sdk_kms::Client::from_conf(conf)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    for k in ["a", "b"] {
+        sg.client
+            .put_object()
+            .bucket(&b)
+            .key(k)
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&arn)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("other")
+        .body(ByteStream::from_static(b"y"))
+        .send()
+        .await
+        .unwrap();
+    let g = common::garage();
+    let dir = sg.state_dir.clone();
+    let cfg = dir.path().join("impact.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            g.endpoint,
+            g.access_key,
+            g.secret_key,
+            common::CLIENT_AK,
+            common::CLIENT_SK,
+            dir.path().join("kms.redb").display(),
+            dir.path().join("root.key").display()
+        ),
+    )
+    .unwrap();
+    let (bucket, key) = (b.clone(), arn.clone());
+    let (code, out) = std::thread::spawn(move || {
+        sealgate(&[
+            "kms",
+            "impact",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--key",
+            &key,
+            "--bucket",
+            &bucket,
+        ])
+    })
+    .join()
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("2 of 3 objects still need key {arn}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{b}: 2")), "{out}");
+}
