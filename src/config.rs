@@ -85,6 +85,8 @@ pub struct Config {
     pub kms: crate::kms::KmsConfig,
     /// What happens to objects that do not ask for encryption, and to unencrypted objects.
     pub encryption: EncryptionConfig,
+    /// Where data keys come from: the embedded KMS or remote backends, caching, outages.
+    pub kms_backend: crate::kms::backend::KmsBackendConfig,
 }
 
 /// Object encryption policy.
@@ -124,6 +126,7 @@ impl Default for Config {
             state_bucket: "sealgate-state".into(),
             kms: crate::kms::KmsConfig::default(),
             encryption: EncryptionConfig::default(),
+            kms_backend: Default::default(),
         }
     }
 }
@@ -239,6 +242,9 @@ impl Config {
         }
         if let Some(v) = get("SEALGATE_KMS_ROOT_KEY_FILE") {
             self.kms.root_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("SEALGATE_KMS_BACKEND") {
+            self.kms_backend.default = v;
         }
         if let Some(v) = get("SEALGATE_VIRTUAL_HOST_DOMAIN") {
             self.virtual_host_domain = Some(v);
@@ -385,6 +391,9 @@ impl Config {
         }
         self.kms.account = self.account.clone();
         self.kms.validate().map_err(|e| cfg_err("kms", e))?;
+        self.kms_backend
+            .validate(&|k| std::env::var(k).ok())
+            .map_err(|(f, r)| cfg_err(f, r))?;
         Ok(())
     }
 

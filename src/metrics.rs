@@ -35,8 +35,25 @@ pub struct Metrics {
     pub upstream_write_bytes: Counter<u64, AtomicU64>,
     /// Store requests that failed at the transport level.
     pub upstream_errors: Counter<u64, AtomicU64>,
-    /// KMS operations on the S3 path, by operation.
+    /// KMS operations on the S3 path, by operation (cache hits are not KMS calls).
     pub kms_calls: Family<OpLabel, Counter>,
+    /// Data-key cache lookups (`bucket_key` for writes, `decrypt` for reads) by result.
+    pub dek_cache: Family<CacheLabels, Counter>,
+    /// Remote KMS backend HTTP calls by backend and outcome (ok, retry, failed,
+    /// circuit_open, circuit_opened).
+    pub kms_backend_calls: Family<BackendLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+    pub outcome: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -92,8 +109,22 @@ impl Metrics {
             "KMS operations made for S3 requests",
             kms_calls.clone(),
         );
+        let dek_cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "dek_cache",
+            "Data-key cache lookups, by cache and result",
+            dek_cache.clone(),
+        );
+        let kms_backend_calls = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "kms_backend_calls",
+            "Remote KMS backend calls, by backend and outcome",
+            kms_backend_calls.clone(),
+        );
         Metrics {
             registry,
+            dek_cache,
+            kms_backend_calls,
             requests,
             latency,
             upstream_read_bytes,
@@ -109,6 +140,24 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    pub fn dek_cache(&self, cache: &str, result: &str) {
+        self.dek_cache
+            .get_or_create(&CacheLabels {
+                cache: cache.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn kms_backend(&self, backend: &str, outcome: &str) {
+        self.kms_backend_calls
+            .get_or_create(&BackendLabels {
+                backend: backend.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn kms(&self, op: &str) {

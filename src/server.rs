@@ -54,12 +54,15 @@ impl App {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let upstream = upstream.with_error_counter(metrics.upstream_errors.clone());
         let probe = upstream.clone();
+        let backends =
+            crate::kms::backend::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())?;
         let state = Arc::new(State {
             upstream,
             access_keys: access_keys.clone(),
             vhost_domain: cfg.virtual_host_domain.clone(),
             max_buffered_body: cfg.max_buffered_body,
             kms: kms.clone(),
+            backends,
             encryption: cfg.encryption.clone(),
             state_bucket: cfg.state_bucket.clone(),
             rules: Default::default(),

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 pub mod access;
 pub mod api;
 pub mod audit;
+pub mod backend;
 pub mod clock;
 mod core;
 pub mod crypto;

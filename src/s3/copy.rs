@@ -16,10 +16,10 @@ use percent_encoding::percent_decode_str;
 use s3s::{Body, S3Error, S3ErrorCode, S3Response};
 
 use super::objmeta::{self, ObjectMeta};
-use super::sse::{self, Sse};
+use super::sse;
 use super::{Ctx, forward, keys, put};
 use crate::crypto::format::{self, Layout, PartHeader, part_cipher_len};
-use crate::crypto::stream::{Decryptor, Dek, Encryptor, random_salt};
+use crate::crypto::stream::{Decryptor, Encryptor, random_salt};
 use crate::error::Error;
 use crate::upstream::{UpBody, UpRequest};
 
@@ -316,34 +316,6 @@ async fn first_header(
     Ok((Some(hdr), plan.cipher_start))
 }
 
-/// Wraps an existing DEK for a new object name (and maybe a new key).
-async fn rewrap(
-    ctx: &Ctx,
-    dek: &Dek,
-    sse: &Sse,
-    bucket: &str,
-    key: &str,
-) -> Result<(Vec<u8>, String, Option<String>), Error> {
-    let kms = ctx.state.kms.clone();
-    let key_id = match (sse.alg, &sse.key_id) {
-        (sse::Alg::Kms, Some(k)) if !keys::is_managed_alias(k) => k.clone(),
-        _ => kms
-            .service_managed_key(keys::MANAGED_ALIAS)
-            .map_err(keys::kms_error)?,
-    };
-    let c = keys::context_for(bucket, key, &sse.context);
-    ctx.state.metrics.kms("Encrypt");
-    let (blob, arn) = kms
-        .encrypt_via(&ctx.principal, &ctx.kms_call(), &key_id, dek.bytes(), &c)
-        .map_err(keys::kms_error)?;
-    let ctx_b64 = (!sse.context.is_empty()).then(|| {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .encode(serde_json::to_vec(&sse.context).unwrap_or_default())
-    });
-    Ok((blob, arn, ctx_b64))
-}
-
 pub async fn copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     if ctx.op == super::classify::Op::UploadPartCopy {
         return super::multipart::upload_part_copy(ctx).await;
@@ -397,10 +369,14 @@ async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         (Some(meta), Some(sse)) => {
             // Re-wrap only: the store copies the body.
             let dek = keys::open_data_key(&ctx, &meta, &src.bucket, &src.key).await?;
-            let (blob, arn, ctx_b64) = rewrap(&ctx, &dek, &sse, &bucket, &key).await?;
+            let (blob, arn, ctx_b64, backend) =
+                keys::rewrap(&ctx, &dek, &sse, &bucket, &key).await?;
+            // The body keeps its DEK, so the copy is a per-object wrap (format v1).
             let new_meta = ObjectMeta {
                 key_arn: arn,
                 wrapped_dek: blob,
+                backend,
+                bk_salt: None,
                 context_b64: ctx_b64,
                 alg: sse.alg,
                 bucket_key: sse.bucket_key,
@@ -447,6 +423,8 @@ async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                     let meta = ObjectMeta {
                         key_arn: nk.key_arn,
                         wrapped_dek: nk.wrapped,
+                        backend: nk.backend,
+                        bk_salt: nk.bk_salt,
                         context_b64: nk.context_b64,
                         alg: sse.alg,
                         bucket_key: sse.bucket_key,

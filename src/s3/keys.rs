@@ -1,7 +1,10 @@
-//! Data keys for objects: generated and unwrapped through the KMS as the caller, with the
-//! encryption context bound to the object (`aws:s3:arn`).
+//! Data keys for objects: generated and unwrapped through the KMS backends
+//! (`crate::kms::backend`) as the caller, with the encryption context bound to the object
+//! (`aws:s3:arn`; bucket-key objects: the bucket, with the object name bound in the key
+//! derivation).
 //!
-//! Invariants: a DEK is only ever obtained for the principal making the request; KMS
+//! Invariants: a DEK is only ever obtained for the principal making the request; writes use
+//! the backend configured for the bucket and reads the backend recorded in the object; KMS
 //! failures become the S3 errors AWS returns for SSE-KMS (`KMS.*` codes, AccessDenied,
 //! 503 when the KMS cannot answer) and never lead to a plaintext write.
 
@@ -17,10 +20,11 @@ use super::objmeta::ObjectMeta;
 use super::sse::{Alg, Sse, parse_context};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
+use crate::kms::backend::{BackendError, Caller, StoredKey};
 use crate::kms::{EncryptionContext, KmsError};
 
 /// Alias of the sealgate-managed default key (like AWS's `aws/s3`).
-pub const MANAGED_ALIAS: &str = "alias/aws/s3";
+pub const MANAGED_ALIAS: &str = crate::kms::backend::embedded::MANAGED_ALIAS;
 
 /// The encryption context of an object: `aws:s3:arn` plus the caller's pairs.
 pub fn context_for(
@@ -29,8 +33,20 @@ pub fn context_for(
     caller: &BTreeMap<String, String>,
 ) -> EncryptionContext {
     let mut c: EncryptionContext = caller.clone();
-    c.insert("aws:s3:arn".into(), format!("arn:aws:s3:::{bucket}/{key}"));
+    c.insert(
+        "aws:s3:arn".into(),
+        crate::kms::backend::object_arn(bucket, key),
+    );
     c
+}
+
+fn unavailable(msg: impl std::fmt::Display) -> Error {
+    let mut s = S3Error::with_message(
+        S3ErrorCode::Custom("ServiceUnavailable".into()),
+        format!("The KMS could not answer: {msg}"),
+    );
+    s.set_status_code(StatusCode::SERVICE_UNAVAILABLE);
+    Error::Client(s)
 }
 
 /// Maps a KMS failure to the S3 error AWS gives for SSE-KMS requests.
@@ -42,12 +58,7 @@ pub fn kms_error(e: KmsError) -> Error {
         return Error::Client(S3Error::with_message(S3ErrorCode::AccessDenied, msg));
     }
     if status.is_server_error() {
-        let mut s = S3Error::with_message(
-            S3ErrorCode::Custom("ServiceUnavailable".into()),
-            format!("The KMS could not answer: {msg}"),
-        );
-        s.set_status_code(StatusCode::SERVICE_UNAVAILABLE);
-        return Error::Client(s);
+        return unavailable(msg);
     }
     let mut s = S3Error::with_message(S3ErrorCode::Custom(format!("KMS.{ty}").into()), msg);
     s.set_status_code(StatusCode::BAD_REQUEST);
@@ -59,36 +70,65 @@ pub fn is_managed_alias(k: &str) -> bool {
     k == MANAGED_ALIAS || k.starts_with("arn:") && k.ends_with(":alias/aws/s3")
 }
 
+/// Maps a backend failure: KMS decisions as [`kms_error`], outages to 503.
+pub fn backend_error(e: BackendError) -> Error {
+    match e {
+        BackendError::Kms(k) => kms_error(k),
+        BackendError::Unavailable(m) => {
+            tracing::warn!(error = %m, "KMS backend unavailable");
+            unavailable(m)
+        }
+    }
+}
+
+/// The KMS key the request names (SSE-KMS with a key id); `None` = the backend's default.
+fn requested_key(sse: &Sse) -> Option<&str> {
+    match (sse.alg, &sse.key_id) {
+        // Naming the managed key means the default key (created on first use, as on AWS).
+        (Alg::Kms, Some(k)) if !is_managed_alias(k) => Some(k.as_str()),
+        _ => None,
+    }
+}
+
+fn context_b64(sse: &Sse) -> Option<String> {
+    (!sse.context.is_empty())
+        .then(|| B64.encode(serde_json::to_vec(&sse.context).unwrap_or_default()))
+}
+
 /// A fresh data key for an object.
 pub struct NewKey {
     pub dek: Dek,
     pub wrapped: Vec<u8>,
     pub key_arn: String,
     pub context_b64: Option<String>,
+    /// Backend that wrapped it (`None` = embedded).
+    pub backend: Option<String>,
+    /// Format v2: salt of the DEK's derivation from a bucket key.
+    pub bk_salt: Option<[u8; 16]>,
 }
 
-/// Generates a DEK for `bucket/key` as the request's principal, under the key `sse` names.
+/// Generates a DEK for `bucket/key` as the request's principal, under the key `sse` names
+/// (or the backend's default key), from the backend configured for `bucket`.
 pub async fn new_data_key(c: &Ctx, sse: &Sse, bucket: &str, key: &str) -> Result<NewKey, Error> {
-    let kms = &c.state.kms;
-    let key_id = match (sse.alg, &sse.key_id) {
-        // Naming the managed key creates it on first use, as on AWS.
-        (Alg::Kms, Some(k)) if !is_managed_alias(k) => k.clone(),
-        _ => kms.service_managed_key(MANAGED_ALIAS).map_err(kms_error)?,
+    let key_id = requested_key(sse);
+    let call = c.kms_call();
+    let who = Caller {
+        principal: &c.principal,
+        call: &call,
     };
-    let ctx = context_for(bucket, key, &sse.context);
-    c.state.metrics.kms("GenerateDataKey");
-    let dk = kms
-        .generate_data_key_via(&c.principal, &c.kms_call(), &key_id, &ctx, 32)
-        .map_err(kms_error)?;
-    let dek = Dek::from_slice(&dk.plaintext)
-        .ok_or_else(|| Error::Internal("KMS returned a data key of the wrong length".into()))?;
-    let context_b64 = (!sse.context.is_empty())
-        .then(|| B64.encode(serde_json::to_vec(&sse.context).unwrap_or_default()));
+    let ok = c
+        .state
+        .backends
+        .new_object_key(who, bucket, key, key_id, &sse.context)
+        .await
+        .map_err(backend_error)?;
     Ok(NewKey {
-        dek,
-        wrapped: dk.ciphertext_blob,
-        key_arn: dk.key_arn,
-        context_b64,
+        dek: ok.dek,
+        wrapped: ok.wrapped,
+        key_arn: ok.key_ref,
+        context_b64: context_b64(sse),
+        backend: ok.backend,
+        bk_salt: ok.bk_salt,
     })
 }
 
@@ -120,21 +160,54 @@ pub async fn open_token_key(
         })?,
         None => BTreeMap::new(),
     };
-    let ctx = context_for(bucket, key, &caller_ctx);
-    c.state.metrics.kms("Decrypt");
-    let d = c
-        .state
-        .kms
-        .decrypt_via(&c.principal, &c.kms_call(), Some(&meta.key_arn), &meta.wrapped_dek, &ctx)
+    let call = c.kms_call();
+    let who = Caller {
+        principal: &c.principal,
+        call: &call,
+    };
+    let stored = StoredKey {
+        backend: meta.backend.as_deref(),
+        key_ref: &meta.key_arn,
+        wrapped: &meta.wrapped_dek,
+        bk_salt: meta.bk_salt.as_ref(),
+    };
+    c.state
+        .backends
+        .open_object_key(who, &stored, bucket, key, &caller_ctx)
+        .await
         .map_err(|e| match e {
             // A blob that does not open under this object's context was moved or altered.
-            KmsError::InvalidCiphertext(_) => Error::Client(super::objmeta::corrupt(
-                "its data key does not decrypt for this bucket and key (objects swapped or altered in the store)",
-            )),
-            other => kms_error(other),
-        })?;
-    Dek::from_slice(&d.plaintext)
-        .ok_or_else(|| Error::Client(super::objmeta::corrupt("data key has the wrong length")))
+            BackendError::Kms(KmsError::InvalidCiphertext(_)) => {
+                Error::Client(super::objmeta::corrupt(
+                    "its data key does not decrypt for this bucket and key (objects swapped or altered in the store)",
+                ))
+            }
+            other => backend_error(other),
+        })
+}
+
+/// Wraps an existing DEK for a new object name (and maybe a new key and backend):
+/// (wrapped, key ARN, caller context base64, backend).
+pub async fn rewrap(
+    c: &Ctx,
+    dek: &Dek,
+    sse: &Sse,
+    bucket: &str,
+    key: &str,
+) -> Result<(Vec<u8>, String, Option<String>, Option<String>), Error> {
+    let key_id = requested_key(sse);
+    let call = c.kms_call();
+    let who = Caller {
+        principal: &c.principal,
+        call: &call,
+    };
+    let (wrapped, key_ref, backend) = c
+        .state
+        .backends
+        .wrap_object_key(who, bucket, key, key_id, &sse.context, dek)
+        .await
+        .map_err(backend_error)?;
+    Ok((wrapped, key_ref, context_b64(sse), backend))
 }
 
 #[cfg(test)]
@@ -167,5 +240,8 @@ mod tests {
         assert_eq!(s.code().as_str(), "AccessDenied");
         let s: S3Error = kms_error(KmsError::Internal("db".into())).into();
         assert_eq!(s.status_code(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        let s: S3Error = backend_error(BackendError::Unavailable("down".into())).into();
+        assert_eq!(s.status_code(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(s.code().as_str(), "ServiceUnavailable");
     }
 }

@@ -49,8 +49,11 @@ pub struct State {
     pub vhost_domain: Option<String>,
     /// Largest body read into memory (XML bodies we must rewrite).
     pub max_buffered_body: usize,
-    /// The embedded KMS: data keys for objects.
+    /// The embedded KMS (also reachable as the `embedded` backend).
     pub kms: crate::kms::Kms,
+    /// The KMS backends data keys for objects come from (the only way the S3 path gets
+    /// or unwraps data keys).
+    pub backends: crate::kms::backend::Backends,
     /// Encryption defaults and the plaintext-read policy.
     pub encryption: crate::config::EncryptionConfig,
     /// Bucket in the store holding sealgate's own settings; clients cannot reach it.

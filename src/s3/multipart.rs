@@ -43,6 +43,10 @@ pub struct UploadToken {
     pub context_b64: Option<String>,
     pub alg: Alg,
     pub bucket_key: bool,
+    /// KMS backend that wrapped the key (`None` = embedded).
+    pub backend: Option<String>,
+    /// Bucket-key uploads (format v2): salt of the DEK derivation.
+    pub bk_salt: Option<[u8; 16]>,
 }
 
 fn put_field(out: &mut Vec<u8>, b: &[u8]) {
@@ -79,6 +83,12 @@ impl UploadToken {
             &mut out,
             self.context_b64.as_deref().unwrap_or("").as_bytes(),
         );
+        // Optional trailing fields (absent in tokens of embedded, per-object-key uploads,
+        // so older tokens still decode): backend name, bucket-key salt.
+        if self.backend.is_some() || self.bk_salt.is_some() {
+            put_field(&mut out, self.backend.as_deref().unwrap_or("").as_bytes());
+            put_field(&mut out, self.bk_salt.as_ref().map_or(&[][..], |s| &s[..]));
+        }
         format!("{TOKEN_PREFIX}{}", B64URL.encode(out))
     }
 
@@ -105,6 +115,17 @@ impl UploadToken {
         let wrapped_dek = take_field(&mut b).ok_or_else(bad)?.to_vec();
         let key_arn = s(take_field(&mut b).ok_or_else(bad)?)?;
         let ctx = s(take_field(&mut b).ok_or_else(bad)?)?;
+        let (backend, bk_salt) = if b.is_empty() {
+            (None, None)
+        } else {
+            let backend = s(take_field(&mut b).ok_or_else(bad)?)?;
+            let salt = take_field(&mut b).ok_or_else(bad)?;
+            let salt: Option<[u8; 16]> = match salt.len() {
+                0 => None,
+                _ => Some(salt.try_into().map_err(|_| bad())?),
+            };
+            ((!backend.is_empty()).then_some(backend), salt)
+        };
         if !b.is_empty() || upstream_id.is_empty() {
             return Err(bad());
         }
@@ -115,6 +136,8 @@ impl UploadToken {
             context_b64: (!ctx.is_empty()).then_some(ctx),
             alg,
             bucket_key: flags & 0x80 != 0,
+            backend,
+            bk_salt,
         }))
     }
 
@@ -123,6 +146,8 @@ impl UploadToken {
         ObjectMeta {
             key_arn: self.key_arn.clone(),
             wrapped_dek: self.wrapped_dek.clone(),
+            backend: self.backend.clone(),
+            bk_salt: self.bk_salt,
             context_b64: self.context_b64.clone(),
             alg: self.alg,
             bucket_key: self.bucket_key,
@@ -197,6 +222,8 @@ pub async fn create(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         context_b64: nk.context_b64.clone(),
         alg: sse.alg,
         bucket_key: sse.bucket_key,
+        backend: nk.backend.clone(),
+        bk_salt: nk.bk_salt,
     };
     let mut meta_for_headers = None;
     let body = rewrite_text(&body, |p, t| {
@@ -767,8 +794,19 @@ mod tests {
             context_b64: Some("e30=".into()),
             alg: Alg::Kms,
             bucket_key: true,
+            backend: None,
+            bk_salt: None,
         };
         assert_eq!(UploadToken::decode(&t.encode()).unwrap(), Some(t.clone()));
+        let remote = UploadToken {
+            backend: Some("bao".into()),
+            bk_salt: Some([7; 16]),
+            ..t.clone()
+        };
+        assert_eq!(
+            UploadToken::decode(&remote.encode()).unwrap(),
+            Some(remote.clone())
+        );
         assert_eq!(UploadToken::decode("plain-store-id").unwrap(), None);
         assert!(UploadToken::decode("sg1.!!!").is_err());
         let mut s = t.encode();

@@ -25,12 +25,20 @@ const SALT: &str = "x-amz-meta-sealgate-salt";
 const PARTS: &str = "x-amz-meta-sealgate-parts";
 const MAC: &str = "x-amz-meta-sealgate-mac";
 const BUCKET_KEY: &str = "x-amz-meta-sealgate-bk";
+const BACKEND: &str = "x-amz-meta-sealgate-kms";
+const BK_SALT: &str = "x-amz-meta-sealgate-bks";
 
 /// Everything sealgate stores about an encrypted object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
+    /// The backend's reference to the KMS key (ARN, `transit:mount/key`).
     pub key_arn: String,
+    /// The wrapped DEK, or (format v2) the wrapped bucket key the DEK derives from.
     pub wrapped_dek: Vec<u8>,
+    /// KMS backend that wrapped the key; `None` = the embedded KMS.
+    pub backend: Option<String>,
+    /// Format v2 (bucket keys): the per-object salt of the DEK derivation.
+    pub bk_salt: Option<[u8; SALT_LEN]>,
     /// Base64 JSON of the caller's encryption context, as the client sent it.
     pub context_b64: Option<String>,
     pub alg: Alg,
@@ -96,9 +104,15 @@ impl ObjectMeta {
                 h.insert(n, v);
             }
         };
-        set(V, "1".into());
+        set(V, if self.bk_salt.is_some() { "2" } else { "1" }.into());
         set(KEY, self.key_arn.clone());
         set(DEK, B64.encode(&self.wrapped_dek));
+        if let Some(b) = &self.backend {
+            set(BACKEND, b.clone());
+        }
+        if let Some(s) = &self.bk_salt {
+            set(BK_SALT, B64.encode(s));
+        }
         if let Some(c) = &self.context_b64 {
             set(CTX, c.clone());
         }
@@ -119,7 +133,7 @@ impl ObjectMeta {
     /// Reads the metadata from store response headers. `Ok(None)`: not a sealgate object.
     pub fn read(h: &HeaderMap) -> Result<Option<ObjectMeta>, S3Error> {
         let Some(v) = get(h, V) else { return Ok(None) };
-        if v != "1" {
+        if v != "1" && v != "2" {
             return Err(corrupt(format!("unknown format version {v:?}")));
         }
         if get(h, "x-amz-meta-sealgate-pending").is_some() {
@@ -164,9 +178,21 @@ impl ObjectMeta {
             }
             (Some(_), Some(_)) => return Err(corrupt("both a part list and a single-part salt")),
         };
+        // Version 2 = version 1 with a DEK derived from a bucket key (docs/format.md).
+        let bk_salt = match (v, get(h, BK_SALT)) {
+            ("2", Some(s)) => Some(
+                b64(BK_SALT, s)?
+                    .try_into()
+                    .map_err(|_| corrupt("bucket-key salt has the wrong length"))?,
+            ),
+            ("1", None) => None,
+            _ => return Err(corrupt("format version and bucket-key salt disagree")),
+        };
         Ok(Some(ObjectMeta {
             key_arn,
             wrapped_dek,
+            backend: get(h, BACKEND).map(str::to_owned),
+            bk_salt,
             context_b64: get(h, CTX).map(str::to_owned),
             alg,
             bucket_key: get(h, BUCKET_KEY) == Some("1"),
@@ -211,6 +237,8 @@ mod tests {
         ObjectMeta {
             key_arn: "arn:aws:kms:us-east-1:000000000000:key/abc".into(),
             wrapped_dek: vec![1, 2, 3],
+            backend: None,
+            bk_salt: None,
             context_b64: None,
             alg: Alg::Kms,
             bucket_key: false,
@@ -232,6 +260,11 @@ mod tests {
                 },
                 None,
             ),
+            ObjectMeta {
+                backend: Some("bao".into()),
+                bk_salt: Some([3; 16]),
+                ..sample(Layout::single(7), Some([9; 16]))
+            },
         ] {
             let mut h = HeaderMap::new();
             m.write(&mut h);
@@ -262,7 +295,7 @@ mod tests {
     fn objects_without_sealgate_metadata_are_not_sealgate_objects() {
         assert_eq!(ObjectMeta::read(&HeaderMap::new()).unwrap(), None);
         let mut h = HeaderMap::new();
-        h.insert(V, "2".parse().unwrap());
+        h.insert(V, "3".parse().unwrap());
         assert!(ObjectMeta::read(&h).is_err());
     }
 }

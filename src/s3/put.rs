@@ -55,6 +55,8 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let meta = ObjectMeta {
         key_arn: nk.key_arn.clone(),
         wrapped_dek: nk.wrapped,
+        backend: nk.backend,
+        bk_salt: nk.bk_salt,
         context_b64: nk.context_b64,
         alg: sse.alg,
         bucket_key: sse.bucket_key,
