@@ -239,6 +239,10 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(out);
     }
 
+    if let Some(out) = optimistic_range(&ctx).await? {
+        return Ok(out);
+    }
+
     // Ranged: metadata first (honouring the client's conditions), then only the covering
     // ciphertext, pinned to that version.
     let head_headers = forward::request_headers(&ctx.headers, &["range"]);
@@ -333,6 +337,124 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     });
     out.headers = headers;
     Ok(out)
+}
+
+/// `bytes=a-b` or `bytes=a-` (not suffix ranges, which need the size first).
+fn prefix_range(ctx: &Ctx) -> Option<(u64, Option<u64>)> {
+    let spec = ctx
+        .headers
+        .get(http::header::RANGE)?
+        .to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let a: u64 = a.trim().parse().ok()?;
+    let b = match b.trim() {
+        "" => None,
+        b => Some(b.parse::<u64>().ok().filter(|b| *b >= a)?),
+    };
+    Some((a, b))
+}
+
+/// One round trip for the common case: a ranged GET of a single-part sealgate object.
+/// The covering ciphertext range does not depend on metadata for single-part objects, so
+/// sealgate asks for it directly and checks the metadata that comes with it. `Ok(None)`:
+/// not that case (multipart, plaintext, suffix range, ...) — use the general path.
+async fn optimistic_range(ctx: &Ctx) -> Result<Option<S3Response<Body>>, Error> {
+    use crate::crypto::format::{SEALED_SEGMENT, SEGMENT};
+    if ctx.query_value("partNumber").is_some() {
+        return Ok(None);
+    }
+    let Some((a, b)) = prefix_range(ctx) else {
+        return Ok(None);
+    };
+    let cs = (a / SEGMENT) * SEALED_SEGMENT;
+    let range = match b {
+        Some(b) => format!("bytes={}-{}", cs, (b / SEGMENT + 1) * SEALED_SEGMENT - 1),
+        None => format!("bytes={cs}-"),
+    };
+    let mut headers = forward::request_headers(&ctx.headers, &["range"]);
+    forward::set_header(&mut headers, "range", &range);
+    let req = UpRequest {
+        method: Method::GET,
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        query: query_without_part(ctx),
+        headers,
+        body: UpBody::Empty,
+    };
+    let resp = ctx.state.upstream.send(req).await?;
+    let status = resp.status();
+    if status == StatusCode::NOT_MODIFIED
+        || status == StatusCode::PRECONDITION_FAILED
+        || status == StatusCode::NOT_FOUND
+        || status == StatusCode::FORBIDDEN
+    {
+        // The store's answer to the client's conditions (or absence) stands as it is.
+        let mut out = forward::to_client(resp, false, &[]);
+        objmeta::strip(&mut out.headers);
+        return Ok(Some(out));
+    }
+    if status != StatusCode::PARTIAL_CONTENT {
+        return Ok(None);
+    }
+    let meta = match ObjectMeta::read(resp.headers())? {
+        Some(m) if !m.layout.headers_in_body => m,
+        _ => return Ok(None),
+    };
+    // `bytes X-Y/TOTAL`: the stored length, and how far the answer reaches.
+    let cr = resp
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (span, total) = cr
+        .strip_prefix("bytes ")
+        .and_then(|s| s.split_once('/'))
+        .unwrap_or(("", ""));
+    let (first, last) = span.split_once('-').unwrap_or(("", ""));
+    let (Ok(first), Ok(last), Ok(total)) = (
+        first.parse::<u64>(),
+        last.parse::<u64>(),
+        total.parse::<u64>(),
+    ) else {
+        return Ok(None);
+    };
+    check_cipher_len(Some(total), &meta)?;
+    let want = match parse_range(
+        ctx.headers
+            .get(http::header::RANGE)
+            .and_then(|v| v.to_str().ok()),
+        meta.size,
+    ) {
+        Ok(Some(w)) => w,
+        Ok(None) => return Ok(None),
+        Err(Unsatisfiable) => return Err(invalid_range(meta.size)),
+    };
+    let Some(plan) = format::plan(&meta.layout, want.start, want.end) else {
+        return Ok(None);
+    };
+    if plan.cipher_start != first || last + 1 < plan.cipher_end {
+        return Ok(None);
+    }
+    let (bucket, key) = ctx.object()?;
+    let dek = keys::open_data_key(ctx, &meta, &bucket, &key).await?;
+    let headers = client_headers(resp.headers(), &meta, &want);
+    let first_header = meta.single_header();
+    let stream = forward::store_body(ctx, resp);
+    let body = decrypting_body(Decryptor::new(
+        stream,
+        dek,
+        meta.layout.clone(),
+        &plan,
+        first_header,
+    ));
+    let mut out = S3Response::new(body);
+    out.status = Some(StatusCode::PARTIAL_CONTENT);
+    out.headers = headers;
+    Ok(Some(out))
 }
 
 /// The stored length must be exactly what the metadata implies: bytes appended or cut
