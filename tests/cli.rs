@@ -82,19 +82,8 @@ async fn audit_verify_passes_an_intact_log_and_names_the_edited_line() {
 async fn kms_explain_names_the_deciding_statement() {
     let sg = common::Sealgate::start().await;
     let kms_dir = sg.state_dir.clone();
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .endpoint_url(&sg.endpoint)
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            common::CLIENT_AK,
-            common::CLIENT_SK,
-            None,
-            None,
-            "t",
-        ))
-        .build();
-    let kms = aws_sdk_kms::Client::from_conf(conf);
+    let kms_client = common::kms_client_for(&sg.endpoint, common::CLIENT_AK, common::CLIENT_SK);
+    let kms = kms_client;
     let key = kms
         .create_key()
         .send()
@@ -261,19 +250,8 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
             .await
             .unwrap();
     }
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .endpoint_url(&sg.endpoint)
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            common::CLIENT_AK,
-            common::CLIENT_SK,
-            None,
-            None,
-            "t",
-        ))
-        .build();
-    let arn = aws_sdk_kms::Client::from_conf(conf)
+    let kms_client = common::kms_client_for(&sg.endpoint, common::CLIENT_AK, common::CLIENT_SK);
+    let arn = kms_client
         .create_key()
         .send()
         .await
@@ -351,19 +329,8 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
 async fn kms_impact_counts_the_objects_that_still_need_a_key() {
     let sg = common::Sealgate::start().await;
     let b = sg.bucket().await;
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .endpoint_url(&sg.endpoint)
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            common::CLIENT_AK,
-            common::CLIENT_SK,
-            None,
-            None,
-            "t",
-        ))
-        .build();
-    let arn = aws_sdk_kms::Client::from_conf(conf)
+    let kms_client = common::kms_client_for(&sg.endpoint, common::CLIENT_AK, common::CLIENT_SK);
+    let arn = kms_client
         .create_key()
         .send()
         .await

@@ -64,19 +64,7 @@ async fn put_raw(sg: &Sealgate, b: &str, k: &str, body: Vec<u8>, meta: HashMap<S
 }
 
 fn kms_client(sg: &Sealgate) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .endpoint_url(&sg.endpoint)
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            common::CLIENT_AK,
-            common::CLIENT_SK,
-            None,
-            None,
-            "t",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+    common::kms_client_for(&sg.endpoint, common::CLIENT_AK, common::CLIENT_SK)
 }
 
 async fn new_kms_key(sg: &Sealgate) -> String {
