@@ -85,6 +85,12 @@ pub struct Config {
     pub kms: crate::kms::KmsConfig,
     /// What happens to objects that do not ask for encryption, and to unencrypted objects.
     pub encryption: EncryptionConfig,
+    /// Timeouts and limits on client connections (`crate::limits`).
+    pub limits: crate::limits::LimitsConfig,
+    /// Accept AWS Signature Version 2 (deprecated; aws-cli v1 presigns with it unless
+    /// configured for `s3v4`). Off by default: s3s verifies V2 signatures with a
+    /// variable-time comparison (see `docs/operations.md`).
+    pub allow_signature_v2: bool,
 }
 
 /// Object encryption policy.
@@ -124,6 +130,8 @@ impl Default for Config {
             state_bucket: "sealgate-state".into(),
             kms: crate::kms::KmsConfig::default(),
             encryption: EncryptionConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
+            allow_signature_v2: false,
         }
     }
 }
@@ -383,6 +391,9 @@ impl Config {
                 "only applies with encryption.default = \"aws:kms\"",
             ));
         }
+        self.limits
+            .validate()
+            .map_err(|(field, reason)| cfg_err(field, reason))?;
         self.kms.account = self.account.clone();
         self.kms.validate().map_err(|e| cfg_err("kms", e))?;
         Ok(())
@@ -469,6 +480,23 @@ mod tests {
             !dbg.contains("from-env-secret") && !dbg.contains("alicesecret1"),
             "{dbg}"
         );
+    }
+
+    #[test]
+    fn no_setting_turns_off_upstream_certificate_verification() {
+        for k in [
+            "danger_accept_invalid_certs",
+            "insecure",
+            "tls_verify",
+            "verify_tls",
+            "skip_tls_verify",
+        ] {
+            let t = GOOD.replace(
+                "region = \"garage\"",
+                &format!("region = \"garage\"\n{k} = true"),
+            );
+            assert!(Config::from_toml(&t).is_err(), "{k} is not a setting");
+        }
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Sealgate {
         let state_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
         if cfg.kms.root_key_file.is_none() {
             let root = state_dir.path().join("root.key");
-            std::fs::write(&root, random_hex(32)).unwrap();
+            write_private(&root, random_hex(32).as_bytes());
             cfg.kms.root_key_file = Some(root);
             cfg.kms.db_path = state_dir.path().join("kms.redb");
         }
@@ -641,6 +641,15 @@ impl SealgateProcess {
     /// Writes `dir/sealgate.toml` (and a root key, if `dir` has none yet) for the given
     /// store and starts the binary; returns when `/health` answers.
     pub async fn start(dir: &Path, endpoint: &str, ak: &str, sk: &str, region: &str) -> Self {
+        Self::start_logging(dir, (endpoint, ak, sk, region), "info").await
+    }
+
+    /// As [`Self::start`], with `--log-level log_level` (the log is `dir/sealgate.log`).
+    pub async fn start_logging(
+        dir: &Path,
+        (endpoint, ak, sk, region): (&str, &str, &str, &str),
+        log_level: &str,
+    ) -> Self {
         let bin = std::env::var("SEALGATE_TEST_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_sealgate")));
@@ -663,7 +672,7 @@ impl SealgateProcess {
             .open(dir.join("sealgate.log"))
             .unwrap();
         let child = Command::new(&bin)
-            .args(["--log-level", "info", "serve", "--config"])
+            .args(["--log-level", log_level, "serve", "--config"])
             .arg(dir.join("sealgate.toml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
