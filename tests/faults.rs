@@ -16,7 +16,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use common::{PrivateGarage, SealgateProcess, hand_fed_body, signed_headers};
+use common::{Feeder, Pending, PrivateGarage, SealgateProcess, signed_headers, start_fed_put};
 use futures::StreamExt;
 
 /// Every line of test plaintext starts with this, so a search of the store's files for it
@@ -129,25 +129,6 @@ async fn upload_with_parts(c: &aws_sdk_s3::Client, sizes: &[usize]) -> String {
     token
 }
 
-type Feeder = tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>;
-type Pending = tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>;
-
-/// Starts a PUT of `total` bytes whose body the test feeds; returns the feeder and the
-/// pending response.
-fn start_fed_put(url: String, total: usize) -> (Feeder, Pending) {
-    let headers = signed_headers("PUT", &url, &[("content-length", total.to_string())]);
-    let (tx, body) = hand_fed_body();
-    let task = tokio::spawn(async move {
-        reqwest::Client::new()
-            .put(&url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-    });
-    (tx, task)
-}
-
 /// Sends `data` in 64 KiB chunks; stops quietly if the receiver went away.
 async fn feed(tx: &Feeder, data: &[u8]) {
     for c in data.chunks(64 * 1024) {
@@ -176,7 +157,7 @@ async fn sealgate_killed_mid_put_leaves_no_object_and_no_plaintext_and_a_restart
     let (g, state, mut sg) = garage_and_sealgate().await;
 
     let data = marked(16 << 20);
-    let (tx, task) = start_fed_put(format!("{}/faults/obj", sg.endpoint), data.len());
+    let (tx, task) = start_fed_put(format!("{}/faults/obj", sg.endpoint), data.len() as u64);
     feed(&tx, &data[..6 << 20]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     sg.kill();
@@ -221,7 +202,7 @@ async fn sealgate_killed_mid_multipart_leaves_an_abortable_upload_and_no_plainte
     // Part 2 is cut off by the crash.
     let part2 = marked(8 << 20);
     let url = format!("{}/faults/mp?partNumber=2&uploadId={}", sg.endpoint, token);
-    let (tx, task) = start_fed_put(url, part2.len());
+    let (tx, task) = start_fed_put(url, part2.len() as u64);
     feed(&tx, &part2[..3 << 20]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     sg.kill();
@@ -400,7 +381,7 @@ async fn store_killed_mid_put_fails_the_request_and_leaves_nothing_after_restart
     let (mut g, _state, sg) = garage_and_sealgate().await;
 
     let data = marked(16 << 20);
-    let (tx, task) = start_fed_put(format!("{}/faults/obj", sg.endpoint), data.len());
+    let (tx, task) = start_fed_put(format!("{}/faults/obj", sg.endpoint), data.len() as u64);
     feed(&tx, &data[..6 << 20]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     g.kill();

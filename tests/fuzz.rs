@@ -245,11 +245,18 @@ proptest! {
             prop_assert!(got == plain);
             let before = cipher.clone();
             let changed = apply(&mut cipher, &m);
-            // Bytes the whole-object read covers (trailing empty parts of a multipart
-            // object hold no plaintext and are not read; see the regression test below).
-            let covered = format::plan(&layout, 0, total).map_or(0, |p| p.cipher_end as usize);
+            // Bytes the whole-object read covers (leading and trailing empty parts of a
+            // multipart object hold no plaintext and are not read; see the regression
+            // test below).
+            let covered = format::plan(&layout, 0, total).map_or(0..0, |p| {
+                let hdr = if multipart { format::HEADER_LEN } else { 0 };
+                (p.cipher_start - hdr) as usize..p.cipher_end as usize
+            });
             let first_diff = before.iter().zip(&cipher).position(|(a, b)| a != b);
-            let inside = cipher.len() != before.len() || first_diff.is_some_and(|i| i < covered);
+            // (Cutting only unread bytes off the end is caught by the GET path's length
+            // check, `get::check_cipher_len`, not by the reader.)
+            let inside = cipher.len() < covered.end
+                || first_diff.is_some_and(|i| covered.contains(&i));
             let (got, failed) = read(&cipher, &layout, first, 0, total, chunk).await;
             prop_assert!(got.len() <= plain.len() && got[..] == plain[..got.len()],
                 "only a prefix of the plaintext may come out");
@@ -308,7 +315,13 @@ proptest! {
             }
         }
         let _ = format::plain_len_of_part_cipher(a, b % 2 == 0);
-        let _ = format::plan(&Layout::single(a), b, a);
+        // Sizes are checked against MAX_PLAIN where they enter; within it, planning any
+        // range of any size never panics and stays inside the ciphertext.
+        let size = a % (format::MAX_PLAIN + 1);
+        let layout = Layout::single(size);
+        if let Some(p) = format::plan(&layout, b % (size + 1), a) {
+            prop_assert!(p.cipher_end <= layout.cipher_len());
+        }
     }
 }
 
@@ -643,12 +656,12 @@ proptest! {
 // ---------------------------------------------------------------- regressions
 // Inputs that once crashed or misbehaved, kept as named tests.
 
-/// A multipart object whose last part is empty: the whole-object read plans only the
-/// bytes that hold plaintext, so a change inside the empty trailing part is not read —
-/// and cannot change what the client gets (found by
+/// A multipart object whose first or last part is empty: the whole-object read plans
+/// only the bytes that hold plaintext, so a change inside such an empty part is not read
+/// — and cannot change what the client gets (found by
 /// `decryptor_yields_only_authenticated_plaintext_and_rejects_every_mutation`).
 #[test]
-fn a_changed_trailing_empty_part_changes_no_plaintext() {
+fn a_changed_empty_first_or_last_part_changes_no_plaintext() {
     rt().block_on(async {
         let parts = vec![(0u8..14).collect::<Vec<u8>>(), Vec::new()];
         let (mut cipher, layout, first) = seal(&parts, true).await;
@@ -689,4 +702,21 @@ fn fuzzed_kms_requests_are_signed_well_enough_to_reach_the_decoder() {
         "{}",
         String::from_utf8_lossy(resp.body())
     );
+}
+
+/// Found by `format_parsers_never_panic` (5000 cases): planning a read of an object
+/// claiming ~2^64 bytes overflowed. Sizes are now bounded by `MAX_PLAIN` where they
+/// enter: part lists, store part sizes and metadata sizes beyond it are refused.
+#[test]
+fn sizes_beyond_five_tib_are_refused_where_they_enter() {
+    assert!(Layout::decode_parts("1:2:9223372036854775808").is_err());
+    assert!(Layout::decode_parts("1:10000:600000000000").is_err());
+    assert!(Layout::decode_parts("1:2:1099511627776").is_ok());
+    assert_eq!(
+        format::plain_len_of_part_cipher(18_442_241_573_325_438_960, true),
+        None
+    );
+    let max = Layout::single(format::MAX_PLAIN);
+    let p = format::plan(&max, format::MAX_PLAIN - 1, format::MAX_PLAIN).unwrap();
+    assert_eq!(p.cipher_end, max.cipher_len());
 }

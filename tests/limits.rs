@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Sealgate, hand_fed_body, signed_headers, test_config};
+use common::{Sealgate, start_fed_put, test_config};
 use sealgate::limits::LimitsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -102,22 +102,15 @@ async fn an_upload_whose_body_stalls_fails_and_stores_nothing() {
     .await;
     let b = sg.bucket().await;
     let url = format!("{}/{b}/stalled", sg.endpoint);
-    let headers = signed_headers("PUT", &url, &[("content-length", (1 << 20).to_string())]);
-    let (tx, body) = hand_fed_body();
+    let (tx, pending) = start_fed_put(url, 1 << 20);
     tx.send(Ok(bytes::Bytes::from(vec![7u8; 64 * 1024])))
         .await
         .unwrap();
     let t = std::time::Instant::now();
-    let r = tokio::time::timeout(
-        Duration::from_secs(20),
-        reqwest::Client::new()
-            .put(&url)
-            .headers(headers)
-            .body(body)
-            .send(),
-    )
-    .await
-    .expect("the stalled upload is answered, not left hanging");
+    let r = tokio::time::timeout(Duration::from_secs(20), pending)
+        .await
+        .expect("the stalled upload is answered, not left hanging")
+        .unwrap();
     // `tx` is still alive: the body stalled, it did not end.
     let failed = match r {
         Err(_) => true,
@@ -159,4 +152,20 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         "served once one closed: {}",
         String::from_utf8_lossy(&resp)
     );
+}
+
+#[tokio::test]
+async fn an_upload_declaring_more_than_five_tib_is_refused_before_any_body() {
+    let sg = start(LimitsConfig::default()).await;
+    let b = sg.bucket().await;
+    let url = format!("{}/{b}/huge", sg.endpoint);
+    let (tx, pending) = start_fed_put(url, 6 << 40);
+    let r = tokio::time::timeout(Duration::from_secs(20), pending)
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap()
+        .unwrap();
+    drop(tx);
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("EntityTooLarge"));
 }

@@ -778,3 +778,24 @@ pub fn hand_fed_body() -> (
     });
     (tx, reqwest::Body::wrap_stream(s))
 }
+
+/// Feeds a request body chunk by chunk (see [`hand_fed_body`]).
+pub type Feeder = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;
+/// A request under way on its own task.
+pub type Pending = tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>;
+
+/// Starts a signed PUT (`UNSIGNED-PAYLOAD`) declaring `total` bytes, whose body the test
+/// feeds; returns the feeder and the pending response.
+pub fn start_fed_put(url: String, total: u64) -> (Feeder, Pending) {
+    let headers = signed_headers("PUT", &url, &[("content-length", total.to_string())]);
+    let (tx, body) = hand_fed_body();
+    let task = tokio::spawn(async move {
+        reqwest::Client::new()
+            .put(&url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+    });
+    (tx, task)
+}
