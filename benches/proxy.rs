@@ -307,7 +307,7 @@ fn main() {
         .local_addr()
         .unwrap()
         .port();
-    std::fs::write(dir.path().join("root.key"), "ab".repeat(32)).unwrap();
+    common::write_private(&dir.path().join("root.key"), "ab".repeat(32).as_bytes());
     let cfg = format!(
         "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
         g.endpoint,

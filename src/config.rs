@@ -87,6 +87,12 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// Where data keys come from: the embedded KMS or remote backends, caching, outages.
     pub kms_backend: crate::kms::backend::KmsBackendConfig,
+    /// Timeouts and limits on client connections (`crate::limits`).
+    pub limits: crate::limits::LimitsConfig,
+    /// Accept AWS Signature Version 2 (deprecated; aws-cli v1 presigns with it unless
+    /// configured for `s3v4`). Off by default: s3s verifies V2 signatures with a
+    /// variable-time comparison (see `docs/operations.md`).
+    pub allow_signature_v2: bool,
 }
 
 /// Object encryption policy.
@@ -127,6 +133,8 @@ impl Default for Config {
             kms: crate::kms::KmsConfig::default(),
             encryption: EncryptionConfig::default(),
             kms_backend: Default::default(),
+            limits: crate::limits::LimitsConfig::default(),
+            allow_signature_v2: false,
         }
     }
 }
@@ -389,6 +397,9 @@ impl Config {
                 "only applies with encryption.default = \"aws:kms\"",
             ));
         }
+        self.limits
+            .validate()
+            .map_err(|(field, reason)| cfg_err(field, reason))?;
         self.kms.account = self.account.clone();
         self.kms.validate().map_err(|e| cfg_err("kms", e))?;
         self.kms_backend
@@ -478,6 +489,23 @@ mod tests {
             !dbg.contains("from-env-secret") && !dbg.contains("alicesecret1"),
             "{dbg}"
         );
+    }
+
+    #[test]
+    fn no_setting_turns_off_upstream_certificate_verification() {
+        for k in [
+            "danger_accept_invalid_certs",
+            "insecure",
+            "tls_verify",
+            "verify_tls",
+            "skip_tls_verify",
+        ] {
+            let t = GOOD.replace(
+                "region = \"garage\"",
+                &format!("region = \"garage\"\n{k} = true"),
+            );
+            assert!(Config::from_toml(&t).is_err(), "{k} is not a setting");
+        }
     }
 
     #[test]

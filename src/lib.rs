@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod kms;
+pub mod limits;
 pub mod metrics;
 pub mod s3;
 pub mod server;

@@ -330,17 +330,31 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
 }
 
 fn init_logging(level: &str, format: &str) {
-    // s3s logs whole requests (headers included) at debug: keep it at warn unless asked.
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("s3s=warn,{level}"))
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
+    // Crates that log request details at debug/trace are capped whatever the filter asks
+    // for (`--log-level trace,s3s=trace` included): s3s (paths, queries, computed
+    // signatures) and aws-sigv4 (canonical requests to the store: header and metadata
+    // values). No log level prints credentials, signatures or metadata values.
+    const CAPPED: [(&str, tracing::Level); 2] = [
+        ("s3s", tracing::Level::WARN),
+        ("aws_sigv4", tracing::Level::INFO),
+    ];
+    let cap = tracing_subscriber::filter::filter_fn(|m| {
+        CAPPED
+            .iter()
+            .all(|(t, max)| !m.target().starts_with(t) || m.level() <= max)
+    });
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = if format == "json" {
+        layer.json().boxed()
     } else {
-        b.init();
-    }
+        layer.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(cap))
+        .init();
 }
 
 async fn shutdown_signal() {

@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::rt::TokioIo;
 use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::limits::IdleTimeout;
 use crate::s3::{Gateway, State, Unreachable};
 use crate::upstream::Upstream;
 
@@ -31,6 +31,9 @@ tokio::task_local! {
     /// The S3 operation of the request being handled (set by the S3 route), for metrics.
     pub static CURRENT_OP: std::cell::Cell<&'static str>;
 }
+
+/// A client's request body, failing when it stalls (`limits.body_idle_timeout_secs`).
+type ClientBody = IdleTimeout<Incoming>;
 
 /// The running application: everything a request needs.
 pub struct App {
@@ -41,8 +44,26 @@ pub struct App {
     kms: crate::kms::Kms,
     access_keys: crate::auth::AccessKeys,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Connection and request limits (timeouts, header sizes, connection count).
+    limits: crate::limits::LimitsConfig,
+    /// Whether Signature Version 2 requests are passed to s3s (`allow_signature_v2`).
+    allow_signature_v2: bool,
     next_id: AtomicU64,
     id_prefix: String,
+}
+
+impl std::fmt::Debug for App {
+    /// Everything but the s3s service (which has no `Debug`); secrets are redacted by
+    /// their own types.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("probe", &self.probe)
+            .field("kms", &self.kms)
+            .field("access_keys", &self.access_keys)
+            .field("tls", &self.tls.is_some())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl App {
@@ -87,6 +108,8 @@ impl App {
             kms,
             access_keys,
             tls,
+            limits: cfg.limits.clone(),
+            allow_signature_v2: cfg.allow_signature_v2,
             next_id: AtomicU64::new(1),
             id_prefix,
         }))
@@ -115,6 +138,7 @@ impl App {
             bucket = tracing::field::Empty,
         );
         let start = Instant::now();
+        let req = req.map(|b| IdleTimeout::new(b, self.limits.body_idle_timeout()));
         let op = std::cell::Cell::new("-");
         CURRENT_OP.scope(op, async move {
             let mut resp = self.route(req, peer, &id).await;
@@ -134,7 +158,7 @@ impl App {
 
     async fn route(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         peer: SocketAddr,
         request_id: &str,
     ) -> Response<Body> {
@@ -167,12 +191,20 @@ impl App {
             tracing::Span::current().record("op", "kms");
             return self.kms_api(req, peer).await;
         }
+        if let Some((code, message)) = crate::auth::refused_scheme(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            self.allow_signature_v2,
+        ) {
+            return s3_error_response(code, message, request_id);
+        }
         let mut req = req;
         req.extensions_mut().insert(crate::s3::RequestInfo {
             peer: peer.ip(),
             id: request_id.to_string(),
         });
-        match self.s3.call(req.map(Body::from)).await {
+        match self.s3.call(req.map(Body::http_body)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = ?e, "s3 service failed");
@@ -221,7 +253,7 @@ impl App {
     }
 
     /// The AWS KMS JSON API on the same listener (SigV4 service `kms`).
-    async fn kms_api(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn kms_api(&self, req: Request<ClientBody>, peer: SocketAddr) -> Response<Body> {
         use http_body_util::BodyExt;
         let (parts, body) = req.into_parts();
         let body = match http_body_util::Limited::new(body, crate::kms::api::MAX_BODY)
@@ -246,6 +278,25 @@ impl App {
         .await;
         resp.map(Body::from)
     }
+}
+
+/// An S3 XML error answered by the listener itself (before s3s).
+fn s3_error_response(code: &str, message: &str, request_id: &str) -> Response<Body> {
+    let status = if code == "NotImplemented" {
+        StatusCode::NOT_IMPLEMENTED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+    );
+    let mut r = Response::new(Body::from(xml));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    r
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
@@ -310,9 +361,18 @@ pub async fn serve(
             }
         }
     });
-    let builder = ConnBuilder::new(TokioExecutor::new());
+    let builder = crate::limits::conn_builder(&app.limits);
+    // One permit per client connection: at the limit, new connections wait in the backlog.
+    let connections = Arc::new(tokio::sync::Semaphore::new(app.limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -334,6 +394,7 @@ pub async fn serve(
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -344,6 +405,7 @@ pub async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let tls = match tokio::time::timeout(
                         Duration::from_secs(10),
                         acceptor.accept(stream),

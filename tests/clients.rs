@@ -231,6 +231,13 @@ async fn aws_cli_sync_and_presigned_urls_work() {
     std::fs::create_dir_all(up.join("sub")).unwrap();
     std::fs::write(up.join("a.txt"), b"alpha").unwrap();
     std::fs::write(up.join("sub/b.bin"), pattern(70_000, 4)).unwrap();
+    // aws-cli v1 presigns with Signature Version 2 unless told otherwise; sealgate
+    // refuses V2 by default (`allow_signature_v2`), so the client is set to SigV4.
+    std::fs::write(
+        dir.path().join("aws-config"),
+        "[default]\ns3 =\n    signature_version = s3v4\n",
+    )
+    .unwrap();
     let ep = sg.endpoint.clone();
     let d = dir.path().to_path_buf();
     let url = tokio::task::spawn_blocking(move || {
@@ -241,7 +248,7 @@ async fn aws_cli_sync_and_presigned_urls_work() {
                 .env("AWS_ACCESS_KEY_ID", common::CLIENT_AK)
                 .env("AWS_SECRET_ACCESS_KEY", common::CLIENT_SK)
                 .env("HOME", &d)
-                .env("AWS_CONFIG_FILE", d.join("none"))
+                .env("AWS_CONFIG_FILE", d.join("aws-config"))
                 .env("AWS_SHARED_CREDENTIALS_FILE", d.join("none"));
             run(&mut c)
         };

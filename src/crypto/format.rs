@@ -92,6 +92,13 @@ impl PartHeader {
     }
 }
 
+/// Largest plaintext size (of an object, and so of a part) sealgate handles: S3's 5 TiB
+/// object limit. Every size that comes from a client or from the store is checked
+/// against it where it enters (`Layout::decode_parts`, [`plain_len_of_part_cipher`],
+/// object metadata, declared Content-Length), so offset arithmetic on sizes cannot
+/// overflow.
+pub const MAX_PLAIN: u64 = 5 << 40;
+
 /// Number of segments of a part with `plain` plaintext bytes (at least one).
 pub fn segments(plain: u64) -> u64 {
     plain.div_ceil(SEGMENT).max(1)
@@ -105,6 +112,9 @@ pub fn part_cipher_len(plain: u64, with_header: bool) -> u64 {
 
 /// Inverse of [`part_cipher_len`]: the plaintext length, if `cipher` is a possible length.
 pub fn plain_len_of_part_cipher(cipher: u64, with_header: bool) -> Option<u64> {
+    if cipher > part_cipher_len(MAX_PLAIN, with_header) {
+        return None;
+    }
     let body = cipher.checked_sub(if with_header { HEADER_LEN } else { 0 })?;
     if body < TAG {
         return None;
@@ -181,6 +191,7 @@ impl Layout {
     pub fn decode_parts(s: &str) -> Result<Layout, FormatError> {
         let bad = |m: &str| FormatError::BadManifest(m.to_string());
         let mut parts = Vec::new();
+        let mut total: u64 = 0;
         for run in s.split(',') {
             let mut it = run.split(':');
             let (Some(f), Some(c), Some(z), None) = (it.next(), it.next(), it.next(), it.next())
@@ -193,6 +204,11 @@ impl Layout {
             if c == 0 || f == 0 || f.checked_add(c - 1).is_none_or(|last| last > 10_000) {
                 return Err(bad("part numbers out of range"));
             }
+            total = z
+                .checked_mul(u64::from(c))
+                .and_then(|run| run.checked_add(total))
+                .filter(|t| *t <= MAX_PLAIN)
+                .ok_or_else(|| bad("sizes add up to more than 5 TiB"))?;
             for i in 0..c {
                 let n = f + i;
                 if parts.last().is_some_and(|(prev, _)| *prev >= n) {

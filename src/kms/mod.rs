@@ -137,6 +137,7 @@ impl KmsConfig {
     /// Reads the root key from the file if configured, else from the environment.
     pub fn load_root_key(&self) -> Result<RootKey, KmsError> {
         if let Some(path) = &self.root_key_file {
+            check_private(path)?;
             let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
                 KmsError::Config(format!("cannot read root key file {}: {e}", path.display()))
             })?);
@@ -150,6 +151,30 @@ impl KmsConfig {
         })?);
         RootKey::parse(val.as_bytes(), &format!("${}", self.root_key_env))
     }
+}
+
+/// Refuses a root key file that anyone but its owner may read or write: the root key
+/// unseals every key in the database.
+#[cfg(unix)]
+fn check_private(path: &std::path::Path) -> Result<(), KmsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        KmsError::Config(format!("cannot read root key file {}: {e}", path.display()))
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KmsError::Config(format!(
+            "root key file {p} is accessible by group or others (mode {mode:03o}); \
+             restrict it with `chmod 600 {p}`",
+            p = path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &std::path::Path) -> Result<(), KmsError> {
+    Ok(())
 }
 
 impl Kms {

@@ -333,9 +333,20 @@ fn root_key_comes_from_file_or_env() {
     std::fs::write(&key_file, "11".repeat(32)).unwrap();
     let cfg = KmsConfig {
         db_path: dir.path().join("kms.redb"),
-        root_key_file: Some(key_file),
+        root_key_file: Some(key_file.clone()),
         ..KmsConfig::default()
     };
+    // Readable by others: refused, naming the file and the fix.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Kms::open(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains(&key_file.display().to_string()) && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let kms = Kms::open(&cfg).unwrap();
     assert!(
         kms.create_key(&alice(), &CreateKeyOptions::default())

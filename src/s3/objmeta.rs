@@ -151,7 +151,9 @@ impl ObjectMeta {
         let alg = Alg::parse(need(ALG)?).ok_or_else(|| corrupt("unknown algorithm"))?;
         let size: u64 = need(SIZE)?
             .parse()
-            .map_err(|_| corrupt("size is not a number"))?;
+            .ok()
+            .filter(|s| *s <= crate::crypto::format::MAX_PLAIN)
+            .ok_or_else(|| corrupt("size is not a number up to 5 TiB"))?;
         let mac_v = b64(MAC, need(MAC)?)?;
         let mac: [u8; 16] = mac_v
             .try_into()

@@ -115,12 +115,19 @@ pub fn sse_response_headers(h: &mut HeaderMap, meta: &ObjectMeta) {
 
 /// The plaintext length the client declared; S3 requires one for PutObject/UploadPart.
 pub fn declared_len(ctx: &Ctx) -> Result<u64, Error> {
-    forward::content_length(&ctx.headers).ok_or_else(|| {
+    let len = forward::content_length(&ctx.headers).ok_or_else(|| {
         Error::Client(S3Error::with_message(
             S3ErrorCode::MissingContentLength,
             "You must provide the Content-Length HTTP header.",
         ))
-    })
+    })?;
+    if len > crate::crypto::format::MAX_PLAIN {
+        return Err(Error::Client(S3Error::with_message(
+            S3ErrorCode::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size (5 TiB).",
+        )));
+    }
+    Ok(len)
 }
 
 /// Adds the verified `x-amz-checksum-*` value to a successful response.

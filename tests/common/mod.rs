@@ -110,17 +110,7 @@ fn start_garage() -> Garage {
         secret = random_hex(32),
     );
     let cfg_path = base.join("garage.toml");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&cfg_path)
-            .unwrap();
-        f.write_all(cfg.as_bytes()).unwrap();
-    }
+    write_private(&cfg_path, cfg.as_bytes());
     let secret_key = random_hex(32);
     let script = format!(
         "'{bin}' -c '{cfg}' server --single-node --default-bucket > '{log}' 2>&1 & G=$!; cat > /dev/null; kill $G 2>/dev/null; wait $G 2>/dev/null; rm -rf '{base}'",
@@ -216,22 +206,7 @@ pub struct Sealgate {
 /// The config tests use: Garage upstream, one client key.
 pub fn test_config() -> Config {
     let g = garage();
-    Config {
-        upstream: UpstreamConfig {
-            endpoint: g.endpoint.clone(),
-            region: g.region.clone(),
-            access_key_id: g.access_key.clone(),
-            secret_access_key: Secret::new(g.secret_key.clone()),
-            ..UpstreamConfig::default()
-        },
-        access_keys: vec![AccessKeyConfig {
-            access_key_id: CLIENT_AK.into(),
-            secret_access_key: Secret::new(CLIENT_SK),
-            principal: "tester".into(),
-            ..AccessKeyConfig::default()
-        }],
-        ..Config::default()
-    }
+    config_for_store(&g.endpoint, &g.access_key, &g.secret_key, &g.region)
 }
 
 impl Sealgate {
@@ -244,7 +219,7 @@ impl Sealgate {
         let state_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
         if cfg.kms.root_key_file.is_none() {
             let root = state_dir.path().join("root.key");
-            std::fs::write(&root, random_hex(32)).unwrap();
+            write_private(&root, random_hex(32).as_bytes());
             cfg.kms.root_key_file = Some(root);
             cfg.kms.db_path = state_dir.path().join("kms.redb");
         }
@@ -534,6 +509,68 @@ impl KmsPeer {
             }
         };
         let child = cmd
+/// A Garage owned by one test: it can be killed (SIGKILL) and restarted on the same
+/// data, and stores blocks uncompressed so its data directory can be searched for
+/// plaintext. The shared [`garage()`] is unaffected.
+pub struct PrivateGarage {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    /// Holds `meta/`, `data/`, the config and the log.
+    pub dir: tempfile::TempDir,
+    cfg_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateGarage {
+    /// Starts a fresh single-node Garage on free loopback ports and waits until it answers.
+    pub fn start() -> PrivateGarage {
+        let dir = tempfile::Builder::new()
+            .prefix("private-garage-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let (s3_port, rpc_port) = (free_port(), free_port());
+        let base = dir.path();
+        let cfg = format!(
+            "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
+             compression_level = \"none\"\n\
+             rpc_bind_addr = \"127.0.0.1:{rpc_port}\"\nrpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{secret}\"\n\
+             [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n",
+            d = base.display(),
+            secret = random_hex(32),
+        );
+        let cfg_path = base.join("garage.toml");
+        write_private(&cfg_path, cfg.as_bytes());
+        let mut g = PrivateGarage {
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            access_key: GARAGE_AK.into(),
+            secret_key: random_hex(32),
+            region: "garage".into(),
+            dir,
+            cfg_path,
+            child: None,
+        };
+        g.restart();
+        g
+    }
+
+    /// Starts (again) on the same config and data; waits until ListBuckets answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "Garage is still running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("garage.log"))
+            .unwrap();
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&self.cfg_path)
+            .args(["server", "--single-node", "--default-bucket"])
+            .env("GARAGE_DEFAULT_ACCESS_KEY", &self.access_key)
+            .env("GARAGE_DEFAULT_SECRET_KEY", &self.secret_key)
+            .env("GARAGE_DEFAULT_BUCKET", "default")
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -620,6 +657,44 @@ impl KmsPeer {
     /// Kills the process (SIGKILL) and waits for it.
     pub fn kill(&self) {
         if let Some(mut c) = self.child.lock().unwrap().take() {
+            .expect("spawn garage");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (endpoint, ak, sk) = (
+                self.endpoint.clone(),
+                self.access_key.clone(),
+                self.secret_key.clone(),
+            );
+            let ok = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let c = s3_client(&endpoint, &ak, &sk, "garage");
+                rt.block_on(async { c.list_buckets().send().await.is_ok() })
+            })
+            .join()
+            .unwrap_or(false);
+            if ok {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("Garage exited with {st}; its log:\n{}", self.log());
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "Garage did not become ready within 60 s; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -645,18 +720,217 @@ impl KmsPeer {
 impl Drop for KmsPeer {
     fn drop(&mut self) {
         self.pause(false);
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
+    }
+
+    /// A client talking to this Garage directly.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        s3_client(
+            &self.endpoint,
+            &self.access_key,
+            &self.secret_key,
+            &self.region,
+        )
+    }
+
+    /// A sealgate config whose upstream is this Garage.
+    pub fn sealgate_config(&self) -> Config {
+        config_for_store(
+            &self.endpoint,
+            &self.access_key,
+            &self.secret_key,
+            &self.region,
+        )
+    }
+
+    /// Whether any file under this Garage's directories (data blocks, metadata database)
+    /// contains `needle`.
+    pub fn files_contain(&self, needle: &[u8]) -> Option<PathBuf> {
+        find_in_tree(self.dir.path(), needle)
+    }
+}
+
+impl Drop for PrivateGarage {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The first file under `dir` whose bytes contain `needle`.
+pub fn find_in_tree(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// A sealgate config for any store, with the test client key.
+pub fn config_for_store(endpoint: &str, ak: &str, sk: &str, region: &str) -> Config {
+    Config {
+        upstream: UpstreamConfig {
+            endpoint: endpoint.to_string(),
+            region: region.to_string(),
+            access_key_id: ak.to_string(),
+            secret_access_key: Secret::new(sk.to_string()),
+            ..UpstreamConfig::default()
+        },
+        access_keys: vec![AccessKeyConfig {
+            access_key_id: CLIENT_AK.into(),
+            secret_access_key: Secret::new(CLIENT_SK),
+            principal: "tester".into(),
+            ..AccessKeyConfig::default()
+        }],
+        ..Config::default()
+    }
+}
+
+/// Writes a file readable by its owner only (root keys, configs with secrets).
+pub fn write_private(path: &Path, contents: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(contents).unwrap();
+}
+
+/// The `sealgate` binary running as a separate process (so a test can SIGKILL it), with
+/// its KMS database and root key in `dir`, which outlives the process for a restart.
+pub struct SealgateProcess {
+    pub endpoint: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl SealgateProcess {
+    /// Writes `dir/sealgate.toml` (and a root key, if `dir` has none yet) for the given
+    /// store and starts the binary; returns when `/health` answers.
+    pub async fn start(dir: &Path, endpoint: &str, ak: &str, sk: &str, region: &str) -> Self {
+        Self::start_logging(dir, (endpoint, ak, sk, region), "info").await
+    }
+
+    /// As [`Self::start`], with `--log-level log_level` (the log is `dir/sealgate.log`).
+    pub async fn start_logging(
+        dir: &Path,
+        (endpoint, ak, sk, region): (&str, &str, &str, &str),
+        log_level: &str,
+    ) -> Self {
+        let bin = std::env::var("SEALGATE_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_sealgate")));
+        let root = dir.join("root.key");
+        if !root.exists() {
+            write_private(&root, random_hex(32).as_bytes());
+        }
+        let port = free_port();
+        let cfg = format!(
+            "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            CLIENT_AK,
+            CLIENT_SK,
+            dir.join("kms.redb").display(),
+            root.display()
+        );
+        write_private(&dir.join("sealgate.toml"), cfg.as_bytes());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("sealgate.log"))
+            .unwrap();
+        let child = Command::new(&bin)
+            .args(["--log-level", log_level, "serve", "--config"])
+            .arg(dir.join("sealgate.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut p = SealgateProcess {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/health", p.endpoint)).await
+                && r.status().is_success()
+            {
+                return p;
+            }
+            if let Some(Ok(Some(st))) = p.child.as_mut().map(|c| c.try_wait()) {
+                panic!("sealgate exited with {st}; its log:\n{}", p.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sealgate did not answer /health within 30 s; its log:\n{}",
+                p.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL (no graceful shutdown, no flushing), and reap the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sealgate.log")).unwrap_or_default()
+    }
+
+    /// An S3 client for this sealgate (test client key).
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        s3_client(&self.endpoint, CLIENT_AK, CLIENT_SK, "us-east-1")
+    }
+
+    /// A KMS client for this sealgate (test client key).
+    pub fn kms_client(&self) -> aws_sdk_kms::Client {
+        kms_client_for(&self.endpoint)
+    }
+}
+
+impl Drop for SealgateProcess {
+    fn drop(&mut self) {
         self.kill();
     }
 }
 
 /// An AWS KMS API client for `endpoint` (moto, or a sealgate instance).
 pub fn kms_client_for(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_kms::Client {
+/// An AWS KMS client for a sealgate endpoint (test client key).
+pub fn kms_client_for(endpoint: &str) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_sdk_kms::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_kms::config::Credentials::new(
             ak, sk, None, None, "test",
+            CLIENT_AK, CLIENT_SK, None, None, "t",
         ))
         .build();
     aws_sdk_kms::Client::from_conf(conf)
@@ -677,4 +951,52 @@ pub async fn metric(sg: &Sealgate, name: &str) -> u64 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0)
+/// Headers for a request to `url` (host taken from it) signed with the test client key
+/// and `UNSIGNED-PAYLOAD`, plus `extra` (signed too).
+pub fn signed_headers(method: &str, url: &str, extra: &[(&str, String)]) -> http::HeaderMap {
+    let host = url.split('/').nth(2).expect("url with a host");
+    let mut h = http::HeaderMap::new();
+    h.insert("host", host.parse().unwrap());
+    for (k, v) in extra {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    sign_for_sealgate(method, url, &mut h, "UNSIGNED-PAYLOAD");
+    h
+}
+
+/// A request body the test feeds by hand: chunks sent on the returned sender arrive at
+/// the server as they are sent; dropping the sender ends the body.
+pub fn hand_fed_body() -> (
+    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let s = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (tx, reqwest::Body::wrap_stream(s))
+}
+
+/// Feeds a request body chunk by chunk (see [`hand_fed_body`]).
+pub type Feeder = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;
+/// A request under way on its own task.
+pub type Pending = tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>;
+
+/// Starts a signed PUT (`UNSIGNED-PAYLOAD`) declaring `total` bytes, whose body the test
+/// feeds; returns the feeder and the pending response.
+pub fn start_fed_put(url: String, total: u64) -> (Feeder, Pending) {
+    let headers = signed_headers("PUT", &url, &[("content-length", total.to_string())]);
+    let (tx, body) = hand_fed_body();
+    let task = tokio::spawn(async move {
+        reqwest::Client::new()
+            .put(&url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+    });
+    (tx, task)
 }

@@ -132,9 +132,9 @@ pub fn sdk_client_as(url: &str, access_key: &str, secret: &str) -> aws_sdk_kms::
     aws_sdk_kms::Client::from_conf(conf)
 }
 
-/// POSTs a raw body to the KMS endpoint, signed with aws-sigv4 (for malformed-input
-/// tests the SDK cannot produce). Returns (status, parsed JSON body).
-pub async fn raw_call(url: &str, target: &str, body: &str) -> (u16, serde_json::Value) {
+/// A KMS API request for `host` (`127.0.0.1:PORT`) signed as alice with aws-sigv4, as
+/// the SDKs sign (service `kms`, signed body). `target` is the whole `X-Amz-Target`.
+pub fn signed_request(host: &str, target: &str, body: &[u8]) -> http::Request<Bytes> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let identity =
         aws_credential_types::Credentials::new(ACCESS_KEY, SECRET, None, None, "t").into();
@@ -147,25 +147,34 @@ pub async fn raw_call(url: &str, target: &str, body: &str) -> (u16, serde_json::
         .build()
         .unwrap()
         .into();
-    let host = url.trim_start_matches("http://").to_string();
     let headers = [
-        ("host", host.as_str()),
+        ("host", host),
         ("content-type", "application/x-amz-json-1.1"),
         ("x-amz-target", target),
     ];
     let signable = SignableRequest::new(
         "POST",
-        format!("{url}/"),
+        format!("http://{host}/"),
         headers.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
+        SignableBody::Bytes(body),
     )
     .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut req = http::Request::post(format!("{url}/")).body(()).unwrap();
+    let mut req = http::Request::post("/")
+        .body(Bytes::copy_from_slice(body))
+        .unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(k, v.parse().unwrap());
     }
     instructions.apply_to_request_http1x(&mut req);
+    req
+}
+
+/// POSTs a raw body to the KMS endpoint, signed with aws-sigv4 (for malformed-input
+/// tests the SDK cannot produce). Returns (status, parsed JSON body).
+pub async fn raw_call(url: &str, target: &str, body: &str) -> (u16, serde_json::Value) {
+    let host = url.trim_start_matches("http://");
+    let req = signed_request(host, target, body.as_bytes());
     let mut rb = reqwest::Client::new()
         .post(format!("{url}/"))
         .body(body.to_string());

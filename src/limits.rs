@@ -1,0 +1,197 @@
+//! Limits and timeouts on client connections: what one client (or many) can make sealgate
+//! hold. Documented for operators in `docs/operations.md` ("Limits and timeouts").
+//!
+//! Invariants: every limit has a finite default (`LimitsConfig::default`); a request whose
+//! head does not arrive within `header_read_timeout_secs`, or is larger than
+//! `max_header_bytes` / `max_headers`, never reaches a handler; a request body that sends
+//! nothing for `body_idle_timeout_secs` fails (the store then receives a short body and
+//! stores nothing); at most `max_connections` client connections are served at once —
+//! further ones wait in the listen backlog until one ends.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use serde::Deserialize;
+
+/// Limits on client connections and requests (`[limits]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Seconds a client has to send a request's line and headers once it started (or
+    /// while a kept-alive connection waits for the next request); then the connection is
+    /// closed. Defends against slowloris-style connection hoarding.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may send nothing before the request fails.
+    pub body_idle_timeout_secs: u64,
+    /// Largest request head (request line and headers) in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431.
+    pub max_headers: usize,
+    /// Most client connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 30,
+            body_idle_timeout_secs: 60,
+            max_header_bytes: 64 * 1024,
+            max_headers: 128,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Checks the values; the error names the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            (
+                "limits.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("limits.body_idle_timeout_secs", self.body_idle_timeout_secs),
+            ("limits.max_connections", self.max_connections as u64),
+            ("limits.max_headers", self.max_headers as u64),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err((field, "must be at least 1".into()));
+            }
+        }
+        if !(8192..=1 << 20).contains(&self.max_header_bytes) {
+            return Err((
+                "limits.max_header_bytes",
+                "must be between 8192 and 1048576".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn body_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_idle_timeout_secs)
+    }
+}
+
+/// The connection builder with these limits applied to HTTP/1.1 and HTTP/2.
+pub fn conn_builder(l: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
+    let mut b = ConnBuilder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
+        .max_buf_size(l.max_header_bytes)
+        .max_headers(l.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX));
+    b
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails when no data arrives for the idle timeout.
+    pub struct IdleTimeout<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        timer: tokio::time::Sleep,
+        idle: Duration,
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, idle: Duration) -> Self {
+        Self {
+            inner,
+            timer: tokio::time::sleep(idle),
+            idle,
+        }
+    }
+}
+
+/// The error a stalled body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {0:?}")]
+pub struct BodyIdle(pub Duration);
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(r) => {
+                let deadline = tokio::time::Instant::now() + *this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(r.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.timer.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle(*this.idle))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_stalled_body_fails_after_the_idle_timeout_and_a_flowing_one_does_not() {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Frame<Bytes>, String>>(4);
+        let body = http_body_util::StreamBody::new(rx);
+        let idle = Duration::from_millis(400);
+        let mut b = std::pin::pin!(IdleTimeout::new(body, idle));
+        // Data every 250 ms keeps it alive well past 400 ms in total.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            futures::SinkExt::send(&mut tx, Ok(Frame::data(Bytes::from_static(b"x"))))
+                .await
+                .unwrap();
+            let f = b.as_mut().frame().await.unwrap().unwrap();
+            assert_eq!(f.into_data().unwrap(), "x");
+        }
+        let t = std::time::Instant::now();
+        let err = b.as_mut().frame().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("sent nothing"), "{err}");
+        assert!(t.elapsed() >= idle);
+    }
+
+    #[test]
+    fn zero_limits_are_rejected_naming_the_field() {
+        let l = LimitsConfig {
+            max_connections: 0,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(l.validate().unwrap_err().0, "limits.max_connections");
+        let l = LimitsConfig {
+            max_header_bytes: 100,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(l.validate().unwrap_err().0, "limits.max_header_bytes");
+        LimitsConfig::default().validate().unwrap();
+    }
+}

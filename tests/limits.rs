@@ -1,0 +1,171 @@
+//! Limits and timeouts on client connections (`[limits]`, `src/limits.rs`), exercised
+//! over raw TCP so nothing in a client library hides what the server does.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Sealgate, start_fed_put, test_config};
+use sealgate::limits::LimitsConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start(limits: LimitsConfig) -> Sealgate {
+    let mut cfg = test_config();
+    cfg.limits = limits;
+    Sealgate::start_with(cfg).await
+}
+
+/// Reads whatever the server sends within `wait`: (bytes, whether it closed).
+async fn read_for(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return (out, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"ok\n") {
+                    return (out, false);
+                }
+            }
+        }
+    }
+}
+
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let sg = start(LimitsConfig {
+        header_read_timeout_secs: 1,
+        ..LimitsConfig::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(sg.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let (_, closed) = read_for(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "the connection is closed");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn oversized_or_too_many_headers_are_refused_with_431() {
+    let sg = start(LimitsConfig {
+        max_header_bytes: 16 * 1024,
+        max_headers: 32,
+        ..LimitsConfig::default()
+    })
+    .await;
+    let big = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(32 * 1024)
+    );
+    let many = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..40)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for req in [big, many] {
+        let mut s = TcpStream::connect(sg.addr).await.unwrap();
+        let _ = s.write_all(req.as_bytes()).await;
+        let (resp, _) = read_for(&mut s, Duration::from_secs(5)).await;
+        assert!(
+            resp.starts_with(b"HTTP/1.1 431"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    // Within the limits the same request is served.
+    let mut s = TcpStream::connect(sg.addr).await.unwrap();
+    s.write_all(HEALTH).await.unwrap();
+    let (resp, _) = read_for(&mut s, Duration::from_secs(5)).await;
+    assert!(resp.starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn an_upload_whose_body_stalls_fails_and_stores_nothing() {
+    let sg = start(LimitsConfig {
+        body_idle_timeout_secs: 1,
+        ..LimitsConfig::default()
+    })
+    .await;
+    let b = sg.bucket().await;
+    let url = format!("{}/{b}/stalled", sg.endpoint);
+    let (tx, pending) = start_fed_put(url, 1 << 20);
+    tx.send(Ok(bytes::Bytes::from(vec![7u8; 64 * 1024])))
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), pending)
+        .await
+        .expect("the stalled upload is answered, not left hanging")
+        .unwrap();
+    // `tx` is still alive: the body stalled, it did not end.
+    let failed = match r {
+        Err(_) => true,
+        Ok(r) => !r.status().is_success(),
+    };
+    assert!(failed, "a stalled upload cannot succeed");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    drop(tx);
+    let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let sg = start(LimitsConfig {
+        max_connections: 2,
+        ..LimitsConfig::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(sg.addr).await.unwrap();
+        s.write_all(HEALTH).await.unwrap();
+        let (resp, _) = read_for(&mut s, Duration::from_secs(5)).await;
+        assert!(resp.starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(sg.addr).await.unwrap();
+    third.write_all(HEALTH).await.unwrap();
+    let (resp, _) = read_for(&mut third, Duration::from_millis(800)).await;
+    assert!(
+        resp.is_empty(),
+        "a third connection waits while two are open"
+    );
+    drop(held.pop());
+    let (resp, _) = read_for(&mut third, Duration::from_secs(5)).await;
+    assert!(
+        resp.starts_with(b"HTTP/1.1 200"),
+        "served once one closed: {}",
+        String::from_utf8_lossy(&resp)
+    );
+}
+
+#[tokio::test]
+async fn an_upload_declaring_more_than_five_tib_is_refused_before_any_body() {
+    let sg = start(LimitsConfig::default()).await;
+    let b = sg.bucket().await;
+    let url = format!("{}/{b}/huge", sg.endpoint);
+    let (tx, pending) = start_fed_put(url, 6 << 40);
+    let r = tokio::time::timeout(Duration::from_secs(20), pending)
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap()
+        .unwrap();
+    drop(tx);
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("EntityTooLarge"));
+}
