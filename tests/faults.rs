@@ -437,7 +437,7 @@ async fn encrypt_acked(
 /// Creates keys, encrypts under them and rotates them until a call fails (the process
 /// was killed), recording each acknowledgement.
 async fn kms_workload(endpoint: String, acked: std::sync::Arc<std::sync::Mutex<Acked>>) {
-    let kms = common::kms_client_for(&endpoint);
+    let kms = common::kms_client_at(&endpoint);
     for i in 0u64.. {
         let Ok(out) = kms.create_key().description(format!("k{i}")).send().await else {
             return;

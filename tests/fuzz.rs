@@ -335,19 +335,25 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
         proptest::option::of("[A-Za-z0-9+/=]{1,100}"),
         any::<bool>(),
         any::<bool>(),
+        proptest::option::of("[a-z][a-z0-9_-]{0,15}"),
+        proptest::option::of(any::<[u8; 16]>()),
     )
-        .prop_map(|(up, dek, arn, ctx, kms, bk)| UploadToken {
-            upstream_id: up,
-            wrapped_dek: dek,
-            key_arn: arn,
-            context_b64: ctx,
-            alg: if kms {
-                sealgate::s3::sse::Alg::Kms
-            } else {
-                sealgate::s3::sse::Alg::S3
+        .prop_map(
+            |(up, dek, arn, ctx, kms, bk, backend, bk_salt)| UploadToken {
+                upstream_id: up,
+                wrapped_dek: dek,
+                key_arn: arn,
+                context_b64: ctx,
+                alg: if kms {
+                    sealgate::s3::sse::Alg::Kms
+                } else {
+                    sealgate::s3::sse::Alg::S3
+                },
+                bucket_key: bk,
+                backend,
+                bk_salt,
             },
-            bucket_key: bk,
-        })
+        )
 }
 
 proptest! {

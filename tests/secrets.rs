@@ -50,22 +50,30 @@ async fn config_and_application_debug_output_contains_no_secret() {
     cfg.kms.db_path = dir.path().join("kms.redb");
     cfg.validate().unwrap();
     let app = sealgate::server::App::new(&cfg).unwrap();
+    let kms = sealgate::kms::Kms::open(&{
+        let mut k = cfg.kms.clone();
+        k.db_path = dir.path().join("kms2.redb");
+        k
+    })
+    .unwrap();
+    let metrics = std::sync::Arc::new(sealgate::metrics::Metrics::new());
     let state = sealgate::s3::State {
         upstream: sealgate::upstream::Upstream::new(&cfg.upstream).unwrap(),
         access_keys: cfg.access_key_table(),
         vhost_domain: None,
         max_buffered_body: cfg.max_buffered_body,
-        kms: sealgate::kms::Kms::open(&{
-            let mut k = cfg.kms.clone();
-            k.db_path = dir.path().join("kms2.redb");
-            k
-        })
+        backends: sealgate::kms::backend::Backends::new(
+            &cfg.kms_backend,
+            kms.clone(),
+            metrics.clone(),
+        )
         .unwrap(),
+        kms,
         encryption: cfg.encryption.clone(),
         state_bucket: cfg.state_bucket.clone(),
         rules: Default::default(),
         sizes: Default::default(),
-        metrics: std::sync::Arc::new(sealgate::metrics::Metrics::new()),
+        metrics,
     };
     let dump = format!("{cfg:?}\n{cfg:#?}\n{app:?}\n{app:#?}\n{state:?}\n{state:#?}");
     assert!(dump.contains("GKdebug000"), "the dump is real: {dump}");

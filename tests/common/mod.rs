@@ -509,68 +509,6 @@ impl KmsPeer {
             }
         };
         let child = cmd
-/// A Garage owned by one test: it can be killed (SIGKILL) and restarted on the same
-/// data, and stores blocks uncompressed so its data directory can be searched for
-/// plaintext. The shared [`garage()`] is unaffected.
-pub struct PrivateGarage {
-    pub endpoint: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub region: String,
-    /// Holds `meta/`, `data/`, the config and the log.
-    pub dir: tempfile::TempDir,
-    cfg_path: PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateGarage {
-    /// Starts a fresh single-node Garage on free loopback ports and waits until it answers.
-    pub fn start() -> PrivateGarage {
-        let dir = tempfile::Builder::new()
-            .prefix("private-garage-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let (s3_port, rpc_port) = (free_port(), free_port());
-        let base = dir.path();
-        let cfg = format!(
-            "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
-             compression_level = \"none\"\n\
-             rpc_bind_addr = \"127.0.0.1:{rpc_port}\"\nrpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{secret}\"\n\
-             [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n",
-            d = base.display(),
-            secret = random_hex(32),
-        );
-        let cfg_path = base.join("garage.toml");
-        write_private(&cfg_path, cfg.as_bytes());
-        let mut g = PrivateGarage {
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
-            access_key: GARAGE_AK.into(),
-            secret_key: random_hex(32),
-            region: "garage".into(),
-            dir,
-            cfg_path,
-            child: None,
-        };
-        g.restart();
-        g
-    }
-
-    /// Starts (again) on the same config and data; waits until ListBuckets answers.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "Garage is still running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("garage.log"))
-            .unwrap();
-        let child = Command::new(garage_bin())
-            .arg("-c")
-            .arg(&self.cfg_path)
-            .args(["server", "--single-node", "--default-bucket"])
-            .env("GARAGE_DEFAULT_ACCESS_KEY", &self.access_key)
-            .env("GARAGE_DEFAULT_SECRET_KEY", &self.secret_key)
-            .env("GARAGE_DEFAULT_BUCKET", "default")
-            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -657,6 +595,131 @@ impl PrivateGarage {
     /// Kills the process (SIGKILL) and waits for it.
     pub fn kill(&self) {
         if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty, and provisions it again.
+    pub async fn restart(&self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the process: a backend that hangs.
+    pub fn pause(&self, stop: bool) {
+        if let Some(c) = self.child.lock().unwrap().as_ref() {
+            let sig = if stop { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for KmsPeer {
+    fn drop(&mut self) {
+        self.pause(false);
+        self.kill();
+    }
+}
+
+/// An AWS KMS API client for `endpoint` (moto, or a sealgate instance).
+pub fn kms_client_for(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            ak, sk, None, None, "test",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+/// Reads one sample of sealgate's Prometheus metrics (`name{labels}` exactly), 0 if absent.
+pub async fn metric(sg: &Sealgate, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", sg.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .filter(|r| r.starts_with(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A Garage owned by one test: it can be killed (SIGKILL) and restarted on the same
+/// data, and stores blocks uncompressed so its data directory can be searched for
+/// plaintext. The shared [`garage()`] is unaffected.
+pub struct PrivateGarage {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    /// Holds `meta/`, `data/`, the config and the log.
+    pub dir: tempfile::TempDir,
+    cfg_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateGarage {
+    /// Starts a fresh single-node Garage on free loopback ports and waits until it answers.
+    pub fn start() -> PrivateGarage {
+        let dir = tempfile::Builder::new()
+            .prefix("private-garage-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let (s3_port, rpc_port) = (free_port(), free_port());
+        let base = dir.path();
+        let cfg = format!(
+            "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
+             compression_level = \"none\"\n\
+             rpc_bind_addr = \"127.0.0.1:{rpc_port}\"\nrpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{secret}\"\n\
+             [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n",
+            d = base.display(),
+            secret = random_hex(32),
+        );
+        let cfg_path = base.join("garage.toml");
+        write_private(&cfg_path, cfg.as_bytes());
+        let mut g = PrivateGarage {
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            access_key: GARAGE_AK.into(),
+            secret_key: random_hex(32),
+            region: "garage".into(),
+            dir,
+            cfg_path,
+            child: None,
+        };
+        g.restart();
+        g
+    }
+
+    /// Starts (again) on the same config and data; waits until ListBuckets answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "Garage is still running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("garage.log"))
+            .unwrap();
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&self.cfg_path)
+            .args(["server", "--single-node", "--default-bucket"])
+            .env("GARAGE_DEFAULT_ACCESS_KEY", &self.access_key)
+            .env("GARAGE_DEFAULT_SECRET_KEY", &self.secret_key)
+            .env("GARAGE_DEFAULT_BUCKET", "default")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
             .expect("spawn garage");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -700,26 +763,6 @@ impl PrivateGarage {
         }
     }
 
-    /// Starts it again on the same port, empty, and provisions it again.
-    pub async fn restart(&self) {
-        self.kill();
-        self.spawn().await;
-    }
-
-    /// Freezes (SIGSTOP) or thaws (SIGCONT) the process: a backend that hangs.
-    pub fn pause(&self, stop: bool) {
-        if let Some(c) = self.child.lock().unwrap().as_ref() {
-            let sig = if stop { "-STOP" } else { "-CONT" };
-            let _ = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status();
-        }
-    }
-}
-
-impl Drop for KmsPeer {
-    fn drop(&mut self) {
-        self.pause(false);
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
     }
@@ -910,7 +953,7 @@ impl SealgateProcess {
 
     /// A KMS client for this sealgate (test client key).
     pub fn kms_client(&self) -> aws_sdk_kms::Client {
-        kms_client_for(&self.endpoint)
+        kms_client_at(&self.endpoint)
     }
 }
 
@@ -920,37 +963,11 @@ impl Drop for SealgateProcess {
     }
 }
 
-/// An AWS KMS API client for `endpoint` (moto, or a sealgate instance).
-pub fn kms_client_for(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_kms::Client {
 /// An AWS KMS client for a sealgate endpoint (test client key).
-pub fn kms_client_for(endpoint: &str) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            ak, sk, None, None, "test",
-            CLIENT_AK, CLIENT_SK, None, None, "t",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+pub fn kms_client_at(endpoint: &str) -> aws_sdk_kms::Client {
+    kms_client_for(endpoint, CLIENT_AK, CLIENT_SK)
 }
 
-/// Reads one sample of sealgate's Prometheus metrics (`name{labels}` exactly), 0 if absent.
-pub async fn metric(sg: &Sealgate, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", sg.endpoint))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .filter(|r| r.starts_with(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
 /// Headers for a request to `url` (host taken from it) signed with the test client key
 /// and `UNSIGNED-PAYLOAD`, plus `extra` (signed too).
 pub fn signed_headers(method: &str, url: &str, extra: &[(&str, String)]) -> http::HeaderMap {
