@@ -707,7 +707,20 @@ async fn bucket_default_encryption_applies_to_plain_puts() {
         put.server_side_encryption(),
         Some(&ServerSideEncryption::Aes256)
     );
-    // The state bucket is not reachable through sealgate.
+    // The state bucket is neither listed nor reachable through sealgate.
+    let listed = sg.client.list_buckets().send().await.unwrap();
+    assert!(
+        listed
+            .buckets()
+            .iter()
+            .all(|x| x.name() != Some("sealgate-state"))
+    );
+    assert!(
+        listed
+            .buckets()
+            .iter()
+            .any(|x| x.name() == Some(b.as_str()))
+    );
     let e = sg
         .client
         .list_objects_v2()
