@@ -40,6 +40,8 @@ pub struct App {
     s3: S3Service,
     /// The store client, for readiness probes.
     probe: Upstream,
+    /// Shared S3 state (its KMS backends are probed by `/ready`).
+    state: Arc<State>,
     metrics: crate::metrics::SharedMetrics,
     kms: crate::kms::Kms,
     access_keys: crate::auth::AccessKeys,
@@ -92,7 +94,9 @@ impl App {
         });
         let mut b = S3ServiceBuilder::new(Unreachable);
         b.set_auth(access_keys.clone());
-        b.set_route(Gateway { state });
+        b.set_route(Gateway {
+            state: state.clone(),
+        });
         if let Some(d) = &cfg.virtual_host_domain {
             b.set_host(crate::s3::target::VirtualHosts::new(d));
         }
@@ -104,6 +108,7 @@ impl App {
         Ok(Arc::new(App {
             s3: b.build(),
             probe,
+            state,
             metrics,
             kms,
             access_keys,
@@ -237,10 +242,19 @@ impl App {
             .service_managed_key(crate::s3::keys::MANAGED_ALIAS)
             .map(|_| ())
             .map_err(|e| format!("kms: {e}"));
-        match (store, kms) {
-            (Ok(()), Ok(())) => plain(StatusCode::OK, "ready\n"),
-            (s, k) => {
-                let why = [s.err(), k.err()]
+        let backends = match tokio::time::timeout(
+            Duration::from_secs(5),
+            self.state.backends.probe(self.kms.account()),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err("a KMS backend did not answer within 5 s".to_string()),
+        };
+        match (store, kms, backends) {
+            (Ok(()), Ok(()), Ok(())) => plain(StatusCode::OK, "ready\n"),
+            (s, k, b) => {
+                let why = [s.err(), k.err(), b.err()]
                     .into_iter()
                     .flatten()
                     .collect::<Vec<_>>()

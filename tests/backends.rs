@@ -453,7 +453,18 @@ async fn outage(backend: Backend) {
         get(&s.sg.client, &b, "before").await.unwrap(),
         b"written while up"
     );
+    let ready = reqwest::get(format!("{}/ready", s.sg.endpoint))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
     peer.kill();
+    // /ready reports the backend down, so a load balancer can take the instance out.
+    let ready = reqwest::get(format!("{}/ready", s.sg.endpoint))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("kms backend"), "{why}");
     let client = one_shot_client(&s.sg);
     // A new principal-context pair has no cached bucket key: the KMS must be asked.
     let e = client

@@ -199,6 +199,43 @@ impl Backends {
         })
     }
 
+    /// Readiness: every remote backend that new objects are written with answers
+    /// DescribeKey for its default key (the embedded KMS is checked by its caller).
+    pub async fn probe(&self, account: &str) -> Result<(), String> {
+        let who = Principal {
+            name: "sealgate-ready".into(),
+            account: account.to_string(),
+            is_root: true,
+        };
+        let call = CallContext::default();
+        let mut names: Vec<&String> = self.buckets.values().collect();
+        names.push(&self.default_write);
+        names.sort();
+        names.dedup();
+        for name in names {
+            if name == EMBEDDED {
+                continue;
+            }
+            let Some(b) = self.by_name.get(name) else {
+                continue;
+            };
+            let key = b
+                .default_key()
+                .await
+                .map_err(|e| format!("kms backend {name}: {e}"))?;
+            b.describe_key(
+                Caller {
+                    principal: &who,
+                    call: &call,
+                },
+                &key,
+            )
+            .await
+            .map_err(|e| format!("kms backend {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// The backend new objects in `bucket` are written with.
     pub fn for_write(&self, bucket: &str) -> &Arc<dyn KmsBackend> {
         let name = self.buckets.get(bucket).unwrap_or(&self.default_write);
