@@ -116,15 +116,6 @@ async fn plaintext_sha256(c: &Upstream, bucket: &str, key: &str) -> Result<(Stri
     Ok((hex::encode(ctx.finish().as_ref()), n))
 }
 
-const DESCRIPTIVE: &[&str] = &[
-    "content-type",
-    "content-encoding",
-    "content-disposition",
-    "content-language",
-    "cache-control",
-    "expires",
-];
-
 /// Encrypts one plaintext object in place; returns its size.
 async fn encrypt_one(
     c: &Upstream,
@@ -135,16 +126,15 @@ async fn encrypt_one(
 ) -> Result<u64, String> {
     let (before, n) = plaintext_sha256(c, bucket, key).await?;
     let mut h = extra;
-    for (k, v) in head {
-        if DESCRIPTIVE.contains(&k.as_str()) || k.as_str().starts_with("x-amz-meta-") {
-            h.append(k.clone(), v.clone());
-        }
+    for (k, v) in &crate::s3::copy::descriptive_headers(head) {
+        h.append(k.clone(), v.clone());
     }
-    let src = format!(
-        "/{}/{}",
-        crate::upstream::sign::uri_encode(bucket, false),
-        crate::upstream::sign::uri_encode(key, true)
-    );
+    let src = crate::s3::copy::Source {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: None,
+    }
+    .header_value();
     h.insert(
         "x-amz-copy-source",
         src.parse().map_err(|e| format!("{e}"))?,

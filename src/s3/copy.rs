@@ -17,7 +17,7 @@ use s3s::{Body, S3Error, S3ErrorCode, S3Response};
 
 use super::objmeta::{self, ObjectMeta};
 use super::sse;
-use super::{Ctx, forward, keys, put};
+use super::{Ctx, forward, get, keys, put};
 use crate::crypto::format::{self, Layout, PartHeader, part_cipher_len};
 use crate::crypto::stream::{Decryptor, Encryptor, random_salt};
 use crate::error::Error;
@@ -161,7 +161,9 @@ const DESCRIPTIVE: &[&str] = &[
     "x-amz-website-redirect-location",
 ];
 
-fn descriptive_headers(from: &HeaderMap) -> HeaderMap {
+/// The headers that describe an object (content type, caching, client metadata): what a
+/// copy with `MetadataDirective: REPLACE` must resend to keep them.
+pub fn descriptive_headers(from: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in from {
         let n = k.as_str();
@@ -199,32 +201,16 @@ pub async fn plaintext_source(
             let Some(plan) = format::plan(&meta.layout, start, end) else {
                 return Ok((futures::stream::empty().boxed(), 0));
             };
-            let (first, fetch_start) = first_header(ctx, src, &meta, &plan, etag.as_ref()).await?;
-            forward::set_header(
-                &mut h,
-                "range",
-                &format!("bytes={}-{}", fetch_start, plan.cipher_end - 1),
-            );
-            let resp = ctx
-                .state
-                .upstream
-                .send(UpRequest {
-                    method: Method::GET,
-                    bucket: Some(src.bucket.clone()),
-                    key: Some(src.key.clone()),
-                    query: src.query(),
-                    headers: h,
-                    body: UpBody::Empty,
-                })
-                .await?;
-            if resp.status() != StatusCode::PARTIAL_CONTENT
-                && !(resp.status() == StatusCode::OK && fetch_start == 0)
-            {
-                return Err(Error::Client(objmeta::corrupt(format!(
-                    "reading the copy source failed with {}",
-                    resp.status()
-                ))));
-            }
+            let stored = get::Stored {
+                bucket: src.bucket.clone(),
+                key: src.key.clone(),
+                query: src.query(),
+            };
+            let (first, fetch_start) =
+                get::first_header(ctx, &stored, &meta, &plan, etag.as_ref()).await?;
+            let resp =
+                get::range_request(ctx, &stored, etag.as_ref(), fetch_start, plan.cipher_end)
+                    .await?;
             let stream = forward::store_body(ctx, resp);
             Ok((
                 Decryptor::new(stream, dek, meta.layout.clone(), &plan, first).boxed(),
@@ -269,51 +255,6 @@ pub async fn plaintext_source(
             Ok((forward::store_body(ctx, resp), end - start))
         }
     }
-}
-
-async fn first_header(
-    ctx: &Ctx,
-    src: &Source,
-    meta: &ObjectMeta,
-    plan: &format::ReadPlan,
-    etag: Option<&http::HeaderValue>,
-) -> Result<(Option<PartHeader>, u64), Error> {
-    if !meta.layout.headers_in_body {
-        return Ok((meta.single_header(), plan.cipher_start));
-    }
-    if plan.first_segment == 0 {
-        return Ok((None, plan.cipher_start - format::HEADER_LEN));
-    }
-    let at = meta.layout.part_cipher_start(plan.first_part);
-    let mut h = HeaderMap::new();
-    forward::set_header(
-        &mut h,
-        "range",
-        &format!("bytes={}-{}", at, at + format::HEADER_LEN - 1),
-    );
-    if let Some(e) = etag {
-        h.insert(http::header::IF_MATCH, e.clone());
-    }
-    let resp = ctx
-        .state
-        .upstream
-        .send(UpRequest {
-            method: Method::GET,
-            bucket: Some(src.bucket.clone()),
-            key: Some(src.key.clone()),
-            query: src.query(),
-            headers: h,
-            body: UpBody::Empty,
-        })
-        .await?;
-    let b = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::Upstream(crate::upstream::UpstreamError::Transport(e.to_string())))?;
-    let hdr = PartHeader::decode(&b).map_err(|e| Error::Client(objmeta::corrupt(e)))?;
-    Decryptor::check_header(&meta.layout, plan.first_part, &hdr)
-        .map_err(|e| Error::Client(objmeta::corrupt(e)))?;
-    Ok((Some(hdr), plan.cipher_start))
 }
 
 pub async fn copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
@@ -463,27 +404,36 @@ async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             if !resp.status().is_success() {
                 return Ok(forward::to_client(resp, false, &[]));
             }
-            let etag = resp
-                .headers()
-                .get(http::header::ETAG)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let mut out = S3Response::new(Body::from(format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CopyObjectResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ETag>{}</ETag><LastModified>{}</LastModified></CopyObjectResult>",
-                quick_xml::escape::escape(&etag),
-                time::OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default()
-            )));
-            out.status = Some(StatusCode::OK);
-            forward::set_header(&mut out.headers, "content-type", "application/xml");
-            if let Some(m) = &meta {
-                put::sse_response_headers(&mut out.headers, m);
-            }
-            Ok(out)
+            Ok(copy_result("CopyObjectResult", &resp, meta.as_ref()))
         }
     }
+}
+
+/// The answer to a copy whose bytes streamed through sealgate (a PUT to the store):
+/// `<CopyObjectResult>` or `<CopyPartResult>` with the store's ETag, plus SSE headers.
+pub fn copy_result(
+    element: &str,
+    put: &reqwest::Response,
+    meta: Option<&ObjectMeta>,
+) -> S3Response<Body> {
+    let etag = put
+        .headers()
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut out = S3Response::new(Body::from(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{element} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ETag>{}</ETag><LastModified>{}</LastModified></{element}>",
+        quick_xml::escape::escape(etag),
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    )));
+    out.status = Some(StatusCode::OK);
+    forward::set_header(&mut out.headers, "content-type", "application/xml");
+    if let Some(m) = meta {
+        put::sse_response_headers(&mut out.headers, m);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -306,21 +306,13 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         out.headers = headers;
         return Ok(out);
     };
-    // For a multipart object the part's header sits in the body: read it inline when the
-    // range starts at the part's first segment, else fetch it on its own.
-    let (first, fetch_start) = if !meta.layout.headers_in_body {
-        (meta.single_header(), plan.cipher_start)
-    } else if plan.first_segment == 0 {
-        (None, plan.cipher_start - HEADER_LEN)
-    } else {
-        let at = meta.layout.part_cipher_start(plan.first_part);
-        let raw = fetch_range(&ctx, etag.as_ref(), at, at + HEADER_LEN).await?;
-        let h = PartHeader::decode(&raw).map_err(|e| Error::Client(objmeta::corrupt(e)))?;
-        Decryptor::check_header(&meta.layout, plan.first_part, &h)
-            .map_err(|e| Error::Client(objmeta::corrupt(e)))?;
-        (Some(h), plan.cipher_start)
+    let stored = Stored {
+        bucket,
+        key,
+        query: query_without_part(&ctx),
     };
-    let resp = range_request(&ctx, etag.as_ref(), fetch_start, plan.cipher_end).await?;
+    let (first, fetch_start) = first_header(&ctx, &stored, &meta, &plan, etag.as_ref()).await?;
+    let resp = range_request(&ctx, &stored, etag.as_ref(), fetch_start, plan.cipher_end).await?;
     let stream = forward::store_body(&ctx, resp);
     let body = decrypting_body(Decryptor::new(
         stream,
@@ -472,9 +464,18 @@ pub fn check_cipher_len(stored: Option<u64>, meta: &ObjectMeta) -> Result<(), Er
     }
 }
 
+/// A stored object as the store addresses it (for ciphertext reads).
+pub struct Stored {
+    pub bucket: String,
+    pub key: String,
+    /// `versionId`, if any (never sealgate's `partNumber`).
+    pub query: Vec<(String, String)>,
+}
+
 /// A ciphertext range request to the store, pinned to `etag`.
-async fn range_request(
+pub async fn range_request(
     ctx: &Ctx,
+    obj: &Stored,
     etag: Option<&http::HeaderValue>,
     start: u64,
     end: u64,
@@ -489,9 +490,9 @@ async fn range_request(
         .upstream
         .send(UpRequest {
             method: Method::GET,
-            bucket: ctx.bucket.clone(),
-            key: ctx.key.clone(),
-            query: query_without_part(ctx),
+            bucket: Some(obj.bucket.clone()),
+            key: Some(obj.key.clone()),
+            query: obj.query.clone(),
             headers: h,
             body: UpBody::Empty,
         })
@@ -513,23 +514,37 @@ async fn range_request(
     }
 }
 
-async fn fetch_range(
+/// Where the ciphertext of `plan` starts and the header of its first part: from metadata
+/// for a single-part object; for a multipart part, read inline when the range starts at
+/// the part's first segment, else fetched on its own (and checked against the part list).
+pub async fn first_header(
     ctx: &Ctx,
+    obj: &Stored,
+    meta: &ObjectMeta,
+    plan: &format::ReadPlan,
     etag: Option<&http::HeaderValue>,
-    start: u64,
-    end: u64,
-) -> Result<bytes::Bytes, Error> {
-    let resp = range_request(ctx, etag, start, end).await?;
-    let b = resp
+) -> Result<(Option<PartHeader>, u64), Error> {
+    if !meta.layout.headers_in_body {
+        return Ok((meta.single_header(), plan.cipher_start));
+    }
+    if plan.first_segment == 0 {
+        return Ok((None, plan.cipher_start - HEADER_LEN));
+    }
+    let at = meta.layout.part_cipher_start(plan.first_part);
+    let raw = range_request(ctx, obj, etag, at, at + HEADER_LEN)
+        .await?
         .bytes()
         .await
         .map_err(|e| Error::Upstream(crate::upstream::UpstreamError::Transport(e.to_string())))?;
-    if b.len() as u64 != end - start {
+    if raw.len() as u64 != HEADER_LEN {
         return Err(Error::Client(objmeta::corrupt(
             "a part header is truncated",
         )));
     }
-    Ok(b)
+    let h = PartHeader::decode(&raw).map_err(|e| Error::Client(objmeta::corrupt(e)))?;
+    Decryptor::check_header(&meta.layout, plan.first_part, &h)
+        .map_err(|e| Error::Client(objmeta::corrupt(e)))?;
+    Ok((Some(h), plan.cipher_start))
 }
 
 /// The response body of a decryption: an error aborts the connection (logged once).

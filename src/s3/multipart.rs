@@ -180,7 +180,7 @@ fn malformed(e: impl std::fmt::Display) -> Error {
     ))
 }
 
-pub async fn create(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
+pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     objmeta::reject_reserved(&ctx.headers)?;
     let requested = sse::parse(&ctx.headers)?;
     let algo = ctx.headers.get("x-amz-checksum-algorithm").cloned();
@@ -196,7 +196,6 @@ pub async fn create(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         }
         None => None,
     };
-    ctx.body = Body::empty();
     let resp = ctx
         .state
         .upstream
@@ -342,7 +341,7 @@ fn copy_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, Error> {
     Ok(Some((a, b + 1)))
 }
 
-pub async fn upload_part_copy(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
+pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let src = super::copy::parse_source(&ctx.headers)?;
     let tok = token(&ctx)?;
     if tok.is_none() {
@@ -411,26 +410,11 @@ pub async fn upload_part_copy(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     if !resp.status().is_success() {
         return Ok(forward::to_client(resp, false, &[]));
     }
-    let etag = resp
-        .headers()
-        .get(http::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    ctx.body = Body::empty();
-    let mut out = S3Response::new(Body::from(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CopyPartResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ETag>{}</ETag><LastModified>{}</LastModified></CopyPartResult>",
-        quick_xml::escape::escape(&etag),
-        time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    )));
-    out.status = Some(StatusCode::OK);
-    forward::set_header(&mut out.headers, "content-type", "application/xml");
-    if let Some(m) = &meta {
-        put::sse_response_headers(&mut out.headers, m);
-    }
-    Ok(out)
+    Ok(super::copy::copy_result(
+        "CopyPartResult",
+        &resp,
+        meta.as_ref(),
+    ))
 }
 
 /// Part numbers and ETags listed in a CompleteMultipartUpload body, in order.
@@ -587,24 +571,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             body: UpBody::Empty,
         })
         .await?;
-    let mut copy_headers = HeaderMap::new();
-    for (k, v) in head.headers() {
-        let n = k.as_str();
-        if [
-            "content-type",
-            "content-encoding",
-            "content-disposition",
-            "content-language",
-            "cache-control",
-            "expires",
-            "x-amz-website-redirect-location",
-        ]
-        .contains(&n)
-            || (n.starts_with("x-amz-meta-") && !n.starts_with(objmeta::PREFIX))
-        {
-            copy_headers.append(k.clone(), v.clone());
-        }
-    }
+    let mut copy_headers = super::copy::descriptive_headers(head.headers());
     meta.write(&mut copy_headers);
     forward::set_header(&mut copy_headers, "x-amz-metadata-directive", "REPLACE");
     let src = super::copy::Source {
