@@ -39,39 +39,16 @@ fn signed(
     url: &str,
     len: u64,
 ) -> reqwest::RequestBuilder {
-    use aws_sigv4::http_request::{
-        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-        sign,
-    };
     let mut h = http::HeaderMap::new();
     h.insert("host", url.split('/').nth(2).unwrap().parse().unwrap());
     h.insert("content-length", len.to_string().parse().unwrap());
-    let identity = aws_credential_types::Credentials::new(&t.ak, &t.sk, None, None, "bench").into();
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&t.region)
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
-    let hs: Vec<(&str, &str)> = h
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
-        .collect();
-    let signable =
-        SignableRequest::new(method, url, hs.into_iter(), SignableBody::UnsignedPayload).unwrap();
-    let (instr, _) = sign(signable, &params).unwrap().into_parts();
-    for x in instr.into_parts().0 {
-        h.insert(
-            http::HeaderName::from_static(x.name()),
-            x.value().parse().unwrap(),
-        );
-    }
+    common::sign_s3(
+        method,
+        url,
+        &mut h,
+        (&t.ak, &t.sk, &t.region),
+        "UNSIGNED-PAYLOAD",
+    );
     c.request(method.parse().unwrap(), url).headers(h)
 }
 

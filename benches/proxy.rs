@@ -24,36 +24,13 @@ struct Target {
 }
 
 fn sign(t: &Target, method: &str, url: &str, headers: &mut http::HeaderMap) {
-    use aws_sigv4::http_request::{
-        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-        sign,
-    };
-    let identity = aws_credential_types::Credentials::new(&t.ak, &t.sk, None, None, "bench").into();
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&t.region)
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
-    let hs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
-        .collect();
-    let signable =
-        SignableRequest::new(method, url, hs.into_iter(), SignableBody::UnsignedPayload).unwrap();
-    let (instr, _) = sign(signable, &params).unwrap().into_parts();
-    for h in instr.into_parts().0 {
-        headers.insert(
-            http::HeaderName::from_static(h.name()),
-            h.value().parse().unwrap(),
-        );
-    }
+    common::sign_s3(
+        method,
+        url,
+        headers,
+        (&t.ak, &t.sk, &t.region),
+        "UNSIGNED-PAYLOAD",
+    );
 }
 
 fn request(

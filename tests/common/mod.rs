@@ -332,18 +332,35 @@ pub fn sign_for_sealgate(
     headers: &mut http::HeaderMap,
     payload_hash: &str,
 ) {
+    sign_s3(
+        method,
+        url,
+        headers,
+        (CLIENT_AK, CLIENT_SK, "us-east-1"),
+        payload_hash,
+    );
+}
+
+/// Signs `headers` (which must include `host`) with SigV4 for service `s3` as
+/// `(access key, secret, region)`.
+pub fn sign_s3(
+    method: &str,
+    url: &str,
+    headers: &mut http::HeaderMap,
+    (ak, sk, region): (&str, &str, &str),
+    payload_hash: &str,
+) {
     use aws_sigv4::http_request::{
         PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
         sign,
     };
-    let identity =
-        aws_credential_types::Credentials::new(CLIENT_AK, CLIENT_SK, None, None, "test").into();
+    let identity = aws_credential_types::Credentials::new(ak, sk, None, None, "test").into();
     let mut settings = SigningSettings::default();
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
-        .region("us-east-1")
+        .region(region)
         .name("s3")
         .time(std::time::SystemTime::now())
         .settings(settings)
