@@ -75,7 +75,7 @@ async fn sealgate(dir: &std::path::Path, name: &str, extra: &str) -> (Proc, Stri
         .port();
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("root.key"), "ab".repeat(32)).unwrap();
+    common::write_private(&d.join("root.key"), "ab".repeat(32).as_bytes());
     let cfg = format!(
         "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n{extra}",
         g.endpoint,
