@@ -59,8 +59,14 @@ fn req(
     }
 }
 
-async fn list_keys(c: &Upstream, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
-    let mut keys = Vec::new();
+/// Lists `(key, size)` under `prefix`, after `start_after` when given.
+async fn list_objects(
+    c: &Upstream,
+    bucket: &str,
+    prefix: &str,
+    start_after: Option<&str>,
+) -> Result<Vec<(String, u64)>, String> {
+    let mut objects = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let mut q = vec![
@@ -69,6 +75,8 @@ async fn list_keys(c: &Upstream, bucket: &str, prefix: &str) -> Result<Vec<Strin
         ];
         if let Some(t) = &token {
             q.push(("continuation-token".to_string(), t.clone()));
+        } else if let Some(s) = start_after {
+            q.push(("start-after".to_string(), s.to_string()));
         }
         let r = c
             .send(req(Method::GET, bucket, None, q, HeaderMap::new()))
@@ -82,10 +90,20 @@ async fn list_keys(c: &Upstream, bucket: &str, prefix: &str) -> Result<Vec<Strin
                 String::from_utf8_lossy(&body)
             ));
         }
-        keys.extend(texts(&body, &["Contents", "Key"])?);
+        let keys = texts(&body, &["Contents", "Key"])?;
+        let sizes = texts(&body, &["Contents", "Size"])?;
+        if keys.len() != sizes.len() {
+            return Err(format!("listing {bucket}: entries without a Size"));
+        }
+        for (k, n) in keys.into_iter().zip(sizes) {
+            let n = n
+                .parse()
+                .map_err(|_| format!("listing {bucket}: bad Size {n}"))?;
+            objects.push((k, n));
+        }
         token = texts(&body, &["NextContinuationToken"])?.into_iter().next();
         if token.is_none() {
-            return Ok(keys);
+            return Ok(objects);
         }
     }
 }
@@ -190,39 +208,123 @@ pub enum Job {
     Rewrap { key: String },
 }
 
-/// Encrypts every object under `prefix` in `bucket` that sealgate did not encrypt.
-/// `progress` receives one line per object.
+/// Which objects a job goes over.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub bucket: String,
+    pub prefix: String,
+    /// Resume: only keys after this one (as printed by an interrupted run).
+    pub start_after: Option<String>,
+    /// Report what would be done; change nothing.
+    pub dry_run: bool,
+}
+
+/// Where a job reports what it does.
+pub trait Progress {
+    /// The listing is done: `objects` to look at, `bytes` in all.
+    fn start(&mut self, objects: u64, bytes: u64) {
+        let _ = (objects, bytes);
+    }
+    /// One object looked at (`bytes` of the total); `line` says what happened, or is
+    /// `None` when there was nothing to do.
+    fn object(&mut self, line: Option<&str>, bytes: u64);
+    /// The job is over.
+    fn finish(&mut self) {}
+}
+
+/// Any `FnMut(&str)` takes the lines (tests, plain logs).
+impl<F: FnMut(&str)> Progress for F {
+    fn object(&mut self, line: Option<&str>, _bytes: u64) {
+        if let Some(l) = line {
+            self(l)
+        }
+    }
+}
+
+/// A progress bar on stderr (objects, bytes, rate, time left) with the per-object lines
+/// on stdout. When stderr is not a terminal the bar is not drawn, so logs and pipes get
+/// only the lines.
+pub struct TermProgress {
+    bar: indicatif::ProgressBar,
+    objects_done: u64,
+    objects_total: u64,
+}
+
+impl TermProgress {
+    pub fn new(what: &str) -> TermProgress {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {msg} objects, {binary_bytes}/{binary_total_bytes} \
+             {binary_bytes_per_sec} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(what.to_string());
+        TermProgress {
+            bar,
+            objects_done: 0,
+            objects_total: 0,
+        }
+    }
+}
+
+impl Progress for TermProgress {
+    fn start(&mut self, objects: u64, bytes: u64) {
+        self.objects_total = objects;
+        self.bar.set_length(bytes);
+        self.bar.set_message(format!("0/{objects}"));
+    }
+    fn object(&mut self, line: Option<&str>, bytes: u64) {
+        if let Some(l) = line {
+            // Printed above the bar (or plainly when it is hidden).
+            self.bar.suspend(|| println!("{l}"));
+        }
+        self.objects_done += 1;
+        self.bar
+            .set_message(format!("{}/{}", self.objects_done, self.objects_total));
+        self.bar.inc(bytes);
+    }
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Encrypts every object in `scope` that sealgate did not encrypt.
 pub async fn migrate(
     t: &Target,
-    bucket: &str,
-    prefix: &str,
-    dry_run: bool,
-    progress: impl FnMut(&str),
+    scope: &Scope,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<Report, String> {
-    run(t, &Job::Migrate, bucket, prefix, dry_run, progress).await
+    run(t, &Job::Migrate, scope, progress).await
 }
 
 fn names_key(arn: &str, key: &str) -> bool {
     arn == key || arn.ends_with(&format!("key/{key}"))
 }
 
-/// Runs `job` over every object under `prefix` in `bucket`.
+/// Runs `job` over every object in `scope`. Objects are handled in key order, so an
+/// interrupted run can be resumed with `start_after` = the last key it reported (or
+/// simply re-run: objects already done are skipped).
 pub async fn run(
     t: &Target,
     job: &Job,
-    bucket: &str,
-    prefix: &str,
-    dry_run: bool,
-    mut progress: impl FnMut(&str),
+    scope: &Scope,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<Report, String> {
     let c = client(t)?;
-    let keys = list_keys(&c, bucket, prefix).await?;
+    let bucket = scope.bucket.as_str();
+    let objects = list_objects(&c, bucket, &scope.prefix, scope.start_after.as_deref()).await?;
     let mut report = Report {
-        listed: keys.len() as u64,
+        listed: objects.len() as u64,
         ..Report::default()
     };
-    let total = keys.len();
-    for (i, key) in keys.iter().enumerate() {
+    progress.start(report.listed, objects.iter().map(|(_, n)| *n).sum());
+    let total = objects.len();
+    for (i, (key, listed_size)) in objects.iter().enumerate() {
         let head = c
             .send(req(
                 Method::HEAD,
@@ -234,11 +336,14 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())?;
         if !head.status().is_success() {
-            progress(&format!(
-                "[{}/{total}] {key}: skipped (HEAD {})",
-                i + 1,
-                head.status()
-            ));
+            progress.object(
+                Some(&format!(
+                    "[{}/{total}] {key}: skipped (HEAD {})",
+                    i + 1,
+                    head.status()
+                )),
+                *listed_size,
+            );
             continue;
         }
         let current_key = head
@@ -254,14 +359,22 @@ pub async fn run(
         };
         if done {
             report.already_encrypted += 1;
+            progress.object(None, *listed_size);
             continue;
         }
         let size = head.content_length().unwrap_or(0);
-        if dry_run {
-            progress(&format!(
-                "[{}/{total}] {key}: would encrypt ({size} bytes)",
-                i + 1
-            ));
+        let (verb, did) = match job {
+            Job::Migrate => ("encrypt", "encrypted"),
+            Job::Rewrap { .. } => ("re-wrap", "re-wrapped"),
+        };
+        if scope.dry_run {
+            progress.object(
+                Some(&format!(
+                    "[{}/{total}] {key}: would {verb} ({size} bytes)",
+                    i + 1
+                )),
+                *listed_size,
+            );
             continue;
         }
         let extra = match job {
@@ -279,24 +392,20 @@ pub async fn run(
                 h
             }
         };
-        match encrypt_one(&c, bucket, key, head.headers(), extra).await {
+        let line = match encrypt_one(&c, bucket, key, head.headers(), extra).await {
             Ok(n) => {
                 report.encrypted += 1;
                 report.bytes += n;
-                progress(&format!(
-                    "[{}/{total}] {key}: encrypted ({n} bytes, verified)",
-                    i + 1
-                ));
+                format!("[{}/{total}] {key}: {did} ({n} bytes, verified)", i + 1)
             }
             Err(e) => {
                 report.failed += 1;
-                progress(&format!(
-                    "[{}/{total}] {key}: FAILED, left as it was: {e}",
-                    i + 1
-                ));
+                format!("[{}/{total}] {key}: FAILED, left as it was: {e}", i + 1)
             }
-        }
+        };
+        progress.object(Some(&line), *listed_size);
     }
+    progress.finish();
     Ok(report)
 }
 
@@ -308,9 +417,19 @@ pub struct Impact {
     pub buckets: Vec<(String, u64, Vec<String>)>,
 }
 
+/// How many HEADs the impact scan keeps in flight.
+const SCAN_CONCURRENCY: usize = 16;
+
 /// Scans the store directly (with the store's credentials: sealgate hides its metadata
-/// from clients) for objects whose data key is wrapped under `key` (id or ARN).
-pub async fn key_impact(store: &Upstream, key: &str, buckets: &[String]) -> Result<Impact, String> {
+/// from clients) for objects whose data key is wrapped under `key` (id or ARN), in
+/// `buckets` (all the store's buckets when empty) minus `skip`.
+pub async fn key_impact(
+    store: &Upstream,
+    key: &str,
+    buckets: &[String],
+    skip: &[String],
+    progress: &mut (dyn Progress + Send),
+) -> Result<Impact, String> {
     let buckets = if buckets.is_empty() {
         let r = store
             .send(UpRequest {
@@ -323,43 +442,80 @@ pub async fn key_impact(store: &Upstream, key: &str, buckets: &[String]) -> Resu
             })
             .await
             .map_err(|e| e.to_string())?;
+        let status = r.status();
         let body = r.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!(
+                "listing buckets: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
         texts(&body, &["Bucket", "Name"])?
     } else {
         buckets.to_vec()
     };
+    let mut listed = Vec::new();
+    for b in buckets.into_iter().filter(|b| !skip.contains(b)) {
+        let objects = list_objects(store, &b, "", None).await?;
+        listed.push((b, objects));
+    }
+    progress.start(
+        listed.iter().map(|(_, o)| o.len() as u64).sum(),
+        listed.iter().flat_map(|(_, o)| o.iter().map(|x| x.1)).sum(),
+    );
     let mut impact = Impact::default();
-    for b in buckets {
-        let keys = list_keys(store, &b, "").await?;
+    for (b, objects) in listed {
         let mut hits = 0u64;
         let mut examples = Vec::new();
-        for k in keys {
+        let mut heads = futures::stream::iter(objects.into_iter().map(|(k, n)| {
+            let b = &b;
+            async move {
+                let h = store
+                    .send(req(Method::HEAD, b, Some(&k), Vec::new(), HeaderMap::new()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let arn = h
+                    .headers()
+                    .get(crate::s3::objmeta::KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                Ok::<_, String>((k, n, arn))
+            }
+        }))
+        .buffered(SCAN_CONCURRENCY);
+        while let Some(r) = heads.next().await {
+            let (k, n, arn) = r?;
             impact.scanned += 1;
-            let h = store
-                .send(req(
-                    Method::HEAD,
-                    &b,
-                    Some(&k),
-                    Vec::new(),
-                    HeaderMap::new(),
-                ))
-                .await
-                .map_err(|e| e.to_string())?;
-            let arn = h
-                .headers()
-                .get("x-amz-meta-sealgate-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            if !arn.is_empty() && names_key(arn, key) {
+            progress.object(None, n);
+            if !arn.is_empty() && names_key(&arn, key) {
                 hits += 1;
                 if examples.len() < 5 {
                     examples.push(k);
                 }
             }
         }
+        drop(heads);
         if hits > 0 {
             impact.buckets.push((b, hits, examples));
         }
     }
+    progress.finish();
     Ok(impact)
+}
+
+impl Impact {
+    /// Objects found under the key, in all buckets.
+    pub fn objects(&self) -> u64 {
+        self.buckets.iter().map(|b| b.1).sum()
+    }
+
+    /// `bucket: n (e.g. k1, k2)` per bucket, `; `-separated.
+    pub fn summary(&self) -> String {
+        self.buckets
+            .iter()
+            .map(|(b, n, ex)| format!("{b}: {n} (e.g. {})", ex.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }

@@ -64,6 +64,9 @@ enum Cmd {
         /// List what would be encrypted and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Resume an interrupted run after this key (the last one it printed).
+        #[arg(long)]
+        start_after: Option<String>,
         /// A sealgate client access key (the principal needs kms:GenerateDataKey).
         #[arg(long, env = "AWS_ACCESS_KEY_ID")]
         access_key_id: String,
@@ -85,8 +88,12 @@ enum Cmd {
         /// The KMS key id or key ARN to wrap under.
         #[arg(long)]
         key: String,
+        /// List what would be re-wrapped and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Resume an interrupted run after this key (the last one it printed).
+        #[arg(long)]
+        start_after: Option<String>,
         #[arg(long, env = "AWS_ACCESS_KEY_ID")]
         access_key_id: String,
         #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
@@ -168,28 +175,21 @@ enum KmsCmd {
     },
 }
 
-/// Runs an admin job over a bucket and prints one line per object and a summary.
+/// Runs an admin job over a bucket: a progress bar on stderr (when it is a terminal), one
+/// line per object changed or failed on stdout, then a summary.
 fn admin_job(
     t: &sealgate::admin::Target,
     job: &sealgate::admin::Job,
-    bucket: &str,
-    prefix: &str,
-    dry_run: bool,
+    scope: &sealgate::admin::Scope,
 ) -> Result<std::process::ExitCode, String> {
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let r = rt.block_on(sealgate::admin::run(
-        t,
-        job,
-        bucket,
-        prefix,
-        dry_run,
-        |line| println!("{line}"),
-    ))?;
-    let (done, did) = match job {
-        sealgate::admin::Job::Migrate => ("already encrypted", "encrypted"),
-        sealgate::admin::Job::Rewrap { .. } => ("already under the key", "re-wrapped"),
+    let (done, did, what) = match job {
+        sealgate::admin::Job::Migrate => ("already encrypted", "encrypted", "migrate"),
+        sealgate::admin::Job::Rewrap { .. } => ("already under the key", "re-wrapped", "rewrap"),
     };
+    let mut bar = sealgate::admin::TermProgress::new(what);
+    let r = rt.block_on(sealgate::admin::run(t, job, scope, &mut bar))?;
     println!(
         "{} listed, {} {done}, {} {did} ({} bytes), {} failed{}",
         r.listed,
@@ -197,12 +197,15 @@ fn admin_job(
         r.encrypted,
         r.bytes,
         r.failed,
-        if dry_run {
+        if scope.dry_run {
             " (dry run: nothing changed)"
         } else {
             ""
         }
     );
+    if r.failed > 0 {
+        println!("re-run the same command to retry the failed objects (done ones are skipped)");
+    }
     Ok(if r.failed > 0 {
         std::process::ExitCode::from(1)
     } else {
@@ -279,9 +282,19 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
             cfg.validate().map_err(|e| e.to_string())?;
             let store = sealgate::upstream::Upstream::new(&cfg.upstream)?;
             let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            let impact = rt.block_on(sealgate::admin::key_impact(&store, &key, &buckets))?;
-            let total: u64 = impact.buckets.iter().map(|b| b.1).sum();
-            println!("{total} of {} objects still need key {key}", impact.scanned);
+            let mut bar = sealgate::admin::TermProgress::new("impact");
+            let impact = rt.block_on(sealgate::admin::key_impact(
+                &store,
+                &key,
+                &buckets,
+                std::slice::from_ref(&cfg.state_bucket),
+                &mut bar,
+            ))?;
+            println!(
+                "{} of {} objects still need key {key}",
+                impact.objects(),
+                impact.scanned
+            );
             for (b, n, examples) in &impact.buckets {
                 println!("  {b}: {n} (e.g. {})", examples.join(", "));
             }
@@ -390,6 +403,7 @@ fn main() -> std::process::ExitCode {
             bucket,
             prefix,
             dry_run,
+            start_after,
             access_key_id,
             secret_access_key,
             region,
@@ -400,14 +414,13 @@ fn main() -> std::process::ExitCode {
                 secret_access_key,
                 region,
             };
-            admin_job(
-                &t,
-                &sealgate::admin::Job::Migrate,
-                &bucket,
-                &prefix,
+            let scope = sealgate::admin::Scope {
+                bucket,
+                prefix,
+                start_after,
                 dry_run,
-            )
-            .unwrap_or_else(admin_error)
+            };
+            admin_job(&t, &sealgate::admin::Job::Migrate, &scope).unwrap_or_else(admin_error)
         }
         Cmd::Rewrap {
             endpoint,
@@ -415,6 +428,7 @@ fn main() -> std::process::ExitCode {
             prefix,
             key,
             dry_run,
+            start_after,
             access_key_id,
             secret_access_key,
             region,
@@ -425,14 +439,13 @@ fn main() -> std::process::ExitCode {
                 secret_access_key,
                 region,
             };
-            admin_job(
-                &t,
-                &sealgate::admin::Job::Rewrap { key },
-                &bucket,
-                &prefix,
+            let scope = sealgate::admin::Scope {
+                bucket,
+                prefix,
+                start_after,
                 dry_run,
-            )
-            .unwrap_or_else(admin_error)
+            };
+            admin_job(&t, &sealgate::admin::Job::Rewrap { key }, &scope).unwrap_or_else(admin_error)
         }
         Cmd::Serve {
             config,

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -42,6 +43,15 @@ pub struct Metrics {
     /// Remote KMS backend HTTP calls by backend and outcome (ok, retry, failed,
     /// circuit_open, circuit_opened).
     pub kms_backend_calls: Family<BackendLabels, Counter>,
+    /// Objects found still wrapped under a KMS key when its deletion was scheduled (the
+    /// impact scan's result; removed when the deletion is cancelled).
+    pub pending_deletion_objects: Family<KeyIdLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyIdLabel {
+    /// A KMS key ARN (not secret; never an object key or bucket).
+    pub key: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,8 +131,15 @@ impl Metrics {
             "Remote KMS backend calls, by backend and outcome",
             kms_backend_calls.clone(),
         );
+        let pending_deletion_objects = Family::<KeyIdLabel, Gauge>::default();
+        registry.register(
+            "kms_pending_deletion_objects",
+            "Objects still under a KMS key scheduled for deletion (scanned when scheduled)",
+            pending_deletion_objects.clone(),
+        );
         Metrics {
             registry,
+            pending_deletion_objects,
             dek_cache,
             kms_backend_calls,
             requests,

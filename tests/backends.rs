@@ -67,17 +67,7 @@ async fn add_backend(
         }
         Backend::SealgateKms => {
             let kms_sg = Sealgate::start().await;
-            let key =
-                common::kms_client_for(&kms_sg.endpoint, common::CLIENT_AK, common::CLIENT_SK)
-                    .create_key()
-                    .send()
-                    .await
-                    .unwrap()
-                    .key_metadata()
-                    .unwrap()
-                    .arn()
-                    .unwrap()
-                    .to_string();
+            let key = common::new_key_arn(&kms_sg).await;
             let bc = BackendConfig::Aws(AwsKmsConfig {
                 endpoint: kms_sg.endpoint.clone(),
                 region: "us-east-1".into(),

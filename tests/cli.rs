@@ -182,6 +182,12 @@ async fn migrate_encrypts_existing_plaintext_objects_in_place_and_can_be_rerun()
         out.contains("would encrypt") && out.contains("1 already encrypted"),
         "{out}"
     );
+    let (code, out) = run(&["--dry-run", "--start-after", "old/a.bin"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("2 listed") && !out.contains("old/a.bin") && out.contains("old/b.bin"),
+        "--start-after resumes after the given key: {out}"
+    );
     let raw = sg
         .direct
         .get_object()
@@ -250,17 +256,7 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
             .await
             .unwrap();
     }
-    let kms_client = common::kms_client_for(&sg.endpoint, common::CLIENT_AK, common::CLIENT_SK);
-    let arn = kms_client
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
+    let arn = common::new_key_arn(&sg).await;
     let before = sg
         .direct
         .get_object()
@@ -329,37 +325,8 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
 async fn kms_impact_counts_the_objects_that_still_need_a_key() {
     let sg = common::Sealgate::start().await;
     let b = sg.bucket().await;
-    let kms_client = common::kms_client_for(&sg.endpoint, common::CLIENT_AK, common::CLIENT_SK);
-    let arn = kms_client
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
-    for k in ["a", "b"] {
-        sg.client
-            .put_object()
-            .bucket(&b)
-            .key(k)
-            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
-            .ssekms_key_id(&arn)
-            .body(ByteStream::from_static(b"x"))
-            .send()
-            .await
-            .unwrap();
-    }
-    sg.client
-        .put_object()
-        .bucket(&b)
-        .key("other")
-        .body(ByteStream::from_static(b"y"))
-        .send()
-        .await
-        .unwrap();
+    let arn = common::new_key_arn(&sg).await;
+    put_under_key(&sg, &b, &arn, &["a", "b"]).await;
     let g = common::garage();
     let dir = sg.state_dir.clone();
     let cfg = dir.path().join("impact.toml");
@@ -398,4 +365,69 @@ async fn kms_impact_counts_the_objects_that_still_need_a_key() {
         "{out}"
     );
     assert!(out.contains(&format!("{b}: 2")), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_deletion_of_a_key_in_use_reports_the_objects_that_need_it() {
+    let sg = common::Sealgate::start().await;
+    let b = sg.bucket().await;
+    let arn = common::new_key_arn(&sg).await;
+    put_under_key(&sg, &b, &arn, &["in-use-1", "in-use-2", "in-use-3"]).await;
+    let kms_client = common::kms_client_for(&sg.endpoint, common::CLIENT_AK, common::CLIENT_SK);
+    kms_client
+        .schedule_key_deletion()
+        .key_id(&arn)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let gauge = format!("sealgate_kms_pending_deletion_objects{{key=\"{arn}\"}}");
+    let mut found = 0;
+    for _ in 0..100 {
+        found = common::metric(&sg, &gauge).await;
+        if found > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        found, 3,
+        "the impact scan counted the objects under the key"
+    );
+    kms_client
+        .cancel_key_deletion()
+        .key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    let text = common::metrics_text(&sg).await;
+    assert!(
+        !text.contains(&gauge),
+        "cancelling the deletion clears the report"
+    );
+}
+
+/// Writes one small object per name under `arn`, and one more ("other") under the
+/// default key.
+async fn put_under_key(sg: &common::Sealgate, b: &str, arn: &str, names: &[&str]) {
+    for k in names {
+        sg.client
+            .put_object()
+            .bucket(b)
+            .key(*k)
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(arn)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    sg.client
+        .put_object()
+        .bucket(b)
+        .key("other")
+        .body(ByteStream::from_static(b"y"))
+        .send()
+        .await
+        .unwrap();
 }

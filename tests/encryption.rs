@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
-use common::{Sealgate, pattern, sha256};
+use common::{Sealgate, metric, pattern, sha256};
 
 /// Recognisable plaintext: the ASCII text must never appear in the store.
 fn text(len: usize) -> Vec<u8> {
@@ -68,16 +68,7 @@ fn kms_client(sg: &Sealgate) -> aws_sdk_kms::Client {
 }
 
 async fn new_kms_key(sg: &Sealgate) -> String {
-    kms_client(sg)
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string()
+    common::new_key_arn(sg).await
 }
 
 #[tokio::test]
@@ -916,18 +907,6 @@ async fn kms_api_and_s3_share_the_listener() {
     assert_eq!(dk.plaintext().unwrap().as_ref().len(), 32);
 }
 
-async fn metric(sg: &Sealgate, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", sg.endpoint))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_one_byte_range_reads_one_sealed_segment_from_the_store() {
     let sg = Sealgate::start().await;
@@ -962,12 +941,7 @@ async fn a_one_byte_range_reads_one_sealed_segment_from_the_store() {
             "read {read} bytes from the store for one byte at {at}"
         );
     }
-    let text = reqwest::get(format!("{}/metrics", sg.endpoint))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&sg).await;
     assert!(
         text.contains("sealgate_requests_total{op=\"GetObject\",status=\"206\"} 3"),
         "{text}"

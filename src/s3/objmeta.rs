@@ -16,7 +16,7 @@ use crate::crypto::stream::{Dek, metadata_mac};
 
 pub const PREFIX: &str = "x-amz-meta-sealgate-";
 const V: &str = "x-amz-meta-sealgate-v";
-const KEY: &str = "x-amz-meta-sealgate-key";
+pub const KEY: &str = "x-amz-meta-sealgate-key";
 const DEK: &str = "x-amz-meta-sealgate-dek";
 const CTX: &str = "x-amz-meta-sealgate-ctx";
 const ALG: &str = "x-amz-meta-sealgate-alg";

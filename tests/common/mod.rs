@@ -641,6 +641,31 @@ impl Drop for KmsPeer {
     }
 }
 
+/// `sg`'s Prometheus exposition (`/metrics`).
+pub async fn metrics_text(sg: &Sealgate) -> String {
+    reqwest::get(format!("{}/metrics", sg.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Creates a symmetric KMS key in `sg`'s embedded KMS (as the test client) and returns
+/// its ARN.
+pub async fn new_key_arn(sg: &Sealgate) -> String {
+    kms_client_for(&sg.endpoint, CLIENT_AK, CLIENT_SK)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
+}
+
 /// An AWS KMS API client for `endpoint` (moto, or a sealgate instance).
 pub fn kms_client_for(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
@@ -656,13 +681,9 @@ pub fn kms_client_for(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_kms::Client
 
 /// Reads one sample of sealgate's Prometheus metrics (`name{labels}` exactly), 0 if absent.
 pub async fn metric(sg: &Sealgate, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", sg.endpoint))
+    metrics_text(sg)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| {
             l.strip_prefix(name)
                 .filter(|r| r.starts_with(' '))
