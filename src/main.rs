@@ -101,6 +101,14 @@ enum Cmd {
         #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
         region: String,
     },
+    /// Exit 0 when URL answers with a 2xx status, 1 otherwise (container health checks:
+    /// the image has no curl).
+    Probe {
+        #[arg(default_value = "http://127.0.0.1:8014/health")]
+        url: String,
+        #[arg(long, default_value_t = 5)]
+        timeout_secs: u64,
+    },
     /// KMS administration that needs no running server.
     Kms {
         #[arg(long, short, env = "SEALGATE_CONFIG", global = true)]
@@ -210,6 +218,30 @@ fn admin_job(
         std::process::ExitCode::from(1)
     } else {
         std::process::ExitCode::SUCCESS
+    })
+}
+
+fn probe(url: &str, timeout_secs: u64) -> Result<std::process::ExitCode, String> {
+    let rt =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let status = rt.block_on(async {
+        // Built inside the runtime: reqwest's timer needs it.
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(timeout_secs))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let r = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok::<_, String>(r.status())
+    })?;
+    println!("{url}: {status}");
+    Ok(if status.is_success() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
     })
 }
 
@@ -398,6 +430,7 @@ fn main() -> std::process::ExitCode {
     match cli.cmd {
         Cmd::Audit { config, log, cmd } => audit(config, log, cmd).unwrap_or_else(admin_error),
         Cmd::Kms { config, cmd } => kms_cmd(config, cmd).unwrap_or_else(admin_error),
+        Cmd::Probe { url, timeout_secs } => probe(&url, timeout_secs).unwrap_or_else(admin_error),
         Cmd::Migrate {
             endpoint,
             bucket,

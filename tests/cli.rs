@@ -33,6 +33,54 @@ fn a_bad_config_stops_startup_naming_the_field() {
     assert!(out.contains("upstream.endpoint"), "{out}");
 }
 
+#[test]
+fn the_compose_config_with_the_example_env_passes_the_config_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let env = std::fs::read_to_string(format!("{root}/compose/.env.example")).unwrap();
+    let vars: std::collections::HashMap<&str, &str> = env
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["serve", "--check", "--config"])
+        .arg(format!("{root}/compose/sealgate.toml"))
+        // As docker-compose.yml maps them.
+        .env(
+            "SEALGATE_UPSTREAM_ACCESS_KEY_ID",
+            vars["SEALGATE_STORE_ACCESS_KEY"],
+        )
+        .env(
+            "SEALGATE_UPSTREAM_SECRET_ACCESS_KEY",
+            vars["SEALGATE_STORE_SECRET_KEY"],
+        )
+        .env("SEALGATE_KMS_ROOT_KEY", vars["SEALGATE_KMS_ROOT_KEY"])
+        .env("SEALGATE_CLIENT_SECRET", vars["SEALGATE_CLIENT_SECRET"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("configuration OK"), "{text}");
+}
+
+#[tokio::test]
+async fn probe_exits_zero_for_a_healthy_sealgate_and_nonzero_when_nothing_answers() {
+    let sg = common::Sealgate::start().await;
+    let url = format!("{}/health", sg.endpoint);
+    let (code, out) = tokio::task::spawn_blocking(move || sealgate(&["probe", &url]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/health", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, out) = tokio::task::spawn_blocking(move || sealgate(&["probe", &dead]))
+        .await
+        .unwrap();
+    assert_ne!(code, 0, "{out}");
+}
+
 #[tokio::test]
 async fn audit_verify_passes_an_intact_log_and_names_the_edited_line() {
     let sg = common::Sealgate::start().await;
