@@ -40,7 +40,29 @@ fn request(
     key: &str,
     extra: &[(&str, String)],
 ) -> reqwest::RequestBuilder {
-    let url = format!("{}/{}/{}", t.endpoint, t.bucket, key);
+    request_q(c, t, method, key, "", extra)
+}
+
+/// Everything but unreserved characters is percent-encoded in query values.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A signed request with a query string (`query` already encoded, without `?`).
+fn request_q(
+    c: &reqwest::Client,
+    t: &Target,
+    method: &str,
+    key: &str,
+    query: &str,
+    extra: &[(&str, String)],
+) -> reqwest::RequestBuilder {
+    let mut url = format!("{}/{}/{}", t.endpoint, t.bucket, key);
+    if !query.is_empty() {
+        url = format!("{url}?{query}");
+    }
     let mut h = http::HeaderMap::new();
     h.insert("host", url.split('/').nth(2).unwrap().parse().unwrap());
     for (k, v) in extra {
@@ -106,6 +128,98 @@ async fn put_retry(c: &reqwest::Client, t: &Target, key: &str, body: Bytes) -> D
         tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
     }
     unreachable!()
+}
+
+/// A multipart upload of `data` in `part`-byte parts, `inflight` parts at a time (as
+/// aws-cli and the SDK transfer managers do).
+async fn put_multipart(
+    c: &reqwest::Client,
+    t: &Target,
+    key: &str,
+    data: &Bytes,
+    part: usize,
+    inflight: usize,
+) -> Duration {
+    let start = Instant::now();
+    let r = request_q(c, t, "POST", key, "uploads=", &[])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{} create upload: {}",
+        t.name,
+        r.status()
+    );
+    let xml = r.text().await.unwrap();
+    let id = xml
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|x| x.split("</UploadId>").next())
+        .unwrap()
+        .to_string();
+    let id_q = percent_encoding::utf8_percent_encode(&id, QUERY_VALUE).to_string();
+    let chunks: Vec<Bytes> = (0..data.len())
+        .step_by(part)
+        .map(|o| data.slice(o..(o + part).min(data.len())))
+        .collect();
+    let etags: Vec<String> = futures::stream::iter(chunks.into_iter().enumerate())
+        .map(|(i, body)| {
+            let q = format!("partNumber={}&uploadId={id_q}", i + 1);
+            async move {
+                let r = request_q(
+                    c,
+                    t,
+                    "PUT",
+                    key,
+                    &q,
+                    &[("content-length", body.len().to_string())],
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+                assert!(
+                    r.status().is_success(),
+                    "{} part {}: {}",
+                    t.name,
+                    i + 1,
+                    r.status()
+                );
+                r.headers()["etag"].to_str().unwrap().to_string()
+            }
+        })
+        .buffered(inflight)
+        .collect()
+        .await;
+    let mut body = String::from("<CompleteMultipartUpload>");
+    for (i, e) in etags.iter().enumerate() {
+        body.push_str(&format!(
+            "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
+            i + 1
+        ));
+    }
+    body.push_str("</CompleteMultipartUpload>");
+    let r = request_q(
+        c,
+        t,
+        "POST",
+        key,
+        &format!("uploadId={id_q}"),
+        &[("content-length", body.len().to_string())],
+    )
+    .body(body)
+    .send()
+    .await
+    .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(
+        status.is_success() && !text.contains("<Error>"),
+        "{} complete: {status} {text}",
+        t.name
+    );
+    start.elapsed()
 }
 
 static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -273,7 +387,9 @@ fn main() {
         return;
     }
     let full = std::env::args().any(|a| a == "--full");
-    println!("## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs)\n");
+    println!(
+        "## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs; data-key cache on)\n"
+    );
     println!("| workload | direct | sealgate | ratio |\n|---|---|---|---|");
     micro_pipeline();
 
@@ -286,7 +402,7 @@ fn main() {
         .port();
     common::write_private(&dir.path().join("root.key"), "ab".repeat(32).as_bytes());
     let cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n[kms_backend.cache]\nembedded = true\n",
         g.endpoint,
         g.access_key,
         g.secret_key,
@@ -328,37 +444,59 @@ fn main() {
             assert!(r.status().is_success() || r.status() == 409, "create bucket: {}", r.status());
         }
 
-        // Large objects, single stream.
+        // Large objects: single PUT, multipart PUT (8 MiB parts, 4 in flight), 8 objects
+        // in parallel; GET of each. Each run does direct then sealgate per workload.
         let big: u64 = if full { 1 << 30 } else { 256 << 20 };
         let data = Bytes::from(common::pattern(big as usize, 1));
-        let (mut put_d, mut put_s, mut get_d, mut get_s) = (vec![], vec![], vec![], vec![]);
+        let streams = 8usize;
+        let each = (big as usize) / streams;
+        let names = ["PUT, 1 stream", "GET, 1 stream", "PUT multipart 8 MiB parts", "GET of the multipart object", "PUT, 8 streams", "GET, 8 streams"];
+        let mut rates: Vec<[Vec<f64>; 2]> = names.iter().map(|_| [vec![], vec![]]).collect();
         let cpu0 = sg_proc.cpu_secs();
+        let mut moved = 0u64;
         for _ in 0..3 {
-            put_d.push(big as f64 / put(&c, &direct, "big", reqwest::Body::from(data.clone()), big).await.as_secs_f64() / 1e6);
-            put_s.push(big as f64 / put(&c, &sg, "big", reqwest::Body::from(data.clone()), big).await.as_secs_f64() / 1e6);
-            get_d.push(big as f64 / get(&c, &direct, "big", None).await.1.as_secs_f64() / 1e6);
-            get_s.push(big as f64 / get(&c, &sg, "big", None).await.1.as_secs_f64() / 1e6);
+            for (w, _) in names.iter().enumerate() {
+                for (ti, t) in [&direct, &sg].into_iter().enumerate() {
+                    let secs = match w {
+                        0 => put(&c, t, "big", reqwest::Body::from(data.clone()), big).await.as_secs_f64(),
+                        1 => get(&c, t, "big", None).await.1.as_secs_f64(),
+                        2 => put_multipart(&c, t, "big-mp", &data, 8 << 20, 4).await.as_secs_f64(),
+                        3 => get(&c, t, "big-mp", None).await.1.as_secs_f64(),
+                        4 => {
+                            let start = Instant::now();
+                            futures::future::join_all((0..streams).map(|i| {
+                                let body = reqwest::Body::from(data.slice(i * each..(i + 1) * each));
+                                let key = format!("par{i}");
+                                let c = &c;
+                                async move { put(c, t, &key, body, each as u64).await }
+                            }))
+                            .await;
+                            start.elapsed().as_secs_f64()
+                        }
+                        _ => {
+                            let start = Instant::now();
+                            futures::future::join_all((0..streams).map(|i| {
+                                let key = format!("par{i}");
+                                let c = &c;
+                                async move { get(c, t, &key, None).await }
+                            }))
+                            .await;
+                            start.elapsed().as_secs_f64()
+                        }
+                    };
+                    if ti == 1 {
+                        moved += big;
+                    }
+                    rates[w][ti].push(big as f64 / secs / 1e6);
+                }
+            }
         }
         let cpu = sg_proc.cpu_secs() - cpu0;
-        let gib_moved = (6 * big) as f64 / (1u64 << 30) as f64;
-        let (pd, ps, gd, gs) = (median(put_d), median(put_s), median(get_d), median(get_s));
-        println!("| PUT {} MiB, 1 stream | {pd:.0} MB/s | {ps:.0} MB/s | {:.2} |", big >> 20, ps / pd);
-        println!("| GET {} MiB, 1 stream | {gd:.0} MB/s | {gs:.0} MB/s | {:.2} |", big >> 20, gs / gd);
-        println!("| sealgate CPU per GiB moved | | {:.2} s/GiB | (AEAD alone ≈ 0.1 s/GiB) |", cpu / gib_moved);
-
-        // Parallel large streams.
-        for (name, t) in [("direct", &direct), ("sealgate", &sg)] {
-            let start = Instant::now();
-            let futs = (0..8).map(|i| {
-                let body = reqwest::Body::from(data.slice(..(64 << 20)));
-                let c = c.clone();
-                let key = format!("par{i}");
-                async move { put(&c, t, &key, body, 64 << 20).await }
-            });
-            futures::future::join_all(futs).await;
-            let secs = start.elapsed().as_secs_f64();
-            println!("| PUT 8 × 64 MiB in parallel ({name}) | {:.0} MB/s aggregate | | |", (8u64 << 26) as f64 / secs / 1e6);
+        for (w, name) in names.iter().enumerate() {
+            let (d, s) = (median(rates[w][0].clone()), median(rates[w][1].clone()));
+            println!("| {name}, {} MiB | {d:.0} MB/s | {s:.0} MB/s | {:.2} |", big >> 20, s / d);
         }
+        println!("| sealgate CPU per GiB moved | | {:.2} s/GiB | (AEAD alone ≈ 0.1 s/GiB) |", cpu / (moved as f64 / (1u64 << 30) as f64));
 
         // Small objects at concurrency 32.
         for size in [4096usize, 65_536] {
