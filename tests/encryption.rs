@@ -1104,3 +1104,53 @@ async fn copying_a_plaintext_object_onto_itself_encrypts_it_in_place() {
         Some("ops")
     );
 }
+
+#[tokio::test]
+async fn a_non_symmetric_kms_key_is_refused_as_an_sse_kms_key() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    for (spec, usage) in [
+        (
+            aws_sdk_kms::types::KeySpec::Rsa2048,
+            aws_sdk_kms::types::KeyUsageType::EncryptDecrypt,
+        ),
+        (
+            aws_sdk_kms::types::KeySpec::Hmac256,
+            aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac,
+        ),
+    ] {
+        let key = kms_client(&sg)
+            .create_key()
+            .key_spec(spec)
+            .key_usage(usage)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let e = sg
+            .client
+            .put_object()
+            .bucket(&b)
+            .key("k")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&key)
+            .body(ByteStream::from_static(b"secret"))
+            .send()
+            .await
+            .unwrap_err();
+        let status = e.raw_response().unwrap().status().as_u16();
+        let err = e.into_service_error();
+        assert_eq!(err.meta().code(), Some("KMS.InvalidKeyUsageException"));
+        assert!(
+            err.meta()
+                .message()
+                .unwrap_or("")
+                .contains("SYMMETRIC_DEFAULT")
+        );
+        assert_eq!(status, 400);
+    }
+    let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing was stored");
+}

@@ -269,7 +269,11 @@ async fn raw_http_malformed_requests_get_json_errors_not_500() {
             "SerializationException",
         ),
         ("TrentService.Frobnicate", "{}", "UnknownOperationException"),
-        ("TrentService.Sign", "{}", "UnsupportedOperationException"),
+        (
+            "TrentService.ReplicateKey",
+            "{}",
+            "UnsupportedOperationException",
+        ),
         (
             "TrentService.ListKeys",
             r#"{"Limit":0}"#,

@@ -232,3 +232,65 @@ async fn aws_cli_grant_lets_bob_decrypt_until_retired_and_revoked() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_signs_verifies_and_gets_the_public_key_of_an_ecc_key() {
+    let server = kms_support::start().await;
+    let cli = cli_for(&server);
+    tokio::task::spawn_blocking(move || {
+        let md = cli.ok(&[
+            "create-key",
+            "--key-spec",
+            "ECC_NIST_P256",
+            "--key-usage",
+            "SIGN_VERIFY",
+        ]);
+        assert_eq!(md["KeyMetadata"]["SigningAlgorithms"][0], "ECDSA_SHA_256");
+        let id = md["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        let pk = cli.ok(&["get-public-key", "--key-id", &id]);
+        assert_eq!(pk["KeySpec"], "ECC_NIST_P256");
+        assert_eq!(pk["KeyUsage"], "SIGN_VERIFY");
+        assert_eq!(b64(&pk["PublicKey"]).len(), 91, "DER SPKI of a P-256 key");
+        let msg = cli.fileb("msg", b"signed by the aws-cli");
+        let sig = cli.ok(&[
+            "sign",
+            "--key-id",
+            &id,
+            "--message",
+            &msg,
+            "--signing-algorithm",
+            "ECDSA_SHA_256",
+        ]);
+        let sig = cli.fileb("sig", &b64(&sig["Signature"]));
+        let v = cli.ok(&[
+            "verify",
+            "--key-id",
+            &id,
+            "--message",
+            &msg,
+            "--signature",
+            &sig,
+            "--signing-algorithm",
+            "ECDSA_SHA_256",
+        ]);
+        assert_eq!(v["SignatureValid"], true);
+        let other = cli.fileb("other", b"not what was signed");
+        cli.fails_as(
+            ALICE,
+            &[
+                "verify",
+                "--key-id",
+                &id,
+                "--message",
+                &other,
+                "--signature",
+                &sig,
+                "--signing-algorithm",
+                "ECDSA_SHA_256",
+            ],
+            "KMSInvalidSignatureException",
+        );
+    })
+    .await
+    .unwrap();
+}

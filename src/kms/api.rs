@@ -21,12 +21,15 @@ use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use super::access::{CallContext, Via, with_ambient};
+use super::asym::{EncryptionAlgorithm, KeySpec, KeyUsageType};
 use super::audit::{AuditEvent, Params};
 use super::clock::epoch_seconds;
 use super::crypto::{self, MAX_BLOB};
 use super::grants::{Grant, GrantConstraints, GrantRequest};
 use super::model::Op;
-use super::{CreateKeyOptions, EncryptionContext, Kms, KmsError, Page, sigv4};
+use super::{CreateKeyOptions, EncryptionContext, Kms, KmsError, Page, ReEncryptParams, sigv4};
+
+mod asym_api;
 use crate::auth::{AccessKeys, Principal};
 
 const TARGET_PREFIX: &str = "TrentService.";
@@ -127,7 +130,7 @@ async fn serve(
         Err(e) => Err(e),
         Ok(input) => {
             call.grant_tokens = input.grant_tokens.clone().unwrap_or_default();
-            if is_mutation(op) {
+            if is_mutation(op) || asym_api::is_slow(op) {
                 let (kms, op, caller, call) =
                     (kms.clone(), op.to_string(), caller.clone(), call.clone());
                 tokio::task::spawn_blocking(move || {
@@ -178,6 +181,10 @@ const SECRET_MEMBERS: &[&str] = &[
     "CiphertextForRecipient",
     "PrivateKeyPlaintext",
     "PrivateKeyCiphertextBlob",
+    "Message",
+    "Signature",
+    "Mac",
+    "PublicKey",
     "GrantToken",
     "GrantTokens",
     "plaintext",
@@ -278,13 +285,6 @@ fn is_mutation(op: &str) -> bool {
 
 /// AWS KMS operations sealgate knows of but does not implement yet.
 const NOT_YET: &[&str] = &[
-    "Sign",
-    "Verify",
-    "GenerateMac",
-    "VerifyMac",
-    "GetPublicKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
     "GetParametersForImport",
     "ImportKeyMaterial",
     "DeleteImportedKeyMaterial",
@@ -370,26 +370,20 @@ struct Req {
     grant_id: Option<String>,
     #[serde(skip_serializing)]
     grant_token: Option<String>,
+    #[serde(skip_serializing)]
+    message: Option<Blob>,
+    message_type: Option<String>,
+    #[serde(skip_serializing)]
+    signature: Option<Blob>,
+    signing_algorithm: Option<String>,
+    #[serde(skip_serializing)]
+    mac: Option<Blob>,
+    mac_algorithm: Option<String>,
+    key_pair_spec: Option<String>,
 }
 
 fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
     v.ok_or_else(|| KmsError::constraint("null", field, "Member must not be null"))
-}
-
-fn check_algorithm(a: Option<&str>) -> Result<(), KmsError> {
-    match a {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-        Some(a @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE")) => {
-            Err(KmsError::InvalidKeyUsage(format!(
-                "{a} is not valid for a symmetric key; use SYMMETRIC_DEFAULT."
-            )))
-        }
-        Some(a) => Err(KmsError::constraint(
-            a,
-            "encryptionAlgorithm",
-            "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]",
-        )),
-    }
 }
 
 fn ciphertext(b: Option<Blob>) -> Result<Blob, KmsError> {
@@ -446,24 +440,20 @@ fn page_json<T>(page: Page<T>, field: &str, item: impl Fn(T) -> Value) -> Value 
 }
 
 fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
-    let spec = r
-        .key_spec
-        .as_deref()
-        .or(r.customer_master_key_spec.as_deref());
-    if spec.is_some_and(|s| s != "SYMMETRIC_DEFAULT") {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "KeySpec {} is not supported yet; sealgate's KMS creates SYMMETRIC_DEFAULT keys.",
-            spec.unwrap_or_default()
-        )));
-    }
-    if r.key_usage
-        .as_deref()
-        .is_some_and(|u| u != "ENCRYPT_DECRYPT")
-    {
-        return Err(KmsError::UnsupportedOperation(
-            "Only KeyUsage ENCRYPT_DECRYPT is supported for SYMMETRIC_DEFAULT keys.".into(),
-        ));
-    }
+    let key_spec = match (&r.key_spec, &r.customer_master_key_spec) {
+        (Some(_), Some(_)) => {
+            return Err(KmsError::Validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.".into(),
+            ));
+        }
+        (Some(s), None) => KeySpec::parse(s, "keySpec")?,
+        (None, Some(s)) => KeySpec::parse(s, "customerMasterKeySpec")?,
+        (None, None) => KeySpec::SymmetricDefault,
+    };
+    let key_usage = match &r.key_usage {
+        Some(u) => KeyUsageType::parse(u)?,
+        None => KeyUsageType::EncryptDecrypt,
+    };
     if r.multi_region == Some(true) {
         return Err(KmsError::UnsupportedOperation(
             "Multi-Region keys are not supported yet.".into(),
@@ -491,6 +481,8 @@ fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
         external,
         policy: r.policy.take(),
         bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check == Some(true),
+        key_spec,
+        key_usage,
     })
 }
 
@@ -559,6 +551,10 @@ fn dry_run(
             }
         }
         "CreateGrant" => kms.dry_run(caller, call, Op::CreateGrant, &key()?, &empty),
+        op if asym_api::dry_run_op(op).is_some() => {
+            let op = asym_api::dry_run_op(op).ok_or_else(|| KmsError::Internal(op.into()))?;
+            kms.dry_run(caller, call, op, &key()?, ctx)
+        }
         "RevokeGrant" => kms.dry_run(caller, call, Op::RevokeGrant, &key()?, &empty),
         _ => KmsError::UnsupportedOperation(format!(
             "DryRun is not supported for {op} by sealgate's KMS."
@@ -690,47 +686,60 @@ fn dispatch(
             }))
         }
         "Encrypt" => {
-            check_algorithm(r.encryption_algorithm.as_deref())?;
+            let alg = EncryptionAlgorithm::parse(
+                r.encryption_algorithm.as_deref(),
+                "encryptionAlgorithm",
+            )?;
             let pt = required(r.plaintext.take(), "plaintext")?;
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-            let (blob, arn) = kms.encrypt_via(caller, call, &key_id(&r)?, &pt.0, ctx)?;
+            let (blob, arn) = kms.encrypt_with(caller, call, &key_id(&r)?, &pt.0, ctx, alg)?;
             Ok(json!({
                 "CiphertextBlob": b64(&blob),
                 "KeyId": arn,
-                "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "EncryptionAlgorithm": alg,
             }))
         }
         "Decrypt" => {
-            check_algorithm(r.encryption_algorithm.as_deref())?;
+            let alg = EncryptionAlgorithm::parse(
+                r.encryption_algorithm.as_deref(),
+                "encryptionAlgorithm",
+            )?;
             let blob = ciphertext(r.ciphertext_blob.take())?;
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-            let d = kms.decrypt_via(caller, call, r.key_id.as_deref(), &blob.0, ctx)?;
+            let d = kms.decrypt_with(caller, call, r.key_id.as_deref(), &blob.0, ctx, alg)?;
             Ok(json!({
                 "KeyId": d.key_arn,
                 "Plaintext": b64(&d.plaintext),
-                "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "EncryptionAlgorithm": alg,
             }))
         }
         "ReEncrypt" => {
-            check_algorithm(r.source_encryption_algorithm.as_deref())?;
-            check_algorithm(r.destination_encryption_algorithm.as_deref())?;
+            let src_alg = EncryptionAlgorithm::parse(
+                r.source_encryption_algorithm.as_deref(),
+                "sourceEncryptionAlgorithm",
+            )?;
+            let dst_alg = EncryptionAlgorithm::parse(
+                r.destination_encryption_algorithm.as_deref(),
+                "destinationEncryptionAlgorithm",
+            )?;
             let blob = ciphertext(r.ciphertext_blob.take())?;
             let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
-            let (new, src_arn, dst_arn) = kms.re_encrypt_via(
-                caller,
-                call,
-                &blob.0,
-                r.source_encryption_context.as_ref().unwrap_or(&empty),
-                r.source_key_id.as_deref(),
-                &dst,
-                r.destination_encryption_context.as_ref().unwrap_or(&empty),
-            )?;
+            let p = ReEncryptParams {
+                ciphertext: &blob.0,
+                source_key_id: r.source_key_id.as_deref(),
+                source_context: r.source_encryption_context.as_ref().unwrap_or(&empty),
+                source_algorithm: src_alg,
+                destination_key_id: &dst,
+                destination_context: r.destination_encryption_context.as_ref().unwrap_or(&empty),
+                destination_algorithm: dst_alg,
+            };
+            let (new, src_arn, dst_arn) = kms.re_encrypt_with(caller, call, &p)?;
             Ok(json!({
                 "CiphertextBlob": b64(&new),
                 "SourceKeyId": src_arn,
                 "KeyId": dst_arn,
-                "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-                "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "SourceEncryptionAlgorithm": src_alg,
+                "DestinationEncryptionAlgorithm": dst_alg,
             }))
         }
         "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
@@ -809,6 +818,7 @@ fn dispatch(
             let n = required(r.number_of_bytes, "numberOfBytes")?;
             Ok(json!({"Plaintext": b64(&kms.generate_random(caller, n)?)}))
         }
+        op if asym_api::handles(op) => asym_api::dispatch(kms, caller, call, op, r),
         op if NOT_YET.contains(&op) => Err(KmsError::UnsupportedOperation(format!(
             "{op} is not implemented by sealgate's KMS yet."
         ))),

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::access::{CallContext, Via, ambient, decide};
+use super::asym::{self, KeyMaterial, KeySpec, KeyUsageType};
 use super::audit::{AuditLog, CryptoParams, Params};
 use super::clock::{Clock, DAY_MS, millis};
 use super::crypto::{self, BackingKey, MAX_PLAINTEXT, RootKey};
@@ -33,6 +34,8 @@ pub const DEFAULT_ROTATION_DAYS: u32 = 365;
 pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 
 mod access_ops;
+mod asym_ops;
+pub use asym_ops::ReEncryptParams;
 
 /// A key as held in memory: its record, ARN, unsealed backing keys by version, parsed
 /// key policy, grants and usage counters.
@@ -40,7 +43,7 @@ mod access_ops;
 pub struct KeyEntry {
     pub rec: KeyRecord,
     pub arn: String,
-    material: HashMap<u32, Arc<BackingKey>>,
+    material: HashMap<u32, Arc<KeyMaterial>>,
     policy: Arc<Policy>,
     grants: Arc<Vec<Grant>>,
     usage: Arc<KeyUsage>,
@@ -70,7 +73,7 @@ impl KeyEntry {
         })
     }
 
-    fn with_material(&self, rec: KeyRecord, material: HashMap<u32, Arc<BackingKey>>) -> Arc<Self> {
+    fn with_material(&self, rec: KeyRecord, material: HashMap<u32, Arc<KeyMaterial>>) -> Arc<Self> {
         Arc::new(KeyEntry {
             rec,
             arn: self.arn.clone(),
@@ -81,7 +84,13 @@ impl KeyEntry {
         })
     }
 
+    /// The AES key that encrypts now (InvalidKeyUsage for other key specs).
     fn current(&self) -> Result<(u32, &BackingKey), KmsError> {
+        let (v, m) = self.current_material()?;
+        Ok((v, m.aes(self.rec.key_spec)?))
+    }
+
+    fn current_material(&self) -> Result<(u32, &KeyMaterial), KmsError> {
         let v = self
             .rec
             .current_version()
@@ -146,6 +155,10 @@ pub struct CreateKeyOptions {
     pub policy: Option<String>,
     /// Skip the check that the policy still lets the creator call PutKeyPolicy.
     pub bypass_policy_lockout_safety_check: bool,
+    /// SYMMETRIC_DEFAULT (default), RSA, ECC or HMAC.
+    pub key_spec: KeySpec,
+    /// Must be one `key_spec` supports (ENCRYPT_DECRYPT by default).
+    pub key_usage: KeyUsageType,
 }
 
 /// `GetKeyRotationStatus` result.
@@ -294,7 +307,8 @@ impl Kms {
         for (rec, mats) in loaded.keys {
             let mut material = HashMap::new();
             for (v, sealed) in mats {
-                material.insert(v, Arc::new(root.open_material(&rec.id, v, &sealed)?));
+                let raw = root.open_raw(&rec.id, v, &sealed)?;
+                material.insert(v, Arc::new(KeyMaterial::from_raw(rec.key_spec, &raw)?));
             }
             let arn = key_arn(&cfg.region, &cfg.account, &rec.id);
             let policy = policy_of(&rec, &cfg.account, &cfg.region, &default_policy)?;
@@ -540,6 +554,7 @@ impl Kms {
         let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
         self.authorize(caller, op.action(), &e, ctx, call)?;
         check_state(&e.rec, &e.arn, op)?;
+        asym::check_usage(&e.rec, &e.arn, op)?;
         e.usage.count(op, self.now_ms());
         Ok(e)
     }
@@ -598,7 +613,7 @@ impl Kms {
         let now = self.now_ms();
         let mut rec = e.rec.clone();
         let version = rec.current_version().unwrap_or(0) + 1;
-        let (key, raw) = BackingKey::generate()?;
+        let (key, raw) = KeyMaterial::generate(rec.key_spec)?;
         let sealed = self.inner.root.seal_material(&rec.id, version, &raw)?;
         drop(raw);
         rec.versions.push(VersionInfo {
@@ -671,6 +686,8 @@ impl Kms {
             next_rotation_ms: None,
             versions: Vec::new(),
             policy: opts.policy.clone(),
+            key_spec: opts.key_spec,
+            key_usage: opts.key_usage,
         };
         if manager == KeyManager::Aws {
             rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);
@@ -688,7 +705,7 @@ impl Kms {
             rec.origin = Origin::External;
             rec.state = KeyState::PendingImport;
         } else {
-            let (key, raw) = BackingKey::generate()?;
+            let (key, raw) = KeyMaterial::generate(opts.key_spec)?;
             sealed = self.inner.root.seal_material(&id, 1, &raw)?;
             rec.versions.push(VersionInfo {
                 version: 1,
@@ -737,6 +754,13 @@ impl Kms {
     ) -> Result<KeyMetadata, KmsError> {
         self.authorize_account(caller, "kms:CreateKey")?;
         validate_description(&opts.description)?;
+        opts.key_spec.check_usage(opts.key_usage)?;
+        if opts.external && !opts.key_spec.is_symmetric() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "Origin EXTERNAL is supported only for SYMMETRIC_DEFAULT keys, not {}.",
+                opts.key_spec
+            )));
+        }
         for (k, v) in &opts.tags {
             validate_tag(k, v)?;
         }
@@ -1407,6 +1431,7 @@ impl Kms {
         let key = e
             .material
             .get(&parsed.version)
+            .and_then(|m| m.aes(e.rec.key_spec).ok())
             .ok_or_else(crypto::invalid_ciphertext)?;
         Ok(Decrypted {
             plaintext: key.decrypt(&parsed, ctx)?,

@@ -146,32 +146,45 @@ impl RootKey {
         Ok(out)
     }
 
-    /// Opens sealed material into a usable backing key.
+    /// Opens sealed AES material into a usable backing key.
     pub fn open_material(
         &self,
         key_id: &Uuid,
         version: u32,
         sealed: &[u8],
     ) -> Result<BackingKey, KmsError> {
+        let raw = self.open_raw(key_id, version, sealed)?;
+        BackingKey::from_material(&raw)
+    }
+
+    /// Opens sealed material of any kind (AES or HMAC key bytes, PKCS#8 private keys).
+    pub fn open_raw(
+        &self,
+        key_id: &Uuid,
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let corrupt = || {
             KmsError::Internal(format!(
                 "stored material of key {key_id} v{version} is corrupt"
             ))
         };
-        if sealed.len() != NONCE_LEN + KEY_LEN + TAG_LEN {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
             return Err(corrupt());
         }
         let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().map_err(|_| corrupt())?;
         let mut buf = Zeroizing::new(sealed[NONCE_LEN..].to_vec());
-        let plain = self
+        let len = self
             .aead
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(material_aad(key_id, version)),
                 &mut buf,
             )
-            .map_err(|_| corrupt())?;
-        BackingKey::from_material(plain)
+            .map_err(|_| corrupt())?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
     }
 }
 

@@ -53,6 +53,12 @@ pub enum KmsError {
     InvalidGrantToken(String),
     #[error("{0}")]
     InvalidGrantId(String),
+    /// Verify: the signature does not verify (`KMSInvalidSignatureException`).
+    #[error("{0}")]
+    SignatureMismatch(String),
+    /// VerifyMac: the MAC does not verify (`KMSInvalidMacException`).
+    #[error("{0}")]
+    MacMismatch(String),
     /// `DryRun: true` and the request would have succeeded.
     #[error("{0}")]
     DryRunOperation(String),
@@ -107,6 +113,8 @@ impl KmsError {
             MalformedPolicy(_) => "MalformedPolicyDocumentException",
             InvalidGrantToken(_) => "InvalidGrantTokenException",
             InvalidGrantId(_) => "InvalidGrantIdException",
+            SignatureMismatch(_) => "KMSInvalidSignatureException",
+            MacMismatch(_) => "KMSInvalidMacException",
             DryRunOperation(_) => "DryRunOperationException",
             MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
             IncompleteSignature(_) => "IncompleteSignatureException",

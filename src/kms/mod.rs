@@ -2,7 +2,8 @@
 //! `docs/kms-ciphertext.md` for the ciphertext blob format.
 //!
 //! Layout: `model` (records, the state × operation table), `crypto` (root key, backing
-//! keys, blob format, context encoding), `store` (redb), `core` (the `Kms` operations),
+//! keys, blob format, context encoding), `asym` (key specs, usages, algorithms and the
+//! material of every key kind), `store` (redb), `core` (the `Kms` operations),
 //! `policy` (key policy parsing and IAM-style evaluation), `grants`, `access` (policy +
 //! grants decision, call context, explanations), `audit` (hash-chained CloudTrail-style
 //! log, verify, query), `usage` (per-key counters), `sigv4` (request verification for
@@ -21,6 +22,7 @@ use zeroize::Zeroizing;
 
 pub mod access;
 pub mod api;
+pub mod asym;
 pub mod audit;
 pub mod backend;
 pub mod clock;
@@ -34,10 +36,15 @@ pub mod sigv4;
 mod store;
 pub mod usage;
 
+pub use self::core::ReEncryptParams;
 pub use self::core::{
     AliasEntry, CreateKeyOptions, KeyEntry, Kms, Page, RotationEntry, RotationStatus,
 };
 pub use access::{CallContext, Explanation, Reason, Via};
+pub use asym::{
+    DataKeyPair, EncryptionAlgorithm, KeySpec, KeyUsageType, MacAlgorithm, MessageType,
+    PublicKeyInfo, SigningAlgorithm,
+};
 pub use audit::{
     AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
     tail_audit_log, verify_audit_log, verify_audit_log_against,
@@ -239,3 +246,5 @@ impl fmt::Debug for Decrypted {
 mod tests;
 #[cfg(test)]
 mod tests_access;
+#[cfg(test)]
+mod tests_asym;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::KmsError;
+use super::asym::{KeySpec, KeyUsageType};
 use super::clock::epoch_seconds;
 
 /// AWS key states (we never produce `Unavailable`; custom key stores are out of scope).
@@ -82,6 +83,11 @@ pub struct KeyRecord {
     /// key policies existed: those keys have the default (or service) policy.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Key spec and usage; records from before they existed are AES keys.
+    #[serde(default)]
+    pub key_spec: KeySpec,
+    #[serde(default)]
+    pub key_usage: KeyUsageType,
 }
 
 impl KeyRecord {
@@ -131,6 +137,13 @@ pub enum Op {
     ListGrants,
     RetireGrant,
     RevokeGrant,
+    Sign,
+    Verify,
+    GetPublicKey,
+    GenerateMac,
+    VerifyMac,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
 }
 
 /// Number of `Op` variants (sizes per-key usage counters).
@@ -138,7 +151,7 @@ pub const OP_COUNT: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order (`op as usize` indexes this).
-    pub const ALL: [Op; 30] = [
+    pub const ALL: [Op; 37] = [
         Op::DescribeKey,
         Op::ListResourceTags,
         Op::GetKeyRotationStatus,
@@ -169,6 +182,13 @@ impl Op {
         Op::ListGrants,
         Op::RetireGrant,
         Op::RevokeGrant,
+        Op::Sign,
+        Op::Verify,
+        Op::GetPublicKey,
+        Op::GenerateMac,
+        Op::VerifyMac,
+        Op::GenerateDataKeyPair,
+        Op::GenerateDataKeyPairWithoutPlaintext,
     ];
 
     /// IAM-style action name (for the policy hook and audit).
@@ -204,6 +224,13 @@ impl Op {
             Op::ListGrants => "kms:ListGrants",
             Op::RetireGrant => "kms:RetireGrant",
             Op::RevokeGrant => "kms:RevokeGrant",
+            Op::Sign => "kms:Sign",
+            Op::Verify => "kms:Verify",
+            Op::GetPublicKey => "kms:GetPublicKey",
+            Op::GenerateMac => "kms:GenerateMac",
+            Op::VerifyMac => "kms:VerifyMac",
+            Op::GenerateDataKeyPair => "kms:GenerateDataKeyPair",
+            Op::GenerateDataKeyPairWithoutPlaintext => "kms:GenerateDataKeyPairWithoutPlaintext",
         }
     }
 
@@ -216,6 +243,13 @@ impl Op {
                 | Op::ReEncryptTo
                 | Op::GenerateDataKey
                 | Op::GenerateDataKeyWithoutPlaintext
+                | Op::Sign
+                | Op::Verify
+                | Op::GetPublicKey
+                | Op::GenerateMac
+                | Op::VerifyMac
+                | Op::GenerateDataKeyPair
+                | Op::GenerateDataKeyPairWithoutPlaintext
         )
     }
 }
@@ -337,7 +371,12 @@ pub struct KeyMetadata {
     pub key_manager: &'static str,
     pub customer_master_key_spec: &'static str,
     pub key_spec: &'static str,
-    pub encryption_algorithms: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_algorithms: Option<Vec<&'static str>>,
     pub multi_region: bool,
 }
 
@@ -350,7 +389,7 @@ impl KeyMetadata {
             creation_date: epoch_seconds(rec.created_ms),
             enabled: rec.state == KeyState::Enabled,
             description: rec.description.clone(),
-            key_usage: "ENCRYPT_DECRYPT",
+            key_usage: rec.key_usage.as_str(),
             key_state: rec.state.as_str(),
             deletion_date: rec.deletion_ms.map(epoch_seconds),
             pending_deletion_window_in_days: rec.pending_window_days,
@@ -362,12 +401,23 @@ impl KeyMetadata {
                 KeyManager::Customer => "CUSTOMER",
                 KeyManager::Aws => "AWS",
             },
-            customer_master_key_spec: "SYMMETRIC_DEFAULT",
-            key_spec: "SYMMETRIC_DEFAULT",
-            encryption_algorithms: vec!["SYMMETRIC_DEFAULT"],
+            customer_master_key_spec: rec.key_spec.as_str(),
+            key_spec: rec.key_spec.as_str(),
+            encryption_algorithms: names(
+                (rec.key_spec.encryption_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
+            ),
+            signing_algorithms: names(
+                (rec.key_spec.signing_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
+            ),
+            mac_algorithms: names(rec.key_spec.mac_algorithms().iter().map(|a| a.as_str())),
             multi_region: false,
         }
     }
+}
+
+/// AWS lists only the algorithm kinds a key has (`None`: member absent).
+fn names(algs: impl ExactSizeIterator<Item = &'static str>) -> Option<Vec<&'static str>> {
+    (algs.len() > 0).then(|| algs.collect())
 }
 
 /// An alias as stored.
@@ -472,7 +522,33 @@ mod tests {
                 Op::RotateKeyOnDemand,
                 [Allowed, DisabledKey, InvalidState, Unsupported],
             ),
+            (Op::Sign, [Allowed, DisabledKey, InvalidState, InvalidState]),
+            (
+                Op::Verify,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::GetPublicKey,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::GenerateMac,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::VerifyMac,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::GenerateDataKeyPair,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
+            (
+                Op::GenerateDataKeyPairWithoutPlaintext,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
         ];
+        assert_eq!(table.len(), Op::ALL.len(), "every operation has a row");
         for (op, row) in table {
             for (state, want) in STATES.iter().zip(row) {
                 assert_eq!(verdict(*state, *op), *want, "{op:?} in {state:?}");

@@ -444,6 +444,9 @@ impl Kms {
         if let Err(err) = check_state(&e.rec, &e.arn, op) {
             return err;
         }
+        if let Err(err) = crate::kms::asym::check_usage(&e.rec, &e.arn, op) {
+            return err;
+        }
         KmsError::DryRunOperation(format!(
             "The request would have succeeded, but the DryRun option is set. {x}"
         ))

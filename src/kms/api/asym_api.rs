@@ -1,0 +1,136 @@
+//! The KMS JSON operations of RSA, ECC and HMAC keys: Sign, Verify, GetPublicKey,
+//! GenerateMac, VerifyMac, GenerateDataKeyPair(WithoutPlaintext). Request members are
+//! parsed here into the typed algorithms of `kms::asym`; the core does the rest.
+//!
+//! Invariant: messages, signatures, MACs and private keys are blob members of `Req`
+//! (never serialised into the audit event) and response members listed in
+//! `SECRET_MEMBERS` (removed from `responseElements`).
+
+use serde_json::{Value, json};
+
+use super::{Req, b64, required};
+use crate::auth::Principal;
+use crate::kms::access::CallContext;
+use crate::kms::asym::{self, MacAlgorithm, MessageType, SigningAlgorithm};
+use crate::kms::model::Op;
+use crate::kms::{EncryptionContext, Kms, KmsError};
+
+const OPS: &[&str] = &[
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "GenerateMac",
+    "VerifyMac",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+];
+
+/// Is `op` one of this module's operations?
+pub(super) fn handles(op: &str) -> bool {
+    OPS.contains(&op)
+}
+
+/// Operations that may take seconds of CPU (RSA key generation): run on the blocking
+/// pool, like database writes.
+pub(super) fn is_slow(op: &str) -> bool {
+    matches!(
+        op,
+        "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext"
+    )
+}
+
+/// The `Op` a DryRun of `op` checks (AWS supports DryRun on all of these but
+/// GetPublicKey).
+pub(super) fn dry_run_op(op: &str) -> Option<Op> {
+    Some(match op {
+        "Sign" => Op::Sign,
+        "Verify" => Op::Verify,
+        "GenerateMac" => Op::GenerateMac,
+        "VerifyMac" => Op::VerifyMac,
+        "GenerateDataKeyPair" => Op::GenerateDataKeyPair,
+        "GenerateDataKeyPairWithoutPlaintext" => Op::GenerateDataKeyPairWithoutPlaintext,
+        _ => return None,
+    })
+}
+
+fn names<T: Copy + std::fmt::Display>(v: &[T]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.iter().map(ToString::to_string).collect())
+}
+
+pub(super) fn dispatch(
+    kms: &Kms,
+    caller: &Principal,
+    call: &CallContext,
+    op: &str,
+    mut r: Req,
+) -> Result<Value, KmsError> {
+    let key_id = required(r.key_id.take(), "keyId")?;
+    match op {
+        "Sign" | "Verify" => {
+            let msg = required(r.message.take(), "message")?;
+            let ty = MessageType::parse(r.message_type.as_deref())?;
+            let alg = SigningAlgorithm::parse(&required(
+                r.signing_algorithm.take(),
+                "signingAlgorithm",
+            )?)?;
+            if op == "Sign" {
+                let (sig, arn) = kms.sign(caller, call, &key_id, &msg.0, ty, alg)?;
+                Ok(json!({"KeyId": arn, "Signature": b64(&sig), "SigningAlgorithm": alg}))
+            } else {
+                let sig = required(r.signature.take(), "signature")?;
+                let arn = kms.verify(caller, call, &key_id, &msg.0, ty, &sig.0, alg)?;
+                Ok(json!({"KeyId": arn, "SignatureValid": true, "SigningAlgorithm": alg}))
+            }
+        }
+        "GetPublicKey" => {
+            let p = kms.get_public_key(caller, call, &key_id)?;
+            let mut v = json!({
+                "KeyId": p.key_arn,
+                "PublicKey": b64(&p.public_key),
+                "CustomerMasterKeySpec": p.key_spec,
+                "KeySpec": p.key_spec,
+                "KeyUsage": p.key_usage,
+            });
+            if let Some(e) = names(p.key_spec.encryption_algorithms(p.key_usage)) {
+                v["EncryptionAlgorithms"] = json!(e);
+            }
+            if let Some(s) = names(p.key_spec.signing_algorithms(p.key_usage)) {
+                v["SigningAlgorithms"] = json!(s);
+            }
+            Ok(v)
+        }
+        "GenerateMac" | "VerifyMac" => {
+            let msg = required(r.message.take(), "message")?;
+            let alg = MacAlgorithm::parse(&required(r.mac_algorithm.take(), "macAlgorithm")?)?;
+            if op == "GenerateMac" {
+                let (mac, arn) = kms.generate_mac(caller, call, &key_id, &msg.0, alg)?;
+                Ok(json!({"Mac": b64(&mac), "MacAlgorithm": alg, "KeyId": arn}))
+            } else {
+                let mac = required(r.mac.take(), "mac")?;
+                let arn = kms.verify_mac(caller, call, &key_id, &msg.0, &mac.0, alg)?;
+                Ok(json!({"KeyId": arn, "MacValid": true, "MacAlgorithm": alg}))
+            }
+        }
+        "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
+            let spec =
+                asym::parse_key_pair_spec(&required(r.key_pair_spec.take(), "keyPairSpec")?)?;
+            let empty = EncryptionContext::new();
+            let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
+            let with_plaintext = op == "GenerateDataKeyPair";
+            let d = kms.generate_data_key_pair(caller, call, &key_id, ctx, spec, with_plaintext)?;
+            let mut v = json!({
+                "PrivateKeyCiphertextBlob": b64(&d.private_key_ciphertext_blob),
+                "PublicKey": b64(&d.public_key),
+                "KeyId": d.key_arn,
+                "KeyPairSpec": d.key_pair_spec,
+            });
+            if let Some(p) = &d.private_key_plaintext {
+                v["PrivateKeyPlaintext"] = json!(b64(p));
+            }
+            Ok(v)
+        }
+        _ => Err(KmsError::UnknownOperation(format!(
+            "Unknown operation TrentService.{op}"
+        ))),
+    }
+}
