@@ -61,5 +61,13 @@ if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rclone s3cmd >/dev/null
 fi
+# 5. openssl: the key-import (BYOK) tests wrap key material with it, as AWS's guide does.
+if ! command -v openssl >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing openssl (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
+fi
 echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1))"
 

@@ -26,7 +26,7 @@ use super::clock::epoch_seconds;
 use super::crypto::{self, MAX_BLOB};
 use super::grants::{Grant, GrantConstraints, GrantRequest};
 use super::model::Op;
-use super::{CreateKeyOptions, EncryptionContext, Kms, KmsError, Page, sigv4};
+use super::{CreateKeyOptions, EncryptionContext, Kms, KmsError, MaterialExpiry, Page, sigv4};
 use crate::auth::{AccessKeys, Principal};
 
 const TARGET_PREFIX: &str = "TrentService.";
@@ -180,6 +180,9 @@ const SECRET_MEMBERS: &[&str] = &[
     "PrivateKeyCiphertextBlob",
     "GrantToken",
     "GrantTokens",
+    "ImportToken",
+    "EncryptedKeyMaterial",
+    "PublicKey",
     "plaintext",
     "ciphertextBlob",
     "grantToken",
@@ -273,6 +276,10 @@ fn is_mutation(op: &str) -> bool {
             | "CreateGrant"
             | "RetireGrant"
             | "RevokeGrant"
+            | "ImportKeyMaterial"
+            | "DeleteImportedKeyMaterial"
+            // Writes nothing, but generating an RSA key takes long enough to block.
+            | "GetParametersForImport"
     )
 }
 
@@ -285,9 +292,6 @@ const NOT_YET: &[&str] = &[
     "GetPublicKey",
     "GenerateDataKeyPair",
     "GenerateDataKeyPairWithoutPlaintext",
-    "GetParametersForImport",
-    "ImportKeyMaterial",
-    "DeleteImportedKeyMaterial",
     "ReplicateKey",
     "UpdatePrimaryRegion",
     "DeriveSharedSecret",
@@ -370,6 +374,15 @@ struct Req {
     grant_id: Option<String>,
     #[serde(skip_serializing)]
     grant_token: Option<String>,
+    wrapping_algorithm: Option<String>,
+    wrapping_key_spec: Option<String>,
+    #[serde(skip_serializing)]
+    import_token: Option<Blob>,
+    #[serde(skip_serializing)]
+    encrypted_key_material: Option<Blob>,
+    /// Epoch seconds, as the AWS JSON protocol sends timestamps.
+    valid_to: Option<f64>,
+    expiration_model: Option<String>,
 }
 
 fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
@@ -804,6 +817,29 @@ fn dispatch(
             let id = required(r.grant_id.clone(), "grantId")?;
             kms.revoke_grant(caller, &key_id(&r)?, &id)?;
             ok()
+        }
+        "GetParametersForImport" => {
+            let alg = required(r.wrapping_algorithm.clone(), "wrappingAlgorithm")?;
+            let spec = r.wrapping_key_spec.as_deref();
+            let (arn, p) = kms.get_parameters_for_import(caller, &key_id(&r)?, &alg, spec)?;
+            Ok(json!({
+                "KeyId": arn,
+                "ImportToken": b64(&p.import_token),
+                "PublicKey": b64(&p.public_key),
+                "ParametersValidTo": epoch_seconds(p.valid_to_ms),
+            }))
+        }
+        "ImportKeyMaterial" => {
+            let token = required(r.import_token.take(), "importToken")?;
+            let material = required(r.encrypted_key_material.take(), "encryptedKeyMaterial")?;
+            let valid_to_ms = r.valid_to.map(|t| (t * 1000.0) as i64);
+            let expiry = MaterialExpiry::parse(r.expiration_model.as_deref(), valid_to_ms)?;
+            let arn =
+                kms.import_key_material(caller, &key_id(&r)?, &token.0, &material.0, expiry)?;
+            Ok(json!({"KeyId": arn}))
+        }
+        "DeleteImportedKeyMaterial" => {
+            Ok(json!({"KeyId": kms.delete_imported_key_material(caller, &key_id(&r)?)?}))
         }
         "GenerateRandom" => {
             let n = required(r.number_of_bytes, "numberOfBytes")?;

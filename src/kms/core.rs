@@ -33,6 +33,9 @@ pub const DEFAULT_ROTATION_DAYS: u32 = 365;
 pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 
 mod access_ops;
+mod import_ops;
+
+pub use import_ops::MaterialExpiry;
 
 /// A key as held in memory: its record, ARN, unsealed backing keys by version, parsed
 /// key policy, grants and usage counters.
@@ -495,7 +498,7 @@ impl Kms {
         held: Option<&WriteGuard<'_>>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let now = self.now_ms();
-        if !e.rec.deletion_due(now) && !e.rec.rotation_due(now) {
+        if !e.rec.deletion_due(now) && !e.rec.rotation_due(now) && !e.rec.material_expiry_due(now) {
             return Ok(e);
         }
         let own;
@@ -514,6 +517,9 @@ impl Kms {
                 "Key '{}' does not exist",
                 e.arn
             )));
+        }
+        if e.rec.material_expiry_due(now) {
+            return self.drop_material_locked(guard, &e);
         }
         if e.rec.rotation_due(now) {
             return self.rotate_locked(guard, &e, RotationType::Automatic);
@@ -671,6 +677,7 @@ impl Kms {
             next_rotation_ms: None,
             versions: Vec::new(),
             policy: opts.policy.clone(),
+            import: None,
         };
         if manager == KeyManager::Aws {
             rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);
@@ -981,6 +988,7 @@ impl Kms {
             ));
         }
         self.mutate(caller, key_id, Op::EnableKeyRotation, |r, now| {
+            import_ops::refuse_rotation_of_imported(r, Op::EnableKeyRotation)?;
             // Re-enabling or changing the period counts from the last rotation (or now).
             let base = match (r.rotation_period_days, r.next_rotation_ms) {
                 (Some(old), Some(next)) => next - i64::from(old) * DAY_MS,
@@ -995,6 +1003,7 @@ impl Kms {
 
     pub fn disable_key_rotation(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
         self.mutate(caller, key_id, Op::DisableKeyRotation, |r, _| {
+            import_ops::refuse_rotation_of_imported(r, Op::DisableKeyRotation)?;
             r.rotation_period_days = None;
             r.next_rotation_ms = None;
             Ok(())
@@ -1040,6 +1049,7 @@ impl Kms {
             None,
             Some(&g),
         )?;
+        import_ops::refuse_rotation_of_imported(&e.rec, Op::RotateKeyOnDemand)?;
         let on_demand = e
             .rec
             .versions
@@ -1092,15 +1102,19 @@ impl Kms {
         paginate(rotations, limit, marker)
     }
 
-    /// Timer hook: destroys keys whose deletion window has passed and performs due
-    /// automatic rotations.
+    /// Timer hook: destroys keys whose deletion window has passed, deletes imported
+    /// material whose ValidTo has passed and performs due automatic rotations.
     pub fn tick(&self) -> Result<(), KmsError> {
         let now = self.now_ms();
         let due: Vec<Arc<KeyEntry>> = {
             let st = self.inner.state.read().unwrap_or_else(poisoned);
             st.keys
                 .values()
-                .filter(|e| e.rec.deletion_due(now) || e.rec.rotation_due(now))
+                .filter(|e| {
+                    e.rec.deletion_due(now)
+                        || e.rec.rotation_due(now)
+                        || e.rec.material_expiry_due(now)
+                })
                 .cloned()
                 .collect()
         };

@@ -28,6 +28,7 @@ mod core;
 pub mod crypto;
 mod error;
 pub mod grants;
+pub mod import;
 pub mod model;
 pub mod policy;
 pub mod sigv4;
@@ -35,7 +36,8 @@ mod store;
 pub mod usage;
 
 pub use self::core::{
-    AliasEntry, CreateKeyOptions, KeyEntry, Kms, Page, RotationEntry, RotationStatus,
+    AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, RotationEntry,
+    RotationStatus,
 };
 pub use access::{CallContext, Explanation, Reason, Via};
 pub use audit::{

@@ -82,6 +82,21 @@ pub struct KeyRecord {
     /// key policies existed: those keys have the default (or service) policy.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Imported material (Origin EXTERNAL): its check value and expiry. Absent for other
+    /// keys and in records written before import existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportInfo>,
+}
+
+/// What an EXTERNAL key remembers about its imported material. The check value outlives
+/// the material (DeleteImportedKeyMaterial, expiry), so a re-import can be verified
+/// without keeping deleted material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    /// Hex HMAC-SHA256 of the first imported material under a root-derived key.
+    pub check_value: String,
+    /// When the current material expires (`KEY_MATERIAL_EXPIRES`); None = never.
+    pub valid_to_ms: Option<i64>,
 }
 
 impl KeyRecord {
@@ -95,6 +110,16 @@ impl KeyRecord {
 
     pub fn deletion_due(&self, now_ms: i64) -> bool {
         self.state == KeyState::PendingDeletion && self.deletion_ms.is_some_and(|t| t <= now_ms)
+    }
+
+    /// Imported material whose ValidTo has passed (and that is still there).
+    pub fn material_expiry_due(&self, now_ms: i64) -> bool {
+        !self.versions.is_empty()
+            && self
+                .import
+                .as_ref()
+                .and_then(|i| i.valid_to_ms)
+                .is_some_and(|t| t <= now_ms)
     }
 }
 
@@ -131,6 +156,9 @@ pub enum Op {
     ListGrants,
     RetireGrant,
     RevokeGrant,
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
 }
 
 /// Number of `Op` variants (sizes per-key usage counters).
@@ -138,7 +166,7 @@ pub const OP_COUNT: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order (`op as usize` indexes this).
-    pub const ALL: [Op; 30] = [
+    pub const ALL: [Op; 33] = [
         Op::DescribeKey,
         Op::ListResourceTags,
         Op::GetKeyRotationStatus,
@@ -169,6 +197,9 @@ impl Op {
         Op::ListGrants,
         Op::RetireGrant,
         Op::RevokeGrant,
+        Op::GetParametersForImport,
+        Op::ImportKeyMaterial,
+        Op::DeleteImportedKeyMaterial,
     ];
 
     /// IAM-style action name (for the policy hook and audit).
@@ -204,6 +235,9 @@ impl Op {
             Op::ListGrants => "kms:ListGrants",
             Op::RetireGrant => "kms:RetireGrant",
             Op::RevokeGrant => "kms:RevokeGrant",
+            Op::GetParametersForImport => "kms:GetParametersForImport",
+            Op::ImportKeyMaterial => "kms:ImportKeyMaterial",
+            Op::DeleteImportedKeyMaterial => "kms:DeleteImportedKeyMaterial",
         }
     }
 
@@ -244,9 +278,13 @@ pub fn verdict(state: KeyState, op: Op) -> Verdict {
             | Op::ListKeyPolicies
             | Op::ListGrants
             | Op::RetireGrant
-            | Op::RevokeGrant,
+            | Op::RevokeGrant
+            | Op::DeleteImportedKeyMaterial,
             _,
         ) => Allowed,
+        // Import: any state but PendingDeletion (the origin is checked by the operation).
+        (Op::GetParametersForImport | Op::ImportKeyMaterial, PendingDeletion) => InvalidState,
+        (Op::GetParametersForImport | Op::ImportKeyMaterial, _) => Allowed,
         (Op::CreateGrant, PendingDeletion) => InvalidState,
         (Op::CreateGrant, _) => Allowed,
         (Op::GetKeyRotationStatus | Op::ListKeyRotations, PendingImport) => Unsupported,
@@ -339,6 +377,11 @@ pub struct KeyMetadata {
     pub key_spec: &'static str,
     pub encryption_algorithms: Vec<&'static str>,
     pub multi_region: bool,
+    /// EXTERNAL keys with imported material: `KEY_MATERIAL_EXPIRES` or `..._DOES_NOT_EXPIRE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<f64>,
 }
 
 impl KeyMetadata {
@@ -366,6 +409,20 @@ impl KeyMetadata {
             key_spec: "SYMMETRIC_DEFAULT",
             encryption_algorithms: vec!["SYMMETRIC_DEFAULT"],
             multi_region: false,
+            expiration_model: rec
+                .import
+                .as_ref()
+                .filter(|_| !rec.versions.is_empty())
+                .map(|i| match i.valid_to_ms {
+                    Some(_) => "KEY_MATERIAL_EXPIRES",
+                    None => "KEY_MATERIAL_DOES_NOT_EXPIRE",
+                }),
+            valid_to: rec
+                .import
+                .as_ref()
+                .filter(|_| !rec.versions.is_empty())
+                .and_then(|i| i.valid_to_ms)
+                .map(epoch_seconds),
         }
     }
 }
@@ -403,6 +460,18 @@ mod tests {
             (Op::ListGrants, [Allowed, Allowed, Allowed, Allowed]),
             (Op::RetireGrant, [Allowed, Allowed, Allowed, Allowed]),
             (Op::RevokeGrant, [Allowed, Allowed, Allowed, Allowed]),
+            (
+                Op::DeleteImportedKeyMaterial,
+                [Allowed, Allowed, Allowed, Allowed],
+            ),
+            (
+                Op::GetParametersForImport,
+                [Allowed, Allowed, InvalidState, Allowed],
+            ),
+            (
+                Op::ImportKeyMaterial,
+                [Allowed, Allowed, InvalidState, Allowed],
+            ),
             (Op::CreateGrant, [Allowed, Allowed, InvalidState, Allowed]),
             (
                 Op::GetKeyRotationStatus,

@@ -38,6 +38,9 @@ pub enum Mutation<'a> {
     },
     /// Removes the record, every material version and every grant of the key.
     DeleteKey(Uuid),
+    /// Removes every material version of a key, keeping its record (imported material
+    /// deleted or expired).
+    DeleteMaterial(Uuid),
     PutAlias(&'a str, &'a AliasRecord),
     DeleteAlias(&'a str),
     PutGrant(&'a Grant),
@@ -184,6 +187,10 @@ impl Store {
                         keys.remove(id)?;
                         mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
                         grants.retain_in((id, "")..=(id, "\u{10ffff}"), |_, _| false)?;
+                    }
+                    Mutation::DeleteMaterial(id) => {
+                        let id = id.as_u128();
+                        mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
                     }
                     Mutation::PutAlias(name, rec) => {
                         aliases.insert(*name, serde_json::to_vec(rec)?.as_slice())?;
