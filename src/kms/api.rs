@@ -26,7 +26,9 @@ use super::clock::epoch_seconds;
 use super::crypto::{self, MAX_BLOB};
 use super::grants::{Grant, GrantConstraints, GrantRequest};
 use super::model::Op;
-use super::{CreateKeyOptions, EncryptionContext, Kms, KmsError, MaterialExpiry, Page, sigv4};
+use super::{
+    CreateKeyOptions, EncryptionContext, Kms, KmsError, MaterialExpiry, Page, ReplicaOptions, sigv4,
+};
 use crate::auth::{AccessKeys, Principal};
 
 const TARGET_PREFIX: &str = "TrentService.";
@@ -110,7 +112,10 @@ async fn serve(
     }
     // Signature freshness is about the client's clock versus the wall clock, so it uses
     // real time even when the KMS runs on an injected (test) clock.
-    let caller = sigv4::verify(&req, keys, kms.region(), std::time::SystemTime::now())?;
+    let (caller, region) =
+        sigv4::verify_in(&req, keys, kms.regions(), std::time::SystemTime::now())?;
+    // Keys, aliases and ARNs are per region: act in the region the request was signed for.
+    let kms = &kms.in_region(&region)?;
     let time_ms = kms.clock_ms();
     let input: Result<Req, KmsError> = if req.body().iter().all(u8::is_ascii_whitespace) {
         Ok(Req::default())
@@ -158,6 +163,7 @@ async fn serve(
             error: result.as_ref().err().map(|e| (e.aws_type(), e.to_string())),
             resources,
             read_only: is_read_only(op),
+            region: Some(region.as_str().into()),
         });
     }
     result
@@ -207,7 +213,10 @@ fn audit_response(v: &Value) -> Value {
     };
     let out: serde_json::Map<String, Value> = m
         .iter()
-        .filter(|(k, _)| !SECRET_MEMBERS.contains(&k.as_str()) && k.as_str() != "Policy")
+        .filter(|(k, _)| {
+            !SECRET_MEMBERS.contains(&k.as_str())
+                && !matches!(k.as_str(), "Policy" | "ReplicaPolicy")
+        })
         .map(|(k, x)| (camel(k), x.clone()))
         .collect();
     if out.is_empty() {
@@ -228,7 +237,12 @@ fn camel(k: &str) -> String {
 /// Key ARNs named by a successful response.
 fn response_arns(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for arn in [&v["KeyMetadata"]["Arn"], &v["SourceKeyId"], &v["KeyId"]] {
+    for arn in [
+        &v["KeyMetadata"]["Arn"],
+        &v["ReplicaKeyMetadata"]["Arn"],
+        &v["SourceKeyId"],
+        &v["KeyId"],
+    ] {
         if let Some(a) = arn.as_str().filter(|a| a.starts_with("arn:aws:kms:")) {
             out.push(a.to_string());
         }
@@ -278,6 +292,8 @@ fn is_mutation(op: &str) -> bool {
             | "RevokeGrant"
             | "ImportKeyMaterial"
             | "DeleteImportedKeyMaterial"
+            | "ReplicateKey"
+            | "UpdatePrimaryRegion"
             // Writes nothing, but generating an RSA key takes long enough to block.
             | "GetParametersForImport"
     )
@@ -292,8 +308,6 @@ const NOT_YET: &[&str] = &[
     "GetPublicKey",
     "GenerateDataKeyPair",
     "GenerateDataKeyPairWithoutPlaintext",
-    "ReplicateKey",
-    "UpdatePrimaryRegion",
     "DeriveSharedSecret",
     "CreateCustomKeyStore",
     "DescribeCustomKeyStores",
@@ -383,6 +397,8 @@ struct Req {
     /// Epoch seconds, as the AWS JSON protocol sends timestamps.
     valid_to: Option<f64>,
     expiration_model: Option<String>,
+    replica_region: Option<String>,
+    primary_region: Option<String>,
 }
 
 fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
@@ -477,11 +493,6 @@ fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
             "Only KeyUsage ENCRYPT_DECRYPT is supported for SYMMETRIC_DEFAULT keys.".into(),
         ));
     }
-    if r.multi_region == Some(true) {
-        return Err(KmsError::UnsupportedOperation(
-            "Multi-Region keys are not supported yet.".into(),
-        ));
-    }
     let external = match r.origin.as_deref() {
         None | Some("AWS_KMS") => false,
         Some("EXTERNAL") => true,
@@ -504,6 +515,7 @@ fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
         external,
         policy: r.policy.take(),
         bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check == Some(true),
+        multi_region: r.multi_region == Some(true),
     })
 }
 
@@ -840,6 +852,32 @@ fn dispatch(
         }
         "DeleteImportedKeyMaterial" => {
             Ok(json!({"KeyId": kms.delete_imported_key_material(caller, &key_id(&r)?)?}))
+        }
+        "ReplicateKey" => {
+            let region = required(r.replica_region.clone(), "replicaRegion")?;
+            let opts = ReplicaOptions {
+                description: r.description.take().unwrap_or_default(),
+                tags: tags(r.tags.take().unwrap_or_default()),
+                policy: r.policy.take(),
+                bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check
+                    == Some(true),
+            };
+            let rep = kms.replicate_key(caller, &key_id(&r)?, &region, &opts)?;
+            let tags: Vec<Value> = rep
+                .tags
+                .into_iter()
+                .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+                .collect();
+            Ok(json!({
+                "ReplicaKeyMetadata": rep.metadata,
+                "ReplicaPolicy": rep.policy,
+                "ReplicaTags": tags,
+            }))
+        }
+        "UpdatePrimaryRegion" => {
+            let region = required(r.primary_region.clone(), "primaryRegion")?;
+            kms.update_primary_region(caller, &key_id(&r)?, &region)?;
+            ok()
         }
         "GenerateRandom" => {
             let n = required(r.number_of_bytes, "numberOfBytes")?;

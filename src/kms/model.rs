@@ -86,6 +86,31 @@ pub struct KeyRecord {
     /// keys and in records written before import existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportInfo>,
+    /// The region the key lives in; None = the home region (`kms.region`), which is
+    /// where every record written before regions existed lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Multi-Region keys (`mrk-` ids): this copy's role. The copies of one multi-Region
+    /// key share id, material versions and rotation; each region has its own record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region: Option<MultiRegionRole>,
+}
+
+/// Primary or replica copy of a multi-Region key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MultiRegionRole {
+    Primary,
+    Replica,
+}
+
+/// A key id as AWS shows it: a UUID, or `mrk-` + 32 lowercase hex digits for
+/// multi-Region keys (the same 128 bits, so blobs name both kinds in 16 bytes).
+pub fn display_key_id(id: &Uuid, multi_region: bool) -> String {
+    if multi_region {
+        format!("mrk-{}", id.simple())
+    } else {
+        id.to_string()
+    }
 }
 
 /// What an EXTERNAL key remembers about its imported material. The check value outlives
@@ -100,6 +125,11 @@ pub struct ImportInfo {
 }
 
 impl KeyRecord {
+    /// The key id as the API shows it (`mrk-...` for multi-Region keys).
+    pub fn key_id(&self) -> String {
+        display_key_id(&self.id, self.multi_region.is_some())
+    }
+
     pub fn current_version(&self) -> Option<u32> {
         self.versions.last().map(|v| v.version)
     }
@@ -159,6 +189,8 @@ pub enum Op {
     GetParametersForImport,
     ImportKeyMaterial,
     DeleteImportedKeyMaterial,
+    ReplicateKey,
+    UpdatePrimaryRegion,
 }
 
 /// Number of `Op` variants (sizes per-key usage counters).
@@ -166,7 +198,7 @@ pub const OP_COUNT: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order (`op as usize` indexes this).
-    pub const ALL: [Op; 33] = [
+    pub const ALL: [Op; 35] = [
         Op::DescribeKey,
         Op::ListResourceTags,
         Op::GetKeyRotationStatus,
@@ -200,6 +232,8 @@ impl Op {
         Op::GetParametersForImport,
         Op::ImportKeyMaterial,
         Op::DeleteImportedKeyMaterial,
+        Op::ReplicateKey,
+        Op::UpdatePrimaryRegion,
     ];
 
     /// IAM-style action name (for the policy hook and audit).
@@ -238,6 +272,8 @@ impl Op {
             Op::GetParametersForImport => "kms:GetParametersForImport",
             Op::ImportKeyMaterial => "kms:ImportKeyMaterial",
             Op::DeleteImportedKeyMaterial => "kms:DeleteImportedKeyMaterial",
+            Op::ReplicateKey => "kms:ReplicateKey",
+            Op::UpdatePrimaryRegion => "kms:UpdatePrimaryRegion",
         }
     }
 
@@ -285,6 +321,10 @@ pub fn verdict(state: KeyState, op: Op) -> Verdict {
         // Import: any state but PendingDeletion (the origin is checked by the operation).
         (Op::GetParametersForImport | Op::ImportKeyMaterial, PendingDeletion) => InvalidState,
         (Op::GetParametersForImport | Op::ImportKeyMaterial, _) => Allowed,
+        // Multi-Region: the primary must be usable (the key kind is checked by the op).
+        (Op::ReplicateKey | Op::UpdatePrimaryRegion, Disabled) => DisabledKey,
+        (Op::ReplicateKey | Op::UpdatePrimaryRegion, PendingDeletion) => InvalidState,
+        (Op::ReplicateKey | Op::UpdatePrimaryRegion, _) => Allowed,
         (Op::CreateGrant, PendingDeletion) => InvalidState,
         (Op::CreateGrant, _) => Allowed,
         (Op::GetKeyRotationStatus | Op::ListKeyRotations, PendingImport) => Unsupported,
@@ -377,6 +417,8 @@ pub struct KeyMetadata {
     pub key_spec: &'static str,
     pub encryption_algorithms: Vec<&'static str>,
     pub multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region_configuration: Option<MultiRegionConfiguration>,
     /// EXTERNAL keys with imported material: `KEY_MATERIAL_EXPIRES` or `..._DOES_NOT_EXPIRE`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiration_model: Option<&'static str>,
@@ -388,7 +430,7 @@ impl KeyMetadata {
     pub fn from_record(rec: &KeyRecord, account: &str, arn: String) -> Self {
         KeyMetadata {
             aws_account_id: account.to_string(),
-            key_id: rec.id.to_string(),
+            key_id: rec.key_id(),
             arn,
             creation_date: epoch_seconds(rec.created_ms),
             enabled: rec.state == KeyState::Enabled,
@@ -408,7 +450,8 @@ impl KeyMetadata {
             customer_master_key_spec: "SYMMETRIC_DEFAULT",
             key_spec: "SYMMETRIC_DEFAULT",
             encryption_algorithms: vec!["SYMMETRIC_DEFAULT"],
-            multi_region: false,
+            multi_region: rec.multi_region.is_some(),
+            multi_region_configuration: None,
             expiration_model: rec
                 .import
                 .as_ref()
@@ -427,6 +470,23 @@ impl KeyMetadata {
     }
 }
 
+/// `MultiRegionConfiguration` of KeyMetadata (filled in by the KMS, which sees every
+/// region's copy).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionConfiguration {
+    pub multi_region_key_type: &'static str,
+    pub primary_key: MultiRegionKey,
+    pub replica_keys: Vec<MultiRegionKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionKey {
+    pub arn: String,
+    pub region: String,
+}
+
 /// An alias as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasRecord {
@@ -438,6 +498,34 @@ pub struct AliasRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_before_import_and_regions_load_with_defaults() {
+        let old = r#"{"id":"11111111-2222-4333-8444-555555555555","created_ms":1,
+            "description":"","state":"Enabled","manager":"Customer","origin":"AwsKms",
+            "tags":{},"deletion_ms":null,"pending_window_days":null,
+            "rotation_period_days":null,"next_rotation_ms":null,
+            "versions":[{"version":1,"created_ms":1,"kind":"Initial"}]}"#;
+        let rec: KeyRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (&rec.import, &rec.region, &rec.multi_region),
+            (&None, &None, &None)
+        );
+        assert_eq!(rec.key_id(), "11111111-2222-4333-8444-555555555555");
+        let back = serde_json::to_string(&rec).unwrap();
+        assert!(
+            !back.contains("region") && !back.contains("import"),
+            "{back}"
+        );
+    }
+
+    #[test]
+    fn multi_region_key_ids_are_mrk_and_32_lowercase_hex() {
+        let id = Uuid::from_u128(0xABCD_0000_0000_0000_0000_0000_0000_00FF);
+        let s = display_key_id(&id, true);
+        assert_eq!(s, "mrk-abcd00000000000000000000000000ff");
+        assert_eq!(display_key_id(&id, false), id.to_string());
+    }
 
     const STATES: [KeyState; 4] = [
         KeyState::Enabled,
@@ -471,6 +559,14 @@ mod tests {
             (
                 Op::ImportKeyMaterial,
                 [Allowed, Allowed, InvalidState, Allowed],
+            ),
+            (
+                Op::ReplicateKey,
+                [Allowed, DisabledKey, InvalidState, Allowed],
+            ),
+            (
+                Op::UpdatePrimaryRegion,
+                [Allowed, DisabledKey, InvalidState, Allowed],
             ),
             (Op::CreateGrant, [Allowed, Allowed, InvalidState, Allowed]),
             (

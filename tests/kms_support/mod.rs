@@ -30,6 +30,13 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// The server's KMS database file.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("kms.redb")
+    }
+}
+
 pub fn alice() -> Principal {
     Principal {
         name: "alice".into(),
@@ -59,9 +66,15 @@ pub fn access_keys() -> AccessKeys {
 
 /// Starts the KMS endpoint on an ephemeral port (on the current tokio runtime).
 pub async fn start() -> Server {
+    start_in_regions(&[]).await
+}
+
+/// Starts the KMS endpoint serving `regions` (`kms.regions`; the home region is REGION).
+pub async fn start_in_regions(regions: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = KmsConfig {
         db_path: dir.path().join("kms.redb"),
+        regions: regions.iter().map(|r| r.to_string()).collect(),
         ..KmsConfig::default()
     };
     let clock = Arc::new(TestClock::starting_now());
@@ -122,10 +135,20 @@ pub fn sdk_client(url: &str) -> aws_sdk_kms::Client {
 
 /// An aws-sdk-kms client signing with the given access key.
 pub fn sdk_client_as(url: &str, access_key: &str, secret: &str) -> aws_sdk_kms::Client {
+    sdk_client_in(url, REGION, access_key, secret)
+}
+
+/// An aws-sdk-kms client for `region` (its SigV4 scope) signing with the given key.
+pub fn sdk_client_in(
+    url: &str,
+    region: &str,
+    access_key: &str,
+    secret: &str,
+) -> aws_sdk_kms::Client {
     let creds = aws_sdk_kms::config::Credentials::new(access_key, secret, None, None, "test");
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new(REGION))
+        .region(aws_sdk_kms::config::Region::new(region.to_string()))
         .endpoint_url(url)
         .credentials_provider(creds)
         .build();
