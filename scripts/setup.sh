@@ -65,7 +65,8 @@ if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rclone s3cmd >/dev/null
 fi
 # 5. openssl: the KMS key-type tests verify KMS signatures and encrypt to KMS public keys
-#    with the real openssl CLI.
+#    with the real openssl CLI; the key-import (BYOK) tests wrap key material with it, as
+#    AWS's guide does.
 if ! command -v openssl >/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

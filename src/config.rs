@@ -251,6 +251,14 @@ impl Config {
         if let Some(v) = get("SEALGATE_KMS_ROOT_KEY_FILE") {
             self.kms.root_key_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("SEALGATE_KMS_REGIONS") {
+            self.kms.regions = v
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
         if let Some(v) = get("SEALGATE_KMS_BACKEND") {
             self.kms_backend.default = v;
         }
@@ -488,6 +496,33 @@ mod tests {
         assert!(
             !dbg.contains("from-env-secret") && !dbg.contains("alicesecret1"),
             "{dbg}"
+        );
+    }
+
+    #[test]
+    fn kms_regions_come_from_the_file_or_env_and_must_include_the_home_region() {
+        let t = format!("{GOOD}\n[kms]\nregions = [\"us-east-1\", \"eu-west-1\"]\n");
+        let mut c = Config::from_toml(&t).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.kms.served_regions(), ["us-east-1", "eu-west-1"]);
+
+        let mut c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.kms.served_regions(), ["us-east-1"]);
+        c.apply_env(|k| (k == "SEALGATE_KMS_REGIONS").then(|| "eu-west-1, ap-south-1".into()))
+            .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.to_string().contains("must include the home region"),
+            "{e}"
+        );
+        c.apply_env(|k| {
+            (k == "SEALGATE_KMS_REGIONS").then(|| "us-east-1,eu-west-1,ap-south-1".into())
+        })
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.kms.served_regions(),
+            ["us-east-1", "eu-west-1", "ap-south-1"]
         );
     }
 

@@ -4,21 +4,9 @@ mod kms_support;
 
 use std::time::Duration;
 
-use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyState, RotationType};
-use kms_support::{sdk_client, start};
-
-/// The AWS error code of a failed SDK call.
-fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    r: Result<T, aws_sdk_kms::error::SdkError<E, R>>,
-) -> String {
-    let e = r.unwrap_err();
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or_else(|| panic!("not a service error: {e:?}"))
-        .to_string()
-}
+use kms_support::{code, sdk_client, start};
 
 /// A fresh server, an SDK client for it and the id of one new key.
 async fn server_with_key() -> (kms_support::Server, aws_sdk_kms::Client, String) {
@@ -270,7 +258,7 @@ async fn raw_http_malformed_requests_get_json_errors_not_500() {
         ),
         ("TrentService.Frobnicate", "{}", "UnknownOperationException"),
         (
-            "TrentService.ReplicateKey",
+            "TrentService.DeriveSharedSecret",
             "{}",
             "UnsupportedOperationException",
         ),

@@ -4,97 +4,13 @@
 
 mod kms_support;
 
-use std::process::Command;
+use kms_support::{ALICE, BOB, cli_for};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-struct Cli {
-    bin: String,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-/// Access key id and secret of alice (the account root).
-const ALICE: (&str, &str) = (kms_support::ACCESS_KEY, kms_support::SECRET);
-/// Access key id and secret of bob (a user of the same account).
-const BOB: (&str, &str) = (kms_support::BOB_ACCESS_KEY, kms_support::BOB_SECRET);
-
-impl Cli {
-    /// Runs `aws kms <args>` as alice; returns (success, parsed stdout or Null, stderr).
-    fn kms(&self, args: &[&str]) -> (bool, serde_json::Value, String) {
-        self.kms_as(ALICE, args)
-    }
-
-    /// Runs `aws kms <args>` with the given credentials.
-    fn kms_as(&self, creds: (&str, &str), args: &[&str]) -> (bool, serde_json::Value, String) {
-        let out = Command::new(&self.bin)
-            .arg("kms")
-            .args(args)
-            .args(["--endpoint-url", &self.url, "--region", kms_support::REGION])
-            .args(["--output", "json"])
-            .env("AWS_ACCESS_KEY_ID", creds.0)
-            .env("AWS_SECRET_ACCESS_KEY", creds.1)
-            .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run the aws-cli '{}' ({e}); install it or set SEALGATE_TEST_AWS_CLI",
-                    self.bin
-                )
-            });
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-        (
-            out.status.success(),
-            json,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> serde_json::Value {
-        self.ok_as(ALICE, args)
-    }
-
-    #[track_caller]
-    fn ok_as(&self, creds: (&str, &str), args: &[&str]) -> serde_json::Value {
-        let (ok, v, err) = self.kms_as(creds, args);
-        assert!(ok, "aws kms {args:?} failed: {err}");
-        v
-    }
-
-    /// Runs a command that must fail with the given AWS error code.
-    #[track_caller]
-    fn fails_as(&self, creds: (&str, &str), args: &[&str], code: &str) {
-        let (ok, _, err) = self.kms_as(creds, args);
-        assert!(
-            !ok && err.contains(code),
-            "aws kms {args:?}: want {code}, got: {err}"
-        );
-    }
-
-    /// Writes bytes to a file and returns a `fileb://` argument for it.
-    fn fileb(&self, name: &str, bytes: &[u8]) -> String {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, bytes).unwrap();
-        format!("fileb://{}", p.display())
-    }
-}
-
 fn b64(v: &serde_json::Value) -> Vec<u8> {
     B64.decode(v.as_str().expect("base64 string")).unwrap()
-}
-
-fn cli_for(server: &kms_support::Server) -> Cli {
-    Cli {
-        bin: std::env::var("SEALGATE_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into()),
-        url: server.url.clone(),
-        dir: tempfile::tempdir().unwrap(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -274,6 +274,7 @@ mod tests {
             operations: ops.split(',').map(str::to_string).collect(),
             constraints,
             created_ms: 0,
+            region: None,
         }]
     }
 

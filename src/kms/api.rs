@@ -27,7 +27,10 @@ use super::clock::epoch_seconds;
 use super::crypto::{self, MAX_BLOB};
 use super::grants::{Grant, GrantConstraints, GrantRequest};
 use super::model::Op;
-use super::{CreateKeyOptions, EncryptionContext, Kms, KmsError, Page, ReEncryptParams, sigv4};
+use super::{
+    CreateKeyOptions, EncryptionContext, Kms, KmsError, MaterialExpiry, Page, ReEncryptParams,
+    ReplicaOptions, sigv4,
+};
 
 mod asym_api;
 use crate::auth::{AccessKeys, Principal};
@@ -113,7 +116,10 @@ async fn serve(
     }
     // Signature freshness is about the client's clock versus the wall clock, so it uses
     // real time even when the KMS runs on an injected (test) clock.
-    let caller = sigv4::verify(&req, keys, kms.region(), std::time::SystemTime::now())?;
+    let (caller, region) =
+        sigv4::verify_in(&req, keys, kms.regions(), std::time::SystemTime::now())?;
+    // Keys, aliases and ARNs are per region: act in the region the request was signed for.
+    let kms = &kms.in_region(&region)?;
     let time_ms = kms.clock_ms();
     let input: Result<Req, KmsError> = if req.body().iter().all(u8::is_ascii_whitespace) {
         Ok(Req::default())
@@ -161,6 +167,7 @@ async fn serve(
             error: result.as_ref().err().map(|e| (e.aws_type(), e.to_string())),
             resources,
             read_only: is_read_only(op),
+            region: Some(region.as_str().into()),
         });
     }
     result
@@ -187,6 +194,9 @@ const SECRET_MEMBERS: &[&str] = &[
     "PublicKey",
     "GrantToken",
     "GrantTokens",
+    "ImportToken",
+    "EncryptedKeyMaterial",
+    "PublicKey",
     "plaintext",
     "ciphertextBlob",
     "grantToken",
@@ -211,7 +221,10 @@ fn audit_response(v: &Value) -> Value {
     };
     let out: serde_json::Map<String, Value> = m
         .iter()
-        .filter(|(k, _)| !SECRET_MEMBERS.contains(&k.as_str()) && k.as_str() != "Policy")
+        .filter(|(k, _)| {
+            !SECRET_MEMBERS.contains(&k.as_str())
+                && !matches!(k.as_str(), "Policy" | "ReplicaPolicy")
+        })
         .map(|(k, x)| (camel(k), x.clone()))
         .collect();
     if out.is_empty() {
@@ -232,7 +245,12 @@ fn camel(k: &str) -> String {
 /// Key ARNs named by a successful response.
 fn response_arns(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for arn in [&v["KeyMetadata"]["Arn"], &v["SourceKeyId"], &v["KeyId"]] {
+    for arn in [
+        &v["KeyMetadata"]["Arn"],
+        &v["ReplicaKeyMetadata"]["Arn"],
+        &v["SourceKeyId"],
+        &v["KeyId"],
+    ] {
         if let Some(a) = arn.as_str().filter(|a| a.starts_with("arn:aws:kms:")) {
             out.push(a.to_string());
         }
@@ -280,16 +298,17 @@ fn is_mutation(op: &str) -> bool {
             | "CreateGrant"
             | "RetireGrant"
             | "RevokeGrant"
+            | "ImportKeyMaterial"
+            | "DeleteImportedKeyMaterial"
+            | "ReplicateKey"
+            | "UpdatePrimaryRegion"
+            // Writes nothing, but generating an RSA key takes long enough to block.
+            | "GetParametersForImport"
     )
 }
 
 /// AWS KMS operations sealgate knows of but does not implement yet.
 const NOT_YET: &[&str] = &[
-    "GetParametersForImport",
-    "ImportKeyMaterial",
-    "DeleteImportedKeyMaterial",
-    "ReplicateKey",
-    "UpdatePrimaryRegion",
     "DeriveSharedSecret",
     "CreateCustomKeyStore",
     "DescribeCustomKeyStores",
@@ -380,6 +399,17 @@ struct Req {
     mac: Option<Blob>,
     mac_algorithm: Option<String>,
     key_pair_spec: Option<String>,
+    wrapping_algorithm: Option<String>,
+    wrapping_key_spec: Option<String>,
+    #[serde(skip_serializing)]
+    import_token: Option<Blob>,
+    #[serde(skip_serializing)]
+    encrypted_key_material: Option<Blob>,
+    /// Epoch seconds, as the AWS JSON protocol sends timestamps.
+    valid_to: Option<f64>,
+    expiration_model: Option<String>,
+    replica_region: Option<String>,
+    primary_region: Option<String>,
 }
 
 fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
@@ -454,11 +484,6 @@ fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
         Some(u) => KeyUsageType::parse(u)?,
         None => KeyUsageType::EncryptDecrypt,
     };
-    if r.multi_region == Some(true) {
-        return Err(KmsError::UnsupportedOperation(
-            "Multi-Region keys are not supported yet.".into(),
-        ));
-    }
     let external = match r.origin.as_deref() {
         None | Some("AWS_KMS") => false,
         Some("EXTERNAL") => true,
@@ -475,6 +500,12 @@ fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
             ));
         }
     };
+    if external && key_spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "sealgate imports key material for SYMMETRIC_DEFAULT keys only, not {}.",
+            key_spec.as_str()
+        )));
+    }
     Ok(CreateKeyOptions {
         description: r.description.take().unwrap_or_default(),
         tags: tags(r.tags.take().unwrap_or_default()),
@@ -483,6 +514,7 @@ fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
         bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check == Some(true),
         key_spec,
         key_usage,
+        multi_region: r.multi_region == Some(true),
     })
 }
 
@@ -812,6 +844,55 @@ fn dispatch(
         "RevokeGrant" => {
             let id = required(r.grant_id.clone(), "grantId")?;
             kms.revoke_grant(caller, &key_id(&r)?, &id)?;
+            ok()
+        }
+        "GetParametersForImport" => {
+            let alg = required(r.wrapping_algorithm.clone(), "wrappingAlgorithm")?;
+            let spec = r.wrapping_key_spec.as_deref();
+            let (arn, p) = kms.get_parameters_for_import(caller, &key_id(&r)?, &alg, spec)?;
+            Ok(json!({
+                "KeyId": arn,
+                "ImportToken": b64(&p.import_token),
+                "PublicKey": b64(&p.public_key),
+                "ParametersValidTo": epoch_seconds(p.valid_to_ms),
+            }))
+        }
+        "ImportKeyMaterial" => {
+            let token = required(r.import_token.take(), "importToken")?;
+            let material = required(r.encrypted_key_material.take(), "encryptedKeyMaterial")?;
+            let valid_to_ms = r.valid_to.map(|t| (t * 1000.0) as i64);
+            let expiry = MaterialExpiry::parse(r.expiration_model.as_deref(), valid_to_ms)?;
+            let arn =
+                kms.import_key_material(caller, &key_id(&r)?, &token.0, &material.0, expiry)?;
+            Ok(json!({"KeyId": arn}))
+        }
+        "DeleteImportedKeyMaterial" => {
+            Ok(json!({"KeyId": kms.delete_imported_key_material(caller, &key_id(&r)?)?}))
+        }
+        "ReplicateKey" => {
+            let region = required(r.replica_region.clone(), "replicaRegion")?;
+            let opts = ReplicaOptions {
+                description: r.description.take().unwrap_or_default(),
+                tags: tags(r.tags.take().unwrap_or_default()),
+                policy: r.policy.take(),
+                bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check
+                    == Some(true),
+            };
+            let rep = kms.replicate_key(caller, &key_id(&r)?, &region, &opts)?;
+            let tags: Vec<Value> = rep
+                .tags
+                .into_iter()
+                .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+                .collect();
+            Ok(json!({
+                "ReplicaKeyMetadata": rep.metadata,
+                "ReplicaPolicy": rep.policy,
+                "ReplicaTags": tags,
+            }))
+        }
+        "UpdatePrimaryRegion" => {
+            let region = required(r.primary_region.clone(), "primaryRegion")?;
+            kms.update_primary_region(caller, &key_id(&r)?, &region)?;
             ok()
         }
         "GenerateRandom" => {

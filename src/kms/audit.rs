@@ -90,6 +90,8 @@ pub(crate) struct AuditEvent {
     /// ARNs of the keys involved.
     pub resources: Vec<String>,
     pub read_only: bool,
+    /// `awsRegion` when not the home region (calls signed for another KMS region).
+    pub region: Option<std::sync::Arc<str>>,
 }
 
 enum Msg {
@@ -531,7 +533,7 @@ impl Writer {
             event_time: &self.time_cache.1,
             event_source: "kms.amazonaws.com",
             event_name: &ev.name,
-            aws_region: &self.region,
+            aws_region: ev.region.as_deref().unwrap_or(&self.region),
             source_ip_address: source_ip,
             user_agent: ev.user_agent.as_deref().unwrap_or(match ev.via {
                 Via::S3 => "s3.amazonaws.com",

@@ -7,7 +7,7 @@
 //! `core/access_ops.rs`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -19,8 +19,8 @@ use super::clock::{Clock, DAY_MS, millis};
 use super::crypto::{self, BackingKey, MAX_PLAINTEXT, RootKey};
 use super::grants::Grant;
 use super::model::{
-    AliasRecord, KeyManager, KeyMetadata, KeyRecord, KeyState, Op, Origin, RotationType,
-    VersionInfo, check_state,
+    AliasRecord, KeyManager, KeyMetadata, KeyRecord, KeyState, MultiRegionRole, Op, Origin,
+    RotationType, VersionInfo, check_state, display_key_id,
 };
 use super::policy::{Policy, RequestFacts, default_policy_text, service_policy_text};
 use super::store::{Mutation, Store};
@@ -36,6 +36,11 @@ pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 mod access_ops;
 mod asym_ops;
 pub use asym_ops::ReEncryptParams;
+mod import_ops;
+mod multi_region;
+
+pub use import_ops::MaterialExpiry;
+pub use multi_region::{Replica, ReplicaOptions};
 
 /// A key as held in memory: its record, ARN, unsealed backing keys by version, parsed
 /// key policy, grants and usage counters.
@@ -103,19 +108,60 @@ impl KeyEntry {
     }
 }
 
+/// The keys and aliases of one region.
 #[derive(Default)]
 struct State {
     keys: HashMap<Uuid, Arc<KeyEntry>>,
     aliases: BTreeMap<String, AliasRecord>,
 }
 
+/// Every region's `State`, by region name.
+type Regions = HashMap<String, State>;
+
+static EMPTY_STATE: std::sync::LazyLock<State> = std::sync::LazyLock::new(State::default);
+
+/// Read access to the state of one region (a view's).
+struct RegionRead<'a> {
+    all: RwLockReadGuard<'a, Regions>,
+    region: &'a str,
+}
+
+impl std::ops::Deref for RegionRead<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.all.get(self.region).unwrap_or(&EMPTY_STATE)
+    }
+}
+
+/// Write access to the state of one region.
+struct RegionWrite<'a> {
+    all: RwLockWriteGuard<'a, Regions>,
+    region: &'a str,
+}
+
+impl std::ops::Deref for RegionWrite<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.all.get(self.region).unwrap_or(&EMPTY_STATE)
+    }
+}
+
+impl std::ops::DerefMut for RegionWrite<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.all.entry(self.region.to_string()).or_default()
+    }
+}
+
 pub(crate) struct Inner {
+    /// The home region: the S3 front's, and where records without a region live.
     region: String,
+    /// Every region the KMS API serves (the home region first).
+    regions: Vec<String>,
     account: String,
     clock: Arc<dyn Clock>,
     root: RootKey,
     store: Store,
-    state: RwLock<State>,
+    state: RwLock<Regions>,
     /// Serialises mutations (one writer; readers never wait on the database).
     writer: Mutex<()>,
     /// The default key policy of this account, parsed once.
@@ -129,16 +175,19 @@ pub(crate) struct Inner {
 /// Proof that the writer lock is held.
 type WriteGuard<'a> = MutexGuard<'a, ()>;
 
-/// The embedded KMS. Cheap to clone; all clones share one key store.
+/// The embedded KMS, seen from one region (`Kms::in_region`; `open` gives the home
+/// region). Cheap to clone; all clones and views share one key store.
 #[derive(Clone)]
 pub struct Kms {
     inner: Arc<Inner>,
+    /// The region this view's operations act in (keys, aliases and ARNs are regional).
+    region: Arc<str>,
 }
 
 impl std::fmt::Debug for Kms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kms")
-            .field("region", &self.inner.region)
+            .field("region", &self.region)
             .field("account", &self.inner.account)
             .finish_non_exhaustive()
     }
@@ -159,6 +208,8 @@ pub struct CreateKeyOptions {
     pub key_spec: KeySpec,
     /// Must be one `key_spec` supports (ENCRYPT_DECRYPT by default).
     pub key_usage: KeyUsageType,
+    /// A multi-Region primary key (`mrk-` id) that ReplicateKey can copy to other regions.
+    pub multi_region: bool,
 }
 
 /// `GetKeyRotationStatus` result.
@@ -234,7 +285,21 @@ fn paginate<T>(
 
 enum KeyRef {
     Id(Uuid),
+    /// `mrk-` + 32 hex digits: a multi-Region key.
+    Mrk(Uuid),
     Alias(String),
+}
+
+/// A key id: a UUID or `mrk-` + 32 lowercase hex digits.
+fn parse_key_id(s: &str) -> Option<KeyRef> {
+    if let Some(hex) = s.strip_prefix("mrk-") {
+        let ok = hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        return ok.then(|| Uuid::parse_str(hex).ok().map(KeyRef::Mrk))?;
+    }
+    Uuid::parse_str(s).ok().map(KeyRef::Id)
 }
 
 fn validate_tag(k: &str, v: &str) -> Result<(), KmsError> {
@@ -298,21 +363,29 @@ impl Kms {
         let default_policy = Arc::new(
             Policy::parse(&default_policy_text(&cfg.account)).map_err(KmsError::Internal)?,
         );
-        let mut grants: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+        let mut grants: HashMap<(Option<String>, Uuid), Vec<Grant>> = HashMap::new();
         for g in loaded.grants {
-            grants.entry(g.key_id).or_default().push(g);
+            grants
+                .entry((g.region.clone(), g.key_id))
+                .or_default()
+                .push(g);
         }
-        let mut state = State::default();
-        let mut inner_keys = HashMap::new();
+        let regions = cfg.served_regions();
+        let mut state: Regions = regions
+            .iter()
+            .map(|r| (r.clone(), State::default()))
+            .collect();
         for (rec, mats) in loaded.keys {
             let mut material = HashMap::new();
             for (v, sealed) in mats {
                 let raw = root.open_raw(&rec.id, v, &sealed)?;
                 material.insert(v, Arc::new(KeyMaterial::from_raw(rec.key_spec, &raw)?));
             }
-            let arn = key_arn(&cfg.region, &cfg.account, &rec.id);
+            let region = rec.region.clone().unwrap_or_else(|| cfg.region.clone());
+            let arn = key_arn(&region, &cfg.account, &rec.key_id());
             let policy = policy_of(&rec, &cfg.account, &cfg.region, &default_policy)?;
-            let grants = Arc::new(grants.remove(&rec.id).unwrap_or_default());
+            let grants = grants.remove(&(rec.region.clone(), rec.id));
+            let grants = Arc::new(grants.unwrap_or_default());
             let usage = Arc::default();
             let e = KeyEntry {
                 rec,
@@ -322,10 +395,13 @@ impl Kms {
                 grants,
                 usage,
             };
-            inner_keys.insert(e.rec.id, Arc::new(e));
+            let st = state.entry(region).or_default();
+            st.keys.insert(e.rec.id, Arc::new(e));
         }
-        state.keys = inner_keys;
-        state.aliases = loaded.aliases.into_iter().collect();
+        for (region, name, alias) in loaded.aliases {
+            let region = region.unwrap_or_else(|| cfg.region.clone());
+            state.entry(region).or_default().aliases.insert(name, alias);
+        }
         let audit = if cfg.audit_enabled {
             Some(AuditLog::open(
                 &cfg.audit_path(),
@@ -337,8 +413,10 @@ impl Kms {
             None
         };
         Ok(Kms {
+            region: Arc::from(cfg.region.as_str()),
             inner: Arc::new(Inner {
                 region: cfg.region.clone(),
+                regions,
                 account: cfg.account.clone(),
                 clock,
                 root,
@@ -361,23 +439,85 @@ impl Kms {
         self.inner.clock.now()
     }
 
+    /// The region of this view.
     pub fn region(&self) -> &str {
-        &self.inner.region
+        &self.region
+    }
+
+    /// Every region the KMS serves (`kms.regions`; the home region first).
+    pub fn regions(&self) -> &[String] {
+        &self.inner.regions
+    }
+
+    /// The same KMS seen from `region` (a KMS API request's SigV4 credential scope).
+    pub fn in_region(&self, region: &str) -> Result<Kms, KmsError> {
+        if !self.inner.regions.iter().any(|r| r == region) {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "Region '{region}' is not served by this KMS (it serves {}; see kms.regions).",
+                self.inner.regions.join(", ")
+            )));
+        }
+        Ok(Kms {
+            inner: self.inner.clone(),
+            region: Arc::from(region),
+        })
     }
 
     pub fn account(&self) -> &str {
         &self.inner.account
     }
 
+    /// The ARN of key `id` in this view's region (`mrk-` form for a multi-Region key).
     pub fn key_arn(&self, id: &Uuid) -> String {
-        key_arn(&self.inner.region, &self.inner.account, id)
+        let mrk = self
+            .state()
+            .keys
+            .get(id)
+            .is_some_and(|e| e.rec.multi_region.is_some());
+        key_arn(&self.region, &self.inner.account, &display_key_id(id, mrk))
     }
 
     fn alias_arn(&self, name: &str) -> String {
-        format!(
-            "arn:aws:kms:{}:{}:{name}",
-            self.inner.region, self.inner.account
-        )
+        format!("arn:aws:kms:{}:{}:{name}", self.region, self.inner.account)
+    }
+
+    /// The region a record lives in.
+    fn region_of<'a>(&'a self, rec: &'a KeyRecord) -> &'a str {
+        rec.region.as_deref().unwrap_or(&self.inner.region)
+    }
+
+    /// This view's region when it is not the home region (`KeyRecord::region` of the
+    /// keys created here; where the store keeps their records and aliases).
+    fn other_region(&self) -> Option<&str> {
+        (*self.region != *self.inner.region).then_some(&*self.region)
+    }
+
+    fn put_alias_mutation<'a>(&'a self, name: &'a str, rec: &'a AliasRecord) -> Mutation<'a> {
+        match self.other_region() {
+            None => Mutation::PutAlias(name, rec),
+            Some(r) => Mutation::PutRegionAlias(r, name, rec),
+        }
+    }
+
+    fn delete_alias_mutation<'a>(&'a self, name: &'a str) -> Mutation<'a> {
+        match self.other_region() {
+            None => Mutation::DeleteAlias(name),
+            Some(r) => Mutation::DeleteRegionAlias(r, name),
+        }
+    }
+
+    fn state(&self) -> RegionRead<'_> {
+        RegionRead {
+            all: self.inner.state.read().unwrap_or_else(poisoned),
+            region: &self.region,
+        }
+    }
+
+    fn state_mut(&self) -> RegionWrite<'_> {
+        RegionWrite {
+            all: self.inner.state.write().unwrap_or_else(poisoned),
+            region: &self.region,
+        }
     }
 
     fn lock_writer(&self) -> WriteGuard<'_> {
@@ -466,39 +606,48 @@ impl Kms {
                 (Some(r), Some(a), Some(res)) => (r, a, res),
                 _ => return Err(not_found()),
             };
-            if region != self.inner.region || account != self.inner.account {
+            if region != &*self.region || account != self.inner.account {
                 return Err(KmsError::NotFound(format!(
                     "Key '{s}' does not exist in region {} account {}.",
-                    self.inner.region, self.inner.account
+                    self.region, self.inner.account
                 )));
             }
             if resource.starts_with("alias/") {
                 return alias(resource);
             }
             let id = resource.strip_prefix("key/").ok_or_else(not_found)?;
-            return Uuid::parse_str(id).map(KeyRef::Id).map_err(|_| not_found());
+            return parse_key_id(id).ok_or_else(not_found);
         }
-        Uuid::parse_str(s).map(KeyRef::Id).map_err(|_| not_found())
+        parse_key_id(s).ok_or_else(not_found)
     }
 
     /// Finds a key (no maintenance, no checks).
     fn find(&self, s: &str, allow_alias: bool) -> Result<Arc<KeyEntry>, KmsError> {
         let r = self.parse_key_ref(s, allow_alias)?;
-        let st = self.inner.state.read().unwrap_or_else(poisoned);
-        let id = match r {
-            KeyRef::Id(id) => id,
-            KeyRef::Alias(name) => {
+        let st = self.state();
+        let (id, mrk) = match r {
+            KeyRef::Id(id) => (id, false),
+            KeyRef::Mrk(id) => (id, true),
+            KeyRef::Alias(name) => (
                 st.aliases
                     .get(&name)
                     .ok_or_else(|| {
                         KmsError::NotFound(format!("Alias {} is not found.", self.alias_arn(&name)))
                     })?
-                    .target
-            }
+                    .target,
+                false,
+            ),
         };
-        st.keys.get(&id).cloned().ok_or_else(|| {
-            KmsError::NotFound(format!("Key '{}' does not exist", self.key_arn(&id)))
-        })
+        // An `mrk-` reference names only a multi-Region key (the UUID spelling of the
+        // same 128 bits is what blobs and grant tokens carry, so it finds both).
+        st.keys
+            .get(&id)
+            .filter(|e| !mrk || e.rec.multi_region.is_some())
+            .cloned()
+            .ok_or_else(|| {
+                let arn = key_arn(&self.region, &self.inner.account, &display_key_id(&id, mrk));
+                KmsError::NotFound(format!("Key '{arn}' does not exist"))
+            })
     }
 
     /// Applies due maintenance to a key found by `find`: an expired PendingDeletion key is
@@ -509,7 +658,7 @@ impl Kms {
         held: Option<&WriteGuard<'_>>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let now = self.now_ms();
-        if !e.rec.deletion_due(now) && !e.rec.rotation_due(now) {
+        if !e.rec.deletion_due(now) && !e.rec.rotation_due(now) && !e.rec.material_expiry_due(now) {
             return Ok(e);
         }
         let own;
@@ -522,12 +671,15 @@ impl Kms {
         };
         // Re-read under the writer lock: another thread may have done it already.
         let e = self.find(&e.rec.id.to_string(), false)?;
-        if e.rec.deletion_due(now) {
+        if e.rec.deletion_due(now) && !self.waits_for_replicas(&e.rec) {
             self.destroy_locked(guard, e.rec.id)?;
             return Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
                 e.arn
             )));
+        }
+        if e.rec.material_expiry_due(now) {
+            return self.drop_material_locked(guard, &e);
         }
         if e.rec.rotation_due(now) {
             return self.rotate_locked(guard, &e, RotationType::Automatic);
@@ -581,9 +733,14 @@ impl Kms {
 
     // ---------------------------------------------------------------- writes
 
+    /// Swaps a new snapshot of a key in (in the key's own region).
     fn install(&self, entry: Arc<KeyEntry>) {
-        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
-        st.keys.insert(entry.rec.id, entry);
+        let region = self.region_of(&entry.rec).to_string();
+        let mut all = self.inner.state.write().unwrap_or_else(poisoned);
+        all.entry(region)
+            .or_default()
+            .keys
+            .insert(entry.rec.id, entry);
     }
 
     /// Read-modify-write of one key record in one transaction.
@@ -625,16 +782,39 @@ impl Kms {
             let period = i64::from(rec.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
             rec.next_rotation_ms = Some(now + period * DAY_MS);
         }
-        self.inner.store.apply(&[
+        // Every copy of a multi-Region key gets the new version in the same transaction.
+        let copies = self.copies_elsewhere(rec.id);
+        let copy_recs: Vec<KeyRecord> = copies
+            .iter()
+            .map(|c| {
+                let mut r = c.rec.clone();
+                r.versions.push(VersionInfo {
+                    version,
+                    created_ms: now,
+                    kind,
+                });
+                r
+            })
+            .collect();
+        let mut muts = vec![
             Mutation::PutKey(&rec),
             Mutation::PutMaterial {
                 id: rec.id,
                 version,
                 sealed: &sealed,
             },
-        ])?;
+        ];
+        muts.extend(copy_recs.iter().map(Mutation::PutKey));
+        self.inner.store.apply(&muts)?;
+        drop(muts);
+        let key = Arc::new(key);
+        for (c, r) in copies.iter().zip(copy_recs) {
+            let mut material = c.material.clone();
+            material.insert(version, key.clone());
+            self.install(c.with_material(r, material));
+        }
         let mut material = e.material.clone();
-        material.insert(version, Arc::new(key));
+        material.insert(version, key);
         let new = e.with_material(rec, material);
         self.install(new.clone());
         tracing::info!(key_id = %new.rec.id, version, ?kind, "KMS key rotated");
@@ -644,17 +824,24 @@ impl Kms {
     /// Destroys a key, its material and its aliases for good.
     fn destroy_locked(&self, _g: &WriteGuard<'_>, id: Uuid) -> Result<(), KmsError> {
         let aliases: Vec<String> = {
-            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            let st = self.state();
             st.aliases
                 .iter()
                 .filter(|(_, a)| a.target == id)
                 .map(|(n, _)| n.clone())
                 .collect()
         };
-        let mut muts = vec![Mutation::DeleteKey(id)];
-        muts.extend(aliases.iter().map(|a| Mutation::DeleteAlias(a)));
+        // Copies of a multi-Region key in other regions still need the shared material.
+        let material = self.copies_elsewhere(id).is_empty();
+        let region = self.other_region();
+        let mut muts = vec![Mutation::DropKey {
+            region,
+            id,
+            material,
+        }];
+        muts.extend(aliases.iter().map(|a| self.delete_alias_mutation(a)));
         self.inner.store.apply(&muts)?;
-        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        let mut st = self.state_mut();
         st.keys.remove(&id);
         for a in &aliases {
             st.aliases.remove(a);
@@ -688,6 +875,9 @@ impl Kms {
             policy: opts.policy.clone(),
             key_spec: opts.key_spec,
             key_usage: opts.key_usage,
+            import: None,
+            region: self.other_region().map(str::to_string),
+            multi_region: opts.multi_region.then_some(MultiRegionRole::Primary),
         };
         if manager == KeyManager::Aws {
             rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);
@@ -721,19 +911,19 @@ impl Kms {
         }
         muts.push(Mutation::PutKey(&rec));
         if let Some(a) = alias {
-            muts.push(Mutation::PutAlias(a, &alias_rec));
+            muts.push(self.put_alias_mutation(a, &alias_rec));
         }
         self.inner.store.apply(&muts)?;
         drop(muts);
         let entry = Arc::new(KeyEntry {
-            arn: self.key_arn(&id),
+            arn: key_arn(&self.region, &self.inner.account, &rec.key_id()),
             policy: self.policy_for(&rec)?,
             rec,
             material,
             grants: Arc::default(),
             usage: Arc::default(),
         });
-        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        let mut st = self.state_mut();
         st.keys.insert(id, entry.clone());
         if let Some(a) = alias {
             st.aliases.insert(a.to_string(), alias_rec);
@@ -742,7 +932,9 @@ impl Kms {
     }
 
     fn metadata(&self, e: &KeyEntry) -> KeyMetadata {
-        KeyMetadata::from_record(&e.rec, &self.inner.account, e.arn.clone())
+        let mut md = KeyMetadata::from_record(&e.rec, &self.inner.account, e.arn.clone());
+        md.multi_region_configuration = self.multi_region_configuration(e);
+        md
     }
 
     // ---------------------------------------------------------------- key management
@@ -764,17 +956,27 @@ impl Kms {
         for (k, v) in &opts.tags {
             validate_tag(k, v)?;
         }
-        let id = Uuid::new_v4();
+        if opts.multi_region && opts.external {
+            return Err(KmsError::UnsupportedOperation(
+                "Multi-Region keys with imported key material (Origin EXTERNAL) are not supported by sealgate's KMS.".into(),
+            ));
+        }
+        let id = if opts.multi_region {
+            multi_region::new_mrk_id()?
+        } else {
+            Uuid::new_v4()
+        };
         let mut opts = opts.clone();
         let text = opts
             .policy
             .take()
             .unwrap_or_else(|| default_policy_text(&self.inner.account));
+        let key_id = display_key_id(&id, opts.multi_region);
         self.check_new_policy(
             caller,
             &ambient(),
             &text,
-            &self.key_arn(&id),
+            &key_arn(&self.region, &self.inner.account, &key_id),
             opts.bypass_policy_lockout_safety_check,
         )?;
         opts.policy = Some(text);
@@ -840,14 +1042,12 @@ impl Kms {
     ) -> Result<Page<(String, String)>, KmsError> {
         self.authorize_account(caller, "kms:ListKeys")?;
         let now = self.now_ms();
-        let mut keys: Vec<(String, String)> = {
-            let st = self.inner.state.read().unwrap_or_else(poisoned);
-            st.keys
-                .values()
-                .filter(|e| !e.rec.deletion_due(now))
-                .map(|e| (e.rec.id.to_string(), e.arn.clone()))
-                .collect()
-        };
+        let entries: Vec<Arc<KeyEntry>> = self.state().keys.values().cloned().collect();
+        let mut keys: Vec<(String, String)> = entries
+            .iter()
+            .filter(|e| !e.rec.deletion_due(now) || self.waits_for_replicas(&e.rec))
+            .map(|e| (e.rec.key_id(), e.arn.clone()))
+            .collect();
         keys.sort();
         paginate(keys.into_iter().map(|k| (k.0.clone(), k)), limit, marker)
     }
@@ -1005,6 +1205,8 @@ impl Kms {
             ));
         }
         self.mutate(caller, key_id, Op::EnableKeyRotation, |r, now| {
+            import_ops::refuse_rotation_of_imported(r, Op::EnableKeyRotation)?;
+            multi_region::refuse_on_replica(r, Op::EnableKeyRotation)?;
             // Re-enabling or changing the period counts from the last rotation (or now).
             let base = match (r.rotation_period_days, r.next_rotation_ms) {
                 (Some(old), Some(next)) => next - i64::from(old) * DAY_MS,
@@ -1019,6 +1221,8 @@ impl Kms {
 
     pub fn disable_key_rotation(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
         self.mutate(caller, key_id, Op::DisableKeyRotation, |r, _| {
+            import_ops::refuse_rotation_of_imported(r, Op::DisableKeyRotation)?;
+            multi_region::refuse_on_replica(r, Op::DisableKeyRotation)?;
             r.rotation_period_days = None;
             r.next_rotation_ms = None;
             Ok(())
@@ -1040,11 +1244,13 @@ impl Kms {
             None,
             None,
         )?;
+        // A multi-Region replica shares its primary's rotation.
+        let src = self.rotation_source(&e);
         Ok(RotationStatus {
-            enabled: e.rec.next_rotation_ms.is_some(),
+            enabled: src.rec.next_rotation_ms.is_some(),
             key_arn: e.arn.clone(),
-            period_days: e.rec.rotation_period_days,
-            next_rotation_ms: e.rec.next_rotation_ms,
+            period_days: src.rec.rotation_period_days,
+            next_rotation_ms: src.rec.next_rotation_ms,
         })
     }
 
@@ -1064,6 +1270,8 @@ impl Kms {
             None,
             Some(&g),
         )?;
+        import_ops::refuse_rotation_of_imported(&e.rec, Op::RotateKeyOnDemand)?;
+        multi_region::refuse_on_replica(&e.rec, Op::RotateKeyOnDemand)?;
         let on_demand = e
             .rec
             .versions
@@ -1107,7 +1315,7 @@ impl Kms {
                 (
                     String::new(),
                     RotationEntry {
-                        key_id: e.rec.id.to_string(),
+                        key_id: e.rec.key_id(),
                         rotation_ms: v.created_ms,
                         on_demand: v.kind == RotationType::OnDemand,
                     },
@@ -1116,24 +1324,28 @@ impl Kms {
         paginate(rotations, limit, marker)
     }
 
-    /// Timer hook: destroys keys whose deletion window has passed and performs due
-    /// automatic rotations.
+    /// Timer hook (all regions): destroys keys whose deletion window has passed, deletes
+    /// imported material whose ValidTo has passed and performs due automatic rotations.
     pub fn tick(&self) -> Result<(), KmsError> {
         let now = self.now_ms();
-        let due: Vec<Arc<KeyEntry>> = {
-            let st = self.inner.state.read().unwrap_or_else(poisoned);
-            st.keys
-                .values()
-                .filter(|e| e.rec.deletion_due(now) || e.rec.rotation_due(now))
-                .cloned()
+        let due: Vec<(String, Arc<KeyEntry>)> = {
+            let all = self.inner.state.read().unwrap_or_else(poisoned);
+            all.iter()
+                .flat_map(|(r, st)| st.keys.values().map(move |e| (r, e)))
+                .filter(|(_, e)| {
+                    e.rec.deletion_due(now)
+                        || e.rec.rotation_due(now)
+                        || e.rec.material_expiry_due(now)
+                })
+                .map(|(r, e)| (r.clone(), e.clone()))
                 .collect()
         };
         if due.is_empty() {
             return Ok(());
         }
         let g = self.lock_writer();
-        for e in due {
-            match self.maintain(e, Some(&g)) {
+        for (region, e) in due {
+            match self.view(&region).maintain(e, Some(&g)) {
                 Ok(_) | Err(KmsError::NotFound(_)) => {}
                 Err(err) => return Err(err),
             }
@@ -1172,7 +1384,7 @@ impl Kms {
         validate_alias_name(alias)?;
         let g = self.lock_writer();
         let existing = {
-            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            let st = self.state();
             st.aliases.get(alias).cloned()
         };
         let created_ms = match (op, existing) {
@@ -1207,8 +1419,10 @@ impl Kms {
         alias: &str,
         rec: AliasRecord,
     ) -> Result<(), KmsError> {
-        self.inner.store.apply(&[Mutation::PutAlias(alias, &rec)])?;
-        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        self.inner
+            .store
+            .apply(&[self.put_alias_mutation(alias, &rec)])?;
+        let mut st = self.state_mut();
         st.aliases.insert(alias.to_string(), rec);
         Ok(())
     }
@@ -1226,9 +1440,11 @@ impl Kms {
             Some(&g),
         )?;
         drop(e);
-        self.inner.store.apply(&[Mutation::DeleteAlias(alias)])?;
+        self.inner
+            .store
+            .apply(&[self.delete_alias_mutation(alias)])?;
         drop(g);
-        let mut st = self.inner.state.write().unwrap_or_else(poisoned);
+        let mut st = self.state_mut();
         st.aliases.remove(alias);
         Ok(())
     }
@@ -1248,7 +1464,7 @@ impl Kms {
             None => None,
         };
         let items: Vec<(String, AliasEntry)> = {
-            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            let st = self.state();
             st.aliases
                 .iter()
                 .filter(|(_, a)| filter.is_none_or(|f| f == a.target))
@@ -1574,8 +1790,9 @@ impl Kms {
     }
 }
 
-fn key_arn(region: &str, account: &str, id: &Uuid) -> String {
-    format!("arn:aws:kms:{region}:{account}:key/{id}")
+/// `arn:aws:kms:REGION:ACCOUNT:key/KEY-ID` (`key_id` as displayed: UUID or `mrk-...`).
+fn key_arn(region: &str, account: &str, key_id: &str) -> String {
+    format!("arn:aws:kms:{region}:{account}:key/{key_id}")
 }
 
 /// The parsed policy of a record: its own document, or (records from before key

@@ -123,6 +123,15 @@ impl RootKey {
         verify_slices_are_equal(&self.check_value(), stored).is_ok()
     }
 
+    /// A 32-byte key for one purpose, HMAC-SHA256(root key, `label`): independent keys
+    /// (import tokens, material check values) without storing anything.
+    pub(crate) fn derive(&self, label: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, self.bytes.as_ref());
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        out.copy_from_slice(hmac::sign(&k, label).as_ref());
+        out
+    }
+
     /// Seals backing-key material: nonce || ciphertext || tag, AAD binds key id + version.
     pub fn seal_material(
         &self,

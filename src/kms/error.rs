@@ -62,6 +62,15 @@ pub enum KmsError {
     /// `DryRun: true` and the request would have succeeded.
     #[error("{0}")]
     DryRunOperation(String),
+    /// ImportKeyMaterial: the import token's 24 hours have passed.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// ImportKeyMaterial: the token is malformed, tampered with or for another key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// ImportKeyMaterial: the material differs from what the key had before.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// SigV4: no `Authorization` header at all.
     #[error("{0}")]
     MissingAuthenticationToken(String),
@@ -116,6 +125,9 @@ impl KmsError {
             SignatureMismatch(_) => "KMSInvalidSignatureException",
             MacMismatch(_) => "KMSInvalidMacException",
             DryRunOperation(_) => "DryRunOperationException",
+            ExpiredImportToken(_) => "ExpiredImportTokenException",
+            InvalidImportToken(_) => "InvalidImportTokenException",
+            IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
             IncompleteSignature(_) => "IncompleteSignatureException",
             InvalidSignature(_) => "InvalidSignatureException",

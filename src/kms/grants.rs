@@ -90,6 +90,10 @@ pub struct Grant {
     pub operations: Vec<String>,
     pub constraints: Option<GrantConstraints>,
     pub created_ms: i64,
+    /// Region of the key copy the grant is on (multi-Region keys share their id); None =
+    /// the home region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// What CreateGrant asks for.
@@ -249,6 +253,7 @@ mod tests {
             operations: vec!["Decrypt".into()],
             constraints: None,
             created_ms: 0,
+            region: None,
         };
         assert_eq!(parse_token(&g.token()).unwrap(), (g.key_id, g.grant_id));
         assert_eq!(

@@ -30,6 +30,7 @@ mod core;
 pub mod crypto;
 mod error;
 pub mod grants;
+pub mod import;
 pub mod model;
 pub mod policy;
 pub mod sigv4;
@@ -38,7 +39,8 @@ pub mod usage;
 
 pub use self::core::ReEncryptParams;
 pub use self::core::{
-    AliasEntry, CreateKeyOptions, KeyEntry, Kms, Page, RotationEntry, RotationStatus,
+    AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
+    RotationEntry, RotationStatus,
 };
 pub use access::{CallContext, Explanation, Reason, Via};
 pub use asym::{
@@ -69,8 +71,13 @@ pub struct KmsConfig {
     pub root_key_file: Option<PathBuf>,
     /// Environment variable holding the root key (hex or base64) when no file is given.
     pub root_key_env: String,
-    /// Region used in key ARNs and expected in SigV4 credential scopes.
+    /// The home region: used in key ARNs, by the S3 front, and for every key of a
+    /// database from before `regions` existed.
     pub region: String,
+    /// Every region the KMS API serves (a request's region is its SigV4 credential
+    /// scope; keys and aliases are per region, multi-Region keys replicate between
+    /// them). Empty = just `region`; otherwise it must include `region`.
+    pub regions: Vec<String>,
     /// 12-digit account id used in ARNs.
     pub account: String,
     /// Write the hash-chained audit log (one event per KMS call).
@@ -88,6 +95,7 @@ impl Default for KmsConfig {
             root_key_file: None,
             root_key_env: "SEALGATE_KMS_ROOT_KEY".into(),
             region: "us-east-1".into(),
+            regions: Vec::new(),
             account: "000000000000".into(),
             audit_enabled: true,
             audit_log_path: None,
@@ -118,6 +126,23 @@ impl KmsConfig {
                 self.region
             ));
         }
+        for r in &self.regions {
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(format!(
+                    "kms.regions: each region must be like 'eu-west-1', got '{r}'"
+                ));
+            }
+        }
+        if !self.regions.is_empty() && !self.regions.contains(&self.region) {
+            return Err(format!(
+                "kms.regions must include the home region kms.region = '{}'",
+                self.region
+            ));
+        }
         if self.root_key_file.is_none() && self.root_key_env.is_empty() {
             return Err("kms: set root_key_file or root_key_env".into());
         }
@@ -132,6 +157,17 @@ impl KmsConfig {
             return Err("kms.audit_log_path must not be empty (omit it for the default)".into());
         }
         Ok(())
+    }
+
+    /// The regions served: the home region first, then the others of `regions`.
+    pub fn served_regions(&self) -> Vec<String> {
+        let mut out = vec![self.region.clone()];
+        for r in &self.regions {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
     }
 
     /// The audit log file: `audit_log_path`, or `db_path` with extension `.audit.jsonl`.

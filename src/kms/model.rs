@@ -88,9 +88,54 @@ pub struct KeyRecord {
     pub key_spec: KeySpec,
     #[serde(default)]
     pub key_usage: KeyUsageType,
+    /// Imported material (Origin EXTERNAL): its check value and expiry. Absent for other
+    /// keys and in records written before import existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportInfo>,
+    /// The region the key lives in; None = the home region (`kms.region`), which is
+    /// where every record written before regions existed lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Multi-Region keys (`mrk-` ids): this copy's role. The copies of one multi-Region
+    /// key share id, material versions and rotation; each region has its own record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region: Option<MultiRegionRole>,
+}
+
+/// Primary or replica copy of a multi-Region key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MultiRegionRole {
+    Primary,
+    Replica,
+}
+
+/// A key id as AWS shows it: a UUID, or `mrk-` + 32 lowercase hex digits for
+/// multi-Region keys (the same 128 bits, so blobs name both kinds in 16 bytes).
+pub fn display_key_id(id: &Uuid, multi_region: bool) -> String {
+    if multi_region {
+        format!("mrk-{}", id.simple())
+    } else {
+        id.to_string()
+    }
+}
+
+/// What an EXTERNAL key remembers about its imported material. The check value outlives
+/// the material (DeleteImportedKeyMaterial, expiry), so a re-import can be verified
+/// without keeping deleted material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    /// Hex HMAC-SHA256 of the first imported material under a root-derived key.
+    pub check_value: String,
+    /// When the current material expires (`KEY_MATERIAL_EXPIRES`); None = never.
+    pub valid_to_ms: Option<i64>,
 }
 
 impl KeyRecord {
+    /// The key id as the API shows it (`mrk-...` for multi-Region keys).
+    pub fn key_id(&self) -> String {
+        display_key_id(&self.id, self.multi_region.is_some())
+    }
+
     pub fn current_version(&self) -> Option<u32> {
         self.versions.last().map(|v| v.version)
     }
@@ -101,6 +146,16 @@ impl KeyRecord {
 
     pub fn deletion_due(&self, now_ms: i64) -> bool {
         self.state == KeyState::PendingDeletion && self.deletion_ms.is_some_and(|t| t <= now_ms)
+    }
+
+    /// Imported material whose ValidTo has passed (and that is still there).
+    pub fn material_expiry_due(&self, now_ms: i64) -> bool {
+        !self.versions.is_empty()
+            && self
+                .import
+                .as_ref()
+                .and_then(|i| i.valid_to_ms)
+                .is_some_and(|t| t <= now_ms)
     }
 }
 
@@ -144,6 +199,11 @@ pub enum Op {
     VerifyMac,
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
+    ReplicateKey,
+    UpdatePrimaryRegion,
 }
 
 /// Number of `Op` variants (sizes per-key usage counters).
@@ -151,7 +211,7 @@ pub const OP_COUNT: usize = Op::ALL.len();
 
 impl Op {
     /// Every operation, in declaration order (`op as usize` indexes this).
-    pub const ALL: [Op; 37] = [
+    pub const ALL: [Op; 42] = [
         Op::DescribeKey,
         Op::ListResourceTags,
         Op::GetKeyRotationStatus,
@@ -189,6 +249,11 @@ impl Op {
         Op::VerifyMac,
         Op::GenerateDataKeyPair,
         Op::GenerateDataKeyPairWithoutPlaintext,
+        Op::GetParametersForImport,
+        Op::ImportKeyMaterial,
+        Op::DeleteImportedKeyMaterial,
+        Op::ReplicateKey,
+        Op::UpdatePrimaryRegion,
     ];
 
     /// IAM-style action name (for the policy hook and audit).
@@ -231,6 +296,11 @@ impl Op {
             Op::VerifyMac => "kms:VerifyMac",
             Op::GenerateDataKeyPair => "kms:GenerateDataKeyPair",
             Op::GenerateDataKeyPairWithoutPlaintext => "kms:GenerateDataKeyPairWithoutPlaintext",
+            Op::GetParametersForImport => "kms:GetParametersForImport",
+            Op::ImportKeyMaterial => "kms:ImportKeyMaterial",
+            Op::DeleteImportedKeyMaterial => "kms:DeleteImportedKeyMaterial",
+            Op::ReplicateKey => "kms:ReplicateKey",
+            Op::UpdatePrimaryRegion => "kms:UpdatePrimaryRegion",
         }
     }
 
@@ -278,9 +348,17 @@ pub fn verdict(state: KeyState, op: Op) -> Verdict {
             | Op::ListKeyPolicies
             | Op::ListGrants
             | Op::RetireGrant
-            | Op::RevokeGrant,
+            | Op::RevokeGrant
+            | Op::DeleteImportedKeyMaterial,
             _,
         ) => Allowed,
+        // Import: any state but PendingDeletion (the origin is checked by the operation).
+        (Op::GetParametersForImport | Op::ImportKeyMaterial, PendingDeletion) => InvalidState,
+        (Op::GetParametersForImport | Op::ImportKeyMaterial, _) => Allowed,
+        // Multi-Region: the primary must be usable (the key kind is checked by the op).
+        (Op::ReplicateKey | Op::UpdatePrimaryRegion, Disabled) => DisabledKey,
+        (Op::ReplicateKey | Op::UpdatePrimaryRegion, PendingDeletion) => InvalidState,
+        (Op::ReplicateKey | Op::UpdatePrimaryRegion, _) => Allowed,
         (Op::CreateGrant, PendingDeletion) => InvalidState,
         (Op::CreateGrant, _) => Allowed,
         (Op::GetKeyRotationStatus | Op::ListKeyRotations, PendingImport) => Unsupported,
@@ -378,13 +456,20 @@ pub struct KeyMetadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_algorithms: Option<Vec<&'static str>>,
     pub multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region_configuration: Option<MultiRegionConfiguration>,
+    /// EXTERNAL keys with imported material: `KEY_MATERIAL_EXPIRES` or `..._DOES_NOT_EXPIRE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<f64>,
 }
 
 impl KeyMetadata {
     pub fn from_record(rec: &KeyRecord, account: &str, arn: String) -> Self {
         KeyMetadata {
             aws_account_id: account.to_string(),
-            key_id: rec.id.to_string(),
+            key_id: rec.key_id(),
             arn,
             creation_date: epoch_seconds(rec.created_ms),
             enabled: rec.state == KeyState::Enabled,
@@ -410,7 +495,22 @@ impl KeyMetadata {
                 (rec.key_spec.signing_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
             ),
             mac_algorithms: names(rec.key_spec.mac_algorithms().iter().map(|a| a.as_str())),
-            multi_region: false,
+            multi_region: rec.multi_region.is_some(),
+            multi_region_configuration: None,
+            expiration_model: rec
+                .import
+                .as_ref()
+                .filter(|_| !rec.versions.is_empty())
+                .map(|i| match i.valid_to_ms {
+                    Some(_) => "KEY_MATERIAL_EXPIRES",
+                    None => "KEY_MATERIAL_DOES_NOT_EXPIRE",
+                }),
+            valid_to: rec
+                .import
+                .as_ref()
+                .filter(|_| !rec.versions.is_empty())
+                .and_then(|i| i.valid_to_ms)
+                .map(epoch_seconds),
         }
     }
 }
@@ -418,6 +518,23 @@ impl KeyMetadata {
 /// AWS lists only the algorithm kinds a key has (`None`: member absent).
 fn names(algs: impl ExactSizeIterator<Item = &'static str>) -> Option<Vec<&'static str>> {
     (algs.len() > 0).then(|| algs.collect())
+}
+
+/// `MultiRegionConfiguration` of KeyMetadata (filled in by the KMS, which sees every
+/// region's copy).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionConfiguration {
+    pub multi_region_key_type: &'static str,
+    pub primary_key: MultiRegionKey,
+    pub replica_keys: Vec<MultiRegionKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionKey {
+    pub arn: String,
+    pub region: String,
 }
 
 /// An alias as stored.
@@ -431,6 +548,34 @@ pub struct AliasRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_before_import_and_regions_load_with_defaults() {
+        let old = r#"{"id":"11111111-2222-4333-8444-555555555555","created_ms":1,
+            "description":"","state":"Enabled","manager":"Customer","origin":"AwsKms",
+            "tags":{},"deletion_ms":null,"pending_window_days":null,
+            "rotation_period_days":null,"next_rotation_ms":null,
+            "versions":[{"version":1,"created_ms":1,"kind":"Initial"}]}"#;
+        let rec: KeyRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (&rec.import, &rec.region, &rec.multi_region),
+            (&None, &None, &None)
+        );
+        assert_eq!(rec.key_id(), "11111111-2222-4333-8444-555555555555");
+        let back = serde_json::to_string(&rec).unwrap();
+        assert!(
+            !back.contains("region") && !back.contains("import"),
+            "{back}"
+        );
+    }
+
+    #[test]
+    fn multi_region_key_ids_are_mrk_and_32_lowercase_hex() {
+        let id = Uuid::from_u128(0xABCD_0000_0000_0000_0000_0000_0000_00FF);
+        let s = display_key_id(&id, true);
+        assert_eq!(s, "mrk-abcd00000000000000000000000000ff");
+        assert_eq!(display_key_id(&id, false), id.to_string());
+    }
 
     const STATES: [KeyState; 4] = [
         KeyState::Enabled,
@@ -453,6 +598,26 @@ mod tests {
             (Op::ListGrants, [Allowed, Allowed, Allowed, Allowed]),
             (Op::RetireGrant, [Allowed, Allowed, Allowed, Allowed]),
             (Op::RevokeGrant, [Allowed, Allowed, Allowed, Allowed]),
+            (
+                Op::DeleteImportedKeyMaterial,
+                [Allowed, Allowed, Allowed, Allowed],
+            ),
+            (
+                Op::GetParametersForImport,
+                [Allowed, Allowed, InvalidState, Allowed],
+            ),
+            (
+                Op::ImportKeyMaterial,
+                [Allowed, Allowed, InvalidState, Allowed],
+            ),
+            (
+                Op::ReplicateKey,
+                [Allowed, DisabledKey, InvalidState, Allowed],
+            ),
+            (
+                Op::UpdatePrimaryRegion,
+                [Allowed, DisabledKey, InvalidState, Allowed],
+            ),
             (Op::CreateGrant, [Allowed, Allowed, InvalidState, Allowed]),
             (
                 Op::GetKeyRotationStatus,

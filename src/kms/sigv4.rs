@@ -199,6 +199,17 @@ pub fn verify(
     region: &str,
     now: SystemTime,
 ) -> Result<Principal, KmsError> {
+    verify_in(req, keys, &[region.to_string()], now).map(|(p, _)| p)
+}
+
+/// Verifies the request's SigV4 signature for any of `regions`; returns the principal
+/// and the region of the credential scope (the KMS region the request addresses).
+pub fn verify_in(
+    req: &Request<Bytes>,
+    keys: &AccessKeys,
+    regions: &[String],
+    now: SystemTime,
+) -> Result<(Principal, String), KmsError> {
     let Some(auth) = req.headers().get(http::header::AUTHORIZATION) else {
         return Err(KmsError::MissingAuthenticationToken(
             "Missing Authentication Token".into(),
@@ -218,10 +229,11 @@ pub fn verify(
             "Credential should be scoped to correct service: '{SERVICE}'."
         )));
     }
-    if h.region != region {
+    if !regions.iter().any(|r| r == h.region) {
         return Err(KmsError::InvalidSignature(format!(
-            "Credential should be scoped to a valid region, not '{}'. This endpoint serves '{region}'.",
-            h.region
+            "Credential should be scoped to a valid region, not '{}'. This endpoint serves '{}'.",
+            h.region,
+            regions.join("', '")
         )));
     }
     if !h.signed_headers.contains(&"host") {
@@ -271,7 +283,7 @@ pub fn verify(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into(),
         )
     })?;
-    Ok(key.principal.clone())
+    Ok((key.principal.clone(), h.region.to_string()))
 }
 
 #[cfg(test)]

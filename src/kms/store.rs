@@ -8,7 +8,11 @@
 //! - `material`: (key id, version) → backing key sealed under the root key;
 //! - `aliases`: alias name → `AliasRecord` JSON;
 //! - `grants`: (key id, grant id) → `Grant` JSON (absent in databases created before
-//!   grants existed; created on the first write).
+//!   grants existed; created on the first write);
+//! - `region_keys`, `region_aliases`: (region, key id) → record and (region, alias) →
+//!   alias for regions other than the home region (multi-Region keys, `kms.regions`).
+//!   Home-region keys and aliases stay in `keys`/`aliases`, so older databases load
+//!   unchanged. Copies of a multi-Region key share one set of `material` rows.
 
 use std::path::Path;
 
@@ -25,6 +29,8 @@ const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
 const MATERIAL: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("material");
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
 const GRANTS: TableDefinition<(u128, &str), &[u8]> = TableDefinition::new("grants");
+const REGION_KEYS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("region_keys");
+const REGION_ALIASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("region_aliases");
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -36,10 +42,21 @@ pub enum Mutation<'a> {
         version: u32,
         sealed: &'a [u8],
     },
-    /// Removes the record, every material version and every grant of the key.
-    DeleteKey(Uuid),
+    /// Removes the key's record in `region` (None = home) and its grants there, and
+    /// every material version if `material` (no other region's copy needs it).
+    DropKey {
+        region: Option<&'a str>,
+        id: Uuid,
+        material: bool,
+    },
+    /// Removes every material version of a key, keeping its record (imported material
+    /// deleted or expired).
+    DeleteMaterial(Uuid),
     PutAlias(&'a str, &'a AliasRecord),
     DeleteAlias(&'a str),
+    /// An alias in a region other than the home region.
+    PutRegionAlias(&'a str, &'a str, &'a AliasRecord),
+    DeleteRegionAlias(&'a str, &'a str),
     PutGrant(&'a Grant),
     DeleteGrant(Uuid, &'a str),
 }
@@ -50,7 +67,8 @@ pub type SealedVersions = Vec<(u32, Vec<u8>)>;
 /// Everything read at startup.
 pub struct Loaded {
     pub keys: Vec<(KeyRecord, SealedVersions)>,
-    pub aliases: Vec<(String, AliasRecord)>,
+    /// (region, None = home; alias name; alias).
+    pub aliases: Vec<(Option<String>, String, AliasRecord)>,
     pub grants: Vec<Grant>,
 }
 
@@ -122,25 +140,43 @@ impl Store {
         let txn = self.db.begin_read()?;
         let keys_t = txn.open_table(KEYS)?;
         let mat_t = txn.open_table(MATERIAL)?;
-        let mut keys = Vec::new();
-        for row in keys_t.iter()? {
-            let (id, json) = row?;
-            let rec: KeyRecord = serde_json::from_slice(json.value())?;
-            let id = id.value();
+        let sealed = |id: u128| -> Result<SealedVersions, KmsError> {
             let mut mats = Vec::new();
             for m in mat_t.range((id, 0)..=(id, u32::MAX))? {
                 let (k, v) = m?;
                 mats.push((k.value().1, v.value().to_vec()));
             }
-            keys.push((rec, mats));
+            Ok(mats)
+        };
+        let mut keys = Vec::new();
+        for row in keys_t.iter()? {
+            let (id, json) = row?;
+            let mut rec: KeyRecord = serde_json::from_slice(json.value())?;
+            rec.region = None;
+            keys.push((rec, sealed(id.value())?));
         }
         let mut aliases = Vec::new();
         for row in txn.open_table(ALIASES)?.iter()? {
             let (name, json) = row?;
-            aliases.push((
-                name.value().to_string(),
-                serde_json::from_slice(json.value())?,
-            ));
+            let rec = serde_json::from_slice(json.value())?;
+            aliases.push((None, name.value().to_string(), rec));
+        }
+        if let Some(t) = open_optional(&txn, REGION_KEYS)? {
+            for row in t.iter()? {
+                let (k, json) = row?;
+                let (region, id) = k.value();
+                let mut rec: KeyRecord = serde_json::from_slice(json.value())?;
+                rec.region = Some(region.to_string());
+                keys.push((rec, sealed(id)?));
+            }
+        }
+        if let Some(t) = open_optional(&txn, REGION_ALIASES)? {
+            for row in t.iter()? {
+                let (k, json) = row?;
+                let (region, name) = k.value();
+                let rec = serde_json::from_slice(json.value())?;
+                aliases.push((Some(region.to_string()), name.to_string(), rec));
+            }
         }
         let mut grants = Vec::new();
         match txn.open_table(GRANTS) {
@@ -167,10 +203,17 @@ impl Store {
             let mut mat = txn.open_table(MATERIAL)?;
             let mut aliases = txn.open_table(ALIASES)?;
             let mut grants = txn.open_table(GRANTS)?;
+            let mut region_keys = txn.open_table(REGION_KEYS)?;
+            let mut region_aliases = txn.open_table(REGION_ALIASES)?;
             for m in muts {
                 match m {
                     Mutation::PutKey(rec) => {
-                        keys.insert(rec.id.as_u128(), serde_json::to_vec(rec)?.as_slice())?;
+                        let json = serde_json::to_vec(rec)?;
+                        match &rec.region {
+                            None => keys.insert(rec.id.as_u128(), json.as_slice())?,
+                            Some(r) => region_keys
+                                .insert((r.as_str(), rec.id.as_u128()), json.as_slice())?,
+                        };
                     }
                     Mutation::PutMaterial {
                         id,
@@ -179,17 +222,40 @@ impl Store {
                     } => {
                         mat.insert((id.as_u128(), *version), *sealed)?;
                     }
-                    Mutation::DeleteKey(id) => {
+                    Mutation::DropKey {
+                        region,
+                        id,
+                        material,
+                    } => {
                         let id = id.as_u128();
-                        keys.remove(id)?;
+                        match region {
+                            None => keys.remove(id)?,
+                            Some(r) => region_keys.remove((*r, id))?,
+                        };
+                        if *material {
+                            mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+                        }
+                        grants.retain_in((id, "")..=(id, "\u{10ffff}"), |_, json| {
+                            serde_json::from_slice::<Grant>(json)
+                                .map_or(true, |g| g.region.as_deref() != *region)
+                        })?;
+                    }
+                    Mutation::DeleteMaterial(id) => {
+                        let id = id.as_u128();
                         mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-                        grants.retain_in((id, "")..=(id, "\u{10ffff}"), |_, _| false)?;
                     }
                     Mutation::PutAlias(name, rec) => {
                         aliases.insert(*name, serde_json::to_vec(rec)?.as_slice())?;
                     }
                     Mutation::DeleteAlias(name) => {
                         aliases.remove(*name)?;
+                    }
+                    Mutation::PutRegionAlias(region, name, rec) => {
+                        let json = serde_json::to_vec(rec)?;
+                        region_aliases.insert((*region, *name), json.as_slice())?;
+                    }
+                    Mutation::DeleteRegionAlias(region, name) => {
+                        region_aliases.remove((*region, *name))?;
                     }
                     Mutation::PutGrant(g) => {
                         let k = (g.key_id.as_u128(), g.grant_id.as_str());
@@ -211,5 +277,17 @@ impl Store {
         let t = txn.open_table(MATERIAL)?;
         let id = id.as_u128();
         Ok(t.range((id, 0)..=(id, u32::MAX))?.count())
+    }
+}
+
+/// A table that may not exist yet (databases from before it was added).
+fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    t: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, KmsError> {
+    match txn.open_table(t) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{KeyEntry, Kms, Page, WriteGuard, paginate, poisoned};
+use super::{KeyEntry, Kms, Page, WriteGuard, paginate};
 use crate::auth::Principal;
 use crate::kms::access::{CallContext, Decided, Explanation, Via, ambient, decide};
 use crate::kms::audit::{AuditEvent, AuditHead, CryptoParams, Params};
@@ -215,6 +215,7 @@ impl Kms {
             operations: req.operations.clone(),
             constraints: req.constraints.clone(),
             created_ms: self.now_ms(),
+            region: self.other_region().map(str::to_string),
         };
         self.inner.store.apply(&[Mutation::PutGrant(&grant)])?;
         let out = (grant.grant_id.clone(), grant.token());
@@ -262,7 +263,7 @@ impl Kms {
     ) -> Result<Page<Grant>, KmsError> {
         self.authorize_account(caller, "kms:ListRetirableGrants")?;
         let mut all: Vec<Grant> = {
-            let st = self.inner.state.read().unwrap_or_else(poisoned);
+            let st = self.state();
             st.keys
                 .values()
                 .flat_map(|e| e.grants.iter())
@@ -565,6 +566,7 @@ impl Kms {
             error: err.map(|e| (e.aws_type(), e.to_string())),
             resources,
             read_only: false,
+            region: Some(self.region.clone()),
         });
     }
 
@@ -586,6 +588,7 @@ impl Kms {
             error: None,
             resources: vec![arn.to_string()],
             read_only: false,
+            region: None,
         });
     }
 }
