@@ -387,11 +387,19 @@ fn main() {
         return;
     }
     let full = std::env::args().any(|a| a == "--full");
+    // `-- --only=large,small` runs some phases: pipeline, large, small, range, memory.
+    let only: Option<Vec<String>> = std::env::args().find_map(|a| {
+        a.strip_prefix("--only=")
+            .map(|v| v.split(',').map(str::to_string).collect())
+    });
+    let phase = move |p: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == p));
     println!(
         "## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs; data-key cache on)\n"
     );
     println!("| workload | direct | sealgate | ratio |\n|---|---|---|---|");
-    micro_pipeline();
+    if phase("pipeline") {
+        micro_pipeline();
+    }
 
     let g = common::garage();
     let dir = tempfile::tempdir().unwrap();
@@ -444,10 +452,11 @@ fn main() {
             assert!(r.status().is_success() || r.status() == 409, "create bucket: {}", r.status());
         }
 
-        // Large objects: single PUT, multipart PUT (8 MiB parts, 4 in flight), 8 objects
-        // in parallel; GET of each. Each run does direct then sealgate per workload.
         let big: u64 = if full { 1 << 30 } else { 256 << 20 };
         let data = Bytes::from(common::pattern(big as usize, 1));
+        if phase("large") {
+        // Large objects: single PUT, multipart PUT (8 MiB parts, 4 in flight), 8 objects
+        // in parallel; GET of each. Each run does direct then sealgate per workload.
         let streams = 8usize;
         let each = (big as usize) / streams;
         let names = ["PUT, 1 stream", "GET, 1 stream", "PUT multipart 8 MiB parts", "GET of the multipart object", "PUT, 8 streams", "GET, 8 streams"];
@@ -498,6 +507,9 @@ fn main() {
         }
         println!("| sealgate CPU per GiB moved | | {:.2} s/GiB | (AEAD alone ≈ 0.1 s/GiB) |", cpu / (moved as f64 / (1u64 << 30) as f64));
 
+        }
+
+        if phase("small") {
         // Small objects at concurrency 32.
         for size in [4096usize, 65_536] {
             let body = Bytes::from(common::pattern(size, 2));
@@ -535,6 +547,14 @@ fn main() {
             }
         }
 
+        }
+
+        if phase("range") {
+        if !phase("large") {
+            for t in [&direct, &sg] {
+                put(&c, t, "big", reqwest::Body::from(data.clone()), big).await;
+            }
+        }
         // Random 1 KiB ranges of the big object: time to first byte and bytes read.
         let (mut td, mut ts) = (vec![], vec![]);
         let before = metric(&sg_endpoint, "sealgate_upstream_read_bytes_total").await;
@@ -553,6 +573,9 @@ fn main() {
         println!("| 1 KiB random range GET, TTFB p50 | {:.2} ms | {:.2} ms | +{:.2} ms |", median(td.clone()), median(ts.clone()), median(ts) - median(td));
         println!("| store bytes read per 1 KiB range | | {} (≤ 2 segments + tags = 131,104) | |", read / n);
 
+        }
+
+        if phase("memory") {
         // Memory while streaming one large object through sealgate.
         let stream_len: u64 = if full { 5 << 30 } else { 1 << 30 };
         sg_proc.reset_peak();
@@ -577,6 +600,7 @@ fn main() {
         });
         futures::future::join_all(futs).await;
         println!("| sealgate peak RSS, {k} concurrent {} MiB uploads | | {} MiB | target ≤ 256 MiB |", each >> 20, sg_proc.status_kb("VmHWM:") / 1024);
+        }
         println!("\n(small-object PUTs retried after a 503 from the store: {})", RETRIES.load(std::sync::atomic::Ordering::Relaxed));
     });
 }
