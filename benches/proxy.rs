@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 
+#[derive(Clone)]
 struct Target {
     name: &'static str,
     endpoint: String,
@@ -222,6 +223,53 @@ async fn put_multipart(
     start.elapsed()
 }
 
+/// `data` with `tag` written at the start of every 1 MiB (Garage's block size). Garage
+/// deduplicates identical blocks, so re-uploading the same bytes directly would skip the
+/// block writes that sealgate's always-fresh ciphertext needs: every timed upload gets
+/// data the store has not seen.
+fn fresh(data: &[u8], tag: u64) -> Bytes {
+    let mut v = data.to_vec();
+    for block in v.chunks_mut(1 << 20) {
+        let n = block.len().min(8);
+        block[..n].copy_from_slice(&tag.to_le_bytes()[..n]);
+    }
+    Bytes::from(v)
+}
+
+static TAGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_tag() -> u64 {
+    TAGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A plain TCP relay in front of `upstream` (no HTTP, no crypto) on its own thread, like
+/// socat: the cost of any extra network hop on this machine, as the floor to compare
+/// sealgate's overhead with.
+fn start_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            loop {
+                let (mut a, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    if let Ok(mut b) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = (a.set_nodelay(true), b.set_nodelay(true));
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
 static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// GET (optionally ranged): (time to headers, total time, bytes).
@@ -420,12 +468,15 @@ fn main() {
         dir.path().join("root.key").display()
     );
     std::fs::write(dir.path().join("sealgate.toml"), cfg).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["--log-level", "warn", "serve", "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealgate"));
+    cmd.args(["--log-level", "warn", "serve", "--config"])
         .arg(dir.path().join("sealgate.toml"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::null());
+    // SEALGATE_BENCH_THREADS=N: sealgate's tokio worker threads (default: one per core).
+    if let Ok(n) = std::env::var("SEALGATE_BENCH_THREADS") {
+        cmd.env("TOKIO_WORKER_THREADS", n);
+    }
+    let child = cmd.spawn().unwrap();
     let sg_proc = Proc { child };
     let sg_endpoint = format!("http://127.0.0.1:{port}");
 
@@ -460,12 +511,15 @@ fn main() {
         let streams = 8usize;
         let each = (big as usize) / streams;
         let names = ["PUT, 1 stream", "GET, 1 stream", "PUT multipart 8 MiB parts", "GET of the multipart object", "PUT, 8 streams", "GET, 8 streams"];
-        let mut rates: Vec<[Vec<f64>; 2]> = names.iter().map(|_| [vec![], vec![]]).collect();
+        let relay_addr = start_relay(g.endpoint.trim_start_matches("http://").parse().unwrap());
+        let relay = Target { name: "relay", endpoint: format!("http://{relay_addr}"), ..direct.clone() };
+        let mut rates: Vec<[Vec<f64>; 3]> = names.iter().map(|_| [vec![], vec![], vec![]]).collect();
         let cpu0 = sg_proc.cpu_secs();
         let mut moved = 0u64;
         for _ in 0..3 {
             for (w, _) in names.iter().enumerate() {
-                for (ti, t) in [&direct, &sg].into_iter().enumerate() {
+                for (ti, t) in [&direct, &relay, &sg].into_iter().enumerate() {
+                    let data = if w % 2 == 0 { fresh(&data, next_tag()) } else { Bytes::new() };
                     let secs = match w {
                         0 => put(&c, t, "big", reqwest::Body::from(data.clone()), big).await.as_secs_f64(),
                         1 => get(&c, t, "big", None).await.1.as_secs_f64(),
@@ -493,7 +547,7 @@ fn main() {
                             start.elapsed().as_secs_f64()
                         }
                     };
-                    if ti == 1 {
+                    if ti == 2 {
                         moved += big;
                     }
                     rates[w][ti].push(big as f64 / secs / 1e6);
@@ -501,10 +555,12 @@ fn main() {
             }
         }
         let cpu = sg_proc.cpu_secs() - cpu0;
+        println!("\n| large objects, {} MiB | direct | plain TCP relay (reference) | sealgate | relay/direct | sealgate/direct |\n|---|---|---|---|---|---|", big >> 20);
         for (w, name) in names.iter().enumerate() {
-            let (d, s) = (median(rates[w][0].clone()), median(rates[w][1].clone()));
-            println!("| {name}, {} MiB | {d:.0} MB/s | {s:.0} MB/s | {:.2} |", big >> 20, s / d);
+            let [d, r, s] = [0, 1, 2].map(|i| median(rates[w][i].clone()));
+            println!("| {name} | {d:.0} MB/s | {r:.0} MB/s | {s:.0} MB/s | {:.2} | {:.2} |", r / d, s / d);
         }
+        println!("\n| workload | direct | sealgate | ratio |\n|---|---|---|---|");
         println!("| sealgate CPU per GiB moved | | {:.2} s/GiB | (AEAD alone ≈ 0.1 s/GiB) |", cpu / (moved as f64 / (1u64 << 30) as f64));
 
         }
@@ -520,7 +576,7 @@ fn main() {
                     let start = Instant::now();
                     let lat: Vec<f64> = futures::stream::iter(0..n)
                         .map(|i| {
-                            let (c, body) = (c.clone(), body.clone());
+                            let (c, body) = (c.clone(), fresh(&body, next_tag()));
                             let key = format!("small-{size}-{i}");
                             async move {
                                 if op == "PUT" {
