@@ -472,9 +472,9 @@ fn main() {
     cmd.args(["--log-level", "warn", "serve", "--config"])
         .arg(dir.path().join("sealgate.toml"))
         .stdout(Stdio::null());
-    // SEALGATE_BENCH_THREADS=N: sealgate's tokio worker threads (default: one per core).
+    // SEALGATE_BENCH_THREADS=N: sealgate's `worker_threads` (default: one per core).
     if let Ok(n) = std::env::var("SEALGATE_BENCH_THREADS") {
-        cmd.env("TOKIO_WORKER_THREADS", n);
+        cmd.env("SEALGATE_WORKER_THREADS", n);
     }
     let child = cmd.spawn().unwrap();
     let sg_proc = Proc { child };

@@ -93,6 +93,11 @@ pub struct Config {
     /// configured for `s3v4`). Off by default: s3s verifies V2 signatures with a
     /// variable-time comparison (see `docs/operations.md`).
     pub allow_signature_v2: bool,
+    /// Threads serving requests (tokio workers). None = one per CPU core. On a host that
+    /// sealgate shares with the store (or clients), fewer threads mean fewer cross-thread
+    /// wake-ups per byte: measured on 2 cores shared with Garage, 1 thread used ~10 %
+    /// less CPU per GiB and ~45 % fewer context switches (docs/performance.md).
+    pub worker_threads: Option<usize>,
 }
 
 /// Object encryption policy.
@@ -135,6 +140,7 @@ impl Default for Config {
             kms_backend: Default::default(),
             limits: crate::limits::LimitsConfig::default(),
             allow_signature_v2: false,
+            worker_threads: None,
         }
     }
 }
@@ -262,6 +268,14 @@ impl Config {
         if let Some(v) = get("SEALGATE_KMS_BACKEND") {
             self.kms_backend.default = v;
         }
+        if let Some(v) = get("SEALGATE_WORKER_THREADS") {
+            self.worker_threads = Some(v.parse().map_err(|_| {
+                cfg_err(
+                    "SEALGATE_WORKER_THREADS",
+                    "must be a whole number of threads",
+                )
+            })?);
+        }
         if let Some(v) = get("SEALGATE_VIRTUAL_HOST_DOMAIN") {
             self.virtual_host_domain = Some(v);
         }
@@ -386,6 +400,9 @@ impl Config {
                     return Err(cfg_err(n, format!("{} does not exist", p.display())));
                 }
             }
+        }
+        if self.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+            return Err(cfg_err("worker_threads", "must be between 1 and 1024"));
         }
         if self.max_buffered_body < 64 * 1024 {
             return Err(cfg_err("max_buffered_body", "must be at least 65536"));
@@ -524,6 +541,23 @@ mod tests {
             c.kms.served_regions(),
             ["us-east-1", "eu-west-1", "ap-south-1"]
         );
+    }
+
+    #[test]
+    fn worker_threads_come_from_the_file_or_env_and_zero_is_refused() {
+        let mut c = Config::from_toml(&format!("worker_threads = 1\n{GOOD}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.worker_threads, Some(1));
+        c.apply_env(|k| (k == "SEALGATE_WORKER_THREADS").then(|| "0".into()))
+            .unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "worker_threads");
+        let e = c
+            .apply_env(|k| (k == "SEALGATE_WORKER_THREADS").then(|| "two".into()))
+            .unwrap_err();
+        assert_eq!(e.field, "SEALGATE_WORKER_THREADS");
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.worker_threads, None, "default: one per core");
     }
 
     #[test]

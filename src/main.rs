@@ -507,7 +507,11 @@ fn main() -> std::process::ExitCode {
                 println!("configuration OK");
                 return std::process::ExitCode::SUCCESS;
             }
-            let rt = match tokio::runtime::Runtime::new() {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = cfg.worker_threads {
+                builder.worker_threads(n);
+            }
+            let rt = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("sealgate: cannot start the runtime: {e}");

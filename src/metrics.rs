@@ -46,6 +46,8 @@ pub struct Metrics {
     /// Objects found still wrapped under a KMS key when its deletion was scheduled (the
     /// impact scan's result; removed when the deletion is cancelled).
     pub pending_deletion_objects: Family<KeyIdLabel, Gauge>,
+    /// Worker threads of the runtime serving requests (`worker_threads`).
+    pub worker_threads: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,9 +139,19 @@ impl Metrics {
             "Objects still under a KMS key scheduled for deletion (scanned when scheduled)",
             pending_deletion_objects.clone(),
         );
+        let worker_threads = Gauge::default();
+        registry.register(
+            "worker_threads",
+            "Threads serving requests (tokio workers)",
+            worker_threads.clone(),
+        );
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            worker_threads.set(i64::try_from(h.metrics().num_workers()).unwrap_or(i64::MAX));
+        }
         Metrics {
             registry,
             pending_deletion_objects,
+            worker_threads,
             dek_cache,
             kms_backend_calls,
             requests,

@@ -479,3 +479,49 @@ async fn put_under_key(sg: &common::Sealgate, b: &str, arn: &str, names: &[&str]
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_sets_how_many_threads_serve_requests() {
+    let g = common::garage();
+    let dir = tempfile::tempdir().unwrap();
+    let sg = common::SealgateProcess::start_with(
+        dir.path(),
+        (&g.endpoint, &g.access_key, &g.secret_key, &g.region),
+        "info",
+        "worker_threads = 1",
+    )
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", sg.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "sealgate_worker_threads 1"),
+        "{metrics}"
+    );
+    let client = sg.client();
+    let b = format!("wt-{}", std::process::id());
+    client.create_bucket().bucket(&b).send().await.unwrap();
+    let data = common::pattern(3 << 20, 5);
+    client
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = client
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().to_vec(),
+        data
+    );
+}

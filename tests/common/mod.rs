@@ -911,8 +911,19 @@ impl SealgateProcess {
     /// As [`Self::start`], with `--log-level log_level` (the log is `dir/sealgate.log`).
     pub async fn start_logging(
         dir: &Path,
+        store: (&str, &str, &str, &str),
+        log_level: &str,
+    ) -> Self {
+        Self::start_with(dir, store, log_level, "").await
+    }
+
+    /// As [`Self::start_logging`], with `top_level` (TOML lines such as
+    /// `worker_threads = 1`) at the head of the config file.
+    pub async fn start_with(
+        dir: &Path,
         (endpoint, ak, sk, region): (&str, &str, &str, &str),
         log_level: &str,
+        top_level: &str,
     ) -> Self {
         let bin = std::env::var("SEALGATE_TEST_BIN")
             .map(PathBuf::from)
@@ -923,7 +934,7 @@ impl SealgateProcess {
         }
         let port = free_port();
         let cfg = format!(
-            "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            "{top_level}\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
             CLIENT_AK,
             CLIENT_SK,
             dir.join("kms.redb").display(),
