@@ -93,10 +93,10 @@ pub struct Config {
     /// configured for `s3v4`). Off by default: s3s verifies V2 signatures with a
     /// variable-time comparison (see `docs/operations.md`).
     pub allow_signature_v2: bool,
-    /// Threads serving requests (tokio workers). None = one per CPU core. On a host that
-    /// sealgate shares with the store (or clients), fewer threads mean fewer cross-thread
-    /// wake-ups per byte: measured on 2 cores shared with Garage, 1 thread used ~10 %
-    /// less CPU per GiB and ~45 % fewer context switches (docs/performance.md).
+    /// Threads serving requests (tokio workers). None = one per CPU core. Caps the cores
+    /// sealgate competes for on a host it shares with the store or clients. (On this
+    /// project's 2-core test machine, 1 and 2 workers measured the same throughput
+    /// within noise; 1 worker halved the context switches: docs/performance.md.)
     pub worker_threads: Option<usize>,
 }
 
