@@ -168,26 +168,33 @@ async fn put_multipart(
         .map(|(i, body)| {
             let q = format!("partNumber={}&uploadId={id_q}", i + 1);
             async move {
-                let r = request_q(
-                    c,
-                    t,
-                    "PUT",
-                    key,
-                    &q,
-                    &[("content-length", body.len().to_string())],
-                )
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-                assert!(
-                    r.status().is_success(),
-                    "{} part {}: {}",
-                    t.name,
-                    i + 1,
-                    r.status()
-                );
-                r.headers()["etag"].to_str().unwrap().to_string()
+                for attempt in 0..6 {
+                    let r = request_q(
+                        c,
+                        t,
+                        "PUT",
+                        key,
+                        &q,
+                        &[("content-length", body.len().to_string())],
+                    )
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                    let status = r.status();
+                    if status.is_success() {
+                        return r.headers()["etag"].to_str().unwrap().to_string();
+                    }
+                    assert!(
+                        status == 503 && attempt < 5,
+                        "{} part {}: {status}",
+                        t.name,
+                        i + 1
+                    );
+                    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                unreachable!()
             }
         })
         .buffered(inflight)
