@@ -212,7 +212,12 @@ pub struct Decryptor {
     remaining: u64,
     /// Waiting for the header of part `part` (in the body).
     need_header: bool,
+    /// The header or sealed segment being assembled (exactly its size once complete).
     buf: BytesMut,
+    /// Input received and not yet copied into `buf`. Only what the current segment needs
+    /// is copied, so every ciphertext byte is copied once (appending whole chunks to one
+    /// buffer re-copied the leftover of each chunk whenever the buffer had to grow).
+    pending: Bytes,
     failed: bool,
 }
 
@@ -246,7 +251,8 @@ impl Decryptor {
             skip: plan.skip,
             remaining: plan.len,
             need_header,
-            buf: BytesMut::with_capacity((SEGMENT + TAG) as usize * 2),
+            buf: BytesMut::new(),
+            pending: Bytes::new(),
             failed: false,
         }
     }
@@ -269,14 +275,31 @@ impl Decryptor {
         Ok(())
     }
 
-    /// Tries to produce the next plaintext chunk from buffered ciphertext.
+    /// Moves input into `buf` until it holds `n` bytes; then takes them out of `buf`.
+    /// `None`: all input is used up and more is needed.
+    fn fill(&mut self, n: usize) -> Option<BytesMut> {
+        if self.buf.is_empty() && self.pending.len() == n {
+            // A chunk that is exactly this segment and shared with nobody: no copy.
+            match std::mem::take(&mut self.pending).try_into_mut() {
+                Ok(whole) => return Some(whole),
+                Err(shared) => self.pending = shared,
+            }
+        }
+        if self.buf.capacity() < n {
+            self.buf.reserve(n - self.buf.len());
+        }
+        let take = (n - self.buf.len()).min(self.pending.len());
+        self.buf.extend_from_slice(&self.pending.split_to(take));
+        (self.buf.len() == n).then(|| self.buf.split())
+    }
+
+    /// Tries to produce the next plaintext chunk from the input received so far.
     fn step(&mut self) -> Result<Option<Bytes>, std::io::Error> {
         loop {
             if self.need_header {
-                if (self.buf.len() as u64) < HEADER_LEN {
+                let Some(hb) = self.fill(HEADER_LEN as usize) else {
                     return Ok(None);
-                }
-                let hb = self.buf.split_to(HEADER_LEN as usize);
+                };
                 let h = PartHeader::decode(&hb)
                     .map_err(|e| io_err(format!("object is corrupt: {e}")))?;
                 Self::check_header(&self.layout, self.part, &h)
@@ -291,10 +314,9 @@ impl Decryptor {
             let plain = self.header.plain_len;
             let seg_plain = format::segment_plain_len(plain, self.segment);
             let need = (seg_plain + TAG) as usize;
-            if self.buf.len() < need {
+            let Some(mut seg) = self.fill(need) else {
                 return Ok(None);
-            }
-            let mut seg = self.buf.split_to(need);
+            };
             let last = self.segment + 1 == format::segments(plain);
             let nonce = Nonce::assume_unique_for_key(format::nonce(self.segment, last));
             let aad = self.header.encode();
@@ -352,17 +374,7 @@ impl Stream for Decryptor {
             }
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(c))) => {
-                    if this.buf.is_empty() {
-                        // Take ownership of the chunk when nobody else holds it: no copy.
-                        match c.try_into_mut() {
-                            Ok(m) => this.buf = m,
-                            Err(c) => this.buf.extend_from_slice(&c),
-                        }
-                    } else {
-                        this.buf.extend_from_slice(&c);
-                    }
-                }
+                Poll::Ready(Some(Ok(c))) => this.pending = c,
                 Poll::Ready(Some(Err(e))) => {
                     this.failed = true;
                     return Poll::Ready(Some(Err(e)));
