@@ -79,13 +79,34 @@ impl LimitsConfig {
     }
 }
 
+/// hyper's HTTP/1 buffer limit. It bounds the read buffer (so also how large a request
+/// head hyper will read) *and* how much response body it queues before writing: tied to
+/// `max_header_bytes` (64 KiB) it flushed every 64 KiB segment on its own and read
+/// uploads 64 KiB at a time. hyper's default (408 KiB) lets it batch; `max_header_bytes`
+/// is enforced on the parsed head instead ([`head_bytes`], 431 in `server.rs`).
+const HTTP1_BUF: usize = 8192 + 4096 * 100;
+
+/// The size of a request's line and headers as sent (HTTP/1.1 framing).
+pub fn head_bytes<B>(req: &http::Request<B>) -> usize {
+    let line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len()
+        + 1;
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + ": \r\n".len())
+        .sum();
+    line + fields + 2
+}
+
 /// The connection builder with these limits applied to HTTP/1.1 and HTTP/2.
 pub fn conn_builder(l: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
     let mut b = ConnBuilder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
-        .max_buf_size(l.max_header_bytes)
+        .max_buf_size(l.max_header_bytes.max(HTTP1_BUF))
         .max_headers(l.max_headers);
     b.http2()
         .timer(TokioTimer::new())
@@ -158,6 +179,17 @@ where
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn head_bytes_counts_the_request_line_and_headers_as_sent() {
+        let wire = "GET /bucket/key?versionId=3 HTTP/1.1\r\nhost: example\r\nx-amz-date: 20261123T000000Z\r\n\r\n";
+        let req = http::Request::get("/bucket/key?versionId=3")
+            .header("host", "example")
+            .header("x-amz-date", "20261123T000000Z")
+            .body(())
+            .unwrap();
+        assert_eq!(head_bytes(&req), wire.len());
+    }
 
     #[tokio::test]
     async fn a_stalled_body_fails_after_the_idle_timeout_and_a_flowing_one_does_not() {

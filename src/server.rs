@@ -143,6 +143,22 @@ impl App {
             bucket = tracing::field::Empty,
         );
         let start = Instant::now();
+        if crate::limits::head_bytes(&req) > self.limits.max_header_bytes {
+            let _e = span.enter();
+            tracing::info!(
+                status = 431,
+                "request head larger than limits.max_header_bytes"
+            );
+            let mut r = plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large\n",
+            );
+            r.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            return Ok(r);
+        }
         let req = req.map(|b| IdleTimeout::new(b, self.limits.body_idle_timeout()));
         let op = std::cell::Cell::new("-");
         CURRENT_OP.scope(op, async move {
