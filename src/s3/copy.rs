@@ -18,8 +18,8 @@ use s3s::{Body, S3Error, S3ErrorCode, S3Response};
 use super::objmeta::{self, ObjectMeta};
 use super::sse;
 use super::{Ctx, forward, get, keys, put};
-use crate::crypto::format::{self, Layout, PartHeader, part_cipher_len};
-use crate::crypto::stream::{Decryptor, Encryptor, random_salt};
+use crate::crypto::format;
+use crate::crypto::stream::Decryptor;
 use crate::error::Error;
 use crate::upstream::{UpBody, UpRequest};
 
@@ -359,39 +359,9 @@ async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             let (body, meta) = match dest {
                 Some(sse) => {
                     let nk = keys::new_data_key(&ctx, &sse, &bucket, &key).await?;
-                    let salt = random_salt();
-                    let layout = Layout::single(len);
-                    let meta = ObjectMeta {
-                        key_arn: nk.key_arn,
-                        wrapped_dek: nk.wrapped,
-                        backend: nk.backend,
-                        bk_salt: nk.bk_salt,
-                        context_b64: nk.context_b64,
-                        alg: sse.alg,
-                        bucket_key: sse.bucket_key,
-                        size: len,
-                        mac: ObjectMeta::compute_mac(&nk.dek, len, &layout),
-                        layout,
-                        salt: Some(salt),
-                    };
-                    meta.write(&mut headers);
-                    let enc = Encryptor::new(
-                        plain,
-                        &nk.dek,
-                        PartHeader {
-                            part_number: 1,
-                            salt,
-                            plain_len: len,
-                        },
-                        false,
-                    );
-                    (
-                        UpBody::Stream {
-                            stream: enc.boxed(),
-                            len: part_cipher_len(len, false),
-                        },
-                        Some(meta),
-                    )
+                    let (meta, encrypt) = put::seal_single_part(nk, &sse, len, &mut headers);
+                    let (stream, len) = encrypt(plain);
+                    (UpBody::Stream { stream, len }, Some(meta))
                 }
                 None => (UpBody::Stream { stream: plain, len }, None),
             };

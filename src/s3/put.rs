@@ -50,10 +50,30 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let (bucket, key) = ctx.object()?;
     let len = declared_len(&ctx)?;
     let nk = keys::new_data_key(&ctx, &sse, &bucket, &key).await?;
+    let (meta, encrypt) = seal_single_part(nk, &sse, len, &mut headers);
+    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(encrypt)).await?;
+    let ok = resp.status().is_success();
+    let mut out = forward::to_client(resp, false, &response_drop_list());
+    if ok {
+        echo_checksums(&mut out, &digests);
+        sse_response_headers(&mut out.headers, &meta);
+    }
+    Ok(out)
+}
+
+/// A new single-part object of `len` plaintext bytes under `nk`: its metadata (also
+/// written into `headers`) and the transform that encrypts its body (PutObject, and
+/// CopyObject when the bytes must change form).
+pub fn seal_single_part(
+    nk: keys::NewKey,
+    sse: &sse::Sse,
+    len: u64,
+    headers: &mut HeaderMap,
+) -> (ObjectMeta, Transform) {
     let salt = random_salt();
     let layout = Layout::single(len);
     let meta = ObjectMeta {
-        key_arn: nk.key_arn.clone(),
+        key_arn: nk.key_arn,
         wrapped_dek: nk.wrapped,
         backend: nk.backend,
         bk_salt: nk.bk_salt,
@@ -65,29 +85,20 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         layout,
         salt: Some(salt),
     };
-    meta.write(&mut headers);
+    meta.write(headers);
     let header = PartHeader {
         part_number: 1,
         salt,
         plain_len: len,
     };
     let dek = nk.dek;
-    let encrypt =
-        move |plain: futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>| {
-            (
-                Encryptor::new(plain, &dek, header, false).boxed(),
-                part_cipher_len(len, false),
-            )
-        };
-    let (resp, digests) =
-        send_verified(&mut ctx, headers, &declared, Some(Box::new(encrypt))).await?;
-    let ok = resp.status().is_success();
-    let mut out = forward::to_client(resp, false, &response_drop_list());
-    if ok {
-        echo_checksums(&mut out, &digests);
-        sse_response_headers(&mut out.headers, &meta);
-    }
-    Ok(out)
+    let encrypt = move |plain: PlainStream| {
+        (
+            Encryptor::new(plain, &dek, header, false).boxed(),
+            part_cipher_len(len, false),
+        )
+    };
+    (meta, Box::new(encrypt))
 }
 
 /// Store response headers never returned on encrypted paths: checksums and SSE claims of
