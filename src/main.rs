@@ -54,52 +54,18 @@ enum Cmd {
     /// data), through a running sealgate. Each object is read back and compared before the
     /// job moves on; objects already encrypted are skipped, so the job can be re-run.
     Migrate {
-        /// sealgate's S3 endpoint, e.g. http://127.0.0.1:8014.
-        #[arg(long, env = "SEALGATE_ENDPOINT")]
-        endpoint: String,
-        #[arg(long)]
-        bucket: String,
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// List what would be encrypted and change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Resume an interrupted run after this key (the last one it printed).
-        #[arg(long)]
-        start_after: Option<String>,
-        /// A sealgate client access key (the principal needs kms:GenerateDataKey).
-        #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-        access_key_id: String,
-        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-        secret_access_key: String,
-        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-        region: String,
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// Re-wrap every object's data key under another KMS key (e.g. to move a bucket to a
     /// new CMK): the store copies the bodies server-side; each object is read back and
     /// compared. Objects already under the key are skipped, so the job can be re-run.
     Rewrap {
-        #[arg(long, env = "SEALGATE_ENDPOINT")]
-        endpoint: String,
-        #[arg(long)]
-        bucket: String,
-        #[arg(long, default_value = "")]
-        prefix: String,
         /// The KMS key id or key ARN to wrap under.
         #[arg(long)]
         key: String,
-        /// List what would be re-wrapped and change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Resume an interrupted run after this key (the last one it printed).
-        #[arg(long)]
-        start_after: Option<String>,
-        #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-        access_key_id: String,
-        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-        secret_access_key: String,
-        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-        region: String,
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// Exit 0 when URL answers with a 2xx status, 1 otherwise (container health checks:
     /// the image has no curl).
@@ -116,6 +82,50 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KmsCmd,
     },
+}
+
+/// What `migrate` and `rewrap` go over, and as whom they talk to sealgate.
+#[derive(clap::Args)]
+struct JobArgs {
+    /// sealgate's S3 endpoint, e.g. http://127.0.0.1:8014.
+    #[arg(long, env = "SEALGATE_ENDPOINT")]
+    endpoint: String,
+    #[arg(long)]
+    bucket: String,
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// List what would be changed and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Resume an interrupted run after this key (the last one it printed).
+    #[arg(long)]
+    start_after: Option<String>,
+    /// A sealgate client access key (the principal needs kms:GenerateDataKey).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key_id: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+impl JobArgs {
+    fn into_parts(self) -> (sealgate::admin::Target, sealgate::admin::Scope) {
+        (
+            sealgate::admin::Target {
+                endpoint: self.endpoint,
+                access_key_id: self.access_key_id,
+                secret_access_key: self.secret_access_key,
+                region: self.region,
+            },
+            sealgate::admin::Scope {
+                bucket: self.bucket,
+                prefix: self.prefix,
+                start_after: self.start_after,
+                dry_run: self.dry_run,
+            },
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -185,11 +195,8 @@ enum KmsCmd {
 
 /// Runs an admin job over a bucket: a progress bar on stderr (when it is a terminal), one
 /// line per object changed or failed on stdout, then a summary.
-fn admin_job(
-    t: &sealgate::admin::Target,
-    job: &sealgate::admin::Job,
-    scope: &sealgate::admin::Scope,
-) -> Result<std::process::ExitCode, String> {
+fn admin_job(args: JobArgs, job: &sealgate::admin::Job) -> Result<std::process::ExitCode, String> {
+    let (t, scope) = args.into_parts();
     let rt =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let (done, did, what) = match job {
@@ -197,7 +204,7 @@ fn admin_job(
         sealgate::admin::Job::Rewrap { .. } => ("already under the key", "re-wrapped", "rewrap"),
     };
     let mut bar = sealgate::admin::TermProgress::new(what);
-    let r = rt.block_on(sealgate::admin::run(t, job, scope, &mut bar))?;
+    let r = rt.block_on(sealgate::admin::run(&t, job, &scope, &mut bar))?;
     println!(
         "{} listed, {} {done}, {} {did} ({} bytes), {} failed{}",
         r.listed,
@@ -431,54 +438,11 @@ fn main() -> std::process::ExitCode {
         Cmd::Audit { config, log, cmd } => audit(config, log, cmd).unwrap_or_else(admin_error),
         Cmd::Kms { config, cmd } => kms_cmd(config, cmd).unwrap_or_else(admin_error),
         Cmd::Probe { url, timeout_secs } => probe(&url, timeout_secs).unwrap_or_else(admin_error),
-        Cmd::Migrate {
-            endpoint,
-            bucket,
-            prefix,
-            dry_run,
-            start_after,
-            access_key_id,
-            secret_access_key,
-            region,
-        } => {
-            let t = sealgate::admin::Target {
-                endpoint,
-                access_key_id,
-                secret_access_key,
-                region,
-            };
-            let scope = sealgate::admin::Scope {
-                bucket,
-                prefix,
-                start_after,
-                dry_run,
-            };
-            admin_job(&t, &sealgate::admin::Job::Migrate, &scope).unwrap_or_else(admin_error)
+        Cmd::Migrate { job } => {
+            admin_job(job, &sealgate::admin::Job::Migrate).unwrap_or_else(admin_error)
         }
-        Cmd::Rewrap {
-            endpoint,
-            bucket,
-            prefix,
-            key,
-            dry_run,
-            start_after,
-            access_key_id,
-            secret_access_key,
-            region,
-        } => {
-            let t = sealgate::admin::Target {
-                endpoint,
-                access_key_id,
-                secret_access_key,
-                region,
-            };
-            let scope = sealgate::admin::Scope {
-                bucket,
-                prefix,
-                start_after,
-                dry_run,
-            };
-            admin_job(&t, &sealgate::admin::Job::Rewrap { key }, &scope).unwrap_or_else(admin_error)
+        Cmd::Rewrap { key, job } => {
+            admin_job(job, &sealgate::admin::Job::Rewrap { key }).unwrap_or_else(admin_error)
         }
         Cmd::Serve {
             config,
