@@ -108,6 +108,19 @@ async fn list_objects(
     }
 }
 
+/// HEAD of one object (any status; transport failures are errors).
+async fn head_object(c: &Upstream, bucket: &str, key: &str) -> Result<reqwest::Response, String> {
+    c.send(req(
+        Method::HEAD,
+        bucket,
+        Some(key),
+        Vec::new(),
+        HeaderMap::new(),
+    ))
+    .await
+    .map_err(|e| e.to_string())
+}
+
 /// SHA-256 of an object's plaintext as sealgate serves it.
 async fn plaintext_sha256(c: &Upstream, bucket: &str, key: &str) -> Result<(String, u64), String> {
     let r = c
@@ -174,16 +187,7 @@ async fn encrypt_one(
         return Err(format!("copy {key}: {status} {body}"));
     }
     // Read it back: encrypted, and the same bytes.
-    let check = c
-        .send(req(
-            Method::HEAD,
-            bucket,
-            Some(key),
-            Vec::new(),
-            HeaderMap::new(),
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    let check = head_object(c, bucket, key).await?;
     if check.headers().get(crate::s3::sse::H_SSE).is_none() {
         return Err(format!(
             "{key}: still not encrypted after the copy (changed concurrently?)"
@@ -293,15 +297,6 @@ impl Progress for TermProgress {
     }
 }
 
-/// Encrypts every object in `scope` that sealgate did not encrypt.
-pub async fn migrate(
-    t: &Target,
-    scope: &Scope,
-    progress: &mut (dyn Progress + Send),
-) -> Result<Report, String> {
-    run(t, &Job::Migrate, scope, progress).await
-}
-
 fn names_key(arn: &str, key: &str) -> bool {
     arn == key || arn.ends_with(&format!("key/{key}"))
 }
@@ -325,16 +320,7 @@ pub async fn run(
     progress.start(report.listed, objects.iter().map(|(_, n)| *n).sum());
     let total = objects.len();
     for (i, (key, listed_size)) in objects.iter().enumerate() {
-        let head = c
-            .send(req(
-                Method::HEAD,
-                bucket,
-                Some(key),
-                Vec::new(),
-                HeaderMap::new(),
-            ))
-            .await
-            .map_err(|e| e.to_string())?;
+        let head = head_object(&c, bucket, key).await?;
         if !head.status().is_success() {
             progress.object(
                 Some(&format!(
@@ -470,10 +456,7 @@ pub async fn key_impact(
         let mut heads = futures::stream::iter(objects.into_iter().map(|(k, n)| {
             let b = &b;
             async move {
-                let h = store
-                    .send(req(Method::HEAD, b, Some(&k), Vec::new(), HeaderMap::new()))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let h = head_object(store, b, &k).await?;
                 let arn = h
                     .headers()
                     .get(crate::s3::objmeta::KEY)
