@@ -53,13 +53,9 @@ fn signed(
 }
 
 async fn kms_calls(endpoint: &str) -> u64 {
-    let text = reqwest::get(format!("{endpoint}/metrics"))
+    common::metrics_text(endpoint)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with("sealgate_kms_calls_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()

@@ -103,12 +103,26 @@ async fn put(
 /// this 2-core machine when the CPU is saturated); the time includes the retries.
 async fn put_retry(c: &reqwest::Client, t: &Target, key: &str, body: Bytes) -> Duration {
     let start = Instant::now();
+    let _ = put_bytes(c, t, key, "", body).await.bytes().await;
+    start.elapsed()
+}
+
+/// PUT of `body` to `key?query`, sent again after a 503 (up to 5 times); the successful
+/// response.
+async fn put_bytes(
+    c: &reqwest::Client,
+    t: &Target,
+    key: &str,
+    query: &str,
+    body: Bytes,
+) -> reqwest::Response {
     for attempt in 0..6 {
-        let r = request(
+        let r = request_q(
             c,
             t,
             "PUT",
             key,
+            query,
             &[("content-length", body.len().to_string())],
         )
         .body(body.clone())
@@ -116,13 +130,13 @@ async fn put_retry(c: &reqwest::Client, t: &Target, key: &str, body: Bytes) -> D
         .await
         .unwrap();
         let status = r.status();
-        let _ = r.bytes().await;
         if status.is_success() {
-            return start.elapsed();
+            return r;
         }
+        let _ = r.bytes().await;
         assert!(
             status == 503 && attempt < 5,
-            "{} PUT {key}: {status}",
+            "{} PUT {key}?{query}: {status}",
             t.name
         );
         RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -168,33 +182,8 @@ async fn put_multipart(
         .map(|(i, body)| {
             let q = format!("partNumber={}&uploadId={id_q}", i + 1);
             async move {
-                for attempt in 0..6 {
-                    let r = request_q(
-                        c,
-                        t,
-                        "PUT",
-                        key,
-                        &q,
-                        &[("content-length", body.len().to_string())],
-                    )
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                    let status = r.status();
-                    if status.is_success() {
-                        return r.headers()["etag"].to_str().unwrap().to_string();
-                    }
-                    assert!(
-                        status == 503 && attempt < 5,
-                        "{} part {}: {status}",
-                        t.name,
-                        i + 1
-                    );
-                    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                }
-                unreachable!()
+                let r = put_bytes(c, t, key, &q, body).await;
+                r.headers()["etag"].to_str().unwrap().to_string()
             }
         })
         .buffered(inflight)
@@ -349,18 +338,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn metric(endpoint: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{endpoint}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
 }
 
 /// A body of `len` bytes made from a repeated 1 MiB buffer (no whole-object buffer).
@@ -620,7 +597,7 @@ fn main() {
         }
         // Random 1 KiB ranges of the big object: time to first byte and bytes read.
         let (mut td, mut ts) = (vec![], vec![]);
-        let before = metric(&sg_endpoint, "sealgate_upstream_read_bytes_total").await;
+        let before = common::metric(&sg_endpoint, "sealgate_upstream_read_bytes_total").await;
         let n = 200u64;
         let mut x: u64 = 12345;
         for _ in 0..n {
@@ -632,7 +609,7 @@ fn main() {
             assert_eq!(got, 1024);
             ts.push(ttfb.as_secs_f64() * 1e3);
         }
-        let read = metric(&sg_endpoint, "sealgate_upstream_read_bytes_total").await - before;
+        let read = common::metric(&sg_endpoint, "sealgate_upstream_read_bytes_total").await - before;
         println!("| 1 KiB random range GET, TTFB p50 | {:.2} ms | {:.2} ms | +{:.2} ms |", median(td.clone()), median(ts.clone()), median(ts) - median(td));
         println!("| store bytes read per 1 KiB range | | {} (≤ 2 segments + tags = 131,104) | |", read / n);
 

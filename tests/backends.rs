@@ -488,7 +488,7 @@ async fn outage(backend: Backend) {
     assert_eq!(store_keys(&s.sg, &b).await, vec!["before".to_string()]);
     assert!(
         common::metric(
-            &s.sg,
+            &s.sg.endpoint,
             &format!(
                 "sealgate_kms_backend_calls_total{{backend=\"{}\",outcome=\"circuit_open\"}}",
                 s.recorded.unwrap()
@@ -561,12 +561,16 @@ async fn many_puts_to_one_bucket_make_few_kms_calls_with_bucket_keys() {
             b"small"
         );
     }
-    let generated = common::metric(&s.sg, "sealgate_kms_calls_total{op=\"GenerateDataKey\"}").await;
-    let dec = common::metric(&s.sg, "sealgate_kms_calls_total{op=\"Decrypt\"}").await;
+    let generated = common::metric(
+        &s.sg.endpoint,
+        "sealgate_kms_calls_total{op=\"GenerateDataKey\"}",
+    )
+    .await;
+    let dec = common::metric(&s.sg.endpoint, "sealgate_kms_calls_total{op=\"Decrypt\"}").await;
     assert!(generated <= 2, "GenerateDataKey calls: {generated}");
     assert!(dec <= 2, "Decrypt calls: {dec}");
     let hits = common::metric(
-        &s.sg,
+        &s.sg.endpoint,
         "sealgate_dek_cache_total{cache=\"bucket_key\",result=\"hit\"}",
     )
     .await;
@@ -589,7 +593,11 @@ async fn bucket_key_caching_respects_the_object_limit() {
     for i in 0..35 {
         put(&s.sg.client, &b, &format!("k{i}"), b"x").await.unwrap();
     }
-    let generated = common::metric(&s.sg, "sealgate_kms_calls_total{op=\"GenerateDataKey\"}").await;
+    let generated = common::metric(
+        &s.sg.endpoint,
+        "sealgate_kms_calls_total{op=\"GenerateDataKey\"}",
+    )
+    .await;
     assert_eq!(generated, 4, "35 objects at 10 per bucket key");
 }
 
@@ -671,7 +679,11 @@ async fn cached_keys_are_not_shared_between_principals() {
     );
     put(&s.sg.client, &b, "t1", b"tester").await.unwrap();
     put(&bob, &b, "b1", b"bob").await.unwrap();
-    let generated = common::metric(&s.sg, "sealgate_kms_calls_total{op=\"GenerateDataKey\"}").await;
+    let generated = common::metric(
+        &s.sg.endpoint,
+        "sealgate_kms_calls_total{op=\"GenerateDataKey\"}",
+    )
+    .await;
     assert_eq!(generated, 2, "one bucket key per principal");
     assert_ne!(
         raw_meta(&s.sg, &b, "t1").await["sealgate-dek"],

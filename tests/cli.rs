@@ -432,7 +432,7 @@ async fn scheduling_deletion_of_a_key_in_use_reports_the_objects_that_need_it() 
     let gauge = format!("sealgate_kms_pending_deletion_objects{{key=\"{arn}\"}}");
     let mut found = 0;
     for _ in 0..100 {
-        found = common::metric(&sg, &gauge).await;
+        found = common::metric(&sg.endpoint, &gauge).await;
         if found > 0 {
             break;
         }
@@ -448,7 +448,7 @@ async fn scheduling_deletion_of_a_key_in_use_reports_the_objects_that_need_it() 
         .send()
         .await
         .unwrap();
-    let text = common::metrics_text(&sg).await;
+    let text = common::metrics_text(&sg.endpoint).await;
     assert!(
         !text.contains(&gauge),
         "cancelling the deletion clears the report"
@@ -491,12 +491,7 @@ async fn worker_threads_sets_how_many_threads_serve_requests() {
         "worker_threads = 1",
     )
     .await;
-    let metrics = reqwest::get(format!("{}/metrics", sg.endpoint))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&sg.endpoint).await;
     assert!(
         metrics.lines().any(|l| l == "sealgate_worker_threads 1"),
         "{metrics}"

@@ -921,7 +921,7 @@ async fn a_one_byte_range_reads_one_sealed_segment_from_the_store() {
         .await
         .unwrap();
     for at in [0usize, 5_000_000, (10 << 20) - 1] {
-        let before = metric(&sg, "sealgate_upstream_read_bytes_total").await;
+        let before = metric(&sg.endpoint, "sealgate_upstream_read_bytes_total").await;
         let r = sg
             .client
             .get_object()
@@ -935,13 +935,13 @@ async fn a_one_byte_range_reads_one_sealed_segment_from_the_store() {
             r.body.collect().await.unwrap().into_bytes().as_ref(),
             &data[at..=at]
         );
-        let read = metric(&sg, "sealgate_upstream_read_bytes_total").await - before;
+        let read = metric(&sg.endpoint, "sealgate_upstream_read_bytes_total").await - before;
         assert!(
             read <= 65_552,
             "read {read} bytes from the store for one byte at {at}"
         );
     }
-    let text = common::metrics_text(&sg).await;
+    let text = common::metrics_text(&sg.endpoint).await;
     assert!(
         text.contains("sealgate_requests_total{op=\"GetObject\",status=\"206\"} 3"),
         "{text}"

@@ -641,9 +641,9 @@ impl Drop for KmsPeer {
     }
 }
 
-/// `sg`'s Prometheus exposition (`/metrics`).
-pub async fn metrics_text(sg: &Sealgate) -> String {
-    reqwest::get(format!("{}/metrics", sg.endpoint))
+/// The Prometheus exposition (`/metrics`) of the sealgate at `endpoint`.
+pub async fn metrics_text(endpoint: &str) -> String {
+    reqwest::get(format!("{endpoint}/metrics"))
         .await
         .unwrap()
         .text()
@@ -680,8 +680,8 @@ pub fn kms_client_for(endpoint: &str, ak: &str, sk: &str) -> aws_sdk_kms::Client
 }
 
 /// Reads one sample of sealgate's Prometheus metrics (`name{labels}` exactly), 0 if absent.
-pub async fn metric(sg: &Sealgate, name: &str) -> u64 {
-    metrics_text(sg)
+pub async fn metric(endpoint: &str, name: &str) -> u64 {
+    metrics_text(endpoint)
         .await
         .lines()
         .find_map(|l| {
