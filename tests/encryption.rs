@@ -309,14 +309,7 @@ async fn every_range_shape_returns_exact_plaintext() {
     let sg = Sealgate::start().await;
     let b = sg.bucket().await;
     let data = pattern(300_000, 11);
-    sg.client
-        .put_object()
-        .bucket(&b)
-        .key("r")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await
-        .unwrap();
+    common::put(&sg.client, &b, "r", &data).await;
     for (range, lo, hi) in [
         ("bytes=0-0", 0, 1),
         ("bytes=65535-65536", 65_535, 65_537),

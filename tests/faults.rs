@@ -82,24 +82,8 @@ fn assert_no_plaintext_in_store(g: &PrivateGarage) {
 
 /// PUTs `data` as `faults/KEY` through sealgate and reads it back.
 async fn put_then_get(c: &aws_sdk_s3::Client, key: &str, data: &[u8]) -> Bytes {
-    c.put_object()
-        .bucket("faults")
-        .key(key)
-        .body(ByteStream::from(data.to_vec()))
-        .send()
-        .await
-        .unwrap();
-    c.get_object()
-        .bucket("faults")
-        .key(key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
+    common::put(c, "faults", key, data).await;
+    common::get(c, "faults", key).await
 }
 
 /// Starts a multipart upload of `faults/mp` through sealgate and uploads parts 1.. of

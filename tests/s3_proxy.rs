@@ -177,14 +177,7 @@ async fn ranged_and_suffix_gets_return_the_right_bytes() {
     let sg = Sealgate::start().await;
     let b = sg.bucket().await;
     let data = pattern(200_000, 3);
-    sg.client
-        .put_object()
-        .bucket(&b)
-        .key("r")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await
-        .unwrap();
+    common::put(&sg.client, &b, "r", &data).await;
     for (range, want) in [
         ("bytes=0-0", &data[0..1]),
         ("bytes=100-65636", &data[100..65637]),

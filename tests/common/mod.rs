@@ -287,6 +287,32 @@ pub fn write_test_cert(dir: &Path) -> TlsConfig {
     }
 }
 
+/// PutObject of `data` as `bucket/key`; panics if the client gets an error.
+pub async fn put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(data.to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
+}
+
+/// GetObject of `bucket/key`, whole body; panics if the client gets an error.
+pub async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bytes::Bytes {
+    c.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("GET {bucket}/{key} body: {e:?}"))
+        .into_bytes()
+}
+
 /// Deterministic pseudo-random bytes (fast, so large bodies are cheap to make).
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
