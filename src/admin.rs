@@ -109,7 +109,11 @@ async fn list_objects(
 }
 
 /// HEAD of one object (any status; transport failures are errors).
-async fn head_object(c: &Upstream, bucket: &str, key: &str) -> Result<reqwest::Response, String> {
+async fn head_object(
+    c: &Upstream,
+    bucket: &str,
+    key: &str,
+) -> Result<crate::upstream::UpResponse, String> {
     c.send(req(
         Method::HEAD,
         bucket,

@@ -150,7 +150,7 @@ async fn state_request(
     method: Method,
     bucket: &str,
     body: UpBody,
-) -> Result<reqwest::Response, Error> {
+) -> Result<crate::upstream::UpResponse, Error> {
     let req = UpRequest {
         method,
         bucket: Some(ctx.state.state_bucket.clone()),

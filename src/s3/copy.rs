@@ -114,7 +114,7 @@ fn source_conditions(h: &HeaderMap) -> HeaderMap {
 }
 
 /// HEADs the copy source. A failed precondition is the 412 S3 gives for copies.
-pub async fn head_source(ctx: &Ctx, src: &Source) -> Result<reqwest::Response, Error> {
+pub async fn head_source(ctx: &Ctx, src: &Source) -> Result<crate::upstream::UpResponse, Error> {
     let resp = ctx
         .state
         .upstream
@@ -383,7 +383,7 @@ async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
 /// `<CopyObjectResult>` or `<CopyPartResult>` with the store's ETag, plus SSE headers.
 pub fn copy_result(
     element: &str,
-    put: &reqwest::Response,
+    put: &crate::upstream::UpResponse,
     meta: Option<&ObjectMeta>,
 ) -> S3Response<Body> {
     let etag = put

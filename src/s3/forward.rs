@@ -160,7 +160,7 @@ pub fn client_body(ctx: &mut Ctx) -> Result<UpBody, Error> {
 /// The body of a store response as a byte stream, counted as bytes read from the store.
 pub fn store_body(
     ctx: &Ctx,
-    resp: reqwest::Response,
+    resp: crate::upstream::UpResponse,
 ) -> futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
     crate::metrics::counted(
         resp.bytes_stream().map_err(std::io::Error::other),
@@ -169,7 +169,11 @@ pub fn store_body(
     .boxed()
 }
 
-pub fn to_client(resp: reqwest::Response, is_head: bool, extra_drop: &[&str]) -> S3Response<Body> {
+pub fn to_client(
+    resp: crate::upstream::UpResponse,
+    is_head: bool,
+    extra_drop: &[&str],
+) -> S3Response<Body> {
     let status = resp.status();
     let headers = response_headers(resp.headers(), extra_drop);
     let body = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED

@@ -479,7 +479,7 @@ pub async fn range_request(
     etag: Option<&http::HeaderValue>,
     start: u64,
     end: u64,
-) -> Result<reqwest::Response, Error> {
+) -> Result<crate::upstream::UpResponse, Error> {
     let mut h = HeaderMap::new();
     forward::set_header(&mut h, "range", &format!("bytes={}-{}", start, end - 1));
     if let Some(e) = etag {

@@ -34,7 +34,7 @@ pub async fn forward(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
 /// ListBuckets without sealgate's own state bucket (clients cannot use it anyway).
 async fn list_buckets_without_state(
     ctx: &Ctx,
-    resp: reqwest::Response,
+    resp: crate::upstream::UpResponse,
 ) -> Result<S3Response<Body>, Error> {
     let headers = forward::response_headers(resp.headers(), &["content-length"]);
     let xml = resp

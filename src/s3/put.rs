@@ -162,7 +162,7 @@ pub async fn send_verified(
     headers: HeaderMap,
     declared: &Declared,
     transform: Option<Transform>,
-) -> Result<(reqwest::Response, super::checksum::Digests), Error> {
+) -> Result<(crate::upstream::UpResponse, super::checksum::Digests), Error> {
     let len = declared_len(ctx)?;
     let body = forward::body_stream(std::mem::take(&mut ctx.body));
     let (mut verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());

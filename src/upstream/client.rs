@@ -5,14 +5,24 @@
 //! the handler unchanged; transport failures become [`UpstreamError`], which maps to
 //! 502/503 — never to a client error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use http::{HeaderMap, HeaderValue, Method};
+use futures::TryStreamExt;
+use futures::stream::{BoxStream, Stream};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::conn::StoreConnector;
 use super::sign::{Signer, object_path, query_string};
 use crate::config::UpstreamConfig;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ReqBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A request to the store, in decoded form.
 pub struct UpRequest {
@@ -51,31 +61,80 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    fn from_reqwest(e: reqwest::Error) -> Self {
-        // Keep the whole source chain: reqwest's top-level message alone says little.
+    fn from_client(e: hyper_util::client::legacy::Error) -> Self {
+        // Keep the whole source chain: the top-level message alone says little.
         let mut msg = e.to_string();
+        let mut timed_out = false;
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
             msg.push_str(": ");
             msg.push_str(&s.to_string());
+            if s.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                timed_out = true;
+            }
             src = s.source();
         }
-        if e.is_connect() {
-            Self::Connect(msg)
-        } else if e.is_timeout() {
+        if timed_out {
             Self::Timeout(msg)
-        } else if e.is_builder() {
-            Self::Build(msg)
+        } else if e.is_connect() {
+            Self::Connect(msg)
         } else {
             Self::Transport(msg)
         }
     }
 }
 
+/// A store response: status and headers, with the body still to be read.
+#[derive(Debug)]
+pub struct UpResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: hyper::body::Incoming,
+}
+
+impl UpResponse {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The `Content-Length` the store declared, if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers
+            .get(http::header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// Reads the whole body; for the small XML documents of control operations only.
+    pub async fn bytes(self) -> Result<Bytes, hyper::Error> {
+        Ok(self.body.collect().await?.to_bytes())
+    }
+
+    /// Reads the whole body as text (lossy); for error documents.
+    pub async fn text(self) -> Result<String, hyper::Error> {
+        let b = self.bytes().await?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// The body as a stream of chunks. A body that ends before its declared length is
+    /// an error, never a clean end.
+    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes, hyper::Error>> + Send {
+        http_body_util::BodyDataStream::new(self.body)
+    }
+}
+
 /// Connection pool + credentials for the store.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: Client<StoreConnector, ReqBody>,
     base: reqwest::Url,
     host_header: HeaderValue,
     signer: Signer,
@@ -92,23 +151,17 @@ impl Upstream {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
         };
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+        let tls = match base.scheme() {
+            "https" => Some(Arc::new(tls_config(cfg.ca_file.as_deref())?)),
+            "http" => None,
+            other => return Err(format!("upstream.endpoint: unsupported scheme {other:?}")),
+        };
+        let connector = StoreConnector::new(Duration::from_secs(cfg.connect_timeout_secs), tls);
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true);
-        if let Some(ca) = &cfg.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("upstream.ca_file: {e}"))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("upstream client: {e}"))?;
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
         Ok(Self {
             client,
             base,
@@ -132,13 +185,10 @@ impl Upstream {
     }
 
     /// Sends one request; a response with any status is `Ok` (the store answered).
-    pub async fn send(&self, req: UpRequest) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn send(&self, req: UpRequest) -> Result<UpResponse, UpstreamError> {
         let path = object_path(req.bucket.as_deref(), req.key.as_deref());
         let qs = query_string(&req.query);
-        let mut url = self.base.clone();
-        url.set_path(&path);
-        url.set_query(if qs.is_empty() { None } else { Some(&qs) });
-        // `Url` may re-encode; sign exactly the string we send.
+        // Sign exactly the string we send.
         let url_str = format!(
             "{}://{}{}{}",
             self.base.scheme(),
@@ -152,36 +202,161 @@ impl Upstream {
         );
         let mut headers = req.headers;
         headers.insert(http::header::HOST, self.host_header.clone());
-        let (body, len) = match req.body {
-            UpBody::Empty => (reqwest::Body::from(Bytes::new()), Some(0)),
+        let (body, len): (ReqBody, u64) = match req.body {
+            UpBody::Empty => (empty_body(), 0),
             UpBody::Bytes(b) => {
                 let n = b.len() as u64;
-                (reqwest::Body::from(b), Some(n))
+                (
+                    http_body_util::Full::new(b)
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                    n,
+                )
             }
-            UpBody::Stream { stream, len } => (reqwest::Body::wrap_stream(stream), Some(len)),
+            UpBody::Stream { stream, len } => (
+                http_body_util::StreamBody::new(
+                    stream
+                        .map_ok(http_body::Frame::data)
+                        .map_err(|e| -> BoxError { Box::new(e) }),
+                )
+                .boxed_unsync(),
+                len,
+            ),
         };
-        if let Some(n) = len
-            && (n > 0 || matches!(req.method, Method::PUT | Method::POST))
-        {
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        if len > 0 || matches!(req.method, Method::PUT | Method::POST) {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         self.signer
             .sign(req.method.as_str(), &url_str, &mut headers)
             .map_err(UpstreamError::Build)?;
-        let r = self
-            .client
-            .request(
-                req.method,
-                reqwest::Url::parse(&url_str).map_err(|e| UpstreamError::Build(e.to_string()))?,
-            )
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                self.errors.inc();
-                UpstreamError::from_reqwest(e)
-            })?;
-        Ok(r)
+        let uri: http::Uri = url_str
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| UpstreamError::Build(e.to_string()))?;
+        let mut request = http::Request::new(body);
+        *request.method_mut() = req.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let r = self.client.request(request).await.map_err(|e| {
+            self.errors.inc();
+            UpstreamError::from_client(e)
+        })?;
+        let (parts, body) = r.into_parts();
+        Ok(UpResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+fn empty_body() -> ReqBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// TLS for `https://` stores: the system's roots plus `upstream.ca_file`, if set.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped, as a browser would.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(ca) = ca_file {
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(format!(
+                "upstream.ca_file {}: no PEM certificate in it",
+                ca.display()
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP/1.1 server that, like Garage, writes a response's head and its body in two
+    /// writes with Nagle's algorithm on (a transport-level stand-in: only the TCP
+    /// behaviour matters here, not S3).
+    async fn split_writing_server() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    let mut have = Vec::new();
+                    loop {
+                        let n = s.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        have.extend_from_slice(&buf[..n]);
+                        while let Some(end) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                            have.drain(..end + 4);
+                            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4096\r\n\r\n")
+                                .await
+                                .unwrap();
+                            s.write_all(&[7u8; 4096]).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn small_responses_on_a_reused_connection_do_not_wait_for_delayed_acks() {
+        let addr = split_writing_server().await;
+        let up = Upstream::new(&UpstreamConfig {
+            endpoint: format!("http://{addr}"),
+            access_key_id: "AK".into(),
+            secret_access_key: crate::config::Secret::new("SK".to_string()),
+            ..UpstreamConfig::default()
+        })
+        .unwrap();
+        let n = 25;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let r = up
+                .send(UpRequest {
+                    method: Method::GET,
+                    bucket: Some("b".into()),
+                    key: Some("k".into()),
+                    query: vec![],
+                    headers: HeaderMap::new(),
+                    body: UpBody::Empty,
+                })
+                .await
+                .unwrap();
+            assert_eq!(r.bytes().await.unwrap().len(), 4096);
+        }
+        // A delayed ACK costs 40 ms on Linux; 25 of them would take a second.
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(250),
+            "{n} small GETs took {took:?}"
+        );
     }
 }

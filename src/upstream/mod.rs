@@ -1,6 +1,7 @@
 //! The forwarder: sends re-signed requests to the S3 store and hands back streaming responses.
 
 pub mod client;
+pub mod conn;
 pub mod sign;
 
-pub use client::{UpBody, UpRequest, Upstream, UpstreamError};
+pub use client::{UpBody, UpRequest, UpResponse, Upstream, UpstreamError};
