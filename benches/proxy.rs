@@ -1,6 +1,7 @@
 //! sealgate vs direct Garage: throughput, small-object ops, range reads, memory and CPU.
 //!
-//! `cargo bench --bench proxy` (add `-- --full` for the 5 GiB memory run and 1 GiB objects).
+//! `cargo bench --bench proxy` (add `-- --full` for the 5 GiB memory run and 1 GiB objects,
+//! `-- --pin` to give Garage its own CPU).
 //! Starts a real Garage and the release `sealgate` binary as a separate process (so its
 //! RSS and CPU time can be read from /proc), runs each workload against both in the same
 //! run, interleaved, and prints medians and sealgate/direct ratios.
@@ -293,6 +294,9 @@ async fn get(
     (ttfb, start.elapsed(), n)
 }
 
+/// (target, op) -> (ops/s of each round, every request's latency in seconds).
+type RoundSamples = std::collections::HashMap<(&'static str, &'static str), (Vec<f64>, Vec<f64>)>;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -411,6 +415,42 @@ fn micro_pipeline() {
     );
 }
 
+/// Processes whose command line names a file under `dir` (the harness's Garage).
+fn garage_pids(dir: &std::path::Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.split('\0').next().is_some_and(|a| a.ends_with("garage"))
+                        && c.contains(&needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(
+        !pids.is_empty(),
+        "--pin: no Garage process found for {needle}"
+    );
+    pids
+}
+
+/// Binds every thread of the processes to one CPU (`taskset`, from util-linux); threads
+/// started later inherit it.
+fn pin_to_cpu(pids: &[u32], cpu: u32) {
+    for pid in pids {
+        let ok = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "taskset could not pin process {pid} to CPU {cpu}");
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!(
@@ -425,8 +465,18 @@ fn main() {
             .map(|v| v.split(',').map(str::to_string).collect())
     });
     let phase = move |p: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == p));
+    // `-- --pin`: Garage on CPU 0, sealgate and this client on CPU 1, for direct and
+    // sealgate runs alike, so the store has the same CPU in both and the ratio shows what
+    // sealgate costs its clients rather than how much CPU it takes from a store sharing
+    // its cores (docs/performance.md).
+    let pin = std::env::args().any(|a| a == "--pin");
     println!(
-        "## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs; data-key cache on)\n"
+        "## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs; data-key cache on{})\n",
+        if pin {
+            "; pinned: Garage on CPU 0, client and sealgate on CPU 1"
+        } else {
+            ""
+        }
     );
     println!("| workload | direct | sealgate | ratio |\n|---|---|---|---|");
     if phase("pipeline") {
@@ -461,6 +511,10 @@ fn main() {
         cmd.env("SEALGATE_WORKER_THREADS", n);
     }
     let child = cmd.spawn().unwrap();
+    if pin {
+        pin_to_cpu(&garage_pids(&g.dir), 0);
+        pin_to_cpu(&[child.id(), std::process::id()], 1);
+    }
     let sg_proc = Proc { child };
     let sg_endpoint = format!("http://127.0.0.1:{port}");
 
@@ -550,39 +604,76 @@ fn main() {
         }
 
         if phase("small") {
-        // Small objects at concurrency 32.
+        // Small objects: three interleaved rounds at concurrency 32 (median ops/s;
+        // latency percentiles over all rounds), then one request at a time, where the
+        // latency sealgate adds is not queueing behind other requests.
         for size in [4096usize, 65_536] {
             let body = Bytes::from(common::pattern(size, 2));
             let n = 2000;
-            let mut results = vec![];
-            for t in [&direct, &sg] {
-                for op in ["PUT", "GET"] {
-                    let start = Instant::now();
-                    let lat: Vec<f64> = futures::stream::iter(0..n)
-                        .map(|i| {
-                            let (c, body) = (c.clone(), fresh(&body, next_tag()));
-                            let key = format!("small-{size}-{i}");
-                            async move {
-                                if op == "PUT" {
-                                    put_retry(&c, t, &key, body).await.as_secs_f64()
-                                } else {
-                                    get(&c, t, &key, None).await.1.as_secs_f64()
+            // (target, op) -> (ops/s per round, all latencies)
+            let mut results: RoundSamples = Default::default();
+            for round in 0..3 {
+                for t in [&direct, &sg] {
+                    for op in ["PUT", "GET"] {
+                        let start = Instant::now();
+                        let lat: Vec<f64> = futures::stream::iter(0..n)
+                            .map(|i| {
+                                let (c, body) = (c.clone(), fresh(&body, next_tag()));
+                                let key = format!("small-{size}-{round}-{i}");
+                                async move {
+                                    if op == "PUT" {
+                                        put_retry(&c, t, &key, body).await.as_secs_f64()
+                                    } else {
+                                        get(&c, t, &key, None).await.1.as_secs_f64()
+                                    }
                                 }
-                            }
-                        })
-                        .buffer_unordered(32)
-                        .collect()
-                        .await;
-                    let ops = n as f64 / start.elapsed().as_secs_f64();
-                    results.push((t.name, op, ops, pct(lat.clone(), 0.5) * 1e3, pct(lat, 0.99) * 1e3));
+                            })
+                            .buffer_unordered(32)
+                            .collect()
+                            .await;
+                        let e = results.entry((t.name, op)).or_default();
+                        e.0.push(n as f64 / start.elapsed().as_secs_f64());
+                        e.1.extend(lat);
+                    }
                 }
             }
             for op in ["PUT", "GET"] {
-                let d = results.iter().find(|r| r.0 == "direct" && r.1 == op).unwrap();
-                let s = results.iter().find(|r| r.0 == "sealgate" && r.1 == op).unwrap();
+                let [d, s] = ["direct", "sealgate"].map(|t| {
+                    let (ops, lat) = results[&(t, op)].clone();
+                    (median(ops), pct(lat.clone(), 0.5) * 1e3, pct(lat, 0.99) * 1e3)
+                });
                 println!(
-                    "| {op} {} KiB × {n}, concurrency 32 | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.2} |",
-                    size / 1024, d.2, d.3, d.4, s.2, s.3, s.4, s.2 / d.2
+                    "| {op} {} KiB × {n} × 3 rounds, concurrency 32 | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.2}; p99 added {:+.1} ms |",
+                    size / 1024, d.0, d.1, d.2, s.0, s.1, s.2, s.0 / d.0, s.2 - d.2
+                );
+            }
+            // One at a time, interleaved request by request, first all PUTs, then all GETs,
+            // in alternating order. A request that follows an idle gap (direct 4 KiB GETs
+            // stall ~40 ms on the store's Nagle) takes ~2 ms longer on this machine, so
+            // which target goes after which must not be fixed.
+            let mut lat: std::collections::HashMap<(&str, &str), Vec<f64>> = Default::default();
+            for op in ["PUT", "GET"] {
+                for i in 0..300 {
+                    let order = if i % 2 == 0 { [&direct, &sg] } else { [&sg, &direct] };
+                    for t in order {
+                        let key = format!("seq-{size}-{i}");
+                        let d = if op == "PUT" {
+                            put_retry(&c, t, &key, fresh(&body, next_tag())).await
+                        } else {
+                            get(&c, t, &key, None).await.1
+                        };
+                        lat.entry((t.name, op)).or_default().push(d.as_secs_f64());
+                    }
+                }
+            }
+            for op in ["PUT", "GET"] {
+                let [d, s] = ["direct", "sealgate"].map(|t| {
+                    let l = lat[&(t, op)].clone();
+                    (pct(l.clone(), 0.5) * 1e3, pct(l, 0.99) * 1e3)
+                });
+                println!(
+                    "| {op} {} KiB × 300, one at a time | p50 {:.2} ms, p99 {:.2} ms | p50 {:.2} ms, p99 {:.2} ms | added p50 {:+.2} ms, p99 {:+.2} ms |",
+                    size / 1024, d.0, d.1, s.0, s.1, s.0 - d.0, s.1 - d.1
                 );
             }
         }
