@@ -29,6 +29,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct StoreConnector {
     http: HttpConnector,
     tls: Option<tokio_rustls::TlsConnector>,
+    /// Bounds TCP connect and TLS handshake together.
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for StoreConnector {
@@ -50,6 +52,7 @@ impl StoreConnector {
         Self {
             http,
             tls: tls.map(tokio_rustls::TlsConnector::from),
+            connect_timeout,
         }
     }
 }
@@ -68,7 +71,8 @@ impl tower_service::Service<Uri> for StoreConnector {
         let host = uri.host().unwrap_or_default().to_string();
         let tls = self.tls.clone();
         let connecting = self.http.call(uri);
-        Box::pin(async move {
+        let limit = self.connect_timeout;
+        let connect = async move {
             let tcp = connecting.await?.into_inner();
             let io = if https {
                 let tls = tls.ok_or("https endpoint without a TLS configuration")?;
@@ -82,9 +86,18 @@ impl tower_service::Service<Uri> for StoreConnector {
             } else {
                 Either::Left(tcp)
             };
-            Ok(StoreIo {
+            Ok::<_, BoxError>(StoreIo {
                 io: TokioIo::new(io),
             })
+        };
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connect).await {
+                Ok(r) => r,
+                Err(_) => Err(Box::new(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection (TCP and TLS) within {limit:?}"),
+                )) as BoxError),
+            }
         })
     }
 }
@@ -196,6 +209,34 @@ mod tests {
             io.tcp().quickack().unwrap(),
             "quick ACK re-armed by the read"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_tls_handshake_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts and then says nothing, as a hung store would.
+        let _hold = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let mut c = StoreConnector::new(Duration::from_millis(300), Some(Arc::new(cfg)));
+        let t = std::time::Instant::now();
+        let err = c
+            .call(format!("https://{addr}/").parse().unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let io = err.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), io::ErrorKind::TimedOut, "{err}");
     }
 
     #[tokio::test]
