@@ -309,6 +309,24 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 struct Proc {
     child: Child,
+    /// Kills `child` when this process goes away without running destructors (SIGINT,
+    /// SIGTERM): its stdin is a pipe only we hold.
+    _watchdog: Child,
+}
+
+impl Proc {
+    fn new(child: Child) -> Proc {
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat > /dev/null; kill {} 2> /dev/null", child.id()))
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn the watchdog shell");
+        Proc {
+            child,
+            _watchdog: watchdog,
+        }
+    }
 }
 
 impl Proc {
@@ -515,7 +533,7 @@ fn main() {
         pin_to_cpu(&garage_pids(&g.dir), 0);
         pin_to_cpu(&[child.id(), std::process::id()], 1);
     }
-    let sg_proc = Proc { child };
+    let sg_proc = Proc::new(child);
     let sg_endpoint = format!("http://127.0.0.1:{port}");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
