@@ -305,19 +305,7 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
             .unwrap();
     }
     let arn = common::new_key_arn(&sg).await;
-    let before = sg
-        .direct
-        .get_object()
-        .bucket(&b)
-        .key("x/1")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let before = common::get(&sg.direct, &b, "x/1").await;
     let (ep, bucket, key) = (sg.endpoint.clone(), b.clone(), arn.clone());
     let out = std::thread::spawn(move || {
         Command::new(env!("CARGO_BIN_EXE_sealgate"))
@@ -353,19 +341,7 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
             .unwrap();
         assert_eq!(h.ssekms_key_id(), Some(arn.as_str()));
     }
-    let after = sg
-        .direct
-        .get_object()
-        .bucket(&b)
-        .key("x/1")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let after = common::get(&sg.direct, &b, "x/1").await;
     assert_eq!(before, after, "the body was copied by the store, unchanged");
 }
 
@@ -500,23 +476,6 @@ async fn worker_threads_sets_how_many_threads_serve_requests() {
     let b = format!("wt-{}", std::process::id());
     client.create_bucket().bucket(&b).send().await.unwrap();
     let data = common::pattern(3 << 20, 5);
-    client
-        .put_object()
-        .bucket(&b)
-        .key("k")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await
-        .unwrap();
-    let got = client
-        .get_object()
-        .bucket(&b)
-        .key("k")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.body.collect().await.unwrap().into_bytes().to_vec(),
-        data
-    );
+    common::put(&client, &b, "k", &data).await;
+    assert_eq!(common::get(&client, &b, "k").await, data);
 }

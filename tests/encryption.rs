@@ -751,14 +751,7 @@ async fn sealed(
     k: &str,
     data: &[u8],
 ) -> (Vec<u8>, HashMap<String, String>) {
-    sg.client
-        .put_object()
-        .bucket(b)
-        .key(k)
-        .body(ByteStream::from(data.to_vec()))
-        .send()
-        .await
-        .unwrap();
+    common::put(&sg.client, b, k, data).await;
     raw_object(sg, b, k).await
 }
 
@@ -905,14 +898,7 @@ async fn a_one_byte_range_reads_one_sealed_segment_from_the_store() {
     let sg = Sealgate::start().await;
     let b = sg.bucket().await;
     let data = pattern(10 << 20, 3);
-    sg.client
-        .put_object()
-        .bucket(&b)
-        .key("big")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await
-        .unwrap();
+    common::put(&sg.client, &b, "big", &data).await;
     for at in [0usize, 5_000_000, (10 << 20) - 1] {
         let before = metric(&sg.endpoint, "sealgate_upstream_read_bytes_total").await;
         let r = sg
@@ -947,14 +933,7 @@ async fn s3_requests_that_use_a_key_are_audited_without_secrets() {
     let sg = Sealgate::start().await;
     let b = sg.bucket().await;
     let data = text(5000);
-    sg.client
-        .put_object()
-        .bucket(&b)
-        .key("audited")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await
-        .unwrap();
+    common::put(&sg.client, &b, "audited", &data).await;
     assert_eq!(get(&sg.client, &b, "audited").await.unwrap(), data);
     let (_, meta) = raw_object(&sg, &b, "audited").await;
     let dir = sg.state_dir.clone();

@@ -6,21 +6,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use common::{Sealgate, pattern, sha256};
 
-async fn get_bytes(c: &aws_sdk_s3::Client, b: &str, k: &str) -> Vec<u8> {
-    c.get_object()
-        .bucket(b)
-        .key(k)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
-}
-
 #[tokio::test]
 async fn buckets_are_created_listed_and_deleted_through_sealgate() {
     let sg = Sealgate::start().await;
@@ -49,15 +34,8 @@ async fn objects_of_every_size_round_trip_byte_identical() {
     {
         let data = pattern(len, i as u64);
         let key = format!("obj-{len}");
-        sg.client
-            .put_object()
-            .bucket(&b)
-            .key(&key)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .unwrap();
-        let got = get_bytes(&sg.client, &b, &key).await;
+        common::put(&sg.client, &b, &key, &data).await;
+        let got = common::get(&sg.client, &b, &key).await;
         assert_eq!(got.len(), len);
         assert_eq!(sha256(&got), sha256(&data), "size {len}");
         let head = sg
@@ -167,7 +145,7 @@ async fn multipart_upload_with_parallel_out_of_order_parts_round_trips() {
         .await
         .unwrap();
     assert_eq!(
-        sha256(&get_bytes(&sg.client, &b, "mp").await),
+        sha256(&common::get(&sg.client, &b, "mp").await),
         sha256(&data)
     );
 }
@@ -215,14 +193,7 @@ async fn copy_object_copies_server_side() {
     let sg = Sealgate::start().await;
     let b = sg.bucket().await;
     let data = pattern(100_000, 9);
-    sg.client
-        .put_object()
-        .bucket(&b)
-        .key("src")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await
-        .unwrap();
+    common::put(&sg.client, &b, "src", &data).await;
     sg.client
         .copy_object()
         .bucket(&b)
@@ -231,7 +202,7 @@ async fn copy_object_copies_server_side() {
         .send()
         .await
         .unwrap();
-    assert_eq!(get_bytes(&sg.client, &b, "dst").await, data);
+    assert_eq!(common::get(&sg.client, &b, "dst").await, data);
 }
 
 #[tokio::test]
@@ -516,7 +487,7 @@ async fn an_unsigned_trailer_crc32_is_verified_and_a_wrong_one_stores_nothing() 
     let good = common::b64(&crc32(&data));
     let r = common::trailer_put(&sg, &b, "good", &data, &good).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(get_bytes(&sg.client, &b, "good").await, data);
+    assert_eq!(common::get(&sg.client, &b, "good").await, data);
 
     let wrong = common::b64(&crc32(b"something else"));
     let r = common::trailer_put(&sg, &b, "bad", &data, &wrong).await;
