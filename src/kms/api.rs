@@ -583,14 +583,13 @@ fn dry_run(
             }
         }
         "CreateGrant" => kms.dry_run(caller, call, Op::CreateGrant, &key()?, &empty),
-        op if asym_api::dry_run_op(op).is_some() => {
-            let op = asym_api::dry_run_op(op).ok_or_else(|| KmsError::Internal(op.into()))?;
-            kms.dry_run(caller, call, op, &key()?, ctx)
-        }
         "RevokeGrant" => kms.dry_run(caller, call, Op::RevokeGrant, &key()?, &empty),
-        _ => KmsError::UnsupportedOperation(format!(
-            "DryRun is not supported for {op} by sealgate's KMS."
-        )),
+        op => match asym_api::dry_run_op(op) {
+            Some(op) => kms.dry_run(caller, call, op, &key()?, ctx),
+            None => KmsError::UnsupportedOperation(format!(
+                "DryRun is not supported for {op} by sealgate's KMS."
+            )),
+        },
     };
     Err(err)
 }

@@ -256,7 +256,9 @@ fn empty_body() -> ReqBody {
 }
 
 /// TLS for `https://` stores: the system's roots plus `upstream.ca_file`, if set.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+pub(super) fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

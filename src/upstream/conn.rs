@@ -221,12 +221,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(s);
         });
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
+        let cfg = crate::upstream::client::tls_config(None).unwrap();
         let mut c = StoreConnector::new(Duration::from_millis(300), Some(Arc::new(cfg)));
         let t = std::time::Instant::now();
         let err = c
