@@ -279,12 +279,7 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(out);
     };
     let etag = head.headers().get(http::header::ETAG).cloned();
-    let stored_len = head
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    check_cipher_len(stored_len, &meta)?;
+    check_cipher_len(head.content_length(), &meta)?;
     let want = want_for(&ctx, &meta)?;
     let (bucket, key) = ctx.object()?;
     let dek = keys::open_data_key(&ctx, &meta, &bucket, &key).await?;

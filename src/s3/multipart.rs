@@ -363,12 +363,7 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     if let Some((a, b)) = range {
         let size = match ObjectMeta::read(head.headers())? {
             Some(m) => m.size,
-            None => head
-                .headers()
-                .get("content-length")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            None => head.content_length().unwrap_or(0),
         };
         if b > size || a >= size {
             let mut e = S3Error::with_message(
