@@ -94,31 +94,63 @@ async fn oversized_or_too_many_headers_are_refused_with_431() {
 }
 
 #[tokio::test]
-async fn an_upload_whose_body_stalls_fails_and_stores_nothing() {
+async fn an_upload_whose_body_stalls_gets_request_timeout_and_stores_nothing() {
     let sg = start(LimitsConfig {
         body_idle_timeout_secs: 1,
         ..LimitsConfig::default()
     })
     .await;
     let b = sg.bucket().await;
-    let url = format!("{}/{b}/stalled", sg.endpoint);
-    let (tx, pending) = start_fed_put(url, 1 << 20);
-    tx.send(Ok(bytes::Bytes::from(vec![7u8; 64 * 1024])))
-        .await
-        .unwrap();
-    let t = std::time::Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(20), pending)
-        .await
-        .expect("the stalled upload is answered, not left hanging")
-        .unwrap();
-    // `tx` is still alive: the body stalled, it did not end.
-    let failed = match r {
-        Err(_) => true,
-        Ok(r) => !r.status().is_success(),
-    };
-    assert!(failed, "a stalled upload cannot succeed");
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    drop(tx);
+    // A small body is read whole before the store is called; a large one is streamed.
+    for (declared, sent) in [(4096u64, 1000usize), (1 << 20, 64 * 1024)] {
+        let url = format!("{}/{b}/stalled-{declared}", sg.endpoint);
+        let (tx, pending) = start_fed_put(url, declared);
+        tx.send(Ok(bytes::Bytes::from(vec![7u8; sent])))
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(20), pending)
+            .await
+            .expect("the stalled upload is answered, not left hanging")
+            .unwrap()
+            .expect("the client gets a response");
+        // `tx` is still alive: the body stalled, it did not end.
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert_eq!(r.status(), 400, "{declared}-byte upload");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("<Code>RequestTimeout</Code>"), "{body}");
+        drop(tx);
+    }
+    let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn an_upload_cut_short_gets_incomplete_body_and_stores_nothing() {
+    let sg = start(LimitsConfig::default()).await;
+    let b = sg.bucket().await;
+    for (declared, sent) in [(4096usize, 1000usize), (1 << 20, 100 * 1024)] {
+        let url = format!("{}/{b}/short-{declared}", sg.endpoint);
+        let h = common::signed_headers("PUT", &url, &[("content-length", declared.to_string())]);
+        let mut req = format!("PUT /{b}/short-{declared} HTTP/1.1\r\n");
+        for (k, v) in &h {
+            req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+        }
+        req.push_str("\r\n");
+        let mut s = TcpStream::connect(sg.addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        s.write_all(&vec![5u8; sent]).await.unwrap();
+        // The client stops sending: its half of the connection is closed.
+        s.shutdown().await.unwrap();
+        let mut resp = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp))
+            .await
+            .expect("answered")
+            .unwrap();
+        let resp = String::from_utf8_lossy(&resp);
+        assert!(resp.starts_with("HTTP/1.1 400"), "{declared}: {resp}");
+        assert!(resp.contains("<Code>IncompleteBody</Code>"), "{resp}");
+    }
     let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
     assert!(listed.contents().is_empty(), "nothing was stored");
 }

@@ -154,6 +154,84 @@ type PlainStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, std:
 /// Turns the verified plaintext stream into what the store receives, and its length.
 pub type Transform = Box<dyn FnOnce(PlainStream) -> (PlainStream, u64) + Send>;
 
+/// Bodies up to this many bytes (one segment) are read whole before the store is called.
+const PREREAD_MAX: u64 = crate::crypto::format::SEGMENT;
+
+/// Records how the client's body failed, if it did, so that the client is told about its
+/// own error rather than about the store's.
+#[derive(Clone, Default)]
+struct ClientFailure(std::sync::Arc<std::sync::OnceLock<bool>>);
+
+impl ClientFailure {
+    fn watch(&self, s: PlainStream) -> PlainStream {
+        let me = self.clone();
+        s.inspect(move |r| {
+            if let Err(e) = r {
+                let _ = me.0.set(stalled(e));
+            }
+        })
+        .boxed()
+    }
+
+    /// The S3 error for a client body that failed before its end.
+    fn error(&self) -> Option<S3Error> {
+        let stalled = *self.0.get()?;
+        Some(if stalled {
+            S3Error::with_message(
+                S3ErrorCode::RequestTimeout,
+                "Your socket connection to the server was not read from or written to within the timeout period.",
+            )
+        } else {
+            S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            )
+        })
+    }
+}
+
+/// Whether a body error is the idle timeout (crate::limits::IdleTimeout) or a socket timeout.
+fn stalled(e: &std::io::Error) -> bool {
+    std::iter::successors(e.get_ref().map(|e| e as &dyn std::error::Error), |e| {
+        e.source()
+    })
+    .any(|e| {
+        e.is::<crate::limits::BodyIdle>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+/// Collects a stream already bounded to about one segment into one buffer. A client
+/// checksum mismatch is BadDigest and a failed client body is the client's error; nothing
+/// has reached the store then.
+async fn preread(
+    mut s: PlainStream,
+    verdict: &super::checksum::Verdict,
+    client: &ClientFailure,
+) -> Result<bytes::Bytes, Error> {
+    let mut chunks: Vec<bytes::Bytes> = Vec::with_capacity(2);
+    while let Some(chunk) = s.next().await {
+        match chunk {
+            Ok(c) => chunks.push(c),
+            Err(e) => {
+                if let Some(Err(v)) = verdict.get() {
+                    return Err(Error::Client(v));
+                }
+                return Err(match client.error() {
+                    Some(c) => Error::Client(c),
+                    None => Error::Internal(format!("reading the upload: {e}")),
+                });
+            }
+        }
+    }
+    Ok(match chunks.len() {
+        0 => bytes::Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => bytes::Bytes::from(chunks.concat()),
+    })
+}
+
 /// Streams the client body to the store through the checksum verifier (and `transform`,
 /// e.g. encryption). On a checksum mismatch the store never receives the whole body, and
 /// the client gets BadDigest.
@@ -164,25 +242,53 @@ pub async fn send_verified(
     transform: Option<Transform>,
 ) -> Result<(crate::upstream::UpResponse, super::checksum::Digests), Error> {
     let len = declared_len(ctx)?;
-    let body = forward::body_stream(std::mem::take(&mut ctx.body));
-    let (mut verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
-    let plain: PlainStream = if len == 0 {
-        // Nothing downstream polls an empty body before sending: check it here.
-        while let Some(chunk) = verifying.next().await {
-            if chunk.as_ref().is_ok_and(|c| !c.is_empty()) {
-                return Err(Error::Client(S3Error::with_message(
-                    S3ErrorCode::IncompleteBody,
-                    "The body is longer than its Content-Length.",
-                )));
+    let client = ClientFailure::default();
+    let body = client.watch(forward::body_stream(std::mem::take(&mut ctx.body)));
+    let (verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
+    if len <= PREREAD_MAX {
+        // One segment or less: read it all before calling the store, so that the request
+        // head and body reach it in one write and a bad body never reaches it at all
+        // (docs/performance.md, "Where the time goes": small uploads).
+        let plain = preread(verifying.boxed(), &verdict, &client).await?;
+        if plain.len() as u64 != len {
+            return Err(Error::Client(S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                if (plain.len() as u64) < len {
+                    "You did not provide the number of bytes specified by the Content-Length HTTP header."
+                } else {
+                    "The body is longer than its Content-Length."
+                },
+            )));
+        }
+        let body = match transform {
+            Some(t) => {
+                let input = (!plain.is_empty()).then_some(Ok(plain));
+                let (stream, n) = t(futures::stream::iter(input).boxed());
+                let sealed = preread(stream, &verdict, &client).await?;
+                if sealed.len() as u64 != n {
+                    return Err(Error::Internal(format!(
+                        "sealed {} bytes where {n} were expected",
+                        sealed.len()
+                    )));
+                }
+                ctx.state.metrics.upstream_write_bytes.inc_by(n);
+                UpBody::Bytes(sealed)
             }
-        }
-        if let Some(Err(e)) = verdict.get() {
-            return Err(Error::Client(e));
-        }
-        futures::stream::empty().boxed()
-    } else {
-        verifying.boxed()
-    };
+            None if len == 0 => UpBody::Empty,
+            None => UpBody::Bytes(plain),
+        };
+        let resp = ctx
+            .state
+            .upstream
+            .send(forward::up_request(ctx, headers, body))
+            .await?;
+        let digests = match verdict.get() {
+            Some(Ok(d)) => d,
+            _ => Vec::new(),
+        };
+        return Ok((resp, digests));
+    }
+    let plain: PlainStream = verifying.boxed();
     let up_body = match transform {
         Some(t) => {
             let (stream, n) = t(plain);
@@ -201,7 +307,7 @@ pub async fn send_verified(
         .await;
     match (result, verdict.get()) {
         (_, Some(Err(e))) => Err(Error::Client(e)),
-        (Err(e), _) => Err(e.into()),
+        (Err(e), _) => Err(client.error().map_or_else(|| e.into(), Error::Client)),
         (Ok(resp), v) => {
             let digests = match v {
                 Some(Ok(d)) => d,
