@@ -258,7 +258,13 @@ fn start_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
                 tokio::spawn(async move {
                     if let Ok(mut b) = tokio::net::TcpStream::connect(upstream).await {
                         let _ = (a.set_nodelay(true), b.set_nodelay(true));
-                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                        let _ = tokio::io::copy_bidirectional_with_sizes(
+                            &mut a,
+                            &mut b,
+                            256 << 10,
+                            256 << 10,
+                        )
+                        .await;
                     }
                 });
             }
@@ -341,13 +347,7 @@ impl Proc {
             .unwrap_or(0)
     }
     fn cpu_secs(&self) -> f64 {
-        let s =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = s.rsplit_once(") ").map(|x| x.1).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        ticks / 100.0
+        cpu_secs(self.child.id())
     }
     /// Resets the peak-RSS watermark (VmHWM) so the next workload's peak can be read.
     fn reset_peak(&self) {
@@ -360,6 +360,17 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// User plus system CPU seconds a process has used (from /proc/PID/stat, in ticks of
+/// 10 ms).
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(") ").map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
 }
 
 /// A body of `len` bytes made from a repeated 1 MiB buffer (no whole-object buffer).
@@ -449,10 +460,7 @@ fn garage_pids(dir: &std::path::Path) -> Vec<u32> {
                 .unwrap_or(false)
         })
         .collect();
-    assert!(
-        !pids.is_empty(),
-        "--pin: no Garage process found for {needle}"
-    );
+    assert!(!pids.is_empty(), "no Garage process found for {needle}");
     pids
 }
 
@@ -559,6 +567,9 @@ fn main() {
             assert!(r.status().is_success() || r.status() == 409, "create bucket: {}", r.status());
         }
 
+        // A plain TCP relay in front of Garage (in this process): the floor for any extra hop.
+        let relay_addr = start_relay(g.endpoint.trim_start_matches("http://").parse().unwrap());
+        let relay = Target { name: "relay", endpoint: format!("http://{relay_addr}"), ..direct.clone() };
         let big: u64 = if full { 1 << 30 } else { 256 << 20 };
         let data = Bytes::from(common::pattern(big as usize, 1));
         if phase("large") {
@@ -567,8 +578,6 @@ fn main() {
         let streams = 8usize;
         let each = (big as usize) / streams;
         let names = ["PUT, 1 stream", "GET, 1 stream", "PUT multipart 8 MiB parts", "GET of the multipart object", "PUT, 8 streams", "GET, 8 streams"];
-        let relay_addr = start_relay(g.endpoint.trim_start_matches("http://").parse().unwrap());
-        let relay = Target { name: "relay", endpoint: format!("http://{relay_addr}"), ..direct.clone() };
         let mut rates: Vec<[Vec<f64>; 3]> = names.iter().map(|_| [vec![], vec![], vec![]]).collect();
         let cpu0 = sg_proc.cpu_secs();
         let mut moved = 0u64;
@@ -622,6 +631,7 @@ fn main() {
         }
 
         if phase("small") {
+        let garage = garage_pids(&g.dir);
         // Small objects: three interleaved rounds at concurrency 32 (median ops/s;
         // latency percentiles over all rounds), then one request at a time, where the
         // latency sealgate adds is not queueing behind other requests.
@@ -630,9 +640,13 @@ fn main() {
             let n = 2000;
             // (target, op) -> (ops/s per round, all latencies)
             let mut results: RoundSamples = Default::default();
+            // (target, op) -> CPU seconds of [Garage, sealgate, this client] over the rounds.
+            let mut cpu: std::collections::HashMap<(&str, &str), [f64; 3]> = Default::default();
+            let cpu_now = || [garage.iter().map(|p| cpu_secs(*p)).sum(), sg_proc.cpu_secs(), cpu_secs(std::process::id())];
             for round in 0..3 {
-                for t in [&direct, &sg] {
+                for t in [&direct, &relay, &sg] {
                     for op in ["PUT", "GET"] {
+                        let cpu0 = cpu_now();
                         let start = Instant::now();
                         let lat: Vec<f64> = futures::stream::iter(0..n)
                             .map(|i| {
@@ -652,19 +666,34 @@ fn main() {
                         let e = results.entry((t.name, op)).or_default();
                         e.0.push(n as f64 / start.elapsed().as_secs_f64());
                         e.1.extend(lat);
+                        let c = cpu.entry((t.name, op)).or_default();
+                        for (acc, (now, before)) in c.iter_mut().zip(cpu_now().into_iter().zip(cpu0)) {
+                            *acc += now - before;
+                        }
                     }
                 }
             }
+            println!("\n| small objects, concurrency 32 | direct | plain TCP relay (reference) | sealgate | relay/direct | sealgate/direct |\n|---|---|---|---|---|---|");
             for op in ["PUT", "GET"] {
-                let [d, s] = ["direct", "sealgate"].map(|t| {
+                let [d, r, s] = ["direct", "relay", "sealgate"].map(|t| {
                     let (ops, lat) = results[&(t, op)].clone();
                     (median(ops), pct(lat.clone(), 0.5) * 1e3, pct(lat, 0.99) * 1e3)
                 });
                 println!(
-                    "| {op} {} KiB × {n} × 3 rounds, concurrency 32 | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.2}; p99 added {:+.1} ms |",
-                    size / 1024, d.0, d.1, d.2, s.0, s.1, s.2, s.0 / d.0, s.2 - d.2
+                    "| {op} {} KiB × {n} × 3 rounds | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.0} ops/s (p50 {:.1} ms, p99 {:.1} ms) | {:.2}; p99 added {:+.1} ms | {:.2}; p99 added {:+.1} ms |",
+                    size / 1024, d.0, d.1, d.2, r.0, r.1, r.2, s.0, s.1, s.2, r.0 / d.0, r.2 - d.2, s.0 / d.0, s.2 - d.2
                 );
             }
+            // CPU milliseconds per request of each process (ticks of 10 ms over 6,000
+            // requests: ±0.005 ms). The relay runs in the client's process.
+            for op in ["PUT", "GET"] {
+                let [d, r, s] = ["direct", "relay", "sealgate"].map(|t| cpu[&(t, op)].map(|c| c * 1e3 / (3 * n) as f64));
+                println!(
+                    "| CPU per {op} {} KiB | Garage {:.3} ms, client {:.3} ms | Garage {:.3} ms, client and relay {:.3} ms | Garage {:.3} ms, sealgate {:.3} ms, client {:.3} ms | | |",
+                    size / 1024, d[0], d[2], r[0], r[2], s[0], s[1], s[2]
+                );
+            }
+            println!("\n| workload | direct | sealgate | ratio |\n|---|---|---|---|");
             // One at a time, interleaved request by request, first all PUTs, then all GETs,
             // in alternating order. A request that follows an idle gap (direct 4 KiB GETs
             // stall ~40 ms on the store's Nagle) takes ~2 ms longer on this machine, so
