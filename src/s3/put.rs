@@ -157,6 +157,10 @@ pub type Transform = Box<dyn FnOnce(PlainStream) -> (PlainStream, u64) + Send>;
 /// Bodies up to this many bytes (one segment) are read whole before the store is called.
 const PREREAD_MAX: u64 = crate::crypto::format::SEGMENT;
 
+/// S3's message for a body shorter than its Content-Length.
+const SHORT_BODY: &str =
+    "You did not provide the number of bytes specified by the Content-Length HTTP header.";
+
 /// Records how the client's body failed, if it did, so that the client is told about its
 /// own error rather than about the store's.
 #[derive(Clone, Default)]
@@ -182,10 +186,7 @@ impl ClientFailure {
                 "Your socket connection to the server was not read from or written to within the timeout period.",
             )
         } else {
-            S3Error::with_message(
-                S3ErrorCode::IncompleteBody,
-                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-            )
+            S3Error::with_message(S3ErrorCode::IncompleteBody, SHORT_BODY)
         })
     }
 }
@@ -245,7 +246,7 @@ pub async fn send_verified(
     let client = ClientFailure::default();
     let body = client.watch(forward::body_stream(std::mem::take(&mut ctx.body)));
     let (verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
-    if len <= PREREAD_MAX {
+    let up_body = if len <= PREREAD_MAX {
         // One segment or less: read it all before calling the store, so that the request
         // head and body reach it in one write and a bad body never reaches it at all
         // (docs/performance.md, "Where the time goes": small uploads).
@@ -254,13 +255,13 @@ pub async fn send_verified(
             return Err(Error::Client(S3Error::with_message(
                 S3ErrorCode::IncompleteBody,
                 if (plain.len() as u64) < len {
-                    "You did not provide the number of bytes specified by the Content-Length HTTP header."
+                    SHORT_BODY
                 } else {
                     "The body is longer than its Content-Length."
                 },
             )));
         }
-        let body = match transform {
+        match transform {
             Some(t) => {
                 let input = (!plain.is_empty()).then_some(Ok(plain));
                 let (stream, n) = t(futures::stream::iter(input).boxed());
@@ -276,29 +277,19 @@ pub async fn send_verified(
             }
             None if len == 0 => UpBody::Empty,
             None => UpBody::Bytes(plain),
-        };
-        let resp = ctx
-            .state
-            .upstream
-            .send(forward::up_request(ctx, headers, body))
-            .await?;
-        let digests = match verdict.get() {
-            Some(Ok(d)) => d,
-            _ => Vec::new(),
-        };
-        return Ok((resp, digests));
-    }
-    let plain: PlainStream = verifying.boxed();
-    let up_body = match transform {
-        Some(t) => {
-            let (stream, n) = t(plain);
-            let stream =
-                crate::metrics::counted(stream, ctx.state.metrics.upstream_write_bytes.clone())
-                    .boxed();
-            UpBody::Stream { stream, len: n }
         }
-        None if len == 0 => UpBody::Empty,
-        None => UpBody::Stream { stream: plain, len },
+    } else {
+        let plain: PlainStream = verifying.boxed();
+        match transform {
+            Some(t) => {
+                let (stream, n) = t(plain);
+                let stream =
+                    crate::metrics::counted(stream, ctx.state.metrics.upstream_write_bytes.clone())
+                        .boxed();
+                UpBody::Stream { stream, len: n }
+            }
+            None => UpBody::Stream { stream: plain, len },
+        }
     };
     let result = ctx
         .state
