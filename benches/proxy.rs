@@ -77,27 +77,26 @@ fn request_q(
     c.request(method.parse().unwrap(), &url).headers(h)
 }
 
+/// PUT of a (streamed) body; the error names the target, the key and what went wrong.
 async fn put(
     c: &reqwest::Client,
     t: &Target,
     key: &str,
     body: reqwest::Body,
     len: u64,
-) -> Duration {
-    let start = Instant::now();
+) -> Result<(), String> {
     let r = request(c, t, "PUT", key, &[("content-length", len.to_string())])
         .body(body)
         .send()
         .await
-        .unwrap();
-    assert!(
-        r.status().is_success(),
-        "{} PUT {key}: {}",
-        t.name,
-        r.status()
-    );
+        .map_err(|e| format!("{} PUT {key}: {e:?}", t.name))?;
+    let status = r.status();
     let _ = r.bytes().await;
-    start.elapsed()
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{} PUT {key}: {status}", t.name))
+    }
 }
 
 /// PUT of an in-memory body, retried on 503 as SDKs do (Garage sheds load with 503 on
@@ -730,7 +729,7 @@ fn main() {
         if phase("range") {
         if !phase("large") {
             for t in [&direct, &sg] {
-                put(&c, t, "big", reqwest::Body::from(data.clone()), big).await;
+                put(&c, t, "big", reqwest::Body::from(data.clone()), big).await.unwrap();
             }
         }
         // Random 1 KiB ranges of the big object: time to first byte and bytes read.
@@ -758,7 +757,7 @@ fn main() {
         let stream_len: u64 = if full { 5 << 30 } else { 1 << 30 };
         sg_proc.reset_peak();
         let rss0 = sg_proc.status_kb("VmRSS:");
-        put(&c, &sg, "stream", streamed_body(stream_len), stream_len).await;
+        put(&c, &sg, "stream", streamed_body(stream_len), stream_len).await.unwrap();
         let (_, _, n) = get(&c, &sg, "stream", None).await;
         assert_eq!(n, stream_len);
         println!(
@@ -774,18 +773,8 @@ fn main() {
             let c = c.clone();
             let key = format!("conc{i}");
             let sg = &sg;
-            async move {
-                // A failure is reported with the figure rather than ending the run.
-                match request(&c, sg, "PUT", &key, &[("content-length", each.to_string())])
-                    .body(streamed_body(each))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => None,
-                    Ok(r) => Some(format!("{key}: {}", r.status())),
-                    Err(e) => Some(format!("{key}: {e:?}")),
-                }
-            }
+            // A failure is reported with the figure rather than ending the run.
+            async move { put(&c, sg, &key, streamed_body(each), each).await.err() }
         });
         let failed: Vec<String> = futures::future::join_all(futs).await.into_iter().flatten().collect();
         let note = match failed.first() {
