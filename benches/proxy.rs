@@ -238,38 +238,52 @@ fn next_tag() -> u64 {
     TAGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A plain TCP relay in front of `upstream` (no HTTP, no crypto) on its own thread, like
-/// socat: the cost of any extra network hop on this machine, as the floor to compare
-/// sealgate's overhead with.
-fn start_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            loop {
-                let (mut a, _) = l.accept().await.unwrap();
-                tokio::spawn(async move {
-                    if let Ok(mut b) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = (a.set_nodelay(true), b.set_nodelay(true));
-                        let _ = tokio::io::copy_bidirectional_with_sizes(
-                            &mut a,
-                            &mut b,
-                            256 << 10,
-                            256 << 10,
-                        )
-                        .await;
-                    }
-                });
-            }
-        });
+/// A plain TCP relay in front of `upstream` (no HTTP, no crypto), like socat: the cost of
+/// any extra network hop on this machine, as the floor to compare sealgate's overhead with.
+/// It runs as a process of its own (this bench binary, re-run with `--relay`), as sealgate
+/// does, so that both compete for the cores in the same way; the relay is pinned with
+/// sealgate in the `--pin` layout.
+fn start_relay(upstream: std::net::SocketAddr) -> (Proc, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--relay", &upstream.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the relay process");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().parse().expect("relay address");
+    (Proc::new(child), addr)
+}
+
+/// The relay process: prints its address, then relays every connection to `upstream`
+/// with 256 KiB copy buffers on one thread until it is killed.
+fn relay_main(upstream: std::net::SocketAddr) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", l.local_addr().unwrap());
+        loop {
+            let (mut a, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                if let Ok(mut b) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = (a.set_nodelay(true), b.set_nodelay(true));
+                    let _ = tokio::io::copy_bidirectional_with_sizes(
+                        &mut a,
+                        &mut b,
+                        256 << 10,
+                        256 << 10,
+                    )
+                    .await;
+                }
+            });
+        }
     });
-    addr
 }
 
 static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -477,6 +491,10 @@ fn pin_to_cpu(pids: &[u32], cpu: u32) {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--relay") {
+        return relay_main(args[i + 1].parse().expect("--relay <upstream address>"));
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!(
             "proxy benchmark: run it with `cargo bench --bench proxy` (`-- --full` for the long runs)"
@@ -566,8 +584,11 @@ fn main() {
             assert!(r.status().is_success() || r.status() == 409, "create bucket: {}", r.status());
         }
 
-        // A plain TCP relay in front of Garage (in this process): the floor for any extra hop.
-        let relay_addr = start_relay(g.endpoint.trim_start_matches("http://").parse().unwrap());
+        // A plain TCP relay in front of Garage: the floor for any extra hop.
+        let (relay_proc, relay_addr) = start_relay(g.endpoint.trim_start_matches("http://").parse().unwrap());
+        if pin {
+            pin_to_cpu(&[relay_proc.child.id()], 1);
+        }
         let relay = Target { name: "relay", endpoint: format!("http://{relay_addr}"), ..direct.clone() };
         let big: u64 = if full { 1 << 30 } else { 256 << 20 };
         let data = Bytes::from(common::pattern(big as usize, 1));
@@ -579,6 +600,7 @@ fn main() {
         let names = ["PUT, 1 stream", "GET, 1 stream", "PUT multipart 8 MiB parts", "GET of the multipart object", "PUT, 8 streams", "GET, 8 streams"];
         let mut rates: Vec<[Vec<f64>; 3]> = names.iter().map(|_| [vec![], vec![], vec![]]).collect();
         let cpu0 = sg_proc.cpu_secs();
+        let relay_cpu0 = relay_proc.cpu_secs();
         let mut moved = 0u64;
         for _ in 0..3 {
             for (w, _) in names.iter().enumerate() {
@@ -619,13 +641,15 @@ fn main() {
             }
         }
         let cpu = sg_proc.cpu_secs() - cpu0;
+        let relay_cpu = relay_proc.cpu_secs() - relay_cpu0;
         println!("\n| large objects, {} MiB | direct | plain TCP relay (reference) | sealgate | relay/direct | sealgate/direct |\n|---|---|---|---|---|---|", big >> 20);
         for (w, name) in names.iter().enumerate() {
             let [d, r, s] = [0, 1, 2].map(|i| median(rates[w][i].clone()));
             println!("| {name} | {d:.0} MB/s | {r:.0} MB/s | {s:.0} MB/s | {:.2} | {:.2} |", r / d, s / d);
         }
         println!("\n| workload | direct | sealgate | ratio |\n|---|---|---|---|");
-        println!("| sealgate CPU per GiB moved | | {:.2} s/GiB | (AEAD alone ≈ 0.1 s/GiB) |", cpu / (moved as f64 / (1u64 << 30) as f64));
+        let gib = moved as f64 / (1u64 << 30) as f64;
+        println!("| sealgate CPU per GiB moved | | {:.2} s/GiB | (AEAD alone ≈ 0.1 s/GiB; the plain TCP relay {:.2} s/GiB) |", cpu / gib, relay_cpu / gib);
 
         }
 
@@ -639,9 +663,9 @@ fn main() {
             let n = 2000;
             // (target, op) -> (ops/s per round, all latencies)
             let mut results: RoundSamples = Default::default();
-            // (target, op) -> CPU seconds of [Garage, sealgate, this client] over the rounds.
-            let mut cpu: std::collections::HashMap<(&str, &str), [f64; 3]> = Default::default();
-            let cpu_now = || [garage.iter().map(|p| cpu_secs(*p)).sum(), sg_proc.cpu_secs(), cpu_secs(std::process::id())];
+            // (target, op) -> CPU seconds of [Garage, sealgate, relay, this client] over the rounds.
+            let mut cpu: std::collections::HashMap<(&str, &str), [f64; 4]> = Default::default();
+            let cpu_now = || [garage.iter().map(|p| cpu_secs(*p)).sum(), sg_proc.cpu_secs(), relay_proc.cpu_secs(), cpu_secs(std::process::id())];
             for round in 0..3 {
                 for t in [&direct, &relay, &sg] {
                     for op in ["PUT", "GET"] {
@@ -684,12 +708,12 @@ fn main() {
                 );
             }
             // CPU milliseconds per request of each process (ticks of 10 ms over 6,000
-            // requests: ±0.005 ms). The relay runs in the client's process.
+            // requests: ±0.005 ms).
             for op in ["PUT", "GET"] {
                 let [d, r, s] = ["direct", "relay", "sealgate"].map(|t| cpu[&(t, op)].map(|c| c * 1e3 / (3 * n) as f64));
                 println!(
-                    "| CPU per {op} {} KiB | Garage {:.3} ms, client {:.3} ms | Garage {:.3} ms, client and relay {:.3} ms | Garage {:.3} ms, sealgate {:.3} ms, client {:.3} ms | | |",
-                    size / 1024, d[0], d[2], r[0], r[2], s[0], s[1], s[2]
+                    "| CPU per {op} {} KiB | Garage {:.3} ms, client {:.3} ms | Garage {:.3} ms, relay {:.3} ms, client {:.3} ms | Garage {:.3} ms, sealgate {:.3} ms, client {:.3} ms | | |",
+                    size / 1024, d[0], d[3], r[0], r[2], r[3], s[0], s[1], s[3]
                 );
             }
             println!("\n| workload | direct | sealgate | ratio |\n|---|---|---|---|");
