@@ -3,8 +3,9 @@
 //! `cargo bench --bench proxy` (add `-- --full` for the 5 GiB memory run and 1 GiB objects,
 //! `-- --pin` to give Garage its own CPU).
 //! Starts a real Garage and the release `sealgate` binary as a separate process (so its
-//! RSS and CPU time can be read from /proc), runs each workload against both in the same
-//! run, interleaved, and prints medians and sealgate/direct ratios.
+//! RSS and CPU time can be read from /proc), runs each workload against the store directly,
+//! through a plain TCP relay process and through sealgate in the same run, interleaved,
+//! and prints medians and ratios to direct.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -493,30 +494,32 @@ fn pin_to_cpu(pids: &[u32], cpu: u32) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--relay") {
-        return relay_main(args[i + 1].parse().expect("--relay <upstream address>"));
+        let upstream = args.get(i + 1).and_then(|a| a.parse().ok());
+        return relay_main(upstream.expect("--relay <upstream address>"));
     }
-    if !std::env::args().any(|a| a == "--bench") {
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    if !flag("--bench") {
         println!(
             "proxy benchmark: run it with `cargo bench --bench proxy` (`-- --full` for the long runs)"
         );
         return;
     }
-    let full = std::env::args().any(|a| a == "--full");
+    let full = flag("--full");
     // `-- --only=large,small` runs some phases: pipeline, large, small, range, memory.
-    let only: Option<Vec<String>> = std::env::args().find_map(|a| {
+    let only: Option<Vec<String>> = args.iter().find_map(|a| {
         a.strip_prefix("--only=")
             .map(|v| v.split(',').map(str::to_string).collect())
     });
     let phase = move |p: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == p));
-    // `-- --pin`: Garage on CPU 0, sealgate and this client on CPU 1, for direct and
-    // sealgate runs alike, so the store has the same CPU in both and the ratio shows what
-    // sealgate costs its clients rather than how much CPU it takes from a store sharing
-    // its cores (docs/performance.md).
-    let pin = std::env::args().any(|a| a == "--pin");
+    // `-- --pin`: Garage on CPU 0, sealgate, the relay and this client on CPU 1, for
+    // direct, relay and sealgate runs alike, so the store has the same CPU in all and the
+    // ratio shows what sealgate costs its clients rather than how much CPU it takes from a
+    // store sharing its cores (docs/performance.md).
+    let pin = flag("--pin");
     println!(
         "## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs; data-key cache on{})\n",
         if pin {
-            "; pinned: Garage on CPU 0, client and sealgate on CPU 1"
+            "; pinned: Garage on CPU 0, client, relay and sealgate on CPU 1"
         } else {
             ""
         }
