@@ -11,8 +11,8 @@ use futures::StreamExt;
 use http::{HeaderMap, Method};
 
 use crate::config::{Secret, UpstreamConfig};
-use crate::s3::xml::texts;
 use crate::upstream::{UpBody, UpRequest, Upstream};
+use crate::xml::texts;
 
 /// Where and as whom the job talks to sealgate.
 pub struct Target {
@@ -161,15 +161,10 @@ async fn encrypt_one(
 ) -> Result<u64, String> {
     let (before, n) = plaintext_sha256(c, bucket, key).await?;
     let mut h = extra;
-    for (k, v) in &crate::s3::copy::descriptive_headers(head) {
+    for (k, v) in &crate::s3::forward::descriptive_headers(head) {
         h.append(k.clone(), v.clone());
     }
-    let src = crate::s3::copy::Source {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        version_id: None,
-    }
-    .header_value();
+    let src = crate::object::ObjectRef::new(bucket, key).copy_source_header();
     h.insert(
         "x-amz-copy-source",
         src.parse().map_err(|e| format!("{e}"))?,
@@ -463,7 +458,7 @@ pub async fn key_impact(
                 let h = head_object(store, b, &k).await?;
                 let arn = h
                     .headers()
-                    .get(crate::s3::objmeta::KEY)
+                    .get(crate::crypto::format::meta::KEY)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();

@@ -1,11 +1,23 @@
-//! Errors of the S3 path, tagged by who caused them, converted to S3 errors in one place.
+//! Errors of the S3 path, tagged by who caused them, and converted to S3 errors in exactly
+//! one place ([`From<Error> for S3Error`]).
 //!
-//! Client errors keep their S3 code (4xx); a store that cannot be reached is 503 (retryable)
-//! and a store that broke mid-conversation is 502; sealgate's own failures are 500 with a
-//! generic message (details go to the log, never secrets).
+//! - [`Error::Client`]: the client's request is wrong (4xx, already S3-shaped).
+//! - [`Error::Store`]: the store could not be reached (503, retryable) or broke the
+//!   conversation (502).
+//! - [`Error::Tampered`]: the store served data that failed sealgate's authentication
+//!   (modified, truncated, swapped or forged); 500 with a message saying so.
+//! - [`Error::Kms`]: the KMS refused (the S3 error AWS gives for SSE-KMS: `KMS.*`,
+//!   AccessDenied) or could not answer (503).
+//! - [`Error::Internal`]: sealgate itself failed; 500 with details only in the log.
+//!
+//! Frequently used S3 errors have constructors here, so their codes and wording are
+//! written once.
 
+use http::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
 
+use crate::kms::KmsError;
+use crate::kms::backend::BackendError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +27,13 @@ pub enum Error {
     Client(S3Error),
     /// The store could not be reached or broke the connection.
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    Store(#[from] UpstreamError),
+    /// The store served something that failed authentication.
+    #[error("the stored object failed verification: {0}")]
+    Tampered(String),
+    /// The KMS refused or could not answer.
+    #[error("kms: {0}")]
+    Kms(BackendError),
     /// sealgate itself failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -27,28 +45,174 @@ impl From<S3Error> for Error {
     }
 }
 
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Kms(e)
+    }
+}
+
+impl From<KmsError> for Error {
+    fn from(e: KmsError) -> Self {
+        Error::Kms(BackendError::Kms(e))
+    }
+}
+
+fn with_status(code: S3ErrorCode, msg: impl Into<String>, status: StatusCode) -> S3Error {
+    let mut s = S3Error::with_message(code, msg.into());
+    s.set_status_code(status);
+    s
+}
+
+/// Constructors of the S3 errors several handlers answer.
+impl Error {
+    pub fn client(code: S3ErrorCode, msg: impl Into<String>) -> Error {
+        Error::Client(S3Error::with_message(code, msg.into()))
+    }
+    pub fn invalid_argument(msg: impl Into<String>) -> Error {
+        Self::client(S3ErrorCode::InvalidArgument, msg)
+    }
+    pub fn invalid_request(msg: impl Into<String>) -> Error {
+        Self::client(S3ErrorCode::InvalidRequest, msg)
+    }
+    pub fn not_implemented(msg: impl Into<String>) -> Error {
+        Self::client(S3ErrorCode::NotImplemented, msg)
+    }
+    pub fn access_denied(msg: impl Into<String>) -> Error {
+        Self::client(S3ErrorCode::AccessDenied, msg)
+    }
+    pub fn no_such_upload() -> Error {
+        Self::client(
+            S3ErrorCode::NoSuchUpload,
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+        )
+    }
+    pub fn no_such_key() -> Error {
+        Self::client(S3ErrorCode::NoSuchKey, "The specified key does not exist.")
+    }
+    pub fn malformed_xml(detail: impl std::fmt::Display) -> Error {
+        Self::client(
+            S3ErrorCode::MalformedXML,
+            format!(
+                "The XML you provided was not well-formed or did not validate against our published schema: {detail}"
+            ),
+        )
+    }
+    pub fn missing_content_length() -> Error {
+        Self::client(
+            S3ErrorCode::MissingContentLength,
+            "You must provide the Content-Length HTTP header.",
+        )
+    }
+    pub fn invalid_part_number() -> Error {
+        Self::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+    }
+    pub fn precondition_failed() -> Error {
+        Self::client(
+            S3ErrorCode::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    }
+    /// 416 with `Content-Range: bytes */SIZE`.
+    pub fn invalid_range(size: u64) -> Error {
+        let mut e = with_status(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+        );
+        let mut h = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("bytes */{size}")) {
+            h.insert(http::header::CONTENT_RANGE, v);
+        }
+        e.set_headers(h);
+        Error::Client(e)
+    }
+    pub fn invalid_part_number_range() -> Error {
+        Error::Client(with_status(
+            S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested partnumber is not satisfiable",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+        ))
+    }
+    /// 503 SlowDown: the object changed while sealgate read it in several requests.
+    pub fn changed_while_reading() -> Error {
+        Error::Client(with_status(
+            S3ErrorCode::Custom("SlowDown".into()),
+            "The object changed while it was being read; retry.",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ))
+    }
+    pub fn tampered(detail: impl std::fmt::Display) -> Error {
+        Error::Tampered(detail.to_string())
+    }
+    /// A store response body could not be read.
+    pub fn store_body(e: impl std::fmt::Display) -> Error {
+        Error::Store(UpstreamError::Transport(e.to_string()))
+    }
+}
+
+/// The S3 error AWS gives when SSE-KMS's KMS call fails.
+fn kms_to_s3(e: BackendError) -> S3Error {
+    match e {
+        BackendError::Unavailable(m) => {
+            tracing::warn!(error = %m, "KMS backend unavailable");
+            kms_unavailable(m)
+        }
+        BackendError::Kms(k) => {
+            let status = k.status();
+            let ty = k.aws_type();
+            let msg = k.to_string();
+            if ty == "AccessDeniedException" {
+                return S3Error::with_message(S3ErrorCode::AccessDenied, msg);
+            }
+            if status.is_server_error() {
+                return kms_unavailable(msg);
+            }
+            with_status(
+                S3ErrorCode::Custom(format!("KMS.{ty}").into()),
+                msg,
+                StatusCode::BAD_REQUEST,
+            )
+        }
+    }
+}
+
+fn kms_unavailable(msg: impl std::fmt::Display) -> S3Error {
+    with_status(
+        S3ErrorCode::Custom("ServiceUnavailable".into()),
+        format!("The KMS could not answer: {msg}"),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+}
+
 impl From<Error> for S3Error {
     fn from(e: Error) -> S3Error {
         match e {
             Error::Client(e) => e,
-            Error::Upstream(u) => {
+            Error::Store(u) => {
                 tracing::warn!(error = %u, "object store unavailable");
                 let (code, status) = match u {
                     UpstreamError::Connect(_) | UpstreamError::Timeout(_) => {
-                        ("ServiceUnavailable", http::StatusCode::SERVICE_UNAVAILABLE)
+                        ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
                     }
-                    UpstreamError::Transport(_) => ("BadGateway", http::StatusCode::BAD_GATEWAY),
-                    UpstreamError::Build(_) => {
-                        ("InternalError", http::StatusCode::INTERNAL_SERVER_ERROR)
-                    }
+                    UpstreamError::Transport(_) => ("BadGateway", StatusCode::BAD_GATEWAY),
+                    UpstreamError::Build(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
                 };
-                let mut s = S3Error::with_message(
+                with_status(
                     S3ErrorCode::Custom(code.into()),
                     format!("sealgate: {u}"),
-                );
-                s.set_status_code(status);
-                s
+                    status,
+                )
             }
+            Error::Tampered(detail) => {
+                tracing::error!(detail = %detail, "the store served data that failed authentication");
+                S3Error::with_message(
+                    S3ErrorCode::InternalError,
+                    format!(
+                        "sealgate: the stored object failed verification (it was modified in the store): {detail}"
+                    ),
+                )
+            }
+            Error::Kms(k) => kms_to_s3(k),
             Error::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");
                 S3Error::with_message(
@@ -66,10 +230,31 @@ mod tests {
 
     #[test]
     fn an_unreachable_store_is_a_503_and_a_broken_one_a_502() {
-        let e: S3Error = Error::Upstream(UpstreamError::Connect("refused".into())).into();
-        assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+        let e: S3Error = Error::Store(UpstreamError::Connect("refused".into())).into();
+        assert_eq!(e.status_code(), Some(StatusCode::SERVICE_UNAVAILABLE));
         assert_eq!(e.code().as_str(), "ServiceUnavailable");
-        let e: S3Error = Error::Upstream(UpstreamError::Transport("reset".into())).into();
-        assert_eq!(e.status_code(), Some(http::StatusCode::BAD_GATEWAY));
+        let e: S3Error = Error::Store(UpstreamError::Transport("reset".into())).into();
+        assert_eq!(e.status_code(), Some(StatusCode::BAD_GATEWAY));
+    }
+
+    #[test]
+    fn kms_errors_map_to_sse_kms_s3_errors() {
+        let s: S3Error = Error::from(KmsError::Disabled("key is disabled".into())).into();
+        assert_eq!(s.code().as_str(), "KMS.DisabledException");
+        assert_eq!(s.status_code(), Some(StatusCode::BAD_REQUEST));
+        let s: S3Error = Error::from(KmsError::AccessDenied("no".into())).into();
+        assert_eq!(s.code().as_str(), "AccessDenied");
+        let s: S3Error = Error::from(KmsError::Internal("db".into())).into();
+        assert_eq!(s.status_code(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        let s: S3Error = Error::Kms(BackendError::Unavailable("down".into())).into();
+        assert_eq!(s.status_code(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(s.code().as_str(), "ServiceUnavailable");
+    }
+
+    #[test]
+    fn tampering_is_reported_as_a_verification_failure() {
+        let s: S3Error = Error::tampered("metadata authentication failed").into();
+        assert_eq!(s.code().as_str(), "InternalError");
+        assert!(s.message().unwrap().contains("failed verification"));
     }
 }

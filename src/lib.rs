@@ -11,9 +11,11 @@ pub mod error;
 pub mod kms;
 pub mod limits;
 pub mod metrics;
+pub mod object;
 pub mod s3;
 pub mod server;
 pub mod upstream;
+pub mod xml;
 
 use std::future::Future;
 

@@ -27,11 +27,6 @@ use crate::limits::IdleTimeout;
 use crate::s3::{Gateway, State, Unreachable};
 use crate::upstream::Upstream;
 
-tokio::task_local! {
-    /// The S3 operation of the request being handled (set by the S3 route), for metrics.
-    pub static CURRENT_OP: std::cell::Cell<&'static str>;
-}
-
 /// A client's request body, failing when it stalls (`limits.body_idle_timeout_secs`).
 type ClientBody = IdleTimeout<Incoming>;
 
@@ -79,13 +74,18 @@ impl App {
         let probe = upstream.clone();
         let backends =
             crate::kms::backend::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())?;
+        let objects = crate::object::Objects {
+            store: upstream.clone(),
+            keys: backends,
+            metrics: metrics.clone(),
+        };
         let state = Arc::new(State {
             upstream,
+            objects,
             access_keys: access_keys.clone(),
             vhost_domain: cfg.virtual_host_domain.clone(),
             max_buffered_body: cfg.max_buffered_body,
             kms: kms.clone(),
-            backends,
             encryption: cfg.encryption.clone(),
             state_bucket: cfg.state_bucket.clone(),
             rules: Default::default(),
@@ -160,57 +160,51 @@ impl App {
             return Ok(r);
         }
         let req = req.map(|b| IdleTimeout::new(b, self.limits.body_idle_timeout()));
-        let op = std::cell::Cell::new("-");
-        CURRENT_OP.scope(op, async move {
-            let mut resp = self.route(req, peer, &id).await;
+        async move {
+            let (op, mut resp) = self.route(req, peer, &id).await;
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-sealgate-request-id", v);
             }
-            let op = CURRENT_OP.try_with(|c| c.get()).unwrap_or("-");
             self.metrics.requests.get_or_create(&crate::metrics::RequestLabels { op: op.to_string(), status: resp.status().as_u16() }).inc();
             self.metrics.latency.get_or_create(&crate::metrics::OpLabel { op: op.to_string() }).observe(start.elapsed().as_secs_f64());
             let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
             tracing::info!(status = resp.status().as_u16(), bytes = %bytes, ms = start.elapsed().as_millis() as u64, "done");
             Ok(resp)
-        })
+        }
         .instrument(span)
         .await
     }
 
+    /// Answers one request; returns the operation it was (the metrics label) with the
+    /// response.
     async fn route(
         &self,
         req: Request<ClientBody>,
         peer: SocketAddr,
         request_id: &str,
-    ) -> Response<Body> {
-        if req.uri().path() == "/health"
-            && req.method() == http::Method::GET
-            && req.uri().query().is_none()
-        {
-            return plain(StatusCode::OK, "ok\n");
+    ) -> (&'static str, Response<Body>) {
+        let plain_get = |path: &str| {
+            req.uri().path() == path
+                && req.method() == http::Method::GET
+                && req.uri().query().is_none()
+        };
+        if plain_get("/health") {
+            return ("health", plain(StatusCode::OK, "ok\n"));
         }
-        if req.uri().path() == "/metrics"
-            && req.method() == http::Method::GET
-            && req.uri().query().is_none()
-        {
-            let _ = CURRENT_OP.try_with(|c| c.set("metrics"));
+        if plain_get("/metrics") {
             let mut r = Response::new(Body::from(self.metrics.render()));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4"),
             );
-            return r;
+            return ("metrics", r);
         }
-        if req.uri().path() == "/ready"
-            && req.method() == http::Method::GET
-            && req.uri().query().is_none()
-        {
-            let _ = CURRENT_OP.try_with(|c| c.set("ready"));
-            return self.ready().await;
+        if plain_get("/ready") {
+            return ("ready", self.ready().await);
         }
         if crate::kms::api::is_kms_request(req.headers()) {
             tracing::Span::current().record("op", "kms");
-            return self.kms_api(req, peer).await;
+            return ("kms", self.kms_api(req, peer).await);
         }
         if let Some((code, message)) = crate::auth::refused_scheme(
             req.method(),
@@ -218,20 +212,31 @@ impl App {
             req.headers(),
             self.allow_signature_v2,
         ) {
-            return s3_error_response(code, message, request_id);
+            return ("-", s3_error_response(code, message, request_id));
         }
+        let classified = crate::s3::request::Classified::of(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            self.state.vhost_domain.as_deref(),
+        );
+        let op = classified.as_ref().map_or("-", |c| c.op_name());
         let mut req = req;
         req.extensions_mut().insert(crate::s3::RequestInfo {
             peer: peer.ip(),
             id: request_id.to_string(),
         });
-        match self.s3.call(req.map(Body::http_body)).await {
+        if let Some(c) = classified {
+            req.extensions_mut().insert(c);
+        }
+        let resp = match self.s3.call(req.map(Body::http_body)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = ?e, "s3 service failed");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
             }
-        }
+        };
+        (op, resp)
     }
 }
 
@@ -255,12 +260,12 @@ impl App {
         };
         let kms = self
             .kms
-            .service_managed_key(crate::s3::keys::MANAGED_ALIAS)
+            .service_managed_key(crate::object::envelope::MANAGED_ALIAS)
             .map(|_| ())
             .map_err(|e| format!("kms: {e}"));
         let backends = match tokio::time::timeout(
             Duration::from_secs(5),
-            self.state.backends.probe(self.kms.account()),
+            self.state.objects.keys.probe(self.kms.account()),
         )
         .await
         {

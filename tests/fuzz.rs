@@ -21,7 +21,7 @@ use sealgate::auth::{AccessKeys, Principal};
 use sealgate::crypto::format::{self, Layout, PartHeader};
 use sealgate::crypto::stream::{Decryptor, Dek, Encryptor};
 use sealgate::kms::{EncryptionContext, Kms, KmsConfig, RootKey, SystemClock};
-use sealgate::s3::multipart::UploadToken;
+use sealgate::object::{Alg, Envelope, UploadToken};
 
 fn config(default: u32) -> ProptestConfig {
     let cases = std::env::var("SEALGATE_FUZZ_CASES")
@@ -332,7 +332,7 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
         "[ -~]{1,80}",
         proptest::collection::vec(any::<u8>(), 0..300),
         "[ -~]{0,120}",
-        proptest::option::of("[A-Za-z0-9+/=]{1,100}"),
+        proptest::collection::btree_map("[a-z:]{1,10}", "[ -~]{0,20}", 0..3),
         any::<bool>(),
         any::<bool>(),
         proptest::option::of("[a-z][a-z0-9_-]{0,15}"),
@@ -341,17 +341,15 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
         .prop_map(
             |(up, dek, arn, ctx, kms, bk, backend, bk_salt)| UploadToken {
                 upstream_id: up,
-                wrapped_dek: dek,
-                key_arn: arn,
-                context_b64: ctx,
-                alg: if kms {
-                    sealgate::s3::sse::Alg::Kms
-                } else {
-                    sealgate::s3::sse::Alg::S3
+                envelope: Envelope {
+                    alg: if kms { Alg::Kms } else { Alg::S3 },
+                    key_ref: arn,
+                    wrapped: dek,
+                    backend,
+                    bk_salt,
+                    context: ctx,
+                    bucket_key: bk,
                 },
-                bucket_key: bk,
-                backend,
-                bk_salt,
             },
         )
 }
@@ -382,7 +380,7 @@ proptest! {
         keys in proptest::collection::vec("\\PC{1,40}", 0..8),
         m in mutation(),
     ) {
-        use sealgate::s3::xml::{Edit, rewrite_text, texts};
+        use sealgate::xml::{Edit, rewrite_text, texts};
         let _ = rewrite_text(&junk, |_, _| Edit::Replace("1".into()));
         let _ = texts(&junk, &["Contents", "Key"]);
         // A listing the store could send: rewriting sizes changes only the sizes.

@@ -57,17 +57,22 @@ async fn config_and_application_debug_output_contains_no_secret() {
     })
     .unwrap();
     let metrics = std::sync::Arc::new(sealgate::metrics::Metrics::new());
+    let upstream = sealgate::upstream::Upstream::new(&cfg.upstream).unwrap();
     let state = sealgate::s3::State {
-        upstream: sealgate::upstream::Upstream::new(&cfg.upstream).unwrap(),
+        upstream: upstream.clone(),
+        objects: sealgate::object::Objects {
+            store: upstream,
+            keys: sealgate::kms::backend::Backends::new(
+                &cfg.kms_backend,
+                kms.clone(),
+                metrics.clone(),
+            )
+            .unwrap(),
+            metrics: metrics.clone(),
+        },
         access_keys: cfg.access_key_table(),
         vhost_domain: None,
         max_buffered_body: cfg.max_buffered_body,
-        backends: sealgate::kms::backend::Backends::new(
-            &cfg.kms_backend,
-            kms.clone(),
-            metrics.clone(),
-        )
-        .unwrap(),
         kms,
         encryption: cfg.encryption.clone(),
         state_bucket: cfg.state_bucket.clone(),

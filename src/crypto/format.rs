@@ -28,6 +28,51 @@ pub const MAGIC: [u8; 4] = *b"SGP1";
 /// Random salt per part upload attempt.
 pub const SALT_LEN: usize = 16;
 
+// FORMAT: every constant below is part of what sealgate has stored. Changing one makes
+// existing objects unreadable; add a new format version instead (docs/format.md).
+
+/// HKDF info prefix of a part key (followed by the u32 big-endian part number).
+pub const PART_KEY_INFO: &[u8] = b"sealgate v1 part";
+/// HKDF info of the key that MACs an object's metadata.
+pub const METADATA_MAC_INFO: &[u8] = b"sealgate v1 metadata mac";
+/// HKDF info prefix of a format-2 object key derived from a bucket key (followed by
+/// `0x00` and `arn:aws:s3:::BUCKET/KEY`).
+pub const BUCKET_KEY_DERIVE_INFO: &[u8] = b"sealgate v2 object key";
+/// Prefix of the upload ids sealgate hands out (they carry the wrapped data key).
+pub const UPLOAD_TOKEN_PREFIX: &str = "sg1.";
+
+/// Names of sealgate's object metadata (S3 user metadata, hidden from clients).
+pub mod meta {
+    /// Every sealgate name starts with this; clients may not use it.
+    pub const PREFIX: &str = "x-amz-meta-sealgate-";
+    /// Format version: `1` (per-object data key) or `2` (derived from a bucket key).
+    pub const VERSION: &str = "x-amz-meta-sealgate-v";
+    /// The KMS key (ARN, or a backend's key reference) that wrapped the data key.
+    pub const KEY: &str = "x-amz-meta-sealgate-key";
+    /// Base64 wrapped data key (or wrapped bucket key in format 2).
+    pub const WRAPPED: &str = "x-amz-meta-sealgate-dek";
+    /// Base64 JSON of the caller's encryption context.
+    pub const CONTEXT: &str = "x-amz-meta-sealgate-ctx";
+    /// What the client asked for: `aws:kms` or `AES256`.
+    pub const ALG: &str = "x-amz-meta-sealgate-alg";
+    /// Plaintext size.
+    pub const SIZE: &str = "x-amz-meta-sealgate-size";
+    /// Single-part objects: base64 salt of part 1.
+    pub const SALT: &str = "x-amz-meta-sealgate-salt";
+    /// Multipart objects: the part list as runs `first:count:size`.
+    pub const PARTS: &str = "x-amz-meta-sealgate-parts";
+    /// Base64 MAC over size and part list.
+    pub const MAC: &str = "x-amz-meta-sealgate-mac";
+    /// `1` when the client asked for an S3 Bucket Key.
+    pub const BUCKET_KEY: &str = "x-amz-meta-sealgate-bk";
+    /// The KMS backend that wrapped the key (absent: the embedded KMS).
+    pub const BACKEND: &str = "x-amz-meta-sealgate-kms";
+    /// Format 2: base64 per-object salt of the DEK's derivation from the bucket key.
+    pub const BK_SALT: &str = "x-amz-meta-sealgate-bks";
+    /// Set on a multipart object until its completion wrote the part list.
+    pub const PENDING: &str = "x-amz-meta-sealgate-pending";
+}
+
 /// The 32-byte header of a part. It is the AAD of every segment of the part, so none of
 /// its fields can be changed without every segment failing authentication.
 #[derive(Clone, Copy, PartialEq, Eq)]

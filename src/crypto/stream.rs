@@ -54,7 +54,7 @@ pub fn part_key(dek: &Dek, header: &PartHeader) -> LessSafeKey {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &header.salt);
     let prk = salt.extract(dek.bytes());
     let pn = header.part_number.to_be_bytes();
-    let info: [&[u8]; 2] = [b"sealgate v1 part", &pn];
+    let info: [&[u8]; 2] = [format::PART_KEY_INFO, &pn];
     let okm = prk
         .expand(&info, &AES_256_GCM)
         .expect("HKDF output length is fixed and valid");
@@ -65,7 +65,7 @@ pub fn part_key(dek: &Dek, header: &PartHeader) -> LessSafeKey {
 pub fn metadata_mac(dek: &Dek, message: &[u8]) -> [u8; 16] {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"");
     let prk = salt.extract(dek.bytes());
-    let info: [&[u8]; 1] = [b"sealgate v1 metadata mac"];
+    let info: [&[u8]; 1] = [format::METADATA_MAC_INFO];
     let mut k = Zeroizing::new([0u8; 32]);
     prk.expand(&info, KeyLen)
         .expect("fixed length")

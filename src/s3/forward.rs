@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use s3s::{Body, S3Error, S3ErrorCode, S3Response};
+use s3s::{Body, S3Response};
 
 use super::Ctx;
 use crate::error::Error;
@@ -48,6 +48,51 @@ pub const CHECKSUM_REQUEST: &[&str] = &[
     "x-amz-checksum-type",
     "x-amz-sdk-checksum-algorithm",
 ];
+
+/// Headers never forwarded on object writes: checksums (about plaintext) and SSE requests
+/// (sealgate does the encryption).
+pub fn write_drop_list() -> Vec<&'static str> {
+    CHECKSUM_REQUEST
+        .iter()
+        .chain(super::sse::SSE_REQUEST_HEADERS)
+        .copied()
+        .collect()
+}
+
+/// Store response headers never returned on encrypted paths: checksums and SSE claims of
+/// the store are about ciphertext.
+pub fn response_drop_list() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = CHECKSUM_REQUEST.to_vec();
+    v.extend(super::sse::SSE_REQUEST_HEADERS);
+    v.push("x-amz-checksum-type");
+    v
+}
+
+/// Headers describing an object (content type, cache control, ...), besides user metadata.
+const DESCRIPTIVE: &[&str] = &[
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+    "x-amz-website-redirect-location",
+];
+
+/// The headers that describe an object (content type, caching, client metadata): what a
+/// copy with `MetadataDirective: REPLACE` must resend to keep them.
+pub fn descriptive_headers(from: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in from {
+        let n = k.as_str();
+        if DESCRIPTIVE.contains(&n)
+            || (n.starts_with("x-amz-meta-") && !n.starts_with(crate::crypto::format::meta::PREFIX))
+        {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    h
+}
 
 /// Response headers never returned to the client.
 const DROP_RESPONSE: &[&str] = &[
@@ -118,11 +163,24 @@ pub fn body_stream(
 pub fn up_request(ctx: &Ctx, headers: HeaderMap, body: UpBody) -> UpRequest {
     UpRequest {
         method: ctx.method.clone(),
-        bucket: ctx.bucket.clone(),
-        key: ctx.key.clone(),
-        query: ctx.forward_query(),
+        bucket: ctx.req.bucket.clone(),
+        key: ctx.req.key.clone(),
+        query: ctx.req.forward_query(),
         headers,
         body,
+    }
+}
+
+/// A body-less read of the object behind this request (`method` HEAD or GET), with the
+/// client's query minus `partNumber` and the given headers.
+pub fn object_read(ctx: &Ctx, method: http::Method, headers: HeaderMap) -> UpRequest {
+    UpRequest {
+        method,
+        bucket: ctx.req.bucket.clone(),
+        key: ctx.req.key.clone(),
+        query: ctx.req.object_query(),
+        headers,
+        body: UpBody::Empty,
     }
 }
 
@@ -147,28 +205,13 @@ pub fn client_body(ctx: &mut Ctx) -> Result<UpBody, Error> {
                     stream: body_stream(body),
                     len: n as u64,
                 }),
-                None => Err(Error::Client(S3Error::with_message(
-                    S3ErrorCode::MissingContentLength,
-                    "You must provide the Content-Length HTTP header.",
-                ))),
+                None => Err(Error::missing_content_length()),
             }
         }
     }
 }
 
 /// Converts a store response into the client response, streaming the body.
-/// The body of a store response as a byte stream, counted as bytes read from the store.
-pub fn store_body(
-    ctx: &Ctx,
-    resp: crate::upstream::UpResponse,
-) -> futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
-    crate::metrics::counted(
-        resp.bytes_stream().map_err(std::io::Error::other),
-        ctx.state.metrics.upstream_read_bytes.clone(),
-    )
-    .boxed()
-}
-
 pub fn to_client(
     resp: crate::upstream::UpResponse,
     is_head: bool,

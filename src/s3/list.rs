@@ -13,16 +13,16 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use percent_encoding::percent_decode_str;
-use s3s::{Body, S3Error, S3ErrorCode, S3Response};
+use s3s::{Body, S3Response};
 
 use super::classify::Op;
-use super::objmeta::ObjectMeta;
-use super::xml::{Edit, rewrite_text};
-use super::{Ctx, forward, put};
+use super::{Ctx, forward};
 use crate::error::Error;
-use crate::upstream::{UpBody, UpRequest};
+use crate::object::{ObjectMeta, ObjectRef, meta};
+use crate::upstream::UpBody;
+use crate::xml::{Edit, rewrite_text};
 
 /// How many HEADs a listing issues at once.
 const CONCURRENCY: usize = 16;
@@ -65,31 +65,17 @@ async fn plain_size(
     if let Some(v) = state.sizes.get(&ck) {
         return Ok(v);
     }
-    let query = e
-        .version
-        .iter()
-        .map(|v| ("versionId".to_string(), v.clone()))
-        .collect();
-    let resp = state
-        .upstream
-        .send(UpRequest {
-            method: Method::HEAD,
-            bucket: Some(bucket),
-            key: Some(e.key.clone()),
-            query,
-            headers: HeaderMap::new(),
-            body: UpBody::Empty,
-        })
-        .await?;
+    let obj = ObjectRef {
+        bucket,
+        key: e.key.clone(),
+        version_id: e.version.clone(),
+    };
+    let resp = state.objects.head(&obj, HeaderMap::new()).await?;
     if !resp.status().is_success() {
         // Deleted since the listing: nothing better to report than the store's value.
         return Ok(None);
     }
-    let size = match ObjectMeta::read(resp.headers()) {
-        Ok(Some(m)) => Some(m.size),
-        Ok(None) => None,
-        Err(err) => return Err(Error::Client(err)),
-    };
+    let size = ObjectMeta::read(resp.headers())?.map(|m| m.size);
     state.sizes.put(ck, size);
     Ok(size)
 }
@@ -131,15 +117,8 @@ fn entries(xml: &[u8], container: &str, url_encoded: bool) -> Result<Vec<Entry>,
 }
 
 pub async fn list(ctx: Ctx) -> Result<S3Response<Body>, Error> {
-    if ctx.op == Op::GetObjectAttributes {
-        return attributes(ctx).await;
-    }
     let headers = forward::request_headers(&ctx.headers, &[]);
-    let resp = ctx
-        .state
-        .upstream
-        .send(forward::up_request(&ctx, headers, UpBody::Empty))
-        .await?;
+    let resp = ctx.forward(headers, UpBody::Empty).await?;
     if !resp.status().is_success() {
         return Ok(forward::to_client(resp, false, &[]));
     }
@@ -152,19 +131,16 @@ pub async fn list(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             "listing from the store is larger than sealgate rewrites".into(),
         ));
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::Upstream(crate::upstream::UpstreamError::Transport(e.to_string())))?;
-    let container = if ctx.op == Op::ListObjectVersions {
+    let body = resp.bytes().await.map_err(Error::store_body)?;
+    let container = if ctx.req.op == Op::ListObjectVersions {
         "Version"
     } else {
         "Contents"
     };
-    let url_encoded = ctx.query_value("encoding-type") == Some("url");
+    let url_encoded = ctx.req.query_value("encoding-type") == Some("url");
     let list = entries(&body, container, url_encoded)
         .map_err(|e| Error::Internal(format!("listing from the store: {e}")))?;
-    let bucket = ctx.bucket.clone().unwrap_or_default();
+    let bucket = ctx.req.bucket.clone().unwrap_or_default();
     let sizes: Vec<Result<Option<u64>, Error>> = futures::stream::iter(
         list.into_iter()
             .map(|e| plain_size(ctx.state.clone(), bucket.clone(), e)),
@@ -195,21 +171,13 @@ pub async fn list(ctx: Ctx) -> Result<S3Response<Body>, Error> {
 
 /// GetObjectAttributes for sealgate objects is answered from the object's metadata: the
 /// store's checksums and part sizes are about ciphertext.
-async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
-    let query: Vec<(String, String)> = ctx
-        .forward_query()
-        .into_iter()
-        .filter(|(k, _)| k == "versionId")
-        .collect();
+pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
+    let obj = ctx.req.object()?;
     let head = ctx
-        .state
-        .upstream
-        .send(UpRequest {
-            method: Method::HEAD,
-            bucket: ctx.bucket.clone(),
-            key: ctx.key.clone(),
-            query,
-            headers: forward::request_headers(
+        .objects()
+        .head(
+            &obj,
+            forward::request_headers(
                 &ctx.headers,
                 &[
                     "x-amz-object-attributes",
@@ -217,8 +185,7 @@ async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
                     "x-amz-part-number-marker",
                 ],
             ),
-            body: UpBody::Empty,
-        })
+        )
         .await?;
     let meta = if head.status().is_success() {
         ObjectMeta::read(head.headers())?
@@ -227,11 +194,7 @@ async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     let Some(meta) = meta else {
         let headers = forward::request_headers(&ctx.headers, &[]);
-        let resp = ctx
-            .state
-            .upstream
-            .send(forward::up_request(&ctx, headers, UpBody::Empty))
-            .await?;
+        let resp = ctx.forward(headers, UpBody::Empty).await?;
         return Ok(forward::to_client(resp, false, &[]));
     };
     let wanted: Vec<String> = ctx
@@ -242,10 +205,9 @@ async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
         .collect();
     if wanted.is_empty() {
-        return Err(Error::Client(S3Error::with_message(
-            S3ErrorCode::InvalidArgument,
+        return Err(Error::invalid_argument(
             "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty",
-        )));
+        ));
     }
     let mut x = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetObjectAttributesResponse xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
@@ -289,11 +251,11 @@ async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     x.push_str("</GetObjectAttributesResponse>");
     let mut out = S3Response::new(Body::from(Bytes::from(x)));
     out.status = Some(StatusCode::OK);
-    let mut drop = put::response_drop_list();
+    let mut drop = forward::response_drop_list();
     drop.push("content-length");
     drop.push("content-type");
     out.headers = forward::response_headers(head.headers(), &drop);
-    super::objmeta::strip(&mut out.headers);
+    meta::strip(&mut out.headers);
     for h in [
         "etag",
         "accept-ranges",

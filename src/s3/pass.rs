@@ -15,17 +15,13 @@ pub async fn forward(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     if ctx.headers.contains_key("x-amz-trailer") {
         let declared = Declared::from_headers(&ctx.headers)?;
         let headers = forward::request_headers(&ctx.headers, forward::CHECKSUM_REQUEST);
-        let (resp, _) = super::put::send_verified(&mut ctx, headers, &declared, None).await?;
+        let (resp, _) = super::body::send_verified(&mut ctx, headers, &declared, None).await?;
         return Ok(forward::to_client(resp, ctx.is_head(), &[]));
     }
     let headers = forward::request_headers(&ctx.headers, &[]);
     let body = forward::client_body(&mut ctx)?;
-    let resp = ctx
-        .state
-        .upstream
-        .send(forward::up_request(&ctx, headers, body))
-        .await?;
-    if ctx.op == super::classify::Op::ListBuckets && resp.status().is_success() {
+    let resp = ctx.forward(headers, body).await?;
+    if ctx.req.op == super::classify::Op::ListBuckets && resp.status().is_success() {
         return list_buckets_without_state(&ctx, resp).await;
     }
     Ok(forward::to_client(resp, ctx.is_head(), &[]))
@@ -37,10 +33,7 @@ async fn list_buckets_without_state(
     resp: crate::upstream::UpResponse,
 ) -> Result<S3Response<Body>, Error> {
     let headers = forward::response_headers(resp.headers(), &["content-length"]);
-    let xml = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::Upstream(crate::upstream::UpstreamError::Transport(e.to_string())))?;
+    let xml = resp.bytes().await.map_err(Error::store_body)?;
     let body = drop_bucket(&xml, &ctx.state.state_bucket)
         .map_err(|e| Error::Internal(format!("ListBuckets answer from the store: {e}")))?;
     let mut out = S3Response::new(Body::from(body));

@@ -11,6 +11,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use http::HeaderMap;
 use s3s::{S3Error, S3ErrorCode};
 
+pub use crate::object::{Alg, Sse};
+
 pub const H_SSE: &str = "x-amz-server-side-encryption";
 pub const H_KEY_ID: &str = "x-amz-server-side-encryption-aws-kms-key-id";
 pub const H_CONTEXT: &str = "x-amz-server-side-encryption-context";
@@ -29,40 +31,23 @@ const SSE_C: &[&str] = &[
     "x-amz-copy-source-server-side-encryption-customer-key-md5",
 ];
 
-/// The algorithm a client asked for (or a bucket default names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alg {
-    /// `aws:kms`: a KMS key of the caller's choice (or the managed default).
-    Kms,
-    /// `AES256` (SSE-S3): sealgate's managed default key.
-    S3,
-}
-
-impl Alg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Alg::Kms => "aws:kms",
-            Alg::S3 => "AES256",
+/// The SSE headers S3 returns for an object encrypted under `env`.
+pub fn response_headers(h: &mut HeaderMap, env: &crate::object::Envelope) {
+    let set_header = |h: &mut HeaderMap, n: &'static str, v: &str| {
+        if let Ok(v) = http::HeaderValue::from_str(v) {
+            h.insert(n, v);
         }
+    };
+    set_header(h, H_SSE, env.alg.as_str());
+    if env.alg == Alg::Kms {
+        set_header(h, H_KEY_ID, &env.key_ref);
     }
-    pub fn parse(s: &str) -> Option<Alg> {
-        match s {
-            "aws:kms" => Some(Alg::Kms),
-            "AES256" => Some(Alg::S3),
-            _ => None,
-        }
+    if env.bucket_key {
+        set_header(h, H_BUCKET_KEY, "true");
     }
-}
-
-/// A validated SSE request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sse {
-    pub alg: Alg,
-    /// KMS key id, ARN or alias (aws:kms only); `None` = the managed default key.
-    pub key_id: Option<String>,
-    /// Caller-supplied encryption context (aws:kms only).
-    pub context: BTreeMap<String, String>,
-    pub bucket_key: bool,
+    if let Some(c) = env.context_b64() {
+        set_header(h, H_CONTEXT, &c);
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> S3Error {

@@ -441,7 +441,11 @@ pub fn derive_object_key(bucket_key: &Dek, salt: &[u8; 16], bucket: &str, key: &
         }
     }
     let arn = object_arn(bucket, key);
-    let info: [&[u8]; 3] = [b"sealgate v2 object key", b"\0", arn.as_bytes()];
+    let info: [&[u8]; 3] = [
+        crate::crypto::format::BUCKET_KEY_DERIVE_INFO,
+        b"\0",
+        arn.as_bytes(),
+    ];
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(bucket_key.bytes());
     let mut out = Zeroizing::new([0u8; 32]);
     // Expanding 32 bytes from SHA-256 cannot fail.

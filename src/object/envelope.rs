@@ -1,0 +1,297 @@
+//! The envelope: an object's data key (DEK) as stored — wrapped by a KMS key through a
+//! data-key backend, with the encryption context it was wrapped for — and the three
+//! things done with it: draw a new one, open (unwrap) one, wrap an existing DEK for a new
+//! object name.
+//!
+//! Invariants: a DEK is only ever obtained for the principal making the request; the
+//! wrap is bound to the object (`aws:s3:arn`; bucket-key envelopes: the bucket in the KMS
+//! context and the object name in the key derivation); writes use the backend configured
+//! for the bucket, reads the backend recorded in the envelope. A wrapped key that does not
+//! open for this object's name is tampering (moved or altered in the store), not a KMS
+//! refusal.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::crypto::stream::Dek;
+use crate::error::Error;
+use crate::kms::backend::{BackendError, Backends, Caller, StoredKey};
+use crate::kms::{EncryptionContext, KmsError};
+
+/// Alias of the sealgate-managed default key (like AWS's `aws/s3`).
+pub const MANAGED_ALIAS: &str = crate::kms::backend::embedded::MANAGED_ALIAS;
+
+/// The server-side encryption an object has (or a write asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    /// `aws:kms`: a KMS key of the caller's choice (or the managed default).
+    Kms,
+    /// `AES256` (SSE-S3): sealgate's managed default key.
+    S3,
+}
+
+impl Alg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::Kms => "aws:kms",
+            Alg::S3 => "AES256",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Alg> {
+        match s {
+            "aws:kms" => Some(Alg::Kms),
+            "AES256" => Some(Alg::S3),
+            _ => None,
+        }
+    }
+}
+
+/// The encryption a write gets: what the client asked for, or a bucket or global default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sse {
+    pub alg: Alg,
+    /// KMS key id, ARN or alias (aws:kms only); `None` = the backend's default key.
+    pub key_id: Option<String>,
+    /// Caller-supplied encryption context (aws:kms only).
+    pub context: BTreeMap<String, String>,
+    pub bucket_key: bool,
+}
+
+/// An object's data key as stored, and what it was wrapped for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub alg: Alg,
+    /// The backend's reference to the KMS key (ARN, `transit:mount/key`).
+    pub key_ref: String,
+    /// The wrapped DEK, or (format 2) the wrapped bucket key the DEK derives from.
+    pub wrapped: Vec<u8>,
+    /// KMS backend that wrapped the key; `None` = the embedded KMS.
+    pub backend: Option<String>,
+    /// Format 2 (bucket keys): the per-object salt of the DEK derivation.
+    pub bk_salt: Option<[u8; 16]>,
+    /// The caller's encryption context pairs (without `aws:s3:arn`).
+    pub context: BTreeMap<String, String>,
+    pub bucket_key: bool,
+}
+
+impl Envelope {
+    /// The caller's context as the client sent it (base64 JSON), for response headers
+    /// and metadata; `None` when empty.
+    pub fn context_b64(&self) -> Option<String> {
+        (!self.context.is_empty())
+            .then(|| B64.encode(serde_json::to_vec(&self.context).unwrap_or_default()))
+    }
+
+    /// The stored format version this envelope needs.
+    pub fn format_version(&self) -> u8 {
+        if self.bk_salt.is_some() { 2 } else { 1 }
+    }
+}
+
+/// Decodes `x-amz-server-side-encryption-context` / stored contexts: base64 of a JSON
+/// object of strings.
+pub fn decode_context(b64: &str) -> Option<BTreeMap<String, String>> {
+    let raw = B64.decode(b64).ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// The encryption context of an object: `aws:s3:arn` plus the caller's pairs.
+pub fn context_for(
+    bucket: &str,
+    key: &str,
+    caller: &BTreeMap<String, String>,
+) -> EncryptionContext {
+    let mut c: EncryptionContext = caller.clone();
+    c.insert(
+        "aws:s3:arn".into(),
+        crate::kms::backend::object_arn(bucket, key),
+    );
+    c
+}
+
+/// Whether `k` names the managed default key (`alias/aws/s3` or its alias ARN).
+pub fn is_managed_alias(k: &str) -> bool {
+    k == MANAGED_ALIAS || k.starts_with("arn:") && k.ends_with(":alias/aws/s3")
+}
+
+/// The KMS key a protection names (SSE-KMS with a key id); `None` = the backend's default.
+fn requested_key(sse: &Sse) -> Option<&str> {
+    match (sse.alg, &sse.key_id) {
+        // Naming the managed key means the default key (created on first use, as on AWS).
+        (Alg::Kms, Some(k)) if !is_managed_alias(k) => Some(k.as_str()),
+        _ => None,
+    }
+}
+
+/// Draws a DEK for `bucket/key` as `who`, under the key `sse` names (or the backend's
+/// default key), from the backend configured for `bucket`.
+async fn new_key(
+    keys: &Backends,
+    who: Caller<'_>,
+    sse: &Sse,
+    bucket: &str,
+    key: &str,
+) -> Result<(Envelope, Dek), Error> {
+    let ok = keys
+        .new_object_key(who, bucket, key, requested_key(sse), &sse.context)
+        .await?;
+    let env = Envelope {
+        alg: sse.alg,
+        key_ref: ok.key_ref,
+        wrapped: ok.wrapped,
+        backend: ok.backend,
+        bk_salt: ok.bk_salt,
+        context: sse.context.clone(),
+        bucket_key: sse.bucket_key,
+    };
+    Ok((env, ok.dek))
+}
+
+/// Unwraps an envelope's DEK as `who` (the KMS checks it may decrypt).
+async fn open(
+    keys: &Backends,
+    who: Caller<'_>,
+    env: &Envelope,
+    bucket: &str,
+    key: &str,
+) -> Result<Dek, Error> {
+    let stored = StoredKey {
+        backend: env.backend.as_deref(),
+        key_ref: &env.key_ref,
+        wrapped: &env.wrapped,
+        bk_salt: env.bk_salt.as_ref(),
+    };
+    keys.open_object_key(who, &stored, bucket, key, &env.context)
+        .await
+        .map_err(|e| match e {
+            // A blob that does not open under this object's context was moved or altered.
+            BackendError::Kms(KmsError::InvalidCiphertext(_)) => Error::tampered(
+                "its data key does not decrypt for this bucket and key (objects swapped or altered in the store)",
+            ),
+            other => Error::Kms(other),
+        })
+}
+
+/// Wraps an existing DEK for a new object name (and maybe a new key and backend). The
+/// result is always a per-object (format 1) envelope: the DEK itself is wrapped.
+async fn rewrap(
+    keys: &Backends,
+    who: Caller<'_>,
+    dek: &Dek,
+    sse: &Sse,
+    bucket: &str,
+    key: &str,
+) -> Result<Envelope, Error> {
+    let (wrapped, key_ref, backend) = keys
+        .wrap_object_key(who, bucket, key, requested_key(sse), &sse.context, dek)
+        .await?;
+    Ok(Envelope {
+        alg: sse.alg,
+        key_ref,
+        wrapped,
+        backend,
+        bk_salt: None,
+        context: sse.context.clone(),
+        bucket_key: sse.bucket_key,
+    })
+}
+
+impl super::Objects {
+    /// A new DEK for `obj` as `who` (see [`new_key`]).
+    pub async fn new_key(
+        &self,
+        who: Caller<'_>,
+        sse: &Sse,
+        obj: &super::ObjectRef,
+    ) -> Result<(Envelope, Dek), Error> {
+        new_key(&self.keys, who, sse, &obj.bucket, &obj.key).await
+    }
+
+    /// Unwraps `env`'s DEK for `obj` as `who`, with no metadata to check (an upload in
+    /// progress).
+    pub async fn open_key(
+        &self,
+        who: Caller<'_>,
+        env: &Envelope,
+        obj: &super::ObjectRef,
+    ) -> Result<Dek, Error> {
+        open(&self.keys, who, env, &obj.bucket, &obj.key).await
+    }
+
+    /// Unwraps a stored object's DEK as `who` and checks its metadata with it: nothing
+    /// of the object may be used before this succeeds.
+    pub async fn open_object(
+        &self,
+        who: Caller<'_>,
+        meta: &super::ObjectMeta,
+        obj: &super::ObjectRef,
+    ) -> Result<Dek, Error> {
+        let dek = self.open_key(who, &meta.envelope, obj).await?;
+        meta.verify(&dek)?;
+        Ok(dek)
+    }
+
+    /// Wraps `dek` for `obj` under the key `sse` names (see [`rewrap`]).
+    pub async fn rewrap(
+        &self,
+        who: Caller<'_>,
+        dek: &Dek,
+        sse: &Sse,
+        obj: &super::ObjectRef,
+    ) -> Result<Envelope, Error> {
+        rewrap(&self.keys, who, dek, sse, &obj.bucket, &obj.key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_binds_bucket_and_key() {
+        let c = context_for(
+            "b",
+            "dir/k",
+            &BTreeMap::from([("team".to_string(), "x".to_string())]),
+        );
+        assert_eq!(
+            c.get("aws:s3:arn").map(String::as_str),
+            Some("arn:aws:s3:::b/dir/k")
+        );
+        assert_eq!(c.get("team").map(String::as_str), Some("x"));
+    }
+
+    #[test]
+    fn contexts_round_trip_through_base64_json() {
+        let env = Envelope {
+            alg: Alg::Kms,
+            key_ref: "k".into(),
+            wrapped: vec![1],
+            backend: None,
+            bk_salt: None,
+            context: BTreeMap::from([("a".to_string(), "b".to_string())]),
+            bucket_key: false,
+        };
+        let b = env.context_b64().unwrap();
+        assert_eq!(decode_context(&b).unwrap(), env.context);
+        assert_eq!(
+            Envelope {
+                context: BTreeMap::new(),
+                ..env
+            }
+            .context_b64(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_managed_alias_is_recognised_by_name_and_arn() {
+        assert!(is_managed_alias("alias/aws/s3"));
+        assert!(is_managed_alias(
+            "arn:aws:kms:us-east-1:000000000000:alias/aws/s3"
+        ));
+        assert!(!is_managed_alias("alias/app"));
+    }
+}

@@ -1,0 +1,164 @@
+//! Reading objects: ciphertext ranges from the store, decrypted and authenticated on the
+//! way (`crypto::stream::Decryptor`).
+//!
+//! Invariants: only authenticated plaintext leaves this module, and a failure mid-stream
+//! ends the stream with an error (the HTTP layer aborts the response); a read made of
+//! several store requests is pinned to one object version (`If-Match` on the store's
+//! ETag), and a version that changed in between is a retryable error, never a mix; the
+//! stored length must be exactly what the metadata implies.
+
+use futures::{StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::meta::ObjectMeta;
+use super::{ByteStream, ObjectRef, Objects};
+use crate::crypto::format::{self, HEADER_LEN, PartHeader, ReadPlan};
+use crate::crypto::stream::{Decryptor, Dek};
+use crate::error::Error;
+use crate::upstream::{UpBody, UpRequest, UpResponse};
+
+/// The stored length must be exactly what the metadata implies: bytes appended or cut
+/// off whole parts show here before anything is decrypted.
+pub fn check_cipher_len(stored: Option<u64>, meta: &ObjectMeta) -> Result<(), Error> {
+    let want = meta.layout.cipher_len();
+    match stored {
+        Some(n) if n == want => Ok(()),
+        Some(n) => Err(Error::tampered(format!(
+            "it holds {n} bytes where {want} were written"
+        ))),
+        None => Err(Error::tampered("the store did not say how long it is")),
+    }
+}
+
+impl Objects {
+    /// HEAD of `obj` in the store, with `headers` (conditions) as given.
+    pub async fn head(&self, obj: &ObjectRef, headers: HeaderMap) -> Result<UpResponse, Error> {
+        self.read(Method::HEAD, obj, headers).await
+    }
+
+    /// A GET of `obj` from the store with `headers` as given (the whole object, or the
+    /// range they name).
+    pub async fn get(&self, obj: &ObjectRef, headers: HeaderMap) -> Result<UpResponse, Error> {
+        self.read(Method::GET, obj, headers).await
+    }
+
+    async fn read(
+        &self,
+        method: Method,
+        obj: &ObjectRef,
+        headers: HeaderMap,
+    ) -> Result<UpResponse, Error> {
+        let req = UpRequest {
+            method,
+            bucket: Some(obj.bucket.clone()),
+            key: Some(obj.key.clone()),
+            query: obj.query(),
+            headers,
+            body: UpBody::Empty,
+        };
+        Ok(self.store.send(req).await?)
+    }
+
+    /// A ciphertext range `[start, end)` of `obj`, pinned to `etag`.
+    pub async fn cipher_range(
+        &self,
+        obj: &ObjectRef,
+        etag: Option<&HeaderValue>,
+        start: u64,
+        end: u64,
+    ) -> Result<UpResponse, Error> {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={}-{}", start, end - 1)) {
+            h.insert(http::header::RANGE, v);
+        }
+        if let Some(e) = etag {
+            h.insert(http::header::IF_MATCH, e.clone());
+        }
+        let resp = self.get(obj, h).await?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => Ok(resp),
+            StatusCode::OK if start == 0 && resp.content_length() == Some(end) => Ok(resp),
+            StatusCode::PRECONDITION_FAILED => Err(Error::changed_while_reading()),
+            s => Err(Error::tampered(format!(
+                "the store answered a ciphertext range read with {s}"
+            ))),
+        }
+    }
+
+    /// The body of a store response as a byte stream, counted as bytes read from the
+    /// store.
+    pub fn store_body(&self, resp: UpResponse) -> ByteStream {
+        crate::metrics::counted(
+            resp.bytes_stream().map_err(std::io::Error::other),
+            self.metrics.upstream_read_bytes.clone(),
+        )
+        .boxed()
+    }
+
+    /// Decrypts the ciphertext of `plan` arriving in `resp`'s body. `first` is the header
+    /// of the plan's first part when the body does not start with it.
+    pub fn decrypt(
+        &self,
+        resp: UpResponse,
+        dek: Dek,
+        meta: &ObjectMeta,
+        plan: &ReadPlan,
+        first: Option<PartHeader>,
+    ) -> ByteStream {
+        let stream = self.store_body(resp);
+        Decryptor::new(stream, dek, meta.layout.clone(), plan, first).boxed()
+    }
+
+    /// The plaintext `[start, end)` of a sealgate object: only the covering ciphertext is
+    /// fetched, pinned to `etag`. An empty range is an empty stream.
+    pub async fn read_range(
+        &self,
+        obj: &ObjectRef,
+        meta: &ObjectMeta,
+        dek: Dek,
+        etag: Option<&HeaderValue>,
+        start: u64,
+        end: u64,
+    ) -> Result<ByteStream, Error> {
+        let Some(plan) = format::plan(&meta.layout, start, end) else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        let (first, fetch_start) = self.first_header(obj, meta, &plan, etag).await?;
+        let resp = self
+            .cipher_range(obj, etag, fetch_start, plan.cipher_end)
+            .await?;
+        Ok(self.decrypt(resp, dek, meta, &plan, first))
+    }
+
+    /// Where the ciphertext of `plan` starts and the header of its first part: from
+    /// metadata for a single-part object; for a multipart part, read inline when the range
+    /// starts at the part's first segment, else fetched on its own (and checked against
+    /// the authenticated part list).
+    async fn first_header(
+        &self,
+        obj: &ObjectRef,
+        meta: &ObjectMeta,
+        plan: &ReadPlan,
+        etag: Option<&HeaderValue>,
+    ) -> Result<(Option<PartHeader>, u64), Error> {
+        if !meta.layout.headers_in_body {
+            return Ok((meta.single_header(), plan.cipher_start));
+        }
+        if plan.first_segment == 0 {
+            return Ok((None, plan.cipher_start - HEADER_LEN));
+        }
+        let at = meta.layout.part_cipher_start(plan.first_part);
+        let raw = self
+            .cipher_range(obj, etag, at, at + HEADER_LEN)
+            .await?
+            .bytes()
+            .await
+            .map_err(Error::store_body)?;
+        if raw.len() as u64 != HEADER_LEN {
+            return Err(Error::tampered("a part header is truncated"));
+        }
+        let h = PartHeader::decode(&raw).map_err(Error::tampered)?;
+        Decryptor::check_header(&meta.layout, plan.first_part, &h).map_err(Error::tampered)?;
+        Ok((Some(h), plan.cipher_start))
+    }
+}

@@ -1,0 +1,222 @@
+//! Client request bodies: verified against the client's checksums, pre-read when small,
+//! transformed (encrypted) and streamed to the store; and small XML bodies read whole.
+//!
+//! Invariants: a body that fails a client checksum never reaches the store whole (the
+//! verifier holds back its last chunk), so the store stores nothing and the client gets
+//! BadDigest; a client body that fails (short, stalled) is reported as the client's
+//! error; at most one segment of a body is held in memory, and an XML body at most the
+//! configured bound.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http::HeaderMap;
+use s3s::{Body, S3Error, S3ErrorCode, S3Response};
+
+use super::checksum::{Algo, Declared, Verifying, b64};
+use super::{Ctx, forward};
+use crate::error::Error;
+use crate::object::ByteStream;
+use crate::object::write::Transform;
+use crate::upstream::UpBody;
+
+/// The plaintext length the client declared; S3 requires one for PutObject/UploadPart.
+pub fn declared_len(ctx: &Ctx) -> Result<u64, Error> {
+    let len = forward::content_length(&ctx.headers).ok_or_else(Error::missing_content_length)?;
+    if len > crate::crypto::format::MAX_PLAIN {
+        return Err(Error::Client(S3Error::with_message(
+            S3ErrorCode::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size (5 TiB).",
+        )));
+    }
+    Ok(len)
+}
+
+/// Adds the verified `x-amz-checksum-*` value to a successful response.
+pub fn echo_checksums(out: &mut S3Response<Body>, digests: &[(Algo, Vec<u8>)]) {
+    for (algo, d) in digests {
+        if *algo != Algo::Md5 {
+            forward::set_header(&mut out.headers, algo.header(), &b64(d));
+        }
+    }
+}
+
+type PlainStream = ByteStream;
+
+/// Bodies up to this many bytes (one segment) are read whole before the store is called.
+const PREREAD_MAX: u64 = crate::crypto::format::SEGMENT;
+
+/// S3's message for a body shorter than its Content-Length.
+const SHORT_BODY: &str =
+    "You did not provide the number of bytes specified by the Content-Length HTTP header.";
+
+/// Records how the client's body failed, if it did, so that the client is told about its
+/// own error rather than about the store's.
+#[derive(Clone, Default)]
+struct ClientFailure(std::sync::Arc<std::sync::OnceLock<bool>>);
+
+impl ClientFailure {
+    fn watch(&self, s: PlainStream) -> PlainStream {
+        let me = self.clone();
+        s.inspect(move |r| {
+            if let Err(e) = r {
+                let _ = me.0.set(stalled(e));
+            }
+        })
+        .boxed()
+    }
+
+    /// The S3 error for a client body that failed before its end.
+    fn error(&self) -> Option<S3Error> {
+        let stalled = *self.0.get()?;
+        Some(if stalled {
+            S3Error::with_message(
+                S3ErrorCode::RequestTimeout,
+                "Your socket connection to the server was not read from or written to within the timeout period.",
+            )
+        } else {
+            S3Error::with_message(S3ErrorCode::IncompleteBody, SHORT_BODY)
+        })
+    }
+}
+
+/// Whether a body error is the idle timeout (crate::limits::IdleTimeout) or a socket timeout.
+fn stalled(e: &std::io::Error) -> bool {
+    std::iter::successors(e.get_ref().map(|e| e as &dyn std::error::Error), |e| {
+        e.source()
+    })
+    .any(|e| {
+        e.is::<crate::limits::BodyIdle>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+/// Collects a stream already bounded to about one segment into one buffer. A client
+/// checksum mismatch is BadDigest and a failed client body is the client's error; nothing
+/// has reached the store then.
+async fn preread(
+    mut s: PlainStream,
+    verdict: &super::checksum::Verdict,
+    client: &ClientFailure,
+) -> Result<bytes::Bytes, Error> {
+    let mut chunks: Vec<bytes::Bytes> = Vec::with_capacity(2);
+    while let Some(chunk) = s.next().await {
+        match chunk {
+            Ok(c) => chunks.push(c),
+            Err(e) => {
+                if let Some(Err(v)) = verdict.get() {
+                    return Err(Error::Client(v));
+                }
+                return Err(match client.error() {
+                    Some(c) => Error::Client(c),
+                    None => Error::Internal(format!("reading the upload: {e}")),
+                });
+            }
+        }
+    }
+    Ok(match chunks.len() {
+        0 => bytes::Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => bytes::Bytes::from(chunks.concat()),
+    })
+}
+
+/// Streams the client body to the store through the checksum verifier (and `transform`,
+/// e.g. encryption). On a checksum mismatch the store never receives the whole body, and
+/// the client gets BadDigest.
+pub async fn send_verified(
+    ctx: &mut Ctx,
+    headers: HeaderMap,
+    declared: &Declared,
+    transform: Option<Transform>,
+) -> Result<(crate::upstream::UpResponse, super::checksum::Digests), Error> {
+    let len = declared_len(ctx)?;
+    let client = ClientFailure::default();
+    let body = client.watch(forward::body_stream(std::mem::take(&mut ctx.body)));
+    let (verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
+    let up_body = if len <= PREREAD_MAX {
+        // One segment or less: read it all before calling the store, so that the request
+        // head and body reach it in one write and a bad body never reaches it at all
+        // (docs/performance.md, "Where the time goes": small uploads).
+        let plain = preread(verifying.boxed(), &verdict, &client).await?;
+        if plain.len() as u64 != len {
+            return Err(Error::Client(S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                if (plain.len() as u64) < len {
+                    SHORT_BODY
+                } else {
+                    "The body is longer than its Content-Length."
+                },
+            )));
+        }
+        match transform {
+            Some(t) => {
+                let input = (!plain.is_empty()).then_some(Ok(plain));
+                let (stream, n) = t(futures::stream::iter(input).boxed());
+                let sealed = preread(stream, &verdict, &client).await?;
+                if sealed.len() as u64 != n {
+                    return Err(Error::Internal(format!(
+                        "sealed {} bytes where {n} were expected",
+                        sealed.len()
+                    )));
+                }
+                ctx.state.metrics.upstream_write_bytes.inc_by(n);
+                UpBody::Bytes(sealed)
+            }
+            None if len == 0 => UpBody::Empty,
+            None => UpBody::Bytes(plain),
+        }
+    } else {
+        let plain: PlainStream = verifying.boxed();
+        match transform {
+            Some(t) => {
+                let (stream, n) = t(plain);
+                let stream =
+                    crate::metrics::counted(stream, ctx.state.metrics.upstream_write_bytes.clone())
+                        .boxed();
+                UpBody::Stream { stream, len: n }
+            }
+            None => UpBody::Stream { stream: plain, len },
+        }
+    };
+    let result = ctx
+        .state
+        .upstream
+        .send(forward::up_request(ctx, headers, up_body))
+        .await;
+    match (result, verdict.get()) {
+        (_, Some(Err(e))) => Err(Error::Client(e)),
+        (Err(e), _) => Err(client.error().map_or_else(|| e.into(), Error::Client)),
+        (Ok(resp), v) => {
+            let digests = match v {
+                Some(Ok(d)) => d,
+                // The store answered before reading the body (e.g. NoSuchBucket).
+                _ => Vec::new(),
+            };
+            Ok((resp, digests))
+        }
+    }
+}
+
+/// Reads an XML request body, refusing anything over the configured bound (a Complete
+/// body for 10,000 parts is about 1.5 MB; the bound is at least 4 MiB here).
+pub async fn read_small_body(ctx: &mut Ctx) -> Result<Bytes, Error> {
+    let limit = ctx.state.max_buffered_body.max(4 * 1024 * 1024);
+    let mut stream = forward::body_stream(std::mem::take(&mut ctx.body));
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.try_next().await.map_err(|e| {
+        Error::Client(S3Error::with_message(
+            S3ErrorCode::IncompleteBody,
+            format!("reading the request body failed: {e}"),
+        ))
+    })? {
+        if buf.len() + chunk.len() > limit {
+            return Err(Error::Client(S3Error::with_message(
+                S3ErrorCode::MaxMessageLengthExceeded,
+                format!("The request body exceeds sealgate's limit of {limit} bytes."),
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}

@@ -1,0 +1,200 @@
+//! What a GET or HEAD of an encrypted object answers, in plaintext terms: the byte range
+//! the request wants (Range header or partNumber) and the response headers (sizes,
+//! Content-Range, SSE headers; the store's checksums and sealgate's metadata removed).
+//! Shared by the GET and HEAD handlers.
+
+use http::{HeaderMap, StatusCode};
+use s3s::Body;
+
+use super::request::Request;
+use super::{forward, sse};
+use crate::error::Error;
+use crate::object::{ByteStream, ObjectMeta, meta};
+
+/// A plaintext byte range `[start, end)` the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub start: u64,
+    pub end: u64,
+    /// Whether the answer is partial (206 with Content-Range).
+    pub partial: bool,
+}
+
+impl Want {
+    pub fn whole(size: u64) -> Want {
+        Want {
+            start: 0,
+            end: size,
+            partial: false,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        if self.partial {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        }
+    }
+}
+
+/// The part of an encrypted object a `partNumber` request names.
+fn want_part(meta: &ObjectMeta, n: u32) -> Result<Want, Error> {
+    let idx = if meta.layout.headers_in_body {
+        meta.layout.parts.iter().position(|(pn, _)| *pn == n)
+    } else {
+        (n == 1).then_some(0)
+    };
+    let Some(i) = idx else {
+        return Err(Error::invalid_part_number_range());
+    };
+    let start = meta.layout.part_plain_start(i);
+    Ok(Want {
+        start,
+        end: start + meta.layout.parts[i].1,
+        partial: true,
+    })
+}
+
+/// Decides what plaintext the request wants from an encrypted object.
+pub fn want(req: &Request, meta: &ObjectMeta) -> Result<Want, Error> {
+    if let Some(n) = req.part_number {
+        return want_part(meta, n);
+    }
+    match req.range {
+        None => Ok(Want::whole(meta.size)),
+        Some(r) => match r.check(meta.size) {
+            Ok(range) => Ok(Want {
+                start: range.start,
+                end: range.end,
+                partial: true,
+            }),
+            Err(_) => Err(Error::invalid_range(meta.size)),
+        },
+    }
+}
+
+/// Client response headers for an encrypted object, from the store's headers.
+pub fn headers(req: &Request, store: &HeaderMap, meta: &ObjectMeta, want: &Want) -> HeaderMap {
+    let mut drop = forward::response_drop_list();
+    drop.extend(["content-length", "content-range", "x-amz-mp-parts-count"]);
+    let mut h = forward::response_headers(store, &drop);
+    meta::strip(&mut h);
+    sse::response_headers(&mut h, &meta.envelope);
+    forward::set_header(
+        &mut h,
+        "content-length",
+        &(want.end - want.start).to_string(),
+    );
+    if want.partial {
+        forward::set_header(
+            &mut h,
+            "content-range",
+            &format!(
+                "bytes {}-{}/{}",
+                want.start,
+                want.end.saturating_sub(1),
+                meta.size
+            ),
+        );
+    }
+    if req.part_number.is_some() {
+        forward::set_header(
+            &mut h,
+            "x-amz-mp-parts-count",
+            &meta.layout.parts.len().to_string(),
+        );
+    }
+    h
+}
+
+/// A response carrying decrypted plaintext: an error in the stream aborts the connection
+/// (logged once), so a client never receives a cleanly ended response with bytes missing
+/// or failing authentication.
+pub fn response(
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Option<ByteStream>,
+) -> s3s::S3Response<Body> {
+    use futures::StreamExt;
+    let body = match body {
+        None => Body::empty(),
+        Some(stream) => {
+            let stream = stream.map(|r| {
+                r.map(http_body::Frame::data).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
+                    tracing::error!(error = %e, "aborting response: stored object failed authentication or the store failed mid-stream");
+                    Box::new(e)
+                })
+            });
+            Body::http_body_unsync(http_body_util::StreamBody::new(stream))
+        }
+    };
+    let mut out = s3s::S3Response::new(body);
+    out.status = Some(status);
+    out.headers = headers;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::stream::Dek;
+    use crate::object::{Alg, Envelope};
+    use crate::s3::request::Classified;
+
+    fn meta(size: u64) -> ObjectMeta {
+        let env = Envelope {
+            alg: Alg::S3,
+            key_ref: "k".into(),
+            wrapped: vec![1],
+            backend: None,
+            bk_salt: None,
+            context: Default::default(),
+            bucket_key: false,
+        };
+        ObjectMeta::single(env, &Dek::from_slice(&[1; 32]).unwrap(), size, [2; 16])
+    }
+
+    fn want_for(range: Option<&str>, size: u64) -> Result<Want, u16> {
+        let mut h = HeaderMap::new();
+        h.insert("host", "h".parse().unwrap());
+        if let Some(r) = range {
+            h.insert("range", r.parse().unwrap());
+        }
+        let c = Classified::of(&http::Method::GET, &"/b/k".parse().unwrap(), &h, None).unwrap();
+        let req = Request::parse(c.op.unwrap(), c.target, &h).unwrap();
+        want(&req, &meta(size)).map_err(|e| {
+            s3s::S3Error::from(e)
+                .status_code()
+                .map_or(0, |s| s.as_u16())
+        })
+    }
+
+    #[test]
+    fn ranges_are_answered_like_s3() {
+        let w = |start, end| {
+            Ok(Want {
+                start,
+                end,
+                partial: true,
+            })
+        };
+        assert_eq!(want_for(Some("bytes=0-0"), 10), w(0, 1));
+        assert_eq!(want_for(Some("bytes=5-"), 10), w(5, 10));
+        assert_eq!(want_for(Some("bytes=-3"), 10), w(7, 10));
+        assert_eq!(want_for(Some("bytes=-30"), 10), w(0, 10));
+        assert_eq!(want_for(Some("bytes=8-100"), 10), w(8, 10));
+        assert_eq!(want_for(Some("bytes=10-"), 10), Err(416));
+        assert_eq!(want_for(Some("bytes=0-0"), 0), Err(416));
+        assert_eq!(want_for(Some("bytes=-0"), 10), Err(416));
+        // Ranges S3 ignores: the whole object.
+        for ignored in ["bytes=5-2", "items=0-1", "bytes=0-1,3-4"] {
+            assert_eq!(
+                want_for(Some(ignored), 10),
+                Ok(Want::whole(10)),
+                "{ignored}"
+            );
+        }
+        assert_eq!(want_for(None, 10), Ok(Want::whole(10)));
+    }
+}
