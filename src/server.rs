@@ -159,9 +159,16 @@ impl App {
             );
             return Ok(r);
         }
+        let close_after = unanswerable_continue(&req);
         let req = req.map(|b| IdleTimeout::new(b, self.limits.body_idle_timeout()));
         async move {
             let (op, mut resp) = self.route(req, peer, &id).await;
+            if close_after {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-sealgate-request-id", v);
             }
@@ -393,6 +400,26 @@ impl App {
             }
         });
     }
+}
+
+/// Whether the request expects `100 Continue` but will never get one: an HTTP/1.1
+/// request with an empty body (hyper sends the interim response when the body is first
+/// read, and an empty body is never read). The final response then arrives where the
+/// client waits for the interim one, and botocore (aws-cli, boto3) keeps that connection
+/// in a state in which the next upload on it misparses its response
+/// (`MissingHeaderBodySeparatorDefect`). Closing the connection after the response
+/// (which HTTP allows: `Connection: close`) gives the next request a fresh one.
+fn unanswerable_continue<B>(req: &Request<B>) -> bool {
+    let expects = req
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let empty = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0");
+    expects && empty && req.version() == http::Version::HTTP_11
 }
 
 /// An S3 XML error answered by the listener itself (before s3s).

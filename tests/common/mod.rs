@@ -346,6 +346,13 @@ pub fn aws_cli() -> PathBuf {
     }
 }
 
+/// The newest aws-cli release the suite tests besides the pinned one:
+/// `SEALGATE_TEST_AWS_CLI_NEWEST`, else `.venv/newest/bin/aws` (installed by
+/// scripts/setup.sh). Fails when absent.
+pub fn aws_cli_newest() -> PathBuf {
+    venv_tool_in("SEALGATE_TEST_AWS_CLI_NEWEST", ".venv/newest/bin", "aws")
+}
+
 pub fn b64(d: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(d)
@@ -474,11 +481,15 @@ pub async fn trailer_put(
 /// A tool installed into the crate's `.venv` by `scripts/setup.sh`: the path in `env_var`,
 /// else `.venv/bin/<name>` under the crate root. Fails (never skips) when absent.
 pub fn venv_tool(env_var: &str, name: &str) -> PathBuf {
+    venv_tool_in(env_var, ".venv/bin", name)
+}
+
+/// A tool installed by `scripts/setup.sh` under `dir` of the crate root, or at the path
+/// in `env_var`.
+pub fn venv_tool_in(env_var: &str, dir: &str, name: &str) -> PathBuf {
     let p = match std::env::var(env_var) {
         Ok(p) => PathBuf::from(p),
-        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".venv/bin")
-            .join(name),
+        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(name),
     };
     assert!(
         p.exists(),
