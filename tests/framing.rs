@@ -9,6 +9,9 @@
 
 mod common;
 
+use common::Store;
+use rstest::rstest;
+
 use std::time::Duration;
 
 use common::Sealgate;
@@ -61,9 +64,14 @@ async fn closed(s: &mut TcpStream) -> bool {
     )
 }
 
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test]
-async fn an_empty_upload_expecting_100_continue_is_answered_and_its_connection_closed() {
-    let sg = Sealgate::start().await;
+async fn an_empty_upload_expecting_100_continue_is_answered_and_its_connection_closed(
+    #[case] store: Store,
+) {
+    let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     let mut s = TcpStream::connect(sg.addr).await.unwrap();
     let req = put_head(
@@ -87,9 +95,14 @@ async fn an_empty_upload_expecting_100_continue_is_answered_and_its_connection_c
     assert!(got.is_empty());
 }
 
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test]
-async fn an_upload_expecting_100_continue_gets_one_interim_and_one_final_response() {
-    let sg = Sealgate::start().await;
+async fn an_upload_expecting_100_continue_gets_one_interim_and_one_final_response(
+    #[case] store: Store,
+) {
+    let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     let mut s = TcpStream::connect(sg.addr).await.unwrap();
     for (i, len) in [(1, 5000usize), (2, 300_000)] {

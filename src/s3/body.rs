@@ -123,12 +123,14 @@ async fn preread(
 
 /// Streams the client body to the store through the checksum verifier (and `transform`,
 /// e.g. encryption). On a checksum mismatch the store never receives the whole body, and
-/// the client gets BadDigest.
+/// the client gets BadDigest. Object data (`object_data`) goes with a CRC32C the store
+/// verifies (`upstream::checked`), so a body that breaks off is never stored.
 pub async fn send_verified(
     ctx: &mut Ctx,
     headers: HeaderMap,
     declared: &Declared,
     transform: Option<Transform>,
+    object_data: bool,
 ) -> Result<(crate::upstream::UpResponse, super::checksum::Digests), Error> {
     let len = declared_len(ctx)?;
     let client = ClientFailure::default();
@@ -178,6 +180,11 @@ pub async fn send_verified(
             }
             None => UpBody::Stream { stream: plain, len },
         }
+    };
+    let up_body = match up_body {
+        UpBody::Empty => UpBody::Empty,
+        b if object_data => UpBody::Checked(Box::new(b)),
+        b => b,
     };
     let result = ctx
         .state

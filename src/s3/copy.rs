@@ -110,6 +110,7 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 }
                 None => (UpBody::Stream { stream: plain, len }, None),
             };
+            let body = UpBody::Checked(Box::new(body));
             ctx.method = Method::PUT;
             let resp = ctx.forward(headers, body).await?;
             if !resp.status().is_success() {

@@ -85,7 +85,11 @@ pub fn descriptive_headers(from: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in from {
         let n = k.as_str();
-        if DESCRIPTIVE.contains(&n)
+        if n == "content-encoding" {
+            if let Some(v) = without_aws_chunked(v) {
+                h.append(k.clone(), v);
+            }
+        } else if DESCRIPTIVE.contains(&n)
             || (n.starts_with("x-amz-meta-") && !n.starts_with(crate::crypto::format::meta::PREFIX))
         {
             h.append(k.clone(), v.clone());
@@ -114,14 +118,7 @@ pub fn request_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
             continue;
         }
         if n == "content-encoding" {
-            let rest: Vec<&str> = value
-                .to_str()
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
-                .collect();
-            if let (false, Ok(v)) = (rest.is_empty(), HeaderValue::from_str(&rest.join(", "))) {
+            if let Some(v) = without_aws_chunked(value) {
                 out.append(name.clone(), v);
             }
             continue;
@@ -131,12 +128,36 @@ pub fn request_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
     out
 }
 
-/// Response headers from the store, minus hop-by-hop ones and `extra_drop`.
+/// A Content-Encoding without the `aws-chunked` token (transfer framing, never part of
+/// an object's encoding); `None` when nothing else is left.
+fn without_aws_chunked(value: &HeaderValue) -> Option<HeaderValue> {
+    let rest: Vec<&str> = value
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    if rest.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&rest.join(",")).ok()
+}
+
+/// Response headers from the store, minus hop-by-hop ones and `extra_drop`. A stored
+/// Content-Encoding loses an `aws-chunked` token: some stores (SeaweedFS 4.48) keep it
+/// from an upload's `aws-chunked,gzip`, where S3 stores `gzip`.
 pub fn response_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(h.len());
     for (name, value) in h {
         let n = name.as_str();
         if DROP_RESPONSE.contains(&n) || extra_drop.contains(&n) {
+            continue;
+        }
+        if n == "content-encoding" {
+            if let Some(v) = without_aws_chunked(value) {
+                out.append(name.clone(), v);
+            }
             continue;
         }
         out.append(name.clone(), value.clone());

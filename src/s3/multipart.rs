@@ -111,7 +111,7 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let declared = Declared::from_headers(&ctx.headers)?;
     let headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
     let Some(env) = upload_envelope(&ctx).await? else {
-        let (resp, digests) = send_verified(&mut ctx, headers, &declared, None).await?;
+        let (resp, digests) = send_verified(&mut ctx, headers, &declared, None, true).await?;
         let ok = resp.status().is_success();
         let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
         if ok {
@@ -124,7 +124,7 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let obj = ctx.req.object()?;
     let dek = ctx.objects().open_key(ctx.caller(), &env, &obj).await?;
     let encrypt = write::seal_part(dek, pn, len);
-    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(encrypt)).await?;
+    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(encrypt), true).await?;
     let ok = resp.status().is_success();
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
     if ok {
@@ -191,9 +191,9 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             let obj = ctx.req.object()?;
             let dek = ctx.objects().open_key(ctx.caller(), env, &obj).await?;
             let (stream, len) = write::seal_part(dek, pn, len)(plain);
-            UpBody::Stream { stream, len }
+            UpBody::Checked(Box::new(UpBody::Stream { stream, len }))
         }
-        None => UpBody::Stream { stream: plain, len },
+        None => UpBody::Checked(Box::new(UpBody::Stream { stream: plain, len })),
     };
     let resp = ctx.forward(HeaderMap::new(), body).await?;
     if !resp.status().is_success() {

@@ -15,7 +15,8 @@ pub async fn forward(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     if ctx.headers.contains_key("x-amz-trailer") {
         let declared = Declared::from_headers(&ctx.headers)?;
         let headers = forward::request_headers(&ctx.headers, forward::CHECKSUM_REQUEST);
-        let (resp, _) = super::body::send_verified(&mut ctx, headers, &declared, None).await?;
+        let (resp, _) =
+            super::body::send_verified(&mut ctx, headers, &declared, None, false).await?;
         return Ok(forward::to_client(resp, ctx.is_head(), &[]));
     }
     let headers = forward::request_headers(&ctx.headers, &[]);

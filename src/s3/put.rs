@@ -22,7 +22,7 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let mut headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
     let Some(sse) = rules::effective(&ctx, ctx.req.sse.clone()).await? else {
         // Encryption is configured off for this bucket and not requested: store as sent.
-        let (resp, digests) = send_verified(&mut ctx, headers, &declared, None).await?;
+        let (resp, digests) = send_verified(&mut ctx, headers, &declared, None, true).await?;
         let ok = resp.status().is_success();
         let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
         if ok {
@@ -35,7 +35,7 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let (env, dek) = ctx.objects().new_key(ctx.caller(), &sse, &obj).await?;
     let (meta, encrypt) = write::new_single(env, dek, len);
     meta.write(&mut headers);
-    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(encrypt)).await?;
+    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(encrypt), true).await?;
     let ok = resp.status().is_success();
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
     if ok {

@@ -17,8 +17,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::checked;
 use super::conn::StoreConnector;
-use super::sign::{Signer, object_path, query_string};
+use super::sign::{Payload, Signer, object_path, query_string};
 use crate::config::UpstreamConfig;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +46,9 @@ pub enum UpBody {
         stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
         len: u64,
     },
+    /// Object data, sent with a CRC32C checksum the store verifies (`checked.rs`): a
+    /// header for bytes, an aws-chunked trailer for a stream.
+    Checked(Box<UpBody>),
 }
 
 /// Why the store could not be talked to (as opposed to the store answering with an error).
@@ -202,32 +206,40 @@ impl Upstream {
         );
         let mut headers = req.headers;
         headers.insert(http::header::HOST, self.host_header.clone());
-        let (body, len): (ReqBody, u64) = match req.body {
-            UpBody::Empty => (empty_body(), 0),
-            UpBody::Bytes(b) => {
-                let n = b.len() as u64;
-                (
-                    http_body_util::Full::new(b)
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                    n,
-                )
-            }
-            UpBody::Stream { stream, len } => (
-                http_body_util::StreamBody::new(
-                    stream
-                        .map_ok(http_body::Frame::data)
-                        .map_err(|e| -> BoxError { Box::new(e) }),
-                )
-                .boxed_unsync(),
-                len,
-            ),
+        let (body, len, payload) = match req.body {
+            UpBody::Checked(inner) => match *inner {
+                UpBody::Bytes(b) => {
+                    set(&mut headers, checked::TRAILER, &checked::crc32c_b64(&b));
+                    body_of(UpBody::Bytes(b))
+                }
+                UpBody::Stream { stream, len } => {
+                    let encoding = match headers.get(http::header::CONTENT_ENCODING) {
+                        Some(e) => format!("aws-chunked,{}", e.to_str().unwrap_or_default()),
+                        None => "aws-chunked".to_string(),
+                    };
+                    set(&mut headers, "content-encoding", &encoding);
+                    set(
+                        &mut headers,
+                        "x-amz-decoded-content-length",
+                        &len.to_string(),
+                    );
+                    set(&mut headers, "x-amz-trailer", checked::TRAILER);
+                    let framed = futures::StreamExt::boxed(checked::Chunked::new(stream, len));
+                    let (body, _, _) = body_of(UpBody::Stream {
+                        stream: framed,
+                        len: checked::encoded_len(len),
+                    });
+                    (body, checked::encoded_len(len), Payload::StreamingTrailer)
+                }
+                other => body_of(other),
+            },
+            other => body_of(other),
         };
         if len > 0 || matches!(req.method, Method::PUT | Method::POST) {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         self.signer
-            .sign(req.method.as_str(), &url_str, &mut headers)
+            .sign(req.method.as_str(), &url_str, &mut headers, payload)
             .map_err(UpstreamError::Build)?;
         let uri: http::Uri = url_str
             .parse()
@@ -246,6 +258,39 @@ impl Upstream {
             headers: parts.headers,
             body,
         })
+    }
+}
+
+/// A request body, its length, and how its payload is signed.
+fn body_of(b: UpBody) -> (ReqBody, u64, Payload) {
+    match b {
+        UpBody::Empty | UpBody::Checked(_) => (empty_body(), 0, Payload::Unsigned),
+        UpBody::Bytes(b) => {
+            let n = b.len() as u64;
+            (
+                http_body_util::Full::new(b)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+                n,
+                Payload::Unsigned,
+            )
+        }
+        UpBody::Stream { stream, len } => (
+            http_body_util::StreamBody::new(
+                stream
+                    .map_ok(http_body::Frame::data)
+                    .map_err(|e| -> BoxError { Box::new(e) }),
+            )
+            .boxed_unsync(),
+            len,
+            Payload::Unsigned,
+        ),
+    }
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
     }
 }
 

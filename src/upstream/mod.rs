@@ -1,5 +1,6 @@
 //! The forwarder: sends re-signed requests to the S3 store and hands back streaming responses.
 
+pub mod checked;
 pub mod client;
 pub mod conn;
 pub mod sign;

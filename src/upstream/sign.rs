@@ -56,6 +56,15 @@ pub fn query_string(pairs: &[(String, String)]) -> String {
     out
 }
 
+/// How a request's payload is covered by its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// `UNSIGNED-PAYLOAD`.
+    Unsigned,
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER` (aws-chunked body with a checksum trailer).
+    StreamingTrailer,
+}
+
 /// The store's credentials; `Debug` is redacted by `Credentials` itself.
 #[derive(Clone, Debug)]
 pub struct Signer {
@@ -74,7 +83,13 @@ impl Signer {
 
     /// Signs in place: adds `authorization`, `x-amz-date`, `x-amz-content-sha256`.
     /// `headers` must already hold `host` and every `x-amz-*` header to be sent.
-    pub fn sign(&self, method: &str, url: &str, headers: &mut HeaderMap) -> Result<(), String> {
+    pub fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &mut HeaderMap,
+        payload: Payload,
+    ) -> Result<(), String> {
         let mut settings = SigningSettings::default();
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
@@ -100,7 +115,10 @@ impl Signer {
             method,
             url,
             signed_headers.into_iter(),
-            SignableBody::UnsignedPayload,
+            match payload {
+                Payload::Unsigned => SignableBody::UnsignedPayload,
+                Payload::StreamingTrailer => SignableBody::StreamingUnsignedPayloadTrailer,
+            },
         )
         .map_err(|e| format!("signable request: {e}"))?;
         let (instructions, _) = sign(signable, &params)
@@ -145,8 +163,13 @@ mod tests {
         let s = Signer::new("GKTEST", "secretsecret", "garage");
         let mut h = HeaderMap::new();
         h.insert("host", "127.0.0.1:3900".parse().unwrap());
-        s.sign("GET", "http://127.0.0.1:3900/b?list-type=2", &mut h)
-            .unwrap();
+        s.sign(
+            "GET",
+            "http://127.0.0.1:3900/b?list-type=2",
+            &mut h,
+            Payload::Unsigned,
+        )
+        .unwrap();
         let auth = h.get("authorization").unwrap().to_str().unwrap();
         assert!(
             auth.starts_with("AWS4-HMAC-SHA256 Credential=GKTEST/"),
