@@ -280,7 +280,3 @@ impl fmt::Debug for Decrypted {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_access;
-#[cfg(test)]
-mod tests_asym;

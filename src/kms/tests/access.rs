@@ -8,9 +8,9 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::tests::{alice, ctx, fixture, new_key};
-use super::*;
+use super::{Fixture, alice, ctx, fixture, new_key};
 use crate::auth::Principal;
+use crate::kms::*;
 
 fn bob() -> Principal {
     Principal {
@@ -163,7 +163,7 @@ fn malformed_policy_names_the_offending_statement() {
 
 const ALICE_ONLY: &str = r#"{"Statement":[{"Sid":"Alice","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/alice"},"Action":"kms:*","Resource":"*"}]}"#;
 
-fn alice_only_key(f: &super::tests::Fixture) -> String {
+fn alice_only_key(f: &Fixture) -> String {
     f.kms
         .create_key(
             &alice(),
@@ -446,7 +446,7 @@ fn rehash(line: &str) -> String {
 }
 
 /// A log of 8 events (key creation via the service, data keys, decrypts).
-fn log_with_events() -> (super::tests::Fixture, std::path::PathBuf, Vec<String>) {
+fn log_with_events() -> (Fixture, std::path::PathBuf, Vec<String>) {
     let f = fixture();
     let id = new_key(&f);
     let c = ctx(&[("aws:s3:arn", "arn:aws:s3:::b/k")]);

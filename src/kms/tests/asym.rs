@@ -2,8 +2,8 @@
 //! key-usage gate, persistence of sealed non-AES material, old records, and the audit
 //! log of in-process calls.
 
-use super::tests::{Fixture, alice, ctx, fixture, new_key};
-use super::*;
+use super::{Fixture, alice, ctx, fixture, new_key};
+use crate::kms::*;
 
 fn create(f: &Fixture, spec: KeySpec, usage: KeyUsageType) -> String {
     let opts = CreateKeyOptions {

@@ -1,11 +1,16 @@
-//! Behavioural tests of the KMS core: lifecycle, state table enforcement, rotation,
-//! deletion windows (injected clock), aliases, persistence and root-key refusal.
+//! Behavioural tests of the KMS service: lifecycle, state table enforcement, rotation,
+//! deletion windows (injected clock), aliases, persistence and root-key refusal. The
+//! shared fixture lives here; `access` (policies, grants, explain, audit) and `asym`
+//! (RSA, ECC and HMAC keys) use it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
 use crate::auth::Principal;
+
+mod access;
+mod asym;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
