@@ -3,7 +3,7 @@
 //!
 //! Layout: `model` (records, the state × operation table), `crypto` (root key, backing
 //! keys, blob format, context encoding), `asym` (key specs, usages, algorithms and the
-//! material of every key kind), `store` (redb), `core` (the `Kms` operations),
+//! material of every key kind), `store` (redb), `service` (the `Kms` operations),
 //! `policy` (key policy parsing and IAM-style evaluation), `grants`, `access` (policy +
 //! grants decision, call context, explanations), `audit` (hash-chained CloudTrail-style
 //! log, verify, query), `usage` (per-key counters), `sigv4` (request verification for
@@ -26,22 +26,17 @@ pub mod asym;
 pub mod audit;
 pub mod backend;
 pub mod clock;
-mod core;
 pub mod crypto;
 mod error;
 pub mod grants;
 pub mod import;
 pub mod model;
 pub mod policy;
+mod service;
 pub mod sigv4;
 mod store;
 pub mod usage;
 
-pub use self::core::ReEncryptParams;
-pub use self::core::{
-    AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
-    RotationEntry, RotationStatus,
-};
 pub use access::{CallContext, Explanation, Reason, Via};
 pub use asym::{
     DataKeyPair, EncryptionAlgorithm, KeySpec, KeyUsageType, MacAlgorithm, MessageType,
@@ -56,6 +51,11 @@ pub use crypto::RootKey;
 pub use error::KmsError;
 pub use grants::{Grant, GrantConstraints, GrantRequest};
 pub use model::{KeyMetadata, KeyRecord, KeyState};
+pub use service::ReEncryptParams;
+pub use service::{
+    AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
+    RotationEntry, RotationStatus,
+};
 pub use usage::UsageReport;
 
 /// Encryption context: exact-match additional authenticated data.

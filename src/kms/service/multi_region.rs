@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{KeyEntry, Kms, key_arn, validate_description, validate_tag};
+use super::keys::{validate_description, validate_tag};
+use super::{KeyEntry, Kms, key_arn};
 use crate::auth::Principal;
 use crate::kms::KmsError;
 use crate::kms::access::ambient;
