@@ -8,7 +8,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Req, b64, required};
+use super::dispatch::b64;
+use super::request::{Req, required};
 use crate::auth::Principal;
 use crate::kms::access::CallContext;
 use crate::kms::asym::{self, MacAlgorithm, MessageType, SigningAlgorithm};

@@ -1,0 +1,421 @@
+//! From a parsed request to the service call and its JSON answer, one arm per
+//! operation; `DryRun: true` requests are answered by `dry_run`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use super::request::{Req, ciphertext, create_options, data_key_len, required, tags};
+use super::{NOT_YET, asym};
+use crate::auth::Principal;
+use crate::kms::access::CallContext;
+use crate::kms::asym::EncryptionAlgorithm;
+use crate::kms::clock::epoch_seconds;
+use crate::kms::grants::{Grant, GrantRequest};
+use crate::kms::model::Op;
+use crate::kms::{
+    EncryptionContext, Kms, KmsError, MaterialExpiry, Page, ReEncryptParams, ReplicaOptions, crypto,
+};
+
+pub(super) fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+fn page_json<T>(page: Page<T>, field: &str, item: impl Fn(T) -> Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert(
+        field.into(),
+        Value::Array(page.items.into_iter().map(item).collect()),
+    );
+    out.insert("Truncated".into(), Value::Bool(page.next_marker.is_some()));
+    if let Some(m) = page.next_marker {
+        out.insert("NextMarker".into(), Value::String(m));
+    }
+    Value::Object(out)
+}
+
+fn grant_json(g: Grant, kms: &Kms) -> Value {
+    let mut v = json!({
+        "KeyId": kms.key_arn(&g.key_id),
+        "GrantId": g.grant_id,
+        "CreationDate": epoch_seconds(g.created_ms),
+        "GranteePrincipal": g.grantee_principal,
+        "IssuingAccount": g.issuing_account,
+        "Operations": g.operations,
+    });
+    if let Some(n) = g.name {
+        v["Name"] = json!(n);
+    }
+    if let Some(r) = g.retiring_principal {
+        v["RetiringPrincipal"] = json!(r);
+    }
+    if let Some(c) = g.constraints {
+        v["Constraints"] = json!(c);
+    }
+    v
+}
+
+/// `DryRun: true` on the operations that accept it: the outcome without the effect.
+fn dry_run(
+    kms: &Kms,
+    caller: &Principal,
+    call: &CallContext,
+    op: &str,
+    r: &Req,
+) -> Result<Value, KmsError> {
+    let empty = EncryptionContext::new();
+    let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
+    let blob_key = || -> Result<String, KmsError> {
+        let b = r.ciphertext_blob.as_ref().ok_or_else(|| {
+            KmsError::constraint("null", "ciphertextBlob", "Member must not be null")
+        })?;
+        Ok(crypto::parse_blob(&b.0)?.key_id.to_string())
+    };
+    let key = || required(r.key_id.clone(), "keyId");
+    let err = match op {
+        "Encrypt" => kms.dry_run(caller, call, Op::Encrypt, &key()?, ctx),
+        "GenerateDataKey" => kms.dry_run(caller, call, Op::GenerateDataKey, &key()?, ctx),
+        "GenerateDataKeyWithoutPlaintext" => kms.dry_run(
+            caller,
+            call,
+            Op::GenerateDataKeyWithoutPlaintext,
+            &key()?,
+            ctx,
+        ),
+        "Decrypt" => kms.dry_run(caller, call, Op::Decrypt, &blob_key()?, ctx),
+        "ReEncrypt" => {
+            let src_ctx = r.source_encryption_context.as_ref().unwrap_or(&empty);
+            match kms.dry_run(caller, call, Op::ReEncryptFrom, &blob_key()?, src_ctx) {
+                KmsError::DryRunOperation(_) => {
+                    let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
+                    let dst_ctx = r.destination_encryption_context.as_ref().unwrap_or(&empty);
+                    kms.dry_run(caller, call, Op::ReEncryptTo, &dst, dst_ctx)
+                }
+                e => e,
+            }
+        }
+        "CreateGrant" => kms.dry_run(caller, call, Op::CreateGrant, &key()?, &empty),
+        "RevokeGrant" => kms.dry_run(caller, call, Op::RevokeGrant, &key()?, &empty),
+        op => match asym::dry_run_op(op) {
+            Some(op) => kms.dry_run(caller, call, op, &key()?, ctx),
+            None => KmsError::UnsupportedOperation(format!(
+                "DryRun is not supported for {op} by sealgate's KMS."
+            )),
+        },
+    };
+    Err(err)
+}
+
+pub(super) fn dispatch(
+    kms: &Kms,
+    caller: &Principal,
+    call: &CallContext,
+    op: &str,
+    mut r: Req,
+) -> Result<Value, KmsError> {
+    let empty = EncryptionContext::new();
+    let key_id = |r: &Req| required(r.key_id.clone(), "keyId");
+    let ok = || Ok(json!({}));
+    if r.dry_run == Some(true) {
+        return dry_run(kms, caller, call, op, &r);
+    }
+    match op {
+        "CreateKey" => {
+            let opts = create_options(&mut r)?;
+            Ok(json!({"KeyMetadata": kms.create_key(caller, &opts)?}))
+        }
+        "DescribeKey" => Ok(json!({"KeyMetadata": kms.describe_key(caller, &key_id(&r)?)?})),
+        "ListKeys" => {
+            let page = kms.list_keys(caller, r.limit, r.marker.as_deref())?;
+            Ok(page_json(
+                page,
+                "Keys",
+                |(id, arn)| json!({"KeyId": id, "KeyArn": arn}),
+            ))
+        }
+        "UpdateKeyDescription" => {
+            let d = required(r.description.clone(), "description")?;
+            kms.update_key_description(caller, &key_id(&r)?, &d)?;
+            ok()
+        }
+        "TagResource" => {
+            let t = tags(required(r.tags.take(), "tags")?);
+            kms.tag_resource(caller, &key_id(&r)?, &t)?;
+            ok()
+        }
+        "UntagResource" => {
+            let t = required(r.tag_keys.take(), "tagKeys")?;
+            kms.untag_resource(caller, &key_id(&r)?, &t)?;
+            ok()
+        }
+        "ListResourceTags" => {
+            let page =
+                kms.list_resource_tags(caller, &key_id(&r)?, r.limit, r.marker.as_deref())?;
+            Ok(page_json(
+                page,
+                "Tags",
+                |(k, v)| json!({"TagKey": k, "TagValue": v}),
+            ))
+        }
+        "EnableKey" => kms.enable_key(caller, &key_id(&r)?).and_then(|_| ok()),
+        "DisableKey" => kms.disable_key(caller, &key_id(&r)?).and_then(|_| ok()),
+        "ScheduleKeyDeletion" => {
+            let (arn, when, days) =
+                kms.schedule_key_deletion(caller, &key_id(&r)?, r.pending_window_in_days)?;
+            Ok(json!({
+                "KeyId": arn,
+                "DeletionDate": epoch_seconds(when),
+                "KeyState": "PendingDeletion",
+                "PendingWindowInDays": days,
+            }))
+        }
+        "CancelKeyDeletion" => Ok(json!({"KeyId": kms.cancel_key_deletion(caller, &key_id(&r)?)?})),
+        "EnableKeyRotation" => {
+            kms.enable_key_rotation(caller, &key_id(&r)?, r.rotation_period_in_days)?;
+            ok()
+        }
+        "DisableKeyRotation" => kms
+            .disable_key_rotation(caller, &key_id(&r)?)
+            .and_then(|_| ok()),
+        "GetKeyRotationStatus" => {
+            let s = kms.get_key_rotation_status(caller, &key_id(&r)?)?;
+            let mut v = json!({"KeyRotationEnabled": s.enabled, "KeyId": s.key_arn});
+            if let (Some(p), Some(n)) = (s.period_days, s.next_rotation_ms) {
+                v["RotationPeriodInDays"] = json!(p);
+                v["NextRotationDate"] = json!(epoch_seconds(n));
+            }
+            Ok(v)
+        }
+        "RotateKeyOnDemand" => {
+            Ok(json!({"KeyId": kms.rotate_key_on_demand(caller, &key_id(&r)?)?}))
+        }
+        "ListKeyRotations" => {
+            let page =
+                kms.list_key_rotations(caller, &key_id(&r)?, r.limit, r.marker.as_deref())?;
+            Ok(page_json(page, "Rotations", |e| {
+                json!({
+                    "KeyId": e.key_id,
+                    "RotationDate": epoch_seconds(e.rotation_ms),
+                    "RotationType": if e.on_demand { "ON_DEMAND" } else { "AUTOMATIC" },
+                })
+            }))
+        }
+        "CreateAlias" | "UpdateAlias" => {
+            let name = required(r.alias_name.clone(), "aliasName")?;
+            let target = required(r.target_key_id.clone(), "targetKeyId")?;
+            if op == "CreateAlias" {
+                kms.create_alias(caller, &name, &target)?;
+            } else {
+                kms.update_alias(caller, &name, &target)?;
+            }
+            ok()
+        }
+        "DeleteAlias" => {
+            let name = required(r.alias_name.clone(), "aliasName")?;
+            kms.delete_alias(caller, &name)?;
+            ok()
+        }
+        "ListAliases" => {
+            let page =
+                kms.list_aliases(caller, r.key_id.as_deref(), r.limit, r.marker.as_deref())?;
+            Ok(page_json(page, "Aliases", |a| {
+                json!({
+                    "AliasName": a.name,
+                    "AliasArn": a.arn,
+                    "TargetKeyId": a.target,
+                    "CreationDate": a.created_ms.map(epoch_seconds),
+                    "LastUpdatedDate": a.updated_ms.map(epoch_seconds),
+                })
+            }))
+        }
+        "Encrypt" => {
+            let alg = EncryptionAlgorithm::parse(
+                r.encryption_algorithm.as_deref(),
+                "encryptionAlgorithm",
+            )?;
+            let pt = required(r.plaintext.take(), "plaintext")?;
+            let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
+            let (blob, arn) = kms.encrypt_with(caller, call, &key_id(&r)?, &pt.0, ctx, alg)?;
+            Ok(json!({
+                "CiphertextBlob": b64(&blob),
+                "KeyId": arn,
+                "EncryptionAlgorithm": alg,
+            }))
+        }
+        "Decrypt" => {
+            let alg = EncryptionAlgorithm::parse(
+                r.encryption_algorithm.as_deref(),
+                "encryptionAlgorithm",
+            )?;
+            let blob = ciphertext(r.ciphertext_blob.take())?;
+            let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
+            let d = kms.decrypt_with(caller, call, r.key_id.as_deref(), &blob.0, ctx, alg)?;
+            Ok(json!({
+                "KeyId": d.key_arn,
+                "Plaintext": b64(&d.plaintext),
+                "EncryptionAlgorithm": alg,
+            }))
+        }
+        "ReEncrypt" => {
+            let src_alg = EncryptionAlgorithm::parse(
+                r.source_encryption_algorithm.as_deref(),
+                "sourceEncryptionAlgorithm",
+            )?;
+            let dst_alg = EncryptionAlgorithm::parse(
+                r.destination_encryption_algorithm.as_deref(),
+                "destinationEncryptionAlgorithm",
+            )?;
+            let blob = ciphertext(r.ciphertext_blob.take())?;
+            let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
+            let p = ReEncryptParams {
+                ciphertext: &blob.0,
+                source_key_id: r.source_key_id.as_deref(),
+                source_context: r.source_encryption_context.as_ref().unwrap_or(&empty),
+                source_algorithm: src_alg,
+                destination_key_id: &dst,
+                destination_context: r.destination_encryption_context.as_ref().unwrap_or(&empty),
+                destination_algorithm: dst_alg,
+            };
+            let (new, src_arn, dst_arn) = kms.re_encrypt_with(caller, call, &p)?;
+            Ok(json!({
+                "CiphertextBlob": b64(&new),
+                "SourceKeyId": src_arn,
+                "KeyId": dst_arn,
+                "SourceEncryptionAlgorithm": src_alg,
+                "DestinationEncryptionAlgorithm": dst_alg,
+            }))
+        }
+        "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
+            let n = data_key_len(r.key_spec.as_deref(), r.number_of_bytes)?;
+            let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
+            let id = key_id(&r)?;
+            if op == "GenerateDataKey" {
+                let dk = kms.generate_data_key_via(caller, call, &id, ctx, n)?;
+                Ok(json!({
+                    "CiphertextBlob": b64(&dk.ciphertext_blob),
+                    "Plaintext": b64(&dk.plaintext),
+                    "KeyId": dk.key_arn,
+                }))
+            } else {
+                let (blob, arn) =
+                    kms.generate_data_key_without_plaintext_via(caller, call, &id, ctx, n)?;
+                Ok(json!({"CiphertextBlob": b64(&blob), "KeyId": arn}))
+            }
+        }
+        "GetKeyPolicy" => {
+            let p = kms.get_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref())?;
+            Ok(json!({"Policy": p, "PolicyName": "default"}))
+        }
+        "PutKeyPolicy" => {
+            let p = required(r.policy.clone(), "policy")?;
+            let bypass = r.bypass_policy_lockout_safety_check == Some(true);
+            kms.put_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref(), &p, bypass)?;
+            ok()
+        }
+        "ListKeyPolicies" => {
+            let names = kms.list_key_policies(caller, &key_id(&r)?)?;
+            Ok(json!({"PolicyNames": names, "Truncated": false}))
+        }
+        "CreateGrant" => {
+            let req = GrantRequest {
+                grantee_principal: required(r.grantee_principal.take(), "granteePrincipal")?,
+                retiring_principal: r.retiring_principal.take(),
+                operations: required(r.operations.take(), "operations")?,
+                constraints: r.constraints.take(),
+                name: r.name.take(),
+            };
+            let (id, token) = kms.create_grant(caller, &key_id(&r)?, &req)?;
+            Ok(json!({"GrantId": id, "GrantToken": token}))
+        }
+        "ListGrants" => {
+            let page = kms.list_grants(
+                caller,
+                &key_id(&r)?,
+                r.grant_id.as_deref(),
+                r.grantee_principal.as_deref(),
+                r.limit,
+                r.marker.as_deref(),
+            )?;
+            Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
+        }
+        "ListRetirableGrants" => {
+            let who = required(r.retiring_principal.clone(), "retiringPrincipal")?;
+            let page = kms.list_retirable_grants(caller, &who, r.limit, r.marker.as_deref())?;
+            Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
+        }
+        "RetireGrant" => {
+            kms.retire_grant(
+                caller,
+                r.grant_token.as_deref(),
+                r.key_id.as_deref(),
+                r.grant_id.as_deref(),
+            )?;
+            ok()
+        }
+        "RevokeGrant" => {
+            let id = required(r.grant_id.clone(), "grantId")?;
+            kms.revoke_grant(caller, &key_id(&r)?, &id)?;
+            ok()
+        }
+        "GetParametersForImport" => {
+            let alg = required(r.wrapping_algorithm.clone(), "wrappingAlgorithm")?;
+            let spec = r.wrapping_key_spec.as_deref();
+            let (arn, p) = kms.get_parameters_for_import(caller, &key_id(&r)?, &alg, spec)?;
+            Ok(json!({
+                "KeyId": arn,
+                "ImportToken": b64(&p.import_token),
+                "PublicKey": b64(&p.public_key),
+                "ParametersValidTo": epoch_seconds(p.valid_to_ms),
+            }))
+        }
+        "ImportKeyMaterial" => {
+            let token = required(r.import_token.take(), "importToken")?;
+            let material = required(r.encrypted_key_material.take(), "encryptedKeyMaterial")?;
+            let valid_to_ms = r.valid_to.map(|t| (t * 1000.0) as i64);
+            let expiry = MaterialExpiry::parse(r.expiration_model.as_deref(), valid_to_ms)?;
+            let arn =
+                kms.import_key_material(caller, &key_id(&r)?, &token.0, &material.0, expiry)?;
+            Ok(json!({"KeyId": arn}))
+        }
+        "DeleteImportedKeyMaterial" => {
+            Ok(json!({"KeyId": kms.delete_imported_key_material(caller, &key_id(&r)?)?}))
+        }
+        "ReplicateKey" => {
+            let region = required(r.replica_region.clone(), "replicaRegion")?;
+            let opts = ReplicaOptions {
+                description: r.description.take().unwrap_or_default(),
+                tags: tags(r.tags.take().unwrap_or_default()),
+                policy: r.policy.take(),
+                bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check
+                    == Some(true),
+            };
+            let rep = kms.replicate_key(caller, &key_id(&r)?, &region, &opts)?;
+            let tags: Vec<Value> = rep
+                .tags
+                .into_iter()
+                .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+                .collect();
+            Ok(json!({
+                "ReplicaKeyMetadata": rep.metadata,
+                "ReplicaPolicy": rep.policy,
+                "ReplicaTags": tags,
+            }))
+        }
+        "UpdatePrimaryRegion" => {
+            let region = required(r.primary_region.clone(), "primaryRegion")?;
+            kms.update_primary_region(caller, &key_id(&r)?, &region)?;
+            ok()
+        }
+        "GenerateRandom" => {
+            let n = required(r.number_of_bytes, "numberOfBytes")?;
+            Ok(json!({"Plaintext": b64(&kms.generate_random(caller, n)?)}))
+        }
+        op if asym::handles(op) => asym::dispatch(kms, caller, call, op, r),
+        op if NOT_YET.contains(&op) => Err(KmsError::UnsupportedOperation(format!(
+            "{op} is not implemented by sealgate's KMS yet."
+        ))),
+        op => Err(KmsError::UnknownOperation(format!(
+            "Unknown operation TrentService.{op}"
+        ))),
+    }
+}
