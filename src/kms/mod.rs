@@ -1,7 +1,8 @@
 //! The embedded KMS (modelled on AWS KMS). See `docs/kms.md` for the design and
 //! `docs/kms-ciphertext.md` for the ciphertext blob format.
 //!
-//! Layout: `model` (records, the state × operation table), `crypto` (root key, backing
+//! Layout: `ops` (THE operations table: names, kinds, DryRun, grants, key usage, key
+//! states), `model` (records), `crypto` (root key, backing
 //! keys, blob format, context encoding), `asym` (key specs, usages, algorithms and the
 //! material of every key kind), `store` (redb), `service` (the `Kms` operations),
 //! `policy` (key policy parsing and IAM-style evaluation), `grants`, `access` (policy +
@@ -31,6 +32,7 @@ mod error;
 pub mod grants;
 pub mod import;
 pub mod model;
+pub mod ops;
 pub mod policy;
 mod service;
 pub mod sigv4;

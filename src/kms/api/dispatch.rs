@@ -5,14 +5,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
+use super::asym;
 use super::request::{Req, ciphertext, create_options, data_key_len, required, tags};
-use super::{NOT_YET, asym};
 use crate::auth::Principal;
 use crate::kms::access::CallContext;
 use crate::kms::asym::EncryptionAlgorithm;
 use crate::kms::clock::epoch_seconds;
 use crate::kms::grants::{Grant, GrantRequest};
-use crate::kms::model::Op;
+use crate::kms::ops::{DryRun, Op};
 use crate::kms::{
     EncryptionContext, Kms, KmsError, MaterialExpiry, Page, ReEncryptParams, ReplicaOptions, crypto,
 };
@@ -55,12 +55,14 @@ fn grant_json(g: Grant, kms: &Kms) -> Value {
     v
 }
 
-/// `DryRun: true` on the operations that accept it: the outcome without the effect.
+/// `DryRun: true`: the outcome without the effect, for the operations whose row in
+/// `ops` says what to check.
 fn dry_run(
     kms: &Kms,
     caller: &Principal,
     call: &CallContext,
-    op: &str,
+    name: &str,
+    op: Option<Op>,
     r: &Req,
 ) -> Result<Value, KmsError> {
     let empty = EncryptionContext::new();
@@ -72,18 +74,12 @@ fn dry_run(
         Ok(crypto::parse_blob(&b.0)?.key_id.to_string())
     };
     let key = || required(r.key_id.clone(), "keyId");
-    let err = match op {
-        "Encrypt" => kms.dry_run(caller, call, Op::Encrypt, &key()?, ctx),
-        "GenerateDataKey" => kms.dry_run(caller, call, Op::GenerateDataKey, &key()?, ctx),
-        "GenerateDataKeyWithoutPlaintext" => kms.dry_run(
-            caller,
-            call,
-            Op::GenerateDataKeyWithoutPlaintext,
-            &key()?,
-            ctx,
-        ),
-        "Decrypt" => kms.dry_run(caller, call, Op::Decrypt, &blob_key()?, ctx),
-        "ReEncrypt" => {
+    let check = op.filter(|o| o.implemented()).map(|o| (o, o.row().dry_run));
+    let err = match check {
+        Some((op, DryRun::Key)) => kms.dry_run(caller, call, op, &key()?, ctx),
+        Some((op, DryRun::KeyWithoutContext)) => kms.dry_run(caller, call, op, &key()?, &empty),
+        Some((op, DryRun::Blob)) => kms.dry_run(caller, call, op, &blob_key()?, ctx),
+        Some((_, DryRun::ReEncrypt)) => {
             let src_ctx = r.source_encryption_context.as_ref().unwrap_or(&empty);
             match kms.dry_run(caller, call, Op::ReEncryptFrom, &blob_key()?, src_ctx) {
                 KmsError::DryRunOperation(_) => {
@@ -94,38 +90,44 @@ fn dry_run(
                 e => e,
             }
         }
-        "CreateGrant" => kms.dry_run(caller, call, Op::CreateGrant, &key()?, &empty),
-        "RevokeGrant" => kms.dry_run(caller, call, Op::RevokeGrant, &key()?, &empty),
-        op => match asym::dry_run_op(op) {
-            Some(op) => kms.dry_run(caller, call, op, &key()?, ctx),
-            None => KmsError::UnsupportedOperation(format!(
-                "DryRun is not supported for {op} by sealgate's KMS."
-            )),
-        },
+        Some((_, DryRun::No)) | None => KmsError::UnsupportedOperation(format!(
+            "DryRun is not supported for {name} by sealgate's KMS."
+        )),
     };
     Err(err)
 }
 
+/// Runs operation `name` (`op` when the table knows it).
 pub(super) fn dispatch(
     kms: &Kms,
     caller: &Principal,
     call: &CallContext,
-    op: &str,
+    name: &str,
+    op: Option<Op>,
     mut r: Req,
 ) -> Result<Value, KmsError> {
     let empty = EncryptionContext::new();
     let key_id = |r: &Req| required(r.key_id.clone(), "keyId");
     let ok = || Ok(json!({}));
     if r.dry_run == Some(true) {
-        return dry_run(kms, caller, call, op, &r);
+        return dry_run(kms, caller, call, name, op, &r);
     }
+    let op = match op {
+        Some(op) if op.implemented() => op,
+        Some(_) => {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{name} is not implemented by sealgate's KMS yet."
+            )));
+        }
+        None => return Err(unknown(name)),
+    };
     match op {
-        "CreateKey" => {
+        Op::CreateKey => {
             let opts = create_options(&mut r)?;
             Ok(json!({"KeyMetadata": kms.create_key(caller, &opts)?}))
         }
-        "DescribeKey" => Ok(json!({"KeyMetadata": kms.describe_key(caller, &key_id(&r)?)?})),
-        "ListKeys" => {
+        Op::DescribeKey => Ok(json!({"KeyMetadata": kms.describe_key(caller, &key_id(&r)?)?})),
+        Op::ListKeys => {
             let page = kms.list_keys(caller, r.limit, r.marker.as_deref())?;
             Ok(page_json(
                 page,
@@ -133,22 +135,22 @@ pub(super) fn dispatch(
                 |(id, arn)| json!({"KeyId": id, "KeyArn": arn}),
             ))
         }
-        "UpdateKeyDescription" => {
+        Op::UpdateKeyDescription => {
             let d = required(r.description.clone(), "description")?;
             kms.update_key_description(caller, &key_id(&r)?, &d)?;
             ok()
         }
-        "TagResource" => {
+        Op::TagResource => {
             let t = tags(required(r.tags.take(), "tags")?);
             kms.tag_resource(caller, &key_id(&r)?, &t)?;
             ok()
         }
-        "UntagResource" => {
+        Op::UntagResource => {
             let t = required(r.tag_keys.take(), "tagKeys")?;
             kms.untag_resource(caller, &key_id(&r)?, &t)?;
             ok()
         }
-        "ListResourceTags" => {
+        Op::ListResourceTags => {
             let page =
                 kms.list_resource_tags(caller, &key_id(&r)?, r.limit, r.marker.as_deref())?;
             Ok(page_json(
@@ -157,9 +159,9 @@ pub(super) fn dispatch(
                 |(k, v)| json!({"TagKey": k, "TagValue": v}),
             ))
         }
-        "EnableKey" => kms.enable_key(caller, &key_id(&r)?).and_then(|_| ok()),
-        "DisableKey" => kms.disable_key(caller, &key_id(&r)?).and_then(|_| ok()),
-        "ScheduleKeyDeletion" => {
+        Op::EnableKey => kms.enable_key(caller, &key_id(&r)?).and_then(|_| ok()),
+        Op::DisableKey => kms.disable_key(caller, &key_id(&r)?).and_then(|_| ok()),
+        Op::ScheduleKeyDeletion => {
             let (arn, when, days) =
                 kms.schedule_key_deletion(caller, &key_id(&r)?, r.pending_window_in_days)?;
             Ok(json!({
@@ -169,15 +171,17 @@ pub(super) fn dispatch(
                 "PendingWindowInDays": days,
             }))
         }
-        "CancelKeyDeletion" => Ok(json!({"KeyId": kms.cancel_key_deletion(caller, &key_id(&r)?)?})),
-        "EnableKeyRotation" => {
+        Op::CancelKeyDeletion => {
+            Ok(json!({"KeyId": kms.cancel_key_deletion(caller, &key_id(&r)?)?}))
+        }
+        Op::EnableKeyRotation => {
             kms.enable_key_rotation(caller, &key_id(&r)?, r.rotation_period_in_days)?;
             ok()
         }
-        "DisableKeyRotation" => kms
+        Op::DisableKeyRotation => kms
             .disable_key_rotation(caller, &key_id(&r)?)
             .and_then(|_| ok()),
-        "GetKeyRotationStatus" => {
+        Op::GetKeyRotationStatus => {
             let s = kms.get_key_rotation_status(caller, &key_id(&r)?)?;
             let mut v = json!({"KeyRotationEnabled": s.enabled, "KeyId": s.key_arn});
             if let (Some(p), Some(n)) = (s.period_days, s.next_rotation_ms) {
@@ -186,10 +190,10 @@ pub(super) fn dispatch(
             }
             Ok(v)
         }
-        "RotateKeyOnDemand" => {
+        Op::RotateKeyOnDemand => {
             Ok(json!({"KeyId": kms.rotate_key_on_demand(caller, &key_id(&r)?)?}))
         }
-        "ListKeyRotations" => {
+        Op::ListKeyRotations => {
             let page =
                 kms.list_key_rotations(caller, &key_id(&r)?, r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Rotations", |e| {
@@ -200,22 +204,22 @@ pub(super) fn dispatch(
                 })
             }))
         }
-        "CreateAlias" | "UpdateAlias" => {
+        Op::CreateAlias | Op::UpdateAlias => {
             let name = required(r.alias_name.clone(), "aliasName")?;
             let target = required(r.target_key_id.clone(), "targetKeyId")?;
-            if op == "CreateAlias" {
+            if op == Op::CreateAlias {
                 kms.create_alias(caller, &name, &target)?;
             } else {
                 kms.update_alias(caller, &name, &target)?;
             }
             ok()
         }
-        "DeleteAlias" => {
+        Op::DeleteAlias => {
             let name = required(r.alias_name.clone(), "aliasName")?;
             kms.delete_alias(caller, &name)?;
             ok()
         }
-        "ListAliases" => {
+        Op::ListAliases => {
             let page =
                 kms.list_aliases(caller, r.key_id.as_deref(), r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Aliases", |a| {
@@ -228,7 +232,7 @@ pub(super) fn dispatch(
                 })
             }))
         }
-        "Encrypt" => {
+        Op::Encrypt => {
             let alg = EncryptionAlgorithm::parse(
                 r.encryption_algorithm.as_deref(),
                 "encryptionAlgorithm",
@@ -242,7 +246,7 @@ pub(super) fn dispatch(
                 "EncryptionAlgorithm": alg,
             }))
         }
-        "Decrypt" => {
+        Op::Decrypt => {
             let alg = EncryptionAlgorithm::parse(
                 r.encryption_algorithm.as_deref(),
                 "encryptionAlgorithm",
@@ -256,7 +260,7 @@ pub(super) fn dispatch(
                 "EncryptionAlgorithm": alg,
             }))
         }
-        "ReEncrypt" => {
+        Op::ReEncrypt => {
             let src_alg = EncryptionAlgorithm::parse(
                 r.source_encryption_algorithm.as_deref(),
                 "sourceEncryptionAlgorithm",
@@ -285,11 +289,11 @@ pub(super) fn dispatch(
                 "DestinationEncryptionAlgorithm": dst_alg,
             }))
         }
-        "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
+        Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext => {
             let n = data_key_len(r.key_spec.as_deref(), r.number_of_bytes)?;
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
             let id = key_id(&r)?;
-            if op == "GenerateDataKey" {
+            if op == Op::GenerateDataKey {
                 let dk = kms.generate_data_key_via(caller, call, &id, ctx, n)?;
                 Ok(json!({
                     "CiphertextBlob": b64(&dk.ciphertext_blob),
@@ -302,21 +306,21 @@ pub(super) fn dispatch(
                 Ok(json!({"CiphertextBlob": b64(&blob), "KeyId": arn}))
             }
         }
-        "GetKeyPolicy" => {
+        Op::GetKeyPolicy => {
             let p = kms.get_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref())?;
             Ok(json!({"Policy": p, "PolicyName": "default"}))
         }
-        "PutKeyPolicy" => {
+        Op::PutKeyPolicy => {
             let p = required(r.policy.clone(), "policy")?;
             let bypass = r.bypass_policy_lockout_safety_check == Some(true);
             kms.put_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref(), &p, bypass)?;
             ok()
         }
-        "ListKeyPolicies" => {
+        Op::ListKeyPolicies => {
             let names = kms.list_key_policies(caller, &key_id(&r)?)?;
             Ok(json!({"PolicyNames": names, "Truncated": false}))
         }
-        "CreateGrant" => {
+        Op::CreateGrant => {
             let req = GrantRequest {
                 grantee_principal: required(r.grantee_principal.take(), "granteePrincipal")?,
                 retiring_principal: r.retiring_principal.take(),
@@ -327,7 +331,7 @@ pub(super) fn dispatch(
             let (id, token) = kms.create_grant(caller, &key_id(&r)?, &req)?;
             Ok(json!({"GrantId": id, "GrantToken": token}))
         }
-        "ListGrants" => {
+        Op::ListGrants => {
             let page = kms.list_grants(
                 caller,
                 &key_id(&r)?,
@@ -338,12 +342,12 @@ pub(super) fn dispatch(
             )?;
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
         }
-        "ListRetirableGrants" => {
+        Op::ListRetirableGrants => {
             let who = required(r.retiring_principal.clone(), "retiringPrincipal")?;
             let page = kms.list_retirable_grants(caller, &who, r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
         }
-        "RetireGrant" => {
+        Op::RetireGrant => {
             kms.retire_grant(
                 caller,
                 r.grant_token.as_deref(),
@@ -352,12 +356,12 @@ pub(super) fn dispatch(
             )?;
             ok()
         }
-        "RevokeGrant" => {
+        Op::RevokeGrant => {
             let id = required(r.grant_id.clone(), "grantId")?;
             kms.revoke_grant(caller, &key_id(&r)?, &id)?;
             ok()
         }
-        "GetParametersForImport" => {
+        Op::GetParametersForImport => {
             let alg = required(r.wrapping_algorithm.clone(), "wrappingAlgorithm")?;
             let spec = r.wrapping_key_spec.as_deref();
             let (arn, p) = kms.get_parameters_for_import(caller, &key_id(&r)?, &alg, spec)?;
@@ -368,7 +372,7 @@ pub(super) fn dispatch(
                 "ParametersValidTo": epoch_seconds(p.valid_to_ms),
             }))
         }
-        "ImportKeyMaterial" => {
+        Op::ImportKeyMaterial => {
             let token = required(r.import_token.take(), "importToken")?;
             let material = required(r.encrypted_key_material.take(), "encryptedKeyMaterial")?;
             let valid_to_ms = r.valid_to.map(|t| (t * 1000.0) as i64);
@@ -377,10 +381,10 @@ pub(super) fn dispatch(
                 kms.import_key_material(caller, &key_id(&r)?, &token.0, &material.0, expiry)?;
             Ok(json!({"KeyId": arn}))
         }
-        "DeleteImportedKeyMaterial" => {
+        Op::DeleteImportedKeyMaterial => {
             Ok(json!({"KeyId": kms.delete_imported_key_material(caller, &key_id(&r)?)?}))
         }
-        "ReplicateKey" => {
+        Op::ReplicateKey => {
             let region = required(r.replica_region.clone(), "replicaRegion")?;
             let opts = ReplicaOptions {
                 description: r.description.take().unwrap_or_default(),
@@ -401,21 +405,36 @@ pub(super) fn dispatch(
                 "ReplicaTags": tags,
             }))
         }
-        "UpdatePrimaryRegion" => {
+        Op::UpdatePrimaryRegion => {
             let region = required(r.primary_region.clone(), "primaryRegion")?;
             kms.update_primary_region(caller, &key_id(&r)?, &region)?;
             ok()
         }
-        "GenerateRandom" => {
+        Op::GenerateRandom => {
             let n = required(r.number_of_bytes, "numberOfBytes")?;
             Ok(json!({"Plaintext": b64(&kms.generate_random(caller, n)?)}))
         }
-        op if asym::handles(op) => asym::dispatch(kms, caller, call, op, r),
-        op if NOT_YET.contains(&op) => Err(KmsError::UnsupportedOperation(format!(
-            "{op} is not implemented by sealgate's KMS yet."
-        ))),
-        op => Err(KmsError::UnknownOperation(format!(
-            "Unknown operation TrentService.{op}"
-        ))),
+        Op::Sign
+        | Op::Verify
+        | Op::GetPublicKey
+        | Op::GenerateMac
+        | Op::VerifyMac
+        | Op::GenerateDataKeyPair
+        | Op::GenerateDataKeyPairWithoutPlaintext => asym::dispatch(kms, caller, call, op, r),
+        // Never reached: permissions are no API operation, and the operations not
+        // implemented yet were answered above.
+        Op::ReEncryptFrom
+        | Op::ReEncryptTo
+        | Op::DeriveSharedSecret
+        | Op::CreateCustomKeyStore
+        | Op::DescribeCustomKeyStores
+        | Op::ConnectCustomKeyStore
+        | Op::DisconnectCustomKeyStore
+        | Op::DeleteCustomKeyStore
+        | Op::UpdateCustomKeyStore => Err(unknown(name)),
     }
+}
+
+pub(super) fn unknown(name: &str) -> KmsError {
+    KmsError::UnknownOperation(format!("Unknown operation TrentService.{name}"))
 }

@@ -25,6 +25,7 @@ use self::event::{audit_params, audit_response, resource_hints, response_arns};
 use self::request::Req;
 use super::access::{CallContext, Via, with_ambient};
 use super::audit::{AuditEvent, Params};
+use super::ops::Op;
 use super::{Kms, KmsError, sigv4};
 use crate::auth::AccessKeys;
 
@@ -119,6 +120,7 @@ async fn serve(
     // Keys, aliases and ARNs are per region: act in the region the request was signed for.
     let kms = &kms.in_region(&region)?;
     let time_ms = kms.clock_ms();
+    let known = Op::from_api_name(op);
     let input: Result<Req, KmsError> = if req.body().iter().all(u8::is_ascii_whitespace) {
         Ok(Req::default())
     } else {
@@ -134,19 +136,19 @@ async fn serve(
         Err(e) => Err(e),
         Ok(input) => {
             call.grant_tokens = input.grant_tokens.clone().unwrap_or_default();
-            if is_mutation(op) || asym::is_slow(op) {
-                let (kms, op, caller, call) =
+            if known.is_some_and(Op::blocking) {
+                let (kms, name, caller, call) =
                     (kms.clone(), op.to_string(), caller.clone(), call.clone());
                 tokio::task::spawn_blocking(move || {
                     with_ambient(call.clone(), || {
-                        dispatch::dispatch(&kms, &caller, &call, &op, input)
+                        dispatch::dispatch(&kms, &caller, &call, &name, known, input)
                     })
                 })
                 .await
                 .map_err(|e| KmsError::Internal(format!("KMS worker failed: {e}")))?
             } else {
                 with_ambient(call.clone(), || {
-                    dispatch::dispatch(kms, &caller, &call, op, input)
+                    dispatch::dispatch(kms, &caller, &call, op, known, input)
                 })
             }
         }
@@ -168,57 +170,9 @@ async fn serve(
             response: result.as_ref().ok().map(audit_response),
             error: result.as_ref().err().map(|e| (e.aws_type(), e.to_string())),
             resources,
-            read_only: is_read_only(op),
+            read_only: known.is_some_and(Op::read_only),
             region: Some(region.as_str().into()),
         });
     }
     result
 }
-
-fn is_read_only(op: &str) -> bool {
-    op.starts_with("Describe")
-        || op.starts_with("List")
-        || op.starts_with("Get")
-        || matches!(op, "GenerateRandom")
-}
-
-fn is_mutation(op: &str) -> bool {
-    matches!(
-        op,
-        "CreateKey"
-            | "UpdateKeyDescription"
-            | "TagResource"
-            | "UntagResource"
-            | "EnableKey"
-            | "DisableKey"
-            | "ScheduleKeyDeletion"
-            | "CancelKeyDeletion"
-            | "EnableKeyRotation"
-            | "DisableKeyRotation"
-            | "RotateKeyOnDemand"
-            | "CreateAlias"
-            | "UpdateAlias"
-            | "DeleteAlias"
-            | "PutKeyPolicy"
-            | "CreateGrant"
-            | "RetireGrant"
-            | "RevokeGrant"
-            | "ImportKeyMaterial"
-            | "DeleteImportedKeyMaterial"
-            | "ReplicateKey"
-            | "UpdatePrimaryRegion"
-            // Writes nothing, but generating an RSA key takes long enough to block.
-            | "GetParametersForImport"
-    )
-}
-
-/// AWS KMS operations sealgate knows of but does not implement yet.
-pub(super) const NOT_YET: &[&str] = &[
-    "DeriveSharedSecret",
-    "CreateCustomKeyStore",
-    "DescribeCustomKeyStores",
-    "ConnectCustomKeyStore",
-    "DisconnectCustomKeyStore",
-    "DeleteCustomKeyStore",
-    "UpdateCustomKeyStore",
-];

@@ -23,7 +23,8 @@ use aws_lc_rs::signature;
 use serde::{Deserialize, Serialize};
 
 use super::KmsError;
-use super::model::{KeyRecord, Op};
+use super::model::KeyRecord;
+use super::ops::{Needs, Op};
 
 /// Largest message Sign/Verify/GenerateMac/VerifyMac accept (AWS's `PlaintextType`).
 pub const MAX_MESSAGE: usize = 4096;
@@ -461,46 +462,33 @@ impl MessageType {
     }
 }
 
-/// The key-usage gate of an operation on a key (after the state table): what AWS answers
-/// when the key's spec/usage does not fit the operation.
+/// The key-usage gate of an operation on a key (after the state table; `ops` says what
+/// each operation needs): what AWS answers when the key's spec/usage does not fit.
 pub fn check_usage(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
     let (spec, usage) = (rec.key_spec, rec.key_usage);
-    let name = op.action().trim_start_matches("kms:");
+    let name = op.name();
     let wrong_usage = |needs: &str| {
         KmsError::InvalidKeyUsage(format!(
             "{arn} has KeySpec {spec} and KeyUsage {usage}; {name} needs {needs}."
         ))
     };
-    match op {
-        Op::Encrypt | Op::Decrypt | Op::ReEncryptFrom | Op::ReEncryptTo
-            if usage != KeyUsageType::EncryptDecrypt =>
-        {
+    match op.row().needs {
+        Needs::EncryptDecrypt if usage != KeyUsageType::EncryptDecrypt => {
             Err(wrong_usage("KeyUsage ENCRYPT_DECRYPT"))
         }
-        Op::GenerateDataKey
-        | Op::GenerateDataKeyWithoutPlaintext
-        | Op::GenerateDataKeyPair
-        | Op::GenerateDataKeyPairWithoutPlaintext
-            if !spec.is_symmetric() =>
-        {
-            Err(wrong_usage("a SYMMETRIC_DEFAULT key"))
-        }
-        Op::Sign | Op::Verify if usage != KeyUsageType::SignVerify => {
+        Needs::Symmetric if !spec.is_symmetric() => Err(wrong_usage("a SYMMETRIC_DEFAULT key")),
+        Needs::SignVerify if usage != KeyUsageType::SignVerify => {
             Err(wrong_usage("KeyUsage SIGN_VERIFY"))
         }
-        Op::GenerateMac | Op::VerifyMac if usage != KeyUsageType::GenerateVerifyMac => {
+        Needs::Mac if usage != KeyUsageType::GenerateVerifyMac => {
             Err(wrong_usage("KeyUsage GENERATE_VERIFY_MAC"))
         }
-        Op::GetPublicKey if !spec.is_asymmetric() => Err(KmsError::UnsupportedOperation(format!(
-            "{arn} is a {spec} key; GetPublicKey needs an asymmetric (RSA or ECC) key."
+        Needs::Asymmetric if !spec.is_asymmetric() => Err(KmsError::UnsupportedOperation(format!(
+            "{arn} is a {spec} key; {name} needs an asymmetric (RSA or ECC) key."
         ))),
-        Op::EnableKeyRotation | Op::DisableKeyRotation | Op::RotateKeyOnDemand
-            if !spec.is_symmetric() =>
-        {
-            Err(KmsError::UnsupportedOperation(format!(
-                "{arn} is a {spec} key; key rotation is supported only for symmetric encryption KMS keys."
-            )))
-        }
+        Needs::Rotatable if !spec.is_symmetric() => Err(KmsError::UnsupportedOperation(format!(
+            "{arn} is a {spec} key; key rotation is supported only for symmetric encryption KMS keys."
+        ))),
         _ => Ok(()),
     }
 }

@@ -4,7 +4,8 @@ use super::{Kms, Page, WriteGuard, paginate};
 use crate::auth::Principal;
 use crate::kms::KmsError;
 use crate::kms::access::ambient;
-use crate::kms::model::{AliasRecord, Op};
+use crate::kms::model::AliasRecord;
+use crate::kms::ops::Op;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasEntry {
@@ -145,7 +146,7 @@ impl Kms {
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<AliasEntry>, KmsError> {
-        self.authorize_account(caller, "kms:ListAliases")?;
+        self.authorize_account(caller, Op::ListAliases)?;
         let filter = match key_id {
             Some(k) => Some(self.find(k, false)?.rec.id),
             None => None,

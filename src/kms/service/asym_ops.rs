@@ -19,7 +19,7 @@ use crate::kms::asym::{
 };
 use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::crypto::{MAX_BLOB, MAX_PLAINTEXT};
-use crate::kms::model::Op;
+use crate::kms::ops::Op;
 use crate::kms::{Decrypted, EncryptionContext, KmsError};
 
 /// ReEncrypt's inputs (source and destination sides).
@@ -89,7 +89,7 @@ impl Kms {
             check_plaintext(plaintext)?;
             self.seal_any(caller, call, key_id, plaintext, ctx, alg, Op::Encrypt)
         })();
-        self.audit_rsa(caller, call, "Encrypt", Some(key_id), alg, &r, |r| &r.1);
+        self.audit_rsa(caller, call, Op::Encrypt, Some(key_id), alg, &r, |r| &r.1);
         r
     }
 
@@ -110,7 +110,7 @@ impl Kms {
             return self.decrypt_via(caller, call, key_id, blob, ctx);
         }
         let r = self.open_any(caller, call, key_id, blob, ctx, alg, Op::Decrypt);
-        self.audit_rsa(caller, call, "Decrypt", key_id, alg, &r, |d| &d.key_arn);
+        self.audit_rsa(caller, call, Op::Decrypt, key_id, alg, &r, |d| &d.key_arn);
         r
     }
 
@@ -170,7 +170,7 @@ impl Kms {
             };
             let err = r.as_ref().err();
             let params = Params::Crypto(params);
-            self.audit_event(caller, call, "ReEncrypt", params, err, resources);
+            self.audit_event(caller, call, Op::ReEncrypt, params, err, resources);
         }
         r
     }
@@ -264,7 +264,7 @@ impl Kms {
             Ok((m.sign(alg, ty, msg)?, e.arn.clone()))
         })();
         let params = json!({"keyId": key_id, "messageType": ty, "signingAlgorithm": alg});
-        self.audit_asym(caller, call, "Sign", key_id, params, &r, |r| &r.1);
+        self.audit_asym(caller, call, Op::Sign, key_id, params, &r, |r| &r.1);
         r
     }
 
@@ -295,7 +295,7 @@ impl Kms {
             Ok(e.arn.clone())
         })();
         let params = json!({"keyId": key_id, "messageType": ty, "signingAlgorithm": alg});
-        self.audit_asym(caller, call, "Verify", key_id, params, &r, |a| a);
+        self.audit_asym(caller, call, Op::Verify, key_id, params, &r, |a| a);
         r
     }
 
@@ -321,7 +321,7 @@ impl Kms {
             })
         })();
         let params = json!({"keyId": key_id});
-        self.audit_asym(caller, call, "GetPublicKey", key_id, params, &r, |p| {
+        self.audit_asym(caller, call, Op::GetPublicKey, key_id, params, &r, |p| {
             &p.key_arn
         });
         r
@@ -346,7 +346,7 @@ impl Kms {
             Ok((m.mac(msg)?, e.arn.clone()))
         })();
         let params = json!({"keyId": key_id, "macAlgorithm": alg});
-        self.audit_asym(caller, call, "GenerateMac", key_id, params, &r, |r| &r.1);
+        self.audit_asym(caller, call, Op::GenerateMac, key_id, params, &r, |r| &r.1);
         r
     }
 
@@ -375,7 +375,7 @@ impl Kms {
             Ok(e.arn.clone())
         })();
         let params = json!({"keyId": key_id, "macAlgorithm": alg});
-        self.audit_asym(caller, call, "VerifyMac", key_id, params, &r, |a| a);
+        self.audit_asym(caller, call, Op::VerifyMac, key_id, params, &r, |a| a);
         r
     }
 
@@ -418,9 +418,8 @@ impl Kms {
                 key_arn: e.arn.clone(),
             })
         })();
-        let name = op.action().trim_start_matches("kms:");
         let params = json!({"keyId": key_id, "keyPairSpec": spec, "encryptionContext": ctx});
-        self.audit_asym(caller, call, name, key_id, params, &r, |d| &d.key_arn);
+        self.audit_asym(caller, call, op, key_id, params, &r, |d| &d.key_arn);
         r
     }
 
@@ -432,7 +431,7 @@ impl Kms {
         &self,
         caller: &Principal,
         call: &CallContext,
-        name: &'static str,
+        op: Op,
         key_ref: Option<&str>,
         params: Params,
         r: &Result<T, KmsError>,
@@ -449,7 +448,7 @@ impl Kms {
                 .collect(),
         };
         let err = r.as_ref().err();
-        self.audit_event(caller, call, name, params, err, resources);
+        self.audit_event(caller, call, op, params, err, resources);
     }
 
     /// `audit_in_process` of a Sign/Verify/Mac/GetPublicKey/key-pair call.
@@ -458,14 +457,14 @@ impl Kms {
         &self,
         caller: &Principal,
         call: &CallContext,
-        name: &'static str,
+        op: Op,
         key_ref: &str,
         params: serde_json::Value,
         r: &Result<T, KmsError>,
         arn: impl Fn(&T) -> &String,
     ) {
         let params = Params::Json(params);
-        self.audit_in_process(caller, call, name, Some(key_ref), params, r, arn);
+        self.audit_in_process(caller, call, op, Some(key_ref), params, r, arn);
     }
 
     /// `audit_in_process` of an RSA Encrypt/Decrypt (no context: not allowed).
@@ -474,7 +473,7 @@ impl Kms {
         &self,
         caller: &Principal,
         call: &CallContext,
-        name: &'static str,
+        op: Op,
         key_ref: Option<&str>,
         alg: EncryptionAlgorithm,
         r: &Result<T, KmsError>,
@@ -485,6 +484,6 @@ impl Kms {
             encryption_algorithm: alg.as_str(),
             ..Default::default()
         });
-        self.audit_in_process(caller, call, name, key_ref, params, r, arn);
+        self.audit_in_process(caller, call, op, key_ref, params, r, arn);
     }
 }

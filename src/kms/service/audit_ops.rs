@@ -8,6 +8,7 @@ use super::Kms;
 use crate::auth::Principal;
 use crate::kms::access::{CallContext, Via};
 use crate::kms::audit::{AuditEvent, AuditHead, CryptoParams, Params};
+use crate::kms::ops::Op;
 use crate::kms::{EncryptionContext, KmsError};
 
 impl Kms {
@@ -58,7 +59,7 @@ impl Kms {
         &self,
         caller: &Principal,
         call: &CallContext,
-        name: &'static str,
+        op: Op,
         key_ref: Option<&str>,
         ctx: &EncryptionContext,
         bytes: Option<usize>,
@@ -84,14 +85,14 @@ impl Kms {
             ..Default::default()
         };
         let err = r.as_ref().err();
-        self.audit_event(caller, call, name, Params::Crypto(params), err, resources);
+        self.audit_event(caller, call, op, Params::Crypto(params), err, resources);
     }
 
     pub(super) fn audit_event(
         &self,
         caller: &Principal,
         call: &CallContext,
-        name: &'static str,
+        op: Op,
         params: Params,
         err: Option<&KmsError>,
         resources: Vec<String>,
@@ -101,7 +102,7 @@ impl Kms {
         };
         log.record(AuditEvent {
             time_ms: self.now_ms(),
-            name: Cow::Borrowed(name),
+            name: Cow::Borrowed(op.event()),
             principal: Some(caller.clone()),
             via: call.via,
             source_ip: call.source_ip,
@@ -123,7 +124,7 @@ impl Kms {
         };
         log.record(AuditEvent {
             time_ms: self.now_ms(),
-            name: Cow::Borrowed("CreateKey"),
+            name: Cow::Borrowed(Op::CreateKey.event()),
             principal: None,
             via: Via::InProcess,
             source_ip: None,

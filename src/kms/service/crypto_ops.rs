@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::kms::access::{CallContext, Via};
 use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::crypto::MAX_PLAINTEXT;
-use crate::kms::model::Op;
+use crate::kms::ops::Op;
 use crate::kms::{DataKey, Decrypted, EncryptionContext, KmsError, crypto};
 
 impl Kms {
@@ -45,9 +45,16 @@ impl Kms {
             let (v, k) = e.current()?;
             Ok((k.encrypt(&e.rec.id, v, plaintext, ctx)?, e.arn.clone()))
         })();
-        self.audit_crypto(caller, call, "Encrypt", Some(key_id), ctx, None, &r, |r| {
-            &r.1
-        });
+        self.audit_crypto(
+            caller,
+            call,
+            Op::Encrypt,
+            Some(key_id),
+            ctx,
+            None,
+            &r,
+            |r| &r.1,
+        );
         r
     }
 
@@ -133,9 +140,8 @@ impl Kms {
                 key_arn: e.arn.clone(),
             })
         })();
-        let name = op.action().trim_start_matches("kms:");
         let bytes = Some(bytes);
-        self.audit_crypto(caller, call, name, Some(key_id), ctx, bytes, &r, |d| {
+        self.audit_crypto(caller, call, op, Some(key_id), ctx, bytes, &r, |d| {
             &d.key_arn
         });
         r
@@ -205,7 +211,7 @@ impl Kms {
             self.audit_crypto(
                 caller,
                 call,
-                "Decrypt",
+                Op::Decrypt,
                 key_ref.as_deref(),
                 ctx,
                 None,
@@ -282,7 +288,7 @@ impl Kms {
             self.audit_event(
                 caller,
                 call,
-                "ReEncrypt",
+                Op::ReEncrypt,
                 Params::Crypto(params),
                 err,
                 resources,
@@ -296,7 +302,7 @@ impl Kms {
         caller: &Principal,
         bytes: i64,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-        self.authorize_account(caller, "kms:GenerateRandom")?;
+        self.authorize_account(caller, Op::GenerateRandom)?;
         if !(1..=1024).contains(&bytes) {
             return Err(KmsError::constraint(
                 bytes,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::{KeyEntry, KeyRef, Kms, WriteGuard, key_arn, parse_key_id, policy_of};
 use crate::auth::Principal;
 use crate::kms::access::{CallContext, Via, decide};
-use crate::kms::model::{KeyRecord, Op, RotationType, check_state, display_key_id};
+use crate::kms::model::{KeyRecord, RotationType, display_key_id};
+use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Policy, RequestFacts};
 use crate::kms::{EncryptionContext, KmsError, asym};
 
@@ -52,15 +53,12 @@ impl Kms {
     }
 
     /// Account-level check for operations without a key (CreateKey, ListKeys, ...).
-    pub(super) fn authorize_account(
-        &self,
-        caller: &Principal,
-        action: &str,
-    ) -> Result<(), KmsError> {
+    pub(super) fn authorize_account(&self, caller: &Principal, op: Op) -> Result<(), KmsError> {
         if caller.account != self.inner.account {
             return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: {action} in account {}",
+                "User: {} is not authorized to perform: {} in account {}",
                 caller.arn(),
+                op.action(),
                 self.inner.account
             )));
         }

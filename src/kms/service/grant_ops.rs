@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::kms::KmsError;
 use crate::kms::access::{Decided, ambient, decide};
 use crate::kms::grants::{self, Grant, GrantRequest, MAX_GRANTS_PER_KEY};
-use crate::kms::model::{Op, check_state};
+use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{GrantFacts, RequestFacts};
 use crate::kms::store::Mutation;
 
@@ -36,7 +36,7 @@ impl Kms {
                 grantee: &req.grantee_principal,
                 retiring: req.retiring_principal.as_deref(),
             }),
-            ..self.facts(caller, "kms:CreateGrant", &e, None, &call)
+            ..self.facts(caller, Op::CreateGrant.action(), &e, None, &call)
         };
         let d = decide(&e.policy, &e.grants, &facts);
         if !d.allowed() {
@@ -128,7 +128,7 @@ impl Kms {
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<Grant>, KmsError> {
-        self.authorize_account(caller, "kms:ListRetirableGrants")?;
+        self.authorize_account(caller, Op::ListRetirableGrants)?;
         let mut all: Vec<Grant> = {
             let st = self.state();
             st.keys

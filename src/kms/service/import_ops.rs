@@ -20,7 +20,8 @@ use crate::kms::crypto::{BackingKey, KEY_LEN};
 use crate::kms::import::{
     self, ImportParameters, WrappingAlgorithm, WrappingKeySpec, material_check_value,
 };
-use crate::kms::model::{ImportInfo, KeyRecord, KeyState, Op, Origin, RotationType, VersionInfo};
+use crate::kms::model::{ImportInfo, KeyRecord, KeyState, Origin, RotationType, VersionInfo};
+use crate::kms::ops::Op;
 use crate::kms::store::Mutation;
 
 /// The latest ValidTo AWS accepts: 365 days after the request.
@@ -81,7 +82,7 @@ fn origin_error(e: &KeyEntry, op: Op) -> KmsError {
     KmsError::UnsupportedOperation(format!(
         "{} origin is {origin} which is not valid for this operation ({}).",
         e.arn,
-        op.action().trim_start_matches("kms:")
+        op.name()
     ))
 }
 
@@ -91,7 +92,7 @@ pub(super) fn refuse_rotation_of_imported(rec: &KeyRecord, op: Op) -> Result<(),
         return Err(KmsError::UnsupportedOperation(format!(
             "Key {} has imported key material (origin EXTERNAL), which does not support {}.",
             rec.id,
-            op.action().trim_start_matches("kms:")
+            op.name()
         )));
     }
     Ok(())

@@ -11,7 +11,8 @@ use crate::kms::KmsError;
 use crate::kms::access::ambient;
 use crate::kms::asym::{KeySpec, KeyUsageType};
 use crate::kms::clock::DAY_MS;
-use crate::kms::model::{KeyManager, KeyMetadata, KeyState, Op, display_key_id};
+use crate::kms::model::{KeyManager, KeyMetadata, KeyState, display_key_id};
+use crate::kms::ops::Op;
 use crate::kms::policy::{default_policy_text, service_policy_text};
 
 /// What `CreateKey` accepts beyond defaults.
@@ -64,7 +65,7 @@ impl Kms {
         caller: &Principal,
         opts: &CreateKeyOptions,
     ) -> Result<KeyMetadata, KmsError> {
-        self.authorize_account(caller, "kms:CreateKey")?;
+        self.authorize_account(caller, Op::CreateKey)?;
         validate_description(&opts.description)?;
         opts.key_spec.check_usage(opts.key_usage)?;
         if opts.external && !opts.key_spec.is_symmetric() {
@@ -160,7 +161,7 @@ impl Kms {
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<(String, String)>, KmsError> {
-        self.authorize_account(caller, "kms:ListKeys")?;
+        self.authorize_account(caller, Op::ListKeys)?;
         let now = self.now_ms();
         let entries: Vec<Arc<KeyEntry>> = self.state().keys.values().cloned().collect();
         let mut keys: Vec<(String, String)> = entries

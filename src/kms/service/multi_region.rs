@@ -23,8 +23,9 @@ use crate::kms::KmsError;
 use crate::kms::access::ambient;
 use crate::kms::model::{
     KeyManager, KeyMetadata, KeyRecord, KeyState, MultiRegionConfiguration, MultiRegionKey,
-    MultiRegionRole, Op,
+    MultiRegionRole,
 };
+use crate::kms::ops::Op;
 use crate::kms::policy::default_policy_text;
 use crate::kms::store::Mutation;
 
@@ -79,7 +80,7 @@ pub(super) fn refuse_on_replica(rec: &KeyRecord, op: Op) -> Result<(), KmsError>
         return Err(KmsError::UnsupportedOperation(format!(
             "{} is a multi-Region replica key; {} is only possible on its primary key.",
             rec.key_id(),
-            op.action().trim_start_matches("kms:")
+            op.name()
         )));
     }
     Ok(())
@@ -89,7 +90,7 @@ fn not_multi_region(e: &KeyEntry, op: Op) -> KmsError {
     KmsError::UnsupportedOperation(format!(
         "{} is not a multi-Region key; {} needs a multi-Region primary key (CreateKey with MultiRegion=true).",
         e.arn,
-        op.action().trim_start_matches("kms:")
+        op.name()
     ))
 }
 
@@ -97,7 +98,7 @@ fn not_primary(e: &KeyEntry, op: Op) -> KmsError {
     KmsError::UnsupportedOperation(format!(
         "{} is a multi-Region replica key; call {} on its primary key, in the primary's region.",
         e.arn,
-        op.action().trim_start_matches("kms:")
+        op.name()
     ))
 }
 
@@ -224,7 +225,7 @@ impl Kms {
                 e.arn
             )));
         }
-        dest.authorize_account(caller, "kms:CreateKey")?;
+        dest.authorize_account(caller, Op::CreateKey)?;
         let arn = key_arn(replica_region, &self.inner.account, &e.rec.key_id());
         let text = opts
             .policy

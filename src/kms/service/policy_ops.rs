@@ -5,7 +5,7 @@ use super::{KeyEntry, Kms};
 use crate::auth::Principal;
 use crate::kms::access::{CallContext, Explanation, Via, ambient, decide};
 use crate::kms::grants::{self};
-use crate::kms::model::{Op, check_state};
+use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Decision, Policy, RequestFacts};
 use crate::kms::usage::UsageReport;
 use crate::kms::{EncryptionContext, KmsError};
@@ -20,19 +20,6 @@ fn check_policy_name(name: Option<&str>) -> Result<(), KmsError> {
             "No such policy exists: '{n}' (a KMS key has exactly one policy, named 'default')."
         ))),
     }
-}
-
-/// `kms:Decrypt` from `Decrypt` or `kms:decrypt`.
-fn normalise_action(action: &str) -> String {
-    let bare = action
-        .split_once(':')
-        .map_or(action, |(_, rest)| rest)
-        .to_string();
-    Op::ALL
-        .iter()
-        .map(|o| o.action())
-        .find(|a| a[4..].eq_ignore_ascii_case(&bare))
-        .map_or_else(|| format!("kms:{bare}"), str::to_string)
 }
 
 impl Kms {
@@ -54,7 +41,7 @@ impl Kms {
                 via_service: (call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
                 source_ip: call.source_ip,
                 bypass_lockout: Some(false),
-                ..RequestFacts::new(caller, "kms:PutKeyPolicy", key_arn)
+                ..RequestFacts::new(caller, Op::PutKeyPolicy.action(), key_arn)
             };
             if !matches!(policy.evaluate(&facts), Decision::Allow(_)) {
                 return Err(KmsError::MalformedPolicy(format!(
@@ -152,14 +139,17 @@ impl Kms {
         ctx: &EncryptionContext,
         call: &CallContext,
     ) -> Result<Explanation, KmsError> {
-        let action = normalise_action(action);
+        // `kms:Decrypt` from `Decrypt` or `kms:decrypt`.
+        let op = Op::from_action(action);
+        let action = match op {
+            Some(op) => op.action().to_string(),
+            None => format!("kms:{}", action.split_once(':').map_or(action, |(_, a)| a)),
+        };
         let e = self.maintain(self.find(key_id, true)?, None)?;
         let facts = self.facts(caller, &action, &e, Some(ctx), call);
         let d = decide(&e.policy, &e.grants, &facts);
-        let state_error = Op::ALL
-            .iter()
-            .find(|o| o.action() == action)
-            .and_then(|op| check_state(&e.rec, &e.arn, *op).err())
+        let state_error = op
+            .and_then(|op| check_state(&e.rec, &e.arn, op).err())
             .map(|err| err.to_string());
         Ok(Explanation {
             allowed: d.allowed(),
@@ -221,7 +211,7 @@ impl Kms {
     /// use (a GetKeyLastUsage-style view; needs kms:DescribeKey).
     pub fn key_usage(&self, caller: &Principal, key_id: &str) -> Result<UsageReport, KmsError> {
         let e = self.find(key_id, true)?;
-        self.authorize(caller, "kms:DescribeKey", &e, None, &ambient())?;
+        self.authorize(caller, Op::DescribeKey.action(), &e, None, &ambient())?;
         Ok(e.usage.report(e.arn.clone()))
     }
 }

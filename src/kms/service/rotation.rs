@@ -8,7 +8,8 @@ use crate::auth::Principal;
 use crate::kms::KmsError;
 use crate::kms::access::ambient;
 use crate::kms::clock::DAY_MS;
-use crate::kms::model::{Op, RotationType};
+use crate::kms::model::RotationType;
+use crate::kms::ops::Op;
 
 const MIN_ROTATION_DAYS: i64 = 90;
 const MAX_ROTATION_DAYS: i64 = 2560;

@@ -15,9 +15,10 @@ use crate::kms::access::ambient;
 use crate::kms::asym::KeyMaterial;
 use crate::kms::clock::DAY_MS;
 use crate::kms::model::{
-    AliasRecord, KeyManager, KeyMetadata, KeyRecord, KeyState, MultiRegionRole, Op, Origin,
+    AliasRecord, KeyManager, KeyMetadata, KeyRecord, KeyState, MultiRegionRole, Origin,
     RotationType, VersionInfo,
 };
+use crate::kms::ops::Op;
 use crate::kms::store::Mutation;
 
 impl Kms {

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::{Fixture, alice, ctx, fixture, new_key};
 use crate::auth::Principal;
+use crate::kms::ops::Op;
 use crate::kms::*;
 
 fn bob() -> Principal {
@@ -384,17 +385,17 @@ fn explain_and_dry_run_name_the_deciding_statement() {
     // Dry run: would succeed → DryRunOperationException with the explanation.
     let e = f
         .kms
-        .dry_run(&alice(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+        .dry_run(&alice(), &none, Op::GenerateDataKey, &id, &ctx(&[]));
     assert_eq!(e.aws_type(), "DryRunOperationException");
     assert!(e.to_string().contains("Enable IAM User Permissions"), "{e}");
     let e = f
         .kms
-        .dry_run(&bob(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+        .dry_run(&bob(), &none, Op::GenerateDataKey, &id, &ctx(&[]));
     assert_eq!(e.aws_type(), "AccessDeniedException");
     f.kms.disable_key(&alice(), &id).unwrap();
     let e = f
         .kms
-        .dry_run(&alice(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+        .dry_run(&alice(), &none, Op::GenerateDataKey, &id, &ctx(&[]));
     assert_eq!(e.aws_type(), "DisabledException");
     let x = f
         .kms
