@@ -5,8 +5,8 @@
 //! states), `model` (records), `crypto` (root key, backing
 //! keys, blob format, context encoding), `asym` (key specs, usages, algorithms and the
 //! material of every key kind), `store` (redb), `service` (the `Kms` operations),
-//! `policy` (key policy parsing and IAM-style evaluation), `grants`, `access` (policy +
-//! grants decision, call context, explanations), `audit` (hash-chained CloudTrail-style
+//! `policy` (key policy parsing and IAM-style evaluation), `grants`, `caller` (who calls
+//! and how the call arrived), `access` (policy + grants decision, explanations), `audit` (hash-chained CloudTrail-style
 //! log, verify, query), `usage` (per-key counters), `sigv4` (request verification for
 //! service `kms`), `api` (the AWS KMS JSON protocol).
 //!
@@ -26,6 +26,7 @@ pub mod api;
 pub mod asym;
 pub mod audit;
 pub mod backend;
+pub mod caller;
 pub mod clock;
 pub mod crypto;
 mod error;
@@ -39,7 +40,7 @@ pub mod sigv4;
 mod store;
 pub mod usage;
 
-pub use access::{CallContext, Explanation, Reason, Via};
+pub use access::{Explanation, Reason};
 pub use asym::{
     DataKeyPair, EncryptionAlgorithm, KeySpec, KeyUsageType, MacAlgorithm, MessageType,
     PublicKeyInfo, SigningAlgorithm,
@@ -48,6 +49,7 @@ pub use audit::{
     AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
     tail_audit_log, verify_audit_log, verify_audit_log_against,
 };
+pub use caller::{CallContext, Caller, Via};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use crypto::RootKey;
 pub use error::KmsError;

@@ -1,82 +1,15 @@
-//! Access decisions: the key policy, then grants, combined the AWS way, plus the facts
-//! about *how* a call arrived (`CallContext`) and human-readable explanations.
+//! Access decisions: the key policy, then grants, combined the AWS way, and
+//! human-readable explanations of them. (How a call arrived is `kms::caller`.)
 //!
 //! Invariants: explicit Deny in the key policy beats every Allow and every grant; with
 //! no Allow statement and no applicable grant the answer is Deny. Deciding is
 //! allocation-free on the allow path; strings are only built for denials and `explain`.
 
-use std::cell::RefCell;
 use std::fmt;
-use std::net::IpAddr;
 
 use super::KmsError;
 use super::grants::Grant;
 use super::policy::{Decision, Policy, RequestFacts};
-
-/// Who delivered a call to the KMS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Via {
-    /// A direct Rust call inside sealgate (admin commands, tests).
-    #[default]
-    InProcess,
-    /// The AWS KMS JSON API (the API layer writes the audit event itself).
-    Api,
-    /// The S3 front, on behalf of the S3 caller: `kms:ViaService` is
-    /// `s3.<region>.amazonaws.com` and the audit event says `invokedBy: s3.amazonaws.com`.
-    S3,
-}
-
-/// How a call arrived: what conditions (`aws:SourceIp`, `kms:ViaService`) and the audit
-/// log see. `CallContext::default()` is an in-process call with no network facts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallContext {
-    pub via: Via,
-    /// The client's address (the S3 or KMS API client), for `aws:SourceIp` and the audit.
-    pub source_ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-    /// Correlates the audit event with the S3/API request (fresh UUID when absent).
-    pub request_id: Option<String>,
-    /// Grant tokens presented with the request (validated; grants apply at once anyway).
-    pub grant_tokens: Vec<String>,
-}
-
-impl CallContext {
-    /// A call the S3 front makes for the S3 client at `source_ip`.
-    pub fn s3(source_ip: Option<IpAddr>, request_id: Option<String>) -> Self {
-        CallContext {
-            via: Via::S3,
-            source_ip,
-            user_agent: Some("s3.amazonaws.com".into()),
-            request_id,
-            grant_tokens: Vec::new(),
-        }
-    }
-}
-
-thread_local! {
-    /// The API layer's call facts while it runs one operation on this thread, so that
-    /// management methods with simple signatures still see `aws:SourceIp` etc.
-    static AMBIENT: RefCell<Option<CallContext>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with `call` as the ambient call context of this thread.
-pub(crate) fn with_ambient<R>(call: CallContext, f: impl FnOnce() -> R) -> R {
-    struct Reset(Option<CallContext>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            AMBIENT.with(|a| *a.borrow_mut() = prev);
-        }
-    }
-    let prev = AMBIENT.with(|a| a.borrow_mut().replace(call));
-    let _reset = Reset(prev);
-    f()
-}
-
-/// The ambient call context (the API's, inside `with_ambient`), else in-process.
-pub(crate) fn ambient() -> CallContext {
-    AMBIENT.with(|a| a.borrow().clone()).unwrap_or_default()
-}
 
 /// What decided an access question.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,8 @@ use serde_json::{Value, json};
 
 use super::dispatch::{b64, unknown};
 use super::request::{Req, required};
-use crate::auth::Principal;
-use crate::kms::access::CallContext;
 use crate::kms::asym::{self, MacAlgorithm, MessageType, SigningAlgorithm};
+use crate::kms::caller::Caller;
 use crate::kms::ops::Op;
 use crate::kms::{EncryptionContext, Kms, KmsError};
 
@@ -20,13 +19,7 @@ fn names<T: Copy + std::fmt::Display>(v: &[T]) -> Option<Vec<String>> {
     (!v.is_empty()).then(|| v.iter().map(ToString::to_string).collect())
 }
 
-pub(super) fn dispatch(
-    kms: &Kms,
-    caller: &Principal,
-    call: &CallContext,
-    op: Op,
-    mut r: Req,
-) -> Result<Value, KmsError> {
+pub(super) fn dispatch(kms: &Kms, who: Caller<'_>, op: Op, mut r: Req) -> Result<Value, KmsError> {
     let key_id = required(r.key_id.take(), "keyId")?;
     match op {
         Op::Sign | Op::Verify => {
@@ -37,16 +30,16 @@ pub(super) fn dispatch(
                 "signingAlgorithm",
             )?)?;
             if op == Op::Sign {
-                let (sig, arn) = kms.sign(caller, call, &key_id, &msg.0, ty, alg)?;
+                let (sig, arn) = kms.sign(who, &key_id, &msg.0, ty, alg)?;
                 Ok(json!({"KeyId": arn, "Signature": b64(&sig), "SigningAlgorithm": alg}))
             } else {
                 let sig = required(r.signature.take(), "signature")?;
-                let arn = kms.verify(caller, call, &key_id, &msg.0, ty, &sig.0, alg)?;
+                let arn = kms.verify(who, &key_id, &msg.0, ty, &sig.0, alg)?;
                 Ok(json!({"KeyId": arn, "SignatureValid": true, "SigningAlgorithm": alg}))
             }
         }
         Op::GetPublicKey => {
-            let p = kms.get_public_key(caller, call, &key_id)?;
+            let p = kms.get_public_key(who, &key_id)?;
             let mut v = json!({
                 "KeyId": p.key_arn,
                 "PublicKey": b64(&p.public_key),
@@ -66,11 +59,11 @@ pub(super) fn dispatch(
             let msg = required(r.message.take(), "message")?;
             let alg = MacAlgorithm::parse(&required(r.mac_algorithm.take(), "macAlgorithm")?)?;
             if op == Op::GenerateMac {
-                let (mac, arn) = kms.generate_mac(caller, call, &key_id, &msg.0, alg)?;
+                let (mac, arn) = kms.generate_mac(who, &key_id, &msg.0, alg)?;
                 Ok(json!({"Mac": b64(&mac), "MacAlgorithm": alg, "KeyId": arn}))
             } else {
                 let mac = required(r.mac.take(), "mac")?;
-                let arn = kms.verify_mac(caller, call, &key_id, &msg.0, &mac.0, alg)?;
+                let arn = kms.verify_mac(who, &key_id, &msg.0, &mac.0, alg)?;
                 Ok(json!({"KeyId": arn, "MacValid": true, "MacAlgorithm": alg}))
             }
         }
@@ -80,7 +73,7 @@ pub(super) fn dispatch(
             let empty = EncryptionContext::new();
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
             let with_plaintext = op == Op::GenerateDataKeyPair;
-            let d = kms.generate_data_key_pair(caller, call, &key_id, ctx, spec, with_plaintext)?;
+            let d = kms.generate_data_key_pair(who, &key_id, ctx, spec, with_plaintext)?;
             let mut v = json!({
                 "PrivateKeyCiphertextBlob": b64(&d.private_key_ciphertext_blob),
                 "PublicKey": b64(&d.public_key),

@@ -7,9 +7,8 @@ use serde_json::{Value, json};
 
 use super::asym;
 use super::request::{Req, ciphertext, create_options, data_key_len, required, tags};
-use crate::auth::Principal;
-use crate::kms::access::CallContext;
 use crate::kms::asym::EncryptionAlgorithm;
+use crate::kms::caller::Caller;
 use crate::kms::clock::epoch_seconds;
 use crate::kms::grants::{Grant, GrantRequest};
 use crate::kms::ops::{DryRun, Op};
@@ -59,8 +58,7 @@ fn grant_json(g: Grant, kms: &Kms) -> Value {
 /// `ops` says what to check.
 fn dry_run(
     kms: &Kms,
-    caller: &Principal,
-    call: &CallContext,
+    who: Caller<'_>,
     name: &str,
     op: Option<Op>,
     r: &Req,
@@ -76,16 +74,16 @@ fn dry_run(
     let key = || required(r.key_id.clone(), "keyId");
     let check = op.filter(|o| o.implemented()).map(|o| (o, o.row().dry_run));
     let err = match check {
-        Some((op, DryRun::Key)) => kms.dry_run(caller, call, op, &key()?, ctx),
-        Some((op, DryRun::KeyWithoutContext)) => kms.dry_run(caller, call, op, &key()?, &empty),
-        Some((op, DryRun::Blob)) => kms.dry_run(caller, call, op, &blob_key()?, ctx),
+        Some((op, DryRun::Key)) => kms.dry_run(who, op, &key()?, ctx),
+        Some((op, DryRun::KeyWithoutContext)) => kms.dry_run(who, op, &key()?, &empty),
+        Some((op, DryRun::Blob)) => kms.dry_run(who, op, &blob_key()?, ctx),
         Some((_, DryRun::ReEncrypt)) => {
             let src_ctx = r.source_encryption_context.as_ref().unwrap_or(&empty);
-            match kms.dry_run(caller, call, Op::ReEncryptFrom, &blob_key()?, src_ctx) {
+            match kms.dry_run(who, Op::ReEncryptFrom, &blob_key()?, src_ctx) {
                 KmsError::DryRunOperation(_) => {
                     let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
                     let dst_ctx = r.destination_encryption_context.as_ref().unwrap_or(&empty);
-                    kms.dry_run(caller, call, Op::ReEncryptTo, &dst, dst_ctx)
+                    kms.dry_run(who, Op::ReEncryptTo, &dst, dst_ctx)
                 }
                 e => e,
             }
@@ -100,8 +98,7 @@ fn dry_run(
 /// Runs operation `name` (`op` when the table knows it).
 pub(super) fn dispatch(
     kms: &Kms,
-    caller: &Principal,
-    call: &CallContext,
+    who: Caller<'_>,
     name: &str,
     op: Option<Op>,
     mut r: Req,
@@ -110,7 +107,7 @@ pub(super) fn dispatch(
     let key_id = |r: &Req| required(r.key_id.clone(), "keyId");
     let ok = || Ok(json!({}));
     if r.dry_run == Some(true) {
-        return dry_run(kms, caller, call, name, op, &r);
+        return dry_run(kms, who, name, op, &r);
     }
     let op = match op {
         Some(op) if op.implemented() => op,
@@ -124,11 +121,11 @@ pub(super) fn dispatch(
     match op {
         Op::CreateKey => {
             let opts = create_options(&mut r)?;
-            Ok(json!({"KeyMetadata": kms.create_key(caller, &opts)?}))
+            Ok(json!({"KeyMetadata": kms.create_key(who, &opts)?}))
         }
-        Op::DescribeKey => Ok(json!({"KeyMetadata": kms.describe_key(caller, &key_id(&r)?)?})),
+        Op::DescribeKey => Ok(json!({"KeyMetadata": kms.describe_key(who, &key_id(&r)?)?})),
         Op::ListKeys => {
-            let page = kms.list_keys(caller, r.limit, r.marker.as_deref())?;
+            let page = kms.list_keys(who, r.limit, r.marker.as_deref())?;
             Ok(page_json(
                 page,
                 "Keys",
@@ -137,33 +134,32 @@ pub(super) fn dispatch(
         }
         Op::UpdateKeyDescription => {
             let d = required(r.description.clone(), "description")?;
-            kms.update_key_description(caller, &key_id(&r)?, &d)?;
+            kms.update_key_description(who, &key_id(&r)?, &d)?;
             ok()
         }
         Op::TagResource => {
             let t = tags(required(r.tags.take(), "tags")?);
-            kms.tag_resource(caller, &key_id(&r)?, &t)?;
+            kms.tag_resource(who, &key_id(&r)?, &t)?;
             ok()
         }
         Op::UntagResource => {
             let t = required(r.tag_keys.take(), "tagKeys")?;
-            kms.untag_resource(caller, &key_id(&r)?, &t)?;
+            kms.untag_resource(who, &key_id(&r)?, &t)?;
             ok()
         }
         Op::ListResourceTags => {
-            let page =
-                kms.list_resource_tags(caller, &key_id(&r)?, r.limit, r.marker.as_deref())?;
+            let page = kms.list_resource_tags(who, &key_id(&r)?, r.limit, r.marker.as_deref())?;
             Ok(page_json(
                 page,
                 "Tags",
                 |(k, v)| json!({"TagKey": k, "TagValue": v}),
             ))
         }
-        Op::EnableKey => kms.enable_key(caller, &key_id(&r)?).and_then(|_| ok()),
-        Op::DisableKey => kms.disable_key(caller, &key_id(&r)?).and_then(|_| ok()),
+        Op::EnableKey => kms.enable_key(who, &key_id(&r)?).and_then(|_| ok()),
+        Op::DisableKey => kms.disable_key(who, &key_id(&r)?).and_then(|_| ok()),
         Op::ScheduleKeyDeletion => {
             let (arn, when, days) =
-                kms.schedule_key_deletion(caller, &key_id(&r)?, r.pending_window_in_days)?;
+                kms.schedule_key_deletion(who, &key_id(&r)?, r.pending_window_in_days)?;
             Ok(json!({
                 "KeyId": arn,
                 "DeletionDate": epoch_seconds(when),
@@ -171,18 +167,16 @@ pub(super) fn dispatch(
                 "PendingWindowInDays": days,
             }))
         }
-        Op::CancelKeyDeletion => {
-            Ok(json!({"KeyId": kms.cancel_key_deletion(caller, &key_id(&r)?)?}))
-        }
+        Op::CancelKeyDeletion => Ok(json!({"KeyId": kms.cancel_key_deletion(who, &key_id(&r)?)?})),
         Op::EnableKeyRotation => {
-            kms.enable_key_rotation(caller, &key_id(&r)?, r.rotation_period_in_days)?;
+            kms.enable_key_rotation(who, &key_id(&r)?, r.rotation_period_in_days)?;
             ok()
         }
         Op::DisableKeyRotation => kms
-            .disable_key_rotation(caller, &key_id(&r)?)
+            .disable_key_rotation(who, &key_id(&r)?)
             .and_then(|_| ok()),
         Op::GetKeyRotationStatus => {
-            let s = kms.get_key_rotation_status(caller, &key_id(&r)?)?;
+            let s = kms.get_key_rotation_status(who, &key_id(&r)?)?;
             let mut v = json!({"KeyRotationEnabled": s.enabled, "KeyId": s.key_arn});
             if let (Some(p), Some(n)) = (s.period_days, s.next_rotation_ms) {
                 v["RotationPeriodInDays"] = json!(p);
@@ -190,12 +184,9 @@ pub(super) fn dispatch(
             }
             Ok(v)
         }
-        Op::RotateKeyOnDemand => {
-            Ok(json!({"KeyId": kms.rotate_key_on_demand(caller, &key_id(&r)?)?}))
-        }
+        Op::RotateKeyOnDemand => Ok(json!({"KeyId": kms.rotate_key_on_demand(who, &key_id(&r)?)?})),
         Op::ListKeyRotations => {
-            let page =
-                kms.list_key_rotations(caller, &key_id(&r)?, r.limit, r.marker.as_deref())?;
+            let page = kms.list_key_rotations(who, &key_id(&r)?, r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Rotations", |e| {
                 json!({
                     "KeyId": e.key_id,
@@ -208,20 +199,19 @@ pub(super) fn dispatch(
             let name = required(r.alias_name.clone(), "aliasName")?;
             let target = required(r.target_key_id.clone(), "targetKeyId")?;
             if op == Op::CreateAlias {
-                kms.create_alias(caller, &name, &target)?;
+                kms.create_alias(who, &name, &target)?;
             } else {
-                kms.update_alias(caller, &name, &target)?;
+                kms.update_alias(who, &name, &target)?;
             }
             ok()
         }
         Op::DeleteAlias => {
             let name = required(r.alias_name.clone(), "aliasName")?;
-            kms.delete_alias(caller, &name)?;
+            kms.delete_alias(who, &name)?;
             ok()
         }
         Op::ListAliases => {
-            let page =
-                kms.list_aliases(caller, r.key_id.as_deref(), r.limit, r.marker.as_deref())?;
+            let page = kms.list_aliases(who, r.key_id.as_deref(), r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Aliases", |a| {
                 json!({
                     "AliasName": a.name,
@@ -239,7 +229,7 @@ pub(super) fn dispatch(
             )?;
             let pt = required(r.plaintext.take(), "plaintext")?;
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-            let (blob, arn) = kms.encrypt_with(caller, call, &key_id(&r)?, &pt.0, ctx, alg)?;
+            let (blob, arn) = kms.encrypt(who, &key_id(&r)?, &pt.0, ctx, alg)?;
             Ok(json!({
                 "CiphertextBlob": b64(&blob),
                 "KeyId": arn,
@@ -253,7 +243,7 @@ pub(super) fn dispatch(
             )?;
             let blob = ciphertext(r.ciphertext_blob.take())?;
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-            let d = kms.decrypt_with(caller, call, r.key_id.as_deref(), &blob.0, ctx, alg)?;
+            let d = kms.decrypt(who, r.key_id.as_deref(), &blob.0, ctx, alg)?;
             Ok(json!({
                 "KeyId": d.key_arn,
                 "Plaintext": b64(&d.plaintext),
@@ -280,7 +270,7 @@ pub(super) fn dispatch(
                 destination_context: r.destination_encryption_context.as_ref().unwrap_or(&empty),
                 destination_algorithm: dst_alg,
             };
-            let (new, src_arn, dst_arn) = kms.re_encrypt_with(caller, call, &p)?;
+            let (new, src_arn, dst_arn) = kms.re_encrypt(who, &p)?;
             Ok(json!({
                 "CiphertextBlob": b64(&new),
                 "SourceKeyId": src_arn,
@@ -294,30 +284,29 @@ pub(super) fn dispatch(
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
             let id = key_id(&r)?;
             if op == Op::GenerateDataKey {
-                let dk = kms.generate_data_key_via(caller, call, &id, ctx, n)?;
+                let dk = kms.generate_data_key(who, &id, ctx, n)?;
                 Ok(json!({
                     "CiphertextBlob": b64(&dk.ciphertext_blob),
                     "Plaintext": b64(&dk.plaintext),
                     "KeyId": dk.key_arn,
                 }))
             } else {
-                let (blob, arn) =
-                    kms.generate_data_key_without_plaintext_via(caller, call, &id, ctx, n)?;
+                let (blob, arn) = kms.generate_data_key_without_plaintext(who, &id, ctx, n)?;
                 Ok(json!({"CiphertextBlob": b64(&blob), "KeyId": arn}))
             }
         }
         Op::GetKeyPolicy => {
-            let p = kms.get_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref())?;
+            let p = kms.get_key_policy(who, &key_id(&r)?, r.policy_name.as_deref())?;
             Ok(json!({"Policy": p, "PolicyName": "default"}))
         }
         Op::PutKeyPolicy => {
             let p = required(r.policy.clone(), "policy")?;
             let bypass = r.bypass_policy_lockout_safety_check == Some(true);
-            kms.put_key_policy(caller, &key_id(&r)?, r.policy_name.as_deref(), &p, bypass)?;
+            kms.put_key_policy(who, &key_id(&r)?, r.policy_name.as_deref(), &p, bypass)?;
             ok()
         }
         Op::ListKeyPolicies => {
-            let names = kms.list_key_policies(caller, &key_id(&r)?)?;
+            let names = kms.list_key_policies(who, &key_id(&r)?)?;
             Ok(json!({"PolicyNames": names, "Truncated": false}))
         }
         Op::CreateGrant => {
@@ -328,12 +317,12 @@ pub(super) fn dispatch(
                 constraints: r.constraints.take(),
                 name: r.name.take(),
             };
-            let (id, token) = kms.create_grant(caller, &key_id(&r)?, &req)?;
+            let (id, token) = kms.create_grant(who, &key_id(&r)?, &req)?;
             Ok(json!({"GrantId": id, "GrantToken": token}))
         }
         Op::ListGrants => {
             let page = kms.list_grants(
-                caller,
+                who,
                 &key_id(&r)?,
                 r.grant_id.as_deref(),
                 r.grantee_principal.as_deref(),
@@ -343,13 +332,13 @@ pub(super) fn dispatch(
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
         }
         Op::ListRetirableGrants => {
-            let who = required(r.retiring_principal.clone(), "retiringPrincipal")?;
-            let page = kms.list_retirable_grants(caller, &who, r.limit, r.marker.as_deref())?;
+            let retiring = required(r.retiring_principal.clone(), "retiringPrincipal")?;
+            let page = kms.list_retirable_grants(who, &retiring, r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
         }
         Op::RetireGrant => {
             kms.retire_grant(
-                caller,
+                who,
                 r.grant_token.as_deref(),
                 r.key_id.as_deref(),
                 r.grant_id.as_deref(),
@@ -358,13 +347,13 @@ pub(super) fn dispatch(
         }
         Op::RevokeGrant => {
             let id = required(r.grant_id.clone(), "grantId")?;
-            kms.revoke_grant(caller, &key_id(&r)?, &id)?;
+            kms.revoke_grant(who, &key_id(&r)?, &id)?;
             ok()
         }
         Op::GetParametersForImport => {
             let alg = required(r.wrapping_algorithm.clone(), "wrappingAlgorithm")?;
             let spec = r.wrapping_key_spec.as_deref();
-            let (arn, p) = kms.get_parameters_for_import(caller, &key_id(&r)?, &alg, spec)?;
+            let (arn, p) = kms.get_parameters_for_import(who, &key_id(&r)?, &alg, spec)?;
             Ok(json!({
                 "KeyId": arn,
                 "ImportToken": b64(&p.import_token),
@@ -377,12 +366,11 @@ pub(super) fn dispatch(
             let material = required(r.encrypted_key_material.take(), "encryptedKeyMaterial")?;
             let valid_to_ms = r.valid_to.map(|t| (t * 1000.0) as i64);
             let expiry = MaterialExpiry::parse(r.expiration_model.as_deref(), valid_to_ms)?;
-            let arn =
-                kms.import_key_material(caller, &key_id(&r)?, &token.0, &material.0, expiry)?;
+            let arn = kms.import_key_material(who, &key_id(&r)?, &token.0, &material.0, expiry)?;
             Ok(json!({"KeyId": arn}))
         }
         Op::DeleteImportedKeyMaterial => {
-            Ok(json!({"KeyId": kms.delete_imported_key_material(caller, &key_id(&r)?)?}))
+            Ok(json!({"KeyId": kms.delete_imported_key_material(who, &key_id(&r)?)?}))
         }
         Op::ReplicateKey => {
             let region = required(r.replica_region.clone(), "replicaRegion")?;
@@ -393,7 +381,7 @@ pub(super) fn dispatch(
                 bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check
                     == Some(true),
             };
-            let rep = kms.replicate_key(caller, &key_id(&r)?, &region, &opts)?;
+            let rep = kms.replicate_key(who, &key_id(&r)?, &region, &opts)?;
             let tags: Vec<Value> = rep
                 .tags
                 .into_iter()
@@ -407,12 +395,12 @@ pub(super) fn dispatch(
         }
         Op::UpdatePrimaryRegion => {
             let region = required(r.primary_region.clone(), "primaryRegion")?;
-            kms.update_primary_region(caller, &key_id(&r)?, &region)?;
+            kms.update_primary_region(who, &key_id(&r)?, &region)?;
             ok()
         }
         Op::GenerateRandom => {
             let n = required(r.number_of_bytes, "numberOfBytes")?;
-            Ok(json!({"Plaintext": b64(&kms.generate_random(caller, n)?)}))
+            Ok(json!({"Plaintext": b64(&kms.generate_random(who, n)?)}))
         }
         Op::Sign
         | Op::Verify
@@ -420,7 +408,7 @@ pub(super) fn dispatch(
         | Op::GenerateMac
         | Op::VerifyMac
         | Op::GenerateDataKeyPair
-        | Op::GenerateDataKeyPairWithoutPlaintext => asym::dispatch(kms, caller, call, op, r),
+        | Op::GenerateDataKeyPairWithoutPlaintext => asym::dispatch(kms, who, op, r),
         // Never reached: permissions are no API operation, and the operations not
         // implemented yet were answered above.
         Op::ReEncryptFrom

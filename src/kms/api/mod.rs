@@ -23,8 +23,8 @@ use tracing::Instrument;
 
 use self::event::{audit_params, audit_response, resource_hints, response_arns};
 use self::request::Req;
-use super::access::{CallContext, Via, with_ambient};
 use super::audit::{AuditEvent, Params};
+use super::caller::{CallContext, Caller, Via};
 use super::ops::Op;
 use super::{Kms, KmsError, sigv4};
 use crate::auth::AccessKeys;
@@ -140,16 +140,13 @@ async fn serve(
                 let (kms, name, caller, call) =
                     (kms.clone(), op.to_string(), caller.clone(), call.clone());
                 tokio::task::spawn_blocking(move || {
-                    with_ambient(call.clone(), || {
-                        dispatch::dispatch(&kms, &caller, &call, &name, known, input)
-                    })
+                    let who = Caller::new(&caller, &call);
+                    dispatch::dispatch(&kms, who, &name, known, input)
                 })
                 .await
                 .map_err(|e| KmsError::Internal(format!("KMS worker failed: {e}")))?
             } else {
-                with_ambient(call.clone(), || {
-                    dispatch::dispatch(kms, &caller, &call, op, known, input)
-                })
+                dispatch::dispatch(kms, Caller::new(&caller, &call), op, known, input)
             }
         }
     };

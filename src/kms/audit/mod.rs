@@ -29,7 +29,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::access::Via;
+use super::caller::Via;
 use super::{EncryptionContext, KmsError};
 use crate::auth::Principal;
 

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::Principal;
 use crate::crypto::stream::Dek;
-use crate::kms::{CallContext, EncryptionContext, KmsError};
+use crate::kms::{EncryptionContext, KmsError};
 use crate::metrics::SharedMetrics;
 pub use config::{BackendConfig, CacheConfig, EMBEDDED, KmsBackendConfig, ResilienceConfig};
 
@@ -43,12 +43,9 @@ pub struct Capabilities {
     pub per_caller_authorization: bool,
 }
 
-/// Who asks, for what request.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    pub principal: &'a Principal,
-    pub call: &'a CallContext,
-}
+/// Who asks, for what request: the KMS's own caller type, so the embedded KMS sees the
+/// S3 request's principal and call context as they are.
+pub use crate::kms::Caller;
 
 /// A fresh data key.
 pub struct GeneratedKey {
@@ -207,7 +204,6 @@ impl Backends {
             account: account.to_string(),
             is_root: true,
         };
-        let call = CallContext::default();
         let mut names: Vec<&String> = self.buckets.values().collect();
         names.push(&self.default_write);
         names.sort();
@@ -223,15 +219,9 @@ impl Backends {
                 .default_key()
                 .await
                 .map_err(|e| format!("kms backend {name}: {e}"))?;
-            b.describe_key(
-                Caller {
-                    principal: &who,
-                    call: &call,
-                },
-                &key,
-            )
-            .await
-            .map_err(|e| format!("kms backend {name}: {e}"))?;
+            b.describe_key(Caller::in_process(&who), &key)
+                .await
+                .map_err(|e| format!("kms backend {name}: {e}"))?;
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases.
 
 use super::{Kms, Page, WriteGuard, paginate};
-use crate::auth::Principal;
 use crate::kms::KmsError;
-use crate::kms::access::ambient;
+use crate::kms::caller::Caller;
+
 use crate::kms::model::AliasRecord;
 use crate::kms::ops::Op;
 
@@ -45,26 +45,26 @@ fn validate_alias_name(name: &str) -> Result<(), KmsError> {
 impl Kms {
     pub fn create_alias(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         alias: &str,
         target_key_id: &str,
     ) -> Result<(), KmsError> {
-        self.set_alias(caller, alias, target_key_id, Op::CreateAlias)
+        self.set_alias(who, alias, target_key_id, Op::CreateAlias)
     }
 
     pub fn update_alias(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         alias: &str,
         target_key_id: &str,
     ) -> Result<(), KmsError> {
-        self.set_alias(caller, alias, target_key_id, Op::UpdateAlias)
+        self.set_alias(who, alias, target_key_id, Op::UpdateAlias)
     }
 
     /// CreateAlias (the alias must not exist) or UpdateAlias (it must).
     pub(super) fn set_alias(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         alias: &str,
         target_key_id: &str,
         op: Op,
@@ -91,7 +91,7 @@ impl Kms {
                 )));
             }
         };
-        let e = self.key_for(caller, &ambient(), target_key_id, op, false, None, Some(&g))?;
+        let e = self.key_for(who, target_key_id, op, false, None, Some(&g))?;
         let now = self.now_ms();
         let rec = AliasRecord {
             target: e.rec.id,
@@ -115,18 +115,10 @@ impl Kms {
         Ok(())
     }
 
-    pub fn delete_alias(&self, caller: &Principal, alias: &str) -> Result<(), KmsError> {
+    pub fn delete_alias(&self, who: Caller<'_>, alias: &str) -> Result<(), KmsError> {
         validate_alias_name(alias)?;
         let g = self.lock_writer();
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            alias,
-            Op::DeleteAlias,
-            true,
-            None,
-            Some(&g),
-        )?;
+        let e = self.key_for(who, alias, Op::DeleteAlias, true, None, Some(&g))?;
         drop(e);
         self.inner
             .store
@@ -141,12 +133,12 @@ impl Kms {
     /// exist are listed like AWS lists its `alias/aws/...` aliases.
     pub fn list_aliases(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: Option<&str>,
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<AliasEntry>, KmsError> {
-        self.authorize_account(caller, Op::ListAliases)?;
+        self.authorize_account(who, Op::ListAliases)?;
         let filter = match key_id {
             Some(k) => Some(self.find(k, false)?.rec.id),
             None => None,

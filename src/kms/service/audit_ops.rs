@@ -5,9 +5,8 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use super::Kms;
-use crate::auth::Principal;
-use crate::kms::access::{CallContext, Via};
 use crate::kms::audit::{AuditEvent, AuditHead, CryptoParams, Params};
+use crate::kms::caller::{Caller, Via};
 use crate::kms::ops::Op;
 use crate::kms::{EncryptionContext, KmsError};
 
@@ -57,8 +56,7 @@ impl Kms {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn audit_crypto<T>(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         op: Op,
         key_ref: Option<&str>,
         ctx: &EncryptionContext,
@@ -66,7 +64,7 @@ impl Kms {
         r: &Result<T, KmsError>,
         arn: impl Fn(&T) -> &String,
     ) {
-        if call.via == Via::Api || self.inner.audit.is_none() {
+        if who.call.via == Via::Api || self.inner.audit.is_none() {
             return;
         }
         let resources = match r {
@@ -85,13 +83,12 @@ impl Kms {
             ..Default::default()
         };
         let err = r.as_ref().err();
-        self.audit_event(caller, call, op, Params::Crypto(params), err, resources);
+        self.audit_event(who, op, Params::Crypto(params), err, resources);
     }
 
     pub(super) fn audit_event(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         op: Op,
         params: Params,
         err: Option<&KmsError>,
@@ -103,11 +100,11 @@ impl Kms {
         log.record(AuditEvent {
             time_ms: self.now_ms(),
             name: Cow::Borrowed(op.event()),
-            principal: Some(caller.clone()),
-            via: call.via,
-            source_ip: call.source_ip,
-            user_agent: call.user_agent.clone(),
-            request_id: call.request_id.clone(),
+            principal: Some(who.principal.clone()),
+            via: who.call.via,
+            source_ip: who.call.source_ip,
+            user_agent: who.call.user_agent.clone(),
+            request_id: who.call.request_id.clone(),
             params: Some(params),
             response: None,
             error: err.map(|e| (e.aws_type(), e.to_string())),

@@ -1,38 +1,46 @@
-//! The symmetric cryptographic operations: Encrypt, GenerateDataKey (with and without
-//! plaintext), Decrypt, ReEncrypt and GenerateRandom. Calls not made by the API layer
-//! (which audits its own requests) write their audit event here.
+//! The cryptographic operations of symmetric keys: Encrypt, Decrypt and ReEncrypt (which
+//! hand the RSAES_OAEP_* algorithms to `asym_ops`), GenerateDataKey (with and without
+//! plaintext) and GenerateRandom. Calls not made by the API layer (which audits its own
+//! requests) write their audit event here.
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::Kms;
-use crate::auth::Principal;
-use crate::kms::access::{CallContext, Via};
+use crate::kms::asym::EncryptionAlgorithm;
 use crate::kms::audit::{CryptoParams, Params};
+use crate::kms::caller::{Caller, Via};
 use crate::kms::crypto::MAX_PLAINTEXT;
 use crate::kms::ops::Op;
 use crate::kms::{DataKey, Decrypted, EncryptionContext, KmsError, crypto};
 
+/// ReEncrypt's inputs (source and destination sides).
+#[derive(Debug, Clone, Copy)]
+pub struct ReEncryptParams<'a> {
+    pub ciphertext: &'a [u8],
+    pub source_key_id: Option<&'a str>,
+    pub source_context: &'a EncryptionContext,
+    pub source_algorithm: EncryptionAlgorithm,
+    pub destination_key_id: &'a str,
+    pub destination_context: &'a EncryptionContext,
+    pub destination_algorithm: EncryptionAlgorithm,
+}
+
 impl Kms {
+    /// Encrypt (at most 4096 bytes) under `key_id` with `alg`: (ciphertext, key ARN).
+    /// SYMMETRIC_DEFAULT gives a KMS ciphertext blob bound to `ctx`; RSAES_OAEP_* encrypts
+    /// under an RSA ENCRYPT_DECRYPT key (raw OAEP ciphertext, no context).
     pub fn encrypt(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         plaintext: &[u8],
         ctx: &EncryptionContext,
+        alg: EncryptionAlgorithm,
     ) -> Result<(Vec<u8>, String), KmsError> {
-        self.encrypt_via(caller, &CallContext::default(), key_id, plaintext, ctx)
-    }
-
-    /// Encrypt (at most 4096 bytes): (blob, key ARN).
-    pub fn encrypt_via(
-        &self,
-        caller: &Principal,
-        call: &CallContext,
-        key_id: &str,
-        plaintext: &[u8],
-        ctx: &EncryptionContext,
-    ) -> Result<(Vec<u8>, String), KmsError> {
+        if alg != EncryptionAlgorithm::SymmetricDefault {
+            return self.encrypt_asymmetric(who, key_id, plaintext, ctx, alg);
+        }
         let r = (|| {
             if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
                 return Err(KmsError::constraint(
@@ -41,20 +49,11 @@ impl Kms {
                     "Member must have length between 1 and 4096",
                 ));
             }
-            let e = self.key_for(caller, call, key_id, Op::Encrypt, true, Some(ctx), None)?;
+            let e = self.key_for(who, key_id, Op::Encrypt, true, Some(ctx), None)?;
             let (v, k) = e.current()?;
             Ok((k.encrypt(&e.rec.id, v, plaintext, ctx)?, e.arn.clone()))
         })();
-        self.audit_crypto(
-            caller,
-            call,
-            Op::Encrypt,
-            Some(key_id),
-            ctx,
-            None,
-            &r,
-            |r| &r.1,
-        );
+        self.audit_crypto(who, Op::Encrypt, Some(key_id), ctx, None, &r, |r| &r.1);
         r
     }
 
@@ -73,56 +72,31 @@ impl Kms {
     /// the database.
     pub fn generate_data_key(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         ctx: &EncryptionContext,
         bytes: usize,
     ) -> Result<DataKey, KmsError> {
-        self.generate_data_key_via(caller, &CallContext::default(), key_id, ctx, bytes)
-    }
-
-    /// GenerateDataKey with the call's context (the S3 path: `CallContext::s3(..)`).
-    pub fn generate_data_key_via(
-        &self,
-        caller: &Principal,
-        call: &CallContext,
-        key_id: &str,
-        ctx: &EncryptionContext,
-        bytes: usize,
-    ) -> Result<DataKey, KmsError> {
-        self.data_key(caller, call, key_id, ctx, bytes, Op::GenerateDataKey)
+        self.data_key(who, key_id, ctx, bytes, Op::GenerateDataKey)
     }
 
     /// GenerateDataKeyWithoutPlaintext: (wrapped key, key ARN).
     pub fn generate_data_key_without_plaintext(
         &self,
-        caller: &Principal,
-        key_id: &str,
-        ctx: &EncryptionContext,
-        bytes: usize,
-    ) -> Result<(Vec<u8>, String), KmsError> {
-        let call = CallContext::default();
-        self.generate_data_key_without_plaintext_via(caller, &call, key_id, ctx, bytes)
-    }
-
-    pub fn generate_data_key_without_plaintext_via(
-        &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         ctx: &EncryptionContext,
         bytes: usize,
     ) -> Result<(Vec<u8>, String), KmsError> {
         let op = Op::GenerateDataKeyWithoutPlaintext;
-        let dk = self.data_key(caller, call, key_id, ctx, bytes, op)?;
+        let dk = self.data_key(who, key_id, ctx, bytes, op)?;
         Ok((dk.ciphertext_blob, dk.key_arn))
     }
 
     /// Both GenerateDataKey forms (`op` decides the permission and the event name).
     fn data_key(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         ctx: &EncryptionContext,
         bytes: usize,
@@ -130,7 +104,7 @@ impl Kms {
     ) -> Result<DataKey, KmsError> {
         let r = (|| {
             Self::check_data_key_len(bytes)?;
-            let e = self.key_for(caller, call, key_id, op, true, Some(ctx), None)?;
+            let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
             let (v, k) = e.current()?;
             let plaintext = crypto::random_bytes(bytes)?;
             let ciphertext_blob = k.encrypt(&e.rec.id, v, &plaintext, ctx)?;
@@ -141,16 +115,13 @@ impl Kms {
             })
         })();
         let bytes = Some(bytes);
-        self.audit_crypto(caller, call, op, Some(key_id), ctx, bytes, &r, |d| {
-            &d.key_arn
-        });
+        self.audit_crypto(who, op, Some(key_id), ctx, bytes, &r, |d| &d.key_arn);
         r
     }
 
     pub(super) fn open_blob(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: Option<&str>,
         blob: &[u8],
         ctx: &EncryptionContext,
@@ -169,7 +140,7 @@ impl Kms {
             }
         }
         // A blob naming no existing key is indistinguishable from garbage to the caller.
-        let e = match self.key_for(caller, call, &blob_key, op, false, Some(ctx), None) {
+        let e = match self.key_for(who, &blob_key, op, false, Some(ctx), None) {
             Err(KmsError::NotFound(_)) => return Err(crypto::invalid_ciphertext()),
             r => r?,
         };
@@ -184,89 +155,64 @@ impl Kms {
         })
     }
 
-    /// Decrypt: the blob names its key; `key_id`, when given, must name the same key.
+    /// Decrypt with `alg`. SYMMETRIC_DEFAULT: the blob names its key, and `key_id`, when
+    /// given, must name the same key. RSAES_OAEP_* needs `key_id` (the raw RSA
+    /// ciphertext does not name its key).
     pub fn decrypt(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: Option<&str>,
         blob: &[u8],
         ctx: &EncryptionContext,
+        alg: EncryptionAlgorithm,
     ) -> Result<Decrypted, KmsError> {
-        self.decrypt_via(caller, &CallContext::default(), key_id, blob, ctx)
-    }
-
-    /// Decrypt with the call's context (the S3 path: `CallContext::s3(..)`).
-    pub fn decrypt_via(
-        &self,
-        caller: &Principal,
-        call: &CallContext,
-        key_id: Option<&str>,
-        blob: &[u8],
-        ctx: &EncryptionContext,
-    ) -> Result<Decrypted, KmsError> {
-        let r = self.open_blob(caller, call, key_id, blob, ctx, Op::Decrypt);
-        if call.via != Via::Api && self.inner.audit.is_some() {
+        if alg != EncryptionAlgorithm::SymmetricDefault {
+            return self.decrypt_asymmetric(who, key_id, blob, ctx, alg);
+        }
+        self.refuse_asymmetric_for_symmetric(key_id)?;
+        let r = self.open_blob(who, key_id, blob, ctx, Op::Decrypt);
+        if who.call.via != Via::Api && self.inner.audit.is_some() {
             let blob_key = crypto::parse_blob(blob).ok().map(|p| p.key_id.to_string());
             let key_ref = key_id.map(str::to_string).or(blob_key);
-            self.audit_crypto(
-                caller,
-                call,
-                Op::Decrypt,
-                key_ref.as_deref(),
-                ctx,
-                None,
-                &r,
-                |d| &d.key_arn,
-            );
+            self.audit_crypto(who, Op::Decrypt, key_ref.as_deref(), ctx, None, &r, |d| {
+                &d.key_arn
+            });
         }
         r
     }
 
-    /// ReEncrypt: returns (new blob, source key ARN, destination key ARN).
+    /// ReEncrypt between any two ENCRYPT_DECRYPT keys (CopyObject re-wrapping a data key
+    /// is one): (new ciphertext, source key ARN, destination key ARN).
     pub fn re_encrypt(
         &self,
-        caller: &Principal,
-        blob: &[u8],
-        source_ctx: &EncryptionContext,
-        source_key_id: Option<&str>,
-        destination_key_id: &str,
-        destination_ctx: &EncryptionContext,
+        who: Caller<'_>,
+        p: &ReEncryptParams<'_>,
     ) -> Result<(Vec<u8>, String, String), KmsError> {
-        let call = CallContext::default();
-        self.re_encrypt_via(
-            caller,
-            &call,
-            blob,
-            source_ctx,
+        let sym = EncryptionAlgorithm::SymmetricDefault;
+        if p.source_algorithm != sym || p.destination_algorithm != sym {
+            return self.re_encrypt_asymmetric(who, p);
+        }
+        self.refuse_asymmetric_for_symmetric(p.source_key_id)?;
+        self.refuse_asymmetric_for_symmetric(Some(p.destination_key_id))?;
+        let ReEncryptParams {
+            ciphertext: blob,
             source_key_id,
+            source_context: source_ctx,
             destination_key_id,
-            destination_ctx,
-        )
-    }
-
-    /// ReEncrypt with the call's context (CopyObject re-wrapping a data key).
-    #[allow(clippy::too_many_arguments)]
-    pub fn re_encrypt_via(
-        &self,
-        caller: &Principal,
-        call: &CallContext,
-        blob: &[u8],
-        source_ctx: &EncryptionContext,
-        source_key_id: Option<&str>,
-        destination_key_id: &str,
-        destination_ctx: &EncryptionContext,
-    ) -> Result<(Vec<u8>, String, String), KmsError> {
+            destination_context: destination_ctx,
+            ..
+        } = *p;
         let r = (|| {
             let op = Op::ReEncryptFrom;
-            let src = self.open_blob(caller, call, source_key_id, blob, source_ctx, op)?;
+            let src = self.open_blob(who, source_key_id, blob, source_ctx, op)?;
             let op = Op::ReEncryptTo;
             let dst_ctx = Some(destination_ctx);
-            let dst = self.key_for(caller, call, destination_key_id, op, true, dst_ctx, None)?;
+            let dst = self.key_for(who, destination_key_id, op, true, dst_ctx, None)?;
             let (v, k) = dst.current()?;
             let new_blob = k.encrypt(&dst.rec.id, v, &src.plaintext, destination_ctx)?;
             Ok((new_blob, src.key_arn, dst.arn.clone()))
         })();
-        if call.via != Via::Api && self.inner.audit.is_some() {
+        if who.call.via != Via::Api && self.inner.audit.is_some() {
             let src_key = crypto::parse_blob(blob)
                 .ok()
                 .map(|p| self.key_arn(&p.key_id));
@@ -285,24 +231,17 @@ impl Kms {
                 ..Default::default()
             };
             let err = r.as_ref().err();
-            self.audit_event(
-                caller,
-                call,
-                Op::ReEncrypt,
-                Params::Crypto(params),
-                err,
-                resources,
-            );
+            self.audit_event(who, Op::ReEncrypt, Params::Crypto(params), err, resources);
         }
         r
     }
 
     pub fn generate_random(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         bytes: i64,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-        self.authorize_account(caller, Op::GenerateRandom)?;
+        self.authorize_account(who, Op::GenerateRandom)?;
         if !(1..=1024).contains(&bytes) {
             return Err(KmsError::constraint(
                 bytes,

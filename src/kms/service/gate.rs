@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::{KeyEntry, KeyRef, Kms, WriteGuard, key_arn, parse_key_id, policy_of};
-use crate::auth::Principal;
-use crate::kms::access::{CallContext, Via, decide};
+use crate::kms::access::decide;
+use crate::kms::caller::{Caller, Via};
 use crate::kms::model::{KeyRecord, RotationType, display_key_id};
 use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Policy, RequestFacts};
@@ -19,13 +19,12 @@ impl Kms {
     /// and key.
     pub fn authorize(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         action: &str,
         key: &KeyEntry,
         context: Option<&EncryptionContext>,
-        call: &CallContext,
     ) -> Result<(), KmsError> {
-        let facts = self.facts(caller, action, key, context, call);
+        let facts = self.facts(who, action, key, context);
         let d = decide(&key.policy, &key.grants, &facts);
         if d.allowed() {
             Ok(())
@@ -37,27 +36,26 @@ impl Kms {
     /// The request facts policy conditions see.
     pub(super) fn facts<'a>(
         &'a self,
-        caller: &'a Principal,
+        who: Caller<'a>,
         action: &'a str,
         key: &'a KeyEntry,
         context: Option<&'a EncryptionContext>,
-        call: &CallContext,
     ) -> RequestFacts<'a> {
         RequestFacts {
             encryption_context: context,
-            via_service: (call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
-            source_ip: call.source_ip,
+            via_service: (who.call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
+            source_ip: who.call.source_ip,
             tags: Some(&key.rec.tags),
-            ..RequestFacts::new(caller, action, &key.arn)
+            ..RequestFacts::new(who.principal, action, &key.arn)
         }
     }
 
     /// Account-level check for operations without a key (CreateKey, ListKeys, ...).
-    pub(super) fn authorize_account(&self, caller: &Principal, op: Op) -> Result<(), KmsError> {
-        if caller.account != self.inner.account {
+    pub(super) fn authorize_account(&self, who: Caller<'_>, op: Op) -> Result<(), KmsError> {
+        if who.principal.account != self.inner.account {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: {} in account {}",
-                caller.arn(),
+                who.principal.arn(),
                 op.action(),
                 self.inner.account
             )));
@@ -180,19 +178,18 @@ impl Kms {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn key_for(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         op: Op,
         allow_alias: bool,
         ctx: Option<&EncryptionContext>,
         held: Option<&WriteGuard<'_>>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
-        for t in &call.grant_tokens {
+        for t in &who.call.grant_tokens {
             crate::kms::grants::parse_token(t)?;
         }
         let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
-        self.authorize(caller, op.action(), &e, ctx, call)?;
+        self.authorize(who, op.action(), &e, ctx)?;
         check_state(&e.rec, &e.arn, op)?;
         asym::check_usage(&e.rec, &e.arn, op)?;
         e.usage.count(op, self.now_ms());

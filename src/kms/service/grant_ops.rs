@@ -6,9 +6,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{KeyEntry, Kms, Page, WriteGuard, paginate};
-use crate::auth::Principal;
 use crate::kms::KmsError;
-use crate::kms::access::{Decided, ambient, decide};
+use crate::kms::access::{Decided, decide};
+use crate::kms::caller::Caller;
 use crate::kms::grants::{self, Grant, GrantRequest, MAX_GRANTS_PER_KEY};
 use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{GrantFacts, RequestFacts};
@@ -19,13 +19,12 @@ impl Kms {
     /// and the same parameters returns the existing grant.
     pub fn create_grant(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         req: &GrantRequest,
     ) -> Result<(String, String), KmsError> {
-        let call = ambient();
         grants::validate(req)?;
-        for t in &call.grant_tokens {
+        for t in &who.call.grant_tokens {
             grants::parse_token(t)?;
         }
         let g = self.lock_writer();
@@ -36,7 +35,7 @@ impl Kms {
                 grantee: &req.grantee_principal,
                 retiring: req.retiring_principal.as_deref(),
             }),
-            ..self.facts(caller, Op::CreateGrant.action(), &e, None, &call)
+            ..self.facts(who, Op::CreateGrant.action(), &e, None)
         };
         let d = decide(&e.policy, &e.grants, &facts);
         if !d.allowed() {
@@ -50,7 +49,7 @@ impl Kms {
             if !subset || !strict {
                 return Err(KmsError::AccessDenied(format!(
                     "User: {} is not authorized to perform: kms:CreateGrant on resource: {}: grant {} only permits creating grants for a subset of its operations with the same constraints",
-                    caller.arn(),
+                    who.principal.arn(),
                     e.arn,
                     parent.grant_id
                 )));
@@ -78,7 +77,7 @@ impl Kms {
             name: req.name.clone(),
             grantee_principal: req.grantee_principal.clone(),
             retiring_principal: req.retiring_principal.clone(),
-            issuing_account: format!("arn:aws:iam::{}:root", caller.account),
+            issuing_account: format!("arn:aws:iam::{}:root", who.principal.account),
             operations: req.operations.clone(),
             constraints: req.constraints.clone(),
             created_ms: self.now_ms(),
@@ -95,22 +94,14 @@ impl Kms {
     /// ListGrants of one key, optionally filtered by grant id or grantee.
     pub fn list_grants(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         grant_id: Option<&str>,
         grantee: Option<&str>,
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<Grant>, KmsError> {
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::ListGrants,
-            false,
-            None,
-            None,
-        )?;
+        let e = self.key_for(who, key_id, Op::ListGrants, false, None, None)?;
         let items = e
             .grants
             .iter()
@@ -123,12 +114,12 @@ impl Kms {
     /// ListRetirableGrants: grants (on any key) whose retiring principal is `retiring`.
     pub fn list_retirable_grants(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         retiring: &str,
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<Grant>, KmsError> {
-        self.authorize_account(caller, Op::ListRetirableGrants)?;
+        self.authorize_account(who, Op::ListRetirableGrants)?;
         let mut all: Vec<Grant> = {
             let st = self.state();
             st.keys
@@ -201,19 +192,19 @@ impl Kms {
     /// RetireGrant), or the root of the account that created the grant.
     pub fn retire_grant(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         grant_token: Option<&str>,
         key_id: Option<&str>,
         grant_id: Option<&str>,
     ) -> Result<(), KmsError> {
         let g = self.lock_writer();
         let (e, grant) = self.grant_ref(grant_token, key_id, grant_id)?;
-        let issuer = caller.is_root
-            && grant.issuing_account == format!("arn:aws:iam::{}:root", caller.account);
-        if !grant.retirable_by(caller) && !issuer {
+        let issuer = who.principal.is_root
+            && grant.issuing_account == format!("arn:aws:iam::{}:root", who.principal.account);
+        if !grant.retirable_by(who.principal) && !issuer {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: kms:RetireGrant on resource: {} (grant {}): only its retiring principal, its grantee (with RetireGrant) or the issuing account may retire it",
-                caller.arn(),
+                who.principal.arn(),
                 e.arn,
                 grant.grant_id
             )));
@@ -225,20 +216,12 @@ impl Kms {
     /// RevokeGrant: needs kms:RevokeGrant on the key (key policy).
     pub fn revoke_grant(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         grant_id: &str,
     ) -> Result<(), KmsError> {
         let g = self.lock_writer();
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::RevokeGrant,
-            false,
-            None,
-            Some(&g),
-        )?;
+        let e = self.key_for(who, key_id, Op::RevokeGrant, false, None, Some(&g))?;
         let (_, grant) = self.grant_ref(None, Some(&e.rec.id.to_string()), Some(grant_id))?;
         self.remove_grant_locked(&g, e.rec.id, &grant.grant_id)
     }

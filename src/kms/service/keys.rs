@@ -6,9 +6,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{KeyEntry, Kms, Page, key_arn, multi_region, paginate};
-use crate::auth::Principal;
 use crate::kms::KmsError;
-use crate::kms::access::ambient;
+use crate::kms::caller::Caller;
+
 use crate::kms::asym::{KeySpec, KeyUsageType};
 use crate::kms::clock::DAY_MS;
 use crate::kms::model::{KeyManager, KeyMetadata, KeyState, display_key_id};
@@ -62,10 +62,10 @@ pub(super) fn validate_description(d: &str) -> Result<(), KmsError> {
 impl Kms {
     pub fn create_key(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         opts: &CreateKeyOptions,
     ) -> Result<KeyMetadata, KmsError> {
-        self.authorize_account(caller, Op::CreateKey)?;
+        self.authorize_account(who, Op::CreateKey)?;
         validate_description(&opts.description)?;
         opts.key_spec.check_usage(opts.key_usage)?;
         if opts.external && !opts.key_spec.is_symmetric() {
@@ -94,8 +94,7 @@ impl Kms {
             .unwrap_or_else(|| default_policy_text(&self.inner.account));
         let key_id = display_key_id(&id, opts.multi_region);
         self.check_new_policy(
-            caller,
-            &ambient(),
+            who,
             &text,
             &key_arn(&self.region, &self.inner.account, &key_id),
             opts.bypass_policy_lockout_safety_check,
@@ -141,27 +140,19 @@ impl Kms {
         Ok(e.arn.clone())
     }
 
-    pub fn describe_key(&self, caller: &Principal, key_id: &str) -> Result<KeyMetadata, KmsError> {
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::DescribeKey,
-            true,
-            None,
-            None,
-        )?;
+    pub fn describe_key(&self, who: Caller<'_>, key_id: &str) -> Result<KeyMetadata, KmsError> {
+        let e = self.key_for(who, key_id, Op::DescribeKey, true, None, None)?;
         Ok(self.metadata(&e))
     }
 
     /// ListKeys: (key id, key ARN) pairs ordered by key id.
     pub fn list_keys(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<(String, String)>, KmsError> {
-        self.authorize_account(caller, Op::ListKeys)?;
+        self.authorize_account(who, Op::ListKeys)?;
         let now = self.now_ms();
         let entries: Vec<Arc<KeyEntry>> = self.state().keys.values().cloned().collect();
         let mut keys: Vec<(String, String)> = entries
@@ -175,12 +166,12 @@ impl Kms {
 
     pub fn update_key_description(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         description: &str,
     ) -> Result<(), KmsError> {
         validate_description(description)?;
-        self.mutate(caller, key_id, Op::UpdateKeyDescription, |r, _| {
+        self.mutate(who, key_id, Op::UpdateKeyDescription, |r, _| {
             r.description = description.to_string();
             Ok(())
         })
@@ -189,14 +180,14 @@ impl Kms {
 
     pub fn tag_resource(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         tags: &[(String, String)],
     ) -> Result<(), KmsError> {
         for (k, v) in tags {
             validate_tag(k, v)?;
         }
-        self.mutate(caller, key_id, Op::TagResource, |r, _| {
+        self.mutate(who, key_id, Op::TagResource, |r, _| {
             r.tags.extend(tags.iter().cloned());
             if r.tags.len() > 50 {
                 return Err(KmsError::LimitExceeded(
@@ -210,11 +201,11 @@ impl Kms {
 
     pub fn untag_resource(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         tag_keys: &[String],
     ) -> Result<(), KmsError> {
-        self.mutate(caller, key_id, Op::UntagResource, |r, _| {
+        self.mutate(who, key_id, Op::UntagResource, |r, _| {
             for k in tag_keys {
                 r.tags.remove(k);
             }
@@ -225,20 +216,12 @@ impl Kms {
 
     pub fn list_resource_tags(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<(String, String)>, KmsError> {
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::ListResourceTags,
-            false,
-            None,
-            None,
-        )?;
+        let e = self.key_for(who, key_id, Op::ListResourceTags, false, None, None)?;
         paginate(
             e.rec
                 .tags
@@ -249,16 +232,16 @@ impl Kms {
         )
     }
 
-    pub fn enable_key(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
-        self.mutate(caller, key_id, Op::EnableKey, |r, _| {
+    pub fn enable_key(&self, who: Caller<'_>, key_id: &str) -> Result<(), KmsError> {
+        self.mutate(who, key_id, Op::EnableKey, |r, _| {
             r.state = KeyState::Enabled;
             Ok(())
         })
         .map(drop)
     }
 
-    pub fn disable_key(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
-        self.mutate(caller, key_id, Op::DisableKey, |r, _| {
+    pub fn disable_key(&self, who: Caller<'_>, key_id: &str) -> Result<(), KmsError> {
+        self.mutate(who, key_id, Op::DisableKey, |r, _| {
             r.state = KeyState::Disabled;
             Ok(())
         })
@@ -268,7 +251,7 @@ impl Kms {
     /// Returns (key ARN, deletion time in ms, window in days).
     pub fn schedule_key_deletion(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         pending_window_days: Option<i64>,
     ) -> Result<(String, i64, u32), KmsError> {
@@ -281,7 +264,7 @@ impl Kms {
             ));
         }
         let days = days as u32;
-        let e = self.mutate(caller, key_id, Op::ScheduleKeyDeletion, |r, now| {
+        let e = self.mutate(who, key_id, Op::ScheduleKeyDeletion, |r, now| {
             r.state = KeyState::PendingDeletion;
             r.deletion_ms = Some(now + i64::from(days) * DAY_MS);
             r.pending_window_days = Some(days);
@@ -291,12 +274,8 @@ impl Kms {
     }
 
     /// Back to Disabled (or PendingImport for an external key without material).
-    pub fn cancel_key_deletion(
-        &self,
-        caller: &Principal,
-        key_id: &str,
-    ) -> Result<String, KmsError> {
-        let e = self.mutate(caller, key_id, Op::CancelKeyDeletion, |r, _| {
+    pub fn cancel_key_deletion(&self, who: Caller<'_>, key_id: &str) -> Result<String, KmsError> {
+        let e = self.mutate(who, key_id, Op::CancelKeyDeletion, |r, _| {
             r.state = if r.versions.is_empty() {
                 KeyState::PendingImport
             } else {

@@ -41,7 +41,7 @@ mod rotation;
 mod writes;
 
 pub use aliases::AliasEntry;
-pub use asym_ops::ReEncryptParams;
+pub use crypto_ops::ReEncryptParams;
 pub use import_ops::MaterialExpiry;
 pub use keys::CreateKeyOptions;
 pub use multi_region::{Replica, ReplicaOptions};

@@ -2,8 +2,8 @@
 //! run, and the usage counters.
 
 use super::{KeyEntry, Kms};
-use crate::auth::Principal;
-use crate::kms::access::{CallContext, Explanation, Via, ambient, decide};
+use crate::kms::access::{Explanation, decide};
+use crate::kms::caller::{Caller, Via};
 use crate::kms::grants::{self};
 use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Decision, Policy, RequestFacts};
@@ -29,8 +29,7 @@ impl Kms {
     /// still lets `caller` call PutKeyPolicy (the lockout safety check).
     pub(super) fn check_new_policy(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         text: &str,
         key_arn: &str,
         bypass: bool,
@@ -38,15 +37,15 @@ impl Kms {
         let policy = Policy::parse(text).map_err(KmsError::MalformedPolicy)?;
         if !bypass {
             let facts = RequestFacts {
-                via_service: (call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
-                source_ip: call.source_ip,
+                via_service: (who.call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
+                source_ip: who.call.source_ip,
                 bypass_lockout: Some(false),
-                ..RequestFacts::new(caller, Op::PutKeyPolicy.action(), key_arn)
+                ..RequestFacts::new(who.principal, Op::PutKeyPolicy.action(), key_arn)
             };
             if !matches!(policy.evaluate(&facts), Decision::Allow(_)) {
                 return Err(KmsError::MalformedPolicy(format!(
                     "The new key policy will not allow you to update the key policy in the future (it does not allow {} kms:PutKeyPolicy). Set BypassPolicyLockoutSafetyCheck to apply it anyway.",
-                    caller.arn()
+                    who.principal.arn()
                 )));
             }
         }
@@ -56,20 +55,12 @@ impl Kms {
     /// GetKeyPolicy: the key's policy document.
     pub fn get_key_policy(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         policy_name: Option<&str>,
     ) -> Result<String, KmsError> {
         check_policy_name(policy_name)?;
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::GetKeyPolicy,
-            false,
-            None,
-            None,
-        )?;
+        let e = self.key_for(who, key_id, Op::GetKeyPolicy, false, None, None)?;
         Ok(self.policy_text(&e))
     }
 
@@ -90,17 +81,16 @@ impl Kms {
     /// does not parse, or would lock the caller out and `bypass` is false).
     pub fn put_key_policy(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         policy_name: Option<&str>,
         policy: &str,
         bypass_lockout_check: bool,
     ) -> Result<(), KmsError> {
         check_policy_name(policy_name)?;
-        let call = ambient();
-        self.mutate(caller, key_id, Op::PutKeyPolicy, |r, _| {
+        self.mutate(who, key_id, Op::PutKeyPolicy, |r, _| {
             let arn = self.key_arn(&r.id);
-            self.check_new_policy(caller, &call, policy, &arn, bypass_lockout_check)?;
+            self.check_new_policy(who, policy, &arn, bypass_lockout_check)?;
             r.policy = Some(policy.to_string());
             Ok(())
         })
@@ -110,18 +100,10 @@ impl Kms {
     /// ListKeyPolicies: always `["default"]`.
     pub fn list_key_policies(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
     ) -> Result<Vec<String>, KmsError> {
-        self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::ListKeyPolicies,
-            false,
-            None,
-            None,
-        )?;
+        self.key_for(who, key_id, Op::ListKeyPolicies, false, None, None)?;
         Ok(vec![POLICY_NAME.to_string()])
     }
 
@@ -133,11 +115,10 @@ impl Kms {
     /// the operation. Reads only; not audited, not counted.
     pub fn explain(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         action: &str,
         key_id: &str,
         ctx: &EncryptionContext,
-        call: &CallContext,
     ) -> Result<Explanation, KmsError> {
         // `kms:Decrypt` from `Decrypt` or `kms:decrypt`.
         let op = Op::from_action(action);
@@ -146,14 +127,14 @@ impl Kms {
             None => format!("kms:{}", action.split_once(':').map_or(action, |(_, a)| a)),
         };
         let e = self.maintain(self.find(key_id, true)?, None)?;
-        let facts = self.facts(caller, &action, &e, Some(ctx), call);
+        let facts = self.facts(who, &action, &e, Some(ctx));
         let d = decide(&e.policy, &e.grants, &facts);
         let state_error = op
             .and_then(|op| check_state(&e.rec, &e.arn, op).err())
             .map(|err| err.to_string());
         Ok(Explanation {
             allowed: d.allowed(),
-            principal_arn: caller.arn(),
+            principal_arn: who.principal.arn(),
             action,
             key_arn: e.arn.clone(),
             reason: d.reason(&e.policy, &e.grants),
@@ -166,8 +147,7 @@ impl Kms {
     /// error the real call would get.
     pub fn dry_run(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         op: Op,
         key_id: &str,
         ctx: &EncryptionContext,
@@ -176,16 +156,16 @@ impl Kms {
             Ok(e) => e,
             Err(err) => return err,
         };
-        for t in &call.grant_tokens {
+        for t in &who.call.grant_tokens {
             if let Err(err) = grants::parse_token(t) {
                 return err;
             }
         }
-        let facts = self.facts(caller, op.action(), &e, Some(ctx), call);
+        let facts = self.facts(who, op.action(), &e, Some(ctx));
         let d = decide(&e.policy, &e.grants, &facts);
         let x = Explanation {
             allowed: d.allowed(),
-            principal_arn: caller.arn(),
+            principal_arn: who.principal.arn(),
             action: op.action().to_string(),
             key_arn: e.arn.clone(),
             reason: d.reason(&e.policy, &e.grants),
@@ -209,9 +189,9 @@ impl Kms {
 
     /// Per-key usage since sealgate started: successful calls by operation and the last
     /// use (a GetKeyLastUsage-style view; needs kms:DescribeKey).
-    pub fn key_usage(&self, caller: &Principal, key_id: &str) -> Result<UsageReport, KmsError> {
+    pub fn key_usage(&self, who: Caller<'_>, key_id: &str) -> Result<UsageReport, KmsError> {
         let e = self.find(key_id, true)?;
-        self.authorize(caller, Op::DescribeKey.action(), &e, None, &ambient())?;
+        self.authorize(who, Op::DescribeKey.action(), &e, None)?;
         Ok(e.usage.report(e.arn.clone()))
     }
 }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::{KeyEntry, Kms, Page, import_ops, multi_region, paginate, poisoned};
-use crate::auth::Principal;
 use crate::kms::KmsError;
-use crate::kms::access::ambient;
+use crate::kms::caller::Caller;
+
 use crate::kms::clock::DAY_MS;
 use crate::kms::model::RotationType;
 use crate::kms::ops::Op;
@@ -36,7 +36,7 @@ pub struct RotationEntry {
 impl Kms {
     pub fn enable_key_rotation(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         period_days: Option<i64>,
     ) -> Result<(), KmsError> {
@@ -48,7 +48,7 @@ impl Kms {
                 "Member must have value between 90 and 2560",
             ));
         }
-        self.mutate(caller, key_id, Op::EnableKeyRotation, |r, now| {
+        self.mutate(who, key_id, Op::EnableKeyRotation, |r, now| {
             import_ops::refuse_rotation_of_imported(r, Op::EnableKeyRotation)?;
             multi_region::refuse_on_replica(r, Op::EnableKeyRotation)?;
             // Re-enabling or changing the period counts from the last rotation (or now).
@@ -63,8 +63,8 @@ impl Kms {
         .map(drop)
     }
 
-    pub fn disable_key_rotation(&self, caller: &Principal, key_id: &str) -> Result<(), KmsError> {
-        self.mutate(caller, key_id, Op::DisableKeyRotation, |r, _| {
+    pub fn disable_key_rotation(&self, who: Caller<'_>, key_id: &str) -> Result<(), KmsError> {
+        self.mutate(who, key_id, Op::DisableKeyRotation, |r, _| {
             import_ops::refuse_rotation_of_imported(r, Op::DisableKeyRotation)?;
             multi_region::refuse_on_replica(r, Op::DisableKeyRotation)?;
             r.rotation_period_days = None;
@@ -76,18 +76,10 @@ impl Kms {
 
     pub fn get_key_rotation_status(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
     ) -> Result<RotationStatus, KmsError> {
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::GetKeyRotationStatus,
-            false,
-            None,
-            None,
-        )?;
+        let e = self.key_for(who, key_id, Op::GetKeyRotationStatus, false, None, None)?;
         // A multi-Region replica shares its primary's rotation.
         let src = self.rotation_source(&e);
         Ok(RotationStatus {
@@ -99,21 +91,9 @@ impl Kms {
     }
 
     /// Adds a new backing-key version now; returns the key ARN.
-    pub fn rotate_key_on_demand(
-        &self,
-        caller: &Principal,
-        key_id: &str,
-    ) -> Result<String, KmsError> {
+    pub fn rotate_key_on_demand(&self, who: Caller<'_>, key_id: &str) -> Result<String, KmsError> {
         let g = self.lock_writer();
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::RotateKeyOnDemand,
-            false,
-            None,
-            Some(&g),
-        )?;
+        let e = self.key_for(who, key_id, Op::RotateKeyOnDemand, false, None, Some(&g))?;
         import_ops::refuse_rotation_of_imported(&e.rec, Op::RotateKeyOnDemand)?;
         multi_region::refuse_on_replica(&e.rec, Op::RotateKeyOnDemand)?;
         let on_demand = e
@@ -136,20 +116,12 @@ impl Kms {
 
     pub fn list_key_rotations(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         limit: Option<i64>,
         marker: Option<&str>,
     ) -> Result<Page<RotationEntry>, KmsError> {
-        let e = self.key_for(
-            caller,
-            &ambient(),
-            key_id,
-            Op::ListKeyRotations,
-            false,
-            None,
-            None,
-        )?;
+        let e = self.key_for(who, key_id, Op::ListKeyRotations, false, None, None)?;
         let rotations = e
             .rec
             .versions

@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::rotation::DEFAULT_ROTATION_DAYS;
 use super::{CreateKeyOptions, KeyEntry, Kms, WriteGuard, key_arn, poisoned};
-use crate::auth::Principal;
 use crate::kms::KmsError;
-use crate::kms::access::ambient;
+use crate::kms::caller::Caller;
+
 use crate::kms::asym::KeyMaterial;
 use crate::kms::clock::DAY_MS;
 use crate::kms::model::{
@@ -35,13 +35,13 @@ impl Kms {
     /// Read-modify-write of one key record in one transaction.
     pub(super) fn mutate(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         op: Op,
         f: impl FnOnce(&mut KeyRecord, i64) -> Result<(), KmsError>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let g = self.lock_writer();
-        let e = self.key_for(caller, &ambient(), key_id, op, false, None, Some(&g))?;
+        let e = self.key_for(who, key_id, op, false, None, Some(&g))?;
         let mut rec = e.rec.clone();
         f(&mut rec, self.now_ms())?;
         let new = self.rebuild(&e, rec)?;
