@@ -77,8 +77,7 @@ impl App {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let upstream = upstream.with_error_counter(metrics.upstream_errors.clone());
         let probe = upstream.clone();
-        let backends =
-            crate::kms::backend::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())?;
+        let backends = crate::keys::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())?;
         let state = Arc::new(State {
             upstream,
             access_keys: access_keys.clone(),

@@ -62,12 +62,8 @@ async fn config_and_application_debug_output_contains_no_secret() {
         access_keys: cfg.access_key_table(),
         vhost_domain: None,
         max_buffered_body: cfg.max_buffered_body,
-        backends: sealgate::kms::backend::Backends::new(
-            &cfg.kms_backend,
-            kms.clone(),
-            metrics.clone(),
-        )
-        .unwrap(),
+        backends: sealgate::keys::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())
+            .unwrap(),
         kms,
         encryption: cfg.encryption.clone(),
         state_bucket: cfg.state_bucket.clone(),

@@ -25,7 +25,6 @@ pub mod access;
 pub mod api;
 pub mod asym;
 pub mod audit;
-pub mod backend;
 pub mod caller;
 pub mod clock;
 pub mod crypto;

@@ -1,5 +1,5 @@
 //! Data keys for objects: generated and unwrapped through the KMS backends
-//! (`crate::kms::backend`) as the caller, with the encryption context bound to the object
+//! (`crate::keys`) as the caller, with the encryption context bound to the object
 //! (`aws:s3:arn`; bucket-key objects: the bucket, with the object name bound in the key
 //! derivation).
 //!
@@ -20,11 +20,11 @@ use super::objmeta::ObjectMeta;
 use super::sse::{Alg, Sse, parse_context};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
-use crate::kms::backend::{BackendError, Caller, StoredKey};
+use crate::keys::{BackendError, Caller, StoredKey};
 use crate::kms::{EncryptionContext, KmsError};
 
 /// Alias of the sealgate-managed default key (like AWS's `aws/s3`).
-pub const MANAGED_ALIAS: &str = crate::kms::backend::embedded::MANAGED_ALIAS;
+pub const MANAGED_ALIAS: &str = crate::keys::embedded::MANAGED_ALIAS;
 
 /// The encryption context of an object: `aws:s3:arn` plus the caller's pairs.
 pub fn context_for(
@@ -33,10 +33,7 @@ pub fn context_for(
     caller: &BTreeMap<String, String>,
 ) -> EncryptionContext {
     let mut c: EncryptionContext = caller.clone();
-    c.insert(
-        "aws:s3:arn".into(),
-        crate::kms::backend::object_arn(bucket, key),
-    );
+    c.insert("aws:s3:arn".into(), crate::keys::object_arn(bucket, key));
     c
 }
 

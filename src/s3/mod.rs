@@ -53,7 +53,7 @@ pub struct State {
     pub kms: crate::kms::Kms,
     /// The KMS backends data keys for objects come from (the only way the S3 path gets
     /// or unwraps data keys).
-    pub backends: crate::kms::backend::Backends,
+    pub backends: crate::keys::Backends,
     /// Encryption defaults and the plaintext-read policy.
     pub encryption: crate::config::EncryptionConfig,
     /// Bucket in the store holding sealgate's own settings; clients cannot reach it.

@@ -1,5 +1,7 @@
-//! Pluggable KMS backends for the S3 path: the embedded KMS (in process, default), any
-//! AWS-KMS-API endpoint, and Vault/OpenBao Transit. See `docs/design/backends.md`.
+//! Where the S3 path's data keys come from: pluggable KMS backends — the embedded KMS
+//! (in process, default), any AWS-KMS-API endpoint, and Vault/OpenBao Transit — and the
+//! data-key caches. A peer of `crate::kms` (the embedded KMS is one backend among
+//! others), not part of it. See `docs/design/backends.md`.
 //!
 //! Invariants:
 //! - The S3 path obtains and unwraps data keys only through [`Backends`]; writes use the
