@@ -596,7 +596,7 @@ proptest! {
             &f.keys,
             kms_request(op, body.clone()),
             None,
-        ));
+        )).response;
         let status = resp.status();
         let text = String::from_utf8_lossy(resp.body()).into_owned();
         prop_assert!(status != 500, "{op} {}: {status} {text}", String::from_utf8_lossy(&body));
@@ -689,24 +689,28 @@ fn a_changed_empty_first_or_last_part_changes_no_plaintext() {
 fn fuzzed_kms_requests_are_signed_well_enough_to_reach_the_decoder() {
     let f = kms_api_fixture();
     let body = serde_json::to_vec(&serde_json::json!({"KeyId": f.key_id})).unwrap();
-    let resp = rt().block_on(sealgate::kms::api::handle(
-        &f.kms,
-        &f.keys,
-        kms_request("DescribeKey", body),
-        None,
-    ));
+    let resp = rt()
+        .block_on(sealgate::kms::api::handle(
+            &f.kms,
+            &f.keys,
+            kms_request("DescribeKey", body),
+            None,
+        ))
+        .response;
     assert_eq!(
         resp.status(),
         200,
         "{}",
         String::from_utf8_lossy(resp.body())
     );
-    let resp = rt().block_on(sealgate::kms::api::handle(
-        &f.kms,
-        &f.keys,
-        kms_request("Encrypt", b"{\"KeyId\": 5".to_vec()),
-        None,
-    ));
+    let resp = rt()
+        .block_on(sealgate::kms::api::handle(
+            &f.kms,
+            &f.keys,
+            kms_request("Encrypt", b"{\"KeyId\": 5".to_vec()),
+            None,
+        ))
+        .response;
     assert_eq!(
         resp.status(),
         400,

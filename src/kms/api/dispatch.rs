@@ -5,11 +5,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use super::asym;
 use super::request::{Req, ciphertext, create_options, data_key_len, required, tags};
+use super::{KeyEvent, asym};
 use crate::kms::asym::EncryptionAlgorithm;
 use crate::kms::caller::Caller;
-use crate::kms::clock::epoch_seconds;
+use crate::kms::clock::{epoch_seconds, system_time};
 use crate::kms::grants::{Grant, GrantRequest};
 use crate::kms::ops::{DryRun, Op};
 use crate::kms::{
@@ -95,13 +95,15 @@ fn dry_run(
     Err(err)
 }
 
-/// Runs operation `name` (`op` when the table knows it).
+/// Runs operation `name` (`op` when the table knows it); a key-lifecycle change it makes
+/// goes to `event`.
 pub(super) fn dispatch(
     kms: &Kms,
     who: Caller<'_>,
     name: &str,
     op: Option<Op>,
     mut r: Req,
+    event: &mut Option<KeyEvent>,
 ) -> Result<Value, KmsError> {
     let empty = EncryptionContext::new();
     let key_id = |r: &Req| required(r.key_id.clone(), "keyId");
@@ -160,6 +162,10 @@ pub(super) fn dispatch(
         Op::ScheduleKeyDeletion => {
             let (arn, when, days) =
                 kms.schedule_key_deletion(who, &key_id(&r)?, r.pending_window_in_days)?;
+            *event = Some(KeyEvent::DeletionScheduled {
+                key_arn: arn.clone(),
+                deletion_date: system_time(when),
+            });
             Ok(json!({
                 "KeyId": arn,
                 "DeletionDate": epoch_seconds(when),
@@ -167,7 +173,13 @@ pub(super) fn dispatch(
                 "PendingWindowInDays": days,
             }))
         }
-        Op::CancelKeyDeletion => Ok(json!({"KeyId": kms.cancel_key_deletion(who, &key_id(&r)?)?})),
+        Op::CancelKeyDeletion => {
+            let arn = kms.cancel_key_deletion(who, &key_id(&r)?)?;
+            *event = Some(KeyEvent::DeletionCancelled {
+                key_arn: arn.clone(),
+            });
+            Ok(json!({"KeyId": arn}))
+        }
         Op::EnableKeyRotation => {
             kms.enable_key_rotation(who, &key_id(&r)?, r.rotation_period_in_days)?;
             ok()

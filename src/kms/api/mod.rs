@@ -15,6 +15,7 @@
 //! audit event's parameters and resources.
 
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -47,6 +48,28 @@ pub fn is_kms_request(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.starts_with(TARGET_PREFIX))
 }
 
+/// A change to a key's lifecycle made by a successful request, for the server to react
+/// to (typed, so nobody re-reads the JSON answer to find out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyEvent {
+    /// ScheduleKeyDeletion: the key is deleted for good at `deletion_date`.
+    DeletionScheduled {
+        key_arn: String,
+        deletion_date: SystemTime,
+    },
+    /// CancelKeyDeletion: the key is no longer going to be deleted.
+    DeletionCancelled { key_arn: String },
+}
+
+/// The outcome of one KMS API request.
+#[derive(Debug)]
+pub struct Handled {
+    /// The JSON answer (an error answer included).
+    pub response: Response<Bytes>,
+    /// The key-lifecycle change the request made, if it made one.
+    pub event: Option<KeyEvent>,
+}
+
 /// Handles one KMS JSON-protocol request (body already read, at most 1 MiB). Verifies
 /// SigV4 itself.
 pub async fn handle(
@@ -54,7 +77,7 @@ pub async fn handle(
     keys: &AccessKeys,
     req: Request<Bytes>,
     source_ip: Option<IpAddr>,
-) -> Response<Bytes> {
+) -> Handled {
     let request_id = uuid::Uuid::new_v4().to_string();
     let op = req
         .headers()
@@ -78,22 +101,24 @@ pub async fn handle(
     let result = serve(kms, keys, &op, req, call)
         .instrument(span.clone())
         .await;
-    let (status, body) = match result {
-        Ok(v) => (StatusCode::OK, v.to_string()),
+    let (status, body, event) = match result {
+        Ok((v, event)) => (StatusCode::OK, v.to_string(), event),
         Err(e) => {
             span.in_scope(|| tracing::info!(error = e.aws_type(), "KMS request failed"));
             (
                 e.status(),
                 json!({"__type": e.aws_type(), "message": e.to_string()}).to_string(),
+                None,
             )
         }
     };
-    Response::builder()
+    let response = Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
         .header("x-amzn-RequestId", request_id)
         .body(Bytes::from(body))
-        .unwrap_or_else(|_| Response::new(Bytes::new()))
+        .unwrap_or_else(|_| Response::new(Bytes::new()));
+    Handled { response, event }
 }
 
 async fn serve(
@@ -102,7 +127,7 @@ async fn serve(
     op: &str,
     req: Request<Bytes>,
     mut call: CallContext,
-) -> Result<Value, KmsError> {
+) -> Result<(Value, Option<KeyEvent>), KmsError> {
     if req.method() != http::Method::POST || op.is_empty() {
         return Err(KmsError::UnknownOperation(
             "KMS requests are POST / with an X-Amz-Target: TrentService.<Operation> header.".into(),
@@ -140,18 +165,25 @@ async fn serve(
                 let (kms, name, caller, call) =
                     (kms.clone(), op.to_string(), caller.clone(), call.clone());
                 tokio::task::spawn_blocking(move || {
+                    let mut event = None;
                     let who = Caller::new(&caller, &call);
-                    dispatch::dispatch(&kms, who, &name, known, input)
+                    let r = dispatch::dispatch(&kms, who, &name, known, input, &mut event);
+                    r.map(|v| (v, event))
                 })
                 .await
                 .map_err(|e| KmsError::Internal(format!("KMS worker failed: {e}")))?
             } else {
-                dispatch::dispatch(kms, Caller::new(&caller, &call), op, known, input)
+                let mut event = None;
+                let who = Caller::new(&caller, &call);
+                dispatch::dispatch(kms, who, op, known, input, &mut event).map(|v| (v, event))
             }
         }
     };
     if kms.audit_enabled() {
-        let mut resources = result.as_ref().map(response_arns).unwrap_or_default();
+        let mut resources = result
+            .as_ref()
+            .map(|(v, _)| response_arns(v))
+            .unwrap_or_default();
         if resources.is_empty() {
             resources = hints;
         }
@@ -164,7 +196,7 @@ async fn serve(
             user_agent: call.user_agent,
             request_id: call.request_id,
             params: params.map(Params::Json),
-            response: result.as_ref().ok().map(audit_response),
+            response: result.as_ref().ok().map(|(v, _)| audit_response(v)),
             error: result.as_ref().err().map(|e| (e.aws_type(), e.to_string())),
             resources,
             read_only: known.is_some_and(Op::read_only),
