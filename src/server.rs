@@ -252,11 +252,7 @@ impl App {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("store did not answer within 5 s".to_string()),
         };
-        let kms = self
-            .kms
-            .service_managed_key(crate::s3::keys::MANAGED_ALIAS)
-            .map(|_| ())
-            .map_err(|e| format!("kms: {e}"));
+        let kms = self.kms.health().map_err(|e| format!("kms: {e}"));
         let backends = match tokio::time::timeout(
             Duration::from_secs(5),
             self.state.backends.probe(self.kms.account()),

@@ -3,7 +3,6 @@
 //! plaintext) and GenerateRandom. Calls not made by the API layer (which audits its own
 //! requests) write their audit event here.
 
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::Kms;
@@ -250,10 +249,5 @@ impl Kms {
             ));
         }
         crypto::random_bytes(bytes as usize)
-    }
-
-    /// Number of stored material versions of a key (0 once destroyed); for tests/ops.
-    pub fn stored_material_versions(&self, key_id: &Uuid) -> Result<usize, KmsError> {
-        self.inner.store.material_count(*key_id)
     }
 }

@@ -376,6 +376,17 @@ impl Kms {
         &self.inner.account
     }
 
+    /// Readiness: the database can be read. Reads only (never creates a key), so
+    /// `/ready` probes do not write.
+    pub fn health(&self) -> Result<(), KmsError> {
+        self.inner.store.check_readable()
+    }
+
+    /// Number of stored material versions of a key (0 once destroyed); for tests/ops.
+    pub fn stored_material_versions(&self, key_id: &Uuid) -> Result<usize, KmsError> {
+        self.inner.store.material_count(*key_id)
+    }
+
     /// The ARN of key `id` in this view's region (`mrk-` form for a multi-Region key).
     pub fn key_arn(&self, id: &Uuid) -> String {
         let mrk = self

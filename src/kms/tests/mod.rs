@@ -544,6 +544,15 @@ fn re_encrypt_moves_ciphertext_to_another_key_and_context() {
 }
 
 #[test]
+fn health_reads_the_database_and_creates_no_key() {
+    let f = fixture();
+    f.kms.health().unwrap();
+    f.kms.health().unwrap();
+    let keys = f.kms.list_keys(alice(), None, None).unwrap();
+    assert!(keys.items.is_empty(), "{:?}", keys.items);
+}
+
+#[test]
 fn callers_from_another_account_are_denied() {
     let f = fixture();
     let id = new_key(&f);
