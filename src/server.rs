@@ -287,11 +287,10 @@ impl App {
         {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                let mut r = Response::new(Body::from(Bytes::from_static(
-                    br#"{"__type":"ValidationException","message":"The request body is too large or could not be read."}"#,
-                )));
-                *r.status_mut() = StatusCode::BAD_REQUEST;
-                return r;
+                let e = crate::kms::KmsError::Validation(
+                    "The request body is too large or could not be read.".into(),
+                );
+                return crate::kms::api::error_response(&e).map(Body::from);
             }
         };
         let handled = crate::kms::api::handle(

@@ -105,20 +105,34 @@ pub async fn handle(
         Ok((v, event)) => (StatusCode::OK, v.to_string(), event),
         Err(e) => {
             span.in_scope(|| tracing::info!(error = e.aws_type(), "KMS request failed"));
-            (
-                e.status(),
-                json!({"__type": e.aws_type(), "message": e.to_string()}).to_string(),
-                None,
-            )
+            (e.status(), error_body(&e), None)
         }
     };
-    let response = Response::builder()
+    Handled {
+        response: answer(status, body, request_id),
+        event,
+    }
+}
+
+/// The KMS JSON answer to a request that failed before it reached `handle` (e.g. its
+/// body could not be read).
+pub fn error_response(e: &KmsError) -> Response<Bytes> {
+    answer(e.status(), error_body(e), uuid::Uuid::new_v4().to_string())
+}
+
+/// THE place a `KmsError` becomes the AWS KMS JSON error shape (its status is
+/// `KmsError::status`).
+fn error_body(e: &KmsError) -> String {
+    json!({"__type": e.aws_type(), "message": e.to_string()}).to_string()
+}
+
+fn answer(status: StatusCode, body: String, request_id: String) -> Response<Bytes> {
+    Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
         .header("x-amzn-RequestId", request_id)
         .body(Bytes::from(body))
-        .unwrap_or_else(|_| Response::new(Bytes::new()));
-    Handled { response, event }
+        .unwrap_or_else(|_| Response::new(Bytes::new()))
 }
 
 async fn serve(
@@ -204,4 +218,28 @@ async fn serve(
         });
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_answer_in_the_kms_json_shape() {
+        let r = error_response(&KmsError::Validation("too big".into()));
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[http::header::CONTENT_TYPE], CONTENT_TYPE);
+        assert!(r.headers().contains_key("x-amzn-RequestId"));
+        let v: Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            v,
+            json!({"__type": "ValidationException", "message": "too big"})
+        );
+        let r = error_response(&KmsError::Internal("disk".into()));
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            serde_json::from_slice::<Value>(r.body()).unwrap()["__type"],
+            "KMSInternalException"
+        );
+    }
 }
