@@ -1,14 +1,16 @@
-//! The embedded KMS (modelled on AWS KMS). See `docs/kms.md` for the design and
-//! `docs/kms-ciphertext.md` for the ciphertext blob format.
+//! The embedded KMS (modelled on AWS KMS). See `docs/kms.md` for the design,
+//! `docs/design/kms-architecture.md` for the module map and `docs/kms-ciphertext.md` for
+//! the ciphertext blob format.
 //!
 //! Layout: `ops` (THE operations table: names, kinds, DryRun, grants, key usage, key
-//! states), `model` (records), `crypto` (root key, backing
-//! keys, blob format, context encoding), `asym` (key specs, usages, algorithms and the
-//! material of every key kind), `store` (redb), `service` (the `Kms` operations),
-//! `policy` (key policy parsing and IAM-style evaluation), `grants`, `caller` (who calls
-//! and how the call arrived), `access` (policy + grants decision, explanations), `audit` (hash-chained CloudTrail-style
-//! log, verify, query), `usage` (per-key counters), `sigv4` (request verification for
-//! service `kms`), `api` (the AWS KMS JSON protocol).
+//! states), `caller` (who calls and how the call arrived), `service` (the `Kms`
+//! operations, one file per family), `api` (the AWS KMS JSON protocol), `model`
+//! (records), `crypto` (root key, backing keys, blob format, context encoding), `asym`
+//! (key specs, usages, algorithms and the material of every key kind), `store` (redb),
+//! `policy` (key policy parsing and IAM-style evaluation), `grants`, `access` (policy +
+//! grants decision, explanations), `audit` (hash-chained CloudTrail-style log, verify,
+//! query), `usage` (per-key counters), `sigv4` (request verification for service `kms`),
+//! `import` (wrapping of imported key material), `clock`, `error`.
 //!
 //! Invariants: key material exists only sealed in the database or unsealed in memory
 //! inside aws-lc-rs key objects / `Zeroizing` buffers; nothing here logs or returns it in

@@ -1,6 +1,6 @@
 //! The KMS JSON operations of RSA, ECC and HMAC keys: Sign, Verify, GetPublicKey,
 //! GenerateMac, VerifyMac, GenerateDataKeyPair(WithoutPlaintext). Request members are
-//! parsed here into the typed algorithms of `kms::asym`; the core does the rest.
+//! parsed here into the typed algorithms of `kms::asym`; the service does the rest.
 //!
 //! Invariant: messages, signatures, MACs and private keys are blob members of `Req`
 //! (never serialised into the audit event) and response members listed in

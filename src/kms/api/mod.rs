@@ -5,7 +5,7 @@
 //! Serialization/Validation/UnknownOperation errors, never a panic or a 500; bodies,
 //! plaintexts and ciphertexts are never logged; operations that write the database run
 //! on the blocking pool so the async runtime never waits on fsync. Every authenticated
-//! request writes exactly one audit event (here, not in the core: `Via::Api`), whose
+//! request writes exactly one audit event (here, not in the service: `Via::Api`), whose
 //! `requestParameters` are the request minus blobs and grant tokens and whose
 //! `responseElements` are the response minus blobs, tokens and policies.
 //!

@@ -1,7 +1,8 @@
 //! The operations of RSA, ECC and HMAC keys: Encrypt/Decrypt/ReEncrypt with an
-//! `EncryptionAlgorithm`, Sign/Verify, GetPublicKey, GenerateMac/VerifyMac and
-//! GenerateDataKeyPair(WithoutPlaintext). (A child of `core`: every key goes through the
-//! same `key_for` gate — policy, grants, state table, key usage.)
+//! RSAES_OAEP_* `EncryptionAlgorithm` (handed over by `crypto_ops`), Sign/Verify,
+//! GetPublicKey, GenerateMac/VerifyMac and GenerateDataKeyPair(WithoutPlaintext). (A
+//! child of `service`: every key goes through the same `key_for` gate — policy, grants,
+//! state table, key usage.)
 //!
 //! Invariants: algorithms are checked against the key's spec and usage before any key
 //! is used; asymmetric ciphertexts are raw RSA-OAEP (as AWS returns them) and need the
@@ -10,6 +11,7 @@
 
 use serde_json::json;
 
+use super::crypto_ops::check_plaintext;
 use super::{Kms, ReEncryptParams};
 use crate::kms::asym::{
     self, DataKeyPair, EncryptionAlgorithm, KeySpec, MacAlgorithm, MessageType, PublicKeyInfo,
@@ -17,7 +19,7 @@ use crate::kms::asym::{
 };
 use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::caller::{Caller, Via};
-use crate::kms::crypto::{MAX_BLOB, MAX_PLAINTEXT};
+use crate::kms::crypto::MAX_BLOB;
 use crate::kms::ops::Op;
 use crate::kms::{Decrypted, EncryptionContext, KmsError};
 
@@ -29,17 +31,6 @@ fn no_context(ctx: &EncryptionContext, alg: EncryptionAlgorithm) -> Result<(), K
     Err(KmsError::Validation(format!(
         "EncryptionContext is not supported with asymmetric KMS keys (EncryptionAlgorithm {alg})."
     )))
-}
-
-fn check_plaintext(pt: &[u8]) -> Result<(), KmsError> {
-    if pt.is_empty() || pt.len() > MAX_PLAINTEXT {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", pt.len()),
-            "plaintext",
-            "Member must have length between 1 and 4096",
-        ));
-    }
-    Ok(())
 }
 
 /// Signatures and MACs are `CiphertextType`: 1..=6144 bytes.
@@ -370,32 +361,7 @@ impl Kms {
 
     // ------------------------------------------------------------ audit
 
-    /// The audit event of an in-process call (the API layer records its own).
-    #[allow(clippy::too_many_arguments)]
-    fn audit_in_process<T>(
-        &self,
-        who: Caller<'_>,
-        op: Op,
-        key_ref: Option<&str>,
-        params: Params,
-        r: &Result<T, KmsError>,
-        arn: impl Fn(&T) -> &String,
-    ) {
-        if who.call.via == Via::Api || !self.audit_enabled() {
-            return;
-        }
-        let resources = match r {
-            Ok(v) => vec![arn(v).clone()],
-            Err(_) => key_ref
-                .and_then(|k| self.resolve_arn(k))
-                .into_iter()
-                .collect(),
-        };
-        let err = r.as_ref().err();
-        self.audit_event(who, op, params, err, resources);
-    }
-
-    /// `audit_in_process` of a Sign/Verify/Mac/GetPublicKey/key-pair call.
+    /// `audit_call` of a Sign/Verify/Mac/GetPublicKey/key-pair call.
     #[allow(clippy::too_many_arguments)]
     fn audit_asym<T>(
         &self,
@@ -407,10 +373,10 @@ impl Kms {
         arn: impl Fn(&T) -> &String,
     ) {
         let params = Params::Json(params);
-        self.audit_in_process(who, op, Some(key_ref), params, r, arn);
+        self.audit_call(who, op, Some(key_ref), params, r, arn);
     }
 
-    /// `audit_in_process` of an RSA Encrypt/Decrypt (no context: not allowed).
+    /// `audit_call` of an RSA Encrypt/Decrypt (no context: not allowed).
     #[allow(clippy::too_many_arguments)]
     fn audit_rsa<T>(
         &self,
@@ -426,6 +392,6 @@ impl Kms {
             encryption_algorithm: alg.as_str(),
             ..Default::default()
         });
-        self.audit_in_process(who, op, key_ref, params, r, arn);
+        self.audit_call(who, op, key_ref, params, r, arn);
     }
 }

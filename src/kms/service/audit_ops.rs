@@ -51,8 +51,34 @@ impl Kms {
         self.inner.audit.is_some()
     }
 
-    /// The audit event of an in-process or via-S3 cryptographic call (the API layer
-    /// records its own).
+    /// The audit event of an in-process or via-S3 call (the API layer records its own):
+    /// it names the key the result names, or the key `key_ref` resolves to when the call
+    /// failed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn audit_call<T>(
+        &self,
+        who: Caller<'_>,
+        op: Op,
+        key_ref: Option<&str>,
+        params: Params,
+        r: &Result<T, KmsError>,
+        arn: impl Fn(&T) -> &String,
+    ) {
+        if who.call.via == Via::Api || self.inner.audit.is_none() {
+            return;
+        }
+        let resources = match r {
+            Ok(v) => vec![arn(v).clone()],
+            Err(_) => key_ref
+                .and_then(|k| self.resolve_arn(k))
+                .into_iter()
+                .collect(),
+        };
+        let err = r.as_ref().err();
+        self.audit_event(who, op, params, err, resources);
+    }
+
+    /// `audit_call` of a symmetric Encrypt/Decrypt/GenerateDataKey call.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn audit_crypto<T>(
         &self,
@@ -64,26 +90,14 @@ impl Kms {
         r: &Result<T, KmsError>,
         arn: impl Fn(&T) -> &String,
     ) {
-        if who.call.via == Via::Api || self.inner.audit.is_none() {
-            return;
-        }
-        let resources = match r {
-            Ok(v) => vec![arn(v).clone()],
-            Err(_) => key_ref
-                .and_then(|k| self.find(k, true).ok())
-                .map(|e| e.arn.clone())
-                .into_iter()
-                .collect(),
-        };
-        let params = CryptoParams {
+        let params = Params::Crypto(CryptoParams {
             key_id: key_ref.map(str::to_string),
             encryption_context: Some(ctx.clone()),
             number_of_bytes: bytes,
             encryption_algorithm: "SYMMETRIC_DEFAULT",
             ..Default::default()
-        };
-        let err = r.as_ref().err();
-        self.audit_event(who, op, Params::Crypto(params), err, resources);
+        });
+        self.audit_call(who, op, key_ref, params, r, arn);
     }
 
     pub(super) fn audit_event(

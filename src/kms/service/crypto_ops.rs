@@ -25,6 +25,18 @@ pub struct ReEncryptParams<'a> {
     pub destination_algorithm: EncryptionAlgorithm,
 }
 
+/// Encrypt takes 1..=4096 bytes of plaintext, whatever the algorithm.
+pub(super) fn check_plaintext(pt: &[u8]) -> Result<(), KmsError> {
+    if pt.is_empty() || pt.len() > MAX_PLAINTEXT {
+        return Err(KmsError::constraint(
+            format!("<{} bytes>", pt.len()),
+            "plaintext",
+            "Member must have length between 1 and 4096",
+        ));
+    }
+    Ok(())
+}
+
 impl Kms {
     /// Encrypt (at most 4096 bytes) under `key_id` with `alg`: (ciphertext, key ARN).
     /// SYMMETRIC_DEFAULT gives a KMS ciphertext blob bound to `ctx`; RSAES_OAEP_* encrypts
@@ -41,13 +53,7 @@ impl Kms {
             return self.encrypt_asymmetric(who, key_id, plaintext, ctx, alg);
         }
         let r = (|| {
-            if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
-                return Err(KmsError::constraint(
-                    format!("<{} bytes>", plaintext.len()),
-                    "plaintext",
-                    "Member must have length between 1 and 4096",
-                ));
-            }
+            check_plaintext(plaintext)?;
             let e = self.key_for(who, key_id, Op::Encrypt, true, Some(ctx), None)?;
             let (v, k) = e.current()?;
             Ok((k.encrypt(&e.rec.id, v, plaintext, ctx)?, e.arn.clone()))

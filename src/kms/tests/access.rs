@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::{Fixture, SYM, alice, ctx, fixture, new_key};
+use super::{Fixture, SYM, alice, assert_err, ctx, fixture, new_key};
 use crate::auth::Principal;
 use crate::kms::ops::Op;
 use crate::kms::*;
@@ -23,13 +23,6 @@ static BOB: LazyLock<Principal> = LazyLock::new(|| Principal {
 /// Bob (another user of the account) calling in process.
 fn bob() -> Caller<'static> {
     Caller::in_process(&BOB)
-}
-
-#[track_caller]
-fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) -> String {
-    let e = r.expect_err("expected an error");
-    assert_eq!(e.aws_type(), want, "{e}");
-    e.to_string()
 }
 
 const DENY_BOB: &str = r#"{"Version":"2012-10-17","Statement":[

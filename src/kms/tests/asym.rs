@@ -2,7 +2,7 @@
 //! key-usage gate, persistence of sealed non-AES material, old records, and the audit
 //! log of in-process calls.
 
-use super::{Fixture, SYM, alice, ctx, fixture, new_key};
+use super::{Fixture, SYM, alice, assert_err, ctx, fixture, new_key};
 use crate::kms::*;
 
 fn create(f: &Fixture, spec: KeySpec, usage: KeyUsageType) -> String {
@@ -12,11 +12,6 @@ fn create(f: &Fixture, spec: KeySpec, usage: KeyUsageType) -> String {
         ..Default::default()
     };
     f.kms.create_key(alice(), &opts).unwrap().key_id
-}
-
-#[track_caller]
-fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) {
-    assert_eq!(r.unwrap_err().aws_type(), want);
 }
 
 #[test]

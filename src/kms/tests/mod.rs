@@ -88,9 +88,12 @@ fn plain(f: &Fixture, key: Option<&str>, blob: &[u8], c: &EncryptionContext) -> 
         .to_vec()
 }
 
+/// Asserts that `r` failed with the AWS exception `want`; returns the message.
 #[track_caller]
-fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) {
-    assert_eq!(r.unwrap_err().aws_type(), want);
+pub(crate) fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) -> String {
+    let e = r.expect_err("expected an error");
+    assert_eq!(e.aws_type(), want, "{e}");
+    e.to_string()
 }
 
 #[test]
