@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
 use sealgate::kms::{
-    CallContext, CreateKeyOptions, EncryptionContext, KeySpec, KeyUsageType, Kms, MacAlgorithm,
-    MessageType, SigningAlgorithm,
+    Caller, CreateKeyOptions, EncryptionAlgorithm, EncryptionContext, KeySpec, KeyUsageType, Kms,
+    MacAlgorithm, MessageType, SigningAlgorithm,
 };
+
+const SYMMETRIC: EncryptionAlgorithm = EncryptionAlgorithm::SymmetricDefault;
 
 const RUN: Duration = Duration::from_secs(2);
 
@@ -71,9 +73,8 @@ where
 
 /// Sign and Verify per second (1 thread, in-process) for each asymmetric key spec, then
 /// GenerateMac/VerifyMac for each HMAC spec.
-fn asymmetric(kms: &Kms, caller: &sealgate::auth::Principal) {
+fn asymmetric(kms: &Kms, caller: Caller<'_>) {
     use SigningAlgorithm::*;
-    let call = CallContext::default();
     let msg = [0x42u8; 256];
     let create = |spec, usage| {
         let opts = CreateKeyOptions {
@@ -99,13 +100,12 @@ fn asymmetric(kms: &Kms, caller: &sealgate::auth::Principal) {
     for (spec, alg) in cases {
         let key = create(spec, KeyUsageType::SignVerify);
         let raw = MessageType::Raw;
-        let (sig, _) = kms.sign(caller, &call, &key, &msg, raw, alg).unwrap();
+        let (sig, _) = kms.sign(caller, &key, &msg, raw, alg).unwrap();
         let sign = in_process(1, || {
-            kms.sign(caller, &call, &key, &msg, raw, alg).unwrap();
+            kms.sign(caller, &key, &msg, raw, alg).unwrap();
         });
         let verify = in_process(1, || {
-            kms.verify(caller, &call, &key, &msg, raw, &sig, alg)
-                .unwrap();
+            kms.verify(caller, &key, &msg, raw, &sig, alg).unwrap();
         });
         println!(
             "  {:<16} {:<26} Sign {sign:>8.0}/s   Verify {verify:>8.0}/s",
@@ -120,13 +120,12 @@ fn asymmetric(kms: &Kms, caller: &sealgate::auth::Principal) {
         (KeySpec::Hmac512, MacAlgorithm::HmacSha512),
     ] {
         let key = create(spec, KeyUsageType::GenerateVerifyMac);
-        let (mac, _) = kms.generate_mac(caller, &call, &key, &msg, alg).unwrap();
+        let (mac, _) = kms.generate_mac(caller, &key, &msg, alg).unwrap();
         let gen_mac = in_process(1, || {
-            kms.generate_mac(caller, &call, &key, &msg, alg).unwrap();
+            kms.generate_mac(caller, &key, &msg, alg).unwrap();
         });
         let verify_mac = in_process(1, || {
-            kms.verify_mac(caller, &call, &key, &msg, &mac, alg)
-                .unwrap();
+            kms.verify_mac(caller, &key, &msg, &mac, alg).unwrap();
         });
         println!(
             "  {:<16} {:<26} GenerateMac {gen_mac:>8.0}/s   VerifyMac {verify_mac:>8.0}/s",
@@ -148,25 +147,26 @@ fn main() {
         .unwrap();
     let server = rt.block_on(kms_support::start());
     let kms = server.kms.clone();
-    let caller = kms_support::alice();
+    let alice = kms_support::alice();
+    let caller = Caller::in_process(&alice);
     let key = kms
-        .create_key(&caller, &CreateKeyOptions::default())
+        .create_key(caller, &CreateKeyOptions::default())
         .unwrap()
         .key_id;
     let ctx: EncryptionContext = [("aws:s3:arn".to_string(), "arn:aws:s3:::b/k".to_string())]
         .into_iter()
         .collect();
     let blob = kms
-        .generate_data_key(&caller, &key, &ctx, 32)
+        .generate_data_key(caller, &key, &ctx, 32)
         .unwrap()
         .ciphertext_blob;
 
     for threads in [1, 2] {
         let gdk = in_process(threads, || {
-            kms.generate_data_key(&caller, &key, &ctx, 32).unwrap();
+            kms.generate_data_key(caller, &key, &ctx, 32).unwrap();
         });
         let dec = in_process(threads, || {
-            kms.decrypt(&caller, None, &blob, &ctx).unwrap();
+            kms.decrypt(caller, None, &blob, &ctx, SYMMETRIC).unwrap();
         });
         println!(
             "in-process, {threads} thread(s): GenerateDataKey {gdk:>10.0}/s   Decrypt {dec:>10.0}/s"
@@ -187,7 +187,7 @@ fn main() {
         }
     }));
     let b = Blob::new(
-        kms.generate_data_key(&caller, &key, &EncryptionContext::new(), 32)
+        kms.generate_data_key(caller, &key, &EncryptionContext::new(), 32)
             .unwrap()
             .ciphertext_blob,
     );
@@ -201,5 +201,5 @@ fn main() {
     println!(
         "over HTTP (aws-sdk-kms, 16 in flight, client+server on the same 2 cores): GenerateDataKey {gdk:>8.0}/s   Decrypt {dec:>8.0}/s"
     );
-    asymmetric(&kms, &caller);
+    asymmetric(&kms, caller);
 }

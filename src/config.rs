@@ -86,7 +86,7 @@ pub struct Config {
     /// What happens to objects that do not ask for encryption, and to unencrypted objects.
     pub encryption: EncryptionConfig,
     /// Where data keys come from: the embedded KMS or remote backends, caching, outages.
-    pub kms_backend: crate::kms::backend::KmsBackendConfig,
+    pub kms_backend: crate::keys::KmsBackendConfig,
     /// Timeouts and limits on client connections (`crate::limits`).
     pub limits: crate::limits::LimitsConfig,
     /// Accept AWS Signature Version 2 (deprecated; aws-cli v1 presigns with it unless

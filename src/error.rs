@@ -16,8 +16,8 @@
 use http::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
 
+use crate::keys::BackendError;
 use crate::kms::KmsError;
-use crate::kms::backend::BackendError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,8 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod key_events;
+pub mod keys;
 pub mod kms;
 pub mod limits;
 pub mod metrics;

@@ -368,8 +368,9 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
             } else {
                 sealgate::kms::CallContext::default()
             };
+            let caller = sealgate::kms::Caller::new(&who, &call);
             let e = kms
-                .explain(&who, &action, &key, &ctx, &call)
+                .explain(caller, &action, &key, &ctx)
                 .map_err(|e| e.to_string())?;
             println!("{e}");
             Ok(if e.allowed {

@@ -72,8 +72,7 @@ impl App {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let upstream = upstream.with_error_counter(metrics.upstream_errors.clone());
         let probe = upstream.clone();
-        let backends =
-            crate::kms::backend::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())?;
+        let backends = crate::keys::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())?;
         let objects = crate::object::Objects {
             store: upstream.clone(),
             keys: backends,
@@ -265,11 +264,7 @@ impl App {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("store did not answer within 5 s".to_string()),
         };
-        let kms = self
-            .kms
-            .service_managed_key(crate::object::envelope::MANAGED_ALIAS)
-            .map(|_| ())
-            .map_err(|e| format!("kms: {e}"));
+        let kms = self.kms.health().map_err(|e| format!("kms: {e}"));
         let backends = match tokio::time::timeout(
             Duration::from_secs(5),
             self.state.objects.keys.probe(self.kms.account()),
@@ -304,101 +299,24 @@ impl App {
         {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                let mut r = Response::new(Body::from(Bytes::from_static(
-                    br#"{"__type":"ValidationException","message":"The request body is too large or could not be read."}"#,
-                )));
-                *r.status_mut() = StatusCode::BAD_REQUEST;
-                return r;
+                let e = crate::kms::KmsError::Validation(
+                    "The request body is too large or could not be read.".into(),
+                );
+                return crate::kms::api::error_response(&e).map(Body::from);
             }
         };
-        let target = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let resp = crate::kms::api::handle(
+        let handled = crate::kms::api::handle(
             &self.kms,
             &self.access_keys,
             Request::from_parts(parts, body),
             Some(peer.ip()),
         )
         .await;
-        if resp.status() == StatusCode::OK {
-            self.after_key_lifecycle(&target, resp.body());
+        if let Some(event) = handled.event {
+            let skip = [self.state.state_bucket.clone()];
+            crate::key_events::on_key_event(event, &self.probe, &skip, &self.metrics);
         }
-        resp.map(Body::from)
-    }
-
-    /// ScheduleKeyDeletion warns with the key-deletion impact report: a background scan
-    /// of the store counts the objects whose data keys are still wrapped under the key
-    /// (they become unreadable when the waiting period ends), logs a warning naming the
-    /// buckets and sets `sealgate_kms_pending_deletion_objects`. CancelKeyDeletion
-    /// clears the gauge.
-    fn after_key_lifecycle(&self, target: &str, body: &[u8]) {
-        let op = target.strip_prefix("TrentService.").unwrap_or_default();
-        if op != "ScheduleKeyDeletion" && op != "CancelKeyDeletion" {
-            return;
-        }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return;
-        };
-        let Some(arn) = v.get("KeyId").and_then(|k| k.as_str()).map(str::to_string) else {
-            return;
-        };
-        let label = crate::metrics::KeyIdLabel { key: arn.clone() };
-        if op == "CancelKeyDeletion" {
-            self.metrics.pending_deletion_objects.remove(&label);
-            return;
-        }
-        let deletion = v
-            .get("DeletionDate")
-            .and_then(serde_json::Value::as_f64)
-            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s as i64).ok())
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
-        let store = self.probe.clone();
-        let skip = vec![self.state.state_bucket.clone()];
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let mut quiet = |_: &str| {};
-            match crate::admin::key_impact(&store, &arn, &[], &skip, &mut quiet).await {
-                Ok(impact) => {
-                    let n = impact.objects();
-                    metrics
-                        .pending_deletion_objects
-                        .get_or_create(&label)
-                        .set(i64::try_from(n).unwrap_or(i64::MAX));
-                    if n > 0 {
-                        tracing::warn!(
-                            key = %arn,
-                            deletion_date = %deletion,
-                            objects = n,
-                            scanned = impact.scanned,
-                            buckets = %impact.summary(),
-                            "KMS key scheduled for deletion still protects objects: they become \
-                             unreadable when it is deleted; re-wrap them (`sealgate rewrap`) or \
-                             cancel the deletion (CancelKeyDeletion)"
-                        );
-                    } else {
-                        tracing::info!(
-                            key = %arn,
-                            scanned = impact.scanned,
-                            "KMS key scheduled for deletion: no stored object needs it"
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!(
-                    key = %arn,
-                    error = %e,
-                    "KMS key scheduled for deletion: the impact scan of the store failed; \
-                     run `sealgate kms impact --key ...` before the waiting period ends"
-                ),
-            }
-        });
+        handled.response.map(Body::from)
     }
 }
 

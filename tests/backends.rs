@@ -14,7 +14,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use common::{KmsPeer, PeerKind, Sealgate};
 use sealgate::config::{Config, Secret};
-use sealgate::kms::backend::config::{AwsKmsConfig, BackendConfig, TransitConfig};
+use sealgate::keys::config::{AwsKmsConfig, BackendConfig, TransitConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {

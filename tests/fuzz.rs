@@ -20,7 +20,9 @@ use proptest::prelude::*;
 use sealgate::auth::{AccessKeys, Principal};
 use sealgate::crypto::format::{self, Layout, PartHeader};
 use sealgate::crypto::stream::{Decryptor, Dek, Encryptor};
-use sealgate::kms::{EncryptionContext, Kms, KmsConfig, RootKey, SystemClock};
+use sealgate::kms::{
+    Caller, EncryptionAlgorithm, EncryptionContext, Kms, KmsConfig, RootKey, SystemClock,
+};
 use sealgate::object::{Alg, Envelope, UploadToken};
 
 fn config(default: u32) -> ProptestConfig {
@@ -417,8 +419,12 @@ struct KmsFixture {
     _dir: tempfile::TempDir,
 }
 
-fn root() -> Principal {
-    kms_support::alice()
+const SYM: EncryptionAlgorithm = EncryptionAlgorithm::SymmetricDefault;
+
+/// The account user the in-process KMS calls are made as.
+fn root() -> Caller<'static> {
+    static ALICE: std::sync::LazyLock<Principal> = std::sync::LazyLock::new(kms_support::alice);
+    Caller::in_process(&ALICE)
 }
 
 /// The KMS the blob properties decrypt with (nothing else touches its key).
@@ -448,13 +454,13 @@ fn new_fixture() -> KmsFixture {
         )
         .unwrap();
         let key_id = kms
-            .create_key(&root(), &Default::default())
+            .create_key(root(), &Default::default())
             .unwrap()
             .key_id
             .clone();
         let ctx: EncryptionContext = [("k".to_string(), "v".to_string())].into();
         let (blob, _) = kms
-            .encrypt(&root(), &key_id, b"fuzz plaintext", &ctx)
+            .encrypt(root(), &key_id, b"fuzz plaintext", &ctx, SYM)
             .unwrap();
         let keys = kms_support::access_keys();
         KmsFixture {
@@ -588,7 +594,7 @@ proptest! {
             &f.keys,
             kms_request(op, body.clone()),
             None,
-        ));
+        )).response;
         let status = resp.status();
         let text = String::from_utf8_lossy(resp.body()).into_owned();
         prop_assert!(status != 500, "{op} {}: {status} {text}", String::from_utf8_lossy(&body));
@@ -603,14 +609,14 @@ proptest! {
         let f = kms_fixture();
         let ctx: EncryptionContext = [("k".to_string(), "v".to_string())].into();
         let _ = sealgate::kms::crypto::parse_blob(&junk);
-        prop_assert!(f.kms.decrypt(&root(), None, &junk, &ctx).is_err());
+        prop_assert!(f.kms.decrypt(root(), None, &junk, &ctx, SYM).is_err());
         let mut blob = f.blob.clone();
         if apply(&mut blob, &m) {
             let _ = sealgate::kms::crypto::parse_blob(&blob);
-            prop_assert!(f.kms.decrypt(&root(), None, &blob, &ctx).is_err(),
+            prop_assert!(f.kms.decrypt(root(), None, &blob, &ctx, SYM).is_err(),
                 "a changed blob ({m:?}) decrypted");
         } else {
-            let d = f.kms.decrypt(&root(), None, &blob, &ctx).unwrap();
+            let d = f.kms.decrypt(root(), None, &blob, &ctx, SYM).unwrap();
             prop_assert_eq!(&d.plaintext[..], b"fuzz plaintext");
         }
     }
@@ -634,8 +640,7 @@ proptest! {
         let _ = Policy::parse(&doc.to_string());
         let shaped = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
         if let Ok(p) = Policy::parse(&shaped.to_string()) {
-            let who = root();
-            let mut facts = RequestFacts::new(&who, &action, &resource);
+            let mut facts = RequestFacts::new(root().principal, &action, &resource);
             facts.encryption_context = Some(&ctx);
             let _ = p.evaluate(&facts);
             for i in 0..statements.len() {
@@ -682,24 +687,28 @@ fn a_changed_empty_first_or_last_part_changes_no_plaintext() {
 fn fuzzed_kms_requests_are_signed_well_enough_to_reach_the_decoder() {
     let f = kms_api_fixture();
     let body = serde_json::to_vec(&serde_json::json!({"KeyId": f.key_id})).unwrap();
-    let resp = rt().block_on(sealgate::kms::api::handle(
-        &f.kms,
-        &f.keys,
-        kms_request("DescribeKey", body),
-        None,
-    ));
+    let resp = rt()
+        .block_on(sealgate::kms::api::handle(
+            &f.kms,
+            &f.keys,
+            kms_request("DescribeKey", body),
+            None,
+        ))
+        .response;
     assert_eq!(
         resp.status(),
         200,
         "{}",
         String::from_utf8_lossy(resp.body())
     );
-    let resp = rt().block_on(sealgate::kms::api::handle(
-        &f.kms,
-        &f.keys,
-        kms_request("Encrypt", b"{\"KeyId\": 5".to_vec()),
-        None,
-    ));
+    let resp = rt()
+        .block_on(sealgate::kms::api::handle(
+            &f.kms,
+            &f.keys,
+            kms_request("Encrypt", b"{\"KeyId\": 5".to_vec()),
+            None,
+        ))
+        .response;
     assert_eq!(
         resp.status(),
         400,

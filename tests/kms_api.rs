@@ -290,3 +290,47 @@ async fn raw_http_malformed_requests_get_json_errors_not_500() {
     let (status, v) = kms_support::raw_call(&s.url, "TrentService.ListKeys", "").await;
     assert_eq!((status, v["Truncated"].as_bool()), (200, Some(false)));
 }
+
+/// ScheduleKeyDeletion and CancelKeyDeletion answer with a typed key-lifecycle event
+/// (what the server's impact scan reacts to); other and failed requests with none.
+#[tokio::test]
+async fn key_lifecycle_requests_return_typed_events() {
+    use sealgate::kms::api::{KeyEvent, handle};
+    let s = start().await;
+    let keys = kms_support::access_keys();
+    let call = |target: &str, body: String| {
+        let req = kms_support::signed_request("127.0.0.1:1", target, body.as_bytes());
+        handle(&s.kms, &keys, req, None)
+    };
+    let created = call("TrentService.CreateKey", "{}".into()).await;
+    let md: serde_json::Value = serde_json::from_slice(created.response.body()).unwrap();
+    let arn = md["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    assert_eq!(created.event, None);
+
+    let body = format!(r#"{{"KeyId":"{arn}","PendingWindowInDays":7}}"#);
+    let scheduled = call("TrentService.ScheduleKeyDeletion", body.clone()).await;
+    assert_eq!(scheduled.response.status(), 200);
+    let answer: serde_json::Value = serde_json::from_slice(scheduled.response.body()).unwrap();
+    let ms = (answer["DeletionDate"].as_f64().unwrap() * 1000.0).round() as u64;
+    let when = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    assert_eq!(
+        scheduled.event,
+        Some(KeyEvent::DeletionScheduled {
+            key_arn: arn.clone(),
+            deletion_date: when,
+        })
+    );
+    let again = call("TrentService.ScheduleKeyDeletion", body).await;
+    assert_eq!(again.response.status(), 400, "already pending deletion");
+    assert_eq!(again.event, None);
+
+    let key = format!(r#"{{"KeyId":"{arn}"}}"#);
+    let cancelled = call("TrentService.CancelKeyDeletion", key.clone()).await;
+    assert_eq!(
+        cancelled.event,
+        Some(KeyEvent::DeletionCancelled {
+            key_arn: arn.clone()
+        })
+    );
+    assert_eq!(call("TrentService.DescribeKey", key).await.event, None);
+}

@@ -6,6 +6,7 @@ mod kms_support;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyState, MultiRegionKeyType, Tag};
 use kms_support::{ACCESS_KEY, SECRET, cli_in, code, sdk_client_in, start_in_regions};
+use sealgate::kms::{Caller, EncryptionAlgorithm};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "eu-west-1";
@@ -286,17 +287,19 @@ async fn sdk_rotation_of_the_primary_reaches_replicas_and_survives_restart_and_p
         sealgate::kms::RootKey::from_bytes(&[3; 32]).unwrap(),
     )
     .unwrap();
-    let alice = kms_support::alice();
+    let principal = kms_support::alice();
+    let alice = Caller::in_process(&principal);
+    let sym = EncryptionAlgorithm::SymmetricDefault;
     let ctx = [("app".to_string(), "mrk".to_string())]
         .into_iter()
         .collect();
     for region in [EAST, WEST, "ap-south-1"] {
         let k = reopened.in_region(region).unwrap();
-        let d = k.decrypt(&alice, None, old.as_ref(), &ctx).unwrap();
+        let d = k.decrypt(alice, None, old.as_ref(), &ctx, sym).unwrap();
         assert_eq!(&d.plaintext[..], b"version one");
-        let d = k.decrypt(&alice, None, newest.as_ref(), &ctx).unwrap();
+        let d = k.decrypt(alice, None, newest.as_ref(), &ctx, sym).unwrap();
         assert_eq!(&d.plaintext[..], b"version three");
-        let md = k.describe_key(&alice, &id).unwrap();
+        let md = k.describe_key(alice, &id).unwrap();
         let want = if region == WEST { "PRIMARY" } else { "REPLICA" };
         assert_eq!(
             md.multi_region_configuration.unwrap().multi_region_key_type,

@@ -62,12 +62,8 @@ async fn config_and_application_debug_output_contains_no_secret() {
         upstream: upstream.clone(),
         objects: sealgate::object::Objects {
             store: upstream,
-            keys: sealgate::kms::backend::Backends::new(
-                &cfg.kms_backend,
-                kms.clone(),
-                metrics.clone(),
-            )
-            .unwrap(),
+            keys: sealgate::keys::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())
+                .unwrap(),
             metrics: metrics.clone(),
         },
         access_keys: cfg.access_key_table(),

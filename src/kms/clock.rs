@@ -62,6 +62,16 @@ pub(crate) fn millis(t: SystemTime) -> i64 {
     }
 }
 
+/// The instant `ms` milliseconds after the Unix epoch (the inverse of `millis`).
+pub(crate) fn system_time(ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
 /// Epoch seconds as a float, the way AWS KMS returns timestamps in JSON.
 pub(crate) fn epoch_seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0

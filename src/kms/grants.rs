@@ -4,7 +4,7 @@
 //!
 //! Invariants: a grant only ever *adds* permission where the key policy made no
 //! decision (an explicit Deny in the key policy still wins); its operations are a
-//! validated subset of `GRANT_OPERATIONS`; grant tokens are opaque, name exactly one
+//! validated subset of the grantable rows of `ops`; grant tokens are opaque, name exactly one
 //! grant, and carry no authority of their own (grants take effect at once here).
 
 use base64::Engine;
@@ -12,43 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::ops::{self, Grantable, Op};
 use super::{EncryptionContext, KmsError};
 use crate::auth::Principal;
-
-/// Operations a grant may allow (AWS names, without `kms:`).
-pub const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "Sign",
-    "Verify",
-    "GetPublicKey",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateMac",
-    "VerifyMac",
-    "DeriveSharedSecret",
-];
-
-/// Operations that take an encryption context; the only ones constraints may go with.
-const CONTEXT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "RetireGrant",
-    "CreateGrant",
-];
 
 pub const MAX_GRANTS_PER_KEY: usize = 50_000;
 
@@ -153,7 +119,7 @@ impl Grant {
             .as_deref()
             .is_some_and(|r| arn_denotes(r, who))
             || (arn_denotes(&self.grantee_principal, who)
-                && self.operations.iter().any(|o| o == "RetireGrant"))
+                && self.operations.iter().any(|o| o == Op::RetireGrant.name()))
     }
 }
 
@@ -177,11 +143,12 @@ pub fn validate(r: &GrantRequest) -> Result<(), KmsError> {
         ));
     }
     for op in &r.operations {
-        if !GRANT_OPERATIONS.contains(&op.as_str()) {
+        if grantable(op) == Grantable::No {
+            let all: Vec<&str> = ops::grant_operations().collect();
             return Err(KmsError::constraint(
                 op,
                 "operations",
-                "Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, GetPublicKey, CreateGrant, RetireGrant, DescribeKey, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext, GenerateMac, VerifyMac, DeriveSharedSecret]",
+                &format!("Member must satisfy enum value set: [{}]", all.join(", ")),
             ));
         }
     }
@@ -215,7 +182,7 @@ pub fn validate(r: &GrantRequest) -> Result<(), KmsError> {
         if let Some(op) = r
             .operations
             .iter()
-            .find(|o| !CONTEXT_OPERATIONS.contains(&o.as_str()))
+            .find(|o| grantable(o) != Grantable::WithConstraints)
         {
             return Err(KmsError::Validation(format!(
                 "Grant constraints are not permitted with the {op} operation."
@@ -223,6 +190,14 @@ pub fn validate(r: &GrantRequest) -> Result<(), KmsError> {
         }
     }
     Ok(())
+}
+
+/// Whether a grant may name `op` (an operation name, exact case) in its Operations.
+fn grantable(op: &str) -> Grantable {
+    ops::ROWS
+        .iter()
+        .find(|r| r.name == op)
+        .map_or(Grantable::No, |r| r.grantable)
 }
 
 /// A fresh 64-hex-digit grant id (AWS's shape).

@@ -1,13 +1,16 @@
-//! The embedded KMS (modelled on AWS KMS). See `docs/kms.md` for the design and
-//! `docs/kms-ciphertext.md` for the ciphertext blob format.
+//! The embedded KMS (modelled on AWS KMS). See `docs/kms.md` for the design,
+//! `docs/design/kms-architecture.md` for the module map and `docs/kms-ciphertext.md` for
+//! the ciphertext blob format.
 //!
-//! Layout: `model` (records, the state × operation table), `crypto` (root key, backing
-//! keys, blob format, context encoding), `asym` (key specs, usages, algorithms and the
-//! material of every key kind), `store` (redb), `core` (the `Kms` operations),
+//! Layout: `ops` (THE operations table: names, kinds, DryRun, grants, key usage, key
+//! states), `caller` (who calls and how the call arrived), `service` (the `Kms`
+//! operations, one file per family), `api` (the AWS KMS JSON protocol), `model`
+//! (records), `crypto` (root key, backing keys, blob format, context encoding), `asym`
+//! (key specs, usages, algorithms and the material of every key kind), `store` (redb),
 //! `policy` (key policy parsing and IAM-style evaluation), `grants`, `access` (policy +
-//! grants decision, call context, explanations), `audit` (hash-chained CloudTrail-style
-//! log, verify, query), `usage` (per-key counters), `sigv4` (request verification for
-//! service `kms`), `api` (the AWS KMS JSON protocol).
+//! grants decision, explanations), `audit` (hash-chained CloudTrail-style log, verify,
+//! query), `usage` (per-key counters), `sigv4` (request verification for service `kms`),
+//! `import` (wrapping of imported key material), `clock`, `error`.
 //!
 //! Invariants: key material exists only sealed in the database or unsealed in memory
 //! inside aws-lc-rs key objects / `Zeroizing` buffers; nothing here logs or returns it in
@@ -24,25 +27,21 @@ pub mod access;
 pub mod api;
 pub mod asym;
 pub mod audit;
-pub mod backend;
+pub mod caller;
 pub mod clock;
-mod core;
 pub mod crypto;
 mod error;
 pub mod grants;
 pub mod import;
 pub mod model;
+pub mod ops;
 pub mod policy;
+mod service;
 pub mod sigv4;
 mod store;
 pub mod usage;
 
-pub use self::core::ReEncryptParams;
-pub use self::core::{
-    AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
-    RotationEntry, RotationStatus,
-};
-pub use access::{CallContext, Explanation, Reason, Via};
+pub use access::{Explanation, Reason};
 pub use asym::{
     DataKeyPair, EncryptionAlgorithm, KeySpec, KeyUsageType, MacAlgorithm, MessageType,
     PublicKeyInfo, SigningAlgorithm,
@@ -51,11 +50,17 @@ pub use audit::{
     AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
     tail_audit_log, verify_audit_log, verify_audit_log_against,
 };
+pub use caller::{CallContext, Caller, Via};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use crypto::RootKey;
 pub use error::KmsError;
 pub use grants::{Grant, GrantConstraints, GrantRequest};
 pub use model::{KeyMetadata, KeyRecord, KeyState};
+pub use service::ReEncryptParams;
+pub use service::{
+    AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
+    RotationEntry, RotationStatus,
+};
 pub use usage::UsageReport;
 
 /// Encryption context: exact-match additional authenticated data.
@@ -280,7 +285,3 @@ impl fmt::Debug for Decrypted {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_access;
-#[cfg(test)]
-mod tests_asym;

@@ -102,6 +102,16 @@ impl Store {
         Ok((store, loaded))
     }
 
+    /// Readiness: a read transaction sees the format record. Writes nothing.
+    pub fn check_readable(&self) -> Result<(), KmsError> {
+        match self.read_meta("format")? {
+            Some(_) => Ok(()),
+            None => Err(KmsError::Internal(
+                "the KMS database has no format record".into(),
+            )),
+        }
+    }
+
     fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>, KmsError> {
         let txn = self.db.begin_read()?;
         let table = match txn.open_table(META) {

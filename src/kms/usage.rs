@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use super::model::{OP_COUNT, Op};
+use super::ops::{OP_COUNT, Op};
 
 #[derive(Debug)]
 pub(crate) struct KeyUsage {
@@ -38,7 +38,7 @@ impl KeyUsage {
             .iter()
             .filter_map(|op| {
                 let n = self.counts[*op as usize].load(Ordering::Relaxed);
-                (n > 0).then(|| (op.action().trim_start_matches("kms:").to_string(), n))
+                (n > 0).then(|| (op.name().to_string(), n))
             })
             .collect();
         let last_ms = self.last_ms.load(Ordering::Relaxed);
@@ -47,7 +47,7 @@ impl KeyUsage {
             key_arn,
             calls,
             last_used_ms: (last_ms != i64::MIN).then_some(last_ms),
-            last_operation: last_op.map(|o| o.action().trim_start_matches("kms:").to_string()),
+            last_operation: last_op.map(|o| o.name().to_string()),
         }
     }
 }

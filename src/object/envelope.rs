@@ -17,11 +17,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::crypto::stream::Dek;
 use crate::error::Error;
-use crate::kms::backend::{BackendError, Backends, Caller, StoredKey};
+use crate::keys::{BackendError, Backends, Caller, StoredKey};
 use crate::kms::{EncryptionContext, KmsError};
 
 /// Alias of the sealgate-managed default key (like AWS's `aws/s3`).
-pub const MANAGED_ALIAS: &str = crate::kms::backend::embedded::MANAGED_ALIAS;
+pub const MANAGED_ALIAS: &str = crate::keys::embedded::MANAGED_ALIAS;
 
 /// The server-side encryption an object has (or a write asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,10 +104,7 @@ pub fn context_for(
     caller: &BTreeMap<String, String>,
 ) -> EncryptionContext {
     let mut c: EncryptionContext = caller.clone();
-    c.insert(
-        "aws:s3:arn".into(),
-        crate::kms::backend::object_arn(bucket, key),
-    );
+    c.insert("aws:s3:arn".into(), crate::keys::object_arn(bucket, key));
     c
 }
 

@@ -22,7 +22,7 @@ pub mod write;
 
 use futures::stream::BoxStream;
 
-use crate::kms::backend::Backends;
+use crate::keys::Backends;
 use crate::metrics::SharedMetrics;
 use crate::upstream::Upstream;
 

@@ -41,7 +41,7 @@ use s3s::{Body, S3Error, S3Request, S3Response, S3Result};
 
 use crate::auth::{AccessKeys, Principal};
 use crate::error::Error;
-use crate::kms::backend::Caller;
+use crate::keys::Caller;
 use crate::object::Objects;
 use crate::upstream::Upstream;
 use classify::{Class, Op, Unclassified};

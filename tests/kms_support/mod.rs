@@ -124,8 +124,8 @@ async fn serve(
         }
     };
     let req = http::Request::from_parts(parts, body);
-    let resp = sealgate::kms::api::handle(&kms, &keys, req, Some(peer.ip())).await;
-    Ok(resp.map(Full::new))
+    let handled = sealgate::kms::api::handle(&kms, &keys, req, Some(peer.ip())).await;
+    Ok(handled.response.map(Full::new))
 }
 
 /// An aws-sdk-kms client pointed at the server, signing as alice (the account root).

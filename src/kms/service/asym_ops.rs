@@ -1,7 +1,8 @@
 //! The operations of RSA, ECC and HMAC keys: Encrypt/Decrypt/ReEncrypt with an
-//! `EncryptionAlgorithm`, Sign/Verify, GetPublicKey, GenerateMac/VerifyMac and
-//! GenerateDataKeyPair(WithoutPlaintext). (A child of `core`: every key goes through the
-//! same `key_for` gate — policy, grants, state table, key usage.)
+//! RSAES_OAEP_* `EncryptionAlgorithm` (handed over by `crypto_ops`), Sign/Verify,
+//! GetPublicKey, GenerateMac/VerifyMac and GenerateDataKeyPair(WithoutPlaintext). (A
+//! child of `service`: every key goes through the same `key_for` gate — policy, grants,
+//! state table, key usage.)
 //!
 //! Invariants: algorithms are checked against the key's spec and usage before any key
 //! is used; asymmetric ciphertexts are raw RSA-OAEP (as AWS returns them) and need the
@@ -10,29 +11,17 @@
 
 use serde_json::json;
 
-use super::Kms;
-use crate::auth::Principal;
-use crate::kms::access::{CallContext, Via};
+use super::crypto_ops::check_plaintext;
+use super::{Kms, ReEncryptParams};
 use crate::kms::asym::{
     self, DataKeyPair, EncryptionAlgorithm, KeySpec, MacAlgorithm, MessageType, PublicKeyInfo,
     SigningAlgorithm,
 };
 use crate::kms::audit::{CryptoParams, Params};
-use crate::kms::crypto::{MAX_BLOB, MAX_PLAINTEXT};
-use crate::kms::model::Op;
+use crate::kms::caller::{Caller, Via};
+use crate::kms::crypto::MAX_BLOB;
+use crate::kms::ops::Op;
 use crate::kms::{Decrypted, EncryptionContext, KmsError};
-
-/// ReEncrypt's inputs (source and destination sides).
-#[derive(Debug, Clone, Copy)]
-pub struct ReEncryptParams<'a> {
-    pub ciphertext: &'a [u8],
-    pub source_key_id: Option<&'a str>,
-    pub source_context: &'a EncryptionContext,
-    pub source_algorithm: EncryptionAlgorithm,
-    pub destination_key_id: &'a str,
-    pub destination_context: &'a EncryptionContext,
-    pub destination_algorithm: EncryptionAlgorithm,
-}
 
 /// AWS does not take an encryption context with asymmetric keys.
 fn no_context(ctx: &EncryptionContext, alg: EncryptionAlgorithm) -> Result<(), KmsError> {
@@ -42,17 +31,6 @@ fn no_context(ctx: &EncryptionContext, alg: EncryptionAlgorithm) -> Result<(), K
     Err(KmsError::Validation(format!(
         "EncryptionContext is not supported with asymmetric KMS keys (EncryptionAlgorithm {alg})."
     )))
-}
-
-fn check_plaintext(pt: &[u8]) -> Result<(), KmsError> {
-    if pt.is_empty() || pt.len() > MAX_PLAINTEXT {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", pt.len()),
-            "plaintext",
-            "Member must have length between 1 and 4096",
-        ));
-    }
-    Ok(())
 }
 
 /// Signatures and MACs are `CiphertextType`: 1..=6144 bytes.
@@ -70,76 +48,46 @@ fn check_blob(b: &[u8], field: &str) -> Result<(), KmsError> {
 impl Kms {
     // ------------------------------------------------------------ encrypt / decrypt
 
-    /// Encrypt with an explicit algorithm: SYMMETRIC_DEFAULT is `encrypt_via`; RSAES_OAEP_*
-    /// encrypts under an RSA ENCRYPT_DECRYPT key (raw OAEP ciphertext, no context).
-    #[allow(clippy::too_many_arguments)]
-    pub fn encrypt_with(
+    /// Encrypt with RSAES_OAEP_* under an RSA ENCRYPT_DECRYPT key (`Kms::encrypt`).
+    pub(super) fn encrypt_asymmetric(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         plaintext: &[u8],
         ctx: &EncryptionContext,
         alg: EncryptionAlgorithm,
     ) -> Result<(Vec<u8>, String), KmsError> {
-        if alg == EncryptionAlgorithm::SymmetricDefault {
-            return self.encrypt_via(caller, call, key_id, plaintext, ctx);
-        }
         let r = (|| {
             check_plaintext(plaintext)?;
-            self.seal_any(caller, call, key_id, plaintext, ctx, alg, Op::Encrypt)
+            self.seal_any(who, key_id, plaintext, ctx, alg, Op::Encrypt)
         })();
-        self.audit_rsa(caller, call, "Encrypt", Some(key_id), alg, &r, |r| &r.1);
+        self.audit_rsa(who, Op::Encrypt, Some(key_id), alg, &r, |r| &r.1);
         r
     }
 
-    /// Decrypt with an explicit algorithm. RSAES_OAEP_* needs `key_id` (the raw RSA
-    /// ciphertext does not name its key).
-    #[allow(clippy::too_many_arguments)]
-    pub fn decrypt_with(
+    /// Decrypt with RSAES_OAEP_* (`Kms::decrypt`).
+    pub(super) fn decrypt_asymmetric(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: Option<&str>,
         blob: &[u8],
         ctx: &EncryptionContext,
         alg: EncryptionAlgorithm,
     ) -> Result<Decrypted, KmsError> {
-        if alg == EncryptionAlgorithm::SymmetricDefault {
-            self.refuse_asymmetric_for_symmetric(key_id)?;
-            return self.decrypt_via(caller, call, key_id, blob, ctx);
-        }
-        let r = self.open_any(caller, call, key_id, blob, ctx, alg, Op::Decrypt);
-        self.audit_rsa(caller, call, "Decrypt", key_id, alg, &r, |d| &d.key_arn);
+        let r = self.open_any(who, key_id, blob, ctx, alg, Op::Decrypt);
+        self.audit_rsa(who, Op::Decrypt, key_id, alg, &r, |d| &d.key_arn);
         r
     }
 
-    /// ReEncrypt between any two ENCRYPT_DECRYPT keys: (new ciphertext, source key ARN,
-    /// destination key ARN).
-    pub fn re_encrypt_with(
+    /// ReEncrypt where either side uses RSAES_OAEP_* (`Kms::re_encrypt`).
+    pub(super) fn re_encrypt_asymmetric(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         p: &ReEncryptParams<'_>,
     ) -> Result<(Vec<u8>, String, String), KmsError> {
-        let sym = EncryptionAlgorithm::SymmetricDefault;
-        if p.source_algorithm == sym && p.destination_algorithm == sym {
-            self.refuse_asymmetric_for_symmetric(p.source_key_id)?;
-            self.refuse_asymmetric_for_symmetric(Some(p.destination_key_id))?;
-            return self.re_encrypt_via(
-                caller,
-                call,
-                p.ciphertext,
-                p.source_context,
-                p.source_key_id,
-                p.destination_key_id,
-                p.destination_context,
-            );
-        }
         let r = (|| {
             let src = self.open_any(
-                caller,
-                call,
+                who,
                 p.source_key_id,
                 p.ciphertext,
                 p.source_context,
@@ -147,8 +95,7 @@ impl Kms {
                 Op::ReEncryptFrom,
             )?;
             let (blob, dst_arn) = self.seal_any(
-                caller,
-                call,
+                who,
                 p.destination_key_id,
                 &src.plaintext,
                 p.destination_context,
@@ -157,7 +104,7 @@ impl Kms {
             )?;
             Ok((blob, src.key_arn, dst_arn))
         })();
-        if call.via != Via::Api && self.audit_enabled() {
+        if who.call.via != Via::Api && self.audit_enabled() {
             let params = CryptoParams {
                 key_id: p.source_key_id.map(str::to_string),
                 destination_key_id: Some(p.destination_key_id.to_string()),
@@ -170,13 +117,16 @@ impl Kms {
             };
             let err = r.as_ref().err();
             let params = Params::Crypto(params);
-            self.audit_event(caller, call, "ReEncrypt", params, err, resources);
+            self.audit_event(who, Op::ReEncrypt, params, err, resources);
         }
         r
     }
 
     /// A SYMMETRIC_DEFAULT request naming a non-symmetric key: AWS's InvalidKeyUsage.
-    fn refuse_asymmetric_for_symmetric(&self, key_id: Option<&str>) -> Result<(), KmsError> {
+    pub(super) fn refuse_asymmetric_for_symmetric(
+        &self,
+        key_id: Option<&str>,
+    ) -> Result<(), KmsError> {
         if let Some(e) = key_id.and_then(|k| self.find(k, true).ok())
             && !e.rec.key_spec.is_symmetric()
         {
@@ -192,15 +142,14 @@ impl Kms {
     #[allow(clippy::too_many_arguments)]
     fn seal_any(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         pt: &[u8],
         ctx: &EncryptionContext,
         alg: EncryptionAlgorithm,
         op: Op,
     ) -> Result<(Vec<u8>, String), KmsError> {
-        let e = self.key_for(caller, call, key_id, op, true, Some(ctx), None)?;
+        let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
         asym::check_encryption_algorithm(&e.rec, alg)?;
         if alg == EncryptionAlgorithm::SymmetricDefault {
             let (v, k) = e.current()?;
@@ -215,8 +164,7 @@ impl Kms {
     #[allow(clippy::too_many_arguments)]
     fn open_any(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: Option<&str>,
         blob: &[u8],
         ctx: &EncryptionContext,
@@ -225,7 +173,7 @@ impl Kms {
     ) -> Result<Decrypted, KmsError> {
         if alg == EncryptionAlgorithm::SymmetricDefault {
             self.refuse_asymmetric_for_symmetric(key_id)?;
-            return self.open_blob(caller, call, key_id, blob, ctx, op);
+            return self.open_blob(who, key_id, blob, ctx, op);
         }
         let key_id = key_id.ok_or_else(|| {
             KmsError::Validation(format!(
@@ -233,7 +181,7 @@ impl Kms {
             ))
         })?;
         no_context(ctx, alg)?;
-        let e = self.key_for(caller, call, key_id, op, true, Some(ctx), None)?;
+        let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
         asym::check_encryption_algorithm(&e.rec, alg)?;
         let (_, m) = e.current_material()?;
         Ok(Decrypted {
@@ -249,8 +197,7 @@ impl Kms {
     #[allow(clippy::too_many_arguments)]
     pub fn sign(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         msg: &[u8],
         ty: MessageType,
@@ -258,13 +205,13 @@ impl Kms {
     ) -> Result<(Vec<u8>, String), KmsError> {
         let r = (|| {
             asym::check_message(msg, ty, Some(alg))?;
-            let e = self.key_for(caller, call, key_id, Op::Sign, true, None, None)?;
+            let e = self.key_for(who, key_id, Op::Sign, true, None, None)?;
             asym::check_signing_algorithm(&e.rec, alg)?;
             let (_, m) = e.current_material()?;
             Ok((m.sign(alg, ty, msg)?, e.arn.clone()))
         })();
         let params = json!({"keyId": key_id, "messageType": ty, "signingAlgorithm": alg});
-        self.audit_asym(caller, call, "Sign", key_id, params, &r, |r| &r.1);
+        self.audit_asym(who, Op::Sign, key_id, params, &r, |r| &r.1);
         r
     }
 
@@ -272,8 +219,7 @@ impl Kms {
     #[allow(clippy::too_many_arguments)]
     pub fn verify(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         msg: &[u8],
         ty: MessageType,
@@ -283,7 +229,7 @@ impl Kms {
         let r = (|| {
             asym::check_message(msg, ty, Some(alg))?;
             check_blob(sig, "signature")?;
-            let e = self.key_for(caller, call, key_id, Op::Verify, true, None, None)?;
+            let e = self.key_for(who, key_id, Op::Verify, true, None, None)?;
             asym::check_signing_algorithm(&e.rec, alg)?;
             let (_, m) = e.current_material()?;
             if !m.verify(alg, ty, msg, sig)? {
@@ -295,19 +241,14 @@ impl Kms {
             Ok(e.arn.clone())
         })();
         let params = json!({"keyId": key_id, "messageType": ty, "signingAlgorithm": alg});
-        self.audit_asym(caller, call, "Verify", key_id, params, &r, |a| a);
+        self.audit_asym(who, Op::Verify, key_id, params, &r, |a| a);
         r
     }
 
     /// GetPublicKey of an RSA or ECC key (DER SubjectPublicKeyInfo).
-    pub fn get_public_key(
-        &self,
-        caller: &Principal,
-        call: &CallContext,
-        key_id: &str,
-    ) -> Result<PublicKeyInfo, KmsError> {
+    pub fn get_public_key(&self, who: Caller<'_>, key_id: &str) -> Result<PublicKeyInfo, KmsError> {
         let r = (|| {
-            let e = self.key_for(caller, call, key_id, Op::GetPublicKey, true, None, None)?;
+            let e = self.key_for(who, key_id, Op::GetPublicKey, true, None, None)?;
             let (_, m) = e.current_material()?;
             let public_key = m
                 .public_key_der()
@@ -321,9 +262,7 @@ impl Kms {
             })
         })();
         let params = json!({"keyId": key_id});
-        self.audit_asym(caller, call, "GetPublicKey", key_id, params, &r, |p| {
-            &p.key_arn
-        });
+        self.audit_asym(who, Op::GetPublicKey, key_id, params, &r, |p| &p.key_arn);
         r
     }
 
@@ -332,29 +271,27 @@ impl Kms {
     /// GenerateMac with a GENERATE_VERIFY_MAC key: (MAC, key ARN).
     pub fn generate_mac(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         msg: &[u8],
         alg: MacAlgorithm,
     ) -> Result<(Vec<u8>, String), KmsError> {
         let r = (|| {
             asym::check_message(msg, MessageType::Raw, None)?;
-            let e = self.key_for(caller, call, key_id, Op::GenerateMac, true, None, None)?;
+            let e = self.key_for(who, key_id, Op::GenerateMac, true, None, None)?;
             asym::check_mac_algorithm(&e.rec, alg)?;
             let (_, m) = e.current_material()?;
             Ok((m.mac(msg)?, e.arn.clone()))
         })();
         let params = json!({"keyId": key_id, "macAlgorithm": alg});
-        self.audit_asym(caller, call, "GenerateMac", key_id, params, &r, |r| &r.1);
+        self.audit_asym(who, Op::GenerateMac, key_id, params, &r, |r| &r.1);
         r
     }
 
     /// VerifyMac: Ok(key ARN) when `mac` is valid, KMSInvalidMacException when not.
     pub fn verify_mac(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         msg: &[u8],
         mac: &[u8],
@@ -363,7 +300,7 @@ impl Kms {
         let r = (|| {
             asym::check_message(msg, MessageType::Raw, None)?;
             check_blob(mac, "mac")?;
-            let e = self.key_for(caller, call, key_id, Op::VerifyMac, true, None, None)?;
+            let e = self.key_for(who, key_id, Op::VerifyMac, true, None, None)?;
             asym::check_mac_algorithm(&e.rec, alg)?;
             let (_, m) = e.current_material()?;
             if !m.verify_mac(msg, mac)? {
@@ -375,7 +312,7 @@ impl Kms {
             Ok(e.arn.clone())
         })();
         let params = json!({"keyId": key_id, "macAlgorithm": alg});
-        self.audit_asym(caller, call, "VerifyMac", key_id, params, &r, |a| a);
+        self.audit_asym(who, Op::VerifyMac, key_id, params, &r, |a| a);
         r
     }
 
@@ -386,8 +323,7 @@ impl Kms {
     /// with `ctx` (an ordinary ciphertext blob that Decrypt opens).
     pub fn generate_data_key_pair(
         &self,
-        caller: &Principal,
-        call: &CallContext,
+        who: Caller<'_>,
         key_id: &str,
         ctx: &EncryptionContext,
         spec: KeySpec,
@@ -406,7 +342,7 @@ impl Kms {
                     "Member must be an RSA or ECC key pair spec",
                 ));
             }
-            let e = self.key_for(caller, call, key_id, op, true, Some(ctx), None)?;
+            let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
             let (v, k) = e.current()?;
             let pair = asym::generate_key_pair(spec)?;
             let blob = k.encrypt(&e.rec.id, v, &pair.private_pkcs8, ctx)?;
@@ -418,63 +354,34 @@ impl Kms {
                 key_arn: e.arn.clone(),
             })
         })();
-        let name = op.action().trim_start_matches("kms:");
         let params = json!({"keyId": key_id, "keyPairSpec": spec, "encryptionContext": ctx});
-        self.audit_asym(caller, call, name, key_id, params, &r, |d| &d.key_arn);
+        self.audit_asym(who, op, key_id, params, &r, |d| &d.key_arn);
         r
     }
 
     // ------------------------------------------------------------ audit
 
-    /// The audit event of an in-process call (the API layer records its own).
-    #[allow(clippy::too_many_arguments)]
-    fn audit_in_process<T>(
-        &self,
-        caller: &Principal,
-        call: &CallContext,
-        name: &'static str,
-        key_ref: Option<&str>,
-        params: Params,
-        r: &Result<T, KmsError>,
-        arn: impl Fn(&T) -> &String,
-    ) {
-        if call.via == Via::Api || !self.audit_enabled() {
-            return;
-        }
-        let resources = match r {
-            Ok(v) => vec![arn(v).clone()],
-            Err(_) => key_ref
-                .and_then(|k| self.resolve_arn(k))
-                .into_iter()
-                .collect(),
-        };
-        let err = r.as_ref().err();
-        self.audit_event(caller, call, name, params, err, resources);
-    }
-
-    /// `audit_in_process` of a Sign/Verify/Mac/GetPublicKey/key-pair call.
+    /// `audit_call` of a Sign/Verify/Mac/GetPublicKey/key-pair call.
     #[allow(clippy::too_many_arguments)]
     fn audit_asym<T>(
         &self,
-        caller: &Principal,
-        call: &CallContext,
-        name: &'static str,
+        who: Caller<'_>,
+        op: Op,
         key_ref: &str,
         params: serde_json::Value,
         r: &Result<T, KmsError>,
         arn: impl Fn(&T) -> &String,
     ) {
         let params = Params::Json(params);
-        self.audit_in_process(caller, call, name, Some(key_ref), params, r, arn);
+        self.audit_call(who, op, Some(key_ref), params, r, arn);
     }
 
-    /// `audit_in_process` of an RSA Encrypt/Decrypt (no context: not allowed).
+    /// `audit_call` of an RSA Encrypt/Decrypt (no context: not allowed).
     #[allow(clippy::too_many_arguments)]
     fn audit_rsa<T>(
         &self,
-        caller: &Principal,
-        call: &CallContext,
-        name: &'static str,
+        who: Caller<'_>,
+        op: Op,
         key_ref: Option<&str>,
         alg: EncryptionAlgorithm,
         r: &Result<T, KmsError>,
@@ -485,6 +392,6 @@ impl Kms {
             encryption_algorithm: alg.as_str(),
             ..Default::default()
         });
-        self.audit_in_process(caller, call, name, key_ref, params, r, arn);
+        self.audit_call(who, op, key_ref, params, r, arn);
     }
 }

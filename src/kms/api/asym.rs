@@ -1,6 +1,6 @@
 //! The KMS JSON operations of RSA, ECC and HMAC keys: Sign, Verify, GetPublicKey,
 //! GenerateMac, VerifyMac, GenerateDataKeyPair(WithoutPlaintext). Request members are
-//! parsed here into the typed algorithms of `kms::asym`; the core does the rest.
+//! parsed here into the typed algorithms of `kms::asym`; the service does the rest.
 //!
 //! Invariant: messages, signatures, MACs and private keys are blob members of `Req`
 //! (never serialised into the audit event) and response members listed in
@@ -8,82 +8,38 @@
 
 use serde_json::{Value, json};
 
-use super::{Req, b64, required};
-use crate::auth::Principal;
-use crate::kms::access::CallContext;
+use super::dispatch::{b64, unknown};
+use super::request::{Req, required};
 use crate::kms::asym::{self, MacAlgorithm, MessageType, SigningAlgorithm};
-use crate::kms::model::Op;
+use crate::kms::caller::Caller;
+use crate::kms::ops::Op;
 use crate::kms::{EncryptionContext, Kms, KmsError};
-
-const OPS: &[&str] = &[
-    "Sign",
-    "Verify",
-    "GetPublicKey",
-    "GenerateMac",
-    "VerifyMac",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-];
-
-/// Is `op` one of this module's operations?
-pub(super) fn handles(op: &str) -> bool {
-    OPS.contains(&op)
-}
-
-/// Operations that may take seconds of CPU (RSA key generation): run on the blocking
-/// pool, like database writes.
-pub(super) fn is_slow(op: &str) -> bool {
-    matches!(
-        op,
-        "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext"
-    )
-}
-
-/// The `Op` a DryRun of `op` checks (AWS supports DryRun on all of these but
-/// GetPublicKey).
-pub(super) fn dry_run_op(op: &str) -> Option<Op> {
-    Some(match op {
-        "Sign" => Op::Sign,
-        "Verify" => Op::Verify,
-        "GenerateMac" => Op::GenerateMac,
-        "VerifyMac" => Op::VerifyMac,
-        "GenerateDataKeyPair" => Op::GenerateDataKeyPair,
-        "GenerateDataKeyPairWithoutPlaintext" => Op::GenerateDataKeyPairWithoutPlaintext,
-        _ => return None,
-    })
-}
 
 fn names<T: Copy + std::fmt::Display>(v: &[T]) -> Option<Vec<String>> {
     (!v.is_empty()).then(|| v.iter().map(ToString::to_string).collect())
 }
 
-pub(super) fn dispatch(
-    kms: &Kms,
-    caller: &Principal,
-    call: &CallContext,
-    op: &str,
-    mut r: Req,
-) -> Result<Value, KmsError> {
+pub(super) fn dispatch(kms: &Kms, who: Caller<'_>, op: Op, mut r: Req) -> Result<Value, KmsError> {
     let key_id = required(r.key_id.take(), "keyId")?;
     match op {
-        "Sign" | "Verify" => {
+        Op::Sign | Op::Verify => {
             let msg = required(r.message.take(), "message")?;
             let ty = MessageType::parse(r.message_type.as_deref())?;
             let alg = SigningAlgorithm::parse(&required(
                 r.signing_algorithm.take(),
                 "signingAlgorithm",
             )?)?;
-            if op == "Sign" {
-                let (sig, arn) = kms.sign(caller, call, &key_id, &msg.0, ty, alg)?;
+            if op == Op::Sign {
+                let (sig, arn) = kms.sign(who, &key_id, &msg.0, ty, alg)?;
                 Ok(json!({"KeyId": arn, "Signature": b64(&sig), "SigningAlgorithm": alg}))
             } else {
                 let sig = required(r.signature.take(), "signature")?;
-                let arn = kms.verify(caller, call, &key_id, &msg.0, ty, &sig.0, alg)?;
+                let arn = kms.verify(who, &key_id, &msg.0, ty, &sig.0, alg)?;
                 Ok(json!({"KeyId": arn, "SignatureValid": true, "SigningAlgorithm": alg}))
             }
         }
-        "GetPublicKey" => {
-            let p = kms.get_public_key(caller, call, &key_id)?;
+        Op::GetPublicKey => {
+            let p = kms.get_public_key(who, &key_id)?;
             let mut v = json!({
                 "KeyId": p.key_arn,
                 "PublicKey": b64(&p.public_key),
@@ -99,25 +55,25 @@ pub(super) fn dispatch(
             }
             Ok(v)
         }
-        "GenerateMac" | "VerifyMac" => {
+        Op::GenerateMac | Op::VerifyMac => {
             let msg = required(r.message.take(), "message")?;
             let alg = MacAlgorithm::parse(&required(r.mac_algorithm.take(), "macAlgorithm")?)?;
-            if op == "GenerateMac" {
-                let (mac, arn) = kms.generate_mac(caller, call, &key_id, &msg.0, alg)?;
+            if op == Op::GenerateMac {
+                let (mac, arn) = kms.generate_mac(who, &key_id, &msg.0, alg)?;
                 Ok(json!({"Mac": b64(&mac), "MacAlgorithm": alg, "KeyId": arn}))
             } else {
                 let mac = required(r.mac.take(), "mac")?;
-                let arn = kms.verify_mac(caller, call, &key_id, &msg.0, &mac.0, alg)?;
+                let arn = kms.verify_mac(who, &key_id, &msg.0, &mac.0, alg)?;
                 Ok(json!({"KeyId": arn, "MacValid": true, "MacAlgorithm": alg}))
             }
         }
-        "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
+        Op::GenerateDataKeyPair | Op::GenerateDataKeyPairWithoutPlaintext => {
             let spec =
                 asym::parse_key_pair_spec(&required(r.key_pair_spec.take(), "keyPairSpec")?)?;
             let empty = EncryptionContext::new();
             let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-            let with_plaintext = op == "GenerateDataKeyPair";
-            let d = kms.generate_data_key_pair(caller, call, &key_id, ctx, spec, with_plaintext)?;
+            let with_plaintext = op == Op::GenerateDataKeyPair;
+            let d = kms.generate_data_key_pair(who, &key_id, ctx, spec, with_plaintext)?;
             let mut v = json!({
                 "PrivateKeyCiphertextBlob": b64(&d.private_key_ciphertext_blob),
                 "PublicKey": b64(&d.public_key),
@@ -129,8 +85,6 @@ pub(super) fn dispatch(
             }
             Ok(v)
         }
-        _ => Err(KmsError::UnknownOperation(format!(
-            "Unknown operation TrentService.{op}"
-        ))),
+        _ => Err(unknown(op.name())),
     }
 }

@@ -1,11 +1,16 @@
-//! Behavioural tests of the KMS core: lifecycle, state table enforcement, rotation,
-//! deletion windows (injected clock), aliases, persistence and root-key refusal.
+//! Behavioural tests of the KMS service: lifecycle, state table enforcement, rotation,
+//! deletion windows (injected clock), aliases, persistence and root-key refusal. The
+//! shared fixture lives here; `access` (policies, grants, explain, audit) and `asym`
+//! (RSA, ECC and HMAC keys) use it.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use super::*;
 use crate::auth::Principal;
+
+mod access;
+mod asym;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -46,12 +51,18 @@ impl Fixture {
     }
 }
 
-pub(crate) fn alice() -> Principal {
-    Principal {
-        name: "alice".into(),
-        account: "000000000000".into(),
-        is_root: false,
-    }
+static ALICE: LazyLock<Principal> = LazyLock::new(|| Principal {
+    name: "alice".into(),
+    account: "000000000000".into(),
+    is_root: false,
+});
+
+/// The algorithm of KMS ciphertext blobs.
+pub(crate) const SYM: EncryptionAlgorithm = EncryptionAlgorithm::SymmetricDefault;
+
+/// Alice (an account user) calling in process.
+pub(crate) fn alice() -> Caller<'static> {
+    Caller::in_process(&ALICE)
 }
 
 pub(crate) fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
@@ -63,7 +74,7 @@ pub(crate) fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
 
 pub(crate) fn new_key(f: &Fixture) -> String {
     f.kms
-        .create_key(&alice(), &CreateKeyOptions::default())
+        .create_key(alice(), &CreateKeyOptions::default())
         .unwrap()
         .key_id
 }
@@ -71,15 +82,18 @@ pub(crate) fn new_key(f: &Fixture) -> String {
 /// Decrypts and returns the plaintext (panics on failure).
 fn plain(f: &Fixture, key: Option<&str>, blob: &[u8], c: &EncryptionContext) -> Vec<u8> {
     f.kms
-        .decrypt(&alice(), key, blob, c)
+        .decrypt(alice(), key, blob, c, SYM)
         .unwrap()
         .plaintext
         .to_vec()
 }
 
+/// Asserts that `r` failed with the AWS exception `want`; returns the message.
 #[track_caller]
-fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) {
-    assert_eq!(r.unwrap_err().aws_type(), want);
+pub(crate) fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) -> String {
+    let e = r.expect_err("expected an error");
+    assert_eq!(e.aws_type(), want, "{e}");
+    e.to_string()
 }
 
 #[test]
@@ -87,17 +101,18 @@ fn data_key_round_trips_and_context_must_match_exactly() {
     let f = fixture();
     let id = new_key(&f);
     let c = ctx(&[("aws:s3:arn", "arn:aws:s3:::b/k")]);
-    let dk = f.kms.generate_data_key(&alice(), &id, &c, 32).unwrap();
+    let dk = f.kms.generate_data_key(alice(), &id, &c, 32).unwrap();
     assert_eq!(dk.plaintext.len(), 32);
     assert!(dk.key_arn.ends_with(&id));
     let d = f
         .kms
-        .decrypt(&alice(), None, &dk.ciphertext_blob, &c)
+        .decrypt(alice(), None, &dk.ciphertext_blob, &c, SYM)
         .unwrap();
     assert_eq!(d.plaintext, dk.plaintext);
     let wrong = ctx(&[("aws:s3:arn", "arn:aws:s3:::b/other")]);
     assert_err(
-        f.kms.decrypt(&alice(), None, &dk.ciphertext_blob, &wrong),
+        f.kms
+            .decrypt(alice(), None, &dk.ciphertext_blob, &wrong, SYM),
         "InvalidCiphertextException",
     );
     assert!(!format!("{dk:?}").contains(&hex::encode(&dk.plaintext[..])));
@@ -107,12 +122,12 @@ fn data_key_round_trips_and_context_must_match_exactly() {
 fn decrypt_with_another_key_id_is_incorrect_key() {
     let f = fixture();
     let (a, b) = (new_key(&f), new_key(&f));
-    let (blob, _) = f.kms.encrypt(&alice(), &a, b"hi", &ctx(&[])).unwrap();
+    let (blob, _) = f.kms.encrypt(alice(), &a, b"hi", &ctx(&[]), SYM).unwrap();
     assert_err(
-        f.kms.decrypt(&alice(), Some(&b), &blob, &ctx(&[])),
+        f.kms.decrypt(alice(), Some(&b), &blob, &ctx(&[]), SYM),
         "IncorrectKeyException",
     );
-    let arn = f.kms.describe_key(&alice(), &a).unwrap().arn;
+    let arn = f.kms.describe_key(alice(), &a).unwrap().arn;
     assert_eq!(plain(&f, Some(&arn), &blob, &ctx(&[])), b"hi");
 }
 
@@ -121,12 +136,15 @@ fn encrypt_rejects_empty_and_oversized_plaintext() {
     let f = fixture();
     let id = new_key(&f);
     let c = ctx(&[]);
-    assert_err(f.kms.encrypt(&alice(), &id, &[], &c), "ValidationException");
     assert_err(
-        f.kms.encrypt(&alice(), &id, &[0; 4097], &c),
+        f.kms.encrypt(alice(), &id, &[], &c, SYM),
         "ValidationException",
     );
-    let (blob, _) = f.kms.encrypt(&alice(), &id, &[1; 4096], &c).unwrap();
+    assert_err(
+        f.kms.encrypt(alice(), &id, &[0; 4097], &c, SYM),
+        "ValidationException",
+    );
+    let (blob, _) = f.kms.encrypt(alice(), &id, &[1; 4096], &c, SYM).unwrap();
     assert!(blob.len() <= 6144);
 }
 
@@ -134,22 +152,22 @@ fn encrypt_rejects_empty_and_oversized_plaintext() {
 fn disabled_key_refuses_crypto_but_allows_describe_and_enable() {
     let f = fixture();
     let id = new_key(&f);
-    f.kms.disable_key(&alice(), &id).unwrap();
+    f.kms.disable_key(alice(), &id).unwrap();
     let c = ctx(&[]);
     assert_err(
-        f.kms.generate_data_key(&alice(), &id, &c, 32),
+        f.kms.generate_data_key(alice(), &id, &c, 32),
         "DisabledException",
     );
     assert_err(
-        f.kms.rotate_key_on_demand(&alice(), &id),
+        f.kms.rotate_key_on_demand(alice(), &id),
         "DisabledException",
     );
     assert_eq!(
-        f.kms.describe_key(&alice(), &id).unwrap().key_state,
+        f.kms.describe_key(alice(), &id).unwrap().key_state,
         "Disabled"
     );
-    f.kms.enable_key(&alice(), &id).unwrap();
-    assert!(f.kms.generate_data_key(&alice(), &id, &c, 16).is_ok());
+    f.kms.enable_key(alice(), &id).unwrap();
+    assert!(f.kms.generate_data_key(alice(), &id, &c, 16).is_ok());
 }
 
 #[test]
@@ -158,43 +176,43 @@ fn deletion_window_then_key_and_material_are_gone() {
     let id = new_key(&f);
     let uuid = uuid::Uuid::parse_str(&id).unwrap();
     let c = ctx(&[]);
-    let (blob, _) = f.kms.encrypt(&alice(), &id, b"x", &c).unwrap();
+    let (blob, _) = f.kms.encrypt(alice(), &id, b"x", &c, SYM).unwrap();
     assert_err(
-        f.kms.schedule_key_deletion(&alice(), &id, Some(6)),
+        f.kms.schedule_key_deletion(alice(), &id, Some(6)),
         "ValidationException",
     );
-    let (_, when, days) = f.kms.schedule_key_deletion(&alice(), &id, Some(7)).unwrap();
+    let (_, when, days) = f.kms.schedule_key_deletion(alice(), &id, Some(7)).unwrap();
     assert_eq!(days, 7);
     assert!(when > 0);
     assert_err(
-        f.kms.decrypt(&alice(), None, &blob, &c),
+        f.kms.decrypt(alice(), None, &blob, &c, SYM),
         "KMSInvalidStateException",
     );
     assert_err(
-        f.kms.schedule_key_deletion(&alice(), &id, None),
+        f.kms.schedule_key_deletion(alice(), &id, None),
         "KMSInvalidStateException",
     );
     f.clock.advance(6 * DAY);
     f.kms.tick().unwrap();
     assert_eq!(
-        f.kms.describe_key(&alice(), &id).unwrap().key_state,
+        f.kms.describe_key(alice(), &id).unwrap().key_state,
         "PendingDeletion"
     );
     f.clock.advance(DAY);
     f.kms.tick().unwrap();
-    assert_err(f.kms.describe_key(&alice(), &id), "NotFoundException");
+    assert_err(f.kms.describe_key(alice(), &id), "NotFoundException");
     assert_eq!(f.kms.stored_material_versions(&uuid).unwrap(), 0);
     let f = f.reopen();
-    assert_err(f.kms.describe_key(&alice(), &id), "NotFoundException");
+    assert_err(f.kms.describe_key(alice(), &id), "NotFoundException");
 }
 
 #[test]
 fn expired_deletion_is_enforced_on_access_without_tick() {
     let f = fixture();
     let id = new_key(&f);
-    f.kms.schedule_key_deletion(&alice(), &id, None).unwrap();
+    f.kms.schedule_key_deletion(alice(), &id, None).unwrap();
     f.clock.advance(30 * DAY);
-    assert_err(f.kms.describe_key(&alice(), &id), "NotFoundException");
+    assert_err(f.kms.describe_key(alice(), &id), "NotFoundException");
 }
 
 #[test]
@@ -202,20 +220,18 @@ fn cancel_deletion_returns_key_to_disabled() {
     let f = fixture();
     let id = new_key(&f);
     assert_err(
-        f.kms.cancel_key_deletion(&alice(), &id),
+        f.kms.cancel_key_deletion(alice(), &id),
         "KMSInvalidStateException",
     );
-    f.kms
-        .schedule_key_deletion(&alice(), &id, Some(10))
-        .unwrap();
-    f.kms.cancel_key_deletion(&alice(), &id).unwrap();
-    let md = f.kms.describe_key(&alice(), &id).unwrap();
+    f.kms.schedule_key_deletion(alice(), &id, Some(10)).unwrap();
+    f.kms.cancel_key_deletion(alice(), &id).unwrap();
+    let md = f.kms.describe_key(alice(), &id).unwrap();
     assert_eq!(md.key_state, "Disabled");
     assert_eq!(md.deletion_date, None);
     f.clock.advance(40 * DAY);
     f.kms.tick().unwrap();
     assert_eq!(
-        f.kms.describe_key(&alice(), &id).unwrap().key_state,
+        f.kms.describe_key(alice(), &id).unwrap().key_state,
         "Disabled"
     );
 }
@@ -225,15 +241,15 @@ fn rotation_keeps_old_versions_decryptable_and_encrypts_with_newest() {
     let f = fixture();
     let id = new_key(&f);
     let c = ctx(&[("k", "v")]);
-    let (old, _) = f.kms.encrypt(&alice(), &id, b"old", &c).unwrap();
-    f.kms.rotate_key_on_demand(&alice(), &id).unwrap();
-    let (new, _) = f.kms.encrypt(&alice(), &id, b"new", &c).unwrap();
+    let (old, _) = f.kms.encrypt(alice(), &id, b"old", &c, SYM).unwrap();
+    f.kms.rotate_key_on_demand(alice(), &id).unwrap();
+    let (new, _) = f.kms.encrypt(alice(), &id, b"new", &c, SYM).unwrap();
     assert_eq!(&new[17..21], &2u32.to_be_bytes());
     assert_eq!(&old[17..21], &1u32.to_be_bytes());
     let f = f.reopen();
     assert_eq!(plain(&f, None, &old, &c), b"old");
     assert_eq!(plain(&f, None, &new, &c), b"new");
-    let rot = f.kms.list_key_rotations(&alice(), &id, None, None).unwrap();
+    let rot = f.kms.list_key_rotations(alice(), &id, None, None).unwrap();
     assert_eq!(rot.items.len(), 1);
     assert!(rot.items[0].on_demand);
 }
@@ -243,65 +259,58 @@ fn automatic_rotation_happens_when_due() {
     let f = fixture();
     let id = new_key(&f);
     assert_err(
-        f.kms.enable_key_rotation(&alice(), &id, Some(89)),
+        f.kms.enable_key_rotation(alice(), &id, Some(89)),
         "ValidationException",
     );
-    f.kms.enable_key_rotation(&alice(), &id, Some(90)).unwrap();
-    let st = f.kms.get_key_rotation_status(&alice(), &id).unwrap();
+    f.kms.enable_key_rotation(alice(), &id, Some(90)).unwrap();
+    let st = f.kms.get_key_rotation_status(alice(), &id).unwrap();
     assert!(st.enabled);
     assert_eq!(st.period_days, Some(90));
     f.clock.advance(89 * DAY);
     f.kms.tick().unwrap();
     assert!(
         f.kms
-            .list_key_rotations(&alice(), &id, None, None)
+            .list_key_rotations(alice(), &id, None, None)
             .unwrap()
             .items
             .is_empty()
     );
     f.clock.advance(DAY);
     f.kms.tick().unwrap();
-    let rot = f.kms.list_key_rotations(&alice(), &id, None, None).unwrap();
+    let rot = f.kms.list_key_rotations(alice(), &id, None, None).unwrap();
     assert_eq!(rot.items.len(), 1);
     assert!(!rot.items[0].on_demand);
     // Also due-on-access: the next period passes, an encrypt triggers rotation 2.
     f.clock.advance(90 * DAY);
-    let (blob, _) = f.kms.encrypt(&alice(), &id, b"z", &ctx(&[])).unwrap();
+    let (blob, _) = f.kms.encrypt(alice(), &id, b"z", &ctx(&[]), SYM).unwrap();
     assert_eq!(&blob[17..21], &3u32.to_be_bytes());
-    f.kms.disable_key_rotation(&alice(), &id).unwrap();
-    assert!(
-        !f.kms
-            .get_key_rotation_status(&alice(), &id)
-            .unwrap()
-            .enabled
-    );
+    f.kms.disable_key_rotation(alice(), &id).unwrap();
+    assert!(!f.kms.get_key_rotation_status(alice(), &id).unwrap().enabled);
 }
 
 #[test]
 fn persistence_survives_reopen_with_aliases_tags_and_state() {
     let f = fixture();
     let id = new_key(&f);
-    f.kms.create_alias(&alice(), "alias/app", &id).unwrap();
+    f.kms.create_alias(alice(), "alias/app", &id).unwrap();
     f.kms
-        .tag_resource(&alice(), &id, &[("team".into(), "blue".into())])
+        .tag_resource(alice(), &id, &[("team".into(), "blue".into())])
         .unwrap();
-    f.kms
-        .update_key_description(&alice(), &id, "hello")
-        .unwrap();
+    f.kms.update_key_description(alice(), &id, "hello").unwrap();
     let (blob, _) = f
         .kms
-        .encrypt(&alice(), "alias/app", b"p", &ctx(&[]))
+        .encrypt(alice(), "alias/app", b"p", &ctx(&[]), SYM)
         .unwrap();
-    f.kms.disable_key(&alice(), &id).unwrap();
+    f.kms.disable_key(alice(), &id).unwrap();
     let f = f.reopen();
-    let md = f.kms.describe_key(&alice(), "alias/app").unwrap();
+    let md = f.kms.describe_key(alice(), "alias/app").unwrap();
     assert_eq!(
         (md.key_id.as_str(), md.key_state, md.description.as_str()),
         (id.as_str(), "Disabled", "hello")
     );
-    let tags = f.kms.list_resource_tags(&alice(), &id, None, None).unwrap();
+    let tags = f.kms.list_resource_tags(alice(), &id, None, None).unwrap();
     assert_eq!(tags.items, vec![("team".to_string(), "blue".to_string())]);
-    f.kms.enable_key(&alice(), &id).unwrap();
+    f.kms.enable_key(alice(), &id).unwrap();
     assert_eq!(plain(&f, None, &blob, &ctx(&[])), b"p");
 }
 
@@ -322,7 +331,7 @@ fn wrong_root_key_is_refused_and_changes_nothing() {
     assert!(err.to_string().contains("root key does not match"));
     assert_eq!(std::fs::read(&cfg.db_path).unwrap(), before);
     let kms = Kms::open_with_root_key(&cfg, clock, root_key(7)).unwrap();
-    assert!(kms.describe_key(&alice(), &id).is_ok());
+    assert!(kms.describe_key(alice(), &id).is_ok());
     drop(dir);
 }
 
@@ -349,7 +358,7 @@ fn root_key_comes_from_file_or_env() {
     }
     let kms = Kms::open(&cfg).unwrap();
     assert!(
-        kms.create_key(&alice(), &CreateKeyOptions::default())
+        kms.create_key(alice(), &CreateKeyOptions::default())
             .is_ok()
     );
     drop(kms);
@@ -369,29 +378,29 @@ fn root_key_comes_from_file_or_env() {
 fn aliases_resolve_update_and_reserve_aws_prefix() {
     let f = fixture();
     let (a, b) = (new_key(&f), new_key(&f));
-    f.kms.create_alias(&alice(), "alias/x", &a).unwrap();
+    f.kms.create_alias(alice(), "alias/x", &a).unwrap();
     assert_err(
-        f.kms.create_alias(&alice(), "alias/x", &b),
+        f.kms.create_alias(alice(), "alias/x", &b),
         "AlreadyExistsException",
     );
     assert_err(
-        f.kms.create_alias(&alice(), "alias/aws/mine", &a),
+        f.kms.create_alias(alice(), "alias/aws/mine", &a),
         "NotAuthorizedException",
     );
     assert_err(
-        f.kms.create_alias(&alice(), "noprefix", &a),
+        f.kms.create_alias(alice(), "noprefix", &a),
         "ValidationException",
     );
-    f.kms.update_alias(&alice(), "alias/x", &b).unwrap();
+    f.kms.update_alias(alice(), "alias/x", &b).unwrap();
     let alias_arn = "arn:aws:kms:us-east-1:000000000000:alias/x";
-    assert_eq!(f.kms.describe_key(&alice(), alias_arn).unwrap().key_id, b);
-    let listed = f.kms.list_aliases(&alice(), Some(&b), None, None).unwrap();
+    assert_eq!(f.kms.describe_key(alice(), alias_arn).unwrap().key_id, b);
+    let listed = f.kms.list_aliases(alice(), Some(&b), None, None).unwrap();
     assert_eq!(listed.items.len(), 1);
-    f.kms.delete_alias(&alice(), "alias/x").unwrap();
-    assert_err(f.kms.describe_key(&alice(), "alias/x"), "NotFoundException");
+    f.kms.delete_alias(alice(), "alias/x").unwrap();
+    assert_err(f.kms.describe_key(alice(), "alias/x"), "NotFoundException");
     // Aliases are not accepted where AWS wants a key id.
-    f.kms.create_alias(&alice(), "alias/y", &a).unwrap();
-    assert_err(f.kms.disable_key(&alice(), "alias/y"), "NotFoundException");
+    f.kms.create_alias(alice(), "alias/y", &a).unwrap();
+    assert_err(f.kms.disable_key(alice(), "alias/y"), "NotFoundException");
 }
 
 #[test]
@@ -399,24 +408,30 @@ fn service_managed_key_is_created_once_usable_only_via_s3_and_cannot_be_managed(
     let f = fixture();
     let arn = f.kms.service_managed_key("alias/aws/s3").unwrap();
     assert_eq!(f.kms.service_managed_key("alias/aws/s3").unwrap(), arn);
-    let md = f.kms.describe_key(&alice(), "alias/aws/s3").unwrap();
+    let md = f.kms.describe_key(alice(), "alias/aws/s3").unwrap();
     assert_eq!((md.key_manager, md.arn.as_str()), ("AWS", arn.as_str()));
     // As on AWS, the aws/s3 key's fixed policy allows use only through S3.
     let via_s3 = CallContext::s3(None, None);
     let dk = f
         .kms
-        .generate_data_key_via(&alice(), &via_s3, &arn, &ctx(&[]), 32)
+        .generate_data_key(Caller::new(alice().principal, &via_s3), &arn, &ctx(&[]), 32)
         .unwrap();
     f.kms
-        .decrypt_via(&alice(), &via_s3, None, &dk.ciphertext_blob, &ctx(&[]))
+        .decrypt(
+            Caller::new(alice().principal, &via_s3),
+            None,
+            &dk.ciphertext_blob,
+            &ctx(&[]),
+            SYM,
+        )
         .unwrap();
     assert_err(
-        f.kms.generate_data_key(&alice(), &arn, &ctx(&[]), 32),
+        f.kms.generate_data_key(alice(), &arn, &ctx(&[]), 32),
         "AccessDeniedException",
     );
     assert_err(
         f.kms.put_key_policy(
-            &alice(),
+            alice(),
             &arn,
             None,
             &policy::default_policy_text("000000000000"),
@@ -426,19 +441,19 @@ fn service_managed_key_is_created_once_usable_only_via_s3_and_cannot_be_managed(
     );
     assert!(
         f.kms
-            .get_key_policy(&alice(), &arn, None)
+            .get_key_policy(alice(), &arn, None)
             .unwrap()
             .contains("kms:ViaService")
     );
     for r in [
-        f.kms.disable_key(&alice(), &arn),
-        f.kms.schedule_key_deletion(&alice(), &arn, None).map(drop),
-        f.kms.disable_key_rotation(&alice(), &arn),
+        f.kms.disable_key(alice(), &arn),
+        f.kms.schedule_key_deletion(alice(), &arn, None).map(drop),
+        f.kms.disable_key_rotation(alice(), &arn),
     ] {
         assert_err(r, "AccessDeniedException");
     }
     assert_err(
-        f.kms.delete_alias(&alice(), "alias/aws/s3"),
+        f.kms.delete_alias(alice(), "alias/aws/s3"),
         "NotAuthorizedException",
     );
     let f = f.reopen();
@@ -451,7 +466,7 @@ fn external_origin_key_is_pending_import_and_unusable() {
     let md = f
         .kms
         .create_key(
-            &alice(),
+            alice(),
             &CreateKeyOptions {
                 external: true,
                 ..Default::default()
@@ -460,11 +475,11 @@ fn external_origin_key_is_pending_import_and_unusable() {
         .unwrap();
     assert_eq!((md.key_state, md.origin), ("PendingImport", "EXTERNAL"));
     assert_err(
-        f.kms.encrypt(&alice(), &md.key_id, b"x", &ctx(&[])),
+        f.kms.encrypt(alice(), &md.key_id, b"x", &ctx(&[]), SYM),
         "KMSInvalidStateException",
     );
     assert_err(
-        f.kms.enable_key_rotation(&alice(), &md.key_id, None),
+        f.kms.enable_key_rotation(alice(), &md.key_id, None),
         "UnsupportedOperationException",
     );
 }
@@ -474,14 +489,14 @@ fn list_keys_pages_with_markers() {
     let f = fixture();
     let mut ids: Vec<String> = (0..5).map(|_| new_key(&f)).collect();
     ids.sort();
-    let p1 = f.kms.list_keys(&alice(), Some(2), None).unwrap();
+    let p1 = f.kms.list_keys(alice(), Some(2), None).unwrap();
     let p2 = f
         .kms
-        .list_keys(&alice(), Some(2), p1.next_marker.as_deref())
+        .list_keys(alice(), Some(2), p1.next_marker.as_deref())
         .unwrap();
     let p3 = f
         .kms
-        .list_keys(&alice(), Some(2), p2.next_marker.as_deref())
+        .list_keys(alice(), Some(2), p2.next_marker.as_deref())
         .unwrap();
     assert!(p3.next_marker.is_none());
     let all: Vec<String> = [p1.items, p2.items, p3.items]
@@ -491,11 +506,11 @@ fn list_keys_pages_with_markers() {
         .collect();
     assert_eq!(all, ids);
     assert_err(
-        f.kms.list_keys(&alice(), Some(0), None),
+        f.kms.list_keys(alice(), Some(0), None),
         "ValidationException",
     );
     assert_err(
-        f.kms.list_keys(&alice(), None, Some("garbage")),
+        f.kms.list_keys(alice(), None, Some("garbage")),
         "InvalidMarkerException",
     );
 }
@@ -506,25 +521,38 @@ fn re_encrypt_moves_ciphertext_to_another_key_and_context() {
     let (a, b) = (new_key(&f), new_key(&f));
     let (blob, _) = f
         .kms
-        .encrypt(&alice(), &a, b"move me", &ctx(&[("x", "1")]))
+        .encrypt(alice(), &a, b"move me", &ctx(&[("x", "1")]), SYM)
         .unwrap();
     let (moved, src, dst) = f
         .kms
         .re_encrypt(
-            &alice(),
-            &blob,
-            &ctx(&[("x", "1")]),
-            None,
-            &b,
-            &ctx(&[("y", "2")]),
+            alice(),
+            &ReEncryptParams {
+                ciphertext: &blob,
+                source_key_id: None,
+                source_context: &ctx(&[("x", "1")]),
+                source_algorithm: SYM,
+                destination_key_id: &b,
+                destination_context: &ctx(&[("y", "2")]),
+                destination_algorithm: SYM,
+            },
         )
         .unwrap();
     assert!(src.ends_with(&a) && dst.ends_with(&b));
     let d = f
         .kms
-        .decrypt(&alice(), Some(&b), &moved, &ctx(&[("y", "2")]))
+        .decrypt(alice(), Some(&b), &moved, &ctx(&[("y", "2")]), SYM)
         .unwrap();
     assert_eq!(&d.plaintext[..], b"move me");
+}
+
+#[test]
+fn health_reads_the_database_and_creates_no_key() {
+    let f = fixture();
+    f.kms.health().unwrap();
+    f.kms.health().unwrap();
+    let keys = f.kms.list_keys(alice(), None, None).unwrap();
+    assert!(keys.items.is_empty(), "{:?}", keys.items);
 }
 
 #[test]
@@ -536,9 +564,13 @@ fn callers_from_another_account_are_denied() {
         account: "999999999999".into(),
         is_root: true,
     };
-    assert_err(f.kms.describe_key(&mallory, &id), "AccessDeniedException");
     assert_err(
-        f.kms.create_key(&mallory, &CreateKeyOptions::default()),
+        f.kms.describe_key(Caller::in_process(&mallory), &id),
+        "AccessDeniedException",
+    );
+    assert_err(
+        f.kms
+            .create_key(Caller::in_process(&mallory), &CreateKeyOptions::default()),
         "AccessDeniedException",
     );
 }
@@ -553,8 +585,8 @@ fn key_ids_in_wrong_forms_are_not_found() {
         &format!("arn:aws:kms:us-east-1:111111111111:key/{id}"),
         "alias/missing",
     ] {
-        let r = f.kms.describe_key(&alice(), bad);
+        let r = f.kms.describe_key(alice(), bad);
         assert_eq!(r.unwrap_err().aws_type(), "NotFoundException", "{bad}");
     }
-    assert_err(f.kms.describe_key(&alice(), ""), "ValidationException");
+    assert_err(f.kms.describe_key(alice(), ""), "ValidationException");
 }

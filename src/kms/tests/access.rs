@@ -4,27 +4,25 @@
 //! verification against each kind of tampering, no secrets).
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::tests::{alice, ctx, fixture, new_key};
-use super::*;
+use super::{Fixture, SYM, alice, assert_err, ctx, fixture, new_key};
 use crate::auth::Principal;
+use crate::kms::ops::Op;
+use crate::kms::*;
 
-fn bob() -> Principal {
-    Principal {
-        name: "bob".into(),
-        account: "000000000000".into(),
-        is_root: false,
-    }
-}
+static BOB: LazyLock<Principal> = LazyLock::new(|| Principal {
+    name: "bob".into(),
+    account: "000000000000".into(),
+    is_root: false,
+});
 
-#[track_caller]
-fn assert_err<T: std::fmt::Debug>(r: Result<T, KmsError>, want: &str) -> String {
-    let e = r.expect_err("expected an error");
-    assert_eq!(e.aws_type(), want, "{e}");
-    e.to_string()
+/// Bob (another user of the account) calling in process.
+fn bob() -> Caller<'static> {
+    Caller::in_process(&BOB)
 }
 
 const DENY_BOB: &str = r#"{"Version":"2012-10-17","Statement":[
@@ -38,14 +36,14 @@ fn put_key_policy_denying_a_principal_refuses_its_data_keys_and_decrypts() {
     let c = ctx(&[("app", "x")]);
     let blob = f
         .kms
-        .generate_data_key(&bob(), &id, &c, 32)
+        .generate_data_key(bob(), &id, &c, 32)
         .unwrap()
         .ciphertext_blob;
     f.kms
-        .put_key_policy(&alice(), &id, None, DENY_BOB, false)
+        .put_key_policy(alice(), &id, None, DENY_BOB, false)
         .unwrap();
     let msg = assert_err(
-        f.kms.generate_data_key(&bob(), &id, &c, 32),
+        f.kms.generate_data_key(bob(), &id, &c, 32),
         "AccessDeniedException",
     );
     assert!(
@@ -57,21 +55,21 @@ fn put_key_policy_denying_a_principal_refuses_its_data_keys_and_decrypts() {
         "{msg}"
     );
     assert_err(
-        f.kms.decrypt(&bob(), None, &blob, &c),
+        f.kms.decrypt(bob(), None, &blob, &c, SYM),
         "AccessDeniedException",
     );
     // Others are unaffected; bob may still do what the deny does not name.
-    f.kms.decrypt(&alice(), None, &blob, &c).unwrap();
-    f.kms.encrypt(&bob(), &id, b"hi", &c).unwrap();
+    f.kms.decrypt(alice(), None, &blob, &c, SYM).unwrap();
+    f.kms.encrypt(bob(), &id, b"hi", &c, SYM).unwrap();
     // The policy reads back exactly and survives a restart.
-    assert_eq!(f.kms.get_key_policy(&alice(), &id, None).unwrap(), DENY_BOB);
+    assert_eq!(f.kms.get_key_policy(alice(), &id, None).unwrap(), DENY_BOB);
     assert_eq!(
-        f.kms.list_key_policies(&alice(), &id).unwrap(),
+        f.kms.list_key_policies(alice(), &id).unwrap(),
         vec!["default"]
     );
     let f = f.reopen();
     assert_err(
-        f.kms.decrypt(&bob(), None, &blob, &c),
+        f.kms.decrypt(bob(), None, &blob, &c, SYM),
         "AccessDeniedException",
     );
 }
@@ -81,16 +79,16 @@ fn new_key_has_the_default_policy_and_create_key_accepts_one() {
     let f = fixture();
     let plain = f
         .kms
-        .create_key(&alice(), &CreateKeyOptions::default())
+        .create_key(alice(), &CreateKeyOptions::default())
         .unwrap();
-    let p = f.kms.get_key_policy(&alice(), &plain.key_id, None).unwrap();
+    let p = f.kms.get_key_policy(alice(), &plain.key_id, None).unwrap();
     assert!(
         p.contains("Enable IAM User Permissions") && p.contains("arn:aws:iam::000000000000:root")
     );
     let own = f
         .kms
         .create_key(
-            &alice(),
+            alice(),
             &CreateKeyOptions {
                 policy: Some(DENY_BOB.into()),
                 ..Default::default()
@@ -98,11 +96,11 @@ fn new_key_has_the_default_policy_and_create_key_accepts_one() {
         )
         .unwrap();
     assert_err(
-        f.kms.generate_data_key(&bob(), &own.key_id, &ctx(&[]), 16),
+        f.kms.generate_data_key(bob(), &own.key_id, &ctx(&[]), 16),
         "AccessDeniedException",
     );
     assert_err(
-        f.kms.get_key_policy(&alice(), &own.key_id, Some("other")),
+        f.kms.get_key_policy(alice(), &own.key_id, Some("other")),
         "NotFoundException",
     );
 }
@@ -113,7 +111,7 @@ fn lockout_safety_check_rejects_a_policy_that_locks_the_caller_out_unless_bypass
     let id = new_key(&f);
     let only_bob = r#"{"Statement":[{"Sid":"Bob","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":"kms:*","Resource":"*"}]}"#;
     let msg = assert_err(
-        f.kms.put_key_policy(&alice(), &id, None, only_bob, false),
+        f.kms.put_key_policy(alice(), &id, None, only_bob, false),
         "MalformedPolicyDocumentException",
     );
     assert!(
@@ -123,7 +121,7 @@ fn lockout_safety_check_rejects_a_policy_that_locks_the_caller_out_unless_bypass
     // Same for CreateKey.
     assert_err(
         f.kms.create_key(
-            &alice(),
+            alice(),
             &CreateKeyOptions {
                 policy: Some(only_bob.into()),
                 ..Default::default()
@@ -133,10 +131,10 @@ fn lockout_safety_check_rejects_a_policy_that_locks_the_caller_out_unless_bypass
     );
     // With the bypass flag it applies, and alice is locked out as warned.
     f.kms
-        .put_key_policy(&alice(), &id, None, only_bob, true)
+        .put_key_policy(alice(), &id, None, only_bob, true)
         .unwrap();
-    assert_err(f.kms.describe_key(&alice(), &id), "AccessDeniedException");
-    f.kms.describe_key(&bob(), &id).unwrap();
+    assert_err(f.kms.describe_key(alice(), &id), "AccessDeniedException");
+    f.kms.describe_key(bob(), &id).unwrap();
 }
 
 #[test]
@@ -145,7 +143,7 @@ fn malformed_policy_names_the_offending_statement() {
     let id = new_key(&f);
     let bad = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},{"Effect":"Permit","Principal":"*","Action":"kms:*","Resource":"*"}]}"#;
     let msg = assert_err(
-        f.kms.put_key_policy(&alice(), &id, None, bad, true),
+        f.kms.put_key_policy(alice(), &id, None, bad, true),
         "MalformedPolicyDocumentException",
     );
     assert!(
@@ -155,7 +153,7 @@ fn malformed_policy_names_the_offending_statement() {
     // Nothing changed.
     assert!(
         f.kms
-            .get_key_policy(&alice(), &id, None)
+            .get_key_policy(alice(), &id, None)
             .unwrap()
             .contains("Enable IAM")
     );
@@ -163,10 +161,10 @@ fn malformed_policy_names_the_offending_statement() {
 
 const ALICE_ONLY: &str = r#"{"Statement":[{"Sid":"Alice","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/alice"},"Action":"kms:*","Resource":"*"}]}"#;
 
-fn alice_only_key(f: &super::tests::Fixture) -> String {
+fn alice_only_key(f: &Fixture) -> String {
     f.kms
         .create_key(
-            &alice(),
+            alice(),
             &CreateKeyOptions {
                 policy: Some(ALICE_ONLY.into()),
                 ..Default::default()
@@ -183,16 +181,16 @@ fn grant_lets_the_grantee_decrypt_until_retired_or_revoked_and_persists() {
     let c = ctx(&[("app", "x")]);
     let blob = f
         .kms
-        .generate_data_key(&alice(), &id, &c, 32)
+        .generate_data_key(alice(), &id, &c, 32)
         .unwrap()
         .ciphertext_blob;
     assert_err(
-        f.kms.decrypt(&bob(), None, &blob, &c),
+        f.kms.decrypt(bob(), None, &blob, &c, SYM),
         "AccessDeniedException",
     );
     let req = GrantRequest {
-        grantee_principal: bob().arn(),
-        retiring_principal: Some(alice().arn()),
+        grantee_principal: bob().principal.arn(),
+        retiring_principal: Some(alice().principal.arn()),
         operations: vec!["Decrypt".into()],
         constraints: Some(GrantConstraints {
             encryption_context_subset: Some(ctx(&[("app", "x")])),
@@ -200,40 +198,40 @@ fn grant_lets_the_grantee_decrypt_until_retired_or_revoked_and_persists() {
         }),
         name: Some("bob-reads".into()),
     };
-    let (gid, token) = f.kms.create_grant(&alice(), &id, &req).unwrap();
+    let (gid, token) = f.kms.create_grant(alice(), &id, &req).unwrap();
     // Name idempotency: same name + same parameters = same grant.
-    assert_eq!(f.kms.create_grant(&alice(), &id, &req).unwrap().0, gid);
-    f.kms.decrypt(&bob(), None, &blob, &c).unwrap();
+    assert_eq!(f.kms.create_grant(alice(), &id, &req).unwrap().0, gid);
+    f.kms.decrypt(bob(), None, &blob, &c, SYM).unwrap();
     // Grant tokens are accepted on crypto calls; garbage ones are refused.
     let call = CallContext {
         grant_tokens: vec![token.clone()],
         ..Default::default()
     };
-    f.kms.decrypt_via(&bob(), &call, None, &blob, &c).unwrap();
+    f.kms
+        .decrypt(Caller::new(bob().principal, &call), None, &blob, &c, SYM)
+        .unwrap();
     let bad = CallContext {
         grant_tokens: vec!["garbage".into()],
         ..Default::default()
     };
     assert_err(
-        f.kms.decrypt_via(&bob(), &bad, None, &blob, &c),
+        f.kms
+            .decrypt(Caller::new(bob().principal, &bad), None, &blob, &c, SYM),
         "InvalidGrantTokenException",
     );
     // Only Decrypt, only with the constrained context.
     assert_err(
-        f.kms.encrypt(&bob(), &id, b"x", &c),
+        f.kms.encrypt(bob(), &id, b"x", &c, SYM),
         "AccessDeniedException",
     );
     let other = ctx(&[("app", "y")]);
-    let blob_y = f.kms.encrypt(&alice(), &id, b"y", &other).unwrap().0;
+    let blob_y = f.kms.encrypt(alice(), &id, b"y", &other, SYM).unwrap().0;
     assert_err(
-        f.kms.decrypt(&bob(), None, &blob_y, &other),
+        f.kms.decrypt(bob(), None, &blob_y, &other, SYM),
         "AccessDeniedException",
     );
     // explain names the grant.
-    let x = f
-        .kms
-        .explain(&bob(), "Decrypt", &id, &c, &CallContext::default())
-        .unwrap();
+    let x = f.kms.explain(bob(), "Decrypt", &id, &c).unwrap();
     assert!(
         x.allowed
             && x.reason
@@ -246,33 +244,33 @@ fn grant_lets_the_grantee_decrypt_until_retired_or_revoked_and_persists() {
     let f = f.reopen();
     let page = f
         .kms
-        .list_grants(&alice(), &id, None, None, None, None)
+        .list_grants(alice(), &id, None, None, None, None)
         .unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].grant_id, gid);
     let retirable = f
         .kms
-        .list_retirable_grants(&alice(), &alice().arn(), None, None)
+        .list_retirable_grants(alice(), &alice().principal.arn(), None, None)
         .unwrap();
     assert_eq!(retirable.items.len(), 1);
-    f.kms.decrypt(&bob(), None, &blob, &c).unwrap();
+    f.kms.decrypt(bob(), None, &blob, &c, SYM).unwrap();
     // Bob (grantee without RetireGrant) may not retire it; alice (retiring) may.
     assert_err(
-        f.kms.retire_grant(&bob(), Some(&token), None, None),
+        f.kms.retire_grant(bob(), Some(&token), None, None),
         "AccessDeniedException",
     );
     f.kms
-        .retire_grant(&alice(), Some(&token), None, None)
+        .retire_grant(alice(), Some(&token), None, None)
         .unwrap();
     assert_err(
-        f.kms.decrypt(&bob(), None, &blob, &c),
+        f.kms.decrypt(bob(), None, &blob, &c, SYM),
         "AccessDeniedException",
     );
     // A second grant, revoked by the key's administrator.
     let (gid2, _) = f
         .kms
         .create_grant(
-            &alice(),
+            alice(),
             &id,
             &GrantRequest {
                 name: None,
@@ -281,24 +279,21 @@ fn grant_lets_the_grantee_decrypt_until_retired_or_revoked_and_persists() {
             },
         )
         .unwrap();
-    f.kms.decrypt(&bob(), None, &blob, &c).unwrap();
+    f.kms.decrypt(bob(), None, &blob, &c, SYM).unwrap();
     assert_err(
-        f.kms.revoke_grant(&bob(), &id, &gid2),
+        f.kms.revoke_grant(bob(), &id, &gid2),
         "AccessDeniedException",
     );
-    f.kms.revoke_grant(&alice(), &id, &gid2).unwrap();
+    f.kms.revoke_grant(alice(), &id, &gid2).unwrap();
     assert_err(
-        f.kms.decrypt(&bob(), None, &blob, &c),
+        f.kms.decrypt(bob(), None, &blob, &c, SYM),
         "AccessDeniedException",
     );
-    assert_err(
-        f.kms.revoke_grant(&alice(), &id, &gid2),
-        "NotFoundException",
-    );
+    assert_err(f.kms.revoke_grant(alice(), &id, &gid2), "NotFoundException");
     let f = f.reopen();
     assert!(
         f.kms
-            .list_grants(&alice(), &id, None, None, None, None)
+            .list_grants(alice(), &id, None, None, None, None)
             .unwrap()
             .items
             .is_empty()
@@ -315,23 +310,22 @@ fn grantee_with_create_grant_can_only_pass_on_a_subset() {
         ..Default::default()
     };
     f.kms
-        .create_grant(&alice(), &id, &grant(&["Decrypt", "CreateGrant"], &bob()))
+        .create_grant(alice(), &id, &grant(&["Decrypt", "CreateGrant"], &BOB))
         .unwrap();
     let carol = Principal {
         name: "carol".into(),
-        ..bob()
+        ..BOB.clone()
     };
     f.kms
-        .create_grant(&bob(), &id, &grant(&["Decrypt"], &carol))
+        .create_grant(bob(), &id, &grant(&["Decrypt"], &carol))
         .unwrap();
     assert_err(
-        f.kms
-            .create_grant(&bob(), &id, &grant(&["Encrypt"], &carol)),
+        f.kms.create_grant(bob(), &id, &grant(&["Encrypt"], &carol)),
         "AccessDeniedException",
     );
     assert_err(
         f.kms
-            .create_grant(&carol, &id, &grant(&["Decrypt"], &bob())),
+            .create_grant(Caller::in_process(&carol), &id, &grant(&["Decrypt"], &BOB)),
         "AccessDeniedException",
     );
 }
@@ -342,7 +336,7 @@ fn explain_and_dry_run_name_the_deciding_statement() {
     let id = f
         .kms
         .create_key(
-            &alice(),
+            alice(),
             &CreateKeyOptions {
                 policy: Some(DENY_BOB.into()),
                 ..Default::default()
@@ -350,11 +344,7 @@ fn explain_and_dry_run_name_the_deciding_statement() {
         )
         .unwrap()
         .key_id;
-    let none = CallContext::default();
-    let x = f
-        .kms
-        .explain(&bob(), "kms:Decrypt", &id, &ctx(&[]), &none)
-        .unwrap();
+    let x = f.kms.explain(bob(), "kms:Decrypt", &id, &ctx(&[])).unwrap();
     assert!(!x.allowed);
     assert_eq!(
         x.reason,
@@ -367,38 +357,29 @@ fn explain_and_dry_run_name_the_deciding_statement() {
         x.to_string()
             .contains("explicitly denied by key policy Statement[1] (Sid \"NoBobCrypto\")")
     );
-    let y = f
-        .kms
-        .explain(&alice(), "decrypt", &id, &ctx(&[]), &none)
-        .unwrap();
+    let y = f.kms.explain(alice(), "decrypt", &id, &ctx(&[])).unwrap();
     assert!(y.allowed && y.action == "kms:Decrypt");
     let mallory = Principal {
         account: "999999999999".into(),
-        ..bob()
+        ..BOB.clone()
     };
     let z = f
         .kms
-        .explain(&mallory, "Encrypt", &id, &ctx(&[]), &none)
+        .explain(Caller::in_process(&mallory), "Encrypt", &id, &ctx(&[]))
         .unwrap();
     assert_eq!(z.reason, Reason::NoMatch);
     // Dry run: would succeed → DryRunOperationException with the explanation.
-    let e = f
-        .kms
-        .dry_run(&alice(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+    let e = f.kms.dry_run(alice(), Op::GenerateDataKey, &id, &ctx(&[]));
     assert_eq!(e.aws_type(), "DryRunOperationException");
     assert!(e.to_string().contains("Enable IAM User Permissions"), "{e}");
-    let e = f
-        .kms
-        .dry_run(&bob(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+    let e = f.kms.dry_run(bob(), Op::GenerateDataKey, &id, &ctx(&[]));
     assert_eq!(e.aws_type(), "AccessDeniedException");
-    f.kms.disable_key(&alice(), &id).unwrap();
-    let e = f
-        .kms
-        .dry_run(&alice(), &none, model::Op::GenerateDataKey, &id, &ctx(&[]));
+    f.kms.disable_key(alice(), &id).unwrap();
+    let e = f.kms.dry_run(alice(), Op::GenerateDataKey, &id, &ctx(&[]));
     assert_eq!(e.aws_type(), "DisabledException");
     let x = f
         .kms
-        .explain(&alice(), "GenerateDataKey", &id, &ctx(&[]), &none)
+        .explain(alice(), "GenerateDataKey", &id, &ctx(&[]))
         .unwrap();
     assert!(x.allowed && x.state_error.is_some());
 }
@@ -409,12 +390,12 @@ fn usage_counters_count_successful_calls_by_operation() {
     let id = new_key(&f);
     for _ in 0..3 {
         f.kms
-            .generate_data_key(&alice(), &id, &ctx(&[]), 32)
+            .generate_data_key(alice(), &id, &ctx(&[]), 32)
             .unwrap();
     }
-    let blob = f.kms.encrypt(&alice(), &id, b"x", &ctx(&[])).unwrap().0;
-    f.kms.decrypt(&alice(), None, &blob, &ctx(&[])).unwrap();
-    let u = f.kms.key_usage(&alice(), &id).unwrap();
+    let blob = f.kms.encrypt(alice(), &id, b"x", &ctx(&[]), SYM).unwrap().0;
+    f.kms.decrypt(alice(), None, &blob, &ctx(&[]), SYM).unwrap();
+    let u = f.kms.key_usage(alice(), &id).unwrap();
     assert_eq!(u.calls.get("GenerateDataKey"), Some(&3));
     assert_eq!(u.calls.get("Encrypt"), Some(&1));
     assert_eq!(u.calls.get("Decrypt"), Some(&1));
@@ -446,7 +427,7 @@ fn rehash(line: &str) -> String {
 }
 
 /// A log of 8 events (key creation via the service, data keys, decrypts).
-fn log_with_events() -> (super::tests::Fixture, std::path::PathBuf, Vec<String>) {
+fn log_with_events() -> (Fixture, std::path::PathBuf, Vec<String>) {
     let f = fixture();
     let id = new_key(&f);
     let c = ctx(&[("aws:s3:arn", "arn:aws:s3:::b/k")]);
@@ -454,10 +435,16 @@ fn log_with_events() -> (super::tests::Fixture, std::path::PathBuf, Vec<String>)
     for _ in 0..4 {
         let dk = f
             .kms
-            .generate_data_key_via(&alice(), &s3, &id, &c, 32)
+            .generate_data_key(Caller::new(alice().principal, &s3), &id, &c, 32)
             .unwrap();
         f.kms
-            .decrypt_via(&alice(), &s3, None, &dk.ciphertext_blob, &c)
+            .decrypt(
+                Caller::new(alice().principal, &s3),
+                None,
+                &dk.ciphertext_blob,
+                &c,
+                SYM,
+            )
             .unwrap();
     }
     let (path, lines) = audit_lines(&f.kms);
@@ -508,10 +495,10 @@ fn audit_events_are_cloudtrail_shaped_and_chain_verifies() {
     assert_eq!(Some(head.clone()), r.head);
     let f = f.reopen();
     f.kms
-        .create_key(&alice(), &CreateKeyOptions::default())
+        .create_key(alice(), &CreateKeyOptions::default())
         .unwrap();
     f.kms
-        .generate_data_key(&alice(), "alias/none", &ctx(&[]), 32)
+        .generate_data_key(alice(), "alias/none", &ctx(&[]), 32)
         .unwrap_err();
     f.kms.flush_audit().unwrap();
     let r = verify_audit_log_against(&path, &head).unwrap();
@@ -613,19 +600,36 @@ fn audit_log_never_contains_plaintexts_keys_or_ciphertexts() {
     let id = new_key(&f);
     let c = ctx(&[("purpose", "audit-test")]);
     let secret = b"the-plaintext-that-must-not-leak";
-    let (blob, _) = f.kms.encrypt(&alice(), &id, secret, &c).unwrap();
-    f.kms.decrypt(&alice(), None, &blob, &c).unwrap();
+    let (blob, _) = f.kms.encrypt(alice(), &id, secret, &c, SYM).unwrap();
+    f.kms.decrypt(alice(), None, &blob, &c, SYM).unwrap();
     let s3 = CallContext::s3(None, None);
     let dk = f
         .kms
-        .generate_data_key_via(&alice(), &s3, &id, &c, 32)
+        .generate_data_key(Caller::new(alice().principal, &s3), &id, &c, 32)
         .unwrap();
     f.kms
-        .decrypt_via(&alice(), &s3, Some(&id), &dk.ciphertext_blob, &c)
+        .decrypt(
+            Caller::new(alice().principal, &s3),
+            Some(&id),
+            &dk.ciphertext_blob,
+            &c,
+            SYM,
+        )
         .unwrap();
     let (re, _, _) = f
         .kms
-        .re_encrypt(&alice(), &blob, &c, None, &id, &c)
+        .re_encrypt(
+            alice(),
+            &ReEncryptParams {
+                ciphertext: &blob,
+                source_key_id: None,
+                source_context: &c,
+                source_algorithm: SYM,
+                destination_key_id: &id,
+                destination_context: &c,
+                destination_algorithm: SYM,
+            },
+        )
         .unwrap();
     let (path, lines) = audit_lines(&f.kms);
     assert!(lines.len() >= 5);

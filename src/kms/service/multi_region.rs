@@ -16,14 +16,16 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{KeyEntry, Kms, key_arn, validate_description, validate_tag};
-use crate::auth::Principal;
+use super::keys::{validate_description, validate_tag};
+use super::{KeyEntry, Kms, key_arn};
 use crate::kms::KmsError;
-use crate::kms::access::ambient;
+use crate::kms::caller::Caller;
+
 use crate::kms::model::{
     KeyManager, KeyMetadata, KeyRecord, KeyState, MultiRegionConfiguration, MultiRegionKey,
-    MultiRegionRole, Op,
+    MultiRegionRole,
 };
+use crate::kms::ops::Op;
 use crate::kms::policy::default_policy_text;
 use crate::kms::store::Mutation;
 
@@ -78,7 +80,7 @@ pub(super) fn refuse_on_replica(rec: &KeyRecord, op: Op) -> Result<(), KmsError>
         return Err(KmsError::UnsupportedOperation(format!(
             "{} is a multi-Region replica key; {} is only possible on its primary key.",
             rec.key_id(),
-            op.action().trim_start_matches("kms:")
+            op.name()
         )));
     }
     Ok(())
@@ -88,7 +90,7 @@ fn not_multi_region(e: &KeyEntry, op: Op) -> KmsError {
     KmsError::UnsupportedOperation(format!(
         "{} is not a multi-Region key; {} needs a multi-Region primary key (CreateKey with MultiRegion=true).",
         e.arn,
-        op.action().trim_start_matches("kms:")
+        op.name()
     ))
 }
 
@@ -96,7 +98,7 @@ fn not_primary(e: &KeyEntry, op: Op) -> KmsError {
     KmsError::UnsupportedOperation(format!(
         "{} is a multi-Region replica key; call {} on its primary key, in the primary's region.",
         e.arn,
-        op.action().trim_start_matches("kms:")
+        op.name()
     ))
 }
 
@@ -180,12 +182,12 @@ impl Kms {
     /// The key `key_id` for `op` (policy, state), which must be a multi-Region primary.
     fn primary_for(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         op: Op,
         g: &super::WriteGuard<'_>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
-        let e = self.key_for(caller, &ambient(), key_id, op, false, None, Some(g))?;
+        let e = self.key_for(who, key_id, op, false, None, Some(g))?;
         match e.rec.multi_region {
             None => Err(not_multi_region(&e, op)),
             Some(MultiRegionRole::Replica) => Err(not_primary(&e, op)),
@@ -197,7 +199,7 @@ impl Kms {
     /// `replica_region`, with the same id and material.
     pub fn replicate_key(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         replica_region: &str,
         opts: &ReplicaOptions,
@@ -209,7 +211,7 @@ impl Kms {
         }
         let op = Op::ReplicateKey;
         let g = self.lock_writer();
-        let e = self.primary_for(caller, key_id, op, &g)?;
+        let e = self.primary_for(who, key_id, op, &g)?;
         if replica_region == self.region() {
             return Err(KmsError::Validation(format!(
                 "ReplicaRegion {replica_region} is the region of the primary key {}; a replica must be in another region.",
@@ -223,14 +225,14 @@ impl Kms {
                 e.arn
             )));
         }
-        dest.authorize_account(caller, "kms:CreateKey")?;
+        dest.authorize_account(who, Op::CreateKey)?;
         let arn = key_arn(replica_region, &self.inner.account, &e.rec.key_id());
         let text = opts
             .policy
             .clone()
             .unwrap_or_else(|| default_policy_text(&self.inner.account));
         let bypass = opts.bypass_policy_lockout_safety_check;
-        let policy = dest.check_new_policy(caller, &ambient(), &text, &arn, bypass)?;
+        let policy = dest.check_new_policy(who, &text, &arn, bypass)?;
         let rec = KeyRecord {
             id: e.rec.id,
             created_ms: self.now_ms(),
@@ -281,14 +283,14 @@ impl Kms {
     /// transaction.
     pub fn update_primary_region(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         primary_region: &str,
     ) -> Result<(), KmsError> {
         validate_region(primary_region, "primaryRegion")?;
         let op = Op::UpdatePrimaryRegion;
         let g = self.lock_writer();
-        let e = self.primary_for(caller, key_id, op, &g)?;
+        let e = self.primary_for(who, key_id, op, &g)?;
         if primary_region == self.region() {
             return Ok(());
         }

@@ -1,11 +1,14 @@
-//! The embedded KMS as a backend: calls the in-process [`Kms`] as the S3 caller
-//! (`_via` methods with `CallContext::s3`), so key policies, grants, key states and the
-//! audit log apply to every S3 request exactly as they do to API calls.
+//! The embedded KMS as a backend: calls the in-process [`Kms`] with the S3 request's
+//! caller (its principal and `CallContext::s3`), so key policies, grants, key states and
+//! the audit log apply to every S3 request exactly as they do to API calls.
 
 use zeroize::Zeroizing;
 
 use super::{BackendError, Caller, Capabilities, GeneratedKey, KeyInfo, KmsBackend};
-use crate::kms::{EncryptionContext, Kms};
+use crate::kms::{EncryptionAlgorithm, EncryptionContext, Kms};
+
+/// Data keys are wrapped in KMS ciphertext blobs.
+const SYMMETRIC: EncryptionAlgorithm = EncryptionAlgorithm::SymmetricDefault;
 
 /// Alias of the sealgate-managed default key (like AWS's `aws/s3`).
 pub const MANAGED_ALIAS: &str = "alias/aws/s3";
@@ -45,9 +48,7 @@ impl KmsBackend for Embedded {
         key_id: &str,
         ctx: &EncryptionContext,
     ) -> Result<GeneratedKey, BackendError> {
-        let dk = self
-            .kms
-            .generate_data_key_via(who.principal, who.call, key_id, ctx, 32)?;
+        let dk = self.kms.generate_data_key(who, key_id, ctx, 32)?;
         Ok(GeneratedKey {
             plaintext: dk.plaintext,
             wrapped: dk.ciphertext_blob,
@@ -64,7 +65,7 @@ impl KmsBackend for Embedded {
     ) -> Result<Zeroizing<Vec<u8>>, BackendError> {
         let d = self
             .kms
-            .decrypt_via(who.principal, who.call, Some(key_ref), wrapped, ctx)?;
+            .decrypt(who, Some(key_ref), wrapped, ctx, SYMMETRIC)?;
         Ok(d.plaintext)
     }
 
@@ -75,13 +76,11 @@ impl KmsBackend for Embedded {
         plaintext: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<(Vec<u8>, String), BackendError> {
-        Ok(self
-            .kms
-            .encrypt_via(who.principal, who.call, key_id, plaintext, ctx)?)
+        Ok(self.kms.encrypt(who, key_id, plaintext, ctx, SYMMETRIC)?)
     }
 
     async fn describe_key(&self, who: Caller<'_>, key_id: &str) -> Result<KeyInfo, BackendError> {
-        let m = self.kms.describe_key(who.principal, key_id)?;
+        let m = self.kms.describe_key(who, key_id)?;
         Ok(KeyInfo {
             key_ref: m.arn.clone(),
             enabled: m.enabled,

@@ -1,5 +1,7 @@
-//! Pluggable KMS backends for the S3 path: the embedded KMS (in process, default), any
-//! AWS-KMS-API endpoint, and Vault/OpenBao Transit. See `docs/design/backends.md`.
+//! Where the S3 path's data keys come from: pluggable KMS backends — the embedded KMS
+//! (in process, default), any AWS-KMS-API endpoint, and Vault/OpenBao Transit — and the
+//! data-key caches. A peer of `crate::kms` (the embedded KMS is one backend among
+//! others), not part of it. See `docs/design/backends.md`.
 //!
 //! Invariants:
 //! - The S3 path obtains and unwraps data keys only through [`Backends`]; writes use the
@@ -24,7 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::Principal;
 use crate::crypto::stream::Dek;
-use crate::kms::{CallContext, EncryptionContext, KmsError};
+use crate::kms::{EncryptionContext, KmsError};
 use crate::metrics::SharedMetrics;
 pub use config::{BackendConfig, CacheConfig, EMBEDDED, KmsBackendConfig, ResilienceConfig};
 
@@ -43,12 +45,9 @@ pub struct Capabilities {
     pub per_caller_authorization: bool,
 }
 
-/// Who asks, for what request.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    pub principal: &'a Principal,
-    pub call: &'a CallContext,
-}
+/// Who asks, for what request: the KMS's own caller type, so the embedded KMS sees the
+/// S3 request's principal and call context as they are.
+pub use crate::kms::Caller;
 
 /// A fresh data key.
 pub struct GeneratedKey {
@@ -207,7 +206,6 @@ impl Backends {
             account: account.to_string(),
             is_root: true,
         };
-        let call = CallContext::default();
         let mut names: Vec<&String> = self.buckets.values().collect();
         names.push(&self.default_write);
         names.sort();
@@ -223,15 +221,9 @@ impl Backends {
                 .default_key()
                 .await
                 .map_err(|e| format!("kms backend {name}: {e}"))?;
-            b.describe_key(
-                Caller {
-                    principal: &who,
-                    call: &call,
-                },
-                &key,
-            )
-            .await
-            .map_err(|e| format!("kms backend {name}: {e}"))?;
+            b.describe_key(Caller::in_process(&who), &key)
+                .await
+                .map_err(|e| format!("kms backend {name}: {e}"))?;
         }
         Ok(())
     }

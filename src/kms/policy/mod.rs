@@ -9,6 +9,9 @@
 //! bare account id) in a key policy stands for *every* principal of that account, as it
 //! does on AWS when the account's IAM policies allow the call; `arn:aws:iam::A:user/N`
 //! names one user; `"*"` / `{"AWS":"*"}` is everyone. See docs/kms.md.
+//!
+//! Files: this one holds the policy model and its evaluation; `parse.rs` turns a
+//! statement's JSON into that model.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,6 +21,8 @@ use serde_json::Value;
 
 use super::EncryptionContext;
 use crate::auth::Principal;
+
+mod parse;
 
 /// Largest key policy accepted (AWS: 32 KiB).
 pub const MAX_POLICY_BYTES: usize = 32 * 1024;
@@ -308,7 +313,7 @@ impl Policy {
                 if !s.is_object() {
                     return Err(format!("Statement[{i}]: expected a JSON object"));
                 }
-                parse_statement(s).map_err(|e| format!("Statement[{i}].{e}"))
+                parse::parse_statement(s).map_err(|e| format!("Statement[{i}].{e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy { statements })
@@ -406,234 +411,6 @@ impl Condition {
             Qualifier::None => values.iter().any(|v| positive(v)),
         }
     }
-}
-
-/// String or list of strings; errors are relative to the element.
-fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
-    match v {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(a) if !a.is_empty() => a
-            .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("{what}[{i}]: expected a string"))
-            })
-            .collect(),
-        _ => Err(format!(
-            "{what}: expected a string or a non-empty list of strings"
-        )),
-    }
-}
-
-/// Condition values may also be booleans or numbers (`"Bool": {"k": true}`).
-fn cond_strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
-    let one = |x: &Value, at: String| match x {
-        Value::String(s) => Ok(s.clone()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(format!("{at}: expected a string")),
-    };
-    match v {
-        Value::Array(a) if !a.is_empty() => a
-            .iter()
-            .enumerate()
-            .map(|(i, x)| one(x, format!("{what}[{i}]")))
-            .collect(),
-        Value::Array(_) => Err(format!("{what}: empty list")),
-        x => Ok(vec![one(x, what.to_string())?]),
-    }
-}
-
-fn parse_statement(v: &Value) -> Result<Statement, String> {
-    let Some(o) = v.as_object() else {
-        return Err("expected a JSON object".into());
-    };
-    for k in o.keys() {
-        if !matches!(
-            k.as_str(),
-            "Sid"
-                | "Effect"
-                | "Principal"
-                | "NotPrincipal"
-                | "Action"
-                | "NotAction"
-                | "Resource"
-                | "NotResource"
-                | "Condition"
-        ) {
-            return Err(format!("{k}: unknown statement element"));
-        }
-    }
-    let sid = match o.get("Sid") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("Sid: expected a string".into()),
-    };
-    let effect = match o.get("Effect").and_then(Value::as_str) {
-        Some("Allow") => Effect::Allow,
-        Some("Deny") => Effect::Deny,
-        _ => return Err("Effect: expected Allow or Deny".into()),
-    };
-    if o.contains_key("NotPrincipal") {
-        return Err("NotPrincipal: not supported in key policies; use Principal".into());
-    }
-    let principals = parse_principal(o.get("Principal").ok_or("Principal: missing")?)?;
-    let (actions, not_action) = exactly_one(o, "Action", "NotAction")?;
-    for (i, a) in actions.iter().enumerate() {
-        let lower = a.to_ascii_lowercase();
-        if a != "*" && !lower.starts_with("kms:") {
-            let el = if not_action { "NotAction" } else { "Action" };
-            return Err(format!(
-                "{el}[{i}]: '{a}' is not a KMS action (expected kms:<Operation> or *)"
-            ));
-        }
-    }
-    let (resources, not_resource) = exactly_one(o, "Resource", "NotResource")?;
-    let conditions = match o.get("Condition") {
-        None => Vec::new(),
-        Some(c) => parse_conditions(c)?,
-    };
-    Ok(Statement {
-        sid,
-        effect,
-        principals,
-        actions,
-        not_action,
-        resources,
-        not_resource,
-        conditions,
-    })
-}
-
-fn exactly_one(
-    o: &serde_json::Map<String, Value>,
-    pos: &str,
-    neg: &str,
-) -> Result<(Vec<String>, bool), String> {
-    match (o.get(pos), o.get(neg)) {
-        (Some(v), None) => Ok((strings(v, pos)?, false)),
-        (None, Some(v)) => Ok((strings(v, neg)?, true)),
-        (Some(_), Some(_)) => Err(format!("{pos}: use either {pos} or {neg}, not both")),
-        (None, None) => Err(format!("{pos}: missing")),
-    }
-}
-
-fn parse_principal(v: &Value) -> Result<Vec<PrincipalPat>, String> {
-    if v.as_str() == Some("*") {
-        return Ok(vec![PrincipalPat::Anyone]);
-    }
-    let o = v
-        .as_object()
-        .ok_or("Principal: expected \"*\" or an object like {\"AWS\": ...}")?;
-    let mut out = Vec::new();
-    for (kind, val) in o {
-        let at = format!("Principal.{kind}");
-        let list = strings(val, &at)?;
-        match kind.as_str() {
-            "AWS" => {
-                for (i, p) in list.iter().enumerate() {
-                    out.push(
-                        parse_aws_principal(p)
-                            .ok_or_else(|| format!("{at}[{i}]: invalid principal '{p}'"))?,
-                    );
-                }
-            }
-            "Service" | "Federated" | "CanonicalUser" => out.push(PrincipalPat::Other),
-            _ => return Err(format!("{at}: unknown principal type")),
-        }
-    }
-    if out.is_empty() {
-        return Err("Principal: no principal given".into());
-    }
-    Ok(out)
-}
-
-fn is_account(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn parse_aws_principal(p: &str) -> Option<PrincipalPat> {
-    if p == "*" {
-        return Some(PrincipalPat::Anyone);
-    }
-    if is_account(p) {
-        return Some(PrincipalPat::Account(p.to_string()));
-    }
-    let rest = p
-        .strip_prefix("arn:aws:iam::")
-        .or_else(|| p.strip_prefix("arn:aws:sts::"))?;
-    let (account, resource) = rest.split_once(':')?;
-    if !is_account(account) || resource.is_empty() {
-        return None;
-    }
-    if p.starts_with("arn:aws:iam::") && resource == "root" {
-        return Some(PrincipalPat::Account(account.to_string()));
-    }
-    if p.starts_with("arn:aws:iam::")
-        && let Some(name) = resource.strip_prefix("user/")
-    {
-        // IAM user paths: `user/path/name`; sealgate users have no path.
-        if name.is_empty() || name.contains('*') {
-            return None;
-        }
-        return Some(PrincipalPat::User {
-            account: account.to_string(),
-            name: name.to_string(),
-        });
-    }
-    Some(PrincipalPat::Other)
-}
-
-fn parse_conditions(v: &Value) -> Result<Vec<Condition>, String> {
-    let o = v.as_object().ok_or("Condition: expected an object")?;
-    let mut out = Vec::new();
-    for (op_name, block) in o {
-        let at = format!("Condition.{op_name}");
-        let (qualifier, rest) = if let Some(r) = op_name.strip_prefix("ForAnyValue:") {
-            (Qualifier::ForAnyValue, r)
-        } else if let Some(r) = op_name.strip_prefix("ForAllValues:") {
-            (Qualifier::ForAllValues, r)
-        } else {
-            (Qualifier::None, op_name.as_str())
-        };
-        let (base, if_exists) = match rest.strip_suffix("IfExists") {
-            Some(b) if b != "Null" => (b, true),
-            _ => (rest, false),
-        };
-        let op = Op::parse(base).ok_or_else(|| format!("{at}: unsupported condition operator"))?;
-        let block = block
-            .as_object()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| format!("{at}: expected an object of condition keys"))?;
-        for (key, vals) in block {
-            let at = format!("{at}.{key}");
-            let texts = cond_strings(vals, &at)?;
-            let mut values = Vec::with_capacity(texts.len());
-            for (i, text) in texts.into_iter().enumerate() {
-                let cidr = match op {
-                    Op::IpAddress | Op::NotIpAddress => Some(
-                        Cidr::parse(&text)
-                            .ok_or_else(|| format!("{at}[{i}]: '{text}' is not an IP or CIDR"))?,
-                    ),
-                    Op::Bool | Op::Null if !matches!(text.as_str(), "true" | "false") => {
-                        return Err(format!("{at}[{i}]: expected true or false"));
-                    }
-                    _ => None,
-                };
-                values.push(CondValue { text, cidr });
-            }
-            out.push(Condition {
-                op,
-                qualifier,
-                if_exists,
-                key: key.clone(),
-                values,
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// An IPv4 or IPv6 network.

@@ -11,16 +11,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{KeyEntry, Kms, WriteGuard};
-use crate::auth::Principal;
 use crate::kms::KmsError;
-use crate::kms::access::ambient;
+use crate::kms::caller::Caller;
+
 use crate::kms::asym::KeyMaterial;
 use crate::kms::clock::DAY_MS;
 use crate::kms::crypto::{BackingKey, KEY_LEN};
 use crate::kms::import::{
     self, ImportParameters, WrappingAlgorithm, WrappingKeySpec, material_check_value,
 };
-use crate::kms::model::{ImportInfo, KeyRecord, KeyState, Op, Origin, RotationType, VersionInfo};
+use crate::kms::model::{ImportInfo, KeyRecord, KeyState, Origin, RotationType, VersionInfo};
+use crate::kms::ops::Op;
 use crate::kms::store::Mutation;
 
 /// The latest ValidTo AWS accepts: 365 days after the request.
@@ -81,7 +82,7 @@ fn origin_error(e: &KeyEntry, op: Op) -> KmsError {
     KmsError::UnsupportedOperation(format!(
         "{} origin is {origin} which is not valid for this operation ({}).",
         e.arn,
-        op.action().trim_start_matches("kms:")
+        op.name()
     ))
 }
 
@@ -91,7 +92,7 @@ pub(super) fn refuse_rotation_of_imported(rec: &KeyRecord, op: Op) -> Result<(),
         return Err(KmsError::UnsupportedOperation(format!(
             "Key {} has imported key material (origin EXTERNAL), which does not support {}.",
             rec.id,
-            op.action().trim_start_matches("kms:")
+            op.name()
         )));
     }
     Ok(())
@@ -109,7 +110,7 @@ impl Kms {
     /// import token bound to this key, valid for 24 hours. Returns (key ARN, parameters).
     pub fn get_parameters_for_import(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         wrapping_algorithm: &str,
         wrapping_key_spec: Option<&str>,
@@ -117,7 +118,7 @@ impl Kms {
         let alg = WrappingAlgorithm::parse(wrapping_algorithm)?;
         let spec = WrappingKeySpec::parse(wrapping_key_spec)?;
         let op = Op::GetParametersForImport;
-        let e = self.key_for(caller, &ambient(), key_id, op, false, None, None)?;
+        let e = self.key_for(who, key_id, op, false, None, None)?;
         require_external(&e, op)?;
         let params = import::new_parameters(&self.inner.root, &e.rec.id, spec, alg, self.now_ms())?;
         Ok((e.arn.clone(), params))
@@ -128,7 +129,7 @@ impl Kms {
     /// material replaces the expiry; different material is refused. Returns the key ARN.
     pub fn import_key_material(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
         import_token: &[u8],
         encrypted_key_material: &[u8],
@@ -136,7 +137,7 @@ impl Kms {
     ) -> Result<String, KmsError> {
         let g = self.lock_writer();
         let op = Op::ImportKeyMaterial;
-        let e = self.key_for(caller, &ambient(), key_id, op, false, None, Some(&g))?;
+        let e = self.key_for(who, key_id, op, false, None, Some(&g))?;
         require_external(&e, op)?;
         let now = self.now_ms();
         let valid_to_ms = expiry.valid_to_ms(now)?;
@@ -202,12 +203,12 @@ impl Kms {
     /// without material. Returns the key ARN.
     pub fn delete_imported_key_material(
         &self,
-        caller: &Principal,
+        who: Caller<'_>,
         key_id: &str,
     ) -> Result<String, KmsError> {
         let g = self.lock_writer();
         let op = Op::DeleteImportedKeyMaterial;
-        let e = self.key_for(caller, &ambient(), key_id, op, false, None, Some(&g))?;
+        let e = self.key_for(who, key_id, op, false, None, Some(&g))?;
         require_external(&e, op)?;
         if e.rec.versions.is_empty() {
             return Ok(e.arn.clone());
@@ -246,7 +247,7 @@ mod tests {
     use super::*;
     use crate::kms::CreateKeyOptions;
     use crate::kms::import::client::wrap;
-    use crate::kms::tests::{Fixture, alice, ctx, fixture, new_key};
+    use crate::kms::tests::{Fixture, SYM, alice, ctx, fixture, new_key};
 
     const ALG: &str = "RSAES_OAEP_SHA_256";
 
@@ -255,7 +256,7 @@ mod tests {
             external: true,
             ..Default::default()
         };
-        f.kms.create_key(&alice(), &opts).unwrap().key_id
+        f.kms.create_key(alice(), &opts).unwrap().key_id
     }
 
     /// GetParametersForImport + client-side wrapping + ImportKeyMaterial.
@@ -267,16 +268,16 @@ mod tests {
     ) -> Result<String, KmsError> {
         let (_, p) = f
             .kms
-            .get_parameters_for_import(&alice(), id, ALG, None)
+            .get_parameters_for_import(alice(), id, ALG, None)
             .unwrap();
         let alg = WrappingAlgorithm::parse(ALG).unwrap();
         let wrapped = wrap(&p.public_key, alg, material);
         f.kms
-            .import_key_material(&alice(), id, &p.import_token, &wrapped, expiry)
+            .import_key_material(alice(), id, &p.import_token, &wrapped, expiry)
     }
 
     fn state(f: &Fixture, id: &str) -> &'static str {
-        f.kms.describe_key(&alice(), id).unwrap().key_state
+        f.kms.describe_key(alice(), id).unwrap().key_state
     }
 
     #[test]
@@ -285,24 +286,24 @@ mod tests {
         let id = external_key(&f);
         assert_eq!(state(&f, &id), "PendingImport");
         let c = ctx(&[("app", "byok")]);
-        let enc = f.kms.encrypt(&alice(), &id, b"x", &c);
+        let enc = f.kms.encrypt(alice(), &id, b"x", &c, SYM);
         assert_eq!(enc.unwrap_err().aws_type(), "KMSInvalidStateException");
 
         import(&f, &id, &[5u8; 32], MaterialExpiry::Never).unwrap();
-        let md = f.kms.describe_key(&alice(), &id).unwrap();
+        let md = f.kms.describe_key(alice(), &id).unwrap();
         assert_eq!(md.key_state, "Enabled");
         assert_eq!(md.expiration_model, Some("KEY_MATERIAL_DOES_NOT_EXPIRE"));
         assert_eq!(md.valid_to, None);
-        let (blob, _) = f.kms.encrypt(&alice(), &id, b"imported", &c).unwrap();
+        let (blob, _) = f.kms.encrypt(alice(), &id, b"imported", &c, SYM).unwrap();
 
-        f.kms.delete_imported_key_material(&alice(), &id).unwrap();
+        f.kms.delete_imported_key_material(alice(), &id).unwrap();
         assert_eq!(state(&f, &id), "PendingImport");
         let uuid = id.parse().unwrap();
         assert_eq!(f.kms.stored_material_versions(&uuid).unwrap(), 0);
-        let dec = f.kms.decrypt(&alice(), None, &blob, &c);
+        let dec = f.kms.decrypt(alice(), None, &blob, &c, SYM);
         assert_eq!(dec.unwrap_err().aws_type(), "KMSInvalidStateException");
         // Deleting again has no effect.
-        f.kms.delete_imported_key_material(&alice(), &id).unwrap();
+        f.kms.delete_imported_key_material(alice(), &id).unwrap();
 
         let other = import(&f, &id, &[6u8; 32], MaterialExpiry::Never);
         assert_eq!(
@@ -311,7 +312,7 @@ mod tests {
         );
         assert_eq!(state(&f, &id), "PendingImport");
         import(&f, &id, &[5u8; 32], MaterialExpiry::Never).unwrap();
-        let dec = f.kms.decrypt(&alice(), None, &blob, &c).unwrap();
+        let dec = f.kms.decrypt(alice(), None, &blob, &c, SYM).unwrap();
         assert_eq!(&dec.plaintext[..], b"imported");
     }
 
@@ -322,9 +323,9 @@ mod tests {
         import(&f, &id, &[8u8; 32], MaterialExpiry::Never).unwrap();
         let (blob, _) = f
             .kms
-            .encrypt(&alice(), &id, b"persisted", &ctx(&[]))
+            .encrypt(alice(), &id, b"persisted", &ctx(&[]), SYM)
             .unwrap();
-        f.kms.delete_imported_key_material(&alice(), &id).unwrap();
+        f.kms.delete_imported_key_material(alice(), &id).unwrap();
         let f = f.reopen();
         assert_eq!(state(&f, &id), "PendingImport");
         let wrong = import(&f, &id, &[9u8; 32], MaterialExpiry::Never);
@@ -334,7 +335,7 @@ mod tests {
         );
         import(&f, &id, &[8u8; 32], MaterialExpiry::Never).unwrap();
         let f = f.reopen();
-        let dec = f.kms.decrypt(&alice(), None, &blob, &ctx(&[])).unwrap();
+        let dec = f.kms.decrypt(alice(), None, &blob, &ctx(&[]), SYM).unwrap();
         assert_eq!(&dec.plaintext[..], b"persisted");
     }
 
@@ -345,26 +346,26 @@ mod tests {
         let valid_to = f.kms.now_ms() + 2 * DAY_MS;
         import(&f, &a, &[1u8; 32], MaterialExpiry::At(valid_to)).unwrap();
         import(&f, &b, &[2u8; 32], MaterialExpiry::At(valid_to)).unwrap();
-        let md = f.kms.describe_key(&alice(), &a).unwrap();
+        let md = f.kms.describe_key(alice(), &a).unwrap();
         assert_eq!(md.expiration_model, Some("KEY_MATERIAL_EXPIRES"));
         assert_eq!(md.valid_to, Some(valid_to as f64 / 1000.0));
         let (blob, _) = f
             .kms
-            .encrypt(&alice(), &a, b"soon gone", &ctx(&[]))
+            .encrypt(alice(), &a, b"soon gone", &ctx(&[]), SYM)
             .unwrap();
 
         f.clock.advance(Duration::from_secs(2 * 86_400));
         f.kms.tick().unwrap();
         assert_eq!(state(&f, &a), "PendingImport");
-        let md = f.kms.describe_key(&alice(), &a).unwrap();
+        let md = f.kms.describe_key(alice(), &a).unwrap();
         assert_eq!((md.expiration_model, md.valid_to), (None, None));
-        let dec = f.kms.decrypt(&alice(), None, &blob, &ctx(&[]));
+        let dec = f.kms.decrypt(alice(), None, &blob, &ctx(&[]), SYM);
         assert_eq!(dec.unwrap_err().aws_type(), "KMSInvalidStateException");
         // Without tick, the next access notices the expiry.
         assert_eq!(state(&f, &b), "PendingImport");
 
         import(&f, &a, &[1u8; 32], MaterialExpiry::Never).unwrap();
-        let dec = f.kms.decrypt(&alice(), None, &blob, &ctx(&[])).unwrap();
+        let dec = f.kms.decrypt(alice(), None, &blob, &ctx(&[]), SYM).unwrap();
         assert_eq!(&dec.plaintext[..], b"soon gone");
     }
 
@@ -372,29 +373,29 @@ mod tests {
     fn import_operations_need_an_external_key_and_a_valid_state() {
         let f = fixture();
         let aws = new_key(&f);
-        let r = f.kms.get_parameters_for_import(&alice(), &aws, ALG, None);
+        let r = f.kms.get_parameters_for_import(alice(), &aws, ALG, None);
         assert_eq!(r.unwrap_err().aws_type(), "UnsupportedOperationException");
-        let r = f.kms.delete_imported_key_material(&alice(), &aws);
+        let r = f.kms.delete_imported_key_material(alice(), &aws);
         assert_eq!(r.unwrap_err().aws_type(), "UnsupportedOperationException");
 
         let id = external_key(&f);
         let (_, p) = f
             .kms
-            .get_parameters_for_import(&alice(), &id, ALG, Some("RSA_2048"))
+            .get_parameters_for_import(alice(), &id, ALG, Some("RSA_2048"))
             .unwrap();
-        f.kms.schedule_key_deletion(&alice(), &id, Some(7)).unwrap();
-        let r = f.kms.get_parameters_for_import(&alice(), &id, ALG, None);
+        f.kms.schedule_key_deletion(alice(), &id, Some(7)).unwrap();
+        let r = f.kms.get_parameters_for_import(alice(), &id, ALG, None);
         assert_eq!(r.unwrap_err().aws_type(), "KMSInvalidStateException");
         let wrapped = wrap(&p.public_key, WrappingAlgorithm::RsaesOaepSha256, &[1; 32]);
         let r = f.kms.import_key_material(
-            &alice(),
+            alice(),
             &id,
             &p.import_token,
             &wrapped,
             MaterialExpiry::Never,
         );
         assert_eq!(r.unwrap_err().aws_type(), "KMSInvalidStateException");
-        f.kms.cancel_key_deletion(&alice(), &id).unwrap();
+        f.kms.cancel_key_deletion(alice(), &id).unwrap();
         assert_eq!(state(&f, &id), "PendingImport");
     }
 
@@ -404,28 +405,28 @@ mod tests {
         let (a, b) = (external_key(&f), external_key(&f));
         let (_, pa) = f
             .kms
-            .get_parameters_for_import(&alice(), &a, ALG, None)
+            .get_parameters_for_import(alice(), &a, ALG, None)
             .unwrap();
         let alg = WrappingAlgorithm::RsaesOaepSha256;
         let wrapped = wrap(&pa.public_key, alg, &[1; 32]);
         let never = MaterialExpiry::Never;
         let r = f
             .kms
-            .import_key_material(&alice(), &b, &pa.import_token, &wrapped, never);
+            .import_key_material(alice(), &b, &pa.import_token, &wrapped, never);
         assert_eq!(r.unwrap_err().aws_type(), "InvalidImportTokenException");
         let short = wrap(&pa.public_key, alg, &[1; 16]);
         let r = f
             .kms
-            .import_key_material(&alice(), &a, &pa.import_token, &short, never);
+            .import_key_material(alice(), &a, &pa.import_token, &short, never);
         assert_eq!(r.unwrap_err().aws_type(), "ValidationException");
         let r = f
             .kms
-            .import_key_material(&alice(), &a, &pa.import_token, &[0u8; 256], never);
+            .import_key_material(alice(), &a, &pa.import_token, &[0u8; 256], never);
         assert_eq!(r.unwrap_err().aws_type(), "InvalidCiphertextException");
         f.clock.advance(Duration::from_secs(86_400));
         let r = f
             .kms
-            .import_key_material(&alice(), &a, &pa.import_token, &wrapped, never);
+            .import_key_material(alice(), &a, &pa.import_token, &wrapped, never);
         assert_eq!(r.unwrap_err().aws_type(), "ExpiredImportTokenException");
         assert_eq!(state(&f, &a), "PendingImport");
     }
@@ -436,9 +437,9 @@ mod tests {
         let id = external_key(&f);
         import(&f, &id, &[4u8; 32], MaterialExpiry::Never).unwrap();
         for r in [
-            f.kms.enable_key_rotation(&alice(), &id, None),
-            f.kms.disable_key_rotation(&alice(), &id),
-            f.kms.rotate_key_on_demand(&alice(), &id).map(drop),
+            f.kms.enable_key_rotation(alice(), &id, None),
+            f.kms.disable_key_rotation(alice(), &id),
+            f.kms.rotate_key_on_demand(alice(), &id).map(drop),
         ] {
             assert_eq!(r.unwrap_err().aws_type(), "UnsupportedOperationException");
         }
@@ -449,10 +450,10 @@ mod tests {
         let f = fixture();
         let id = external_key(&f);
         import(&f, &id, &[4u8; 32], MaterialExpiry::Never).unwrap();
-        f.kms.schedule_key_deletion(&alice(), &id, Some(7)).unwrap();
-        f.kms.delete_imported_key_material(&alice(), &id).unwrap();
+        f.kms.schedule_key_deletion(alice(), &id, Some(7)).unwrap();
+        f.kms.delete_imported_key_material(alice(), &id).unwrap();
         assert_eq!(state(&f, &id), "PendingDeletion");
-        f.kms.cancel_key_deletion(&alice(), &id).unwrap();
+        f.kms.cancel_key_deletion(alice(), &id).unwrap();
         assert_eq!(state(&f, &id), "PendingImport");
     }
 

@@ -1,0 +1,199 @@
+//! The typed KMS JSON request: every input member of the implemented operations, base64
+//! blobs that zeroize, and the parsing helpers the dispatcher shares.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Deserializer, Serialize};
+use zeroize::Zeroizing;
+
+use crate::kms::asym::{KeySpec, KeyUsageType};
+use crate::kms::crypto::MAX_BLOB;
+use crate::kms::grants::GrantConstraints;
+use crate::kms::{CreateKeyOptions, EncryptionContext, KmsError};
+
+/// Base64 blob from JSON; zeroized on drop (it may be a plaintext).
+#[derive(Default)]
+pub(super) struct Blob(pub(super) Zeroizing<Vec<u8>>);
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Zeroizing::new(String::deserialize(d)?);
+        B64.decode(s.as_bytes())
+            .map(|v| Blob(Zeroizing::new(v)))
+            .map_err(|_| serde::de::Error::custom("blob is not valid base64"))
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all(deserialize = "PascalCase", serialize = "camelCase"))]
+pub(super) struct TagJson {
+    pub(super) tag_key: String,
+    pub(super) tag_value: String,
+}
+
+/// Every input member of the implemented operations (unknown members are ignored, as the
+/// AWS JSON protocol allows). Serialising it (camelCase) gives the audit event's
+/// `requestParameters`; blob members and grant tokens are never serialised.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(
+    rename_all(deserialize = "PascalCase", serialize = "camelCase"),
+    default
+)]
+pub(super) struct Req {
+    pub(super) key_id: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) tags: Option<Vec<TagJson>>,
+    pub(super) tag_keys: Option<Vec<String>>,
+    pub(super) origin: Option<String>,
+    pub(super) key_spec: Option<String>,
+    pub(super) customer_master_key_spec: Option<String>,
+    pub(super) key_usage: Option<String>,
+    pub(super) multi_region: Option<bool>,
+    pub(super) limit: Option<i64>,
+    pub(super) marker: Option<String>,
+    #[serde(skip_serializing)]
+    pub(super) plaintext: Option<Blob>,
+    #[serde(skip_serializing)]
+    pub(super) ciphertext_blob: Option<Blob>,
+    pub(super) encryption_context: Option<EncryptionContext>,
+    pub(super) encryption_algorithm: Option<String>,
+    pub(super) source_key_id: Option<String>,
+    pub(super) source_encryption_context: Option<EncryptionContext>,
+    pub(super) source_encryption_algorithm: Option<String>,
+    pub(super) destination_key_id: Option<String>,
+    pub(super) destination_encryption_context: Option<EncryptionContext>,
+    pub(super) destination_encryption_algorithm: Option<String>,
+    pub(super) number_of_bytes: Option<i64>,
+    pub(super) pending_window_in_days: Option<i64>,
+    pub(super) rotation_period_in_days: Option<i64>,
+    pub(super) alias_name: Option<String>,
+    pub(super) target_key_id: Option<String>,
+    pub(super) dry_run: Option<bool>,
+    pub(super) policy: Option<String>,
+    pub(super) policy_name: Option<String>,
+    pub(super) bypass_policy_lockout_safety_check: Option<bool>,
+    pub(super) grantee_principal: Option<String>,
+    pub(super) retiring_principal: Option<String>,
+    pub(super) operations: Option<Vec<String>>,
+    pub(super) constraints: Option<GrantConstraints>,
+    #[serde(skip_serializing)]
+    pub(super) grant_tokens: Option<Vec<String>>,
+    pub(super) name: Option<String>,
+    pub(super) grant_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub(super) grant_token: Option<String>,
+    #[serde(skip_serializing)]
+    pub(super) message: Option<Blob>,
+    pub(super) message_type: Option<String>,
+    #[serde(skip_serializing)]
+    pub(super) signature: Option<Blob>,
+    pub(super) signing_algorithm: Option<String>,
+    #[serde(skip_serializing)]
+    pub(super) mac: Option<Blob>,
+    pub(super) mac_algorithm: Option<String>,
+    pub(super) key_pair_spec: Option<String>,
+    pub(super) wrapping_algorithm: Option<String>,
+    pub(super) wrapping_key_spec: Option<String>,
+    #[serde(skip_serializing)]
+    pub(super) import_token: Option<Blob>,
+    #[serde(skip_serializing)]
+    pub(super) encrypted_key_material: Option<Blob>,
+    /// Epoch seconds, as the AWS JSON protocol sends timestamps.
+    pub(super) valid_to: Option<f64>,
+    pub(super) expiration_model: Option<String>,
+    pub(super) replica_region: Option<String>,
+    pub(super) primary_region: Option<String>,
+}
+
+pub(super) fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
+    v.ok_or_else(|| KmsError::constraint("null", field, "Member must not be null"))
+}
+
+pub(super) fn ciphertext(b: Option<Blob>) -> Result<Blob, KmsError> {
+    let b = required(b, "ciphertextBlob")?;
+    if b.0.is_empty() || b.0.len() > MAX_BLOB {
+        return Err(KmsError::constraint(
+            format!("<{} bytes>", b.0.len()),
+            "ciphertextBlob",
+            "Member must have length between 1 and 6144",
+        ));
+    }
+    Ok(b)
+}
+
+pub(super) fn data_key_len(key_spec: Option<&str>, n: Option<i64>) -> Result<usize, KmsError> {
+    match (key_spec, n) {
+        (Some(_), Some(_)) => Err(KmsError::Validation(
+            "Specify either KeySpec or NumberOfBytes, not both.".into(),
+        )),
+        (None, None) => Err(KmsError::Validation(
+            "Please specify either number of bytes or key spec.".into(),
+        )),
+        (Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (Some(s), None) => Err(KmsError::constraint(
+            s,
+            "keySpec",
+            "Member must satisfy enum value set: [AES_256, AES_128]",
+        )),
+        (None, Some(n)) if (1..=1024).contains(&n) => Ok(n as usize),
+        (None, Some(n)) => Err(KmsError::constraint(
+            n,
+            "numberOfBytes",
+            "Member must have value between 1 and 1024",
+        )),
+    }
+}
+
+pub(super) fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> {
+    let key_spec = match (&r.key_spec, &r.customer_master_key_spec) {
+        (Some(_), Some(_)) => {
+            return Err(KmsError::Validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.".into(),
+            ));
+        }
+        (Some(s), None) => KeySpec::parse(s, "keySpec")?,
+        (None, Some(s)) => KeySpec::parse(s, "customerMasterKeySpec")?,
+        (None, None) => KeySpec::SymmetricDefault,
+    };
+    let key_usage = match &r.key_usage {
+        Some(u) => KeyUsageType::parse(u)?,
+        None => KeyUsageType::EncryptDecrypt,
+    };
+    let external = match r.origin.as_deref() {
+        None | Some("AWS_KMS") => false,
+        Some("EXTERNAL") => true,
+        Some(o @ ("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "Origin {o} (custom key stores) is not supported."
+            )));
+        }
+        Some(o) => {
+            return Err(KmsError::constraint(
+                o,
+                "origin",
+                "Member must satisfy enum value set: [EXTERNAL, AWS_CLOUDHSM, AWS_KMS, EXTERNAL_KEY_STORE]",
+            ));
+        }
+    };
+    if external && key_spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "sealgate imports key material for SYMMETRIC_DEFAULT keys only, not {}.",
+            key_spec.as_str()
+        )));
+    }
+    Ok(CreateKeyOptions {
+        description: r.description.take().unwrap_or_default(),
+        tags: tags(r.tags.take().unwrap_or_default()),
+        external,
+        policy: r.policy.take(),
+        bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check == Some(true),
+        key_spec,
+        key_usage,
+        multi_region: r.multi_region == Some(true),
+    })
+}
+
+pub(super) fn tags(t: Vec<TagJson>) -> Vec<(String, String)> {
+    t.into_iter().map(|t| (t.tag_key, t.tag_value)).collect()
+}

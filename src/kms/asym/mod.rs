@@ -1,0 +1,572 @@
+//! Key specs beyond AES: the key-spec / key-usage / algorithm tables of AWS KMS and the
+//! in-memory key material of every kind (`KeyMaterial`: AES-256-GCM, RSA, ECDSA, HMAC).
+//!
+//! Invariants:
+//! - which (spec, usage) pairs exist and which algorithms go with them is decided here
+//!   only (`KeySpec::usages`, `KeySpec::*_algorithms`), after AWS's tables;
+//! - private keys and HMAC keys exist only sealed in the database, as PKCS#8 / raw bytes
+//!   in `Zeroizing` buffers for the moment of (un)sealing, or inside aws-lc-rs key
+//!   objects; `Debug` of every type here is redacted and no error message carries key,
+//!   message, signature or MAC bytes;
+//! - every input (algorithm names, digests, signatures, ciphertexts) is checked before it
+//!   reaches aws-lc-rs, and failures are AWS exceptions, never panics.
+//!
+//! Files: this one holds the tables and the checks; `material.rs` the key material of
+//! every kind and the data key pairs.
+
+use std::fmt;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::hmac;
+use aws_lc_rs::rsa::{KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm};
+use aws_lc_rs::signature;
+use serde::{Deserialize, Serialize};
+
+use super::KmsError;
+use super::model::KeyRecord;
+use super::ops::{Needs, Op};
+
+/// Largest message Sign/Verify/GenerateMac/VerifyMac accept (AWS's `PlaintextType`).
+pub const MAX_MESSAGE: usize = 4096;
+
+/// Defines a string-valued enum with its AWS names, `as_str`, `ALL` and serde.
+macro_rules! aws_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $s)] $v),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+
+            /// The AWS name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s),+
+                }
+            }
+
+            fn from_name(s: &str) -> Option<Self> {
+                match s {
+                    $($s => Some($name::$v),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+aws_enum!(
+    /// `KeySpec` of a KMS key (what sealgate implements of AWS's list). Records written
+    /// before key specs existed are AES keys: the default.
+    #[derive(Default)]
+    KeySpec {
+        #[default]
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        EccNistP256 = "ECC_NIST_P256",
+        EccNistP384 = "ECC_NIST_P384",
+        EccNistP521 = "ECC_NIST_P521",
+        EccSecgP256k1 = "ECC_SECG_P256K1",
+        Hmac224 = "HMAC_224",
+        Hmac256 = "HMAC_256",
+        Hmac384 = "HMAC_384",
+        Hmac512 = "HMAC_512",
+    }
+);
+
+aws_enum!(
+    /// `KeyUsage` of a KMS key (AWS's `KeyUsageType`).
+    #[derive(Default)]
+    KeyUsageType {
+        #[default]
+        EncryptDecrypt = "ENCRYPT_DECRYPT",
+        SignVerify = "SIGN_VERIFY",
+        GenerateVerifyMac = "GENERATE_VERIFY_MAC",
+    }
+);
+
+aws_enum!(
+    /// `EncryptionAlgorithm` of Encrypt/Decrypt/ReEncrypt.
+    EncryptionAlgorithm {
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+    }
+);
+
+aws_enum!(
+    /// `SigningAlgorithm` of Sign/Verify.
+    SigningAlgorithm {
+        RsassaPssSha256 = "RSASSA_PSS_SHA_256",
+        RsassaPssSha384 = "RSASSA_PSS_SHA_384",
+        RsassaPssSha512 = "RSASSA_PSS_SHA_512",
+        RsassaPkcs1V15Sha256 = "RSASSA_PKCS1_V1_5_SHA_256",
+        RsassaPkcs1V15Sha384 = "RSASSA_PKCS1_V1_5_SHA_384",
+        RsassaPkcs1V15Sha512 = "RSASSA_PKCS1_V1_5_SHA_512",
+        EcdsaSha256 = "ECDSA_SHA_256",
+        EcdsaSha384 = "ECDSA_SHA_384",
+        EcdsaSha512 = "ECDSA_SHA_512",
+    }
+);
+
+aws_enum!(
+    /// `MacAlgorithm` of GenerateMac/VerifyMac.
+    MacAlgorithm {
+        HmacSha224 = "HMAC_SHA_224",
+        HmacSha256 = "HMAC_SHA_256",
+        HmacSha384 = "HMAC_SHA_384",
+        HmacSha512 = "HMAC_SHA_512",
+    }
+);
+
+aws_enum!(
+    /// `MessageType` of Sign/Verify: the message itself, or its digest.
+    MessageType {
+        Raw = "RAW",
+        Digest = "DIGEST",
+    }
+);
+
+/// `Member must satisfy enum value set: [...]` for an AWS enum.
+fn enum_error(value: &str, field: &str, all: &[&str]) -> KmsError {
+    KmsError::constraint(
+        value,
+        field,
+        &format!("Member must satisfy enum value set: [{}]", all.join(", ")),
+    )
+}
+
+/// AWS enum values sealgate knows but does not implement.
+fn unsupported(value: &str, what: &str) -> KmsError {
+    KmsError::UnsupportedOperation(format!(
+        "{what} {value} is not supported by sealgate's KMS."
+    ))
+}
+
+impl KeySpec {
+    /// Parses `KeySpec` / `CustomerMasterKeySpec` (`field` names it in errors).
+    pub fn parse(s: &str, field: &str) -> Result<Self, KmsError> {
+        if let Some(k) = Self::from_name(s) {
+            return Ok(k);
+        }
+        match s {
+            "SM2" | "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87" | "ECC_NIST_EDWARDS25519" => {
+                Err(unsupported(s, "KeySpec"))
+            }
+            _ => Err(enum_error(
+                s,
+                field,
+                &Self::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            )),
+        }
+    }
+
+    pub fn is_symmetric(self) -> bool {
+        self == KeySpec::SymmetricDefault
+    }
+
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096)
+    }
+
+    pub fn is_ecc(self) -> bool {
+        matches!(
+            self,
+            KeySpec::EccNistP256
+                | KeySpec::EccNistP384
+                | KeySpec::EccNistP521
+                | KeySpec::EccSecgP256k1
+        )
+    }
+
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self,
+            KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512
+        )
+    }
+
+    /// Asymmetric: has a public key (RSA or ECC).
+    pub fn is_asymmetric(self) -> bool {
+        self.is_rsa() || self.is_ecc()
+    }
+
+    /// The key usages AWS allows for this spec.
+    pub fn usages(self) -> &'static [KeyUsageType] {
+        use KeyUsageType::*;
+        if self.is_symmetric() {
+            &[EncryptDecrypt]
+        } else if self.is_rsa() {
+            &[EncryptDecrypt, SignVerify]
+        } else if self.is_ecc() {
+            &[SignVerify]
+        } else {
+            &[GenerateVerifyMac]
+        }
+    }
+
+    /// `EncryptionAlgorithms` of a key with this spec and usage (empty: none).
+    pub fn encryption_algorithms(self, usage: KeyUsageType) -> &'static [EncryptionAlgorithm] {
+        use EncryptionAlgorithm::*;
+        match usage {
+            KeyUsageType::EncryptDecrypt if self.is_symmetric() => &[SymmetricDefault],
+            KeyUsageType::EncryptDecrypt if self.is_rsa() => &[RsaesOaepSha1, RsaesOaepSha256],
+            _ => &[],
+        }
+    }
+
+    /// `SigningAlgorithms` of a key with this spec and usage, in AWS's order.
+    pub fn signing_algorithms(self, usage: KeyUsageType) -> &'static [SigningAlgorithm] {
+        use SigningAlgorithm::*;
+        if usage != KeyUsageType::SignVerify {
+            return &[];
+        }
+        match self {
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[
+                RsassaPkcs1V15Sha256,
+                RsassaPkcs1V15Sha384,
+                RsassaPkcs1V15Sha512,
+                RsassaPssSha256,
+                RsassaPssSha384,
+                RsassaPssSha512,
+            ],
+            KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[EcdsaSha256],
+            KeySpec::EccNistP384 => &[EcdsaSha384],
+            KeySpec::EccNistP521 => &[EcdsaSha512],
+            _ => &[],
+        }
+    }
+
+    /// `MacAlgorithms` of an HMAC key.
+    pub fn mac_algorithms(self) -> &'static [MacAlgorithm] {
+        match self {
+            KeySpec::Hmac224 => &[MacAlgorithm::HmacSha224],
+            KeySpec::Hmac256 => &[MacAlgorithm::HmacSha256],
+            KeySpec::Hmac384 => &[MacAlgorithm::HmacSha384],
+            KeySpec::Hmac512 => &[MacAlgorithm::HmacSha512],
+            _ => &[],
+        }
+    }
+
+    /// Checks a CreateKey (spec, usage) pair: ValidationException as AWS when the usage
+    /// is not one the spec supports.
+    pub fn check_usage(self, usage: KeyUsageType) -> Result<(), KmsError> {
+        if self.usages().contains(&usage) {
+            return Ok(());
+        }
+        Err(KmsError::Validation(format!(
+            "KeyUsage {usage} is not compatible with KeySpec {self}; valid key usages for {self}: {}.",
+            self.usages()
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    fn rsa_size(self) -> Option<KeySize> {
+        match self {
+            KeySpec::Rsa2048 => Some(KeySize::Rsa2048),
+            KeySpec::Rsa3072 => Some(KeySize::Rsa3072),
+            KeySpec::Rsa4096 => Some(KeySize::Rsa4096),
+            _ => None,
+        }
+    }
+
+    /// (signing, verification) algorithms of the curve; AWS pairs one hash per curve.
+    fn ecdsa(
+        self,
+    ) -> Option<(
+        &'static signature::EcdsaSigningAlgorithm,
+        &'static signature::EcdsaVerificationAlgorithm,
+    )> {
+        match self {
+            KeySpec::EccNistP256 => Some((
+                &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                &signature::ECDSA_P256_SHA256_ASN1,
+            )),
+            KeySpec::EccNistP384 => Some((
+                &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+                &signature::ECDSA_P384_SHA384_ASN1,
+            )),
+            KeySpec::EccNistP521 => Some((
+                &signature::ECDSA_P521_SHA512_ASN1_SIGNING,
+                &signature::ECDSA_P521_SHA512_ASN1,
+            )),
+            KeySpec::EccSecgP256k1 => Some((
+                &signature::ECDSA_P256K1_SHA256_ASN1_SIGNING,
+                &signature::ECDSA_P256K1_SHA256_ASN1,
+            )),
+            _ => None,
+        }
+    }
+
+    fn hmac(self) -> Option<(hmac::Algorithm, usize)> {
+        match self {
+            KeySpec::Hmac224 => Some((hmac::HMAC_SHA224, 28)),
+            KeySpec::Hmac256 => Some((hmac::HMAC_SHA256, 32)),
+            KeySpec::Hmac384 => Some((hmac::HMAC_SHA384, 48)),
+            KeySpec::Hmac512 => Some((hmac::HMAC_SHA512, 64)),
+            _ => None,
+        }
+    }
+}
+
+impl KeyUsageType {
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        if let Some(u) = Self::from_name(s) {
+            return Ok(u);
+        }
+        match s {
+            "KEY_AGREEMENT" => Err(unsupported(s, "KeyUsage")),
+            _ => Err(enum_error(
+                s,
+                "keyUsage",
+                &[
+                    "SIGN_VERIFY",
+                    "ENCRYPT_DECRYPT",
+                    "GENERATE_VERIFY_MAC",
+                    "KEY_AGREEMENT",
+                ],
+            )),
+        }
+    }
+}
+
+impl EncryptionAlgorithm {
+    /// `None` (the member is absent) is SYMMETRIC_DEFAULT, as on AWS.
+    pub fn parse(s: Option<&str>, field: &str) -> Result<Self, KmsError> {
+        let Some(s) = s else {
+            return Ok(EncryptionAlgorithm::SymmetricDefault);
+        };
+        if let Some(a) = Self::from_name(s) {
+            return Ok(a);
+        }
+        match s {
+            "SM2PKE" => Err(KmsError::InvalidKeyUsage(
+                "Algorithm SM2PKE needs an SM2 key; sealgate's KMS has none.".into(),
+            )),
+            _ => Err(enum_error(
+                s,
+                field,
+                &[
+                    "SYMMETRIC_DEFAULT",
+                    "RSAES_OAEP_SHA_1",
+                    "RSAES_OAEP_SHA_256",
+                    "SM2PKE",
+                ],
+            )),
+        }
+    }
+
+    fn oaep(self) -> Option<&'static OaepAlgorithm> {
+        match self {
+            EncryptionAlgorithm::RsaesOaepSha1 => Some(&OAEP_SHA1_MGF1SHA1),
+            EncryptionAlgorithm::RsaesOaepSha256 => Some(&OAEP_SHA256_MGF1SHA256),
+            EncryptionAlgorithm::SymmetricDefault => None,
+        }
+    }
+}
+
+impl SigningAlgorithm {
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        if let Some(a) = Self::from_name(s) {
+            return Ok(a);
+        }
+        match s {
+            "SM2DSA" | "ML_DSA_SHAKE_256" | "ED25519_SHA_512" | "ED25519_PH_SHA_512" => {
+                Err(KmsError::InvalidKeyUsage(format!(
+                    "Signing algorithm {s} is not supported by any key of sealgate's KMS."
+                )))
+            }
+            _ => Err(enum_error(
+                s,
+                "signingAlgorithm",
+                &Self::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            )),
+        }
+    }
+
+    /// The hash the algorithm signs (a DIGEST message must be exactly this long).
+    pub fn digest(self) -> &'static digest::Algorithm {
+        use SigningAlgorithm::*;
+        match self {
+            RsassaPssSha256 | RsassaPkcs1V15Sha256 | EcdsaSha256 => &digest::SHA256,
+            RsassaPssSha384 | RsassaPkcs1V15Sha384 | EcdsaSha384 => &digest::SHA384,
+            RsassaPssSha512 | RsassaPkcs1V15Sha512 | EcdsaSha512 => &digest::SHA512,
+        }
+    }
+
+    fn rsa_encoding(self) -> Option<&'static dyn signature::RsaEncoding> {
+        use SigningAlgorithm::*;
+        Some(match self {
+            RsassaPssSha256 => &signature::RSA_PSS_SHA256,
+            RsassaPssSha384 => &signature::RSA_PSS_SHA384,
+            RsassaPssSha512 => &signature::RSA_PSS_SHA512,
+            RsassaPkcs1V15Sha256 => &signature::RSA_PKCS1_SHA256,
+            RsassaPkcs1V15Sha384 => &signature::RSA_PKCS1_SHA384,
+            RsassaPkcs1V15Sha512 => &signature::RSA_PKCS1_SHA512,
+            EcdsaSha256 | EcdsaSha384 | EcdsaSha512 => return None,
+        })
+    }
+
+    fn rsa_verification(self) -> Option<&'static signature::RsaParameters> {
+        use SigningAlgorithm::*;
+        Some(match self {
+            RsassaPssSha256 => &signature::RSA_PSS_2048_8192_SHA256,
+            RsassaPssSha384 => &signature::RSA_PSS_2048_8192_SHA384,
+            RsassaPssSha512 => &signature::RSA_PSS_2048_8192_SHA512,
+            RsassaPkcs1V15Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            RsassaPkcs1V15Sha384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            RsassaPkcs1V15Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+            EcdsaSha256 | EcdsaSha384 | EcdsaSha512 => return None,
+        })
+    }
+}
+
+impl MacAlgorithm {
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        Self::from_name(s).ok_or_else(|| {
+            enum_error(
+                s,
+                "macAlgorithm",
+                &Self::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            )
+        })
+    }
+}
+
+impl MessageType {
+    /// `None` is RAW, as on AWS.
+    pub fn parse(s: Option<&str>) -> Result<Self, KmsError> {
+        match s {
+            None => Ok(MessageType::Raw),
+            Some(s) => Self::from_name(s).ok_or_else(|| match s {
+                "EXTERNAL_MU" => KmsError::InvalidKeyUsage(
+                    "MessageType EXTERNAL_MU is valid only with ML_DSA keys.".into(),
+                ),
+                _ => enum_error(s, "messageType", &["RAW", "DIGEST", "EXTERNAL_MU"]),
+            }),
+        }
+    }
+}
+
+/// The key-usage gate of an operation on a key (after the state table; `ops` says what
+/// each operation needs): what AWS answers when the key's spec/usage does not fit.
+pub fn check_usage(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
+    let (spec, usage) = (rec.key_spec, rec.key_usage);
+    let name = op.name();
+    let wrong_usage = |needs: &str| {
+        KmsError::InvalidKeyUsage(format!(
+            "{arn} has KeySpec {spec} and KeyUsage {usage}; {name} needs {needs}."
+        ))
+    };
+    match op.row().needs {
+        Needs::EncryptDecrypt if usage != KeyUsageType::EncryptDecrypt => {
+            Err(wrong_usage("KeyUsage ENCRYPT_DECRYPT"))
+        }
+        Needs::Symmetric if !spec.is_symmetric() => Err(wrong_usage("a SYMMETRIC_DEFAULT key")),
+        Needs::SignVerify if usage != KeyUsageType::SignVerify => {
+            Err(wrong_usage("KeyUsage SIGN_VERIFY"))
+        }
+        Needs::Mac if usage != KeyUsageType::GenerateVerifyMac => {
+            Err(wrong_usage("KeyUsage GENERATE_VERIFY_MAC"))
+        }
+        Needs::Asymmetric if !spec.is_asymmetric() => Err(KmsError::UnsupportedOperation(format!(
+            "{arn} is a {spec} key; {name} needs an asymmetric (RSA or ECC) key."
+        ))),
+        Needs::Rotatable if !spec.is_symmetric() => Err(KmsError::UnsupportedOperation(format!(
+            "{arn} is a {spec} key; key rotation is supported only for symmetric encryption KMS keys."
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an algorithm the key's spec/usage does not list (AWS's message).
+fn incompatible(alg: &str, spec: KeySpec) -> KmsError {
+    KmsError::InvalidKeyUsage(format!(
+        "Algorithm {alg} is incompatible with key spec {spec}."
+    ))
+}
+
+pub fn check_encryption_algorithm(
+    rec: &KeyRecord,
+    alg: EncryptionAlgorithm,
+) -> Result<(), KmsError> {
+    if rec
+        .key_spec
+        .encryption_algorithms(rec.key_usage)
+        .contains(&alg)
+    {
+        Ok(())
+    } else {
+        Err(incompatible(alg.as_str(), rec.key_spec))
+    }
+}
+
+pub fn check_signing_algorithm(rec: &KeyRecord, alg: SigningAlgorithm) -> Result<(), KmsError> {
+    if rec
+        .key_spec
+        .signing_algorithms(rec.key_usage)
+        .contains(&alg)
+    {
+        Ok(())
+    } else {
+        Err(incompatible(alg.as_str(), rec.key_spec))
+    }
+}
+
+pub fn check_mac_algorithm(rec: &KeyRecord, alg: MacAlgorithm) -> Result<(), KmsError> {
+    if rec.key_spec.mac_algorithms().contains(&alg) {
+        Ok(())
+    } else {
+        Err(incompatible(alg.as_str(), rec.key_spec))
+    }
+}
+
+/// Checks a Sign/Verify/GenerateMac/VerifyMac message: 1..=4096 bytes, and for DIGEST
+/// exactly the length of the algorithm's hash.
+pub fn check_message(
+    msg: &[u8],
+    ty: MessageType,
+    alg: Option<SigningAlgorithm>,
+) -> Result<(), KmsError> {
+    if msg.is_empty() || msg.len() > MAX_MESSAGE {
+        return Err(KmsError::constraint(
+            format!("<{} bytes>", msg.len()),
+            "message",
+            "Member must have length between 1 and 4096",
+        ));
+    }
+    if let (MessageType::Digest, Some(a)) = (ty, alg) {
+        let want = a.digest().output_len();
+        if msg.len() != want {
+            return Err(KmsError::Validation(format!(
+                "Digest is invalid length for algorithm {a}: a DIGEST message for {a} must be {want} bytes, got {}.",
+                msg.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+mod material;
+
+pub use material::{
+    DataKeyPair, EccKey, KeyMaterial, KeyPairMaterial, PublicKeyInfo, RsaKey, generate_key_pair,
+    parse_key_pair_spec,
+};
+
+#[cfg(test)]
+mod tests;
