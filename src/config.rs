@@ -112,6 +112,11 @@ pub struct EncryptionConfig {
     pub default_kms_key: Option<String>,
     /// Whether objects sealgate did not encrypt (existing data) may be read as they are.
     pub allow_plaintext_reads: bool,
+    /// SSE-S3 objects get AWS's ETags: the plaintext MD5 (multipart: the MD5 of the
+    /// parts' MD5s, `-N`), which rclone, s3cmd and other sync tools compare with their
+    /// own MD5s. Computing MD5 costs CPU on every SSE-S3 write (docs/performance.md);
+    /// `false` gives every object the store's ETag instead.
+    pub md5_etags: bool,
 }
 
 impl Default for EncryptionConfig {
@@ -120,6 +125,7 @@ impl Default for EncryptionConfig {
             default: "AES256".into(),
             default_kms_key: None,
             allow_plaintext_reads: true,
+            md5_etags: true,
         }
     }
 }

@@ -77,6 +77,7 @@ impl App {
             store: upstream.clone(),
             keys: backends,
             metrics: metrics.clone(),
+            known: Default::default(),
         };
         let state = Arc::new(State {
             upstream,
@@ -88,7 +89,6 @@ impl App {
             encryption: cfg.encryption.clone(),
             state_bucket: cfg.state_bucket.clone(),
             rules: Default::default(),
-            sizes: Default::default(),
             metrics: metrics.clone(),
         });
         let mut b = S3ServiceBuilder::new(Unreachable);

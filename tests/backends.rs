@@ -580,7 +580,10 @@ async fn many_puts_to_one_bucket_make_few_kms_calls_with_bucket_keys() {
     let m1 = raw_meta(&s.sg, &b, "k1").await;
     assert_eq!(m0["sealgate-dek"], m1["sealgate-dek"]);
     assert_ne!(m0["sealgate-bks"], m1["sealgate-bks"]);
-    assert_eq!(m0["sealgate-v"], "2");
+    assert_eq!(
+        m0["sealgate-v"], "3",
+        "format 3 records the bucket-key salt"
+    );
 }
 
 #[tokio::test]

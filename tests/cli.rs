@@ -265,7 +265,7 @@ async fn migrate_encrypts_existing_plaintext_objects_in_place_and_can_be_rerun()
                 .unwrap()
                 .get("sealgate-v")
                 .map(String::as_str),
-            Some("1"),
+            Some("3"),
             "{k} is encrypted in the store"
         );
         let got = sg

@@ -65,6 +65,7 @@ async fn config_and_application_debug_output_contains_no_secret() {
             keys: sealgate::keys::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())
                 .unwrap(),
             metrics: metrics.clone(),
+            known: Default::default(),
         },
         access_keys: cfg.access_key_table(),
         vhost_domain: None,
@@ -73,7 +74,6 @@ async fn config_and_application_debug_output_contains_no_secret() {
         encryption: cfg.encryption.clone(),
         state_bucket: cfg.state_bucket.clone(),
         rules: Default::default(),
-        sizes: Default::default(),
         metrics,
     };
     let dump = format!("{cfg:?}\n{cfg:#?}\n{app:?}\n{app:#?}\n{state:?}\n{state:#?}");

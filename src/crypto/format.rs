@@ -33,8 +33,19 @@ pub const SALT_LEN: usize = 16;
 
 /// HKDF info prefix of a part key (followed by the u32 big-endian part number).
 pub const PART_KEY_INFO: &[u8] = b"sealgate v1 part";
-/// HKDF info of the key that MACs an object's metadata.
+/// HKDF info of the key that MACs an object's metadata (formats 1 and 2).
 pub const METADATA_MAC_INFO: &[u8] = b"sealgate v1 metadata mac";
+/// HKDF info of the key that MACs an object's metadata in format 3 (everything sealgate
+/// serves about the object, `object::meta`).
+pub const METADATA_MAC_INFO_V3: &[u8] = b"sealgate v3 metadata mac";
+/// HKDF info of the key that seals an object's plaintext MD5 in its metadata (format 3):
+/// the store never sees an MD5 of the plaintext.
+pub const ETAG_KEY_INFO: &[u8] = b"sealgate v3 etag";
+/// Nonce flag of the sealed MD5 trailer after a single-part object's last segment
+/// (segments use 0, and 1 for the last; the trailer's index is 0).
+pub const TRAILER_FLAG: u32 = 2;
+/// Bytes of the sealed MD5 trailer: 16 bytes of MD5 and the GCM tag.
+pub const TRAILER_LEN: u64 = 16 + TAG;
 /// HKDF info prefix of a format-2 object key derived from a bucket key (followed by
 /// `0x00` and `arn:aws:s3:::BUCKET/KEY`).
 pub const BUCKET_KEY_DERIVE_INFO: &[u8] = b"sealgate v2 object key";
@@ -69,8 +80,18 @@ pub mod meta {
     pub const BACKEND: &str = "x-amz-meta-sealgate-kms";
     /// Format 2: base64 per-object salt of the DEK's derivation from the bucket key.
     pub const BK_SALT: &str = "x-amz-meta-sealgate-bks";
-    /// Set on a multipart object until its completion wrote the part list.
+    /// Set on a multipart object until its completion wrote the part list (format 1).
     pub const PENDING: &str = "x-amz-meta-sealgate-pending";
+    /// Format 3: where the client-visible ETag comes from: `store` (the store's), `md5:HEX`
+    /// (the plaintext MD5), `trailer` (the plaintext MD5, sealed after the last segment).
+    pub const ETAG: &str = "x-amz-meta-sealgate-etag";
+    /// Format 3: the object's `x-amz-website-redirect-location` (stores drop that header).
+    pub const REDIRECT: &str = "x-amz-meta-sealgate-wrl";
+    /// Format 3: the object's Content-Type (the store holds ciphertext, typed
+    /// `binary/octet-stream`; stores also rewrite types: SeaweedFS guesses from the key).
+    pub const CONTENT_TYPE: &str = "x-amz-meta-sealgate-ct";
+    /// Format 3: the object's Content-Encoding (of the plaintext; the ciphertext has none).
+    pub const CONTENT_ENCODING: &str = "x-amz-meta-sealgate-ce";
 }
 
 /// The 32-byte header of a part. It is the AAD of every segment of the part, so none of

@@ -63,9 +63,93 @@ pub fn part_key(dek: &Dek, header: &PartHeader) -> LessSafeKey {
 
 /// A key derived from the DEK for authenticating object metadata (the part list).
 pub fn metadata_mac(dek: &Dek, message: &[u8]) -> [u8; 16] {
+    mac_with(dek, format::METADATA_MAC_INFO, message)
+}
+
+/// The MAC of format-3 metadata (everything served about an object).
+pub fn metadata_mac_v3(dek: &Dek, message: &[u8]) -> [u8; 16] {
+    mac_with(dek, format::METADATA_MAC_INFO_V3, message)
+}
+
+/// Seals a single-part object's plaintext MD5 after its last segment (format 3): under
+/// the part key, with the part header as AAD and a nonce no segment uses.
+pub fn seal_trailer(dek: &Dek, header: &PartHeader, md5: &[u8; 16]) -> [u8; 32] {
+    let key = part_key(dek, header);
+    let mut buf = *md5;
+    let tag = key
+        .seal_in_place_separate_tag(trailer_nonce(), Aad::from(&header.encode()[..]), &mut buf)
+        .expect("AES-GCM seal");
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(&buf);
+    out[16..].copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Opens a sealed MD5 trailer; `None` when it does not authenticate.
+pub fn open_trailer(dek: &Dek, header: &PartHeader, sealed: &[u8]) -> Option<[u8; 16]> {
+    if sealed.len() != format::TRAILER_LEN as usize {
+        return None;
+    }
+    let key = part_key(dek, header);
+    let mut buf = sealed.to_vec();
+    let plain = key
+        .open_in_place(trailer_nonce(), Aad::from(&header.encode()[..]), &mut buf)
+        .ok()?;
+    plain.try_into().ok()
+}
+
+/// Seals an object's plaintext MD5 for its metadata (format 3) under a key derived from
+/// the DEK (one message per key, so a fixed nonce).
+pub fn seal_md5(dek: &Dek, md5: &[u8; 16]) -> [u8; 32] {
+    let key = etag_key(dek);
+    let mut buf = *md5;
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::empty(),
+            &mut buf,
+        )
+        .expect("AES-GCM seal");
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(&buf);
+    out[16..].copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Opens [`seal_md5`]'s output; `None` when it does not authenticate.
+pub fn open_md5(dek: &Dek, sealed: &[u8; 32]) -> Option<[u8; 16]> {
+    let key = etag_key(dek);
+    let mut buf = sealed.to_vec();
+    let plain = key
+        .open_in_place(
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::empty(),
+            &mut buf,
+        )
+        .ok()?;
+    plain.try_into().ok()
+}
+
+fn etag_key(dek: &Dek) -> LessSafeKey {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"");
     let prk = salt.extract(dek.bytes());
-    let info: [&[u8]; 1] = [format::METADATA_MAC_INFO];
+    let info: [&[u8]; 1] = [format::ETAG_KEY_INFO];
+    let okm = prk
+        .expand(&info, &AES_256_GCM)
+        .expect("HKDF output length is fixed and valid");
+    LessSafeKey::new(UnboundKey::from(okm))
+}
+
+fn trailer_nonce() -> Nonce {
+    let mut n = [0u8; 12];
+    n[0..4].copy_from_slice(&format::TRAILER_FLAG.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+fn mac_with(dek: &Dek, info: &[u8], message: &[u8]) -> [u8; 16] {
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"");
+    let prk = salt.extract(dek.bytes());
+    let info: [&[u8]; 1] = [info];
     let mut k = Zeroizing::new([0u8; 32]);
     prk.expand(&info, KeyLen)
         .expect("fixed length")

@@ -2,30 +2,83 @@
 //! `crypto::format::meta`), see `docs/format.md`.
 //!
 //! Invariants: clients never see these headers and cannot set them; everything needed to
-//! decrypt is here except the DEK itself (only its wrapped form, in the [`Envelope`]); the
-//! size and part list are MACed under a key derived from the DEK, so they are checked
-//! ([`ObjectMeta::verify`]) before anything is served. Metadata that does not parse is
-//! tampering.
+//! decrypt is here except the DEK itself (only its wrapped form, in the [`Envelope`]);
+//! nothing is used before [`ObjectMeta::verify`] checked the MAC with the DEK. The MAC of
+//! format 3 covers everything sealgate serves about the object (SSE algorithm and key,
+//! size, ETag, content headers, user metadata); formats 1 and 2 cover size and part list
+//! and stay readable. Metadata that does not parse is tampering.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{HeaderMap, HeaderValue};
 
+use super::describe::Described;
 use super::envelope::{Alg, Envelope, decode_context};
 use crate::crypto::format::meta as names;
-use crate::crypto::format::{Layout, PartHeader, SALT_LEN};
-use crate::crypto::stream::{Dek, metadata_mac};
+use crate::crypto::format::{Layout, PartHeader, SALT_LEN, TRAILER_LEN};
+use crate::crypto::stream::{Dek, metadata_mac, metadata_mac_v3};
 use crate::error::Error;
+
+/// The format new objects are written in.
+pub const FORMAT: u8 = 3;
+
+/// Where an object's client-visible ETag comes from (format 3; older objects: the
+/// store's). MD5s are never stored in the clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ETag {
+    /// The store's ETag (SSE-KMS objects, as AWS: stable, not an MD5).
+    Store,
+    /// The plaintext MD5 (AWS's ETag for SSE-S3), known when the object was written and
+    /// stored sealed under a key derived from the DEK (`crypto::stream::seal_md5`): the
+    /// store never sees an MD5 of the plaintext.
+    Md5([u8; 32]),
+    /// The plaintext MD5, sealed after the object's last segment (it was computed while
+    /// the body streamed to the store).
+    Trailer,
+}
+
+impl ETag {
+    fn encode(&self) -> String {
+        match self {
+            ETag::Store => "store".into(),
+            ETag::Md5(m) => format!("md5:{}", B64.encode(m)),
+            ETag::Trailer => "trailer".into(),
+        }
+    }
+
+    fn decode(s: &str) -> Option<ETag> {
+        match s {
+            "store" => Some(ETag::Store),
+            "trailer" => Some(ETag::Trailer),
+            _ => {
+                let b = s.strip_prefix("md5:")?;
+                Some(ETag::Md5(B64.decode(b).ok()?.try_into().ok()?))
+            }
+        }
+    }
+
+    /// The ETag header value for an MD5 (`"hex"`).
+    pub fn quoted_md5(md5: &[u8; 16]) -> String {
+        format!("\"{}\"", hex::encode(md5))
+    }
+}
 
 /// Everything sealgate stores about an encrypted object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub envelope: Envelope,
+    /// Stored format: 1, 2 (bucket keys) or 3.
+    pub format: u8,
     /// Plaintext size.
     pub size: u64,
     pub layout: Layout,
     /// Salt of part 1 of a single-part object (its header lives here, not in the body).
     pub salt: Option<[u8; SALT_LEN]>,
+    /// Where the ETag comes from.
+    pub etag: ETag,
+    /// Format 3: the content headers and user metadata, as written (or as the store
+    /// returned them, to be checked).
+    pub described: Described,
     pub mac: [u8; 16],
 }
 
@@ -33,48 +86,118 @@ fn get<'a>(h: &'a HeaderMap, n: &str) -> Option<&'a str> {
     h.get(n).and_then(|v| v.to_str().ok())
 }
 
+fn field(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
 impl ObjectMeta {
-    /// Metadata of a new single-part object of `size` bytes whose part 1 has `salt`.
-    pub fn single(envelope: Envelope, dek: &Dek, size: u64, salt: [u8; SALT_LEN]) -> ObjectMeta {
-        let layout = Layout::single(size);
-        ObjectMeta {
+    /// Metadata of a new single-part object of `size` bytes whose part 1 has `salt`, in
+    /// the current format.
+    pub fn single(
+        envelope: Envelope,
+        dek: &Dek,
+        size: u64,
+        salt: [u8; SALT_LEN],
+        etag: ETag,
+        described: Described,
+    ) -> ObjectMeta {
+        let mut m = ObjectMeta {
             envelope,
+            format: FORMAT,
             size,
-            mac: Self::compute_mac(dek, size, &layout),
-            layout,
+            layout: Layout::single(size),
             salt: Some(salt),
-        }
+            etag,
+            described,
+            mac: [0; 16],
+        };
+        m.mac = m.compute_mac(dek);
+        m
     }
 
-    /// Metadata of a completed multipart object with this part list.
+    /// Metadata of a completed multipart object with this part list (format 1: the part
+    /// list is written by the self-copy at completion).
     pub fn multipart(envelope: Envelope, dek: &Dek, layout: Layout) -> ObjectMeta {
-        let size = layout.plain_len();
-        ObjectMeta {
+        let mut m = ObjectMeta {
             envelope,
-            size,
-            mac: Self::compute_mac(dek, size, &layout),
+            format: 1,
+            size: layout.plain_len(),
             layout,
             salt: None,
-        }
+            etag: ETag::Store,
+            described: Described::default(),
+            mac: [0; 16],
+        };
+        m.mac = m.compute_mac(dek);
+        m
     }
 
-    /// The message the MAC covers.
-    fn mac_message(size: u64, layout: &Layout) -> Vec<u8> {
-        let parts = if layout.headers_in_body {
-            layout.encode_parts()
+    /// The same object with a new envelope (a copy: same DEK, wrapped for another name),
+    /// re-MACed with `dek`. Formats 1 and 2 become format 1 (their MAC does not depend on
+    /// the envelope); format 3 stays format 3.
+    pub fn rewrapped(&self, envelope: Envelope, dek: &Dek, described: Described) -> ObjectMeta {
+        let mut m = ObjectMeta {
+            envelope,
+            format: if self.format == 3 { 3 } else { 1 },
+            described,
+            ..self.clone()
+        };
+        m.mac = m.compute_mac(dek);
+        m
+    }
+
+    /// The ciphertext length the store must hold.
+    pub fn cipher_len(&self) -> u64 {
+        self.layout.cipher_len()
+            + if self.etag == ETag::Trailer {
+                TRAILER_LEN
+            } else {
+                0
+            }
+    }
+
+    /// The message the format-1/2 MAC covers.
+    fn mac_message_v1(&self) -> Vec<u8> {
+        let parts = if self.layout.headers_in_body {
+            self.layout.encode_parts()
         } else {
             String::new()
         };
-        format!("sealgate v1|{size}|{parts}").into_bytes()
+        format!("sealgate v1|{}|{parts}", self.size).into_bytes()
     }
 
-    fn compute_mac(dek: &Dek, size: u64, layout: &Layout) -> [u8; 16] {
-        metadata_mac(dek, &Self::mac_message(size, layout))
+    /// The message the format-3 MAC covers: every field sealgate serves or uses.
+    fn mac_message_v3(&self) -> Vec<u8> {
+        let e = &self.envelope;
+        let mut m = b"sealgate v3 object".to_vec();
+        field(&mut m, e.alg.as_str().as_bytes());
+        field(&mut m, e.key_ref.as_bytes());
+        field(&mut m, e.backend.as_deref().unwrap_or("").as_bytes());
+        field(&mut m, e.bk_salt.as_ref().map_or(&[][..], |s| &s[..]));
+        field(&mut m, &serde_json::to_vec(&e.context).unwrap_or_default());
+        field(&mut m, if e.bucket_key { b"1" } else { b"0" });
+        field(&mut m, self.size.to_string().as_bytes());
+        match (&self.salt, self.layout.headers_in_body) {
+            (Some(s), false) => field(&mut m, s),
+            _ => field(&mut m, self.layout.encode_parts().as_bytes()),
+        }
+        field(&mut m, self.etag.encode().as_bytes());
+        field(&mut m, &self.described.canonical());
+        m
+    }
+
+    fn compute_mac(&self, dek: &Dek) -> [u8; 16] {
+        if self.format >= 3 {
+            metadata_mac_v3(dek, &self.mac_message_v3())
+        } else {
+            metadata_mac(dek, &self.mac_message_v1())
+        }
     }
 
     /// Checks the MAC with the unwrapped DEK.
     pub fn verify(&self, dek: &Dek) -> Result<(), Error> {
-        let want = Self::compute_mac(dek, self.size, &self.layout);
+        let want = self.compute_mac(dek);
         if aws_lc_rs::constant_time::verify_slices_are_equal(&want, &self.mac).is_err() {
             return Err(Error::tampered("metadata authentication failed"));
         }
@@ -90,15 +213,19 @@ impl ObjectMeta {
         })
     }
 
-    /// Writes the metadata headers (for a PUT or Copy to the store).
+    /// Writes the metadata headers (for a PUT or Copy to the store). The described
+    /// headers themselves are written by the caller (they are the object's own).
     pub fn write(&self, h: &mut HeaderMap) {
-        write_envelope(&self.envelope, h);
+        write_envelope(&self.envelope, self.format, h);
         set(h, names::SIZE, self.size.to_string());
         if let Some(s) = &self.salt {
             set(h, names::SALT, B64.encode(s));
         }
         if self.layout.headers_in_body {
             set(h, names::PARTS, self.layout.encode_parts());
+        }
+        if self.format >= 3 {
+            set(h, names::ETAG, self.etag.encode());
         }
         set(h, names::MAC, B64.encode(self.mac));
     }
@@ -108,12 +235,20 @@ impl ObjectMeta {
         let Some(v) = get(h, names::VERSION) else {
             return Ok(None);
         };
+        let format: u8 = match v {
+            "1" => 1,
+            "2" => 2,
+            "3" => 3,
+            other => {
+                return Err(Error::tampered(format!("unknown format version {other:?}")));
+            }
+        };
         if get(h, names::PENDING).is_some() {
             return Err(Error::tampered(
                 "its multipart upload was not completed through sealgate",
             ));
         }
-        let envelope = read_envelope(h, v)?;
+        let envelope = read_envelope(h, format)?;
         let size: u64 = need(h, names::SIZE)?
             .parse()
             .ok()
@@ -146,11 +281,25 @@ impl ObjectMeta {
                 return Err(Error::tampered("both a part list and a single-part salt"));
             }
         };
+        let etag = if format >= 3 {
+            ETag::decode(need(h, names::ETAG)?)
+                .ok_or_else(|| Error::tampered("unknown ETag source"))?
+        } else {
+            ETag::Store
+        };
+        let described = if format >= 3 {
+            Described::of(h)
+        } else {
+            Described::default()
+        };
         Ok(Some(ObjectMeta {
             envelope,
+            format,
             size,
             layout,
             salt,
+            etag,
+            described,
             mac,
         }))
     }
@@ -171,9 +320,11 @@ fn b64(n: &str, s: &str) -> Result<Vec<u8>, Error> {
         .map_err(|_| Error::tampered(format!("{n} is not base64")))
 }
 
-/// Writes the envelope's headers (also what CreateMultipartUpload stores up front).
-pub fn write_envelope(env: &Envelope, h: &mut HeaderMap) {
-    set(h, names::VERSION, env.format_version().to_string());
+/// Writes the envelope's headers (also what CreateMultipartUpload stores up front) as
+/// format `format` (2 is written for bucket-key envelopes of format 1).
+pub fn write_envelope(env: &Envelope, format: u8, h: &mut HeaderMap) {
+    let v = if format >= 3 { 3 } else { env.format_version() };
+    set(h, names::VERSION, v.to_string());
     set(h, names::KEY, env.key_ref.clone());
     set(h, names::WRAPPED, B64.encode(&env.wrapped));
     if let Some(b) = &env.backend {
@@ -191,12 +342,7 @@ pub fn write_envelope(env: &Envelope, h: &mut HeaderMap) {
     }
 }
 
-fn read_envelope(h: &HeaderMap, version: &str) -> Result<Envelope, Error> {
-    if version != "1" && version != "2" {
-        return Err(Error::tampered(format!(
-            "unknown format version {version:?}"
-        )));
-    }
+fn read_envelope(h: &HeaderMap, format: u8) -> Result<Envelope, Error> {
     let key_ref = need(h, names::KEY)?.to_string();
     let wrapped = b64(names::WRAPPED, need(h, names::WRAPPED)?)?;
     let alg =
@@ -207,14 +353,15 @@ fn read_envelope(h: &HeaderMap, version: &str) -> Result<Envelope, Error> {
             .ok_or_else(|| Error::tampered("stored encryption context is invalid"))?,
         None => Default::default(),
     };
-    // Version 2 = version 1 with a DEK derived from a bucket key (docs/format.md).
-    let bk_salt = match (version, get(h, names::BK_SALT)) {
-        ("2", Some(s)) => Some(
+    // Format 2 = format 1 with a DEK derived from a bucket key; format 3 records the salt
+    // when the key is derived (docs/format.md).
+    let bk_salt = match (format, get(h, names::BK_SALT)) {
+        (2 | 3, Some(s)) => Some(
             b64(names::BK_SALT, s)?
                 .try_into()
                 .map_err(|_| Error::tampered("bucket-key salt has the wrong length"))?,
         ),
-        ("1", None) => None,
+        (1 | 3, None) => None,
         _ => {
             return Err(Error::tampered(
                 "format version and bucket-key salt disagree",
@@ -274,6 +421,19 @@ mod tests {
         Dek::from_slice(&[5; 32]).unwrap()
     }
 
+    fn described(pairs: &[(&str, &str)]) -> (HeaderMap, Described) {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        super::super::describe::prepare_write(&mut h);
+        let d = Described::of(&h);
+        (h, d)
+    }
+
     #[test]
     fn metadata_round_trips_through_headers_and_stays_small() {
         let multi = Layout {
@@ -286,20 +446,80 @@ mod tests {
             context: [("team".to_string(), "blue".to_string())].into(),
             ..envelope()
         };
+        let (h0, d) = described(&[("content-type", "text/plain"), ("x-amz-meta-a", "b")]);
         for m in [
-            ObjectMeta::single(envelope(), &dek(), 12345, [9; 16]),
+            ObjectMeta::single(envelope(), &dek(), 12345, [9; 16], ETag::Store, d.clone()),
+            ObjectMeta::single(
+                envelope(),
+                &dek(),
+                5,
+                [9; 16],
+                ETag::Md5([7; 32]),
+                d.clone(),
+            ),
+            ObjectMeta::single(remote, &dek(), 7, [9; 16], ETag::Trailer, d.clone()),
             ObjectMeta::multipart(envelope(), &dek(), multi),
-            ObjectMeta::single(remote, &dek(), 7, [9; 16]),
         ] {
-            let mut h = HeaderMap::new();
+            let mut h = if m.format == 3 {
+                h0.clone()
+            } else {
+                HeaderMap::new()
+            };
             m.write(&mut h);
-            let total: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-            assert!(total < 600, "metadata is {total} bytes");
+            let total: usize = h
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with(names::PREFIX))
+                .map(|(k, v)| k.as_str().len() + v.len())
+                .sum();
+            assert!(total < 650, "metadata is {total} bytes");
             assert_eq!(ObjectMeta::read(&h).unwrap().unwrap(), m);
             m.verify(&dek()).unwrap();
             strip(&mut h);
-            assert!(h.is_empty());
+            assert!(!h.keys().any(|k| k.as_str().starts_with(names::PREFIX)));
         }
+    }
+
+    #[test]
+    fn every_served_field_of_format_3_is_authenticated() {
+        let (h0, d) = described(&[
+            ("content-type", "text/plain"),
+            ("cache-control", "no-cache"),
+            ("x-amz-meta-owner", "bob"),
+        ]);
+        let m = ObjectMeta::single(envelope(), &dek(), 5, [9; 16], ETag::Md5([1; 32]), d);
+        let mut h = h0.clone();
+        m.write(&mut h);
+        for (name, value) in [
+            (names::ALG, "AES256"),
+            (names::KEY, "arn:aws:kms:us-east-1:000000000000:key/other"),
+            (names::SIZE, "6"),
+            (names::ETAG, "store"),
+            (names::CONTENT_TYPE, "text/html"),
+            ("cache-control", "max-age=1"),
+            ("x-amz-meta-owner", "mallory"),
+            ("x-amz-meta-added", "x"),
+            ("content-disposition", "attachment"),
+        ] {
+            let mut t = h.clone();
+            t.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            let read = ObjectMeta::read(&t).unwrap().unwrap();
+            assert!(
+                matches!(read.verify(&dek()), Err(Error::Tampered(_))),
+                "{name} changed undetected"
+            );
+        }
+        let mut t = h.clone();
+        t.remove("cache-control");
+        let read = ObjectMeta::read(&t).unwrap().unwrap();
+        assert!(read.verify(&dek()).is_err(), "a removed header is detected");
+        ObjectMeta::read(&h)
+            .unwrap()
+            .unwrap()
+            .verify(&dek())
+            .unwrap();
     }
 
     #[test]
@@ -321,7 +541,7 @@ mod tests {
     fn objects_without_sealgate_metadata_are_not_sealgate_objects() {
         assert_eq!(ObjectMeta::read(&HeaderMap::new()).unwrap(), None);
         let mut h = HeaderMap::new();
-        h.insert(names::VERSION, "3".parse().unwrap());
+        h.insert(names::VERSION, "9".parse().unwrap());
         assert!(matches!(ObjectMeta::read(&h), Err(Error::Tampered(_))));
     }
 }

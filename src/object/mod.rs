@@ -14,7 +14,9 @@
 //! byte that failed authentication is ever handed up; data that fails authentication is
 //! [`Error::Tampered`](crate::error::Error::Tampered).
 
+pub mod describe;
 pub mod envelope;
+pub mod known;
 pub mod meta;
 pub mod read;
 pub mod upload;
@@ -27,7 +29,7 @@ use crate::metrics::SharedMetrics;
 use crate::upstream::Upstream;
 
 pub use envelope::{Alg, Envelope, Sse};
-pub use meta::ObjectMeta;
+pub use meta::{ETag, ObjectMeta};
 pub use upload::UploadToken;
 
 /// A stream of body bytes (plaintext or ciphertext).
@@ -39,6 +41,8 @@ pub struct Objects {
     pub store: Upstream,
     pub keys: Backends,
     pub metrics: SharedMetrics,
+    /// Plaintext sizes and client ETags of stored versions seen (listings use it).
+    pub known: known::KnownObjects,
 }
 
 /// One object (version) as the store addresses it.

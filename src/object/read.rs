@@ -10,17 +10,18 @@
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::meta::ObjectMeta;
+use super::known::Known;
+use super::meta::{ETag, ObjectMeta};
 use super::{ByteStream, ObjectRef, Objects};
-use crate::crypto::format::{self, HEADER_LEN, PartHeader, ReadPlan};
-use crate::crypto::stream::{Decryptor, Dek};
+use crate::crypto::format::{self, HEADER_LEN, PartHeader, ReadPlan, TRAILER_LEN};
+use crate::crypto::stream::{Decryptor, Dek, open_md5, open_trailer};
 use crate::error::Error;
 use crate::upstream::{UpBody, UpRequest, UpResponse};
 
 /// The stored length must be exactly what the metadata implies: bytes appended or cut
 /// off whole parts show here before anything is decrypted.
 pub fn check_cipher_len(stored: Option<u64>, meta: &ObjectMeta) -> Result<(), Error> {
-    let want = meta.layout.cipher_len();
+    let want = meta.cipher_len();
     match stored {
         Some(n) if n == want => Ok(()),
         Some(n) => Err(Error::tampered(format!(
@@ -31,6 +32,61 @@ pub fn check_cipher_len(stored: Option<u64>, meta: &ObjectMeta) -> Result<(), Er
 }
 
 impl Objects {
+    /// The ETag clients see for a stored sealgate object (quoted): the store's, or the
+    /// plaintext MD5 sealed in its metadata or after its last segment (read pinned to the
+    /// version `store` describes). Remembered in [`Objects::known`].
+    pub async fn client_etag(
+        &self,
+        obj: &ObjectRef,
+        meta: &ObjectMeta,
+        dek: &Dek,
+        store: &HeaderMap,
+    ) -> Result<String, Error> {
+        let store_etag = store
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if meta.etag == ETag::Store {
+            return Ok(store_etag);
+        }
+        if let Some(Known { etag: Some(e), .. }) =
+            self.known.get(&obj.bucket, &obj.key, &store_etag)
+        {
+            return Ok(e);
+        }
+        let md5 = match meta.etag {
+            ETag::Md5(sealed) => open_md5(dek, &sealed)
+                .ok_or_else(|| Error::tampered("the sealed ETag does not authenticate"))?,
+            _ => {
+                let end = meta.cipher_len();
+                let pin = store.get(http::header::ETAG);
+                let raw = self
+                    .cipher_range(obj, pin, end - TRAILER_LEN, end)
+                    .await?
+                    .bytes()
+                    .await
+                    .map_err(Error::store_body)?;
+                let header = meta
+                    .single_header()
+                    .ok_or_else(|| Error::tampered("a trailer on a multipart object"))?;
+                open_trailer(dek, &header, &raw)
+                    .ok_or_else(|| Error::tampered("the ETag trailer does not authenticate"))?
+            }
+        };
+        let etag = ETag::quoted_md5(&md5);
+        self.known.put(
+            &obj.bucket,
+            &obj.key,
+            &store_etag,
+            Known {
+                size: meta.size,
+                etag: Some(etag.clone()),
+            },
+        );
+        Ok(etag)
+    }
+
     /// HEAD of `obj` in the store, with `headers` (conditions) as given.
     pub async fn head(&self, obj: &ObjectRef, headers: HeaderMap) -> Result<UpResponse, Error> {
         self.read(Method::HEAD, obj, headers).await

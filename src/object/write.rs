@@ -1,54 +1,336 @@
-//! Writing objects: the transforms that turn a plaintext body into what the store
-//! receives (`crypto::stream::Encryptor`), for a single-part object and for one part of a
-//! multipart upload.
+//! Writing objects: a [`Writer`] turns a plaintext body into what the store receives
+//! (`crypto::stream::Encryptor`) and writes sealgate's metadata into the store request,
+//! for a single-part object and for one part of a multipart upload.
 //!
 //! Invariants: every part upload attempt gets a fresh random salt (so a key and nonce are
-//! never reused); the transform's output length is exact, and a body that is shorter or
-//! longer than declared ends the output stream with an error before its final segment, so
-//! the store never stores a complete-looking object from a bad body.
+//! never reused); the output length is exact, and a body that is shorter or longer than
+//! declared ends the output stream with an error before its final segment, so the store
+//! never stores a complete-looking object from a bad body; the plaintext MD5 (the ETag AWS
+//! gives SSE-S3 objects) is computed while the body passes, and only when asked for.
 
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 use futures::StreamExt;
+use http::HeaderMap;
 
 use super::ByteStream;
+use super::describe::{Described, prepare_write};
 use super::envelope::Envelope;
-use super::meta::ObjectMeta;
-use crate::crypto::format::{PartHeader, part_cipher_len};
-use crate::crypto::stream::{Dek, Encryptor, random_salt};
+use super::meta::{ETag, ObjectMeta};
+use crate::crypto::format::{PartHeader, TRAILER_LEN, part_cipher_len};
+use crate::crypto::stream::{Dek, Encryptor, random_salt, seal_md5, seal_trailer};
 
-/// Turns the verified plaintext stream into what the store receives, and its length.
-pub type Transform = Box<dyn FnOnce(ByteStream) -> (ByteStream, u64) + Send>;
-
-/// A new single-part object of `len` plaintext bytes under `dek`: its metadata and the
-/// transform that encrypts its body.
-pub fn new_single(envelope: Envelope, dek: Dek, len: u64) -> (ObjectMeta, Transform) {
-    let salt = random_salt();
-    let meta = ObjectMeta::single(envelope, &dek, len, salt);
-    let header = PartHeader {
-        part_number: 1,
-        salt,
-        plain_len: len,
-    };
-    let encrypt = move |plain: ByteStream| {
-        (
-            Encryptor::new(plain, &dek, header, false).boxed(),
-            part_cipher_len(len, false),
-        )
-    };
-    (meta, Box::new(encrypt))
+/// What a finished write produced (read after the store accepted the body).
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// The object's metadata (single-part writes).
+    pub meta: Option<ObjectMeta>,
+    /// The plaintext MD5, when it was computed.
+    pub md5: Option<[u8; 16]>,
+    /// The part's salt (part writes).
+    pub salt: Option<[u8; 16]>,
 }
 
-/// The transform for part `part_number` (`len` plaintext bytes) of a multipart upload
-/// under `dek`: the part header, then its segments.
-pub fn seal_part(dek: Dek, part_number: u32, len: u64) -> Transform {
-    let header = PartHeader {
-        part_number,
-        salt: random_salt(),
-        plain_len: len,
-    };
-    Box::new(move |plain: ByteStream| {
-        (
-            Encryptor::new(plain, &dek, header, true).boxed(),
-            part_cipher_len(len, true),
-        )
+/// A handle on what a write produced, filled in as the write goes.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome(Arc<Mutex<Written>>);
+
+impl Outcome {
+    pub fn get(&self) -> Written {
+        self.0.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+    fn update(&self, f: impl FnOnce(&mut Written)) {
+        if let Ok(mut w) = self.0.lock() {
+            f(&mut w);
+        }
+    }
+}
+
+enum Kind {
+    /// A new single-part object: `known_md5` when the client's Content-MD5 said it,
+    /// `md5` when the ETag must be the plaintext MD5.
+    Single {
+        envelope: Envelope,
+        known_md5: Option<[u8; 16]>,
+        md5: bool,
+    },
+    /// One part of a multipart upload.
+    Part { part_number: u32, md5: bool },
+}
+
+/// Seals one body for the store.
+pub struct Writer {
+    dek: Dek,
+    len: u64,
+    kind: Kind,
+    outcome: Outcome,
+}
+
+/// MD5 of everything that passes through a stream, published when the stream ends.
+fn md5_tap(plain: ByteStream, done: impl FnOnce([u8; 16]) + Send + 'static) -> ByteStream {
+    use md5::Digest as _;
+    let state = Arc::new(Mutex::new((Some(md5::Md5::new()), Some(done))));
+    let st = state.clone();
+    let tapped = plain.inspect(move |r| {
+        if let (Ok(b), Ok(mut s)) = (r, st.lock())
+            && let Some(h) = s.0.as_mut()
+        {
+            h.update(b);
+        }
+    });
+    let end = futures::stream::once(async move {
+        if let Ok(mut s) = state.lock()
+            && let (Some(h), Some(done)) = (s.0.take(), s.1.take())
+        {
+            done(h.finalize().into());
+        }
+        Ok::<Bytes, std::io::Error>(Bytes::new())
     })
+    .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
+    tapped.chain(end).boxed()
+}
+
+fn md5_of(b: &[u8]) -> [u8; 16] {
+    use md5::Digest as _;
+    md5::Md5::digest(b).into()
+}
+
+impl Writer {
+    /// A new single-part object of `len` plaintext bytes under `dek`. `md5`: its ETag is
+    /// the plaintext MD5 (`known_md5` when the client's verified Content-MD5 gave it).
+    pub fn single(
+        envelope: Envelope,
+        dek: Dek,
+        len: u64,
+        md5: bool,
+        known_md5: Option<[u8; 16]>,
+    ) -> (Writer, Outcome) {
+        let outcome = Outcome::default();
+        let w = Writer {
+            dek,
+            len,
+            kind: Kind::Single {
+                envelope,
+                known_md5: known_md5.filter(|_| md5),
+                md5,
+            },
+            outcome: outcome.clone(),
+        };
+        (w, outcome)
+    }
+
+    /// Part `part_number` (`len` plaintext bytes) of a multipart upload under `dek`.
+    pub fn part(dek: Dek, part_number: u32, len: u64, md5: bool) -> (Writer, Outcome) {
+        let outcome = Outcome::default();
+        let w = Writer {
+            dek,
+            len,
+            kind: Kind::Part { part_number, md5 },
+            outcome: outcome.clone(),
+        };
+        (w, outcome)
+    }
+
+    /// The object's metadata into `headers` (single-part writes), and the part header.
+    fn begin(&self, headers: &mut HeaderMap, etag: ETag) -> PartHeader {
+        let salt = random_salt();
+        match &self.kind {
+            Kind::Single { envelope, .. } => {
+                prepare_write(headers);
+                let meta = ObjectMeta::single(
+                    envelope.clone(),
+                    &self.dek,
+                    self.len,
+                    salt,
+                    etag,
+                    Described::of(headers),
+                );
+                meta.write(headers);
+                self.outcome.update(|w| w.meta = Some(meta));
+                PartHeader {
+                    part_number: 1,
+                    salt,
+                    plain_len: self.len,
+                }
+            }
+            Kind::Part { part_number, .. } => {
+                self.outcome.update(|w| w.salt = Some(salt));
+                PartHeader {
+                    part_number: *part_number,
+                    salt,
+                    plain_len: self.len,
+                }
+            }
+        }
+    }
+
+    fn with_header(&self) -> bool {
+        matches!(self.kind, Kind::Part { .. })
+    }
+
+    fn wants_md5(&self) -> bool {
+        match &self.kind {
+            Kind::Single { md5, .. } | Kind::Part { md5, .. } => *md5,
+        }
+    }
+
+    /// Seals a body held whole (at most a segment or so): the MD5, when wanted, is known
+    /// before the metadata is written, so no trailer is needed.
+    pub fn seal_whole(self, plain: &[u8], headers: &mut HeaderMap) -> ByteStream {
+        let md5 = match &self.kind {
+            Kind::Single {
+                known_md5: Some(m), ..
+            } => Some(*m),
+            _ if self.wants_md5() => Some(md5_of(plain)),
+            _ => None,
+        };
+        let etag = match (&self.kind, md5) {
+            (Kind::Single { .. }, Some(m)) => ETag::Md5(seal_md5(&self.dek, &m)),
+            _ => ETag::Store,
+        };
+        let header = self.begin(headers, etag);
+        self.outcome.update(|w| w.md5 = md5);
+        let input = (!plain.is_empty()).then(|| Ok(Bytes::copy_from_slice(plain)));
+        Encryptor::new(
+            futures::stream::iter(input).boxed(),
+            &self.dek,
+            header,
+            self.with_header(),
+        )
+        .boxed()
+    }
+
+    /// Seals a streamed body: returns the store body and its exact length. A single-part
+    /// object whose MD5 is wanted but not known gets it sealed after its last segment.
+    pub fn seal_stream(self, plain: ByteStream, headers: &mut HeaderMap) -> (ByteStream, u64) {
+        let known = match &self.kind {
+            Kind::Single { known_md5, .. } => *known_md5,
+            Kind::Part { .. } => None,
+        };
+        let trailer =
+            matches!(self.kind, Kind::Single { .. }) && self.wants_md5() && known.is_none();
+        let etag = match (&self.kind, known) {
+            (Kind::Single { .. }, Some(m)) => ETag::Md5(seal_md5(&self.dek, &m)),
+            (Kind::Single { .. }, None) if trailer => ETag::Trailer,
+            _ => ETag::Store,
+        };
+        let header = self.begin(headers, etag);
+        let mut len = part_cipher_len(self.len, self.with_header());
+        if known.is_some() {
+            self.outcome.update(|w| w.md5 = known);
+        }
+        if !self.wants_md5() || known.is_some() {
+            let s = Encryptor::new(plain, &self.dek, header, self.with_header()).boxed();
+            return (s, len);
+        }
+        // The MD5 of the plaintext as it passes; for a trailer, sealed once it is known.
+        let md5 = Arc::new(Mutex::new(None::<[u8; 16]>));
+        let slot = md5.clone();
+        let outcome = self.outcome.clone();
+        let tapped = md5_tap(plain, move |m| {
+            outcome.update(|w| w.md5 = Some(m));
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(m);
+            }
+        });
+        let sealed = Encryptor::new(tapped, &self.dek, header, self.with_header()).boxed();
+        if !trailer {
+            return (sealed, len);
+        }
+        len += TRAILER_LEN;
+        let dek = self.dek;
+        let tail = futures::stream::once(async move {
+            let m =
+                md5.lock().ok().and_then(|g| *g).ok_or_else(|| {
+                    std::io::Error::other("the body ended before its MD5 was known")
+                })?;
+            Ok(Bytes::copy_from_slice(&seal_trailer(&dek, &header, &m)))
+        });
+        (sealed.chain(tail).boxed(), len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::format::{Layout, plan};
+    use crate::crypto::stream::{Decryptor, open_trailer};
+    use crate::object::Alg;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            alg: Alg::S3,
+            key_ref: "k".into(),
+            wrapped: vec![1],
+            backend: None,
+            bk_salt: None,
+            context: Default::default(),
+            bucket_key: false,
+        }
+    }
+
+    async fn collect(mut s: ByteStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(b) = s.next().await {
+            out.extend_from_slice(&b.unwrap());
+        }
+        out
+    }
+
+    fn chunks(data: &[u8]) -> ByteStream {
+        let v: Vec<Result<Bytes, std::io::Error>> = data
+            .chunks(10_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures::stream::iter(v).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_single_part_object_carries_its_md5_in_a_sealed_trailer() {
+        let dek = Dek::from_slice(&[3; 32]).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (w, outcome) = Writer::single(envelope(), dek.clone(), data.len() as u64, true, None);
+        let mut h = HeaderMap::new();
+        let (s, len) = w.seal_stream(chunks(&data), &mut h);
+        let cipher = collect(s).await;
+        assert_eq!(cipher.len() as u64, len);
+        let written = outcome.get();
+        let meta = written.meta.unwrap();
+        assert_eq!(meta.etag, ETag::Trailer);
+        assert_eq!(meta.cipher_len(), len);
+        assert_eq!(written.md5, Some(md5_of(&data)));
+        let header = meta.single_header().unwrap();
+        let (body, trailer) = cipher.split_at(cipher.len() - 32);
+        assert_eq!(open_trailer(&dek, &header, trailer), Some(md5_of(&data)));
+        let p = plan(&Layout::single(data.len() as u64), 0, data.len() as u64).unwrap();
+        let d = Decryptor::new(
+            futures::stream::iter([Ok(Bytes::copy_from_slice(body))]).boxed(),
+            dek,
+            Layout::single(data.len() as u64),
+            &p,
+            Some(header),
+        );
+        assert_eq!(collect(d.boxed()).await, data);
+    }
+
+    #[tokio::test]
+    async fn a_known_or_whole_md5_goes_into_the_metadata_and_needs_no_trailer() {
+        let dek = Dek::from_slice(&[3; 32]).unwrap();
+        let data = b"hello world".to_vec();
+        let (w, outcome) = Writer::single(envelope(), dek.clone(), 11, true, None);
+        let cipher = collect(w.seal_whole(&data, &mut HeaderMap::new())).await;
+        assert_eq!(cipher.len() as u64, part_cipher_len(11, false));
+        let sealed = ETag::Md5(seal_md5(&dek, &md5_of(&data)));
+        assert_eq!(outcome.get().meta.unwrap().etag, sealed);
+        let (w, outcome) = Writer::single(envelope(), dek.clone(), 11, true, Some(md5_of(&data)));
+        let (s, len) = w.seal_stream(chunks(&data), &mut HeaderMap::new());
+        assert_eq!(collect(s).await.len() as u64, len);
+        assert_eq!(outcome.get().meta.unwrap().etag, sealed);
+        let ETag::Md5(m) = sealed else { unreachable!() };
+        assert_eq!(
+            crate::crypto::stream::open_md5(&dek, &m),
+            Some(md5_of(&data))
+        );
+    }
 }

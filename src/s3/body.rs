@@ -16,7 +16,7 @@ use super::checksum::{Algo, Declared, Verifying, b64};
 use super::{Ctx, forward};
 use crate::error::Error;
 use crate::object::ByteStream;
-use crate::object::write::Transform;
+use crate::object::write::Writer;
 use crate::upstream::UpBody;
 
 /// The plaintext length the client declared; S3 requires one for PutObject/UploadPart.
@@ -29,6 +29,17 @@ pub fn declared_len(ctx: &Ctx) -> Result<u64, Error> {
         )));
     }
     Ok(len)
+}
+
+/// The MD5 the client declared in Content-MD5 (verified by the time the upload is
+/// stored).
+pub fn declared_md5(declared: &Declared) -> Option<[u8; 16]> {
+    declared
+        .expected
+        .iter()
+        .find(|e| e.algo == Algo::Md5)
+        .and_then(|e| e.value.as_ref())
+        .and_then(|v| v.as_slice().try_into().ok())
 }
 
 /// Adds the verified `x-amz-checksum-*` value to a successful response.
@@ -121,15 +132,15 @@ async fn preread(
     })
 }
 
-/// Streams the client body to the store through the checksum verifier (and `transform`,
-/// e.g. encryption). On a checksum mismatch the store never receives the whole body, and
+/// Streams the client body to the store through the checksum verifier (and `writer`,
+/// which encrypts it and writes sealgate's metadata into `headers`). On a checksum mismatch the store never receives the whole body, and
 /// the client gets BadDigest. Object data (`object_data`) goes with a CRC32C the store
 /// verifies (`upstream::checked`), so a body that breaks off is never stored.
 pub async fn send_verified(
     ctx: &mut Ctx,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     declared: &Declared,
-    transform: Option<Transform>,
+    writer: Option<Writer>,
     object_data: bool,
 ) -> Result<(crate::upstream::UpResponse, super::checksum::Digests), Error> {
     let len = declared_len(ctx)?;
@@ -151,18 +162,14 @@ pub async fn send_verified(
                 },
             )));
         }
-        match transform {
-            Some(t) => {
-                let input = (!plain.is_empty()).then_some(Ok(plain));
-                let (stream, n) = t(futures::stream::iter(input).boxed());
+        match writer {
+            Some(w) => {
+                let stream = w.seal_whole(&plain, &mut headers);
                 let sealed = preread(stream, &verdict, &client).await?;
-                if sealed.len() as u64 != n {
-                    return Err(Error::Internal(format!(
-                        "sealed {} bytes where {n} were expected",
-                        sealed.len()
-                    )));
-                }
-                ctx.state.metrics.upstream_write_bytes.inc_by(n);
+                ctx.state
+                    .metrics
+                    .upstream_write_bytes
+                    .inc_by(sealed.len() as u64);
                 UpBody::Bytes(sealed)
             }
             None if len == 0 => UpBody::Empty,
@@ -170,9 +177,9 @@ pub async fn send_verified(
         }
     } else {
         let plain: PlainStream = verifying.boxed();
-        match transform {
-            Some(t) => {
-                let (stream, n) = t(plain);
+        match writer {
+            Some(w) => {
+                let (stream, n) = w.seal_stream(plain, &mut headers);
                 let stream =
                     crate::metrics::counted(stream, ctx.state.metrics.upstream_write_bytes.clone())
                         .boxed();

@@ -13,9 +13,11 @@
 use http::Method;
 use s3s::{Body, S3Response};
 
-use super::{Ctx, forward, rules, source, sse};
+use super::{Ctx, forward, plaintext, rules, source, sse};
 use crate::error::Error;
-use crate::object::{ObjectMeta, meta, write};
+use crate::object::describe::{self, Described};
+use crate::object::write::Writer;
+use crate::object::{Alg, ETag, meta};
 use crate::upstream::UpBody;
 
 pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
@@ -27,8 +29,8 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .clone()
         .ok_or_else(|| Error::Internal("CopyObject without a source".into()))?;
     let dest = ctx.req.object()?;
-    let head = source::head(&ctx, &src).await?;
-    let src_meta = ObjectMeta::read(head.headers())?;
+    let source = source::open(&ctx, &src).await?;
+    let head = &source.head;
     let replace = ctx
         .headers
         .get("x-amz-metadata-directive")
@@ -48,7 +50,9 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let mut headers = if replace {
         forward::descriptive_headers(&ctx.headers)
     } else {
-        forward::descriptive_headers(head.headers())
+        let mut view = forward::response_headers(head.headers(), &[]);
+        describe::restore(head.headers(), &mut view);
+        forward::descriptive_headers(&view)
     };
     for passthrough in [
         "x-amz-tagging-directive",
@@ -63,19 +67,20 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             headers.insert(passthrough, v.clone());
         }
     }
-    match (src_meta, dest_sse) {
-        (Some(meta), Some(sse)) => {
+    // SSE-S3 destinations get the plaintext MD5 as their ETag; a source without one
+    // (SSE-KMS, or written before sealgate kept MD5s) streams through sealgate.
+    let md5 = dest_sse
+        .as_ref()
+        .is_some_and(|s| s.alg == Alg::S3 && ctx.state.encryption.md5_etags);
+    match (&source.sealed, dest_sse) {
+        (Some((meta, dek)), Some(sse)) if !(md5 && meta.etag == ETag::Store) => {
             // Re-wrap only: the store copies the body.
-            let dek = ctx.objects().open_object(ctx.caller(), &meta, &src).await?;
-            let env = ctx
-                .objects()
-                .rewrap(ctx.caller(), &dek, &sse, &dest)
-                .await?;
-            // The body keeps its DEK, so the copy is a per-object wrap (format 1).
-            let new_meta = ObjectMeta {
-                envelope: env,
-                ..meta
-            };
+            let etag = source.etag.clone();
+            let env = ctx.objects().rewrap(ctx.caller(), dek, &sse, &dest).await?;
+            // The body keeps its DEK and salts: only the envelope and what the object
+            // says about itself change.
+            describe::prepare_write(&mut headers);
+            let new_meta = meta.rewrapped(env, dek, Described::of(&headers));
             new_meta.write(&mut headers);
             forward::set_header(&mut headers, "x-amz-metadata-directive", "REPLACE");
             forward::set_header(&mut headers, "x-amz-copy-source", &src.copy_source_header());
@@ -83,11 +88,40 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 headers.insert("x-amz-copy-source-if-match", e.clone());
             }
             let resp = ctx.forward(headers, UpBody::Empty).await?;
-            let ok = resp.status().is_success();
-            let mut out = forward::to_client(resp, false, &forward::response_drop_list());
-            if ok {
-                sse::response_headers(&mut out.headers, &new_meta.envelope);
+            if !resp.status().is_success() {
+                return Ok(forward::to_client(
+                    resp,
+                    false,
+                    &forward::response_drop_list(),
+                ));
             }
+            let store_headers = resp.headers().clone();
+            let answer = resp.bytes().await.map_err(Error::store_body)?;
+            let store_etag = crate::xml::texts(&answer, &["ETag"])
+                .map_err(Error::Internal)?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            let client_etag = (new_meta.etag != ETag::Store).then_some(etag);
+            plaintext::remember(&ctx, &dest, &store_etag, new_meta.size, client_etag.clone());
+            let answer = match client_etag {
+                Some(e) => crate::xml::rewrite_text(&answer, |p, _| {
+                    if p.last().map(String::as_str) == Some("ETag") {
+                        crate::xml::Edit::Replace(e.clone())
+                    } else {
+                        crate::xml::Edit::Keep
+                    }
+                })
+                .map_err(Error::Internal)?,
+                None => answer,
+            };
+            let mut out = S3Response::new(Body::from(answer));
+            out.status = Some(http::StatusCode::OK);
+            out.headers = forward::response_headers(
+                &store_headers,
+                &[&["content-length"][..], &forward::response_drop_list()].concat(),
+            );
+            sse::response_headers(&mut out.headers, &new_meta.envelope);
             Ok(out)
         }
         (None, None) => {
@@ -99,14 +133,13 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         }
         (_, dest_sse) => {
             // The bytes must change form: stream them through sealgate.
-            let (plain, len) = source::plaintext(&ctx, &src, head.headers(), None).await?;
-            let (body, env) = match dest_sse {
+            let (plain, len) = source::plaintext(&ctx, &source, None).await?;
+            let (body, outcome) = match dest_sse {
                 Some(sse) => {
                     let (env, dek) = ctx.objects().new_key(ctx.caller(), &sse, &dest).await?;
-                    let (meta, encrypt) = write::new_single(env, dek, len);
-                    meta.write(&mut headers);
-                    let (stream, len) = encrypt(plain);
-                    (UpBody::Stream { stream, len }, Some(meta.envelope))
+                    let (writer, outcome) = Writer::single(env, dek, len, md5, None);
+                    let (stream, len) = writer.seal_stream(plain, &mut headers);
+                    (UpBody::Stream { stream, len }, Some(outcome))
                 }
                 None => (UpBody::Stream { stream: plain, len }, None),
             };
@@ -116,7 +149,20 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             if !resp.status().is_success() {
                 return Ok(forward::to_client(resp, false, &[]));
             }
-            Ok(source::copy_result("CopyObjectResult", &resp, env.as_ref()))
+            let resp_headers = &resp.headers().clone();
+            let written = outcome.map(|o| o.get()).unwrap_or_default();
+            let etag = written.md5.filter(|_| md5).map(|m| ETag::quoted_md5(&m));
+            let out = source::copy_result(
+                "CopyObjectResult",
+                &resp,
+                written.meta.as_ref().map(|m| &m.envelope),
+                etag.as_deref(),
+            );
+            if let Some(m) = &written.meta {
+                let store_etag = plaintext::store_etag(resp_headers);
+                plaintext::remember(&ctx, &dest, &store_etag, m.size, etag);
+            }
+            Ok(out)
         }
     }
 }

@@ -12,6 +12,7 @@ use s3s::{Body, S3Response};
 
 use super::Ctx;
 use crate::error::Error;
+use crate::object::describe::without_aws_chunked;
 use crate::upstream::{UpBody, UpRequest};
 
 /// Request headers never forwarded to the store.
@@ -126,22 +127,6 @@ pub fn request_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
         out.append(name.clone(), value.clone());
     }
     out
-}
-
-/// A Content-Encoding without the `aws-chunked` token (transfer framing, never part of
-/// an object's encoding); `None` when nothing else is left.
-fn without_aws_chunked(value: &HeaderValue) -> Option<HeaderValue> {
-    let rest: Vec<&str> = value
-        .to_str()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
-        .collect();
-    if rest.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&rest.join(",")).ok()
 }
 
 /// Response headers from the store, minus hop-by-hop ones and `extra_drop`. A stored

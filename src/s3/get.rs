@@ -11,6 +11,7 @@ use http::{HeaderMap, Method, StatusCode};
 use s3s::dto::Range;
 use s3s::{Body, S3Response};
 
+use super::conditions::{self, Verdict};
 use super::plaintext::{self, Want};
 use super::{Ctx, forward};
 use crate::crypto::format::{self, SEALED_SEGMENT, SEGMENT};
@@ -40,13 +41,14 @@ fn as_stored(resp: UpResponse) -> S3Response<Body> {
 }
 
 pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
-    if ctx.req.range.is_none() && ctx.req.part_number.is_none() {
+    let conditional = conditions::any(&ctx.headers);
+    if !conditional && ctx.req.range.is_none() && ctx.req.part_number.is_none() {
         return whole(ctx).await;
     }
-    if let Some(out) = optimistic_range(&ctx).await? {
+    if !conditional && let Some(out) = optimistic_range(&ctx).await? {
         return Ok(out);
     }
-    ranged(ctx).await
+    general(ctx).await
 }
 
 /// The whole object in one round trip: its metadata comes with it.
@@ -66,8 +68,8 @@ async fn whole(ctx: Ctx) -> Result<S3Response<Body>, Error> {
 }
 
 /// Opens the object's key, checks its metadata and answers `want` from `resp` (which
-/// holds the ciphertext of that plan, starting at its first segment; `first` is the
-/// header of its first part when the body does not carry it).
+/// holds the ciphertext of that plan, starting at its first segment; for a single-part
+/// object its header comes from the metadata).
 async fn decrypted(
     ctx: &Ctx,
     resp: UpResponse,
@@ -77,7 +79,11 @@ async fn decrypted(
 ) -> Result<S3Response<Body>, Error> {
     let obj = ctx.req.object()?;
     let dek = ctx.objects().open_object(ctx.caller(), &meta, &obj).await?;
-    let headers = plaintext::headers(&ctx.req, resp.headers(), &meta, &want);
+    let etag = ctx
+        .objects()
+        .client_etag(&obj, &meta, &dek, resp.headers())
+        .await?;
+    let headers = plaintext::headers(&ctx.req, resp.headers(), &meta, &etag, &want);
     let plan = plan.or_else(|| format::plan(&meta.layout, want.start, want.end));
     let body = plan.map(|plan| {
         ctx.objects()
@@ -86,11 +92,14 @@ async fn decrypted(
     Ok(plaintext::response(want.status(), headers, body))
 }
 
-/// Ranged or part read: metadata first (honouring the client's conditions), then only the
-/// covering ciphertext, pinned to that version.
-async fn ranged(ctx: Ctx) -> Result<S3Response<Body>, Error> {
+/// A read with conditions, a part number or a range: metadata first, conditions checked
+/// against the ETag clients see, then only the covering ciphertext, pinned to that
+/// version.
+async fn general(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let obj = ctx.req.object()?;
-    let headers = forward::request_headers(&ctx.headers, &["range"]);
+    let mut drop = vec!["range"];
+    drop.extend(conditions::READ_CONDITIONS);
+    let headers = forward::request_headers(&ctx.headers, &drop);
     let head = ctx
         .send(forward::object_read(&ctx, Method::HEAD, headers))
         .await?;
@@ -100,7 +109,8 @@ async fn ranged(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         None
     };
     let Some(meta) = meta else {
-        // Not ours, or an error: let the store answer the original request (with its body).
+        // Not ours, or an error: let the store answer the original request (with its
+        // body and its own evaluation of the conditions).
         if head.status().is_success() {
             plaintext_allowed(&ctx)?;
         }
@@ -108,14 +118,28 @@ async fn ranged(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         let resp = ctx.forward(headers, UpBody::Empty).await?;
         return Ok(as_stored(resp));
     };
-    let etag = head.headers().get(http::header::ETAG).cloned();
+    let pin = head.headers().get(http::header::ETAG).cloned();
     check_cipher_len(head.content_length(), &meta)?;
-    let want = plaintext::want(&ctx.req, &meta)?;
     let dek = ctx.objects().open_object(ctx.caller(), &meta, &obj).await?;
-    let headers = plaintext::headers(&ctx.req, head.headers(), &meta, &want);
+    let etag = ctx
+        .objects()
+        .client_etag(&obj, &meta, &dek, head.headers())
+        .await?;
+    let verdict = conditions::evaluate(
+        &ctx.headers,
+        &etag,
+        conditions::last_modified(head.headers()),
+    );
+    let whole = Want::whole(meta.size);
+    if verdict != Verdict::Proceed {
+        let headers = plaintext::headers(&ctx.req, head.headers(), &meta, &etag, &whole);
+        return plaintext::unmet(verdict, headers);
+    }
+    let want = plaintext::want(&ctx.req, &meta)?;
+    let headers = plaintext::headers(&ctx.req, head.headers(), &meta, &etag, &want);
     let body = ctx
         .objects()
-        .read_range(&obj, &meta, dek, etag.as_ref(), want.start, want.end)
+        .read_range(&obj, &meta, dek, pin.as_ref(), want.start, want.end)
         .await?;
     let body = (want.end > want.start).then_some(body);
     Ok(plaintext::response(want.status(), headers, body))

@@ -4,14 +4,18 @@
 use http::Method;
 use s3s::{Body, S3Response};
 
-use super::plaintext;
+use super::conditions::{self, Verdict};
+use super::plaintext::{self, Want};
 use super::{Ctx, forward};
 use crate::error::Error;
+use crate::object::read::check_cipher_len;
 use crate::object::{ObjectMeta, meta};
 use crate::upstream::UpBody;
 
 pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
-    let headers = forward::request_headers(&ctx.headers, &["range"]);
+    let mut drop = vec!["range"];
+    drop.extend(conditions::READ_CONDITIONS);
+    let headers = forward::request_headers(&ctx.headers, &drop);
     let resp = ctx
         .send(forward::object_read(&ctx, Method::HEAD, headers))
         .await?;
@@ -22,9 +26,11 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     let Some(meta) = meta else {
         if resp.status().is_success()
-            && (ctx.req.part_number.is_some() || ctx.headers.contains_key("range"))
+            && (ctx.req.part_number.is_some()
+                || ctx.headers.contains_key("range")
+                || conditions::any(&ctx.headers))
         {
-            // Not ours: the store answers part and range semantics itself.
+            // Not ours: the store answers part, range and condition semantics itself.
             let headers = forward::request_headers(&ctx.headers, &[]);
             let resp = ctx.forward(headers, UpBody::Empty).await?;
             return Ok(forward::to_client(resp, true, &[]));
@@ -33,7 +39,29 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         meta::strip(&mut out.headers);
         return Ok(out);
     };
+    let obj = ctx.req.object()?;
+    check_cipher_len(resp.content_length(), &meta)?;
+    let dek = ctx.objects().open_object(ctx.caller(), &meta, &obj).await?;
+    let etag = ctx
+        .objects()
+        .client_etag(&obj, &meta, &dek, resp.headers())
+        .await?;
+    let verdict = conditions::evaluate(
+        &ctx.headers,
+        &etag,
+        conditions::last_modified(resp.headers()),
+    );
+    if verdict != Verdict::Proceed {
+        let h = plaintext::headers(
+            &ctx.req,
+            resp.headers(),
+            &meta,
+            &etag,
+            &Want::whole(meta.size),
+        );
+        return plaintext::unmet(verdict, h);
+    }
     let want = plaintext::want(&ctx.req, &meta)?;
-    let h = plaintext::headers(&ctx.req, resp.headers(), &meta, &want);
+    let h = plaintext::headers(&ctx.req, resp.headers(), &meta, &etag, &want);
     Ok(plaintext::response(want.status(), h, None))
 }

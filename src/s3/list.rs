@@ -1,15 +1,13 @@
 //! ListObjects (V1/V2), ListObjectVersions and GetObjectAttributes: sizes in plaintext terms.
 //!
-//! A listing carries no metadata, so the plaintext size of each listed object comes from
-//! its metadata (HEAD), fetched concurrently and cached by (bucket, key, ETag) — an ETag
-//! names one immutable object version, so a cached size never goes stale. Objects sealgate
-//! did not encrypt keep the size the store reports.
+//! A listing carries no metadata, so the plaintext size and client ETag of each listed
+//! object come from what sealgate already knows about that version
+//! ([`crate::object::known`], filled by writes and reads), else from its metadata (HEAD,
+//! concurrently). Objects sealgate did not encrypt keep what the store reports.
 //!
-//! Invariant: a listing never reports a ciphertext size for a sealgate object; if a size
-//! cannot be determined the request fails rather than report a wrong one.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Invariant: a listing never reports a ciphertext size as a plaintext size: an object
+//! whose metadata cannot be read or verified is listed with the store's values and a log
+//! line, and the rest of the page is served.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -20,7 +18,9 @@ use s3s::{Body, S3Response};
 use super::classify::Op;
 use super::{Ctx, forward};
 use crate::error::Error;
-use crate::object::{ObjectMeta, ObjectRef, meta};
+use crate::object::known::Known;
+use crate::object::read::check_cipher_len;
+use crate::object::{ETag, ObjectMeta, ObjectRef, meta};
 use crate::upstream::UpBody;
 use crate::xml::{Edit, rewrite_text};
 
@@ -28,24 +28,6 @@ use crate::xml::{Edit, rewrite_text};
 const CONCURRENCY: usize = 16;
 /// Largest listing body sealgate rewrites.
 const MAX_LIST_BODY: usize = 16 * 1024 * 1024;
-
-/// Plaintext sizes by (bucket, key, ETag); `None` = not a sealgate object.
-#[derive(Debug, Default)]
-pub struct SizeCache(Mutex<HashMap<(String, String, String), Option<u64>>>);
-
-impl SizeCache {
-    fn get(&self, k: &(String, String, String)) -> Option<Option<u64>> {
-        self.0.lock().ok()?.get(k).copied()
-    }
-    fn put(&self, k: (String, String, String), v: Option<u64>) {
-        if let Ok(mut g) = self.0.lock() {
-            if g.len() > 100_000 {
-                g.clear();
-            }
-            g.insert(k, v);
-        }
-    }
-}
 
 /// One listed object version.
 #[derive(Debug, Clone, Default)]
@@ -55,29 +37,58 @@ struct Entry {
     etag: String,
 }
 
-/// The plaintext size of one object version, from its metadata.
-async fn plain_size(
-    state: std::sync::Arc<super::State>,
-    bucket: String,
-    e: Entry,
-) -> Result<Option<u64>, Error> {
-    let ck = (bucket.clone(), e.key.clone(), e.etag.clone());
-    if let Some(v) = state.sizes.get(&ck) {
-        return Ok(v);
+/// What a listing reports for one object version: its plaintext size and client ETag
+/// (`None`: as the store listed it, for objects sealgate did not write). An object whose
+/// metadata cannot be read or verified is listed as stored, with a log line: one bad
+/// object never fails a page.
+async fn describe(ctx: &Ctx, bucket: &str, e: Entry) -> Option<Known> {
+    if let Some(k) = ctx.objects().known.get(bucket, &e.key, &e.etag) {
+        return Some(k);
     }
     let obj = ObjectRef {
-        bucket,
+        bucket: bucket.to_string(),
         key: e.key.clone(),
         version_id: e.version.clone(),
     };
-    let resp = state.objects.head(&obj, HeaderMap::new()).await?;
+    match resolve(ctx, &obj).await {
+        Ok(k) => k,
+        Err(err) => {
+            tracing::warn!(bucket = %bucket, key = %e.key, error = %err, "listed object unreadable; listed with the store's size and ETag");
+            None
+        }
+    }
+}
+
+/// Reads one version's metadata (and, for an MD5 ETag, opens its key) as the caller.
+async fn resolve(ctx: &Ctx, obj: &ObjectRef) -> Result<Option<Known>, Error> {
+    let resp = ctx.objects().head(obj, HeaderMap::new()).await?;
     if !resp.status().is_success() {
         // Deleted since the listing: nothing better to report than the store's value.
         return Ok(None);
     }
-    let size = ObjectMeta::read(resp.headers())?.map(|m| m.size);
-    state.sizes.put(ck, size);
-    Ok(size)
+    let Some(meta) = ObjectMeta::read(resp.headers())? else {
+        return Ok(None);
+    };
+    check_cipher_len(resp.content_length(), &meta)?;
+    let store_etag = super::plaintext::store_etag(resp.headers());
+    let etag = if meta.etag == ETag::Store {
+        None
+    } else {
+        let dek = ctx.objects().open_object(ctx.caller(), &meta, obj).await?;
+        Some(
+            ctx.objects()
+                .client_etag(obj, &meta, &dek, resp.headers())
+                .await?,
+        )
+    };
+    let known = Known {
+        size: meta.size,
+        etag,
+    };
+    ctx.objects()
+        .known
+        .put(&obj.bucket, &obj.key, &store_etag, known.clone());
+    Ok(Some(known))
 }
 
 /// Collects the listed entries (in document order) under `container` elements.
@@ -141,26 +152,32 @@ pub async fn list(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let list = entries(&body, container, url_encoded)
         .map_err(|e| Error::Internal(format!("listing from the store: {e}")))?;
     let bucket = ctx.req.bucket.clone().unwrap_or_default();
-    let sizes: Vec<Result<Option<u64>, Error>> = futures::stream::iter(
-        list.into_iter()
-            .map(|e| plain_size(ctx.state.clone(), bucket.clone(), e)),
-    )
-    .buffered(CONCURRENCY)
-    .collect()
-    .await;
-    let sizes: Vec<Option<u64>> = sizes.into_iter().collect::<Result<_, _>>()?;
-    let mut i = 0usize;
-    let body = rewrite_text(&body, |p, t| {
+    let known: Vec<Option<Known>> =
+        futures::stream::iter(list.into_iter().map(|e| describe(&ctx, &bucket, e)))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+    let mut i: Option<usize> = None;
+    let body = rewrite_text(&body, |p, _| {
         let n = p.len();
-        if n >= 2 && p[n - 2] == container && p[n - 1] == "Size" {
-            let s = sizes.get(i).copied().flatten();
-            i += 1;
-            if let Some(s) = s {
-                return Edit::Replace(s.to_string());
-            }
-            let _ = t;
+        if n < 2 || p[n - 2] != container {
+            return Edit::Keep;
         }
-        Edit::Keep
+        match p[n - 1].as_str() {
+            "Key" => {
+                i = Some(i.map_or(0, |i| i + 1));
+                Edit::Keep
+            }
+            "Size" => match i.and_then(|i| known.get(i)).cloned().flatten() {
+                Some(k) => Edit::Replace(k.size.to_string()),
+                None => Edit::Keep,
+            },
+            "ETag" => match i.and_then(|i| known.get(i)).cloned().flatten() {
+                Some(Known { etag: Some(e), .. }) => Edit::Replace(e),
+                _ => Edit::Keep,
+            },
+            _ => Edit::Keep,
+        }
     })
     .map_err(|e| Error::Internal(format!("listing from the store: {e}")))?;
     let mut out = S3Response::new(Body::from(body));
@@ -197,6 +214,12 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         let resp = ctx.forward(headers, UpBody::Empty).await?;
         return Ok(forward::to_client(resp, false, &[]));
     };
+    check_cipher_len(head.content_length(), &meta)?;
+    let dek = ctx.objects().open_object(ctx.caller(), &meta, &obj).await?;
+    let etag = ctx
+        .objects()
+        .client_etag(&obj, &meta, &dek, head.headers())
+        .await?;
     let wanted: Vec<String> = ctx
         .headers
         .get_all("x-amz-object-attributes")
@@ -214,18 +237,10 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     );
     for w in &wanted {
         match w.as_str() {
-            "ETag" => {
-                if let Some(e) = head
-                    .headers()
-                    .get(http::header::ETAG)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    x.push_str(&format!(
-                        "<ETag>{}</ETag>",
-                        quick_xml::escape::escape(e.trim_matches('"'))
-                    ));
-                }
-            }
+            "ETag" => x.push_str(&format!(
+                "<ETag>{}</ETag>",
+                quick_xml::escape::escape(etag.trim_matches('"'))
+            )),
             "ObjectSize" => x.push_str(&format!("<ObjectSize>{}</ObjectSize>", meta.size)),
             "StorageClass" => {
                 let sc = head

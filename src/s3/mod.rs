@@ -18,6 +18,7 @@ pub mod body;
 pub mod bucket_encryption;
 pub mod checksum;
 pub mod classify;
+pub mod conditions;
 pub mod copy;
 pub mod forward;
 pub mod get;
@@ -67,8 +68,6 @@ pub struct State {
     pub state_bucket: String,
     /// Cache of bucket default-encryption rules.
     pub rules: rules::RuleCache,
-    /// Cache of plaintext sizes for listings.
-    pub sizes: list::SizeCache,
     /// This instance's metrics.
     pub metrics: crate::metrics::SharedMetrics,
 }

@@ -25,7 +25,8 @@ use super::request::Upload;
 use super::{Ctx, forward, rules, source, sse};
 use crate::crypto::format::{meta as names, plain_len_of_part_cipher};
 use crate::error::Error;
-use crate::object::{Envelope, ObjectMeta, UploadToken, meta, write};
+use crate::object::write::Writer;
+use crate::object::{Envelope, ObjectMeta, UploadToken, meta};
 use crate::upstream::{UpBody, UpRequest};
 use crate::xml::{Edit, rewrite_text, texts};
 
@@ -123,8 +124,8 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let len = declared_len(&ctx)?;
     let obj = ctx.req.object()?;
     let dek = ctx.objects().open_key(ctx.caller(), &env, &obj).await?;
-    let encrypt = write::seal_part(dek, pn, len);
-    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(encrypt), true).await?;
+    let (writer, _outcome) = Writer::part(dek, pn, len, false);
+    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(writer), true).await?;
     let ok = resp.status().is_success();
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
     if ok {
@@ -165,10 +166,9 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .clone()
         .ok_or_else(|| Error::Internal("UploadPartCopy without a source".into()))?;
     let env = upload_envelope(&ctx).await?;
-    let head = source::head(&ctx, &src).await?;
+    let source = source::open(&ctx, &src).await?;
     let range = copy_range(&ctx.headers)?;
-    let src_meta = ObjectMeta::read(head.headers())?;
-    if env.is_none() && src_meta.is_none() {
+    if env.is_none() && source.sealed.is_none() {
         // Plaintext into a plaintext upload: the store copies.
         let mut h = forward::request_headers(&ctx.headers, &forward::write_drop_list());
         forward::set_header(&mut h, "x-amz-copy-source", &src.copy_source_header());
@@ -176,21 +176,19 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(forward::to_client(resp, false, &[]));
     }
     if let Some((a, b)) = range {
-        let size = match &src_meta {
-            Some(m) => m.size,
-            None => head.content_length().unwrap_or(0),
-        };
+        let size = source.size();
         if b > size || a >= size {
             return Err(Error::invalid_range(size));
         }
     }
-    let (plain, len) = source::plaintext(&ctx, &src, head.headers(), range).await?;
+    let (plain, len) = source::plaintext(&ctx, &source, range).await?;
     let pn = part_number(&ctx)?;
     let body = match &env {
         Some(env) => {
             let obj = ctx.req.object()?;
             let dek = ctx.objects().open_key(ctx.caller(), env, &obj).await?;
-            let (stream, len) = write::seal_part(dek, pn, len)(plain);
+            let (writer, _outcome) = Writer::part(dek, pn, len, false);
+            let (stream, len) = writer.seal_stream(plain, &mut HeaderMap::new());
             UpBody::Checked(Box::new(UpBody::Stream { stream, len }))
         }
         None => UpBody::Checked(Box::new(UpBody::Stream { stream: plain, len })),
@@ -199,7 +197,12 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     if !resp.status().is_success() {
         return Ok(forward::to_client(resp, false, &[]));
     }
-    Ok(source::copy_result("CopyPartResult", &resp, env.as_ref()))
+    Ok(source::copy_result(
+        "CopyPartResult",
+        &resp,
+        env.as_ref(),
+        None,
+    ))
 }
 
 /// Part numbers listed in a CompleteMultipartUpload body, in order.

@@ -74,13 +74,22 @@ pub fn want(req: &Request, meta: &ObjectMeta) -> Result<Want, Error> {
     }
 }
 
-/// Client response headers for an encrypted object, from the store's headers.
-pub fn headers(req: &Request, store: &HeaderMap, meta: &ObjectMeta, want: &Want) -> HeaderMap {
+/// Client response headers for an encrypted object with client-visible `etag`, from the
+/// store's headers.
+pub fn headers(
+    req: &Request,
+    store: &HeaderMap,
+    meta: &ObjectMeta,
+    etag: &str,
+    want: &Want,
+) -> HeaderMap {
     let mut drop = forward::response_drop_list();
     drop.extend(["content-length", "content-range", "x-amz-mp-parts-count"]);
     let mut h = forward::response_headers(store, &drop);
     meta::strip(&mut h);
+    crate::object::describe::restore(store, &mut h);
     sse::response_headers(&mut h, &meta.envelope);
+    forward::set_header(&mut h, "etag", etag);
     forward::set_header(
         &mut h,
         "content-length",
@@ -106,6 +115,29 @@ pub fn headers(req: &Request, store: &HeaderMap, meta: &ObjectMeta, want: &Want)
         );
     }
     h
+}
+
+/// The answer to a read whose conditions say 304 (the object's headers, no body) or 412.
+pub fn unmet(
+    verdict: super::conditions::Verdict,
+    headers: HeaderMap,
+) -> Result<s3s::S3Response<Body>, Error> {
+    if verdict == super::conditions::Verdict::PreconditionFailed {
+        return Err(Error::precondition_failed());
+    }
+    let mut h = HeaderMap::new();
+    for n in [
+        "etag",
+        "last-modified",
+        "cache-control",
+        "expires",
+        "x-amz-version-id",
+    ] {
+        if let Some(v) = headers.get(n) {
+            h.insert(http::HeaderName::from_static(n), v.clone());
+        }
+    }
+    Ok(response(StatusCode::NOT_MODIFIED, h, None))
 }
 
 /// A response carrying decrypted plaintext: an error in the stream aborts the connection
@@ -135,6 +167,31 @@ pub fn response(
     out
 }
 
+/// Remembers a new version's plaintext size and client ETag (`None`: the store's) for
+/// listings, by the store's ETag of the version.
+pub fn remember(
+    ctx: &super::Ctx,
+    obj: &crate::object::ObjectRef,
+    store_etag: &str,
+    size: u64,
+    etag: Option<String>,
+) {
+    ctx.objects().known.put(
+        &obj.bucket,
+        &obj.key,
+        store_etag,
+        crate::object::known::Known { size, etag },
+    );
+}
+
+/// The store's ETag of a response.
+pub fn store_etag(h: &HeaderMap) -> String {
+    h.get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +209,14 @@ mod tests {
             context: Default::default(),
             bucket_key: false,
         };
-        ObjectMeta::single(env, &Dek::from_slice(&[1; 32]).unwrap(), size, [2; 16])
+        ObjectMeta::single(
+            env,
+            &Dek::from_slice(&[1; 32]).unwrap(),
+            size,
+            [2; 16],
+            crate::object::ETag::Store,
+            Default::default(),
+        )
     }
 
     fn want_for(range: Option<&str>, size: u64) -> Result<Want, u16> {

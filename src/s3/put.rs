@@ -10,16 +10,17 @@
 
 use s3s::{Body, S3Response};
 
-use super::body::{declared_len, echo_checksums, send_verified};
+use super::body::{declared_len, declared_md5, echo_checksums, send_verified};
 use super::checksum::Declared;
-use super::{Ctx, forward, rules, sse};
+use super::{Ctx, forward, plaintext, rules, sse};
 use crate::error::Error;
-use crate::object::{meta, write};
+use crate::object::write::Writer;
+use crate::object::{Alg, ETag, meta};
 
 pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let declared = Declared::from_headers(&ctx.headers)?;
     meta::reject_reserved(&ctx.headers)?;
-    let mut headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
+    let headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
     let Some(sse) = rules::effective(&ctx, ctx.req.sse.clone()).await? else {
         // Encryption is configured off for this bucket and not requested: store as sent.
         let (resp, digests) = send_verified(&mut ctx, headers, &declared, None, true).await?;
@@ -33,14 +34,21 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let obj = ctx.req.object()?;
     let len = declared_len(&ctx)?;
     let (env, dek) = ctx.objects().new_key(ctx.caller(), &sse, &obj).await?;
-    let (meta, encrypt) = write::new_single(env, dek, len);
-    meta.write(&mut headers);
-    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(encrypt), true).await?;
+    let md5 = ctx.state.encryption.md5_etags && sse.alg == Alg::S3;
+    let (writer, outcome) = Writer::single(env, dek, len, md5, declared_md5(&declared));
+    let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(writer), true).await?;
     let ok = resp.status().is_success();
+    let written = outcome.get();
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
-    if ok {
+    if let (true, Some(meta)) = (ok, &written.meta) {
         echo_checksums(&mut out, &digests);
         sse::response_headers(&mut out.headers, &meta.envelope);
+        let etag = written.md5.filter(|_| md5).map(|m| ETag::quoted_md5(&m));
+        let store_etag = plaintext::store_etag(&out.headers);
+        plaintext::remember(&ctx, &obj, &store_etag, meta.size, etag.clone());
+        if let Some(e) = etag {
+            forward::set_header(&mut out.headers, "etag", &e);
+        }
     }
     Ok(out)
 }

@@ -10,8 +10,10 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use s3s::{Body, S3Response};
 
-use super::{Ctx, forward, sse};
+use super::{Ctx, conditions, forward, sse};
+use crate::crypto::stream::Dek;
 use crate::error::Error;
+use crate::object::read::check_cipher_len;
 use crate::object::{ByteStream, Envelope, ObjectMeta, ObjectRef};
 use crate::upstream::UpResponse;
 
@@ -40,41 +42,86 @@ fn source_conditions(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// HEADs the copy source. A failed precondition is the 412 S3 gives for copies.
-pub async fn head(ctx: &Ctx, src: &ObjectRef) -> Result<UpResponse, Error> {
-    let resp = ctx
-        .objects()
-        .head(src, source_conditions(&ctx.headers))
-        .await?;
-    match resp.status() {
-        s if s.is_success() => Ok(resp),
-        StatusCode::NOT_FOUND => Err(Error::no_such_key()),
-        StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
-            Err(Error::precondition_failed())
+/// A copy source as sealgate sees it: the store's HEAD, and for a sealgate object its
+/// verified metadata, DEK and client-visible ETag.
+pub struct Source {
+    pub obj: ObjectRef,
+    pub head: UpResponse,
+    pub sealed: Option<(ObjectMeta, Dek)>,
+    /// The ETag clients see (the store's for a plaintext object).
+    pub etag: String,
+}
+
+impl Source {
+    /// Plaintext size.
+    pub fn size(&self) -> u64 {
+        match &self.sealed {
+            Some((m, _)) => m.size,
+            None => self.head.content_length().unwrap_or(0),
         }
-        StatusCode::FORBIDDEN => Err(Error::access_denied("Access Denied")),
-        s => Err(Error::Internal(format!(
-            "reading the copy source failed with {s}"
-        ))),
     }
 }
 
+/// HEADs and opens the copy source, and checks the client's copy-source conditions
+/// against the ETag clients see. A failed condition is the 412 S3 gives for copies.
+pub async fn open(ctx: &Ctx, src: &ObjectRef) -> Result<Source, Error> {
+    let head = ctx.objects().head(src, HeaderMap::new()).await?;
+    match head.status() {
+        s if s.is_success() => {}
+        StatusCode::NOT_FOUND => return Err(Error::no_such_key()),
+        StatusCode::FORBIDDEN => return Err(Error::access_denied("Access Denied")),
+        s => {
+            return Err(Error::Internal(format!(
+                "reading the copy source failed with {s}"
+            )));
+        }
+    }
+    let sealed = match ObjectMeta::read(head.headers())? {
+        Some(meta) => {
+            check_cipher_len(head.content_length(), &meta)?;
+            let dek = ctx.objects().open_object(ctx.caller(), &meta, src).await?;
+            Some((meta, dek))
+        }
+        None => None,
+    };
+    let etag = match &sealed {
+        Some((meta, dek)) => {
+            ctx.objects()
+                .client_etag(src, meta, dek, head.headers())
+                .await?
+        }
+        None => super::plaintext::store_etag(head.headers()),
+    };
+    let verdict = conditions::evaluate(
+        &source_conditions(&ctx.headers),
+        &etag,
+        conditions::last_modified(head.headers()),
+    );
+    if verdict != conditions::Verdict::Proceed {
+        return Err(Error::precondition_failed());
+    }
+    Ok(Source {
+        obj: src.clone(),
+        head,
+        sealed,
+        etag,
+    })
+}
+
 /// A plaintext stream of `[start, end)` (default: all) of the source, decrypted if it is
-/// a sealgate object, and its length.
+/// a sealgate object, and its length. Reads are pinned to the version `open` saw.
 pub async fn plaintext(
     ctx: &Ctx,
-    src: &ObjectRef,
-    source_head: &HeaderMap,
+    src: &Source,
     range: Option<(u64, u64)>,
 ) -> Result<(ByteStream, u64), Error> {
-    let etag = source_head.get(http::header::ETAG);
-    match ObjectMeta::read(source_head)? {
-        Some(meta) => {
-            let dek = ctx.objects().open_object(ctx.caller(), &meta, src).await?;
+    let pin = src.head.headers().get(http::header::ETAG);
+    match &src.sealed {
+        Some((meta, dek)) => {
             let (start, end) = range.unwrap_or((0, meta.size));
             let stream = ctx
                 .objects()
-                .read_range(src, &meta, dek, etag, start, end)
+                .read_range(&src.obj, meta, dek.clone(), pin, start, end)
                 .await?;
             Ok((stream, end.saturating_sub(start)))
         }
@@ -85,17 +132,17 @@ pub async fn plaintext(
                     "The copy source was not encrypted by sealgate, and reading unencrypted objects is disabled.",
                 ));
             }
-            let total = forward::content_length(source_head).unwrap_or(0);
+            let total = src.size();
             let (start, end) = range.unwrap_or((0, total));
             if end <= start {
                 return Ok((futures::stream::empty().boxed(), 0));
             }
             let mut h = HeaderMap::new();
-            if let Some(e) = etag {
+            if let Some(e) = pin {
                 h.insert(http::header::IF_MATCH, e.clone());
             }
             forward::set_header(&mut h, "range", &format!("bytes={}-{}", start, end - 1));
-            let resp = ctx.objects().get(src, h).await?;
+            let resp = ctx.objects().get(&src.obj, h).await?;
             if !resp.status().is_success() {
                 return Err(Error::Internal(format!(
                     "reading the copy source failed with {}",
@@ -108,13 +155,20 @@ pub async fn plaintext(
 }
 
 /// The answer to a copy whose bytes streamed through sealgate (a PUT to the store):
-/// `<CopyObjectResult>` or `<CopyPartResult>` with the store's ETag, plus SSE headers.
-pub fn copy_result(element: &str, put: &UpResponse, env: Option<&Envelope>) -> S3Response<Body> {
-    let etag = put
+/// `<CopyObjectResult>` or `<CopyPartResult>` with `etag` (default: the store's), plus
+/// SSE headers.
+pub fn copy_result(
+    element: &str,
+    put: &UpResponse,
+    env: Option<&Envelope>,
+    etag: Option<&str>,
+) -> S3Response<Body> {
+    let store_etag = put
         .headers()
         .get(http::header::ETAG)
         .and_then(|v: &HeaderValue| v.to_str().ok())
         .unwrap_or_default();
+    let etag = etag.unwrap_or(store_etag);
     let mut out = S3Response::new(Body::from(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{element} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ETag>{}</ETag><LastModified>{}</LastModified></{element}>",
         quick_xml::escape::escape(etag),
