@@ -25,6 +25,14 @@ pub struct OpLabel {
     pub op: String,
 }
 
+/// A request sealgate made to the store: its method and whether it was a server-side
+/// copy (`x-amz-copy-source`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreRequestLabels {
+    pub method: String,
+    pub copy: bool,
+}
+
 /// The counters sealgate keeps.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +44,8 @@ pub struct Metrics {
     pub upstream_write_bytes: Counter<u64, AtomicU64>,
     /// Store requests that failed at the transport level.
     pub upstream_errors: Counter<u64, AtomicU64>,
+    /// Requests made to the store, by method and whether they were server-side copies.
+    pub upstream_requests: Family<StoreRequestLabels, Counter>,
     /// KMS operations on the S3 path, by operation (cache hits are not KMS calls).
     pub kms_calls: Family<OpLabel, Counter>,
     /// Data-key cache lookups (`bucket_key` for writes, `decrypt` for reads) by result.
@@ -115,6 +125,12 @@ impl Metrics {
             "Store requests that failed to connect or broke",
             upstream_errors.clone(),
         );
+        let upstream_requests = Family::<StoreRequestLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Requests made to the store, by method and whether they were server-side copies",
+            upstream_requests.clone(),
+        );
         let kms_calls = Family::<OpLabel, Counter>::default();
         registry.register(
             "kms_calls",
@@ -159,6 +175,7 @@ impl Metrics {
             upstream_read_bytes,
             upstream_write_bytes,
             upstream_errors,
+            upstream_requests,
             kms_calls,
         }
     }

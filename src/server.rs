@@ -70,7 +70,9 @@ impl App {
         let access_keys = cfg.access_key_table();
         let kms = crate::kms::Kms::open(&cfg.kms).map_err(|e| format!("kms: {e}"))?;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let upstream = upstream.with_error_counter(metrics.upstream_errors.clone());
+        let upstream = upstream
+            .with_error_counter(metrics.upstream_errors.clone())
+            .with_request_counter(metrics.upstream_requests.clone());
         let probe = upstream.clone();
         let backends = crate::keys::Backends::new(&cfg.kms_backend, kms.clone(), metrics.clone())?;
         let objects = crate::object::Objects {
@@ -78,6 +80,8 @@ impl App {
             keys: backends,
             metrics: metrics.clone(),
             known: Default::default(),
+            state_bucket: cfg.state_bucket.clone(),
+            manifests: Default::default(),
         };
         let state = Arc::new(State {
             upstream,

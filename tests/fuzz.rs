@@ -80,6 +80,7 @@ async fn seal(parts: &[Vec<u8>], multipart: bool) -> (Vec<u8>, Layout, Option<Pa
     let mut layout = Layout {
         headers_in_body: multipart,
         parts: Vec::new(),
+        salts: Vec::new(),
     };
     let mut first = None;
     for (i, p) in parts.iter().enumerate() {
@@ -339,10 +340,12 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
         any::<bool>(),
         proptest::option::of("[a-z][a-z0-9_-]{0,15}"),
         proptest::option::of(any::<[u8; 16]>()),
+        proptest::option::of((any::<[u8; 16]>(), any::<bool>(), any::<[u8; 16]>())),
     )
         .prop_map(
-            |(up, dek, arn, ctx, kms, bk, backend, bk_salt)| UploadToken {
+            |(up, dek, arn, ctx, kms, bk, backend, bk_salt, v3)| UploadToken {
                 upstream_id: up,
+                v3: v3.map(|(uid, md5, mac)| sealgate::object::upload::UploadV3 { uid, md5, mac }),
                 envelope: Envelope {
                     alg: if kms { Alg::Kms } else { Alg::S3 },
                     key_ref: arn,
@@ -369,6 +372,7 @@ proptest! {
         prop_assert_eq!(UploadToken::decode(&t.encode()).unwrap(), Some(t.clone()));
         let _ = UploadToken::decode(&junk);
         let _ = UploadToken::decode(&format!("sg1.{b64}"));
+        let _ = UploadToken::decode(&format!("sg3.{b64}"));
         let mut raw = t.encode().into_bytes();
         apply(&mut raw, &m);
         if let Ok(s) = String::from_utf8(raw) {

@@ -66,6 +66,8 @@ async fn config_and_application_debug_output_contains_no_secret() {
                 .unwrap(),
             metrics: metrics.clone(),
             known: Default::default(),
+            state_bucket: cfg.state_bucket.clone(),
+            manifests: Default::default(),
         },
         access_keys: cfg.access_key_table(),
         vhost_domain: None,

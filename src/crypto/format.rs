@@ -90,6 +90,9 @@ pub mod meta {
     /// Format 3: the object's Content-Type (the store holds ciphertext, typed
     /// `binary/octet-stream`; stores also rewrite types: SeaweedFS guesses from the key).
     pub const CONTENT_TYPE: &str = "x-amz-meta-sealgate-ct";
+    /// Format 3 multipart objects: the upload id (hex) whose part list (in the state bucket,
+    /// `manifests/<id>`) gives the object's parts, size and ETag.
+    pub const UPLOAD: &str = "x-amz-meta-sealgate-upload";
     /// Format 3: the object's Content-Encoding (of the plaintext; the ciphertext has none).
     pub const CONTENT_ENCODING: &str = "x-amz-meta-sealgate-ce";
 }
@@ -129,6 +132,8 @@ pub enum FormatError {
     WrongLength { expected: u64, found: u64 },
     #[error("malformed part list: {0}")]
     BadManifest(String),
+    #[error("part {0} is not the upload attempt the part list names")]
+    WrongAttempt(u32),
 }
 
 impl PartHeader {
@@ -216,6 +221,10 @@ pub struct Layout {
     /// Whether part headers are in the body (multipart) or in metadata (single part).
     pub headers_in_body: bool,
     pub parts: Vec<(u32, u64)>,
+    /// The salt of each part's upload attempt, when the part list records them (format
+    /// 3 multipart objects): a part from another attempt (same number and length) is then
+    /// refused. Empty otherwise.
+    pub salts: Vec<[u8; SALT_LEN]>,
 }
 
 impl Layout {
@@ -223,6 +232,7 @@ impl Layout {
         Layout {
             headers_in_body: false,
             parts: vec![(1, plain)],
+            salts: Vec::new(),
         }
     }
 
@@ -289,6 +299,7 @@ impl Layout {
         Ok(Layout {
             headers_in_body: true,
             parts,
+            salts: Vec::new(),
         })
     }
 
@@ -298,6 +309,17 @@ impl Layout {
             .iter()
             .map(|(_, p)| part_cipher_len(*p, self.headers_in_body))
             .sum()
+    }
+
+    /// The header of part `i` when the part list records its salt.
+    pub fn header_of(&self, i: usize) -> Option<PartHeader> {
+        let salt = *self.salts.get(i)?;
+        let (part_number, plain_len) = self.parts[i];
+        Some(PartHeader {
+            part_number,
+            salt,
+            plain_len,
+        })
     }
 
     /// Plaintext offset at which part `i` starts.
@@ -407,6 +429,7 @@ mod tests {
         let l = Layout {
             headers_in_body: true,
             parts: vec![(1, 8), (2, 8), (3, 8), (4, 5), (7, 5)],
+            salts: Vec::new(),
         };
         assert_eq!(l.encode_parts(), "1:3:8,4:1:5,7:1:5");
         assert_eq!(Layout::decode_parts(&l.encode_parts()).unwrap(), l);
@@ -437,6 +460,7 @@ mod tests {
         let l = Layout {
             headers_in_body: true,
             parts: vec![(1, 100_000), (2, 100_000)],
+            salts: Vec::new(),
         };
         let p = plan(&l, 99_999, 100_001).unwrap();
         assert_eq!(p.first_part, 0);
@@ -459,7 +483,7 @@ mod tests {
 
         #[test]
         fn plans_cover_exactly_the_range(sizes in proptest::collection::vec(0u64..300_000, 1..5), a in 0u64..1_500_000, len in 1u64..400_000) {
-            let layout = Layout { headers_in_body: sizes.len() > 1, parts: sizes.iter().enumerate().map(|(i, s)| (i as u32 + 1, *s)).collect() };
+            let layout = Layout { headers_in_body: sizes.len() > 1, parts: sizes.iter().enumerate().map(|(i, s)| (i as u32 + 1, *s)).collect(), salts: Vec::new() };
             let total = layout.plain_len();
             prop_assume!(a < total);
             let end = (a + len).min(total);

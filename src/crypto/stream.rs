@@ -63,12 +63,12 @@ pub fn part_key(dek: &Dek, header: &PartHeader) -> LessSafeKey {
 
 /// A key derived from the DEK for authenticating object metadata (the part list).
 pub fn metadata_mac(dek: &Dek, message: &[u8]) -> [u8; 16] {
-    mac_with(dek, format::METADATA_MAC_INFO, message)
+    mac_under(dek, format::METADATA_MAC_INFO, message)
 }
 
 /// The MAC of format-3 metadata (everything served about an object).
 pub fn metadata_mac_v3(dek: &Dek, message: &[u8]) -> [u8; 16] {
-    mac_with(dek, format::METADATA_MAC_INFO_V3, message)
+    mac_under(dek, format::METADATA_MAC_INFO_V3, message)
 }
 
 /// Seals a single-part object's plaintext MD5 after its last segment (format 3): under
@@ -146,7 +146,9 @@ fn trailer_nonce() -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-fn mac_with(dek: &Dek, info: &[u8], message: &[u8]) -> [u8; 16] {
+/// The first 16 bytes of HMAC-SHA256 over `message` with
+/// `HKDF-SHA256(salt = "", ikm = DEK, info)`: sealgate's MACs of things stored with an object.
+pub fn mac_under(dek: &Dek, info: &[u8], message: &[u8]) -> [u8; 16] {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"");
     let prk = salt.extract(dek.bytes());
     let info: [&[u8]; 1] = [info];
@@ -355,6 +357,9 @@ impl Decryptor {
                 expected: len,
                 found: h.plain_len,
             });
+        }
+        if layout.salts.get(part).is_some_and(|s| *s != h.salt) {
+            return Err(FormatError::WrongAttempt(n));
         }
         Ok(())
     }
@@ -659,6 +664,7 @@ mod tests {
         let layout = Layout {
             headers_in_body: true,
             parts: vec![(1, 100_000), (2, 70_000)],
+            salts: Vec::new(),
         };
         let whole: Vec<u8> = [c1.clone(), c2.clone()].concat();
         let want: Vec<u8> = [p1.clone(), p2.clone()].concat();
@@ -671,6 +677,7 @@ mod tests {
         let l2 = Layout {
             headers_in_body: true,
             parts: vec![(1, 70_000), (2, 100_000)],
+            salts: Vec::new(),
         };
         assert!(decrypt(&swapped, &l2, 0, 170_000, h1).await.is_err());
     }

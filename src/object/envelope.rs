@@ -217,17 +217,28 @@ impl super::Objects {
         open(&self.keys, who, env, &obj.bucket, &obj.key).await
     }
 
-    /// Unwraps a stored object's DEK as `who` and checks its metadata with it: nothing
-    /// of the object may be used before this succeeds.
-    pub async fn open_object(
+    /// Opens a stored object as `who`: unwraps its DEK, checks its metadata with it, reads
+    /// a multipart object's part list, and checks that the store holds exactly
+    /// `stored_len` ciphertext bytes. Nothing of the object may be used before this
+    /// succeeds.
+    pub async fn open(
         &self,
         who: Caller<'_>,
-        meta: &super::ObjectMeta,
+        meta: super::ObjectMeta,
         obj: &super::ObjectRef,
-    ) -> Result<Dek, Error> {
+        stored_len: Option<u64>,
+    ) -> Result<(super::ObjectMeta, Dek), Error> {
         let dek = self.open_key(who, &meta.envelope, obj).await?;
         meta.verify(&dek)?;
-        Ok(dek)
+        let meta = match meta.upload {
+            Some(u) if meta.needs_manifest() => {
+                let m = self.manifest(&dek, &u).await?;
+                meta.with_manifest(&m)
+            }
+            _ => meta,
+        };
+        super::read::check_cipher_len(stored_len, &meta)?;
+        Ok((meta, dek))
     }
 
     /// Wraps `dek` for `obj` under the key `sse` names (see [`rewrap`]).

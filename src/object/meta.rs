@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::describe::Described;
 use super::envelope::{Alg, Envelope, decode_context};
+use super::manifest::UploadUid;
 use crate::crypto::format::meta as names;
 use crate::crypto::format::{Layout, PartHeader, SALT_LEN, TRAILER_LEN};
 use crate::crypto::stream::{Dek, metadata_mac, metadata_mac_v3};
@@ -24,7 +25,7 @@ pub const FORMAT: u8 = 3;
 
 /// Where an object's client-visible ETag comes from (format 3; older objects: the
 /// store's). MD5s are never stored in the clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ETag {
     /// The store's ETag (SSE-KMS objects, as AWS: stable, not an MD5).
     Store,
@@ -35,6 +36,9 @@ pub enum ETag {
     /// The plaintext MD5, sealed after the object's last segment (it was computed while
     /// the body streamed to the store).
     Trailer,
+    /// A multipart object's ETag, from its part list (SSE-S3: the MD5 of the parts' MD5s,
+    /// `-N`); `None` until the part list is read.
+    Parts(Option<String>),
 }
 
 impl ETag {
@@ -43,6 +47,7 @@ impl ETag {
             ETag::Store => "store".into(),
             ETag::Md5(m) => format!("md5:{}", B64.encode(m)),
             ETag::Trailer => "trailer".into(),
+            ETag::Parts(_) => "parts".into(),
         }
     }
 
@@ -50,6 +55,7 @@ impl ETag {
         match s {
             "store" => Some(ETag::Store),
             "trailer" => Some(ETag::Trailer),
+            "parts" => Some(ETag::Parts(None)),
             _ => {
                 let b = s.strip_prefix("md5:")?;
                 Some(ETag::Md5(B64.decode(b).ok()?.try_into().ok()?))
@@ -79,6 +85,9 @@ pub struct ObjectMeta {
     /// Format 3: the content headers and user metadata, as written (or as the store
     /// returned them, to be checked).
     pub described: Described,
+    /// Format-3 multipart objects: the upload whose part list (manifest) gives the
+    /// layout, size and ETag ([`super::Objects::open`] reads it).
+    pub upload: Option<UploadUid>,
     pub mac: [u8; 16],
 }
 
@@ -110,10 +119,54 @@ impl ObjectMeta {
             salt: Some(salt),
             etag,
             described,
+            upload: None,
             mac: [0; 16],
         };
         m.mac = m.compute_mac(dek);
         m
+    }
+
+    /// Metadata of a multipart object as CreateMultipartUpload writes it (format 3): the
+    /// part list, size and ETag come later, in the upload's manifest.
+    pub fn multipart_head(
+        envelope: Envelope,
+        dek: &Dek,
+        upload: UploadUid,
+        md5: bool,
+        described: Described,
+    ) -> ObjectMeta {
+        let mut m = ObjectMeta {
+            envelope,
+            format: FORMAT,
+            size: 0,
+            layout: Layout {
+                headers_in_body: true,
+                parts: Vec::new(),
+                salts: Vec::new(),
+            },
+            salt: None,
+            etag: if md5 { ETag::Parts(None) } else { ETag::Store },
+            described,
+            upload: Some(upload),
+            mac: [0; 16],
+        };
+        m.mac = m.compute_mac(dek);
+        m
+    }
+
+    /// This multipart object completed with `manifest`'s part list.
+    pub fn with_manifest(mut self, manifest: &super::manifest::Manifest) -> ObjectMeta {
+        self.layout = manifest.layout();
+        self.size = self.layout.plain_len();
+        if let ETag::Parts(_) = self.etag {
+            self.etag = ETag::Parts(manifest.etag.clone());
+        }
+        self
+    }
+
+    /// Whether the layout is still to be read from the upload's manifest.
+    pub fn needs_manifest(&self) -> bool {
+        self.upload.is_some() && self.layout.parts.is_empty()
     }
 
     /// Metadata of a completed multipart object with this part list (format 1: the part
@@ -127,6 +180,7 @@ impl ObjectMeta {
             salt: None,
             etag: ETag::Store,
             described: Described::default(),
+            upload: None,
             mac: [0; 16],
         };
         m.mac = m.compute_mac(dek);
@@ -177,10 +231,21 @@ impl ObjectMeta {
         field(&mut m, e.bk_salt.as_ref().map_or(&[][..], |s| &s[..]));
         field(&mut m, &serde_json::to_vec(&e.context).unwrap_or_default());
         field(&mut m, if e.bucket_key { b"1" } else { b"0" });
-        field(&mut m, self.size.to_string().as_bytes());
-        match (&self.salt, self.layout.headers_in_body) {
-            (Some(s), false) => field(&mut m, s),
-            _ => field(&mut m, self.layout.encode_parts().as_bytes()),
+        match (&self.upload, &self.salt) {
+            // A multipart object: its size and parts are in the manifest the upload id
+            // names (MACed on its own).
+            (Some(u), _) => {
+                field(&mut m, b"multipart");
+                field(&mut m, u);
+            }
+            (None, Some(s)) => {
+                field(&mut m, self.size.to_string().as_bytes());
+                field(&mut m, s);
+            }
+            (None, None) => {
+                field(&mut m, self.size.to_string().as_bytes());
+                field(&mut m, self.layout.encode_parts().as_bytes());
+            }
         }
         field(&mut m, self.etag.encode().as_bytes());
         field(&mut m, &self.described.canonical());
@@ -217,6 +282,12 @@ impl ObjectMeta {
     /// headers themselves are written by the caller (they are the object's own).
     pub fn write(&self, h: &mut HeaderMap) {
         write_envelope(&self.envelope, self.format, h);
+        if let Some(u) = &self.upload {
+            set(h, names::UPLOAD, hex::encode(u));
+            set(h, names::ETAG, self.etag.encode());
+            set(h, names::MAC, B64.encode(self.mac));
+            return;
+        }
         set(h, names::SIZE, self.size.to_string());
         if let Some(s) = &self.salt {
             set(h, names::SALT, B64.encode(s));
@@ -249,6 +320,35 @@ impl ObjectMeta {
             ));
         }
         let envelope = read_envelope(h, format)?;
+        if format >= 3
+            && let Some(u) = get(h, names::UPLOAD)
+        {
+            let upload: UploadUid = hex::decode(u)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| Error::tampered("the upload id is malformed"))?;
+            let mac: [u8; 16] = b64(names::MAC, need(h, names::MAC)?)?
+                .try_into()
+                .map_err(|_| Error::tampered("mac has the wrong length"))?;
+            let etag = ETag::decode(need(h, names::ETAG)?)
+                .filter(|e| matches!(e, ETag::Store | ETag::Parts(_)))
+                .ok_or_else(|| Error::tampered("unknown ETag source"))?;
+            return Ok(Some(ObjectMeta {
+                envelope,
+                format,
+                size: 0,
+                layout: Layout {
+                    headers_in_body: true,
+                    parts: Vec::new(),
+                    salts: Vec::new(),
+                },
+                salt: None,
+                etag,
+                described: Described::of(h),
+                upload: Some(upload),
+                mac,
+            }));
+        }
         let size: u64 = need(h, names::SIZE)?
             .parse()
             .ok()
@@ -300,6 +400,7 @@ impl ObjectMeta {
             salt,
             etag,
             described,
+            upload: None,
             mac,
         }))
     }
@@ -439,6 +540,7 @@ mod tests {
         let multi = Layout {
             headers_in_body: true,
             parts: (1..=1000).map(|n| (n, 8 << 20)).collect(),
+            salts: Vec::new(),
         };
         let remote = Envelope {
             backend: Some("bao".into()),
@@ -530,6 +632,7 @@ mod tests {
             Layout {
                 headers_in_body: true,
                 parts: vec![(1, 10), (2, 5)],
+                salts: Vec::new(),
             },
         );
         m.layout.parts.pop();

@@ -17,6 +17,7 @@
 pub mod describe;
 pub mod envelope;
 pub mod known;
+pub mod manifest;
 pub mod meta;
 pub mod read;
 pub mod upload;
@@ -43,6 +44,10 @@ pub struct Objects {
     pub metrics: SharedMetrics,
     /// Plaintext sizes and client ETags of stored versions seen (listings use it).
     pub known: known::KnownObjects,
+    /// sealgate's bucket in the store (upload records, part lists, bucket rules).
+    pub state_bucket: String,
+    /// Recently read part lists of multipart objects.
+    pub manifests: manifest::Manifests,
 }
 
 /// One object (version) as the store addresses it.

@@ -47,16 +47,23 @@ impl Objects {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        if meta.etag == ETag::Store {
-            return Ok(store_etag);
+        match &meta.etag {
+            ETag::Store => return Ok(store_etag),
+            ETag::Parts(Some(e)) => return Ok(e.clone()),
+            ETag::Parts(None) => {
+                return Err(Error::Internal(
+                    "the ETag of a multipart object asked before its part list was read".into(),
+                ));
+            }
+            ETag::Md5(_) | ETag::Trailer => {}
         }
         if let Some(Known { etag: Some(e), .. }) =
             self.known.get(&obj.bucket, &obj.key, &store_etag)
         {
             return Ok(e);
         }
-        let md5 = match meta.etag {
-            ETag::Md5(sealed) => open_md5(dek, &sealed)
+        let md5 = match &meta.etag {
+            ETag::Md5(sealed) => open_md5(dek, sealed)
                 .ok_or_else(|| Error::tampered("the sealed ETag does not authenticate"))?,
             _ => {
                 let end = meta.cipher_len();
@@ -202,6 +209,10 @@ impl Objects {
         }
         if plan.first_segment == 0 {
             return Ok((None, plan.cipher_start - HEADER_LEN));
+        }
+        if let Some(h) = meta.layout.header_of(plan.first_part) {
+            // The part list names the attempt: no need to read its header.
+            return Ok((Some(h), plan.cipher_start));
         }
         let at = meta.layout.part_cipher_start(plan.first_part);
         let raw = self

@@ -16,7 +16,6 @@ use super::plaintext::{self, Want};
 use super::{Ctx, forward};
 use crate::crypto::format::{self, SEALED_SEGMENT, SEGMENT};
 use crate::error::Error;
-use crate::object::read::check_cipher_len;
 use crate::object::{ObjectMeta, meta};
 use crate::upstream::{UpBody, UpResponse};
 
@@ -62,23 +61,29 @@ async fn whole(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         plaintext_allowed(&ctx)?;
         return Ok(forward::to_client(resp, false, &[]));
     };
-    check_cipher_len(resp.content_length(), &meta)?;
-    let want = Want::whole(meta.size);
-    decrypted(&ctx, resp, meta, want, None).await
+    let stored = resp.content_length();
+    decrypted(&ctx, resp, meta, stored, None).await
 }
 
-/// Opens the object's key, checks its metadata and answers `want` from `resp` (which
-/// holds the ciphertext of that plan, starting at its first segment; for a single-part
-/// object its header comes from the metadata).
+/// Opens the object, checks its metadata and answers `planned` (default: the whole
+/// object) from `resp`, which holds the ciphertext of that plan from its first segment
+/// (for a single-part object the part header comes from the metadata).
 async fn decrypted(
     ctx: &Ctx,
     resp: UpResponse,
     meta: ObjectMeta,
-    want: Want,
-    plan: Option<format::ReadPlan>,
+    stored_len: Option<u64>,
+    planned: Option<(Want, format::ReadPlan)>,
 ) -> Result<S3Response<Body>, Error> {
     let obj = ctx.req.object()?;
-    let dek = ctx.objects().open_object(ctx.caller(), &meta, &obj).await?;
+    let (meta, dek) = ctx
+        .objects()
+        .open(ctx.caller(), meta, &obj, stored_len)
+        .await?;
+    let (want, plan) = match planned {
+        Some((w, p)) => (w, Some(p)),
+        None => (Want::whole(meta.size), None),
+    };
     let etag = ctx
         .objects()
         .client_etag(&obj, &meta, &dek, resp.headers())
@@ -119,8 +124,10 @@ async fn general(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(as_stored(resp));
     };
     let pin = head.headers().get(http::header::ETAG).cloned();
-    check_cipher_len(head.content_length(), &meta)?;
-    let dek = ctx.objects().open_object(ctx.caller(), &meta, &obj).await?;
+    let (meta, dek) = ctx
+        .objects()
+        .open(ctx.caller(), meta, &obj, head.content_length())
+        .await?;
     let etag = ctx
         .objects()
         .client_etag(&obj, &meta, &dek, head.headers())
@@ -179,14 +186,13 @@ async fn optimistic_range(ctx: &Ctx) -> Result<Option<S3Response<Body>>, Error> 
         return Ok(None);
     }
     let meta = match ObjectMeta::read(resp.headers())? {
-        Some(m) if !m.layout.headers_in_body => m,
+        Some(m) if !m.layout.headers_in_body && m.upload.is_none() => m,
         _ => return Ok(None),
     };
     // `bytes X-Y/TOTAL`: the stored length, and how far the answer reaches.
     let Some((got_first, got_last, total)) = content_range(resp.headers()) else {
         return Ok(None);
     };
-    check_cipher_len(Some(total), &meta)?;
     let want = plaintext::want(&ctx.req, &meta)?;
     let Some(plan) = format::plan(&meta.layout, want.start, want.end) else {
         return Ok(None);
@@ -194,7 +200,9 @@ async fn optimistic_range(ctx: &Ctx) -> Result<Option<S3Response<Body>>, Error> 
     if plan.cipher_start != got_first || got_last + 1 < plan.cipher_end {
         return Ok(None);
     }
-    decrypted(ctx, resp, meta, want, Some(plan)).await.map(Some)
+    decrypted(ctx, resp, meta, Some(total), Some((want, plan)))
+        .await
+        .map(Some)
 }
 
 /// Parses `Content-Range: bytes X-Y/TOTAL`.

@@ -8,7 +8,6 @@ use super::conditions::{self, Verdict};
 use super::plaintext::{self, Want};
 use super::{Ctx, forward};
 use crate::error::Error;
-use crate::object::read::check_cipher_len;
 use crate::object::{ObjectMeta, meta};
 use crate::upstream::UpBody;
 
@@ -40,8 +39,10 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(out);
     };
     let obj = ctx.req.object()?;
-    check_cipher_len(resp.content_length(), &meta)?;
-    let dek = ctx.objects().open_object(ctx.caller(), &meta, &obj).await?;
+    let (meta, dek) = ctx
+        .objects()
+        .open(ctx.caller(), meta, &obj, resp.content_length())
+        .await?;
     let etag = ctx
         .objects()
         .client_etag(&obj, &meta, &dek, resp.headers())

@@ -18,6 +18,7 @@ pub mod body;
 pub mod bucket_encryption;
 pub mod checksum;
 pub mod classify;
+pub mod complete;
 pub mod conditions;
 pub mod copy;
 pub mod forward;
@@ -33,6 +34,7 @@ pub mod rules;
 pub mod source;
 pub mod sse;
 pub mod target;
+pub mod upload;
 
 use std::sync::Arc;
 
@@ -244,7 +246,9 @@ async fn dispatch(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         (Class::Transform, Op::UploadPartCopy) => multipart::upload_part_copy(ctx).await,
         (Class::Transform, Op::CreateMultipartUpload) => multipart::create(ctx).await,
         (Class::Transform, Op::UploadPart) => multipart::upload_part(ctx).await,
-        (Class::Transform, Op::CompleteMultipartUpload) => multipart::complete(ctx).await,
+        (Class::Transform, Op::CompleteMultipartUpload) => complete::complete(ctx).await,
+        (Class::Transform, Op::AbortMultipartUpload) => multipart::abort(ctx).await,
+        (Class::Transform, Op::ListMultipartUploads) => multipart::list_uploads(ctx).await,
         (Class::Transform, Op::ListParts) => multipart::list_parts(ctx).await,
         (Class::Transform, Op::GetObjectAttributes) => list::attributes(ctx).await,
         (Class::Transform, Op::ListObjects | Op::ListObjectsV2 | Op::ListObjectVersions) => {

@@ -13,7 +13,6 @@ use s3s::{Body, S3Response};
 use super::{Ctx, conditions, forward, sse};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
-use crate::object::read::check_cipher_len;
 use crate::object::{ByteStream, Envelope, ObjectMeta, ObjectRef};
 use crate::upstream::UpResponse;
 
@@ -77,11 +76,11 @@ pub async fn open(ctx: &Ctx, src: &ObjectRef) -> Result<Source, Error> {
         }
     }
     let sealed = match ObjectMeta::read(head.headers())? {
-        Some(meta) => {
-            check_cipher_len(head.content_length(), &meta)?;
-            let dek = ctx.objects().open_object(ctx.caller(), &meta, src).await?;
-            Some((meta, dek))
-        }
+        Some(meta) => Some(
+            ctx.objects()
+                .open(ctx.caller(), meta, src, head.content_length())
+                .await?,
+        ),
         None => None,
     };
     let etag = match &sealed {

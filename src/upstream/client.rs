@@ -144,6 +144,13 @@ pub struct Upstream {
     signer: Signer,
     /// Counts transport failures (for `/metrics`).
     errors: prometheus_client::metrics::counter::Counter<u64, std::sync::atomic::AtomicU64>,
+    /// Counts requests (for `/metrics`).
+    requests: Option<
+        prometheus_client::metrics::family::Family<
+            crate::metrics::StoreRequestLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    >,
 }
 
 impl Upstream {
@@ -176,6 +183,7 @@ impl Upstream {
                 &cfg.region,
             ),
             errors: Default::default(),
+            requests: None,
         })
     }
 
@@ -185,6 +193,18 @@ impl Upstream {
         c: prometheus_client::metrics::counter::Counter<u64, std::sync::atomic::AtomicU64>,
     ) -> Self {
         self.errors = c;
+        self
+    }
+
+    /// Counts every request into `f` by method and whether it is a server-side copy.
+    pub fn with_request_counter(
+        mut self,
+        f: prometheus_client::metrics::family::Family<
+            crate::metrics::StoreRequestLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    ) -> Self {
+        self.requests = Some(f);
         self
     }
 
@@ -205,6 +225,13 @@ impl Upstream {
             }
         );
         let mut headers = req.headers;
+        if let Some(f) = &self.requests {
+            f.get_or_create(&crate::metrics::StoreRequestLabels {
+                method: req.method.as_str().to_string(),
+                copy: headers.contains_key("x-amz-copy-source"),
+            })
+            .inc();
+        }
         headers.insert(http::header::HOST, self.host_header.clone());
         let (body, len, payload) = match req.body {
             UpBody::Checked(inner) => match *inner {

@@ -1,0 +1,627 @@
+//! Multipart objects, format 3: the authenticated part list (the manifest) and the
+//! record of each part upload (a part record), kept in sealgate's state bucket in the
+//! store. Design: `docs/design/multipart.md`.
+//!
+//! - A part record is written after the store accepted a part, under
+//!   `parts/<upload>/<part number>.<store ETag id>.<salt>.<length>.<md5>.<mac>`: the name
+//!   says everything, so completion lists them (one request per 1,000) instead of reading
+//!   each. The store's ETag of the part names the attempt that won.
+//! - The manifest (`manifests/<upload>`) is written before the store's upload is
+//!   completed, and never changed after: the part numbers, lengths and attempt salts in
+//!   object order, and the client-visible ETag.
+//!
+//! Invariants: both are MACed under keys derived from the object's DEK (the store cannot
+//! forge or alter them), bound to the upload's random id (which the object's
+//! authenticated metadata names), so a part record or manifest of another upload, or a
+//! part from another attempt, is refused.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use serde::{Deserialize, Serialize};
+
+use super::Objects;
+use crate::crypto::format::{Layout, MAX_PLAIN, SALT_LEN};
+use crate::crypto::stream::Dek;
+use crate::error::Error;
+use crate::upstream::{UpBody, UpRequest};
+use crate::xml::texts;
+
+/// FORMAT: HKDF info of the key that MACs part records.
+const PART_RECORD_INFO: &[u8] = b"sealgate v3 part record";
+/// FORMAT: HKDF info of the key that MACs manifests.
+const MANIFEST_INFO: &[u8] = b"sealgate v3 manifest";
+
+/// An upload's random id (format 3), named by the object's metadata and its token.
+pub type UploadUid = [u8; 16];
+
+fn mac(dek: &Dek, info: &[u8], msg: &[u8]) -> [u8; 16] {
+    crate::crypto::stream::mac_under(dek, info, msg)
+}
+
+fn verify(want: &[u8; 16], got: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(want, got).is_ok()
+}
+
+/// A short, name-safe id of a store ETag (quotes and white space ignored).
+pub fn etag_id(store_etag: &str) -> [u8; 16] {
+    let e = store_etag.trim().trim_matches('"');
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, e.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d.as_ref()[..16]);
+    out
+}
+
+/// One part upload sealgate made, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRecord {
+    pub part_number: u32,
+    /// Id of the store's ETag of this attempt.
+    pub etag_id: [u8; 16],
+    pub salt: [u8; SALT_LEN],
+    /// Plaintext length.
+    pub len: u64,
+    /// The plaintext MD5 (SSE-S3 uploads).
+    pub md5: Option<[u8; 16]>,
+    /// When sealgate recorded it (milliseconds since the epoch): of several attempts
+    /// the store still lists for one part number (SeaweedFS lists them all), the latest
+    /// is the part, as on S3.
+    pub at_ms: u64,
+}
+
+impl PartRecord {
+    fn mac(&self, dek: &Dek, upload: &UploadUid) -> [u8; 16] {
+        let mut m = upload.to_vec();
+        m.extend_from_slice(&self.part_number.to_be_bytes());
+        m.extend_from_slice(&self.etag_id);
+        m.extend_from_slice(&self.salt);
+        m.extend_from_slice(&self.len.to_be_bytes());
+        m.extend_from_slice(self.md5.as_ref().map_or(&[][..], |d| &d[..]));
+        m.extend_from_slice(&self.at_ms.to_be_bytes());
+        mac(dek, PART_RECORD_INFO, &m)
+    }
+
+    /// The record's key in the state bucket.
+    pub fn key(&self, dek: &Dek, upload: &UploadUid) -> String {
+        format!(
+            "{}{:05}.{}.{}.{}.{}.{}.{}",
+            parts_prefix(upload),
+            self.part_number,
+            hex::encode(self.etag_id),
+            hex::encode(self.salt),
+            self.len,
+            self.md5.map_or("-".to_string(), hex::encode),
+            self.at_ms,
+            hex::encode(self.mac(dek, upload)),
+        )
+    }
+
+    /// Parses and checks a record key; `None` for anything that is not an authentic
+    /// record of this upload.
+    pub fn parse(key: &str, dek: &Dek, upload: &UploadUid) -> Option<PartRecord> {
+        let rest = key.strip_prefix(&parts_prefix(upload))?;
+        let f: Vec<&str> = rest.split('.').collect();
+        let [pn, eid, salt, len, md5, at, tag] = f.as_slice() else {
+            return None;
+        };
+        let r = PartRecord {
+            part_number: pn.parse().ok()?,
+            etag_id: hex::decode(eid).ok()?.try_into().ok()?,
+            salt: hex::decode(salt).ok()?.try_into().ok()?,
+            len: len.parse().ok().filter(|l| *l <= MAX_PLAIN)?,
+            md5: match *md5 {
+                "-" => None,
+                h => Some(hex::decode(h).ok()?.try_into().ok()?),
+            },
+            at_ms: at.parse().ok()?,
+        };
+        let tag = hex::decode(tag).ok()?;
+        verify(&r.mac(dek, upload), &tag).then_some(r)
+    }
+}
+
+/// Where an upload's part records are.
+pub fn parts_prefix(upload: &UploadUid) -> String {
+    format!("parts/{}/", hex::encode(upload))
+}
+
+fn manifest_key(upload: &UploadUid) -> String {
+    format!("manifests/{}", hex::encode(upload))
+}
+
+/// Where the token of a store upload id is kept (ListMultipartUploads).
+pub fn upload_record_key(store_upload_id: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, store_upload_id.as_bytes());
+    format!("uploads/{}", hex::encode(&d.as_ref()[..20]))
+}
+
+/// One part of a completed object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPart {
+    #[serde(rename = "n")]
+    pub part_number: u32,
+    #[serde(rename = "l")]
+    pub len: u64,
+    #[serde(rename = "s", with = "hex_salt")]
+    pub salt: [u8; SALT_LEN],
+    /// The part's client-visible ETag (quoted), for a repeated completion.
+    #[serde(rename = "e")]
+    pub etag: String,
+}
+
+mod hex_salt {
+    pub fn serialize<S: serde::Serializer>(s: &[u8; 16], ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&hex::encode(s))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        hex::decode(&s)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| serde::de::Error::custom("bad salt"))
+    }
+}
+
+/// The authenticated part list of a completed multipart object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The upload id (hex).
+    pub upload: String,
+    pub parts: Vec<ManifestPart>,
+    /// The object's client-visible ETag when it is not the store's (SSE-S3: the MD5 of
+    /// the parts' MD5s, `-N`).
+    pub etag: Option<String>,
+}
+
+impl Manifest {
+    /// The object's layout (with the attempt salts).
+    pub fn layout(&self) -> Layout {
+        Layout {
+            headers_in_body: true,
+            parts: self.parts.iter().map(|p| (p.part_number, p.len)).collect(),
+            salts: self.parts.iter().map(|p| p.salt).collect(),
+        }
+    }
+
+    fn checked(self, upload: &UploadUid) -> Result<Manifest, Error> {
+        if self.upload != hex::encode(upload) {
+            return Err(Error::tampered("the manifest names another upload"));
+        }
+        let mut total: u64 = 0;
+        for w in self.parts.windows(2) {
+            if w[0].part_number >= w[1].part_number {
+                return Err(Error::tampered("the manifest's parts are out of order"));
+            }
+        }
+        for p in &self.parts {
+            total = total
+                .checked_add(p.len)
+                .filter(|t| *t <= MAX_PLAIN)
+                .ok_or_else(|| Error::tampered("the manifest's parts add up to over 5 TiB"))?;
+            if !(1..=10_000).contains(&p.part_number) {
+                return Err(Error::tampered("a part number out of range"));
+            }
+        }
+        if self.parts.is_empty() {
+            return Err(Error::tampered("an empty manifest"));
+        }
+        Ok(self)
+    }
+}
+
+/// Recently read manifests, by upload id (they never change once written).
+#[derive(Debug)]
+pub struct Manifests(Mutex<lru::LruCache<UploadUid, Arc<Manifest>>>);
+
+impl Default for Manifests {
+    fn default() -> Self {
+        Manifests(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+}
+
+impl Objects {
+    async fn state_put(&self, key: &str, body: Bytes, headers: HeaderMap) -> Result<(), Error> {
+        let req = |body: Bytes, headers: HeaderMap| UpRequest {
+            method: Method::PUT,
+            bucket: Some(self.state_bucket.clone()),
+            key: Some(key.to_string()),
+            query: Vec::new(),
+            headers,
+            body: UpBody::Checked(Box::new(UpBody::Bytes(body))),
+        };
+        let resp = self.store.send(req(body.clone(), headers.clone())).await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        if text.contains("NoSuchBucket") {
+            self.ensure_state_bucket().await?;
+            let resp = self.store.send(req(body, headers)).await?;
+            if resp.status().is_success() {
+                return Ok(());
+            }
+            return Err(Error::Internal(format!(
+                "writing {key} to the state bucket failed with {}",
+                resp.status()
+            )));
+        }
+        Err(Error::Internal(format!(
+            "writing {key} to the state bucket failed with {status}"
+        )))
+    }
+
+    /// Creates sealgate's state bucket if it does not exist. A bucket of that name that
+    /// exists and is not ours (`BucketAlreadyExists`) is an error.
+    pub async fn ensure_state_bucket(&self) -> Result<(), Error> {
+        let resp = self
+            .store
+            .send(UpRequest {
+                method: Method::PUT,
+                bucket: Some(self.state_bucket.clone()),
+                key: None,
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: UpBody::Empty,
+            })
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
+            return Ok(());
+        }
+        if text.contains("BucketAlreadyExists") {
+            return Err(Error::Internal(format!(
+                "the state bucket `{}` exists and belongs to someone else: choose another `state_bucket`",
+                self.state_bucket
+            )));
+        }
+        Err(Error::Internal(format!(
+            "cannot create sealgate's state bucket `{}`: {status} {text}",
+            self.state_bucket
+        )))
+    }
+
+    /// Records a part upload (after the store accepted the part).
+    pub async fn put_part_record(
+        &self,
+        dek: &Dek,
+        upload: &UploadUid,
+        r: &PartRecord,
+    ) -> Result<(), Error> {
+        self.state_put(&r.key(dek, upload), Bytes::new(), HeaderMap::new())
+            .await
+    }
+
+    /// Every authentic part record of an upload (all attempts).
+    pub async fn part_records(
+        &self,
+        dek: &Dek,
+        upload: &UploadUid,
+    ) -> Result<Vec<PartRecord>, Error> {
+        Ok(self
+            .state_keys(&parts_prefix(upload))
+            .await?
+            .iter()
+            .filter_map(|k| PartRecord::parse(k, dek, upload))
+            .collect())
+    }
+
+    /// Writes an upload's manifest (before the store's upload is completed).
+    pub async fn put_manifest(
+        &self,
+        dek: &Dek,
+        upload: &UploadUid,
+        m: &Manifest,
+    ) -> Result<(), Error> {
+        let body = serde_json::to_vec(m).map_err(|e| Error::Internal(e.to_string()))?;
+        let tag = mac(dek, MANIFEST_INFO, &body);
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&B64.encode(tag)) {
+            h.insert(crate::crypto::format::meta::MAC, v);
+        }
+        self.state_put(&manifest_key(upload), Bytes::from(body), h)
+            .await?;
+        if let Ok(mut c) = self.manifests.0.lock() {
+            c.put(*upload, Arc::new(m.clone()));
+        }
+        Ok(())
+    }
+
+    /// Reads and checks an upload's manifest. A missing one means the upload was not
+    /// completed through sealgate (or the store lost it): the object cannot be read.
+    pub async fn manifest(&self, dek: &Dek, upload: &UploadUid) -> Result<Arc<Manifest>, Error> {
+        if let Some(m) = self
+            .manifests
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(upload).cloned())
+        {
+            return Ok(m);
+        }
+        let resp = self
+            .store
+            .send(UpRequest {
+                method: Method::GET,
+                bucket: Some(self.state_bucket.clone()),
+                key: Some(manifest_key(upload)),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: UpBody::Empty,
+            })
+            .await?;
+        if resp.status() == http::StatusCode::NOT_FOUND {
+            return Err(Error::tampered(
+                "its part list is missing (the multipart upload was not completed through sealgate)",
+            ));
+        }
+        if !resp.status().is_success() {
+            return Err(Error::Internal(format!(
+                "reading a part list from the state bucket failed with {}",
+                resp.status()
+            )));
+        }
+        let tag = resp
+            .headers()
+            .get(crate::crypto::format::meta::MAC)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| B64.decode(v).ok())
+            .unwrap_or_default();
+        let body = resp.bytes().await.map_err(Error::store_body)?;
+        if !verify(&mac(dek, MANIFEST_INFO, &body), &tag) {
+            return Err(Error::tampered("its part list failed authentication"));
+        }
+        let m: Manifest = serde_json::from_slice(&body)
+            .map_err(|_| Error::tampered("its part list does not parse"))?;
+        let m = Arc::new(m.checked(upload)?);
+        if let Ok(mut c) = self.manifests.0.lock() {
+            c.put(*upload, m.clone());
+        }
+        Ok(m)
+    }
+
+    /// Deletes state-bucket objects (best effort; leftovers are garbage, never read as
+    /// anything but what they are).
+    pub async fn delete_state(&self, keys: Vec<String>) {
+        for chunk in keys.chunks(1000) {
+            let mut xml = String::from("<Delete><Quiet>true</Quiet>");
+            for k in chunk {
+                xml.push_str(&format!(
+                    "<Object><Key>{}</Key></Object>",
+                    quick_xml::escape::escape(k.as_str())
+                ));
+            }
+            xml.push_str("</Delete>");
+            let body = Bytes::from(xml);
+            let mut h = HeaderMap::new();
+            use md5::Digest as _;
+            if let Ok(v) = HeaderValue::from_str(&B64.encode(md5::Md5::digest(&body))) {
+                h.insert("content-md5", v);
+            }
+            let r = self
+                .store
+                .send(UpRequest {
+                    method: Method::POST,
+                    bucket: Some(self.state_bucket.clone()),
+                    key: None,
+                    query: vec![("delete".to_string(), String::new())],
+                    headers: h,
+                    body: UpBody::Bytes(body),
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "deleting upload records from the state bucket failed");
+            }
+        }
+    }
+
+    /// Deletes an upload's part records and upload record (after completion or abort;
+    /// best effort).
+    pub async fn forget_upload(&self, upload: &UploadUid, store_upload_id: &str) {
+        let mut keys = vec![upload_record_key(store_upload_id)];
+        match self.state_keys(&parts_prefix(upload)).await {
+            Ok(k) => keys.extend(k),
+            Err(e) => tracing::warn!(error = %e, "listing an upload's part records failed"),
+        }
+        self.delete_state(keys).await;
+    }
+
+    /// Every key under `prefix` in the state bucket.
+    async fn state_keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("list-type".to_string(), "2".to_string()),
+                ("prefix".to_string(), prefix.to_string()),
+            ];
+            if let Some(t) = &token {
+                query.push(("continuation-token".to_string(), t.clone()));
+            }
+            let resp = self
+                .store
+                .send(UpRequest {
+                    method: Method::GET,
+                    bucket: Some(self.state_bucket.clone()),
+                    key: None,
+                    query,
+                    headers: HeaderMap::new(),
+                    body: UpBody::Empty,
+                })
+                .await?;
+            if !resp.status().is_success() {
+                return Ok(out);
+            }
+            let body = resp.bytes().await.map_err(Error::store_body)?;
+            out.extend(texts(&body, &["Contents", "Key"]).map_err(Error::Internal)?);
+            let truncated = texts(&body, &["IsTruncated"]).map_err(Error::Internal)?;
+            let next = texts(&body, &["NextContinuationToken"]).map_err(Error::Internal)?;
+            match (
+                truncated.first().map(String::as_str),
+                next.into_iter().next(),
+            ) {
+                (Some("true"), Some(n)) if Some(&n) != token.as_ref() => token = Some(n),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The parts the store holds for an upload (ListParts, all pages): part number →
+    /// every (store ETag, stored length) listed for it. `None` when the store has no
+    /// such upload.
+    pub async fn upload_parts(
+        &self,
+        obj: &super::ObjectRef,
+        store_upload_id: &str,
+    ) -> Result<Option<std::collections::HashMap<u32, Vec<(String, u64)>>>, Error> {
+        let mut parts: std::collections::HashMap<u32, Vec<(String, u64)>> =
+            std::collections::HashMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut query = vec![("uploadId".to_string(), store_upload_id.to_string())];
+            if let Some(m) = &marker {
+                query.push(("part-number-marker".to_string(), m.clone()));
+            }
+            let resp = self
+                .store
+                .send(UpRequest {
+                    method: Method::GET,
+                    bucket: Some(obj.bucket.clone()),
+                    key: Some(obj.key.clone()),
+                    query,
+                    headers: HeaderMap::new(),
+                    body: UpBody::Empty,
+                })
+                .await?;
+            if resp.status() == http::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !resp.status().is_success() {
+                return Err(Error::Internal(format!(
+                    "listing the store's parts failed with {}",
+                    resp.status()
+                )));
+            }
+            let body = resp.bytes().await.map_err(Error::store_body)?;
+            let nums = texts(&body, &["Part", "PartNumber"]).map_err(Error::Internal)?;
+            let etags = texts(&body, &["Part", "ETag"]).map_err(Error::Internal)?;
+            let lens = texts(&body, &["Part", "Size"]).map_err(Error::Internal)?;
+            for ((n, e), l) in nums.iter().zip(etags).zip(&lens) {
+                if let (Ok(n), Ok(l)) = (n.parse(), l.parse()) {
+                    parts.entry(n).or_default().push((e, l));
+                }
+            }
+            let truncated = texts(&body, &["IsTruncated"]).map_err(Error::Internal)?;
+            let next = texts(&body, &["NextPartNumberMarker"]).map_err(Error::Internal)?;
+            match (
+                truncated.first().map(String::as_str),
+                next.into_iter().next(),
+            ) {
+                (Some("true"), Some(n)) if Some(&n) != marker.as_ref() => marker = Some(n),
+                _ => break,
+            }
+        }
+        Ok(Some(parts))
+    }
+
+    /// Keeps the token of a store upload (for ListMultipartUploads).
+    pub async fn put_upload_record(&self, store_upload_id: &str, token: &str) -> Result<(), Error> {
+        self.state_put(
+            &upload_record_key(store_upload_id),
+            Bytes::from(token.to_string()),
+            HeaderMap::new(),
+        )
+        .await
+    }
+
+    /// The token of a store upload id, if sealgate started that upload.
+    pub async fn upload_record(&self, store_upload_id: &str) -> Result<Option<String>, Error> {
+        let resp = self
+            .store
+            .send(UpRequest {
+                method: Method::GET,
+                bucket: Some(self.state_bucket.clone()),
+                key: Some(upload_record_key(store_upload_id)),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: UpBody::Empty,
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let body = resp.bytes().await.map_err(Error::store_body)?;
+        Ok(String::from_utf8(body.to_vec()).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_records_round_trip_through_their_key_and_refuse_edits() {
+        let dek = Dek::from_slice(&[1; 32]).unwrap();
+        let up = [7u8; 16];
+        let r = PartRecord {
+            part_number: 42,
+            etag_id: etag_id("\"abc\""),
+            salt: [3; 16],
+            len: 5 << 20,
+            md5: Some([9; 16]),
+            at_ms: 1_700_000_000_000,
+        };
+        let k = r.key(&dek, &up);
+        assert!(k.len() < 250, "{k}");
+        assert_eq!(PartRecord::parse(&k, &dek, &up), Some(r.clone()));
+        let other_dek = Dek::from_slice(&[2; 32]).unwrap();
+        assert_eq!(PartRecord::parse(&k, &other_dek, &up), None);
+        assert_eq!(PartRecord::parse(&k, &dek, &[8; 16]), None);
+        let edited = k.replace(".5242880.", ".5242881.");
+        assert_eq!(PartRecord::parse(&edited, &dek, &up), None);
+        let no_md5 = PartRecord { md5: None, ..r };
+        assert_eq!(
+            PartRecord::parse(&no_md5.key(&dek, &up), &dek, &up),
+            Some(no_md5)
+        );
+    }
+
+    #[test]
+    fn manifests_are_checked_against_their_upload() {
+        let up = [5u8; 16];
+        let m = Manifest {
+            upload: hex::encode(up),
+            parts: vec![
+                ManifestPart {
+                    part_number: 1,
+                    len: 10,
+                    salt: [1; 16],
+                    etag: "\"a\"".into(),
+                },
+                ManifestPart {
+                    part_number: 3,
+                    len: 5,
+                    salt: [2; 16],
+                    etag: "\"b\"".into(),
+                },
+            ],
+            etag: None,
+        };
+        assert!(m.clone().checked(&up).is_ok());
+        assert!(m.clone().checked(&[6; 16]).is_err());
+        let mut bad = m.clone();
+        bad.parts.swap(0, 1);
+        assert!(bad.checked(&up).is_err());
+        let l = m.layout();
+        assert_eq!(l.parts, vec![(1, 10), (3, 5)]);
+        assert_eq!(l.header_of(1).unwrap().salt, [2; 16]);
+    }
+}
