@@ -1,12 +1,16 @@
 //! Limits and timeouts on client connections: what one client (or many) can make sealgate
 //! hold. Documented for operators in `docs/operations.md` ("Limits and timeouts").
 //!
-//! Invariants: every limit has a finite default (`LimitsConfig::default`); a request whose
-//! head does not arrive within `header_read_timeout_secs`, or is larger than
-//! `max_header_bytes` / `max_headers`, never reaches a handler; a request body that sends
+//! Invariants: every limit has a finite default (`LimitsConfig::default`); a connection
+//! that has no request in progress (from accept, TLS handshake and protocol detection
+//! included, to its first complete request head, and between requests) is closed after
+//! `header_read_timeout_secs`, for HTTP/1 and HTTP/2 alike; a request head larger than
+//! `max_header_bytes` / `max_headers` never reaches a handler; a request body that sends
 //! nothing for `body_idle_timeout_secs` fails (the store then receives a short body and
 //! stores nothing); at most `max_connections` client connections are served at once —
-//! further ones wait in the listen backlog until one ends.
+//! at the limit the connection idle the longest is closed to make room for a new one
+//! ([`conns`]), and only when none is idle do new ones wait in the listen backlog; an
+//! HTTP/2 connection whose peer stops answering PINGs is closed.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,13 +22,17 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use serde::Deserialize;
 
+pub mod conns;
+
 /// Limits on client connections and requests (`[limits]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Seconds a client has to send a request's line and headers once it started (or
-    /// while a kept-alive connection waits for the next request); then the connection is
-    /// closed. Defends against slowloris-style connection hoarding.
+    /// Seconds a connection may go without a request in progress: from accept (TLS
+    /// handshake and HTTP/1-or-2 detection included) to its first complete request head,
+    /// and from the end of a response to the next complete head (HTTP/1 keep-alive and
+    /// HTTP/2 alike); then it is closed. Defends against connections that send nothing
+    /// or trickle their headers (slowloris).
     pub header_read_timeout_secs: u64,
     /// Seconds a request body may send nothing before the request fails.
     pub body_idle_timeout_secs: u64,
@@ -32,8 +40,18 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Most header fields in one request; more gets 431.
     pub max_headers: usize,
-    /// Most client connections served at once; further ones wait to be accepted.
+    /// Most client connections served at once. At the limit the connection idle the
+    /// longest is closed to make room for a new client; when none is idle, new ones wait
+    /// to be accepted.
     pub max_connections: usize,
+    /// Seconds between HTTP/2 PINGs sealgate sends to its clients, to find connections
+    /// whose peer is gone (a long download to a vanished client, a half-open socket).
+    pub http2_keep_alive_interval_secs: u64,
+    /// Seconds an HTTP/2 PING may go unanswered before the connection is closed.
+    pub http2_keep_alive_timeout_secs: u64,
+    /// Most requests in progress at once on one HTTP/2 connection (so that
+    /// `max_connections` also bounds the requests in progress).
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for LimitsConfig {
@@ -44,6 +62,9 @@ impl Default for LimitsConfig {
             max_header_bytes: 64 * 1024,
             max_headers: 128,
             max_connections: 1024,
+            http2_keep_alive_interval_secs: 30,
+            http2_keep_alive_timeout_secs: 20,
+            http2_max_concurrent_streams: 100,
         }
     }
 }
@@ -59,6 +80,18 @@ impl LimitsConfig {
             ("limits.body_idle_timeout_secs", self.body_idle_timeout_secs),
             ("limits.max_connections", self.max_connections as u64),
             ("limits.max_headers", self.max_headers as u64),
+            (
+                "limits.http2_keep_alive_interval_secs",
+                self.http2_keep_alive_interval_secs,
+            ),
+            (
+                "limits.http2_keep_alive_timeout_secs",
+                self.http2_keep_alive_timeout_secs,
+            ),
+            (
+                "limits.http2_max_concurrent_streams",
+                u64::from(self.http2_max_concurrent_streams),
+            ),
         ];
         for (field, v) in positive {
             if v == 0 {
@@ -76,6 +109,11 @@ impl LimitsConfig {
 
     pub fn body_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.body_idle_timeout_secs)
+    }
+
+    /// How long a connection may go without a request in progress.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
     }
 }
 
@@ -110,7 +148,10 @@ pub fn conn_builder(l: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
         .max_headers(l.max_headers);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(l.http2_max_concurrent_streams)
+        .keep_alive_interval(Duration::from_secs(l.http2_keep_alive_interval_secs))
+        .keep_alive_timeout(Duration::from_secs(l.http2_keep_alive_timeout_secs));
     b
 }
 

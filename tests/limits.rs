@@ -156,12 +156,13 @@ async fn an_upload_cut_short_gets_incomplete_body_and_stores_nothing() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_wait_until_one_closes() {
+async fn at_the_connection_limit_the_longest_idle_connection_makes_room() {
     let sg = start(LimitsConfig {
         max_connections: 2,
         ..LimitsConfig::default()
     })
     .await;
+    // Two kept-alive connections, idle after one request each; the first idle longest.
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(sg.addr).await.unwrap();
@@ -169,23 +170,248 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         let (resp, _) = read_for(&mut s, Duration::from_secs(5)).await;
         assert!(resp.starts_with(b"HTTP/1.1 200"));
         held.push(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let t = std::time::Instant::now();
+    let mut third = TcpStream::connect(sg.addr).await.unwrap();
+    third.write_all(HEALTH).await.unwrap();
+    let (resp, _) = read_for(&mut third, Duration::from_secs(5)).await;
+    assert!(
+        resp.starts_with(b"HTTP/1.1 200"),
+        "a new client is served at once: {}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let (_, closed) = read_for(&mut held[0], Duration::from_secs(2)).await;
+    assert!(closed, "the connection idle the longest was closed");
+    held[1].write_all(HEALTH).await.unwrap();
+    let (resp, _) = read_for(&mut held[1], Duration::from_secs(5)).await;
+    assert!(
+        resp.starts_with(b"HTTP/1.1 200"),
+        "the other one still works"
+    );
+}
+
+#[tokio::test]
+async fn when_every_connection_is_busy_new_ones_wait_until_one_ends() {
+    let sg = start(LimitsConfig {
+        max_connections: 2,
+        ..LimitsConfig::default()
+    })
+    .await;
+    let b = sg.bucket().await;
+    // Two uploads in progress (head sent, body not yet): neither may be closed.
+    let mut busy = Vec::new();
+    for i in 0..2 {
+        let path = format!("/{b}/busy-{i}");
+        let url = format!("{}{path}", sg.endpoint);
+        let h = common::signed_headers("PUT", &url, &[("content-length", "4096".into())]);
+        let mut s = TcpStream::connect(sg.addr).await.unwrap();
+        s.write_all(raw_head("PUT", &path, &h).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&[1u8; 100]).await.unwrap();
+        busy.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut third = TcpStream::connect(sg.addr).await.unwrap();
     third.write_all(HEALTH).await.unwrap();
     let (resp, _) = read_for(&mut third, Duration::from_millis(800)).await;
     assert!(
         resp.is_empty(),
-        "a third connection waits while two are open"
+        "a third connection waits while two requests are in progress"
     );
-    drop(held.pop());
+    drop(busy.pop());
     let (resp, _) = read_for(&mut third, Duration::from_secs(5)).await;
     assert!(
         resp.starts_with(b"HTTP/1.1 200"),
         "served once one closed: {}",
         String::from_utf8_lossy(&resp)
     );
+    // The upload still in progress was never cut off.
+    busy[0].write_all(&[1u8; 3996]).await.unwrap();
+    let (resp, _) = read_for(&mut busy[0], Duration::from_secs(10)).await;
+    assert!(
+        resp.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
 }
 
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_at_the_deadline() {
+    let sg = start(LimitsConfig {
+        header_read_timeout_secs: 1,
+        ..LimitsConfig::default()
+    })
+    .await;
+    // Silent from the start (hyper-util's HTTP/1-or-2 detection used to wait forever), and
+    // silent after a first request on a kept-alive connection.
+    let mut silent = TcpStream::connect(sg.addr).await.unwrap();
+    let mut kept = TcpStream::connect(sg.addr).await.unwrap();
+    kept.write_all(HEALTH).await.unwrap();
+    let (resp, _) = read_for(&mut kept, Duration::from_secs(5)).await;
+    assert!(resp.starts_with(b"HTTP/1.1 200"));
+    let t = std::time::Instant::now();
+    for s in [&mut silent, &mut kept] {
+        let (_, closed) = read_for(s, Duration::from_secs(10)).await;
+        assert!(closed, "closed");
+    }
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn an_http2_connection_without_a_request_in_progress_is_closed_at_the_deadline() {
+    let sg = start(LimitsConfig {
+        header_read_timeout_secs: 1,
+        ..LimitsConfig::default()
+    })
+    .await;
+    // Before any request (prior-knowledge HTTP/2: preface and SETTINGS, then nothing) ...
+    let mut s = TcpStream::connect(sg.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut seen)).await;
+    assert!(closed.is_ok(), "closed");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    // ... and after one.
+    let tcp = TcpStream::connect(sg.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("{}/health", sg.endpoint))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let t = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(ended.is_ok(), "the server ended the idle HTTP/2 connection");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+/// A request head as sent on the wire.
+fn raw_head(method: &str, path: &str, h: &http::HeaderMap) -> String {
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in h {
+        req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+    }
+    req.push_str("\r\n");
+    req
+}
+
+/// Sends one request on a new connection and reads the whole response: (status, body).
+async fn one_request(addr: std::net::SocketAddr, head: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before a full response");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if buf.len() >= end + 4 + len {
+            let status = head[9..12].parse().unwrap();
+            return (status, buf[end + 4..end + 4 + len].to_vec());
+        }
+    }
+}
+
+/// Opens `n` connections that never send a byte.
+async fn silent_connections(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(TcpStream::connect(addr).await.unwrap());
+    }
+    out
+}
+
+/// Opens `n` connections that send a request head one byte every `every`, never ending
+/// it (slowloris); each stops when the server closes it.
+async fn trickling_connections(
+    addr: std::net::SocketAddr,
+    n: usize,
+    every: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        out.push(tokio::spawn(async move {
+            let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Trickle: ";
+            for i in 0.. {
+                let b = head.get(i).copied().unwrap_or(b'a');
+                if s.write_all(&[b]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(every).await;
+            }
+        }));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_and_trickling_connections_does_not_delay_a_normal_get() {
+    // The defaults: max_connections 1024, a 30 s deadline. The flood (2,200 connections)
+    // is larger than the limit; it used to make every new client wait for as long as the
+    // flood stayed.
+    let sg = start(LimitsConfig::default()).await;
+    let b = sg.bucket().await;
+    common::put(&sg.client, &b, "small", b"a small object").await;
+    let get_url = format!("{}/{b}/small", sg.endpoint);
+
+    let silent = silent_connections(sg.addr, 2000).await;
+    let trickling = trickling_connections(sg.addr, 200, Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    for round in 0..5 {
+        let t = std::time::Instant::now();
+        let (status, body) = tokio::time::timeout(
+            Duration::from_secs(5),
+            one_request(sg.addr, std::str::from_utf8(HEALTH).unwrap()),
+        )
+        .await
+        .expect("/health answered");
+        assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+        let health = t.elapsed();
+
+        let t = std::time::Instant::now();
+        let h = common::signed_headers("GET", &get_url, &[]);
+        let (status, body) = tokio::time::timeout(
+            Duration::from_secs(5),
+            one_request(sg.addr, &raw_head("GET", &format!("/{b}/small"), &h)),
+        )
+        .await
+        .expect("GET answered");
+        assert_eq!((status, body.as_slice()), (200, &b"a small object"[..]));
+        let get = t.elapsed();
+        assert!(
+            health < Duration::from_secs(1) && get < Duration::from_secs(1),
+            "round {round}: /health took {health:?}, GET took {get:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    drop(silent);
+    for t in trickling {
+        t.abort();
+    }
+}
 #[tokio::test]
 async fn an_upload_declaring_more_than_five_tib_is_refused_before_any_body() {
     let sg = start(LimitsConfig::default()).await;
