@@ -2,6 +2,7 @@
 //! over raw TCP so nothing in a client library hides what the server does.
 
 mod common;
+mod raw_http;
 
 use std::time::Duration;
 
@@ -207,7 +208,7 @@ async fn when_every_connection_is_busy_new_ones_wait_until_one_ends() {
         let url = format!("{}{path}", sg.endpoint);
         let h = common::signed_headers("PUT", &url, &[("content-length", "4096".into())]);
         let mut s = TcpStream::connect(sg.addr).await.unwrap();
-        s.write_all(raw_head("PUT", &path, &h).as_bytes())
+        s.write_all(raw_http::head("PUT", &path, &h).as_bytes())
             .await
             .unwrap();
         s.write_all(&[1u8; 100]).await.unwrap();
@@ -298,41 +299,6 @@ async fn an_http2_connection_without_a_request_in_progress_is_closed_at_the_dead
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
 }
 
-/// A request head as sent on the wire.
-fn raw_head(method: &str, path: &str, h: &http::HeaderMap) -> String {
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
-    for (k, v) in h {
-        req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
-    }
-    req.push_str("\r\n");
-    req
-}
-
-/// Sends one request on a new connection and reads the whole response: (status, body).
-async fn one_request(addr: std::net::SocketAddr, head: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = s.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed before a full response");
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        if buf.len() >= end + 4 + len {
-            let status = head[9..12].parse().unwrap();
-            return (status, buf[end + 4..end + 4 + len].to_vec());
-        }
-    }
-}
-
 /// Opens `n` connections that never send a byte.
 async fn silent_connections(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
     let mut out = Vec::with_capacity(n);
@@ -382,24 +348,29 @@ async fn a_flood_of_silent_and_trickling_connections_does_not_delay_a_normal_get
 
     for round in 0..5 {
         let t = std::time::Instant::now();
-        let (status, body) = tokio::time::timeout(
+        let r = tokio::time::timeout(
             Duration::from_secs(5),
-            one_request(sg.addr, std::str::from_utf8(HEALTH).unwrap()),
+            raw_http::one_request(sg.addr, std::str::from_utf8(HEALTH).unwrap()),
         )
         .await
         .expect("/health answered");
-        assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
         let health = t.elapsed();
 
         let t = std::time::Instant::now();
         let h = common::signed_headers("GET", &get_url, &[]);
-        let (status, body) = tokio::time::timeout(
+        let r = tokio::time::timeout(
             Duration::from_secs(5),
-            one_request(sg.addr, &raw_head("GET", &format!("/{b}/small"), &h)),
+            raw_http::one_request(sg.addr, &raw_http::head("GET", &format!("/{b}/small"), &h)),
         )
         .await
         .expect("GET answered");
-        assert_eq!((status, body.as_slice()), (200, &b"a small object"[..]));
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"a small object"[..]),
+            "{}",
+            r.text()
+        );
         let get = t.elapsed();
         assert!(
             health < Duration::from_secs(1) && get < Duration::from_secs(1),

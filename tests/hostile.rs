@@ -1,0 +1,139 @@
+//! Requests crafted to get around sealgate's checks, sent at the raw HTTP level (a client
+//! library would normalise or refuse what matters here): Signature Version 2 hidden
+//! behind percent-encoded query names and presigned URLs valid for too long.
+
+mod common;
+mod raw_http;
+
+use std::time::Duration;
+
+use common::{CLIENT_AK, CLIENT_SK, Sealgate, test_config};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A Signature Version 2 presigned GET of `/bucket/key` (HMAC-SHA1 over AWS's V2 string
+/// to sign), with the query parameter names as given (so they can be percent-encoded).
+fn v2_presigned_path(bucket: &str, key: &str, names: (&str, &str, &str)) -> String {
+    use base64::Engine as _;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let to_sign = format!("GET\n\n\n{expires}\n/{bucket}/{key}");
+    let k = aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        CLIENT_SK.as_bytes(),
+    );
+    let sig = base64::engine::general_purpose::STANDARD
+        .encode(aws_lc_rs::hmac::sign(&k, to_sign.as_bytes()).as_ref());
+    let sig: String =
+        percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let (ak, ex, sg) = names;
+    format!("/{bucket}/{key}?{ak}={CLIENT_AK}&{ex}={expires}&{sg}={sig}")
+}
+
+async fn get_path(sg: &Sealgate, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(sg.addr).await.unwrap();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        sg.addr.port()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    response_within(&mut s, Duration::from_secs(10)).await
+}
+
+/// What arrives within `wait`: (status or 0, the text).
+async fn response_within(s: &mut TcpStream, wait: Duration) -> (u16, String) {
+    let r = raw_http::read_response(s, wait).await;
+    (r.status, r.text())
+}
+
+#[tokio::test]
+async fn signature_v2_is_refused_however_its_query_names_are_encoded() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    common::put(&sg.client, &b, "secret", b"v2 must not read this").await;
+    for names in [
+        ("AWSAccessKeyId", "Expires", "Signature"),
+        ("AWSAccessKey%49d", "Expires", "Signatur%65"),
+        ("%41WSAccessKeyId", "Expire%73", "%53%69gnature"),
+    ] {
+        let path = v2_presigned_path(&b, "secret", names);
+        let (status, text) = get_path(&sg, &path).await;
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(text.contains("<Code>InvalidRequest</Code>"), "{text}");
+        assert!(!text.contains("v2 must not read this"), "{text}");
+    }
+
+    // The same URLs are real V2 signatures: served where V2 is allowed.
+    let mut cfg = test_config();
+    cfg.allow_signature_v2 = true;
+    let v2 = Sealgate::start_with(cfg).await;
+    common::put(&v2.client, &b, "secret", b"v2 may read this").await;
+    for names in [
+        ("AWSAccessKeyId", "Expires", "Signature"),
+        ("AWSAccessKey%49d", "Expires", "Signatur%65"),
+    ] {
+        let (status, text) = get_path(&v2, &v2_presigned_path(&b, "secret", names)).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.ends_with("v2 may read this"), "{text}");
+    }
+}
+
+/// A SigV4 presigned GET URL for `url`, valid for `expires`.
+fn presign_v4(url: &str, expires: Duration) -> String {
+    use aws_sigv4::http_request::{
+        SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+    };
+    let identity =
+        aws_credential_types::Credentials::new(CLIENT_AK, CLIENT_SK, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let host = url.split('/').nth(2).unwrap();
+    let signable = SignableRequest::new(
+        "GET",
+        url,
+        [("host", host)].into_iter(),
+        SignableBody::UnsignedPayload,
+    )
+    .unwrap();
+    let (instr, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = http::Request::get(url).body(()).unwrap();
+    instr.apply_to_request_http1x(&mut req);
+    req.uri().to_string()
+}
+
+#[tokio::test]
+async fn a_presigned_url_valid_for_more_than_seven_days_is_refused_as_aws_does() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    common::put(&sg.client, &b, "k", b"seven days at most").await;
+    let url = format!("{}/{b}/k", sg.endpoint);
+
+    let week = presign_v4(&url, Duration::from_secs(604_800));
+    let r = reqwest::get(&week).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "seven days at most");
+
+    let longer = presign_v4(&url, Duration::from_secs(604_801));
+    assert!(longer.contains("X-Amz-Expires=604801"), "{longer}");
+    let r = reqwest::get(&longer).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("<Code>AuthorizationQueryParametersError</Code>")
+            && text.contains("X-Amz-Expires must be less than a week (in seconds) that is 604800"),
+        "{text}"
+    );
+}
