@@ -138,6 +138,30 @@ pub fn head_bytes<B>(req: &http::Request<B>) -> usize {
     line + fields + 2
 }
 
+/// Whether the request declares `x-amz-decoded-content-length` without an aws-chunked
+/// body. The decoded length is what sealgate takes as the object's size (aws-chunked
+/// bodies may come without Content-Length), and it is the length of the body only when
+/// s3s decodes aws-chunked framing, which it does exactly when (the only)
+/// `x-amz-content-sha256` names a `STREAMING-*` payload. Otherwise a small declared
+/// length in front of a large body would make the whole body count as "small" (read into
+/// memory before the store is called): such a request is refused (400 InvalidRequest).
+pub fn decoded_length_without_aws_chunked(h: &http::HeaderMap) -> bool {
+    if !h.contains_key("x-amz-decoded-content-length") {
+        return false;
+    }
+    let mut sha = h.get_all("x-amz-content-sha256").iter();
+    let streaming = match (sha.next(), sha.next()) {
+        (Some(v), None) => matches!(
+            v.as_bytes(),
+            b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+                | b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+                | b"STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+        ),
+        _ => false,
+    };
+    !streaming
+}
+
 /// The connection builder with these limits applied to HTTP/1.1 and HTTP/2.
 pub fn conn_builder(l: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
     let mut b = ConnBuilder::new(TokioExecutor::new());
@@ -251,6 +275,42 @@ mod tests {
         let err = b.as_mut().frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("sent nothing"), "{err}");
         assert!(t.elapsed() >= idle);
+    }
+
+    #[test]
+    fn a_decoded_length_counts_only_with_a_streaming_payload() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        let dl = ("x-amz-decoded-content-length", "1");
+        assert!(!decoded_length_without_aws_chunked(&h(&[])));
+        for streaming in [
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        ] {
+            let m = h(&[dl, ("x-amz-content-sha256", streaming)]);
+            assert!(!decoded_length_without_aws_chunked(&m), "{streaming}");
+        }
+        for refused in [
+            h(&[dl]),
+            h(&[dl, ("x-amz-content-sha256", "UNSIGNED-PAYLOAD")]),
+            h(&[dl, ("content-encoding", "aws-chunked")]),
+            h(&[
+                dl,
+                ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+                ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+            ]),
+        ] {
+            assert!(decoded_length_without_aws_chunked(&refused), "{refused:?}");
+        }
     }
 
     #[test]

@@ -233,6 +233,13 @@ impl App {
         ) {
             return ("-", s3_error_response(code, message, request_id));
         }
+        if crate::limits::decoded_length_without_aws_chunked(req.headers()) {
+            let message = "x-amz-decoded-content-length is only valid with an aws-chunked (STREAMING-*) payload.";
+            return (
+                "-",
+                s3_error_response("InvalidRequest", message, request_id),
+            );
+        }
         let classified = crate::s3::request::Classified::of(
             req.method(),
             req.uri(),

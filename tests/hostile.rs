@@ -1,6 +1,7 @@
 //! Requests crafted to get around sealgate's checks, sent at the raw HTTP level (a client
 //! library would normalise or refuse what matters here): Signature Version 2 hidden
-//! behind percent-encoded query names and presigned URLs valid for too long.
+//! behind percent-encoded query names, presigned URLs valid for too long, and a small
+//! `x-amz-decoded-content-length` in front of a large body.
 
 mod common;
 mod raw_http;
@@ -136,4 +137,69 @@ async fn a_presigned_url_valid_for_more_than_seven_days_is_refused_as_aws_does()
             && text.contains("X-Amz-Expires must be less than a week (in seconds) that is 604800"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_decoded_length_without_aws_chunked_is_refused_before_the_body() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let path = format!("/{b}/small-claim");
+    let url = format!("{}{path}", sg.endpoint);
+    // 1 byte "decoded", 64 MiB on the wire: the whole body would count as a small one
+    // and be read into memory before the store is called.
+    let h = common::signed_headers(
+        "PUT",
+        &url,
+        &[
+            ("content-length", (64u64 << 20).to_string()),
+            ("x-amz-decoded-content-length", "1".into()),
+        ],
+    );
+    let mut s = TcpStream::connect(sg.addr).await.unwrap();
+    s.write_all(raw_http::head("PUT", &path, &h).as_bytes())
+        .await
+        .unwrap();
+    s.write_all(&[0u8; 64 * 1024]).await.unwrap();
+    let (status, text) = response_within(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(status, 400, "answered without reading the body: {text}");
+    assert!(text.contains("<Code>InvalidRequest</Code>"), "{text}");
+    let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn an_aws_chunked_body_longer_than_its_decoded_length_is_refused_as_it_arrives() {
+    let sg = Sealgate::start().await;
+    let b = sg.bucket().await;
+    let path = format!("/{b}/chunked-claim");
+    let url = format!("{}{path}", sg.endpoint);
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "host",
+        format!("127.0.0.1:{}", sg.addr.port()).parse().unwrap(),
+    );
+    h.insert("content-encoding", "aws-chunked".parse().unwrap());
+    h.insert("x-amz-decoded-content-length", "10".parse().unwrap());
+    h.insert("x-amz-trailer", "x-amz-checksum-crc32".parse().unwrap());
+    h.insert("transfer-encoding", "chunked".parse().unwrap());
+    common::sign_for_sealgate("PUT", &url, &mut h, "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+    let mut s = TcpStream::connect(sg.addr).await.unwrap();
+    s.write_all(raw_http::head("PUT", &path, &h).as_bytes())
+        .await
+        .unwrap();
+    // One aws-chunked chunk of 64 KiB (in one HTTP chunk), and then the client keeps the
+    // body open as if 64 MiB more were coming.
+    let data = vec![9u8; 64 * 1024];
+    let mut aws_chunk = format!("{:x}\r\n", data.len()).into_bytes();
+    aws_chunk.extend_from_slice(&data);
+    aws_chunk.extend_from_slice(b"\r\n");
+    let mut http_chunk = format!("{:x}\r\n", aws_chunk.len()).into_bytes();
+    http_chunk.extend_from_slice(&aws_chunk);
+    http_chunk.extend_from_slice(b"\r\n");
+    s.write_all(&http_chunk).await.unwrap();
+    let (status, text) = response_within(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(status, 400, "refused once past the declared length: {text}");
+    assert!(text.contains("<Code>IncompleteBody</Code>"), "{text}");
+    let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "nothing was stored");
 }
