@@ -203,3 +203,21 @@ async fn an_aws_chunked_body_longer_than_its_decoded_length_is_refused_as_it_arr
     let listed = sg.direct.list_objects_v2().bucket(&b).send().await.unwrap();
     assert!(listed.contents().is_empty(), "nothing was stored");
 }
+
+#[tokio::test]
+async fn the_kms_database_and_audit_log_are_created_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let sg = Sealgate::start().await;
+    // A KMS call: the audit log has a record, the database a key.
+    common::new_key_arn(&sg).await;
+    let dir = sg.state_dir.path();
+    for name in ["kms.redb", "kms.audit.jsonl"] {
+        let meta = std::fs::metadata(dir.join(name)).unwrap();
+        assert!(meta.len() > 0, "{name} is in use");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{name} is readable by its owner only"
+        );
+    }
+}
