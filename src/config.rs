@@ -197,6 +197,11 @@ pub struct AccessKeyConfig {
     pub root: bool,
 }
 
+/// Shortest client secret accepted. A SigV4 signature is an offline oracle for its
+/// secret (anyone who sees one signed request can test guesses), so a secret must be
+/// long enough not to be guessed; AWS's own are 40 characters.
+pub const MIN_SECRET_CHARS: usize = 16;
+
 fn read_secret_file(field: &str, path: &Path) -> Result<Secret, ConfigError> {
     let s = std::fs::read_to_string(path)
         .map_err(|e| cfg_err(field, format!("cannot read {}: {e}", path.display())))?;
@@ -365,10 +370,13 @@ impl Config {
             if let Some(p) = &k.secret_access_key_file {
                 k.secret_access_key = read_secret_file(&f("secret_access_key_file"), p)?;
             }
-            if k.secret_access_key.expose().len() < 8 {
+            if k.secret_access_key.expose().chars().count() < MIN_SECRET_CHARS {
                 return Err(cfg_err(
                     f("secret_access_key"),
-                    "required, at least 8 characters",
+                    format!(
+                        "the secret of access key {} is required and must be at least {MIN_SECRET_CHARS} characters",
+                        k.access_key_id
+                    ),
                 ));
             }
             if k.principal.is_empty()
@@ -467,7 +475,7 @@ mod tests {
         secret_access_key = "upstreamsecret"
         [[access_keys]]
         access_key_id = "AKIDALICE"
-        secret_access_key = "alicesecret1"
+        secret_access_key = "alice-secret-key-1"
         principal = "alice"
     "#;
 
@@ -511,7 +519,7 @@ mod tests {
         assert_eq!(c.upstream.secret_access_key.expose(), "from-env-secret");
         let dbg = format!("{c:?}");
         assert!(
-            !dbg.contains("from-env-secret") && !dbg.contains("alicesecret1"),
+            !dbg.contains("from-env-secret") && !dbg.contains("alice-secret-key-1"),
             "{dbg}"
         );
     }
@@ -578,9 +586,32 @@ mod tests {
     }
 
     #[test]
+    fn a_client_secret_shorter_than_16_characters_is_refused_naming_its_key() {
+        let t = GOOD.replace("alice-secret-key-1", "fifteen-chars-x");
+        let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
+        assert_eq!(e.field, "access_keys[0].secret_access_key");
+        assert!(
+            e.reason.contains("AKIDALICE") && e.reason.contains("16"),
+            "{e}"
+        );
+        let t = GOOD.replace("alice-secret-key-1", "sixteen-chars-xy");
+        Config::from_toml(&t).unwrap().validate().unwrap();
+        // From a file too.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "short-secret\n").unwrap();
+        let t = GOOD.replace(
+            "secret_access_key = \"alice-secret-key-1\"",
+            &format!("secret_access_key_file = \"{}\"", f.display()),
+        );
+        let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
+        assert!(e.reason.contains("AKIDALICE"), "{e}");
+    }
+
+    #[test]
     fn a_duplicate_access_key_is_rejected() {
         let dup = format!(
-            "{GOOD}\n[[access_keys]]\naccess_key_id = \"AKIDALICE\"\nsecret_access_key = \"othersecret\"\nprincipal = \"bob\"\n"
+            "{GOOD}\n[[access_keys]]\naccess_key_id = \"AKIDALICE\"\nsecret_access_key = \"bob-other-secret-key\"\nprincipal = \"bob\"\n"
         );
         let mut c = Config::from_toml(&dup).unwrap();
         assert_eq!(
