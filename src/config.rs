@@ -93,6 +93,12 @@ pub struct Config {
     /// configured for `s3v4`). Off by default: s3s verifies V2 signatures with a
     /// variable-time comparison (see `docs/operations.md`).
     pub allow_signature_v2: bool,
+    /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`); without
+    /// one, `/metrics` is open to anyone who can reach the listener. Also from
+    /// `metrics_token_file` or `SEALGATE_METRICS_TOKEN`.
+    pub metrics_token: Option<Secret>,
+    /// Read `metrics_token` from this file (trailing newline trimmed).
+    pub metrics_token_file: Option<PathBuf>,
     /// Threads serving requests (tokio workers). None = one per CPU core. Caps the cores
     /// sealgate competes for on a host it shares with the store or clients. (On this
     /// project's 2-core test machine, 1 and 2 workers measured the same throughput
@@ -140,6 +146,8 @@ impl Default for Config {
             kms_backend: Default::default(),
             limits: crate::limits::LimitsConfig::default(),
             allow_signature_v2: false,
+            metrics_token: None,
+            metrics_token_file: None,
             worker_threads: None,
         }
     }
@@ -281,6 +289,9 @@ impl Config {
                 )
             })?);
         }
+        if let Some(v) = get("SEALGATE_METRICS_TOKEN") {
+            self.metrics_token = Some(Secret::new(v));
+        }
         if let Some(v) = get("SEALGATE_VIRTUAL_HOST_DOMAIN") {
             self.virtual_host_domain = Some(v);
         }
@@ -408,6 +419,18 @@ impl Config {
                     return Err(cfg_err(n, format!("{} does not exist", p.display())));
                 }
             }
+        }
+        if let Some(p) = &self.metrics_token_file {
+            self.metrics_token = Some(read_secret_file("metrics_token_file", p)?);
+        }
+        if let Some(t) = &self.metrics_token
+            && (t.expose().chars().count() < MIN_SECRET_CHARS
+                || !t.expose().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(cfg_err(
+                "metrics_token",
+                format!("must be at least {MIN_SECRET_CHARS} printable characters without spaces"),
+            ));
         }
         if self.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
             return Err(cfg_err("worker_threads", "must be between 1 and 1024"));
@@ -606,6 +629,37 @@ mod tests {
         );
         let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
         assert!(e.reason.contains("AKIDALICE"), "{e}");
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_the_file_or_env_and_stays_redacted() {
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.validate().unwrap();
+        assert!(c.metrics_token.is_none(), "off by default");
+        let mut c = Config::from_toml(&format!(
+            "metrics_token = \"prometheus-scrape-token\"\n{GOOD}"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.metrics_token.as_ref().unwrap().expose(),
+            "prometheus-scrape-token"
+        );
+        assert!(!format!("{c:?}").contains("prometheus-scrape-token"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "token-from-a-file-0001\n").unwrap();
+        let mut c = Config::from_toml(&format!("metrics_token_file = \"{}\"\n{GOOD}", f.display()))
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.metrics_token.as_ref().unwrap().expose(),
+            "token-from-a-file-0001"
+        );
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.apply_env(|k| (k == "SEALGATE_METRICS_TOKEN").then(|| "short".into()))
+            .unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "metrics_token");
     }
 
     #[test]

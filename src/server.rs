@@ -50,6 +50,8 @@ pub struct App {
     limits: crate::limits::LimitsConfig,
     /// Whether Signature Version 2 requests are passed to s3s (`allow_signature_v2`).
     allow_signature_v2: bool,
+    /// Bearer token `/metrics` requires, if any (`metrics_token`).
+    metrics_token: Option<crate::config::Secret>,
     next_id: AtomicU64,
     id_prefix: String,
 }
@@ -123,6 +125,7 @@ impl App {
             tls,
             limits: cfg.limits.clone(),
             allow_signature_v2: cfg.allow_signature_v2,
+            metrics_token: cfg.metrics_token.clone(),
             next_id: AtomicU64::new(1),
             id_prefix,
         }))
@@ -215,6 +218,14 @@ impl App {
             return ("health", plain(StatusCode::OK, "ok\n"));
         }
         if plain_get("/metrics") {
+            if !self.metrics_allowed(req.headers()) {
+                let mut r = plain(StatusCode::UNAUTHORIZED, "metrics need a bearer token\n");
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"sealgate metrics\""),
+                );
+                return ("metrics", r);
+            }
             let mut r = Response::new(Body::from(self.metrics.render()));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -271,6 +282,25 @@ impl App {
 }
 
 impl App {
+    /// Whether a `/metrics` request may see the metrics: always without
+    /// `metrics_token`, else only with `Authorization: Bearer <token>` (compared in
+    /// constant time).
+    fn metrics_allowed(&self, h: &http::HeaderMap) -> bool {
+        let Some(token) = &self.metrics_token else {
+            return true;
+        };
+        h.get_all(http::header::AUTHORIZATION).iter().any(|v| {
+            let v = v.as_bytes();
+            v.len() > 7
+                && v[..7].eq_ignore_ascii_case(b"bearer ")
+                && aws_lc_rs::constant_time::verify_slices_are_equal(
+                    v[7..].trim_ascii(),
+                    token.expose().as_bytes(),
+                )
+                .is_ok()
+        })
+    }
+
     /// Ready when the store answers (any HTTP answer below 500 to a signed ListBuckets)
     /// and the KMS can be used; 503 with the reason otherwise.
     async fn ready(&self) -> Response<Body> {

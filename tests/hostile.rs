@@ -221,3 +221,41 @@ async fn the_kms_database_and_audit_log_are_created_readable_by_their_owner_only
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_can_require_a_bearer_token() {
+    let mut cfg = test_config();
+    cfg.metrics_token = Some(sealgate::config::Secret::new("scrape-token-0123456789"));
+    let sg = Sealgate::start_with(cfg).await;
+    let url = format!("{}/metrics", sg.endpoint);
+    let http = reqwest::Client::new();
+    for auth in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some("scrape-token-0123456789"),
+    ] {
+        let mut req = http.get(&url);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert!(r.headers().contains_key("www-authenticate"));
+        assert!(!r.text().await.unwrap().contains("sealgate_"));
+    }
+    let r = http
+        .get(&url)
+        .header("authorization", "Bearer scrape-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("sealgate_client_connections"), "{text}");
+    // Without a token configured, /metrics stays open (the default).
+    let open = Sealgate::start().await;
+    let r = reqwest::get(format!("{}/metrics", open.endpoint))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
