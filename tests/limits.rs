@@ -398,3 +398,103 @@ async fn an_upload_declaring_more_than_five_tib_is_refused_before_any_body() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("EntityTooLarge"));
 }
+
+/// p-th percentile (0..=100) of sorted durations, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: usize) -> f64 {
+    let i = (sorted.len() * p / 100).min(sorted.len() - 1);
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Resident memory of a process, in MiB (Linux).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The connection-flood figures of docs/performance.md ("Connection floods"): latency of
+/// /health and of a small signed GET, each on a new connection, while N silent
+/// connections are held open, for N up to 10,000: first with `max_connections` raised
+/// above N (all of them are really held; the idle deadline raised to outlast the run),
+/// then with the default limits (1024: the connections beyond it are evicted as they
+/// come). sealgate runs as its own process (each side then needs only N file
+/// descriptors); set `SEALGATE_TEST_BIN` to measure a release build:
+///
+/// `cargo build --release --bin sealgate && SEALGATE_TEST_BIN=target/release/sealgate
+///  cargo test --test limits -- --ignored flood_figures --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (about a minute), run by hand for docs/performance.md"]
+async fn flood_figures() {
+    let g = common::garage();
+    for (title, limits) in [
+        (
+            "max_connections = 12000",
+            "limits = { max_connections = 12000, header_read_timeout_secs = 900 }",
+        ),
+        ("default limits (max_connections = 1024)", ""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let sg = common::SealgateProcess::start_with(
+            dir.path(),
+            (&g.endpoint, &g.access_key, &g.secret_key, &g.region),
+            "warn",
+            limits,
+        )
+        .await;
+        println!("\n{title}\n");
+        flood_table(&sg).await;
+    }
+}
+
+async fn flood_table(sg: &common::SealgateProcess) {
+    const ROUNDS: usize = 300;
+    let client = sg.client();
+    let b = format!("flood-{}", common::random_hex(4));
+    client.create_bucket().bucket(&b).send().await.unwrap();
+    common::put(&client, &b, "small", &[7u8; 1024]).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", sg.port).parse().unwrap();
+    let get_url = format!("{}/{b}/small", sg.endpoint);
+    let health = std::str::from_utf8(HEALTH).unwrap().to_string();
+    let pid = sg.pid().unwrap();
+
+    println!(
+        "| silent connections opened | /health p50 | /health p99 | signed GET p50 | signed GET p99 | open (server) | server RSS |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for n in [0usize, 1000, 2000, 5000, 10_000] {
+        let held = silent_connections(addr, n).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut lat: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..ROUNDS * 2 {
+            let kind = i % 2;
+            // Signed before the clock starts: the figure is the server's.
+            let head = if kind == 0 {
+                health.clone()
+            } else {
+                let h = common::signed_headers("GET", &get_url, &[]);
+                raw_http::head("GET", &format!("/{b}/small"), &h)
+            };
+            let t = std::time::Instant::now();
+            let r = raw_http::one_request(addr, &head).await;
+            lat[kind].push(t.elapsed());
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let open = common::metric(&sg.endpoint, "sealgate_client_connections").await;
+        for l in lat.iter_mut() {
+            l.sort();
+        }
+        println!(
+            "| {n} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {open} | {:.0} MiB |",
+            percentile_ms(&lat[0], 50),
+            percentile_ms(&lat[0], 99),
+            percentile_ms(&lat[1], 50),
+            percentile_ms(&lat[1], 99),
+            rss_mib(pid),
+        );
+        drop(held);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
