@@ -299,6 +299,17 @@ async fn an_http2_connection_without_a_request_in_progress_is_closed_at_the_dead
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
 }
 
+/// Raises this process's open-file limit (soft, up to the hard limit; children such as
+/// the sealgate binary inherit it) to at least `needed`, or fails saying what to do.
+fn need_file_descriptors(needed: u64) {
+    let got = rlimit::increase_nofile_limit(needed).expect("RLIMIT_NOFILE");
+    assert!(
+        got >= needed,
+        "this test holds many connections: it needs {needed} file descriptors and the hard \
+         limit allows {got} (raise it, e.g. `ulimit -Hn {needed}` as root)"
+    );
+}
+
 /// Opens `n` connections that never send a byte.
 async fn silent_connections(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
     let mut out = Vec::with_capacity(n);
@@ -337,6 +348,8 @@ async fn a_flood_of_silent_and_trickling_connections_does_not_delay_a_normal_get
     // The defaults: max_connections 1024, a 30 s deadline. The flood (2,200 connections)
     // is larger than the limit; it used to make every new client wait for as long as the
     // flood stayed.
+    // 2,200 client sockets and up to 1,024 (+1 waiting) server sockets in this process.
+    need_file_descriptors(4096);
     let sg = start(LimitsConfig::default()).await;
     let b = sg.bucket().await;
     common::put(&sg.client, &b, "small", b"a small object").await;
@@ -428,6 +441,8 @@ fn rss_mib(pid: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (about a minute), run by hand for docs/performance.md"]
 async fn flood_figures() {
+    // 10,000 silent connections on each side: the client here, sealgate in its own process.
+    need_file_descriptors(10_500);
     let g = common::garage();
     for (title, limits) in [
         (
