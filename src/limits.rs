@@ -7,7 +7,8 @@
 //! `header_read_timeout_secs`, for HTTP/1 and HTTP/2 alike; a request head larger than
 //! `max_header_bytes` / `max_headers` never reaches a handler; a request body that sends
 //! nothing for `body_idle_timeout_secs` fails (the store then receives a short body and
-//! stores nothing); at most `max_connections` client connections are served at once —
+//! stores nothing), and so does a connection whose client reads nothing of what sealgate
+//! writes for as long ([`WriteStall`]); at most `max_connections` client connections are served at once —
 //! at the limit the connection idle the longest is closed to make room for a new one
 //! ([`conns`]), and only when none is idle do new ones wait in the listen backlog; an
 //! HTTP/2 connection whose peer stops answering PINGs is closed.
@@ -34,7 +35,10 @@ pub struct LimitsConfig {
     /// HTTP/2 alike); then it is closed. Defends against connections that send nothing
     /// or trickle their headers (slowloris).
     pub header_read_timeout_secs: u64,
-    /// Seconds a request body may send nothing before the request fails.
+    /// Seconds a request body may send nothing before the request fails, and a client
+    /// may read nothing of a response sealgate is sending before the connection is
+    /// closed (a client that stops reading a download would otherwise hold its
+    /// connection, slot and store stream for good).
     pub body_idle_timeout_secs: u64,
     /// Largest request head (request line and headers) in bytes; larger gets 431.
     pub max_header_bytes: usize,
@@ -240,6 +244,106 @@ where
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A client connection whose writes fail when the client reads nothing for `idle`:
+    /// a write (or flush) that stays pending that long, because the socket's send
+    /// buffer stays full, ends with `TimedOut`, and hyper closes the connection.
+    pub struct WriteStall<T> {
+        #[pin]
+        inner: T,
+        // Boxed so that a connection stays `Unpin` (hyper wants that of its IO).
+        timer: Pin<Box<tokio::time::Sleep>>,
+        idle: Duration,
+        // Whether `timer` runs for the write now pending.
+        armed: bool,
+    }
+}
+
+impl<T> WriteStall<T> {
+    pub fn new(inner: T, idle: Duration) -> Self {
+        Self {
+            inner,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            idle,
+            armed: false,
+        }
+    }
+}
+
+/// A write's (or flush's) outcome, watched: while it stays pending the timer runs, and
+/// once the stall has lasted `idle` it fails with `TimedOut`; any progress disarms it.
+fn watched<R>(
+    r: Poll<std::io::Result<R>>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    armed: &mut bool,
+    idle: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<R>> {
+    if r.is_ready() {
+        *armed = false;
+        return r;
+    }
+    if !*armed {
+        timer.as_mut().reset(tokio::time::Instant::now() + idle);
+        *armed = true;
+    }
+    match timer.poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the client read nothing for {idle:?}"),
+        ))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+impl<T: tokio::io::AsyncRead> tokio::io::AsyncRead for WriteStall<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let r = this.inner.poll_flush(cx);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let r = this.inner.poll_shutdown(cx);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +415,30 @@ mod tests {
         ] {
             assert!(decoded_length_without_aws_chunked(&refused), "{refused:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_does_not_read_fails_after_the_idle_time_and_a_read_one_does_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, mut peer) = tokio::io::duplex(1024);
+        let idle = Duration::from_millis(300);
+        let mut w = std::pin::pin!(WriteStall::new(ours, idle));
+        // A peer that reads, slowly but within the idle time: every write completes.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..16 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                peer.read_exact(&mut buf).await.unwrap();
+            }
+            peer
+        });
+        w.write_all(&[1u8; 8192]).await.unwrap();
+        let _peer = reader.await.unwrap();
+        // Now it reads nothing: the buffer fills and the next writes fail after `idle`.
+        let t = std::time::Instant::now();
+        let err = w.write_all(&[1u8; 8192]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= idle, "{:?}", t.elapsed());
     }
 
     #[test]

@@ -589,6 +589,7 @@ async fn connection(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let stream = crate::limits::WriteStall::new(stream, app.limits.body_idle_timeout());
     let metrics = app.metrics.clone();
     metrics.client_connections.inc();
     let _open = scopeguard(move || {

@@ -240,6 +240,49 @@ async fn when_every_connection_is_busy_new_ones_wait_until_one_ends() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_a_download_loses_the_connection_and_its_slot() {
+    let sg = start(LimitsConfig {
+        body_idle_timeout_secs: 1,
+        max_connections: 1,
+        ..LimitsConfig::default()
+    })
+    .await;
+    let b = sg.bucket().await;
+    let size = 16 << 20;
+    common::put(&sg.client, &b, "big", &common::pattern(size, 3)).await;
+    // A signed GET whose client then reads nothing (a small receive buffer fills at once).
+    let path = format!("/{b}/big");
+    let h = common::signed_headers("GET", &format!("{}{path}", sg.endpoint), &[]);
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = sock.connect(sg.addr).await.unwrap();
+    stalled
+        .write_all(raw_http::head("GET", &path, &h).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The download holds the only slot while it is being read; once it stalls for the
+    // idle time, sealgate closes it and the next client gets the slot.
+    let t = std::time::Instant::now();
+    let mut next = TcpStream::connect(sg.addr).await.unwrap();
+    next.write_all(HEALTH).await.unwrap();
+    let (resp, _) = read_for(&mut next, Duration::from_secs(15)).await;
+    assert!(
+        resp.starts_with(b"HTTP/1.1 200"),
+        "served after the stalled download was closed: {}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut got)).await;
+    assert!(
+        got.len() < size,
+        "the download was cut off ({} bytes)",
+        got.len()
+    );
+}
+
+#[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed_at_the_deadline() {
     let sg = start(LimitsConfig {
         header_read_timeout_secs: 1,
