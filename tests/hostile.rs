@@ -212,7 +212,15 @@ async fn the_kms_database_and_audit_log_are_created_readable_by_their_owner_only
     common::new_key_arn(&sg).await;
     let dir = sg.state_dir.path();
     for name in ["kms.redb", "kms.audit.jsonl"] {
-        let meta = std::fs::metadata(dir.join(name)).unwrap();
+        // The audit record is written by a background writer: wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let meta = loop {
+            let meta = std::fs::metadata(dir.join(name)).unwrap();
+            if meta.len() > 0 || std::time::Instant::now() > deadline {
+                break meta;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert!(meta.len() > 0, "{name} is in use");
         assert_eq!(
             meta.permissions().mode() & 0o777,
