@@ -136,7 +136,7 @@ fn main() {
         let bao = common::KmsPeer::start(common::PeerKind::OpenBao).await;
         let dir = tempfile::tempdir().unwrap();
         let bao_backend = format!(
-            "[kms_backend]\ndefault = \"bao\"\n[kms_backend.backends.bao]\ntype = \"transit\"\naddress = \"{}\"\ntoken = \"{}\"\ndefault_key = \"{}\"\n",
+            "[kms_backend]\ndefault = \"bao\"\n[kms_backend.backends.bao]\ntype = \"transit\"\naddress = \"{}\"\nallow_insecure_http = true\ntoken = \"{}\"\ndefault_key = \"{}\"\n",
             bao.endpoint,
             common::BAO_TOKEN,
             common::TRANSIT_KEY

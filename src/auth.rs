@@ -111,36 +111,75 @@ mod tests {
     }
 }
 
+/// The query string's parameter names, decoded exactly as s3s decodes them
+/// (`application/x-www-form-urlencoded`: `+` is a space, then percent-decoding, then
+/// UTF-8 with replacement characters), so that a decision taken here on a name is the one
+/// s3s would take: `Signatur%65` is `Signature`.
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let decode = |s: &str| {
+        let plus = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query.split('&').filter(|p| !p.is_empty()).map(move |p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (decode(k), decode(v))
+    })
+}
+
+/// The longest validity AWS accepts for a presigned URL (`X-Amz-Expires`): 7 days.
+pub const MAX_PRESIGNED_EXPIRES: u64 = 604_800;
+
 /// Authentication schemes refused before s3s sees the request: Signature Version 2
 /// (header `Authorization: AWS id:sig` or a presigned URL with `AWSAccessKeyId` and
 /// `Signature`) and browser form uploads (POST `multipart/form-data`, whose policy may be
 /// V2-signed). AWS deprecated V2; s3s compares V2 signatures in variable time and logs
-/// the expected signature at debug, so sealgate accepts SigV4 only. Returns the S3 error
-/// code and message.
+/// the expected signature at debug, so sealgate accepts SigV4 only. Also refused, as AWS
+/// does: a presigned URL valid for more than 7 days. Returns the S3 error code and
+/// message.
+///
+/// The decision is taken on what s3s will act on: the decoded query names (s3s takes a
+/// query with `Signature` down the V2 path whatever else it has) and every
+/// `Authorization` header, and it is a superset of s3s's (names compared without case),
+/// so nothing s3s would verify as V2 gets through.
 pub fn refused_scheme(
     method: &http::Method,
     uri: &http::Uri,
     headers: &http::HeaderMap,
     allow_v2: bool,
 ) -> Option<(&'static str, &'static str)> {
-    let auth = headers
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
+    let v2_header = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|v| {
+            let v = v.as_bytes().trim_ascii_start();
+            v.len() >= 4 && v[..4].eq_ignore_ascii_case(b"AWS ")
+        });
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| query_pairs(q).collect())
         .unwrap_or_default();
-    let v2_query = uri.query().is_some_and(|q| {
-        let has = |k: &str| {
-            q.split('&').any(|p| {
-                p.split('=')
-                    .next()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(k))
-            })
-        };
-        has("AWSAccessKeyId") || (has("Signature") && !has("X-Amz-Signature"))
-    });
-    if !allow_v2 && (auth.starts_with(b"AWS ") || v2_query) {
+    let has = |k: &str| query.iter().any(|(n, _)| n.eq_ignore_ascii_case(k));
+    let v2_query = has("AWSAccessKeyId") || has("Signature");
+    if !allow_v2 && (v2_header || v2_query) {
         return Some((
             "InvalidRequest",
             "Signature Version 2 is not supported; sign requests with AWS Signature Version 4.",
+        ));
+    }
+    let too_long = query.iter().any(|(n, v)| {
+        let v = v.trim();
+        n.eq_ignore_ascii_case("X-Amz-Expires")
+            && !v.is_empty()
+            && v.bytes().all(|b| b.is_ascii_digit())
+            // Digits beyond u64 are too long as well.
+            && v.parse::<u64>().map_or(true, |s| s > MAX_PRESIGNED_EXPIRES)
+    });
+    if too_long {
+        return Some((
+            "AuthorizationQueryParametersError",
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
         ));
     }
     let form = headers
@@ -208,6 +247,11 @@ mod scheme_tests {
             None
         );
         assert_eq!(check("POST", "/b/k?uploads", &[]), None);
+        // s3s takes any query with `Signature` down the V2 path.
+        assert_eq!(
+            check("GET", "/b/k?X-Amz-Signature=00&Signature=abc", &[]),
+            Some("InvalidRequest")
+        );
         let h = http::HeaderMap::new();
         let v2 = "/b/k?AWSAccessKeyId=AKID&Expires=1&Signature=abc"
             .parse()
@@ -217,5 +261,50 @@ mod scheme_tests {
             None,
             "allowed by config"
         );
+    }
+
+    #[test]
+    fn v2_is_recognised_on_the_decoded_query_and_on_every_authorization_header() {
+        for uri in [
+            "/b/k?AWSAccessKey%49d=AKID&Expires=1&Signatur%65=abc",
+            "/b/k?%41%57%53AccessKeyId=AKID&Expires=1&%53ignature=abc",
+            "/b/k?Expires=1&signature=abc",
+            "/b/k?x=1&Signature",
+        ] {
+            assert_eq!(check("GET", uri, &[]), Some("InvalidRequest"), "{uri}");
+        }
+        let mut h = http::HeaderMap::new();
+        let v4 = "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+        h.append("authorization", v4.parse().unwrap());
+        h.append("authorization", "AWS AKID:c2ln".parse().unwrap());
+        let uri = "/b/k".parse().unwrap();
+        assert!(refused_scheme(&http::Method::GET, &uri, &h, false).is_some());
+        // Names that merely contain the V2 ones are not V2.
+        assert_eq!(
+            check("GET", "/b/k?MySignature=1&prefix=Signature", &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn presigned_urls_valid_for_more_than_a_week_are_refused() {
+        let url = |e: &str| {
+            format!("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires={e}&X-Amz-Signature=00")
+        };
+        for ok in ["1", "3600", "604800"] {
+            assert_eq!(check("GET", &url(ok), &[]), None, "{ok}");
+        }
+        for long in [
+            "604801",
+            "31536000",
+            "99999999999999999999999",
+            "%36%30%34%38%30%31",
+        ] {
+            assert_eq!(
+                check("GET", &url(long), &[]),
+                Some("AuthorizationQueryParametersError"),
+                "{long}"
+            );
+        }
     }
 }

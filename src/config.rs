@@ -93,6 +93,12 @@ pub struct Config {
     /// configured for `s3v4`). Off by default: s3s verifies V2 signatures with a
     /// variable-time comparison (see `docs/operations.md`).
     pub allow_signature_v2: bool,
+    /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`); without
+    /// one, `/metrics` is open to anyone who can reach the listener. Also from
+    /// `metrics_token_file` or `SEALGATE_METRICS_TOKEN`.
+    pub metrics_token: Option<Secret>,
+    /// Read `metrics_token` from this file (trailing newline trimmed).
+    pub metrics_token_file: Option<PathBuf>,
     /// Threads serving requests (tokio workers). None = one per CPU core. Caps the cores
     /// sealgate competes for on a host it shares with the store or clients. (On this
     /// project's 2-core test machine, 1 and 2 workers measured the same throughput
@@ -146,6 +152,8 @@ impl Default for Config {
             kms_backend: Default::default(),
             limits: crate::limits::LimitsConfig::default(),
             allow_signature_v2: false,
+            metrics_token: None,
+            metrics_token_file: None,
             worker_threads: None,
         }
     }
@@ -202,6 +210,11 @@ pub struct AccessKeyConfig {
     /// The account root/admin principal.
     pub root: bool,
 }
+
+/// Shortest client secret accepted. A SigV4 signature is an offline oracle for its
+/// secret (anyone who sees one signed request can test guesses), so a secret must be
+/// long enough not to be guessed; AWS's own are 40 characters.
+pub const MIN_SECRET_CHARS: usize = 16;
 
 fn read_secret_file(field: &str, path: &Path) -> Result<Secret, ConfigError> {
     let s = std::fs::read_to_string(path)
@@ -281,6 +294,9 @@ impl Config {
                     "must be a whole number of threads",
                 )
             })?);
+        }
+        if let Some(v) = get("SEALGATE_METRICS_TOKEN") {
+            self.metrics_token = Some(Secret::new(v));
         }
         if let Some(v) = get("SEALGATE_VIRTUAL_HOST_DOMAIN") {
             self.virtual_host_domain = Some(v);
@@ -371,10 +387,13 @@ impl Config {
             if let Some(p) = &k.secret_access_key_file {
                 k.secret_access_key = read_secret_file(&f("secret_access_key_file"), p)?;
             }
-            if k.secret_access_key.expose().len() < 8 {
+            if k.secret_access_key.expose().chars().count() < MIN_SECRET_CHARS {
                 return Err(cfg_err(
                     f("secret_access_key"),
-                    "required, at least 8 characters",
+                    format!(
+                        "the secret of access key {} is required and must be at least {MIN_SECRET_CHARS} characters",
+                        k.access_key_id
+                    ),
                 ));
             }
             if k.principal.is_empty()
@@ -406,6 +425,18 @@ impl Config {
                     return Err(cfg_err(n, format!("{} does not exist", p.display())));
                 }
             }
+        }
+        if let Some(p) = &self.metrics_token_file {
+            self.metrics_token = Some(read_secret_file("metrics_token_file", p)?);
+        }
+        if let Some(t) = &self.metrics_token
+            && (t.expose().chars().count() < MIN_SECRET_CHARS
+                || !t.expose().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(cfg_err(
+                "metrics_token",
+                format!("must be at least {MIN_SECRET_CHARS} printable characters without spaces"),
+            ));
         }
         if self.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
             return Err(cfg_err("worker_threads", "must be between 1 and 1024"));
@@ -473,7 +504,7 @@ mod tests {
         secret_access_key = "upstreamsecret"
         [[access_keys]]
         access_key_id = "AKIDALICE"
-        secret_access_key = "alicesecret1"
+        secret_access_key = "alice-secret-key-1"
         principal = "alice"
     "#;
 
@@ -517,7 +548,7 @@ mod tests {
         assert_eq!(c.upstream.secret_access_key.expose(), "from-env-secret");
         let dbg = format!("{c:?}");
         assert!(
-            !dbg.contains("from-env-secret") && !dbg.contains("alicesecret1"),
+            !dbg.contains("from-env-secret") && !dbg.contains("alice-secret-key-1"),
             "{dbg}"
         );
     }
@@ -584,9 +615,63 @@ mod tests {
     }
 
     #[test]
+    fn a_client_secret_shorter_than_16_characters_is_refused_naming_its_key() {
+        let t = GOOD.replace("alice-secret-key-1", "fifteen-chars-x");
+        let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
+        assert_eq!(e.field, "access_keys[0].secret_access_key");
+        assert!(
+            e.reason.contains("AKIDALICE") && e.reason.contains("16"),
+            "{e}"
+        );
+        let t = GOOD.replace("alice-secret-key-1", "sixteen-chars-xy");
+        Config::from_toml(&t).unwrap().validate().unwrap();
+        // From a file too.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "short-secret\n").unwrap();
+        let t = GOOD.replace(
+            "secret_access_key = \"alice-secret-key-1\"",
+            &format!("secret_access_key_file = \"{}\"", f.display()),
+        );
+        let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
+        assert!(e.reason.contains("AKIDALICE"), "{e}");
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_the_file_or_env_and_stays_redacted() {
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.validate().unwrap();
+        assert!(c.metrics_token.is_none(), "off by default");
+        let mut c = Config::from_toml(&format!(
+            "metrics_token = \"prometheus-scrape-token\"\n{GOOD}"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.metrics_token.as_ref().unwrap().expose(),
+            "prometheus-scrape-token"
+        );
+        assert!(!format!("{c:?}").contains("prometheus-scrape-token"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "token-from-a-file-0001\n").unwrap();
+        let mut c = Config::from_toml(&format!("metrics_token_file = \"{}\"\n{GOOD}", f.display()))
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.metrics_token.as_ref().unwrap().expose(),
+            "token-from-a-file-0001"
+        );
+        let mut c = Config::from_toml(GOOD).unwrap();
+        c.apply_env(|k| (k == "SEALGATE_METRICS_TOKEN").then(|| "short".into()))
+            .unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "metrics_token");
+    }
+
+    #[test]
     fn a_duplicate_access_key_is_rejected() {
         let dup = format!(
-            "{GOOD}\n[[access_keys]]\naccess_key_id = \"AKIDALICE\"\nsecret_access_key = \"othersecret\"\nprincipal = \"bob\"\n"
+            "{GOOD}\n[[access_keys]]\naccess_key_id = \"AKIDALICE\"\nsecret_access_key = \"bob-other-secret-key\"\nprincipal = \"bob\"\n"
         );
         let mut c = Config::from_toml(&dup).unwrap();
         assert_eq!(

@@ -1,12 +1,17 @@
 //! Limits and timeouts on client connections: what one client (or many) can make sealgate
 //! hold. Documented for operators in `docs/operations.md` ("Limits and timeouts").
 //!
-//! Invariants: every limit has a finite default (`LimitsConfig::default`); a request whose
-//! head does not arrive within `header_read_timeout_secs`, or is larger than
-//! `max_header_bytes` / `max_headers`, never reaches a handler; a request body that sends
+//! Invariants: every limit has a finite default (`LimitsConfig::default`); a connection
+//! that has no request in progress (from accept, TLS handshake and protocol detection
+//! included, to its first complete request head, and between requests) is closed after
+//! `header_read_timeout_secs`, for HTTP/1 and HTTP/2 alike; a request head larger than
+//! `max_header_bytes` / `max_headers` never reaches a handler; a request body that sends
 //! nothing for `body_idle_timeout_secs` fails (the store then receives a short body and
-//! stores nothing); at most `max_connections` client connections are served at once —
-//! further ones wait in the listen backlog until one ends.
+//! stores nothing), and so does a connection whose client reads nothing of what sealgate
+//! writes for as long ([`WriteStall`]); at most `max_connections` client connections are served at once —
+//! at the limit the connection idle the longest is closed to make room for a new one
+//! ([`conns`]), and only when none is idle do new ones wait in the listen backlog; an
+//! HTTP/2 connection whose peer stops answering PINGs is closed.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,22 +23,39 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use serde::Deserialize;
 
+pub mod conns;
+
 /// Limits on client connections and requests (`[limits]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Seconds a client has to send a request's line and headers once it started (or
-    /// while a kept-alive connection waits for the next request); then the connection is
-    /// closed. Defends against slowloris-style connection hoarding.
+    /// Seconds a connection may go without a request in progress: from accept (TLS
+    /// handshake and HTTP/1-or-2 detection included) to its first complete request head,
+    /// and from the end of a response to the next complete head (HTTP/1 keep-alive and
+    /// HTTP/2 alike); then it is closed. Defends against connections that send nothing
+    /// or trickle their headers (slowloris).
     pub header_read_timeout_secs: u64,
-    /// Seconds a request body may send nothing before the request fails.
+    /// Seconds a request body may send nothing before the request fails, and a client
+    /// may read nothing of a response sealgate is sending before the connection is
+    /// closed (a client that stops reading a download would otherwise hold its
+    /// connection, slot and store stream for good).
     pub body_idle_timeout_secs: u64,
     /// Largest request head (request line and headers) in bytes; larger gets 431.
     pub max_header_bytes: usize,
     /// Most header fields in one request; more gets 431.
     pub max_headers: usize,
-    /// Most client connections served at once; further ones wait to be accepted.
+    /// Most client connections served at once. At the limit the connection idle the
+    /// longest is closed to make room for a new client; when none is idle, new ones wait
+    /// to be accepted.
     pub max_connections: usize,
+    /// Seconds between HTTP/2 PINGs sealgate sends to its clients, to find connections
+    /// whose peer is gone (a long download to a vanished client, a half-open socket).
+    pub http2_keep_alive_interval_secs: u64,
+    /// Seconds an HTTP/2 PING may go unanswered before the connection is closed.
+    pub http2_keep_alive_timeout_secs: u64,
+    /// Most requests in progress at once on one HTTP/2 connection (so that
+    /// `max_connections` also bounds the requests in progress).
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for LimitsConfig {
@@ -44,6 +66,9 @@ impl Default for LimitsConfig {
             max_header_bytes: 64 * 1024,
             max_headers: 128,
             max_connections: 1024,
+            http2_keep_alive_interval_secs: 30,
+            http2_keep_alive_timeout_secs: 20,
+            http2_max_concurrent_streams: 100,
         }
     }
 }
@@ -59,6 +84,18 @@ impl LimitsConfig {
             ("limits.body_idle_timeout_secs", self.body_idle_timeout_secs),
             ("limits.max_connections", self.max_connections as u64),
             ("limits.max_headers", self.max_headers as u64),
+            (
+                "limits.http2_keep_alive_interval_secs",
+                self.http2_keep_alive_interval_secs,
+            ),
+            (
+                "limits.http2_keep_alive_timeout_secs",
+                self.http2_keep_alive_timeout_secs,
+            ),
+            (
+                "limits.http2_max_concurrent_streams",
+                u64::from(self.http2_max_concurrent_streams),
+            ),
         ];
         for (field, v) in positive {
             if v == 0 {
@@ -76,6 +113,11 @@ impl LimitsConfig {
 
     pub fn body_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.body_idle_timeout_secs)
+    }
+
+    /// How long a connection may go without a request in progress.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
     }
 }
 
@@ -100,6 +142,30 @@ pub fn head_bytes<B>(req: &http::Request<B>) -> usize {
     line + fields + 2
 }
 
+/// Whether the request declares `x-amz-decoded-content-length` without an aws-chunked
+/// body. The decoded length is what sealgate takes as the object's size (aws-chunked
+/// bodies may come without Content-Length), and it is the length of the body only when
+/// s3s decodes aws-chunked framing, which it does exactly when (the only)
+/// `x-amz-content-sha256` names a `STREAMING-*` payload. Otherwise a small declared
+/// length in front of a large body would make the whole body count as "small" (read into
+/// memory before the store is called): such a request is refused (400 InvalidRequest).
+pub fn decoded_length_without_aws_chunked(h: &http::HeaderMap) -> bool {
+    if !h.contains_key("x-amz-decoded-content-length") {
+        return false;
+    }
+    let mut sha = h.get_all("x-amz-content-sha256").iter();
+    let streaming = match (sha.next(), sha.next()) {
+        (Some(v), None) => matches!(
+            v.as_bytes(),
+            b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+                | b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+                | b"STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+        ),
+        _ => false,
+    };
+    !streaming
+}
+
 /// The connection builder with these limits applied to HTTP/1.1 and HTTP/2.
 pub fn conn_builder(l: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
     let mut b = ConnBuilder::new(TokioExecutor::new());
@@ -110,7 +176,10 @@ pub fn conn_builder(l: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
         .max_headers(l.max_headers);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(l.http2_max_concurrent_streams)
+        .keep_alive_interval(Duration::from_secs(l.http2_keep_alive_interval_secs))
+        .keep_alive_timeout(Duration::from_secs(l.http2_keep_alive_timeout_secs));
     b
 }
 
@@ -175,6 +244,106 @@ where
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A client connection whose writes fail when the client reads nothing for `idle`:
+    /// a write (or flush) that stays pending that long, because the socket's send
+    /// buffer stays full, ends with `TimedOut`, and hyper closes the connection.
+    pub struct WriteStall<T> {
+        #[pin]
+        inner: T,
+        // Boxed so that a connection stays `Unpin` (hyper wants that of its IO).
+        timer: Pin<Box<tokio::time::Sleep>>,
+        idle: Duration,
+        // Whether `timer` runs for the write now pending.
+        armed: bool,
+    }
+}
+
+impl<T> WriteStall<T> {
+    pub fn new(inner: T, idle: Duration) -> Self {
+        Self {
+            inner,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            idle,
+            armed: false,
+        }
+    }
+}
+
+/// A write's (or flush's) outcome, watched: while it stays pending the timer runs, and
+/// once the stall has lasted `idle` it fails with `TimedOut`; any progress disarms it.
+fn watched<R>(
+    r: Poll<std::io::Result<R>>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    armed: &mut bool,
+    idle: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<R>> {
+    if r.is_ready() {
+        *armed = false;
+        return r;
+    }
+    if !*armed {
+        timer.as_mut().reset(tokio::time::Instant::now() + idle);
+        *armed = true;
+    }
+    match timer.poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the client read nothing for {idle:?}"),
+        ))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+impl<T: tokio::io::AsyncRead> tokio::io::AsyncRead for WriteStall<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let r = this.inner.poll_flush(cx);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let r = this.inner.poll_shutdown(cx);
+        watched(r, this.timer.as_mut(), this.armed, *this.idle, cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +379,66 @@ mod tests {
         let err = b.as_mut().frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("sent nothing"), "{err}");
         assert!(t.elapsed() >= idle);
+    }
+
+    #[test]
+    fn a_decoded_length_counts_only_with_a_streaming_payload() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        let dl = ("x-amz-decoded-content-length", "1");
+        assert!(!decoded_length_without_aws_chunked(&h(&[])));
+        for streaming in [
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        ] {
+            let m = h(&[dl, ("x-amz-content-sha256", streaming)]);
+            assert!(!decoded_length_without_aws_chunked(&m), "{streaming}");
+        }
+        for refused in [
+            h(&[dl]),
+            h(&[dl, ("x-amz-content-sha256", "UNSIGNED-PAYLOAD")]),
+            h(&[dl, ("content-encoding", "aws-chunked")]),
+            h(&[
+                dl,
+                ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+                ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+            ]),
+        ] {
+            assert!(decoded_length_without_aws_chunked(&refused), "{refused:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_does_not_read_fails_after_the_idle_time_and_a_read_one_does_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, mut peer) = tokio::io::duplex(1024);
+        let idle = Duration::from_millis(300);
+        let mut w = std::pin::pin!(WriteStall::new(ours, idle));
+        // A peer that reads, slowly but within the idle time: every write completes.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..16 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                peer.read_exact(&mut buf).await.unwrap();
+            }
+            peer
+        });
+        w.write_all(&[1u8; 8192]).await.unwrap();
+        let _peer = reader.await.unwrap();
+        // Now it reads nothing: the buffer fills and the next writes fail after `idle`.
+        let t = std::time::Instant::now();
+        let err = w.write_all(&[1u8; 8192]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= idle, "{:?}", t.elapsed());
     }
 
     #[test]

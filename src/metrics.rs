@@ -58,6 +58,17 @@ pub struct Metrics {
     pub pending_deletion_objects: Family<KeyIdLabel, Gauge>,
     /// Worker threads of the runtime serving requests (`worker_threads`).
     pub worker_threads: Gauge,
+    /// Client connections open now.
+    pub client_connections: Gauge,
+    /// Client connections sealgate closed while idle, by reason (`idle_timeout`: no
+    /// complete request head within `limits.header_read_timeout_secs`; `evicted`: closed
+    /// to make room for a new client at `limits.max_connections`).
+    pub connections_closed: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -161,6 +172,18 @@ impl Metrics {
             "Threads serving requests (tokio workers)",
             worker_threads.clone(),
         );
+        let client_connections = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Client connections open",
+            client_connections.clone(),
+        );
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Idle client connections closed by sealgate, by reason",
+            connections_closed.clone(),
+        );
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             worker_threads.set(i64::try_from(h.metrics().num_workers()).unwrap_or(i64::MAX));
         }
@@ -168,6 +191,8 @@ impl Metrics {
             registry,
             pending_deletion_objects,
             worker_threads,
+            client_connections,
+            connections_closed,
             dek_cache,
             kms_backend_calls,
             requests,
@@ -202,6 +227,14 @@ impl Metrics {
             .get_or_create(&BackendLabels {
                 backend: backend.to_string(),
                 outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
             })
             .inc();
     }

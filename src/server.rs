@@ -3,8 +3,10 @@
 //!
 //! Invariants: one tracing span per request (request id, method, operation, bucket,
 //! status, duration, bytes); a response body that fails mid-stream aborts the connection
-//! (hyper never ends such a response cleanly); on shutdown no new connection is accepted
-//! and in-flight requests get a bounded time to finish.
+//! (hyper never ends such a response cleanly); a connection with no request in progress
+//! is closed after the idle deadline, and at `limits.max_connections` the one idle the
+//! longest is closed to make room for a new client (`limits::conns`); on shutdown no new
+//! connection is accepted and in-flight requests get a bounded time to finish.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,14 +18,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::limits::IdleTimeout;
+use crate::limits::conns::{ConnHandle, Registry, RequestGuard, Tracked};
 use crate::s3::{Gateway, State, Unreachable};
 use crate::upstream::Upstream;
 
@@ -45,6 +50,8 @@ pub struct App {
     limits: crate::limits::LimitsConfig,
     /// Whether Signature Version 2 requests are passed to s3s (`allow_signature_v2`).
     allow_signature_v2: bool,
+    /// Bearer token `/metrics` requires, if any (`metrics_token`).
+    metrics_token: Option<crate::config::Secret>,
     next_id: AtomicU64,
     id_prefix: String,
 }
@@ -68,6 +75,10 @@ impl App {
     pub fn new(cfg: &Config) -> Result<Arc<App>, String> {
         let upstream = Upstream::new(&cfg.upstream)?;
         let access_keys = cfg.access_key_table();
+        create_owner_only(&cfg.kms.db_path)?;
+        if cfg.kms.audit_enabled {
+            create_owner_only(&cfg.kms.audit_path())?;
+        }
         let kms = crate::kms::Kms::open(&cfg.kms).map_err(|e| format!("kms: {e}"))?;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let upstream = upstream
@@ -118,6 +129,7 @@ impl App {
             tls,
             limits: cfg.limits.clone(),
             allow_signature_v2: cfg.allow_signature_v2,
+            metrics_token: cfg.metrics_token.clone(),
             next_id: AtomicU64::new(1),
             id_prefix,
         }))
@@ -131,11 +143,19 @@ impl App {
         )
     }
 
+    /// Answers one request; `in_progress` keeps its connection busy (not idle, so never
+    /// closed by the idle deadline or evicted) until the response body has been sent.
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<Response<Body>, Infallible> {
+        in_progress: RequestGuard,
+    ) -> Result<Response<Tracked<Body>>, Infallible> {
+        let resp = self.answer(req, peer).await;
+        Ok(resp.map(|b| Tracked::new(b, in_progress)))
+    }
+
+    async fn answer(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let id = self.request_id();
         let span = tracing::info_span!(
             "request",
@@ -160,7 +180,7 @@ impl App {
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
             );
-            return Ok(r);
+            return r;
         }
         let close_after = unanswerable_continue(&req);
         let req = req.map(|b| IdleTimeout::new(b, self.limits.body_idle_timeout()));
@@ -179,7 +199,7 @@ impl App {
             self.metrics.latency.get_or_create(&crate::metrics::OpLabel { op: op.to_string() }).observe(start.elapsed().as_secs_f64());
             let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
             tracing::info!(status = resp.status().as_u16(), bytes = %bytes, ms = start.elapsed().as_millis() as u64, "done");
-            Ok(resp)
+            resp
         }
         .instrument(span)
         .await
@@ -202,6 +222,14 @@ impl App {
             return ("health", plain(StatusCode::OK, "ok\n"));
         }
         if plain_get("/metrics") {
+            if !self.metrics_allowed(req.headers()) {
+                let mut r = plain(StatusCode::UNAUTHORIZED, "metrics need a bearer token\n");
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"sealgate metrics\""),
+                );
+                return ("metrics", r);
+            }
             let mut r = Response::new(Body::from(self.metrics.render()));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -223,6 +251,13 @@ impl App {
             self.allow_signature_v2,
         ) {
             return ("-", s3_error_response(code, message, request_id));
+        }
+        if crate::limits::decoded_length_without_aws_chunked(req.headers()) {
+            let message = "x-amz-decoded-content-length is only valid with an aws-chunked (STREAMING-*) payload.";
+            return (
+                "-",
+                s3_error_response("InvalidRequest", message, request_id),
+            );
         }
         let classified = crate::s3::request::Classified::of(
             req.method(),
@@ -251,6 +286,25 @@ impl App {
 }
 
 impl App {
+    /// Whether a `/metrics` request may see the metrics: always without
+    /// `metrics_token`, else only with `Authorization: Bearer <token>` (compared in
+    /// constant time).
+    fn metrics_allowed(&self, h: &http::HeaderMap) -> bool {
+        let Some(token) = &self.metrics_token else {
+            return true;
+        };
+        h.get_all(http::header::AUTHORIZATION).iter().any(|v| {
+            let v = v.as_bytes();
+            v.len() > 7
+                && v[..7].eq_ignore_ascii_case(b"bearer ")
+                && aws_lc_rs::constant_time::verify_slices_are_equal(
+                    v[7..].trim_ascii(),
+                    token.expose().as_bytes(),
+                )
+                .is_ok()
+        })
+    }
+
     /// Ready when the store answers (any HTTP answer below 500 to a signed ListBuckets)
     /// and the KMS can be used; 503 with the reason otherwise.
     async fn ready(&self) -> Response<Body> {
@@ -373,6 +427,24 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     r
 }
 
+/// Creates `path` empty and readable by its owner only (0600), unless it exists. The KMS
+/// database holds sealed key material and the audit log says who used which key: the
+/// process umask (often 022) would otherwise leave new ones world-readable. Existing
+/// files keep the permissions their operator gave them.
+fn create_owner_only(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("kms: cannot create {}: {e}", path.display())),
+    }
+}
+
 fn rand_u32() -> u32 {
     let mut b = [0u8; 4];
     // Request ids only need to differ between instances; a failure here is harmless.
@@ -406,13 +478,23 @@ fn tls_acceptor(
 /// How long in-flight requests may run after shutdown was requested.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// How long a TLS handshake may take (the idle deadline applies too, if shorter).
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// How long an idle connection being closed may take to say goodbye (HTTP/2 GOAWAY).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves until `shutdown` resolves, then drains in-flight connections.
+///
+/// Each accepted connection gets a slot (`limits.max_connections`); at the limit the
+/// connection idle the longest is closed to make room ([`admit`]). Every connection runs
+/// on its own task ([`connection`]), which closes it when it has had no request in
+/// progress for `limits.header_read_timeout_secs`.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Key deletions that came due and automatic rotations happen even for idle keys.
     let kms = app.kms.clone();
     let ticker = tokio::spawn(async move {
@@ -425,18 +507,13 @@ pub async fn serve(
             }
         }
     });
-    let builder = crate::limits::conn_builder(&app.limits);
-    // One permit per client connection: at the limit, new connections wait in the backlog.
-    let connections = Arc::new(tokio::sync::Semaphore::new(app.limits.max_connections));
+    let builder = Arc::new(crate::limits::conn_builder(&app.limits));
+    let registry = Registry::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.limits.max_connections));
+    let tasks = tokio_util::task::TaskTracker::new();
+    let stop = tokio_util::sync::CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -448,58 +525,26 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app2 = app.clone();
-        let svc = hyper::service::service_fn(move |req| app2.clone().handle(req, peer));
-        match &app.tls {
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tls = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
+        let slot = tokio::select! {
+            s = admit(&slots, &registry) => s,
+            () = &mut shutdown => break,
+        };
+        let conn = registry.open();
+        tasks.spawn(connection(
+            app.clone(),
+            builder.clone(),
+            stream,
+            peer,
+            (slot, conn),
+            stop.clone(),
+        ));
     }
     drop(listener);
     ticker.abort();
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within {DRAIN:?}; closing them");
     }
     // Audit events still queued reach the disk before the process ends.
@@ -507,4 +552,130 @@ pub async fn serve(
         tracing::error!(error = %e, "flushing the KMS audit log failed");
     }
     Ok(())
+}
+
+/// A connection slot: immediately while fewer than `max_connections` are open; else
+/// once the connection idle the longest has been closed to make room, or, when every
+/// connection has a request in progress, once one ends or becomes idle. (Meanwhile no
+/// further connection is accepted: they wait in the listen backlog.)
+async fn admit(
+    slots: &Arc<tokio::sync::Semaphore>,
+    registry: &Registry,
+) -> tokio::sync::OwnedSemaphorePermit {
+    loop {
+        if let Ok(p) = slots.clone().try_acquire_owned() {
+            return p;
+        }
+        let evicted = registry.evict_oldest_idle();
+        tokio::select! {
+            p = slots.clone().acquire_owned() => {
+                if let Ok(p) = p {
+                    return p;
+                }
+            }
+            () = registry.some_became_idle(), if !evicted => {}
+            // A request that arrived on the evicted connection first keeps it open: try
+            // the next one.
+            () = tokio::time::sleep(Duration::from_millis(50)), if evicted => {}
+        }
+    }
+}
+
+/// Serves one client connection: TLS handshake (if configured), then HTTP/1.1 or HTTP/2.
+/// Closed when it has had no request in progress for the idle deadline, when it is
+/// evicted while idle, or gracefully on shutdown.
+async fn connection(
+    app: Arc<App>,
+    builder: Arc<ConnBuilder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    (slot, conn): (tokio::sync::OwnedSemaphorePermit, ConnHandle),
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let stream = crate::limits::WriteStall::new(stream, app.limits.body_idle_timeout());
+    let metrics = app.metrics.clone();
+    metrics.client_connections.inc();
+    let _open = scopeguard(move || {
+        metrics.client_connections.dec();
+    });
+    let conn = Arc::new(conn);
+    let idle = app.limits.idle_timeout();
+    match app.tls.clone() {
+        None => drive(app, &builder, TokioIo::new(stream), peer, conn, slot, stop).await,
+        Some(acceptor) => {
+            let tls = tokio::select! {
+                r = tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)) => match r {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                why = conn.closing(idle) => {
+                    app.metrics.connection_closed(why.as_str());
+                    return;
+                }
+                () = stop.cancelled() => return,
+            };
+            drive(app, &builder, TokioIo::new(tls), peer, conn, slot, stop).await
+        }
+    }
+}
+
+/// HTTP on an established (plain or TLS) connection; see [`connection`].
+async fn drive<I>(
+    app: Arc<App>,
+    builder: &ConnBuilder<TokioExecutor>,
+    io: I,
+    peer: SocketAddr,
+    conn: Arc<ConnHandle>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    stop: tokio_util::sync::CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let idle = app.limits.idle_timeout();
+    let (app2, conn2) = (app.clone(), conn.clone());
+    let svc = hyper::service::service_fn(move |req| {
+        let in_progress = conn2.request();
+        app2.clone().handle(req, peer, in_progress)
+    });
+    let serving = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(serving);
+    tokio::select! {
+        r = serving.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        why = conn.closing(idle) => {
+            // Idle: nothing is lost by closing; the slot is free for the next client at once.
+            drop(slot);
+            app.metrics.connection_closed(why.as_str());
+            tracing::debug!(peer = %peer.ip(), reason = why.as_str(), "closing an idle connection");
+            serving.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, serving).await;
+        }
+        () = stop.cancelled() => {
+            serving.as_mut().graceful_shutdown();
+            if let Err(e) = serving.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -61,6 +61,8 @@ async fn add_backend(
                 access_key_id: "AKIDMOTO".into(),
                 secret_access_key: Secret::new("motosecret"),
                 default_key: Some(common::PEER_KEY_ALIAS.into()),
+                // The test peers listen on loopback without TLS.
+                allow_insecure_http: true,
                 ..Default::default()
             });
             ("moto", bc, Some(peer), None)
@@ -74,6 +76,7 @@ async fn add_backend(
                 access_key_id: common::CLIENT_AK.into(),
                 secret_access_key: Secret::new(common::CLIENT_SK),
                 default_key: Some(key),
+                allow_insecure_http: true,
                 ..Default::default()
             });
             ("peer-sealgate", bc, None, Some(kms_sg))
@@ -84,6 +87,7 @@ async fn add_backend(
                 address: peer.endpoint.clone(),
                 token: Secret::new(common::BAO_TOKEN),
                 default_key: Some(common::TRANSIT_KEY.into()),
+                allow_insecure_http: true,
                 ..Default::default()
             });
             ("bao", bc, Some(peer), None)

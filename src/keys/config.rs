@@ -70,12 +70,15 @@ pub struct AwsKmsConfig {
     pub session_token: Option<Secret>,
     /// Key for writes that name none (SSE-S3, or aws:kms without a key id).
     pub default_key: Option<String>,
+    /// Accept a plain `http://` endpoint. Off by default: the data keys of every object
+    /// (and the credentials' signatures) would cross the network in clear text.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransitConfig {
-    /// Vault/OpenBao address, e.g. `http://127.0.0.1:8200`.
+    /// Vault/OpenBao address, e.g. `https://vault.example:8200`.
     pub address: String,
     /// Mount path of the Transit engine.
     pub mount: String,
@@ -88,6 +91,9 @@ pub struct TransitConfig {
     /// Transit key for writes that name none. Keys must be `derived = true` (the
     /// encryption context is the derivation context).
     pub default_key: Option<String>,
+    /// Accept a plain `http://` address. Off by default: the token and every data key
+    /// would cross the network in clear text.
+    pub allow_insecure_http: bool,
 }
 
 impl Default for TransitConfig {
@@ -100,6 +106,7 @@ impl Default for TransitConfig {
             token_env: None,
             namespace: None,
             default_key: None,
+            allow_insecure_http: false,
         }
     }
 }
@@ -253,7 +260,7 @@ impl KmsBackendConfig {
                     if a.endpoint.is_empty() {
                         a.endpoint = format!("https://kms.{}.amazonaws.com", a.region);
                     }
-                    check_url(&f("endpoint"), &a.endpoint)?;
+                    check_url(&f("endpoint"), &a.endpoint, a.allow_insecure_http)?;
                     if a.access_key_id.is_empty() {
                         a.access_key_id = get_env("AWS_ACCESS_KEY_ID").ok_or_else(|| {
                             (f("access_key_id"), "required (or AWS_ACCESS_KEY_ID)".into())
@@ -278,7 +285,7 @@ impl KmsBackendConfig {
                     }
                 }
                 BackendConfig::Transit(t) => {
-                    check_url(&f("address"), &t.address)?;
+                    check_url(&f("address"), &t.address, t.allow_insecure_http)?;
                     let mount = t.mount.trim_matches('/').to_string();
                     if mount.is_empty()
                         || !mount
@@ -335,12 +342,21 @@ impl KmsBackendConfig {
     }
 }
 
-fn check_url(field: &str, u: &str) -> Result<(), (String, String)> {
+/// A backend URL: `https://`, or `http://` only where `allow_insecure_http` says so.
+fn check_url(field: &str, u: &str, allow_http: bool) -> Result<(), (String, String)> {
     let url = reqwest::Url::parse(u).map_err(|e| (field.to_string(), format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err((
             field.to_string(),
             "must be an http:// or https:// URL with a host".into(),
+        ));
+    }
+    if url.scheme() == "http" && !allow_http {
+        return Err((
+            field.to_string(),
+            "plain http:// would send data keys and credentials in clear text: use https://, \
+             or set allow_insecure_http = true on this backend (e.g. for a peer on loopback)"
+                .into(),
         ));
     }
     Ok(())
@@ -366,12 +382,14 @@ mod tests {
         access_key_id = "AKIDCORP"
         secret_access_key_env = "CORP_SECRET"
         default_key = "alias/sealgate"
+        allow_insecure_http = true
         [kms_backend.backends.bao]
         type = "transit"
         address = "http://127.0.0.1:8200"
         mount = "/transit/"
         token_file = "/nonexistent"
         default_key = "sealgate"
+        allow_insecure_http = true
         [kms_backend.cache]
         bucket_key_max_objects = 500
     "#;
@@ -403,6 +421,39 @@ mod tests {
         assert_eq!(a.secret_access_key.expose(), "s3cr3t");
         assert_eq!(c.cache.bucket_key_max_objects, 500);
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_remote_backend_over_plain_http_is_refused_unless_allowed() {
+        let env = |k: &str| (k == "CORP_SECRET").then(|| "s3cr3t".to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let tf = dir.path().join("tok");
+        std::fs::write(&tf, "root-token\n").unwrap();
+        let example = EXAMPLE.replace("/nonexistent", tf.to_str().unwrap());
+        let parse = |t: &str| toml::from_str::<Wrap>(t).unwrap().kms_backend;
+        // Without the opt-in, each http:// backend is refused, naming its field.
+        let aws_http = example.replacen("allow_insecure_http = true\n", "", 1);
+        let (f, r) = parse(&aws_http).validate(&env).unwrap_err();
+        assert_eq!(f, "kms_backend.backends.corp.endpoint");
+        assert!(r.contains("allow_insecure_http"), "{r}");
+        let transit_http = example.replace(
+            "default_key = \"sealgate\"\n        allow_insecure_http = true\n",
+            "default_key = \"sealgate\"\n",
+        );
+        let (f, _) = parse(&transit_http).validate(&env).unwrap_err();
+        assert_eq!(f, "kms_backend.backends.bao.address");
+        // https:// needs no opt-in.
+        let https = example
+            .replace("allow_insecure_http = true\n", "")
+            .replace("http://", "https://");
+        parse(&https).validate(&env).unwrap();
+        // The AWS default endpoint (empty) is https.
+        let mut c = parse(&https.replace("endpoint = \"https://127.0.0.1:4566\"", ""));
+        c.validate(&env).unwrap();
+        let BackendConfig::Aws(a) = &c.backends["corp"] else {
+            panic!()
+        };
+        assert_eq!(a.endpoint, "https://kms.eu-west-1.amazonaws.com");
     }
 
     #[test]

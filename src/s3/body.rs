@@ -60,6 +60,9 @@ const PREREAD_MAX: u64 = crate::crypto::format::SEGMENT;
 const SHORT_BODY: &str =
     "You did not provide the number of bytes specified by the Content-Length HTTP header.";
 
+/// A body that carries more than its declared length.
+const LONG_BODY: &str = "The body is longer than its Content-Length.";
+
 /// Records how the client's body failed, if it did, so that the client is told about its
 /// own error rather than about the store's.
 #[derive(Clone, Default)]
@@ -102,18 +105,30 @@ fn stalled(e: &std::io::Error) -> bool {
     })
 }
 
-/// Collects a stream already bounded to about one segment into one buffer. A client
-/// checksum mismatch is BadDigest and a failed client body is the client's error; nothing
-/// has reached the store then.
+/// Collects a stream of at most `max` bytes into one buffer; a longer one is the client's
+/// error as soon as it goes past `max` (the declared length bounds what is held, whatever
+/// the body really carries). A client checksum mismatch is BadDigest and a failed client
+/// body is the client's error; nothing has reached the store then.
 async fn preread(
     mut s: PlainStream,
+    max: u64,
     verdict: &super::checksum::Verdict,
     client: &ClientFailure,
 ) -> Result<bytes::Bytes, Error> {
     let mut chunks: Vec<bytes::Bytes> = Vec::with_capacity(2);
+    let mut held = 0u64;
     while let Some(chunk) = s.next().await {
         match chunk {
-            Ok(c) => chunks.push(c),
+            Ok(c) => {
+                held += c.len() as u64;
+                if held > max {
+                    return Err(Error::Client(S3Error::with_message(
+                        S3ErrorCode::IncompleteBody,
+                        LONG_BODY,
+                    )));
+                }
+                chunks.push(c)
+            }
             Err(e) => {
                 if let Some(Err(v)) = verdict.get() {
                     return Err(Error::Client(v));
@@ -151,21 +166,22 @@ pub async fn send_verified(
         // One segment or less: read it all before calling the store, so that the request
         // head and body reach it in one write and a bad body never reaches it at all
         // (docs/performance.md, "Where the time goes": small uploads).
-        let plain = preread(verifying.boxed(), &verdict, &client).await?;
+        let plain = preread(verifying.boxed(), len, &verdict, &client).await?;
         if plain.len() as u64 != len {
             return Err(Error::Client(S3Error::with_message(
                 S3ErrorCode::IncompleteBody,
                 if (plain.len() as u64) < len {
                     SHORT_BODY
                 } else {
-                    "The body is longer than its Content-Length."
+                    LONG_BODY
                 },
             )));
         }
         match writer {
             Some(w) => {
                 let stream = w.seal_whole(&plain, &mut headers);
-                let sealed = preread(stream, &verdict, &client).await?;
+                // Sealed from `plain` (at most one segment): bounded by construction.
+                let sealed = preread(stream, u64::MAX, &verdict, &client).await?;
                 ctx.state
                     .metrics
                     .upstream_write_bytes
