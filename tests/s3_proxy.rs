@@ -655,3 +655,88 @@ async fn virtual_hosted_style_requests_address_the_bucket_by_host(#[case] store:
         b"virtual"
     );
 }
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn sse_headers_on_reads_and_parts_are_refused_as_aws_does(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    common::put(&sg.client, &b, "k", b"data").await;
+    for h in [
+        ("x-amz-server-side-encryption", "aws:kms"),
+        ("x-amz-server-side-encryption", "AES256"),
+        ("x-amz-server-side-encryption-aws-kms-key-id", "alias/aws/s3"),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let url = format!("{}/{b}/k", sg.endpoint);
+            let headers = common::signed_headers(method, &url, &[(h.0, h.1.to_string())]);
+            let r = reqwest::Client::new()
+                .request(method.parse().unwrap(), &url)
+                .headers(headers)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "{method} with {}", h.0);
+            if method == "GET" {
+                let body = r.text().await.unwrap();
+                assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
+                assert!(body.contains("not supported for this operation"), "{body}");
+            }
+        }
+    }
+    // An UploadPart naming SSE is refused too; the upload is unharmed.
+    let id = sg
+        .client
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("mp")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "{}/{b}/mp?partNumber=1&uploadId={}",
+        sg.endpoint,
+        urlencoding(&id)
+    );
+    let headers = common::signed_headers(
+        "PUT",
+        &url,
+        &[
+            ("x-amz-server-side-encryption", "AES256".to_string()),
+            ("content-length", "4".to_string()),
+        ],
+    );
+    let r = reqwest::Client::new()
+        .put(&url)
+        .headers(headers)
+        .body("abcd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+fn urlencoding(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn allow_unordered_is_refused_with_a_delimiter_and_ignored_without(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    common::put(&sg.client, &b, "a/1", b"x").await;
+    let r = common::signed_request(&sg, "GET", &format!("/{b}?allow-unordered=true&delimiter=/"), vec![]).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("<Code>InvalidArgument</Code>"));
+    let r = common::signed_request(&sg, "GET", &format!("/{b}?list-type=2&allow-unordered=true"), vec![]).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<Key>a/1</Key>"));
+}

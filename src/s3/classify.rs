@@ -201,6 +201,8 @@ const PARAMS: &[&str] = &[
     "x-amz-expected-bucket-owner",
     "id",
     "optional-object-attributes",
+    // Ceph RGW's unordered listing (AWS ignores it; see request.rs).
+    "allow-unordered",
     // SigV4 presigned URL parameters (verified by s3s, stripped before forwarding).
     "X-Amz-Algorithm",
     "X-Amz-Credential",

@@ -175,8 +175,22 @@ impl Request {
         };
         let sse = match op {
             Op::PutObject | Op::CreateMultipartUpload | Op::CopyObject => sse::parse(headers)?,
+            // The encryption of an object is chosen when it is written (AWS: 400).
+            Op::GetObject | Op::HeadObject | Op::GetObjectAttributes | Op::UploadPart => {
+                sse::refuse_on_read(headers)?;
+                None
+            }
             _ => None,
         };
+        if matches!(op, Op::ListObjects | Op::ListObjectsV2)
+            && target.query.iter().any(|(k, v)| k == "allow-unordered" && v == "true")
+            && target.query.iter().any(|(k, v)| k == "delimiter" && !v.is_empty())
+        {
+            // A Ceph RGW extension (AWS ignores it); RGW refuses it with a delimiter.
+            return Err(Error::invalid_argument(
+                "allow-unordered cannot be combined with a delimiter.",
+            ));
+        }
         Ok(Request {
             op,
             shape: target.shape,
@@ -201,11 +215,12 @@ impl Request {
     }
 
     /// Query pairs to send to the store: presigned-URL parameters are the client's
-    /// credentials and are dropped; a sealgate upload id becomes the store's.
+    /// credentials and are dropped (as is `allow-unordered`, which only RGW knows); a
+    /// sealgate upload id becomes the store's.
     pub fn forward_query(&self) -> Vec<(String, String)> {
         self.query
             .iter()
-            .filter(|(k, _)| !is_presign_param(k))
+            .filter(|(k, _)| !is_presign_param(k) && k != "allow-unordered")
             .map(|(k, v)| match (k.as_str(), &self.upload) {
                 ("uploadId", Some(u)) => (k.clone(), u.store_id().to_string()),
                 _ => (k.clone(), v.clone()),

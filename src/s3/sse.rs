@@ -81,6 +81,17 @@ pub fn parse_context(b64: &str) -> Result<BTreeMap<String, String>, S3Error> {
     Ok(map)
 }
 
+/// Refuses SSE-S3/SSE-KMS request headers on a read (GET, HEAD, GetObjectAttributes)
+/// or an UploadPart, as AWS does: the encryption was chosen when the object was written.
+pub fn refuse_on_read(h: &HeaderMap) -> Result<(), S3Error> {
+    if let Some(n) = SSE_REQUEST_HEADERS.iter().find(|n| h.contains_key(**n)) {
+        return Err(invalid(format!(
+            "{n} header is not supported for this operation."
+        )));
+    }
+    Ok(())
+}
+
 /// Parses and validates the SSE headers of a write (PutObject, CreateMultipartUpload,
 /// CopyObject destination). `Ok(None)`: the client asked for nothing.
 pub fn parse(h: &HeaderMap) -> Result<Option<Sse>, S3Error> {
