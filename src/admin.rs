@@ -323,9 +323,16 @@ pub async fn run(
         if !head.status().is_success() {
             progress.object(
                 Some(&format!(
-                    "[{}/{total}] {key}: skipped (HEAD {})",
+                    "[{}/{total}] {key}: skipped (HEAD {}{})",
                     i + 1,
-                    head.status()
+                    head.status(),
+                    if head.status() == http::StatusCode::FORBIDDEN && matches!(job, Job::Migrate) {
+                        ": sealgate reads objects it did not encrypt only where \
+                         encryption.plaintext_reads allows it; add this bucket or prefix \
+                         there for the migration"
+                    } else {
+                        ""
+                    }
                 )),
                 *listed_size,
             );

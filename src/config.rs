@@ -116,7 +116,12 @@ pub struct EncryptionConfig {
     pub default: String,
     /// KMS key for `default = "aws:kms"` (id, ARN or alias); none = the managed key.
     pub default_kms_key: Option<String>,
-    /// Whether objects sealgate did not encrypt (existing data) may be read as they are.
+    /// Where objects sealgate did not encrypt (existing data, during a migration) may be
+    /// read as they are: entries `bucket` or `bucket/prefix`, or `*` for everywhere.
+    /// Everywhere else such an object is refused (403), so a store that strips an
+    /// object's sealgate metadata cannot make sealgate serve what it holds.
+    pub plaintext_reads: Vec<String>,
+    /// Older spelling of `plaintext_reads = ["*"]` (default false).
     pub allow_plaintext_reads: bool,
     /// SSE-S3 objects get AWS's ETags: the plaintext MD5 (multipart: the MD5 of the
     /// parts' MD5s, `-N`), which rclone, s3cmd and other sync tools compare with their
@@ -125,12 +130,28 @@ pub struct EncryptionConfig {
     pub md5_etags: bool,
 }
 
+impl EncryptionConfig {
+    /// Whether an object sealgate did not encrypt may be served at `bucket/key`.
+    pub fn plaintext_allowed(&self, bucket: &str, key: &str) -> bool {
+        self.allow_plaintext_reads
+            || self
+                .plaintext_reads
+                .iter()
+                .any(|e| match e.split_once('/') {
+                    _ if e == "*" => true,
+                    None => e == bucket,
+                    Some((b, prefix)) => b == bucket && key.starts_with(prefix),
+                })
+    }
+}
+
 impl Default for EncryptionConfig {
     fn default() -> Self {
         Self {
             default: "AES256".into(),
             default_kms_key: None,
-            allow_plaintext_reads: true,
+            plaintext_reads: Vec::new(),
+            allow_plaintext_reads: false,
             md5_etags: true,
         }
     }
@@ -458,6 +479,15 @@ impl Config {
                 "encryption.default_kms_key",
                 "only applies with encryption.default = \"aws:kms\"",
             ));
+        }
+        for e in &self.encryption.plaintext_reads {
+            let bucket = e.split('/').next().unwrap_or_default();
+            if e != "*" && (bucket.is_empty() || bucket == "*") {
+                return Err(cfg_err(
+                    "encryption.plaintext_reads",
+                    format!("entries are \"bucket\", \"bucket/prefix\" or \"*\", got {e:?}"),
+                ));
+            }
         }
         self.limits
             .validate()

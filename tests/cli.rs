@@ -173,7 +173,10 @@ async fn kms_explain_names_the_deciding_statement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_encrypts_existing_plaintext_objects_in_place_and_can_be_rerun() {
-    let sg = common::Sealgate::start().await;
+    // Reading existing plaintext is an explicit, scoped opt-in, as for a real migration.
+    let mut cfg = common::test_config();
+    cfg.encryption.plaintext_reads = vec!["*".into()];
+    let sg = common::Sealgate::start_with(cfg).await;
     let b = sg.bucket().await;
     let data = common::pattern(200_000, 8);
     for k in ["old/a.bin", "old/b.bin"] {

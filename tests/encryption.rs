@@ -526,7 +526,10 @@ async fn multipart_objects_with_odd_part_sizes_read_back_whole_by_range_and_by_p
 #[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test]
 async fn copies_rewrap_the_key_and_read_back_everywhere(#[case] store: Store) {
-    let sg = Sealgate::start_on(store).await;
+    let mut cfg = common::test_config_on(store);
+    // The last copy reads a plaintext object sealgate did not write.
+    cfg.encryption.plaintext_reads = vec!["*".into()];
+    let sg = Sealgate::start_with(cfg).await;
     let b = sg.bucket().await;
     let b2 = sg.bucket().await;
     let key = new_kms_key(&sg).await;
@@ -615,27 +618,83 @@ async fn copies_rewrap_the_key_and_read_back_everywhere(#[case] store: Store) {
 #[case::garage(Store::Garage)]
 #[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test]
-async fn plaintext_objects_in_the_store_are_served_as_they_are_unless_refused(
+async fn objects_sealgate_did_not_write_are_refused_unless_allowed_where_they_are(
     #[case] store: Store,
 ) {
     let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     put_raw(&sg, &b, "old", b"existing data".to_vec(), HashMap::new()).await;
-    assert_eq!(get(&sg.client, &b, "old").await.unwrap(), b"existing data");
-    let l = sg.client.list_objects_v2().bucket(&b).send().await.unwrap();
-    assert_eq!(l.contents()[0].size(), Some(13));
+    put_raw(
+        &sg,
+        &b,
+        "legacy/old",
+        b"existing data".to_vec(),
+        HashMap::new(),
+    )
+    .await;
+    // The downgrade: a sealgate object whose metadata the store stripped.
+    common::put(&sg.client, &b, "stripped", b"secret").await;
+    let (body, _) = raw_object(&sg, &b, "stripped").await;
+    put_raw(&sg, &b, "stripped", body, HashMap::new()).await;
+    let status = |r: Result<(), u16>| r.err().unwrap_or(200);
+    let read = |sg: &Sealgate, k: &str, range: bool| {
+        let mut g = sg.client.get_object().bucket(&b).key(k);
+        if range {
+            g = g.range("bytes=1-3");
+        }
+        let f = g.send();
+        async move {
+            f.await
+                .map(|_| ())
+                .map_err(|e| e.raw_response().map_or(0, |r| r.status().as_u16()))
+        }
+    };
+    for k in ["old", "stripped", "legacy/old"] {
+        assert_eq!(status(read(&sg, k, false).await), 403, "GET {k}");
+        assert_eq!(status(read(&sg, k, true).await), 403, "ranged GET {k}");
+        let h = sg.client.head_object().bucket(&b).key(k).send().await;
+        assert_eq!(
+            h.unwrap_err().raw_response().unwrap().status().as_u16(),
+            403
+        );
+        let c = sg
+            .client
+            .copy_object()
+            .bucket(&b)
+            .key("copy")
+            .copy_source(format!("{b}/{k}"))
+            .send()
+            .await;
+        assert_eq!(
+            c.unwrap_err().raw_response().unwrap().status().as_u16(),
+            403
+        );
+    }
+    // Allowed for one prefix (a migration): served there as stored, without SSE claims.
     let mut cfg = common::test_config_on(store);
-    cfg.encryption.allow_plaintext_reads = false;
-    let strict = Sealgate::start_with(cfg).await;
-    let e = strict
+    cfg.encryption.plaintext_reads = vec![format!("{b}/legacy/")];
+    let scoped = Sealgate::start_with(cfg).await;
+    let got = scoped
         .client
         .get_object()
         .bucket(&b)
-        .key("old")
+        .key("legacy/old")
         .send()
         .await
-        .unwrap_err();
-    assert_eq!(e.raw_response().unwrap().status().as_u16(), 403);
+        .unwrap();
+    assert!(got.server_side_encryption().is_none());
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes(),
+        &b"existing data"[..]
+    );
+    assert_eq!(status(read(&scoped, "old", false).await), 403);
+    // Listings still show every object (with the store's size for plaintext ones).
+    let l = sg.client.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert!(
+        l.contents()
+            .iter()
+            .any(|o| o.key() == Some("old") && o.size() == Some(13))
+    );
 }
 
 #[rstest]
@@ -1092,7 +1151,9 @@ async fn a_principal_denied_kms_decrypt_cannot_read_objects_under_that_key(#[cas
 #[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test]
 async fn copying_a_plaintext_object_onto_itself_encrypts_it_in_place(#[case] store: Store) {
-    let sg = Sealgate::start_on(store).await;
+    let mut cfg = common::test_config_on(store);
+    cfg.encryption.plaintext_reads = vec!["*".into()];
+    let sg = Sealgate::start_with(cfg).await;
     let b = sg.bucket().await;
     let data = text(300_000);
     put_raw(

@@ -667,7 +667,10 @@ async fn sse_headers_on_reads_and_parts_are_refused_as_aws_does(#[case] store: S
     for h in [
         ("x-amz-server-side-encryption", "aws:kms"),
         ("x-amz-server-side-encryption", "AES256"),
-        ("x-amz-server-side-encryption-aws-kms-key-id", "alias/aws/s3"),
+        (
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "alias/aws/s3",
+        ),
     ] {
         for method in ["GET", "HEAD"] {
             let url = format!("{}/{b}/k", sg.endpoint);
@@ -733,10 +736,27 @@ async fn allow_unordered_is_refused_with_a_delimiter_and_ignored_without(#[case]
     let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     common::put(&sg.client, &b, "a/1", b"x").await;
-    let r = common::signed_request(&sg, "GET", &format!("/{b}?allow-unordered=true&delimiter=/"), vec![]).await;
+    let r = common::signed_request(
+        &sg,
+        "GET",
+        &format!("/{b}?allow-unordered=true&delimiter=/"),
+        vec![],
+    )
+    .await;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("<Code>InvalidArgument</Code>"));
-    let r = common::signed_request(&sg, "GET", &format!("/{b}?list-type=2&allow-unordered=true"), vec![]).await;
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("<Code>InvalidArgument</Code>")
+    );
+    let r = common::signed_request(
+        &sg,
+        "GET",
+        &format!("/{b}?list-type=2&allow-unordered=true"),
+        vec![],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("<Key>a/1</Key>"));
 }

@@ -99,6 +99,17 @@ pub fn descriptive_headers(from: &HeaderMap) -> HeaderMap {
     h
 }
 
+/// What the store says about its own encryption of an object sealgate did not encrypt:
+/// never passed on (a plaintext response must not look encrypted).
+pub const STORE_SSE: &[&str] = &[
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key-md5",
+];
+
 /// Response headers never returned to the client.
 const DROP_RESPONSE: &[&str] = &[
     "connection",

@@ -19,24 +19,20 @@ use crate::error::Error;
 use crate::object::{ObjectMeta, meta};
 use crate::upstream::{UpBody, UpResponse};
 
-/// Refuses an object sealgate did not encrypt, unless plaintext reads are allowed.
-pub fn plaintext_allowed(ctx: &Ctx) -> Result<(), Error> {
-    if ctx.state.encryption.allow_plaintext_reads {
-        return Ok(());
+/// A store answer passed to the client as it is (an error, or an object sealgate did not
+/// encrypt where that is allowed), without sealgate's metadata or the store's SSE claims.
+async fn as_stored(ctx: &Ctx, resp: UpResponse) -> Result<S3Response<Body>, Error> {
+    let plaintext = resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED;
+    if plaintext && ObjectMeta::read(resp.headers())?.is_some() {
+        // The object became a sealgate object between two reads.
+        return Err(Error::changed_while_reading());
     }
-    let mut e = s3s::S3Error::with_message(
-        s3s::S3ErrorCode::InvalidObjectState,
-        "This object was not encrypted by sealgate, and reading unencrypted objects is disabled (encryption.allow_plaintext_reads = false).",
-    );
-    e.set_status_code(StatusCode::FORBIDDEN);
-    Err(Error::Client(e))
-}
-
-/// A store answer passed to the client as it is, without sealgate's metadata.
-fn as_stored(resp: UpResponse) -> S3Response<Body> {
-    let mut out = forward::to_client(resp, false, &[]);
+    if plaintext {
+        plaintext::allowed(ctx).await?;
+    }
+    let mut out = forward::to_client(resp, false, forward::STORE_SSE);
     meta::strip(&mut out.headers);
-    out
+    Ok(out)
 }
 
 pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
@@ -54,12 +50,9 @@ pub async fn get_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
 async fn whole(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let headers = forward::request_headers(&ctx.headers, &["range"]);
     let resp = ctx.forward(headers, UpBody::Empty).await?;
-    if !resp.status().is_success() {
-        return Ok(as_stored(resp));
-    }
-    let Some(meta) = ObjectMeta::read(resp.headers())? else {
-        plaintext_allowed(&ctx)?;
-        return Ok(forward::to_client(resp, false, &[]));
+    let Some(meta) = ObjectMeta::read(resp.headers())?.filter(|_| resp.status().is_success())
+    else {
+        return as_stored(&ctx, resp).await;
     };
     let stored = resp.content_length();
     decrypted(&ctx, resp, meta, stored, None).await
@@ -115,13 +108,14 @@ async fn general(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     let Some(meta) = meta else {
         // Not ours, or an error: let the store answer the original request (with its
-        // body and its own evaluation of the conditions).
+        // body and its own evaluation of the conditions); a plaintext answer only where
+        // plaintext reads are allowed.
         if head.status().is_success() {
-            plaintext_allowed(&ctx)?;
+            plaintext::allowed(&ctx).await?;
         }
         let headers = forward::request_headers(&ctx.headers, &[]);
         let resp = ctx.forward(headers, UpBody::Empty).await?;
-        return Ok(as_stored(resp));
+        return as_stored(&ctx, resp).await;
     };
     let pin = head.headers().get(http::header::ETAG).cloned();
     let (meta, dek) = ctx
@@ -180,7 +174,7 @@ async fn optimistic_range(ctx: &Ctx) -> Result<Option<S3Response<Body>>, Error> 
             | StatusCode::FORBIDDEN
     ) {
         // The store's answer to the client's conditions (or absence) stands as it is.
-        return Ok(Some(as_stored(resp)));
+        return as_stored(ctx, resp).await.map(Some);
     }
     if status != StatusCode::PARTIAL_CONTENT {
         return Ok(None);

@@ -24,6 +24,9 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         None
     };
     let Some(meta) = meta else {
+        if resp.status().is_success() {
+            plaintext::allowed(&ctx).await?;
+        }
         if resp.status().is_success()
             && (ctx.req.part_number.is_some()
                 || ctx.headers.contains_key("range")
@@ -32,9 +35,9 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             // Not ours: the store answers part, range and condition semantics itself.
             let headers = forward::request_headers(&ctx.headers, &[]);
             let resp = ctx.forward(headers, UpBody::Empty).await?;
-            return Ok(forward::to_client(resp, true, &[]));
+            return Ok(forward::to_client(resp, true, forward::STORE_SSE));
         }
-        let mut out = forward::to_client(resp, true, &[]);
+        let mut out = forward::to_client(resp, true, forward::STORE_SSE);
         meta::strip(&mut out.headers);
         return Ok(out);
     };

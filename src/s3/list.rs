@@ -215,9 +215,12 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         None
     };
     let Some(meta) = meta else {
+        if head.status().is_success() {
+            super::plaintext::allowed(&ctx).await?;
+        }
         let headers = forward::request_headers(&ctx.headers, &[]);
         let resp = ctx.forward(headers, UpBody::Empty).await?;
-        return Ok(forward::to_client(resp, false, &[]));
+        return Ok(forward::to_client(resp, false, forward::STORE_SSE));
     };
     let (meta, dek) = ctx
         .objects()

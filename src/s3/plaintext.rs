@@ -11,6 +11,38 @@ use super::{forward, sse};
 use crate::error::Error;
 use crate::object::{ByteStream, ObjectMeta, meta};
 
+/// Refuses the request's object when sealgate did not encrypt it, unless plaintext reads
+/// are allowed where it is: `encryption.plaintext_reads`, or a bucket whose writes are not
+/// encrypted (encryption `none` there), whose objects are meant to be plaintext.
+pub async fn allowed(ctx: &super::Ctx) -> Result<(), Error> {
+    let (b, k) = (
+        ctx.req.bucket.as_deref().unwrap_or_default(),
+        ctx.req.key.as_deref().unwrap_or_default(),
+    );
+    allowed_at(ctx, b, k).await
+}
+
+/// [`allowed`] for an object `bucket/key` (a copy source).
+pub async fn allowed_at(ctx: &super::Ctx, bucket: &str, key: &str) -> Result<(), Error> {
+    if ctx.state.encryption.plaintext_allowed(bucket, key)
+        || super::rules::default_for(ctx, bucket).await?.is_none()
+    {
+        return Ok(());
+    }
+    Err(refused())
+}
+
+/// The error for an object sealgate did not encrypt where plaintext reads are not
+/// allowed.
+pub fn refused() -> Error {
+    let mut e = s3s::S3Error::with_message(
+        s3s::S3ErrorCode::InvalidObjectState,
+        "This object was not encrypted by sealgate, and reading unencrypted objects is not allowed here (encryption.plaintext_reads).",
+    );
+    e.set_status_code(StatusCode::FORBIDDEN);
+    Error::Client(e)
+}
+
 /// A plaintext byte range `[start, end)` the client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Want {

@@ -183,8 +183,14 @@ impl Request {
             _ => None,
         };
         if matches!(op, Op::ListObjects | Op::ListObjectsV2)
-            && target.query.iter().any(|(k, v)| k == "allow-unordered" && v == "true")
-            && target.query.iter().any(|(k, v)| k == "delimiter" && !v.is_empty())
+            && target
+                .query
+                .iter()
+                .any(|(k, v)| k == "allow-unordered" && v == "true")
+            && target
+                .query
+                .iter()
+                .any(|(k, v)| k == "delimiter" && !v.is_empty())
         {
             // A Ceph RGW extension (AWS ignores it); RGW refuses it with a delimiter.
             return Err(Error::invalid_argument(

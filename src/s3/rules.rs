@@ -194,7 +194,13 @@ pub async fn effective(ctx: &Ctx, requested: Option<Sse>) -> Result<Option<Sse>,
         return Ok(requested);
     }
     let bucket = ctx.req.bucket.clone().unwrap_or_default();
-    if let Some(r) = rule(ctx, &bucket).await? {
+    default_for(ctx, &bucket).await
+}
+
+/// The encryption a write to `bucket` that asks for none gets: the bucket's default,
+/// else the global default. `None` only when both say `none`.
+pub async fn default_for(ctx: &Ctx, bucket: &str) -> Result<Option<Sse>, Error> {
+    if let Some(r) = rule(ctx, bucket).await? {
         return Ok(Some(Sse {
             alg: r.alg,
             key_id: r.key_id,

@@ -83,6 +83,9 @@ pub async fn open(ctx: &Ctx, src: &ObjectRef) -> Result<Source, Error> {
         ),
         None => None,
     };
+    if sealed.is_none() {
+        super::plaintext::allowed_at(ctx, &src.bucket, &src.key).await?;
+    }
     let etag = match &sealed {
         Some((meta, dek)) => {
             ctx.objects()
@@ -125,12 +128,6 @@ pub async fn plaintext(
             Ok((stream, end.saturating_sub(start)))
         }
         None => {
-            if !ctx.state.encryption.allow_plaintext_reads {
-                return Err(Error::client(
-                    s3s::S3ErrorCode::InvalidObjectState,
-                    "The copy source was not encrypted by sealgate, and reading unencrypted objects is disabled.",
-                ));
-            }
             let total = src.size();
             let (start, end) = range.unwrap_or((0, total));
             if end <= start {
