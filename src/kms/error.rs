@@ -155,9 +155,7 @@ impl KmsError {
 
     /// AWS-style single validation error message.
     pub(crate) fn constraint(value: impl std::fmt::Display, field: &str, constraint: &str) -> Self {
-        KmsError::Validation(format!(
-            "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
-        ))
+        super::constraints::violated(value, field, constraint)
     }
 }
 

@@ -16,7 +16,7 @@ use super::ops::{self, Grantable, Op};
 use super::{EncryptionContext, KmsError};
 use crate::auth::Principal;
 
-pub const MAX_GRANTS_PER_KEY: usize = 50_000;
+pub use super::constraints::MAX_GRANTS_PER_KEY;
 
 /// `Constraints` of a grant (exactly AWS's JSON shape).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

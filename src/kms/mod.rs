@@ -29,6 +29,7 @@ pub mod asym;
 pub mod audit;
 pub mod caller;
 pub mod clock;
+pub mod constraints;
 pub mod crypto;
 mod error;
 pub mod grants;

@@ -66,9 +66,10 @@ fn dry_run(
     let empty = EncryptionContext::new();
     let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
     let blob_key = || -> Result<String, KmsError> {
-        let b = r.ciphertext_blob.as_ref().ok_or_else(|| {
-            KmsError::constraint("null", "ciphertextBlob", "Member must not be null")
-        })?;
+        let b = r
+            .ciphertext_blob
+            .as_ref()
+            .ok_or_else(|| crate::kms::constraints::missing("ciphertextBlob"))?;
         Ok(crypto::parse_blob(&b.0)?.key_id.to_string())
     };
     let key = || required(r.key_id.clone(), "keyId");
@@ -318,7 +319,7 @@ pub(super) fn dispatch(
             ok()
         }
         Op::ListKeyPolicies => {
-            let names = kms.list_key_policies(who, &key_id(&r)?)?;
+            let names = kms.list_key_policies(who, &key_id(&r)?, r.limit, r.marker.as_deref())?;
             Ok(json!({"PolicyNames": names, "Truncated": false}))
         }
         Op::CreateGrant => {
@@ -411,7 +412,10 @@ pub(super) fn dispatch(
             ok()
         }
         Op::GenerateRandom => {
-            let n = required(r.number_of_bytes, "numberOfBytes")?;
+            // The model does not mark it required; AWS answers this recorded message.
+            let n = r
+                .number_of_bytes
+                .ok_or_else(|| KmsError::Validation("NumberOfBytes is required.".into()))?;
             Ok(json!({"Plaintext": b64(&kms.generate_random(who, n)?)}))
         }
         Op::Sign

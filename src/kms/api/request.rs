@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::kms::asym::{KeySpec, KeyUsageType};
 use crate::kms::crypto::MAX_BLOB;
 use crate::kms::grants::GrantConstraints;
-use crate::kms::{CreateKeyOptions, EncryptionContext, KmsError};
+use crate::kms::{CreateKeyOptions, EncryptionContext, KmsError, constraints};
 
 /// Base64 blob from JSON; zeroized on drop (it may be a plaintext).
 #[derive(Default)]
@@ -106,41 +106,36 @@ pub(super) struct Req {
 }
 
 pub(super) fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
-    v.ok_or_else(|| KmsError::constraint("null", field, "Member must not be null"))
+    v.ok_or_else(|| constraints::missing(field))
 }
 
 pub(super) fn ciphertext(b: Option<Blob>) -> Result<Blob, KmsError> {
     let b = required(b, "ciphertextBlob")?;
-    if b.0.is_empty() || b.0.len() > MAX_BLOB {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", b.0.len()),
-            "ciphertextBlob",
-            "Member must have length between 1 and 6144",
-        ));
-    }
+    constraints::length(b.0.len(), None, "ciphertextBlob", 1, MAX_BLOB)?;
     Ok(b)
 }
 
 pub(super) fn data_key_len(key_spec: Option<&str>, n: Option<i64>) -> Result<usize, KmsError> {
-    match (key_spec, n) {
-        (Some(_), Some(_)) => Err(KmsError::Validation(
-            "Specify either KeySpec or NumberOfBytes, not both.".into(),
-        )),
-        (None, None) => Err(KmsError::Validation(
-            "Please specify either number of bytes or key spec.".into(),
-        )),
-        (Some("AES_256"), None) => Ok(32),
-        (Some("AES_128"), None) => Ok(16),
-        (Some(s), None) => Err(KmsError::constraint(
+    // Model constraints first (as AWS validates the request before its semantics).
+    if let Some(n) = n {
+        constraints::range(n, "numberOfBytes", 1, 1024)?;
+    }
+    if let Some(s) = key_spec
+        && !matches!(s, "AES_256" | "AES_128")
+    {
+        return Err(constraints::not_in_enum(
             s,
             "keySpec",
-            "Member must satisfy enum value set: [AES_256, AES_128]",
-        )),
-        (None, Some(n)) if (1..=1024).contains(&n) => Ok(n as usize),
-        (None, Some(n)) => Err(KmsError::constraint(
-            n,
-            "numberOfBytes",
-            "Member must have value between 1 and 1024",
+            &["AES_256", "AES_128"],
+        ));
+    }
+    match (key_spec, n) {
+        (Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (None, Some(n)) => Ok(n as usize),
+        _ => Err(KmsError::Validation(
+            "You must specify either the KeySpec or the NumberOfBytes parameter (but not both)."
+                .into(),
         )),
     }
 }

@@ -542,13 +542,7 @@ pub fn check_message(
     ty: MessageType,
     alg: Option<SigningAlgorithm>,
 ) -> Result<(), KmsError> {
-    if msg.is_empty() || msg.len() > MAX_MESSAGE {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", msg.len()),
-            "message",
-            "Member must have length between 1 and 4096",
-        ));
-    }
+    super::constraints::length(msg.len(), None, "message", 1, MAX_MESSAGE)?;
     if let (MessageType::Digest, Some(a)) = (ty, alg) {
         let want = a.digest().output_len();
         if msg.len() != want {

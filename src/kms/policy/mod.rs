@@ -24,9 +24,6 @@ use crate::auth::Principal;
 
 mod parse;
 
-/// Largest key policy accepted (AWS: 32 KiB).
-pub const MAX_POLICY_BYTES: usize = 32 * 1024;
-
 /// The default key policy AWS gives a key created without one: the account has full
 /// access (which, without IAM, lets every principal of the account use the key).
 pub fn default_policy_text(account: &str) -> String {
@@ -282,12 +279,6 @@ impl Policy {
     /// Parses and validates a policy document. Errors name the offending place,
     /// e.g. `Statement[2].Effect: expected Allow or Deny`.
     pub fn parse(text: &str) -> Result<Policy, String> {
-        if text.len() > MAX_POLICY_BYTES {
-            return Err(format!(
-                "the policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
-                text.len()
-            ));
-        }
         let doc: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let obj = doc.as_object().ok_or("the policy must be a JSON object")?;
         for k in obj.keys() {

@@ -3,6 +3,7 @@
 use super::{Kms, Page, WriteGuard, paginate};
 use crate::kms::KmsError;
 use crate::kms::caller::Caller;
+use crate::kms::constraints::PAGE_ALIASES_GRANTS;
 
 use crate::kms::model::AliasRecord;
 use crate::kms::ops::Op;
@@ -162,6 +163,6 @@ impl Kms {
                 })
                 .collect()
         };
-        paginate(items.into_iter(), limit, marker)
+        paginate(items.into_iter(), PAGE_ALIASES_GRANTS, limit, marker)
     }
 }

@@ -21,7 +21,7 @@ use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::caller::{Caller, Via};
 use crate::kms::crypto::MAX_BLOB;
 use crate::kms::ops::Op;
-use crate::kms::{Decrypted, EncryptionContext, KmsError};
+use crate::kms::{Decrypted, EncryptionContext, KmsError, constraints};
 
 /// AWS does not take an encryption context with asymmetric keys.
 fn no_context(ctx: &EncryptionContext, alg: EncryptionAlgorithm) -> Result<(), KmsError> {
@@ -35,14 +35,7 @@ fn no_context(ctx: &EncryptionContext, alg: EncryptionAlgorithm) -> Result<(), K
 
 /// Signatures and MACs are `CiphertextType`: 1..=6144 bytes.
 fn check_blob(b: &[u8], field: &str) -> Result<(), KmsError> {
-    if b.is_empty() || b.len() > MAX_BLOB {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", b.len()),
-            field,
-            "Member must have length between 1 and 6144",
-        ));
-    }
-    Ok(())
+    constraints::length(b.len(), None, field, 1, MAX_BLOB)
 }
 
 impl Kms {

@@ -10,7 +10,18 @@ use crate::kms::caller::{Caller, Via};
 use crate::kms::model::{KeyRecord, RotationType, display_key_id};
 use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Policy, RequestFacts};
-use crate::kms::{EncryptionContext, KmsError, asym};
+use crate::kms::{EncryptionContext, KmsError, asym, constraints};
+
+/// The request's `GrantTokens`: at most 10 of 1..=8192 characters (ValidationException),
+/// each one sealgate issued (InvalidGrantTokenException). Grants take effect at once, so
+/// a valid token adds nothing beyond being checked.
+pub(super) fn check_grant_tokens(who: Caller<'_>) -> Result<(), KmsError> {
+    constraints::grant_tokens(&who.call.grant_tokens)?;
+    for t in &who.call.grant_tokens {
+        crate::kms::grants::parse_token(t)?;
+    }
+    Ok(())
+}
 
 impl Kms {
     /// THE access-control hook: every operation on a key calls this exactly once per key.
@@ -66,13 +77,7 @@ impl Kms {
     // ---------------------------------------------------------------- resolution
 
     pub(super) fn parse_key_ref(&self, s: &str, allow_alias: bool) -> Result<KeyRef, KmsError> {
-        if s.is_empty() || s.len() > 2048 {
-            return Err(KmsError::constraint(
-                s,
-                "keyId",
-                "Member must have length between 1 and 2048",
-            ));
-        }
+        constraints::text(s, "keyId", 1, 2048)?;
         let not_found = || KmsError::NotFound(format!("Invalid keyId '{s}'"));
         let alias = |name: &str| {
             if allow_alias {
@@ -185,9 +190,7 @@ impl Kms {
         ctx: Option<&EncryptionContext>,
         held: Option<&WriteGuard<'_>>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
-        for t in &who.call.grant_tokens {
-            crate::kms::grants::parse_token(t)?;
-        }
+        check_grant_tokens(who)?;
         let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
         self.authorize(who, op.action(), &e, ctx)?;
         check_state(&e.rec, &e.arn, op)?;

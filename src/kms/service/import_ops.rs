@@ -43,8 +43,7 @@ impl MaterialExpiry {
         match (model.unwrap_or("KEY_MATERIAL_EXPIRES"), valid_to_ms) {
             ("KEY_MATERIAL_EXPIRES", Some(t)) => Ok(Self::At(t)),
             ("KEY_MATERIAL_EXPIRES", None) => Err(KmsError::Validation(
-                "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES (the default)."
-                    .into(),
+                "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
             )),
             ("KEY_MATERIAL_DOES_NOT_EXPIRE", None) => Ok(Self::Never),
             ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => Err(KmsError::Validation(

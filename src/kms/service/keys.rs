@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{KeyEntry, Kms, Page, key_arn, multi_region, paginate};
 use crate::kms::KmsError;
 use crate::kms::caller::Caller;
+use crate::kms::constraints::{self, PAGE_DEFAULT, PAGE_TAGS};
 
 use crate::kms::asym::{KeySpec, KeyUsageType};
 use crate::kms::clock::DAY_MS;
@@ -49,14 +50,7 @@ pub(super) fn validate_tag(k: &str, v: &str) -> Result<(), KmsError> {
 }
 
 pub(super) fn validate_description(d: &str) -> Result<(), KmsError> {
-    if d.chars().count() > 8192 {
-        return Err(KmsError::constraint(
-            "<description>",
-            "description",
-            "Member must have length less than or equal to 8192",
-        ));
-    }
-    Ok(())
+    constraints::text(d, "description", 0, constraints::MAX_DESCRIPTION)
 }
 
 impl Kms {
@@ -161,7 +155,12 @@ impl Kms {
             .map(|e| (e.rec.key_id(), e.arn.clone()))
             .collect();
         keys.sort();
-        paginate(keys.into_iter().map(|k| (k.0.clone(), k)), limit, marker)
+        paginate(
+            keys.into_iter().map(|k| (k.0.clone(), k)),
+            PAGE_DEFAULT,
+            limit,
+            marker,
+        )
     }
 
     pub fn update_key_description(
@@ -227,6 +226,7 @@ impl Kms {
                 .tags
                 .iter()
                 .map(|(k, v)| (k.clone(), (k.clone(), v.clone()))),
+            PAGE_TAGS,
             limit,
             marker,
         )
@@ -256,13 +256,8 @@ impl Kms {
         pending_window_days: Option<i64>,
     ) -> Result<(String, i64, u32), KmsError> {
         let days = pending_window_days.unwrap_or(30);
-        if !(7..=30).contains(&days) {
-            return Err(KmsError::constraint(
-                days,
-                "pendingWindowInDays",
-                "Member must have value between 7 and 30",
-            ));
-        }
+        // The model allows 1..365; the documented (and enforced) window is 7..30.
+        constraints::range(days, "pendingWindowInDays", 7, 30)?;
         let days = days as u32;
         let e = self.mutate(who, key_id, Op::ScheduleKeyDeletion, |r, now| {
             r.state = KeyState::PendingDeletion;

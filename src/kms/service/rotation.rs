@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{KeyEntry, Kms, Page, import_ops, multi_region, paginate, poisoned};
 use crate::kms::KmsError;
 use crate::kms::caller::Caller;
+use crate::kms::constraints::{self, MAX_ON_DEMAND_ROTATIONS, PAGE_DEFAULT};
 
 use crate::kms::clock::DAY_MS;
 use crate::kms::model::RotationType;
@@ -14,7 +15,6 @@ use crate::kms::ops::Op;
 const MIN_ROTATION_DAYS: i64 = 90;
 const MAX_ROTATION_DAYS: i64 = 2560;
 pub(super) const DEFAULT_ROTATION_DAYS: u32 = 365;
-const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 
 /// `GetKeyRotationStatus` result.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,13 +41,12 @@ impl Kms {
         period_days: Option<i64>,
     ) -> Result<(), KmsError> {
         let days = period_days.unwrap_or(i64::from(DEFAULT_ROTATION_DAYS));
-        if !(MIN_ROTATION_DAYS..=MAX_ROTATION_DAYS).contains(&days) {
-            return Err(KmsError::constraint(
-                days,
-                "rotationPeriodInDays",
-                "Member must have value between 90 and 2560",
-            ));
-        }
+        constraints::range(
+            days,
+            "rotationPeriodInDays",
+            MIN_ROTATION_DAYS,
+            MAX_ROTATION_DAYS,
+        )?;
         self.mutate(who, key_id, Op::EnableKeyRotation, |r, now| {
             import_ops::refuse_rotation_of_imported(r, Op::EnableKeyRotation)?;
             multi_region::refuse_on_replica(r, Op::EnableKeyRotation)?;
@@ -104,7 +103,7 @@ impl Kms {
             .count();
         if on_demand >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(format!(
-                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {}",
                 e.arn
             )));
         }
@@ -129,7 +128,7 @@ impl Kms {
             .filter(|v| v.kind != RotationType::Initial)
             .map(|v| {
                 (
-                    String::new(),
+                    format!("{:010}", v.version),
                     RotationEntry {
                         key_id: e.rec.key_id(),
                         rotation_ms: v.created_ms,
@@ -137,7 +136,7 @@ impl Kms {
                     },
                 )
             });
-        paginate(rotations, limit, marker)
+        paginate(rotations, PAGE_DEFAULT, limit, marker)
     }
 
     /// Timer hook (all regions): destroys keys whose deletion window has passed, deletes

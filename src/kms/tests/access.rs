@@ -64,7 +64,7 @@ fn put_key_policy_denying_a_principal_refuses_its_data_keys_and_decrypts() {
     // The policy reads back exactly and survives a restart.
     assert_eq!(f.kms.get_key_policy(alice(), &id, None).unwrap(), DENY_BOB);
     assert_eq!(
-        f.kms.list_key_policies(alice(), &id).unwrap(),
+        f.kms.list_key_policies(alice(), &id, None, None).unwrap(),
         vec!["default"]
     );
     let f = f.reopen();
