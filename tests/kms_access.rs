@@ -35,15 +35,7 @@ async fn sdk_grant_lets_bob_decrypt_until_retired_and_revoked() {
     let s = start().await;
     let alice = sdk_client(&s.url);
     let bob = sdk_client_as(&s.url, BOB_ACCESS_KEY, BOB_SECRET);
-    let key = alice
-        .create_key()
-        .policy(ROOT_ONLY)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = key_with_policy(&alice, Some(ROOT_ONLY)).await;
     let dk = alice
         .generate_data_key()
         .key_id(&key)
@@ -338,4 +330,65 @@ async fn api_audit_log_records_every_call_without_secrets_and_verifies() {
     for n in needles {
         assert!(!log.contains(&n), "audit log contains a secret: {n}");
     }
+}
+
+/// A new key (with `policy`, or the default one) created by `c`; returns its id.
+async fn key_with_policy(c: &Client, policy: Option<&str>) -> String {
+    c.create_key()
+        .set_policy(policy.map(str::to_string))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+}
+
+/// Bob may use alice's key for data but not manage it.
+const BOB_USES_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"RootOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::000000000000:root"}}},{"Sid":"BobUses","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":["kms:Encrypt","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"*"}]}"#;
+
+/// Issue 19: UpdateAlias checked only the new key, so any principal could repoint a
+/// victim's alias to a key of its own and read the victim's future writes. AWS needs
+/// kms:UpdateAlias on the alias's current key too.
+#[tokio::test]
+async fn update_alias_needs_permission_on_the_current_key() {
+    let s = start().await;
+    let alice = sdk_client(&s.url);
+    let bob = sdk_client_as(&s.url, BOB_ACCESS_KEY, BOB_SECRET);
+    let victim = key_with_policy(&alice, Some(BOB_USES_ONLY)).await;
+    alice
+        .create_alias()
+        .alias_name("alias/app-data")
+        .target_key_id(&victim)
+        .send()
+        .await
+        .unwrap();
+    // Bob's own key: the default policy lets him do anything with it.
+    let mine = key_with_policy(&bob, None).await;
+    let (code, msg) = err(bob
+        .update_alias()
+        .alias_name("alias/app-data")
+        .target_key_id(&mine)
+        .send()
+        .await);
+    assert_eq!(code, "AccessDeniedException", "{msg}");
+    assert!(
+        msg.contains("kms:UpdateAlias") && msg.contains(&victim),
+        "{msg}"
+    );
+    let described = alice
+        .describe_key()
+        .key_id("alias/app-data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.key_metadata.unwrap().key_id, victim);
+    // Alice, who may manage both keys, moves it.
+    alice
+        .update_alias()
+        .alias_name("alias/app-data")
+        .target_key_id(&mine)
+        .send()
+        .await
+        .unwrap();
 }

@@ -226,3 +226,412 @@ async fn grant_tokens_are_limited_to_ten_per_request() {
         "{m}"
     );
 }
+
+fn tag_list(range: std::ops::Range<usize>) -> Vec<Value> {
+    range
+        .map(|i| json!({"TagKey": format!("k{i:02}"), "TagValue": "v"}))
+        .collect()
+}
+
+#[tokio::test]
+async fn tags_follow_awss_quota_and_tag_exceptions() {
+    let s = start().await;
+    // 51 tags at creation: TagException "Too many tags" (recorded from AWS).
+    let m = fails(
+        call(&s, "CreateKey", json!({"Tags": tag_list(0..51)})).await,
+        "TagException",
+    );
+    assert_eq!(m, "Too many tags");
+    let key = new_key(&s, json!({"Tags": tag_list(0..50)})).await;
+    let m = fails(
+        call(
+            &s,
+            "TagResource",
+            json!({"KeyId": key, "Tags": tag_list(50..51)}),
+        )
+        .await,
+        "TagException",
+    );
+    assert_eq!(m, "Too many tags");
+    // Replacing the value of an existing tag does not add one.
+    ok(call(
+        &s,
+        "TagResource",
+        json!({"KeyId": key, "Tags": tag_list(0..1)}),
+    )
+    .await);
+    let m = fails(
+        call(
+            &s,
+            "CreateKey",
+            json!({"Tags": [{"TagKey": "AWS:x", "TagValue": ""}]}),
+        )
+        .await,
+        "TagException",
+    );
+    assert_eq!(m, "Tags beginning with aws: are reserved");
+    let m = fails(
+        call(
+            &s,
+            "CreateKey",
+            json!({"Tags": [{"TagKey": "a", "TagValue": "1"}, {"TagKey": "a", "TagValue": "2"}]}),
+        )
+        .await,
+        "TagException",
+    );
+    assert_eq!(m, "Duplicate tag keys");
+    let m = fails(
+        call(
+            &s,
+            "CreateKey",
+            json!({"Tags": [{"TagKey": "ok", "TagValue": ""}, {"TagKey": "k".repeat(129), "TagValue": ""}]}),
+        )
+        .await,
+        "ValidationException",
+    );
+    assert!(
+        m.contains("at 'tags.2.member.tagKey' failed to satisfy constraint: Member must have length less than or equal to 128"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn aliases_follow_awss_quota_names_and_update_rules() {
+    let s = start().await;
+    let key = new_key(&s, json!({})).await;
+    let other = new_key(&s, json!({})).await;
+    for i in 0..50 {
+        ok(call(
+            &s,
+            "CreateAlias",
+            json!({"AliasName": format!("alias/q{i}"), "TargetKeyId": key}),
+        )
+        .await);
+    }
+    fails(
+        call(
+            &s,
+            "CreateAlias",
+            json!({"AliasName": "alias/q50", "TargetKeyId": key}),
+        )
+        .await,
+        "LimitExceededException",
+    );
+    ok(call(
+        &s,
+        "CreateAlias",
+        json!({"AliasName": "alias/o", "TargetKeyId": other}),
+    )
+    .await);
+    fails(
+        call(
+            &s,
+            "UpdateAlias",
+            json!({"AliasName": "alias/o", "TargetKeyId": key}),
+        )
+        .await,
+        "LimitExceededException",
+    );
+    // Moving an alias to the key it already names does not count twice.
+    ok(call(
+        &s,
+        "UpdateAlias",
+        json!({"AliasName": "alias/q0", "TargetKeyId": key}),
+    )
+    .await);
+    let m = fails(
+        call(
+            &s,
+            "CreateAlias",
+            json!({"AliasName": "app", "TargetKeyId": key}),
+        )
+        .await,
+        "ValidationException",
+    );
+    assert_eq!(
+        m,
+        "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+    );
+    fails(
+        call(
+            &s,
+            "CreateAlias",
+            json!({"AliasName": "alias/a:b", "TargetKeyId": other}),
+        )
+        .await,
+        "InvalidAliasNameException",
+    );
+    let m = fails(
+        call(
+            &s,
+            "CreateAlias",
+            json!({"AliasName": "alias/a b", "TargetKeyId": other}),
+        )
+        .await,
+        "ValidationException",
+    );
+    assert!(
+        m.ends_with("Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"),
+        "{m}"
+    );
+
+    // UpdateAlias: same key type and key usage only.
+    let hmac = new_key(
+        &s,
+        json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+    )
+    .await;
+    fails(
+        call(
+            &s,
+            "UpdateAlias",
+            json!({"AliasName": "alias/o", "TargetKeyId": hmac}),
+        )
+        .await,
+        "ValidationException",
+    );
+    let rsa_sign = new_key(
+        &s,
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await;
+    let ecc_sign = new_key(
+        &s,
+        json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await;
+    let rsa_enc = new_key(
+        &s,
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "ENCRYPT_DECRYPT"}),
+    )
+    .await;
+    ok(call(
+        &s,
+        "CreateAlias",
+        json!({"AliasName": "alias/signer", "TargetKeyId": rsa_sign}),
+    )
+    .await);
+    ok(call(
+        &s,
+        "UpdateAlias",
+        json!({"AliasName": "alias/signer", "TargetKeyId": ecc_sign}),
+    )
+    .await);
+    fails(
+        call(
+            &s,
+            "UpdateAlias",
+            json!({"AliasName": "alias/signer", "TargetKeyId": rsa_enc}),
+        )
+        .await,
+        "ValidationException",
+    );
+    // A new key pending deletion is refused; a current key pending deletion is not.
+    let doomed = new_key(&s, json!({})).await;
+    ok(call(&s, "ScheduleKeyDeletion", json!({"KeyId": doomed})).await);
+    let m = fails(
+        call(
+            &s,
+            "UpdateAlias",
+            json!({"AliasName": "alias/o", "TargetKeyId": doomed}),
+        )
+        .await,
+        "KMSInvalidStateException",
+    );
+    assert!(m.ends_with(" is pending deletion."), "{m}");
+    ok(call(&s, "ScheduleKeyDeletion", json!({"KeyId": other})).await);
+    let fresh = new_key(&s, json!({})).await;
+    ok(call(
+        &s,
+        "UpdateAlias",
+        json!({"AliasName": "alias/o", "TargetKeyId": fresh}),
+    )
+    .await);
+}
+
+#[tokio::test]
+async fn on_demand_rotations_stop_at_awss_25() {
+    let s = start().await;
+    let key = new_key(&s, json!({})).await;
+    for _ in 0..25 {
+        ok(call(&s, "RotateKeyOnDemand", json!({"KeyId": key})).await);
+    }
+    let m = fails(
+        call(&s, "RotateKeyOnDemand", json!({"KeyId": key})).await,
+        "LimitExceededException",
+    );
+    assert!(
+        m.starts_with("The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: arn:aws:kms:"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn key_policy_over_32_kb_is_limit_exceeded() {
+    let s = start().await;
+    let filler = "x".repeat(33 * 1024);
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": filler, "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "kms:*", "Resource": "*"}]});
+    fails(
+        call(&s, "CreateKey", json!({"Policy": policy.to_string()})).await,
+        "LimitExceededException",
+    );
+    let key = new_key(&s, json!({})).await;
+    fails(
+        call(
+            &s,
+            "PutKeyPolicy",
+            json!({"KeyId": key, "PolicyName": "default", "Policy": policy.to_string()}),
+        )
+        .await,
+        "LimitExceededException",
+    );
+}
+
+#[tokio::test]
+async fn key_states_answer_with_awss_exceptions_messages_and_attributes() {
+    let s = start().await;
+    let key = new_key(&s, json!({})).await;
+    let arn = format!("arn:aws:kms:us-east-1:000000000000:key/{key}");
+    let m = fails(
+        call(&s, "CancelKeyDeletion", json!({"KeyId": key})).await,
+        "KMSInvalidStateException",
+    );
+    assert_eq!(m, format!("{arn} is not pending deletion."));
+    // A disabled key takes no new grants (DisabledException, as on AWS).
+    ok(call(&s, "DisableKey", json!({"KeyId": key})).await);
+    let m = fails(
+        call(
+            &s,
+            "CreateGrant",
+            json!({"KeyId": key, "GranteePrincipal": "arn:aws:iam::000000000000:user/bob",
+                   "Operations": ["Decrypt"]}),
+        )
+        .await,
+        "DisabledException",
+    );
+    assert_eq!(m, format!("{arn} is disabled."));
+    ok(call(&s, "EnableKey", json!({"KeyId": key})).await);
+    ok(call(&s, "EnableKeyRotation", json!({"KeyId": key})).await);
+    ok(call(
+        &s,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": key, "PendingWindowInDays": 7}),
+    )
+    .await);
+    let pt = kms_support_b64(b"x");
+    let m = fails(
+        call(&s, "Encrypt", json!({"KeyId": key, "Plaintext": pt})).await,
+        "KMSInvalidStateException",
+    );
+    assert_eq!(m, format!("{arn} is pending deletion."));
+    // Rotation reads as disabled while the key is pending deletion, and comes back.
+    let st = ok(call(&s, "GetKeyRotationStatus", json!({"KeyId": key})).await);
+    assert_eq!(st["KeyRotationEnabled"], false);
+    assert!(st.get("RotationPeriodInDays").is_none(), "{st}");
+    let md = ok(call(&s, "DescribeKey", json!({"KeyId": key})).await);
+    assert!(md["KeyMetadata"].get("DeletionDate").is_some());
+    assert!(
+        md["KeyMetadata"]
+            .get("PendingDeletionWindowInDays")
+            .is_none(),
+        "only PendingReplicaDeletion reports it: {md}"
+    );
+    ok(call(&s, "CancelKeyDeletion", json!({"KeyId": key})).await);
+    let st = ok(call(&s, "GetKeyRotationStatus", json!({"KeyId": key})).await);
+    assert_eq!(st["KeyRotationEnabled"], true);
+    // Rotation listings exist only for keys that rotate.
+    let rsa = new_key(
+        &s,
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await;
+    fails(
+        call(&s, "ListKeyRotations", json!({"KeyId": rsa})).await,
+        "UnsupportedOperationException",
+    );
+    let st = ok(call(&s, "GetKeyRotationStatus", json!({"KeyId": rsa})).await);
+    assert_eq!(st["KeyRotationEnabled"], false);
+}
+
+#[tokio::test]
+async fn grant_operations_must_suit_the_key() {
+    let s = start().await;
+    let sym = new_key(&s, json!({})).await;
+    let rsa = new_key(
+        &s,
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await;
+    let hmac = new_key(
+        &s,
+        json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+    )
+    .await;
+    let grant = |key: &str, ops: Value, constraints: Option<Value>| {
+        let mut b = json!({"KeyId": key, "GranteePrincipal": "arn:aws:iam::000000000000:user/bob",
+                           "Operations": ops});
+        if let Some(c) = constraints {
+            b["Constraints"] = c;
+        }
+        b
+    };
+    for (key, ops) in [
+        (&sym, json!(["Sign"])),
+        (&sym, json!(["GenerateMac"])),
+        (&sym, json!(["GetPublicKey"])),
+        (&rsa, json!(["Decrypt"])),
+        (&rsa, json!(["GenerateDataKey"])),
+        (&hmac, json!(["Encrypt"])),
+        (&hmac, json!(["Sign", "DescribeKey"])),
+    ] {
+        fails(
+            call(&s, "CreateGrant", grant(key, ops.clone(), None)).await,
+            "ValidationException",
+        );
+    }
+    for (key, ops) in [
+        (
+            &sym,
+            json!([
+                "Decrypt",
+                "GenerateDataKeyPair",
+                "ReEncryptFrom",
+                "DescribeKey"
+            ]),
+        ),
+        (
+            &rsa,
+            json!(["Sign", "Verify", "GetPublicKey", "RetireGrant"]),
+        ),
+        (&hmac, json!(["GenerateMac", "VerifyMac", "CreateGrant"])),
+    ] {
+        ok(call(&s, "CreateGrant", grant(key, ops, None)).await);
+    }
+    // Encryption-context constraints are for symmetric encryption keys only.
+    let c = json!({"EncryptionContextSubset": {"a": "b"}});
+    ok(call(
+        &s,
+        "CreateGrant",
+        grant(&sym, json!(["Decrypt"]), Some(c.clone())),
+    )
+    .await);
+    fails(
+        call(&s, "CreateGrant", grant(&rsa, json!(["Sign"]), Some(c))).await,
+        "ValidationException",
+    );
+    // SourceArn would be dropped: refused, never silently ignored.
+    fails(
+        call(
+            &s,
+            "CreateGrant",
+            grant(
+                &sym,
+                json!(["Decrypt"]),
+                Some(json!({"SourceArn": "arn:aws:s3:::bucket"})),
+            ),
+        )
+        .await,
+        "UnsupportedOperationException",
+    );
+}

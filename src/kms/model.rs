@@ -207,7 +207,9 @@ impl KeyMetadata {
             key_usage: rec.key_usage.as_str(),
             key_state: rec.state.as_str(),
             deletion_date: rec.deletion_ms.map(epoch_seconds),
-            pending_deletion_window_in_days: rec.pending_window_days,
+            // AWS reports it only in PendingReplicaDeletion (a multi-Region primary
+            // waiting for its replicas), never for an ordinary pending deletion.
+            pending_deletion_window_in_days: None,
             origin: match rec.origin {
                 Origin::AwsKms => "AWS_KMS",
                 Origin::External => "EXTERNAL",

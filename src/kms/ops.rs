@@ -124,9 +124,10 @@ const NOT_DELETING: States = States([A, A, I, A]);
 const SETTLED: States = States([A, A, I, I]);
 /// CancelKeyDeletion.
 const DELETING: States = States([I, I, A, I]);
-/// Multi-Region: the primary must be usable.
-const USABLE: States = States([A, D, I, A]);
-/// Rotation changes: an enabled key with material.
+/// Grants and multi-Region changes: an enabled key (a disabled key is
+/// DisabledException, as for cryptography).
+const USABLE: States = ENABLED;
+/// Rotation settings: an enabled key with material (PendingImport: origin EXTERNAL).
 const ROTATING: States = States([A, D, I, U]);
 /// Rotation status: any key with material.
 const WITH_MATERIAL: States = States([A, A, A, U]);
@@ -204,7 +205,7 @@ ops! {
     Sign                                 Crypto  Inline   Yes        Key               Yes             SignVerify     ENABLED       _;
     Verify                               Crypto  Inline   Yes        Key               Yes             SignVerify     ENABLED       _;
     GetPublicKey                         Read    Inline   Yes        No                Yes             Asymmetric     ENABLED       _;
-    CreateGrant                          Write   Blocking Yes        KeyWithoutContext WithConstraints Any            NOT_DELETING  _;
+    CreateGrant                          Write   Blocking Yes        KeyWithoutContext WithConstraints Any            USABLE        _;
     RetireGrant                          Write   Blocking Yes        No                WithConstraints Any            ANY           _;
     DescribeKey                          Read    Inline   Yes        No                Yes             Any            ANY           _;
     GenerateDataKeyPair                  Crypto  Blocking Yes        Key               WithConstraints Symmetric      ENABLED       _;
@@ -229,9 +230,9 @@ ops! {
     // Rotation.
     EnableKeyRotation                    Write   Blocking Yes        No                No              Rotatable      ROTATING      _;
     DisableKeyRotation                   Write   Blocking Yes        No                No              Rotatable      ROTATING      _;
-    RotateKeyOnDemand                    Write   Blocking Yes        No                No              Rotatable      ROTATING      _;
+    RotateKeyOnDemand                    Write   Blocking Yes        No                No              Rotatable      ENABLED       _;
     GetKeyRotationStatus                 Read    Inline   Yes        No                No              Any            WITH_MATERIAL _;
-    ListKeyRotations                     Read    Inline   Yes        No                No              Any            WITH_MATERIAL _;
+    ListKeyRotations                     Read    Inline   Yes        No                No              Rotatable      ANY           _;
     // Aliases.
     CreateAlias                          Write   Blocking Yes        No                No              Any            NOT_DELETING  _;
     UpdateAlias                          Write   Blocking Yes        No                No              Any            NOT_DELETING  _;
@@ -336,18 +337,21 @@ pub fn grant_operations() -> impl Iterator<Item = &'static str> {
 }
 
 /// Checks the state table and turns a refusal into the exact AWS exception.
+/// Checks the state table and turns a refusal into the exact AWS exception, with the
+/// messages of AWS's key-state page (`<key ARN> is pending deletion.`).
 pub fn check_state(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
     match op.verdict(rec.state) {
         Verdict::Allowed => Ok(()),
         Verdict::DisabledKey => Err(KmsError::Disabled(format!("{arn} is disabled."))),
-        Verdict::InvalidState => Err(KmsError::InvalidState(format!(
-            "{arn} is {} and cannot be used for {}.",
-            rec.state.as_str(),
-            op.name()
-        ))),
+        Verdict::InvalidState => Err(KmsError::InvalidState(match (op, rec.state) {
+            (Op::CancelKeyDeletion, _) => format!("{arn} is not pending deletion."),
+            (_, KeyState::PendingDeletion) => format!("{arn} is pending deletion."),
+            (_, KeyState::PendingImport) => format!("{arn} is pending import."),
+            (_, KeyState::Disabled) => format!("{arn} is disabled."),
+            (_, KeyState::Enabled) => format!("{arn} is enabled."),
+        })),
         Verdict::Unsupported => Err(KmsError::UnsupportedOperation(format!(
-            "{} is not supported for {arn} (origin EXTERNAL, key material not imported).",
-            op.name()
+            "{arn} origin is EXTERNAL which is not valid for this operation."
         ))),
     }
 }
@@ -471,21 +475,21 @@ mod tests {
             ),
             (
                 Op::ReplicateKey,
-                [Allowed, DisabledKey, InvalidState, Allowed],
+                [Allowed, DisabledKey, InvalidState, InvalidState],
             ),
             (
                 Op::UpdatePrimaryRegion,
-                [Allowed, DisabledKey, InvalidState, Allowed],
+                [Allowed, DisabledKey, InvalidState, InvalidState],
             ),
-            (Op::CreateGrant, [Allowed, Allowed, InvalidState, Allowed]),
+            (
+                Op::CreateGrant,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
             (
                 Op::GetKeyRotationStatus,
                 [Allowed, Allowed, Allowed, Unsupported],
             ),
-            (
-                Op::ListKeyRotations,
-                [Allowed, Allowed, Allowed, Unsupported],
-            ),
+            (Op::ListKeyRotations, [Allowed, Allowed, Allowed, Allowed]),
             (
                 Op::Encrypt,
                 [Allowed, DisabledKey, InvalidState, InvalidState],
@@ -544,7 +548,7 @@ mod tests {
             ),
             (
                 Op::RotateKeyOnDemand,
-                [Allowed, DisabledKey, InvalidState, Unsupported],
+                [Allowed, DisabledKey, InvalidState, InvalidState],
             ),
             (Op::Sign, [Allowed, DisabledKey, InvalidState, InvalidState]),
             (

@@ -323,6 +323,11 @@ pub(super) fn dispatch(
             Ok(json!({"PolicyNames": names, "Truncated": false}))
         }
         Op::CreateGrant => {
+            if r.grantee_service_principal.is_some() || r.retiring_service_principal.is_some() {
+                return Err(KmsError::UnsupportedOperation(
+                    "GranteeServicePrincipal and RetiringServicePrincipal are not supported by sealgate's KMS (it has no AWS service principals).".into(),
+                ));
+            }
             let req = GrantRequest {
                 grantee_principal: required(r.grantee_principal.take(), "granteePrincipal")?,
                 retiring_principal: r.retiring_principal.take(),
@@ -334,6 +339,16 @@ pub(super) fn dispatch(
             Ok(json!({"GrantId": id, "GrantToken": token}))
         }
         Op::ListGrants => {
+            if r.grantee_principal.is_some() && r.grantee_service_principal.is_some() {
+                return Err(KmsError::Validation(
+                    "Specify GranteePrincipal or GranteeServicePrincipal, not both.".into(),
+                ));
+            }
+            if r.grantee_service_principal.is_some() {
+                // No grant of sealgate's has a service grantee.
+                kms.list_grants(who, &key_id(&r)?, None, None, r.limit, r.marker.as_deref())?;
+                return Ok(json!({"Grants": [], "Truncated": false}));
+            }
             let page = kms.list_grants(
                 who,
                 &key_id(&r)?,
@@ -345,6 +360,15 @@ pub(super) fn dispatch(
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
         }
         Op::ListRetirableGrants => {
+            match (&r.retiring_principal, &r.retiring_service_principal) {
+                (Some(_), Some(_)) => {
+                    return Err(KmsError::Validation(
+                        "Specify RetiringPrincipal or RetiringServicePrincipal, not both.".into(),
+                    ));
+                }
+                (None, Some(_)) => return Ok(json!({"Grants": [], "Truncated": false})),
+                _ => {}
+            }
             let retiring = required(r.retiring_principal.clone(), "retiringPrincipal")?;
             let page = kms.list_retirable_grants(who, &retiring, r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))

@@ -74,6 +74,8 @@ pub(super) struct Req {
     pub(super) bypass_policy_lockout_safety_check: Option<bool>,
     pub(super) grantee_principal: Option<String>,
     pub(super) retiring_principal: Option<String>,
+    pub(super) grantee_service_principal: Option<String>,
+    pub(super) retiring_service_principal: Option<String>,
     pub(super) operations: Option<Vec<String>>,
     pub(super) constraints: Option<GrantConstraints>,
     #[serde(skip_serializing)]

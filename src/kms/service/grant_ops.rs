@@ -55,6 +55,7 @@ impl Kms {
             }
         }
         check_state(&e.rec, &e.arn, Op::CreateGrant)?;
+        grants::check_for_key(req, &e.rec, &e.arn)?;
         e.usage.count(Op::CreateGrant, self.now_ms());
         if let Some(name) = &req.name
             && let Some(old) = e

@@ -35,16 +35,34 @@ pub struct CreateKeyOptions {
     pub multi_region: bool,
 }
 
-pub(super) fn validate_tag(k: &str, v: &str) -> Result<(), KmsError> {
-    if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-        return Err(KmsError::Tag(format!(
-            "Tag key must be 1-128 characters and value 0-256 characters (key '{k}')."
-        )));
+/// A request's `Tags` as AWS checks them: the model's lengths (ValidationException at
+/// `tags.N.member.tagKey`), then TagException for AWS's reserved `aws:` prefix and for
+/// keys repeated in one request.
+pub(super) fn validate_tags(tags: &[(String, String)]) -> Result<(), KmsError> {
+    for (i, (k, v)) in tags.iter().enumerate() {
+        let at = |m: &str| format!("tags.{}.member.{m}", i + 1);
+        constraints::text(k, &at("tagKey"), 1, constraints::MAX_TAG_KEY)?;
+        constraints::text(v, &at("tagValue"), 0, constraints::MAX_TAG_VALUE)?;
     }
-    if k.starts_with("aws:") {
-        return Err(KmsError::Tag(format!(
-            "Tag keys starting with 'aws:' are reserved (key '{k}')."
-        )));
+    if tags
+        .iter()
+        .any(|(k, _)| k.to_ascii_lowercase().starts_with("aws:"))
+    {
+        return Err(KmsError::Tag(
+            "Tags beginning with aws: are reserved".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !tags.iter().all(|(k, _)| seen.insert(k.as_str())) {
+        return Err(KmsError::Tag("Duplicate tag keys".into()));
+    }
+    Ok(())
+}
+
+/// The tag quota: at most 50 on a key (AWS answers TagException, not LimitExceeded).
+pub(super) fn check_tag_count(n: usize) -> Result<(), KmsError> {
+    if n > constraints::MAX_TAGS_PER_KEY {
+        return Err(KmsError::Tag("Too many tags".into()));
     }
     Ok(())
 }
@@ -68,9 +86,8 @@ impl Kms {
                 opts.key_spec
             )));
         }
-        for (k, v) in &opts.tags {
-            validate_tag(k, v)?;
-        }
+        validate_tags(&opts.tags)?;
+        check_tag_count(opts.tags.len())?;
         if opts.multi_region && opts.external {
             return Err(KmsError::UnsupportedOperation(
                 "Multi-Region keys with imported key material (Origin EXTERNAL) are not supported by sealgate's KMS.".into(),
@@ -183,17 +200,10 @@ impl Kms {
         key_id: &str,
         tags: &[(String, String)],
     ) -> Result<(), KmsError> {
-        for (k, v) in tags {
-            validate_tag(k, v)?;
-        }
+        validate_tags(tags)?;
         self.mutate(who, key_id, Op::TagResource, |r, _| {
             r.tags.extend(tags.iter().cloned());
-            if r.tags.len() > 50 {
-                return Err(KmsError::LimitExceeded(
-                    "A KMS key can have at most 50 tags.".into(),
-                ));
-            }
-            Ok(())
+            check_tag_count(r.tags.len())
         })
         .map(drop)
     }
@@ -204,6 +214,10 @@ impl Kms {
         key_id: &str,
         tag_keys: &[String],
     ) -> Result<(), KmsError> {
+        for (i, k) in tag_keys.iter().enumerate() {
+            let at = format!("tagKeys.{}.member", i + 1);
+            constraints::text(k, &at, 1, constraints::MAX_TAG_KEY)?;
+        }
         self.mutate(who, key_id, Op::UntagResource, |r, _| {
             for k in tag_keys {
                 r.tags.remove(k);

@@ -9,7 +9,7 @@ use crate::kms::caller::Caller;
 use crate::kms::constraints::{self, MAX_ON_DEMAND_ROTATIONS, PAGE_DEFAULT};
 
 use crate::kms::clock::DAY_MS;
-use crate::kms::model::RotationType;
+use crate::kms::model::{KeyState, RotationType};
 use crate::kms::ops::Op;
 
 const MIN_ROTATION_DAYS: i64 = 90;
@@ -81,11 +81,15 @@ impl Kms {
         let e = self.key_for(who, key_id, Op::GetKeyRotationStatus, false, None, None)?;
         // A multi-Region replica shares its primary's rotation.
         let src = self.rotation_source(&e);
+        // A key pending deletion reports rotation disabled (AWS's key-state table); the
+        // setting is kept and reported again if the deletion is cancelled.
+        let enabled =
+            src.rec.next_rotation_ms.is_some() && e.rec.state != KeyState::PendingDeletion;
         Ok(RotationStatus {
-            enabled: src.rec.next_rotation_ms.is_some(),
+            enabled,
             key_arn: e.arn.clone(),
-            period_days: src.rec.rotation_period_days,
-            next_rotation_ms: src.rec.next_rotation_ms,
+            period_days: src.rec.rotation_period_days.filter(|_| enabled),
+            next_rotation_ms: src.rec.next_rotation_ms.filter(|_| enabled),
         })
     }
 
