@@ -30,6 +30,19 @@ fn fails(r: (u16, Value), ty: &str) -> String {
     r.1["message"].as_str().unwrap_or_default().to_string()
 }
 
+/// A symmetric, an RSA signing and an HMAC key.
+async fn three_keys(s: &Server) -> (String, String, String) {
+    (
+        new_key(s, json!({})).await,
+        new_key(s, json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"})).await,
+        new_key(
+            s,
+            json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+        )
+        .await,
+    )
+}
+
 async fn new_key(s: &Server, body: Value) -> String {
     let v = ok(call(s, "CreateKey", body).await);
     v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string()
@@ -557,17 +570,7 @@ async fn key_states_answer_with_awss_exceptions_messages_and_attributes() {
 #[tokio::test]
 async fn grant_operations_must_suit_the_key() {
     let s = start().await;
-    let sym = new_key(&s, json!({})).await;
-    let rsa = new_key(
-        &s,
-        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
-    )
-    .await;
-    let hmac = new_key(
-        &s,
-        json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
-    )
-    .await;
+    let (sym, rsa, hmac) = three_keys(&s).await;
     let grant = |key: &str, ops: Value, constraints: Option<Value>| {
         let mut b = json!({"KeyId": key, "GranteePrincipal": "arn:aws:iam::000000000000:user/bob",
                            "Operations": ops});
@@ -634,4 +637,230 @@ async fn grant_operations_must_suit_the_key() {
         .await,
         "UnsupportedOperationException",
     );
+}
+
+/// A dry run that would succeed: DryRunOperationException, status 400 as AWS answers
+/// (its model says 412; recorded AWS responses are 400).
+#[track_caller]
+fn dry_ok(r: (u16, Value)) {
+    let m = fails(r, "DryRunOperationException");
+    assert!(
+        m.starts_with("The request would have succeeded, but the DryRun option is set."),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_checks_everything_and_changes_nothing_on_every_operation_that_takes_it() {
+    let s = start().await;
+    let (sym, rsa, hmac) = three_keys(&s).await;
+    let pt = kms_support_b64(b"hello");
+    let blob =
+        ok(call(&s, "Encrypt", json!({"KeyId": sym, "Plaintext": pt})).await)["CiphertextBlob"]
+            .clone();
+    let sig = ok(call(
+        &s,
+        "Sign",
+        json!({"KeyId": rsa, "Message": pt, "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+    )
+    .await)["Signature"]
+        .clone();
+    let mac = ok(call(
+        &s,
+        "GenerateMac",
+        json!({"KeyId": hmac, "Message": pt, "MacAlgorithm": "HMAC_SHA_256"}),
+    )
+    .await)["Mac"]
+        .clone();
+    let grant = ok(call(
+        &s,
+        "CreateGrant",
+        json!({"KeyId": sym, "GranteePrincipal": "arn:aws:iam::000000000000:user/bob",
+               "RetiringPrincipal": "arn:aws:iam::000000000000:root", "Operations": ["Decrypt"]}),
+    )
+    .await);
+    let gid = grant["GrantId"].as_str().unwrap().to_string();
+    let token = grant["GrantToken"].as_str().unwrap().to_string();
+    let cases = [
+        ("Encrypt", json!({"KeyId": sym, "Plaintext": pt})),
+        ("Decrypt", json!({"CiphertextBlob": blob})),
+        (
+            "ReEncrypt",
+            json!({"CiphertextBlob": blob, "DestinationKeyId": sym}),
+        ),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": sym, "KeySpec": "AES_256"}),
+        ),
+        (
+            "GenerateDataKeyWithoutPlaintext",
+            json!({"KeyId": sym, "NumberOfBytes": 16}),
+        ),
+        (
+            "GenerateDataKeyPair",
+            json!({"KeyId": sym, "KeyPairSpec": "RSA_4096"}),
+        ),
+        (
+            "GenerateDataKeyPairWithoutPlaintext",
+            json!({"KeyId": sym, "KeyPairSpec": "ECC_NIST_P256"}),
+        ),
+        (
+            "Sign",
+            json!({"KeyId": rsa, "Message": pt, "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+        ),
+        (
+            "Verify",
+            json!({"KeyId": rsa, "Message": pt, "Signature": sig, "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+        ),
+        (
+            "GenerateMac",
+            json!({"KeyId": hmac, "Message": pt, "MacAlgorithm": "HMAC_SHA_256"}),
+        ),
+        (
+            "VerifyMac",
+            json!({"KeyId": hmac, "Message": pt, "Mac": mac, "MacAlgorithm": "HMAC_SHA_256"}),
+        ),
+        (
+            "CreateGrant",
+            json!({"KeyId": sym, "GranteePrincipal": "arn:aws:iam::000000000000:user/carol",
+                   "Operations": ["Encrypt"]}),
+        ),
+        ("RetireGrant", json!({"GrantToken": token})),
+        ("RevokeGrant", json!({"KeyId": sym, "GrantId": gid})),
+    ];
+    for (op, mut body) in cases {
+        body["DryRun"] = json!(true);
+        let r = call(&s, op, body).await;
+        assert!(r.1.get("Plaintext").is_none(), "{op}: {}", r.1);
+        dry_ok(r);
+    }
+    // Nothing changed: the one grant is still there, no new one was made.
+    let grants = ok(call(&s, "ListGrants", json!({"KeyId": sym})).await);
+    assert_eq!(grants["Grants"].as_array().unwrap().len(), 1, "{grants}");
+    assert_eq!(grants["Grants"][0]["GrantId"], gid.as_str());
+
+    // A dry run answers what the real call would: parameters, ciphertext, signature.
+    let big = kms_support_b64(&[0u8; 4097]);
+    fails(
+        call(
+            &s,
+            "Encrypt",
+            json!({"KeyId": sym, "Plaintext": big, "DryRun": true}),
+        )
+        .await,
+        "ValidationException",
+    );
+    fails(
+        call(
+            &s,
+            "Sign",
+            json!({"KeyId": rsa, "Message": pt, "SigningAlgorithm": "ECDSA_SHA_256", "DryRun": true}),
+        )
+        .await,
+        "InvalidKeyUsageException",
+    );
+    let bad_blob = kms_support_b64(&[9u8; 80]);
+    fails(
+        call(
+            &s,
+            "Decrypt",
+            json!({"CiphertextBlob": bad_blob, "KeyId": sym, "DryRun": true}),
+        )
+        .await,
+        "InvalidCiphertextException",
+    );
+    fails(
+        call(
+            &s,
+            "CreateGrant",
+            json!({"KeyId": sym, "GranteePrincipal": "arn:aws:iam::000000000000:user/carol",
+                   "Operations": ["Sign"], "DryRun": true}),
+        )
+        .await,
+        "ValidationException",
+    );
+    // IGNORE_CIPHERTEXT: the permission on KeyId only, no ciphertext needed.
+    dry_ok(
+        call(
+            &s,
+            "Decrypt",
+            json!({"KeyId": sym, "DryRun": true, "DryRunModifiers": ["IGNORE_CIPHERTEXT"]}),
+        )
+        .await,
+    );
+    dry_ok(
+        call(
+            &s,
+            "ReEncrypt",
+            json!({"SourceKeyId": sym, "DestinationKeyId": sym, "DryRun": true,
+                   "DryRunModifiers": ["IGNORE_CIPHERTEXT"]}),
+        )
+        .await,
+    );
+    fails(
+        call(
+            &s,
+            "Decrypt",
+            json!({"DryRun": true, "DryRunModifiers": ["IGNORE_CIPHERTEXT"]}),
+        )
+        .await,
+        "ValidationException",
+    );
+    fails(
+        call(
+            &s,
+            "Decrypt",
+            json!({"KeyId": sym, "DryRun": true, "DryRunModifiers": ["IGNORE_EVERYTHING"]}),
+        )
+        .await,
+        "ValidationException",
+    );
+    // Operations without DryRun refuse it rather than acting.
+    fails(
+        call(
+            &s,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": sym, "DryRun": true}),
+        )
+        .await,
+        "UnsupportedOperationException",
+    );
+}
+
+#[tokio::test]
+async fn recipient_is_refused_and_never_answered_with_plaintext() {
+    let s = start().await;
+    let sym = new_key(&s, json!({})).await;
+    let pt = kms_support_b64(b"secret");
+    let blob =
+        ok(call(&s, "Encrypt", json!({"KeyId": sym, "Plaintext": pt})).await)["CiphertextBlob"]
+            .clone();
+    let recipient = json!({"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+                           "AttestationDocument": kms_support_b64(b"not a real attestation")});
+    for (op, mut body) in [
+        ("Decrypt", json!({"CiphertextBlob": blob})),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": sym, "KeySpec": "AES_256"}),
+        ),
+        (
+            "GenerateDataKeyPair",
+            json!({"KeyId": sym, "KeyPairSpec": "ECC_NIST_P256"}),
+        ),
+        ("GenerateRandom", json!({"NumberOfBytes": 32})),
+    ] {
+        body["Recipient"] = recipient.clone();
+        let r = call(&s, op, body.clone()).await;
+        assert!(
+            r.1.get("Plaintext").is_none() && r.1.get("PrivateKeyPlaintext").is_none(),
+            "{op} answered a Recipient request with plaintext: {}",
+            r.1
+        );
+        let m = fails(r, "UnsupportedOperationException");
+        assert!(m.contains("Recipient"), "{m}");
+        body["DryRun"] = json!(true);
+        if op != "GenerateRandom" {
+            fails(call(&s, op, body).await, "UnsupportedOperationException");
+        }
+    }
 }

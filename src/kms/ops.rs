@@ -53,19 +53,17 @@ pub enum Api {
     Permission,
 }
 
-/// What `DryRun: true` checks for the operation.
+/// Whether the operation takes `DryRun` (AWS's 15 operations that model it): a dry run
+/// checks everything the call would check and changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DryRun {
-    /// DryRun is not supported (UnsupportedOperationException).
+    /// No `DryRun` member (UnsupportedOperationException if one is sent).
     No,
-    /// The request's KeyId, with its EncryptionContext.
-    Key,
-    /// The request's KeyId, without an encryption context (grant operations).
-    KeyWithoutContext,
-    /// The key the CiphertextBlob names, with the EncryptionContext (Decrypt).
-    Blob,
-    /// ReEncryptFrom on the blob's key, then ReEncryptTo on the DestinationKeyId.
-    ReEncrypt,
+    /// `DryRun`.
+    Yes,
+    /// `DryRun` and `DryRunModifiers` (`IGNORE_CIPHERTEXT`: check the permission on the
+    /// named key only, without a ciphertext): Decrypt and ReEncrypt.
+    WithModifiers,
 }
 
 /// Whether a grant may allow the operation.
@@ -196,25 +194,25 @@ macro_rules! ops {
 ops! {
 //  operation                            kind    run      api        dry run           grant           needs          states        event
     // Grantable, in the order of AWS's GrantOperation enum.
-    Decrypt                              Crypto  Inline   Yes        Blob              WithConstraints EncryptDecrypt ENABLED       _;
-    Encrypt                              Crypto  Inline   Yes        Key               WithConstraints EncryptDecrypt ENABLED       _;
-    GenerateDataKey                      Crypto  Inline   Yes        Key               WithConstraints Symmetric      ENABLED       _;
-    GenerateDataKeyWithoutPlaintext      Crypto  Inline   Yes        Key               WithConstraints Symmetric      ENABLED       _;
+    Decrypt                              Crypto  Inline   Yes        WithModifiers     WithConstraints EncryptDecrypt ENABLED       _;
+    Encrypt                              Crypto  Inline   Yes        Yes               WithConstraints EncryptDecrypt ENABLED       _;
+    GenerateDataKey                      Crypto  Inline   Yes        Yes               WithConstraints Symmetric      ENABLED       _;
+    GenerateDataKeyWithoutPlaintext      Crypto  Inline   Yes        Yes               WithConstraints Symmetric      ENABLED       _;
     ReEncryptFrom                        Crypto  Inline   Permission No                WithConstraints EncryptDecrypt ENABLED       ReEncrypt;
     ReEncryptTo                          Crypto  Inline   Permission No                WithConstraints EncryptDecrypt ENABLED       ReEncrypt;
-    Sign                                 Crypto  Inline   Yes        Key               Yes             SignVerify     ENABLED       _;
-    Verify                               Crypto  Inline   Yes        Key               Yes             SignVerify     ENABLED       _;
+    Sign                                 Crypto  Inline   Yes        Yes               Yes             SignVerify     ENABLED       _;
+    Verify                               Crypto  Inline   Yes        Yes               Yes             SignVerify     ENABLED       _;
     GetPublicKey                         Read    Inline   Yes        No                Yes             Asymmetric     ENABLED       _;
-    CreateGrant                          Write   Blocking Yes        KeyWithoutContext WithConstraints Any            USABLE        _;
-    RetireGrant                          Write   Blocking Yes        No                WithConstraints Any            ANY           _;
+    CreateGrant                          Write   Blocking Yes        Yes               WithConstraints Any            USABLE        _;
+    RetireGrant                          Write   Blocking Yes        Yes               WithConstraints Any            ANY           _;
     DescribeKey                          Read    Inline   Yes        No                Yes             Any            ANY           _;
-    GenerateDataKeyPair                  Crypto  Blocking Yes        Key               WithConstraints Symmetric      ENABLED       _;
-    GenerateDataKeyPairWithoutPlaintext  Crypto  Blocking Yes        Key               WithConstraints Symmetric      ENABLED       _;
-    GenerateMac                          Crypto  Inline   Yes        Key               Yes             Mac            ENABLED       _;
-    VerifyMac                            Crypto  Inline   Yes        Key               Yes             Mac            ENABLED       _;
-    DeriveSharedSecret                   Crypto  Inline   NotYet     No                Yes             Any            ENABLED       _;
+    GenerateDataKeyPair                  Crypto  Blocking Yes        Yes               WithConstraints Symmetric      ENABLED       _;
+    GenerateDataKeyPairWithoutPlaintext  Crypto  Blocking Yes        Yes               WithConstraints Symmetric      ENABLED       _;
+    GenerateMac                          Crypto  Inline   Yes        Yes               Yes             Mac            ENABLED       _;
+    VerifyMac                            Crypto  Inline   Yes        Yes               Yes             Mac            ENABLED       _;
+    DeriveSharedSecret                   Crypto  Inline   NotYet     Yes               Yes             Any            ENABLED       _;
     // Cryptography without a grant.
-    ReEncrypt                            Crypto  Inline   Yes        ReEncrypt         No              EncryptDecrypt ENABLED       _;
+    ReEncrypt                            Crypto  Inline   Yes        WithModifiers     No              EncryptDecrypt ENABLED       _;
     GenerateRandom                       Read    Inline   Yes        No                No              Any            ANY           _;
     // Keys.
     CreateKey                            Write   Blocking Yes        No                No              Any            ANY           _;
@@ -245,7 +243,7 @@ ops! {
     // Grants (the grantable ones are above).
     ListGrants                           Read    Inline   Yes        No                No              Any            ANY           _;
     ListRetirableGrants                  Read    Inline   Yes        No                No              Any            ANY           _;
-    RevokeGrant                          Write   Blocking Yes        KeyWithoutContext No              Any            ANY           _;
+    RevokeGrant                          Write   Blocking Yes        Yes               No              Any            ANY           _;
     // Imported key material (GetParametersForImport writes nothing but generates an
     // RSA wrapping key).
     GetParametersForImport               Read    Blocking Yes        No                No              Any            NOT_DELETING  _;
@@ -396,6 +394,42 @@ mod tests {
                 || r.name == "GenerateRandom";
             assert_eq!(r.op.read_only(), by_name, "{}", r.name);
         }
+    }
+
+    #[test]
+    fn dry_run_is_on_awss_fifteen_operations() {
+        let with: Vec<&str> = ROWS
+            .iter()
+            .filter(|r| r.dry_run != DryRun::No)
+            .map(|r| r.name)
+            .collect();
+        let mut want = vec![
+            "CreateGrant",
+            "Decrypt",
+            "DeriveSharedSecret",
+            "Encrypt",
+            "GenerateDataKey",
+            "GenerateDataKeyPair",
+            "GenerateDataKeyPairWithoutPlaintext",
+            "GenerateDataKeyWithoutPlaintext",
+            "GenerateMac",
+            "ReEncrypt",
+            "RetireGrant",
+            "RevokeGrant",
+            "Sign",
+            "Verify",
+            "VerifyMac",
+        ];
+        let mut got = with.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        let modifiers: Vec<&str> = ROWS
+            .iter()
+            .filter(|r| r.dry_run == DryRun::WithModifiers)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(modifiers, ["Decrypt", "ReEncrypt"]);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub async fn handle(
             .map(|s| s.chars().take(256).collect()),
         request_id: Some(request_id.clone()),
         grant_tokens: Vec::new(),
+        secure_transport: None,
+        dry_run: false,
     };
     let result = serve(kms, keys, &op, req, call)
         .instrument(span.clone())

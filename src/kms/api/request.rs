@@ -69,6 +69,10 @@ pub(super) struct Req {
     pub(super) alias_name: Option<String>,
     pub(super) target_key_id: Option<String>,
     pub(super) dry_run: Option<bool>,
+    pub(super) dry_run_modifiers: Option<Vec<String>>,
+    /// `Recipient` (Nitro Enclaves attestation): only its presence matters (refused).
+    #[serde(skip_serializing)]
+    pub(super) recipient: Option<serde_json::Value>,
     pub(super) policy: Option<String>,
     pub(super) policy_name: Option<String>,
     pub(super) bypass_policy_lockout_safety_check: Option<bool>,

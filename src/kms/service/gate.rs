@@ -12,6 +12,17 @@ use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Policy, RequestFacts};
 use crate::kms::{EncryptionContext, KmsError, asym, constraints};
 
+/// Where a dry run stops: after every check, before the first change (or expensive
+/// generation). The API turns this into AWS's DryRunOperationException answer.
+pub(super) fn stop_if_dry_run(who: Caller<'_>) -> Result<(), KmsError> {
+    if who.call.dry_run {
+        return Err(KmsError::DryRunOperation(
+            "The request would have succeeded, but the DryRun option is set.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The request's `GrantTokens`: at most 10 of 1..=8192 characters (ValidationException),
 /// each one sealgate issued (InvalidGrantTokenException). Grants take effect at once, so
 /// a valid token adds nothing beyond being checked.
@@ -195,7 +206,9 @@ impl Kms {
         self.authorize(who, op.action(), &e, ctx)?;
         check_state(&e.rec, &e.arn, op)?;
         asym::check_usage(&e.rec, &e.arn, op)?;
-        e.usage.count(op, self.now_ms());
+        if !who.call.dry_run {
+            e.usage.count(op, self.now_ms());
+        }
         Ok(e)
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::gate::stop_if_dry_run;
 use super::{KeyEntry, Kms, Page, WriteGuard, paginate};
 use crate::kms::KmsError;
 use crate::kms::access::{Decided, decide};
@@ -56,6 +57,7 @@ impl Kms {
         }
         check_state(&e.rec, &e.arn, Op::CreateGrant)?;
         grants::check_for_key(req, &e.rec, &e.arn)?;
+        stop_if_dry_run(who)?;
         e.usage.count(Op::CreateGrant, self.now_ms());
         if let Some(name) = &req.name
             && let Some(old) = e
@@ -220,6 +222,7 @@ impl Kms {
             )));
         }
         check_state(&e.rec, &e.arn, Op::RetireGrant)?;
+        stop_if_dry_run(who)?;
         self.remove_grant_locked(&g, e.rec.id, &grant.grant_id)
     }
 
@@ -233,6 +236,7 @@ impl Kms {
         let g = self.lock_writer();
         let e = self.key_for(who, key_id, Op::RevokeGrant, false, None, Some(&g))?;
         let (_, grant) = self.grant_ref(None, Some(&e.rec.id.to_string()), Some(grant_id))?;
+        stop_if_dry_run(who)?;
         self.remove_grant_locked(&g, e.rec.id, &grant.grant_id)
     }
 }
