@@ -258,7 +258,7 @@ async fn raw_http_malformed_requests_get_json_errors_not_500() {
         ),
         ("TrentService.Frobnicate", "{}", "UnknownOperationException"),
         (
-            "TrentService.DeriveSharedSecret",
+            "TrentService.CreateCustomKeyStore",
             "{}",
             "UnsupportedOperationException",
         ),

@@ -44,8 +44,8 @@ pub mod usage;
 
 pub use access::{Explanation, Reason};
 pub use asym::{
-    DataKeyPair, EncryptionAlgorithm, KeySpec, KeyUsageType, MacAlgorithm, MessageType,
-    PublicKeyInfo, SigningAlgorithm,
+    DataKeyPair, EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, KeyUsageType, MacAlgorithm,
+    MessageType, PublicKeyInfo, SharedSecret, SigningAlgorithm,
 };
 pub use audit::{
     AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,

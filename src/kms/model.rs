@@ -177,7 +177,9 @@ pub struct KeyMetadata {
     pub pending_deletion_window_in_days: Option<u32>,
     pub origin: &'static str,
     pub key_manager: &'static str,
-    pub customer_master_key_spec: &'static str,
+    /// Deprecated; absent for the specs its enum never had (ML-DSA, Ed25519).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_master_key_spec: Option<&'static str>,
     pub key_spec: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_algorithms: Option<Vec<&'static str>>,
@@ -185,6 +187,8 @@ pub struct KeyMetadata {
     pub signing_algorithms: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_agreement_algorithms: Option<Vec<&'static str>>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multi_region_configuration: Option<MultiRegionConfiguration>,
@@ -218,7 +222,7 @@ impl KeyMetadata {
                 KeyManager::Customer => "CUSTOMER",
                 KeyManager::Aws => "AWS",
             },
-            customer_master_key_spec: rec.key_spec.as_str(),
+            customer_master_key_spec: rec.key_spec.customer_master_key_spec(),
             key_spec: rec.key_spec.as_str(),
             encryption_algorithms: names(
                 (rec.key_spec.encryption_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
@@ -227,6 +231,9 @@ impl KeyMetadata {
                 (rec.key_spec.signing_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
             ),
             mac_algorithms: names(rec.key_spec.mac_algorithms().iter().map(|a| a.as_str())),
+            key_agreement_algorithms: names(
+                (rec.key_spec.key_agreement_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
+            ),
             multi_region: rec.multi_region.is_some(),
             multi_region_configuration: None,
             expiration_model: rec

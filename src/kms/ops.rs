@@ -89,7 +89,10 @@ pub enum Needs {
     SignVerify,
     /// KeyUsage GENERATE_VERIFY_MAC.
     Mac,
-    /// An RSA or ECC key (UnsupportedOperationException otherwise).
+    /// KeyUsage KEY_AGREEMENT.
+    KeyAgreement,
+    /// An asymmetric key: RSA, ECC, Ed25519 or ML-DSA (UnsupportedOperationException
+    /// otherwise).
     Asymmetric,
     /// A symmetric key: only those rotate (UnsupportedOperationException otherwise).
     Rotatable,
@@ -210,7 +213,7 @@ ops! {
     GenerateDataKeyPairWithoutPlaintext  Crypto  Blocking Yes        Yes               WithConstraints Symmetric      ENABLED       _;
     GenerateMac                          Crypto  Inline   Yes        Yes               Yes             Mac            ENABLED       _;
     VerifyMac                            Crypto  Inline   Yes        Yes               Yes             Mac            ENABLED       _;
-    DeriveSharedSecret                   Crypto  Inline   NotYet     Yes               Yes             Any            ENABLED       _;
+    DeriveSharedSecret                   Crypto  Inline   Yes        Yes               Yes             KeyAgreement   ENABLED       _;
     // Cryptography without a grant.
     ReEncrypt                            Crypto  Inline   Yes        WithModifiers     No              EncryptDecrypt ENABLED       _;
     GenerateRandom                       Read    Inline   Yes        No                No              Any            ANY           _;

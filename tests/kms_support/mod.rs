@@ -16,6 +16,8 @@ use sealgate::auth::{AccessKey, AccessKeys, Principal};
 use sealgate::kms::{Kms, KmsConfig, RootKey, TestClock};
 use zeroize::Zeroizing;
 
+pub mod tools;
+
 pub const ACCESS_KEY: &str = "AKIDALICE";
 pub const SECRET: &str = "alice-secret-key";
 /// A second principal: an ordinary IAM-style user of the same account.

@@ -532,13 +532,13 @@ fn run(
         | Op::GetPublicKey
         | Op::GenerateMac
         | Op::VerifyMac
+        | Op::DeriveSharedSecret
         | Op::GenerateDataKeyPair
         | Op::GenerateDataKeyPairWithoutPlaintext => asym::dispatch(kms, who, op, r),
         // Never reached: permissions are no API operation, and the operations not
         // implemented yet were answered above.
         Op::ReEncryptFrom
         | Op::ReEncryptTo
-        | Op::DeriveSharedSecret
         | Op::CreateCustomKeyStore
         | Op::DescribeCustomKeyStores
         | Op::ConnectCustomKeyStore

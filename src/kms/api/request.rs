@@ -98,6 +98,10 @@ pub(super) struct Req {
     pub(super) mac: Option<Blob>,
     pub(super) mac_algorithm: Option<String>,
     pub(super) key_pair_spec: Option<String>,
+    pub(super) key_agreement_algorithm: Option<String>,
+    /// DeriveSharedSecret's peer public key (not secret, but not audit material either).
+    #[serde(skip_serializing)]
+    pub(super) public_key: Option<Blob>,
     pub(super) wrapping_algorithm: Option<String>,
     pub(super) wrapping_key_spec: Option<String>,
     #[serde(skip_serializing)]
@@ -159,7 +163,12 @@ pub(super) fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> 
     };
     let key_usage = match &r.key_usage {
         Some(u) => KeyUsageType::parse(u)?,
-        None => KeyUsageType::EncryptDecrypt,
+        None if key_spec.is_symmetric() => KeyUsageType::EncryptDecrypt,
+        None => {
+            return Err(KmsError::Validation(
+                "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.".into(),
+            ));
+        }
     };
     let external = match r.origin.as_deref() {
         None | Some("AWS_KMS") => false,

@@ -14,12 +14,13 @@ use serde_json::json;
 use super::crypto_ops::check_plaintext;
 use super::{Kms, ReEncryptParams};
 use crate::kms::asym::{
-    self, DataKeyPair, EncryptionAlgorithm, KeySpec, MacAlgorithm, MessageType, PublicKeyInfo,
-    SigningAlgorithm,
+    self, DataKeyPair, EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, MacAlgorithm,
+    MessageType, PublicKeyInfo, SharedSecret, SigningAlgorithm,
 };
 use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::caller::{Caller, Via};
 use crate::kms::crypto::MAX_BLOB;
+use crate::kms::model::Origin;
 use crate::kms::ops::Op;
 use crate::kms::{Decrypted, EncryptionContext, KmsError, constraints};
 
@@ -256,6 +257,37 @@ impl Kms {
         })();
         let params = json!({"keyId": key_id});
         self.audit_asym(who, Op::GetPublicKey, key_id, params, &r, |p| &p.key_arn);
+        r
+    }
+
+    // ------------------------------------------------------------ key agreement
+
+    /// DeriveSharedSecret with a KEY_AGREEMENT key: ECDH with the peer's DER
+    /// SubjectPublicKeyInfo (`peer`), the raw shared secret.
+    pub fn derive_shared_secret(
+        &self,
+        who: Caller<'_>,
+        key_id: &str,
+        alg: KeyAgreementAlgorithm,
+        peer: &[u8],
+    ) -> Result<SharedSecret, KmsError> {
+        let r = (|| {
+            constraints::length(peer.len(), None, "publicKey", 1, 8192)?;
+            let e = self.key_for(who, key_id, Op::DeriveSharedSecret, true, None, None)?;
+            let (_, m) = e.current_material()?;
+            Ok(SharedSecret {
+                shared_secret: m.derive_shared_secret(peer)?,
+                key_arn: e.arn.clone(),
+                key_origin: match e.rec.origin {
+                    Origin::AwsKms => "AWS_KMS",
+                    Origin::External => "EXTERNAL",
+                },
+            })
+        })();
+        let params = json!({"keyId": key_id, "keyAgreementAlgorithm": alg});
+        self.audit_asym(who, Op::DeriveSharedSecret, key_id, params, &r, |d| {
+            &d.key_arn
+        });
         r
     }
 

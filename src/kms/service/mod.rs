@@ -267,7 +267,10 @@ impl Kms {
             let mut material = HashMap::new();
             for (v, sealed) in mats {
                 let raw = root.open_raw(&rec.id, v, &sealed)?;
-                material.insert(v, Arc::new(KeyMaterial::from_raw(rec.key_spec, &raw)?));
+                material.insert(
+                    v,
+                    Arc::new(KeyMaterial::from_raw(rec.key_spec, rec.key_usage, &raw)?),
+                );
             }
             let region = rec.region.clone().unwrap_or_else(|| cfg.region.clone());
             let arn = key_arn(&region, &cfg.account, &rec.key_id());
