@@ -392,3 +392,100 @@ async fn update_alias_needs_permission_on_the_current_key() {
         .await
         .unwrap();
 }
+
+/// A key policy letting the account do everything, plus `extra` statements.
+fn policy_with(extra: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"Root","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::000000000000:root"}},"Action":"kms:*","Resource":"*"}},{extra}]}}"#
+    )
+}
+
+/// Issue 19: the condition keys users rely on (aws:SecureTransport, aws:SourceIp,
+/// aws:CurrentTime, kms:CallerAccount, kms:ViaService) and the Numeric, Date, IfExists
+/// and Null operators; a policy with an operator sealgate cannot evaluate is refused.
+#[tokio::test]
+async fn key_policy_conditions_cover_transport_ip_time_and_typed_operators() {
+    let s = start().await;
+    let alice = sdk_client(&s.url);
+    let key = key_with_policy(&alice, None).await;
+    let put = |p: String| {
+        let (c, k) = (alice.clone(), key.clone());
+        async move {
+            c.put_key_policy()
+                .key_id(k)
+                .policy_name("default")
+                .policy(p)
+                .send()
+                .await
+        }
+    };
+    let encrypt = || {
+        alice
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+    };
+    let deny = |cond: &str| {
+        policy_with(&format!(
+            r#"{{"Sid":"Guard","Effect":"Deny","Principal":"*","Action":"kms:Encrypt","Resource":"*","Condition":{cond}}}"#
+        ))
+    };
+    // This test server speaks plain HTTP: aws:SecureTransport is false.
+    put(deny(r#"{"Bool":{"aws:SecureTransport":"false"}}"#))
+        .await
+        .unwrap();
+    let (code, msg) = err(encrypt().await);
+    assert_eq!(code, "AccessDeniedException", "{msg}");
+    put(deny(r#"{"Bool":{"aws:SecureTransport":"true"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    // aws:SourceIp: the client is on 127.0.0.1.
+    put(deny(r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#))
+        .await
+        .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    // aws:CurrentTime with Date operators, aws:EpochTime with Numeric ones.
+    put(deny(
+        r#"{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(r#"{"DateLessThan":{"aws:CurrentTime":"2020-01-01"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    put(deny(
+        r#"{"NumericGreaterThan":{"aws:EpochTime":1577836800}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    // kms:CallerAccount, kms:ViaService (absent on direct calls: IfExists holds), Null.
+    put(deny(
+        r#"{"StringEquals":{"kms:CallerAccount":"000000000000"}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(
+        r#"{"StringNotEqualsIfExists":{"kms:ViaService":"s3.us-east-1.amazonaws.com"}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(r#"{"Null":{"kms:ViaService":"false"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    // An operator sealgate cannot evaluate is refused, not ignored.
+    let (code, msg) = err(put(deny(r#"{"BinaryEquals":{"kms:x":"AAAA"}}"#)).await);
+    assert_eq!(code, "MalformedPolicyDocumentException", "{msg}");
+    assert!(msg.contains("BinaryEquals"), "{msg}");
+}

@@ -67,6 +67,8 @@ impl Kms {
             encryption_context: context,
             via_service: (who.call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
             source_ip: who.call.source_ip,
+            secure_transport: who.call.secure_transport,
+            now_ms: Some(self.now_ms()),
             tags: Some(&key.rec.tags),
             ..RequestFacts::new(who.principal, action, &key.arn)
         }

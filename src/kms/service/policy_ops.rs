@@ -49,6 +49,8 @@ impl Kms {
             let facts = RequestFacts {
                 via_service: (who.call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
                 source_ip: who.call.source_ip,
+                secure_transport: who.call.secure_transport,
+                now_ms: Some(self.now_ms()),
                 bypass_lockout: Some(false),
                 ..RequestFacts::new(who.principal, Op::PutKeyPolicy.action(), key_arn)
             };
