@@ -49,7 +49,7 @@ pub use asym::{
 };
 pub use audit::{
     AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_log, verify_audit_log_against,
+    tail_audit_log, verify_audit_log, verify_audit_log_against, verify_audit_log_with_key,
 };
 pub use caller::{CallContext, Caller, Via};
 pub use clock::{Clock, SystemClock, TestClock};

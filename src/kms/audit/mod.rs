@@ -2,10 +2,15 @@
 //! hash-chained JSON-lines file by a writer thread with group commit.
 //!
 //! Record = one line: the CloudTrail event's fields, then `"seq"` (1, 2, ...),
-//! `"prevHash"` (the previous record's `hash`, 64 zeros for seq 1), then `"hash"` =
-//! hex SHA-256 of every byte of the line before `,"hash"`. Editing, removing,
-//! reordering or inserting a line breaks the chain at that line; `verify_audit_log`
-//! finds where and says what.
+//! `"prevHash"` (the previous record's chain value, 64 zeros for seq 1), then `"mac"` =
+//! hex HMAC-SHA256 of every byte of the line before `,"mac"`, under a key derived from
+//! the root key (HKDF, `audit_mac_key`). Editing, removing, reordering or inserting a
+//! line breaks the chain at that line, and without the root key nobody can write a
+//! record (or rewrite a suffix) that verifies; `verify_audit_log_with_key` finds where
+//! and says what. Logs written before the chain was keyed have `"hash"` = hex SHA-256
+//! of the line before `,"hash"` instead: they still verify (the report counts them as
+//! unkeyed), a keyed log continues an unkeyed one, and an unkeyed record after a keyed
+//! one is a downgrade (written by someone without the root key).
 //!
 //! Invariants: events never contain plaintext, data keys, ciphertext blobs or grant
 //! tokens (producers only hand over key ids, contexts, sizes and non-secret response
@@ -26,16 +31,28 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::hmac;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::caller::Via;
+use super::crypto::RootKey;
 use super::{EncryptionContext, KmsError};
 use crate::auth::Principal;
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// `,"hash":"` + 64 hex + `"}`.
+/// `,"hash":"` + 64 hex + `"}` (unkeyed records, before the chain was keyed).
 const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+/// `,"mac":"` + 64 hex + `"}` (keyed records).
+const MAC_SUFFIX_LEN: usize = 8 + 64 + 2;
+/// HKDF `info` of the audit chain's MAC key.
+const MAC_KEY_INFO: &[u8] = b"sealgate-kms-audit-chain-mac-v1";
+
+/// The audit chain's MAC key: HKDF-SHA256 of the root key (never stored), so whoever
+/// can write the log file but has no root key cannot forge or rewrite records.
+pub fn audit_mac_key(root: &RootKey) -> hmac::Key {
+    root.hkdf_hmac_key(MAC_KEY_INFO)
+}
 /// Events queued before producers wait for the writer.
 const QUEUE_CAPACITY: usize = 64 * 1024;
 /// Bytes buffered before a `write` (keeps the buffer cache-resident).
@@ -176,6 +193,8 @@ impl std::fmt::Debug for AuditLog {
 
 struct Writer {
     file: File,
+    /// The chain's MAC key (`audit_mac_key`).
+    mac: hmac::Key,
     fsync: bool,
     region: String,
     account: String,
@@ -201,6 +220,7 @@ impl AuditLog {
         fsync: bool,
         region: &str,
         account: &str,
+        mac: hmac::Key,
     ) -> Result<AuditLog, KmsError> {
         let cfg_err = |e: std::io::Error| {
             KmsError::Config(format!("cannot open audit log {}: {e}", path.display()))
@@ -211,7 +231,7 @@ impl AuditLog {
             .append(true)
             .open(path)
             .map_err(cfg_err)?;
-        let head = recover_head(&mut file, path).map_err(|e| match e {
+        let head = recover_head(&mut file, path, &mac).map_err(|e| match e {
             Recover::Io(e) => cfg_err(e),
             Recover::Corrupt(msg) => KmsError::Config(format!(
                 "audit log {}: {msg}; run `sealgate audit verify`",
@@ -228,6 +248,7 @@ impl AuditLog {
         };
         let mut w = Writer {
             file,
+            mac,
             fsync,
             region: region.to_string(),
             account: account.to_string(),
@@ -296,7 +317,7 @@ enum Recover {
 }
 
 /// Reads the last complete record (cutting a torn tail) to continue the chain.
-fn recover_head(file: &mut File, path: &Path) -> Result<AuditHead, Recover> {
+fn recover_head(file: &mut File, path: &Path, mac: &hmac::Key) -> Result<AuditHead, Recover> {
     let len = file.metadata().map_err(Recover::Io)?.len();
     if len == 0 {
         return Ok(AuditHead {
@@ -336,12 +357,14 @@ fn recover_head(file: &mut File, path: &Path) -> Result<AuditHead, Recover> {
             "the last line is longer than 1 MiB".into(),
         ));
     }
-    let p = parse_line(&body[start..])
+    let p = parse_line(&body[start..], Some(mac))
         .ok_or_else(|| Recover::Corrupt("the last line is not a valid audit record".into()))?;
     if !p.self_ok {
-        return Err(Recover::Corrupt(
-            "the last record does not match its hash".into(),
-        ));
+        return Err(Recover::Corrupt(if p.keyed {
+            "the last record does not authenticate under this root key".into()
+        } else {
+            "the last record does not match its hash".into()
+        }));
     }
     Ok(AuditHead {
         seq: p.seq,
@@ -575,9 +598,9 @@ impl Writer {
             ",\"seq\":{},\"prevHash\":\"{}\"",
             self.seq, self.prev
         );
-        let hash = hex::encode(digest(&SHA256, &self.buf[start..]).as_ref());
-        let _ = writeln!(self.buf, ",\"hash\":\"{hash}\"}}");
-        self.prev = hash;
+        let tag = hex::encode(hmac::sign(&self.mac, &self.buf[start..]).as_ref());
+        let _ = writeln!(self.buf, ",\"mac\":\"{tag}\"}}");
+        self.prev = tag;
     }
 }
 
@@ -585,31 +608,59 @@ impl Writer {
 struct Parsed {
     seq: u64,
     prev: String,
+    /// The record's chain value (its `mac`, or `hash` for unkeyed records).
     hash: String,
-    /// The line's content hashes to its `hash`.
+    /// Keyed (`mac`) rather than unkeyed (`hash`).
+    keyed: bool,
+    /// Whether the content was checked against the chain value: always for unkeyed
+    /// records, for keyed ones only when the MAC key is at hand.
+    checked: bool,
+    /// The line's content matches its chain value (true when unchecked).
     self_ok: bool,
     event: Value,
 }
 
-fn parse_line(line: &[u8]) -> Option<Parsed> {
-    if line.len() < HASH_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
+/// Parses a record; `mac` checks keyed records (without it their content is unchecked).
+fn parse_line(line: &[u8], mac: Option<&hmac::Key>) -> Option<Parsed> {
+    if !line.ends_with(b"\"}") {
         return None;
     }
-    let cut = line.len() - HASH_SUFFIX_LEN;
-    let (prefix, suffix) = line.split_at(cut);
-    let claimed = suffix.strip_prefix(b",\"hash\":\"")?.strip_suffix(b"\"}")?;
-    let claimed = std::str::from_utf8(claimed).ok()?.to_string();
+    let split = |suffix_len: usize, name: &[u8]| {
+        let cut = line.len().checked_sub(suffix_len)?;
+        let (prefix, suffix) = line.split_at(cut);
+        let claimed = suffix.strip_prefix(name)?.strip_suffix(b"\"}")?;
+        Some((prefix, std::str::from_utf8(claimed).ok()?.to_string()))
+    };
+    let (keyed, prefix, claimed) = if let Some((p, c)) = split(MAC_SUFFIX_LEN, b",\"mac\":\"") {
+        (true, p, c)
+    } else {
+        let (p, c) = split(HASH_SUFFIX_LEN, b",\"hash\":\"")?;
+        (false, p, c)
+    };
     let mut event: Value = serde_json::from_slice(line).ok()?;
     let obj = event.as_object_mut()?;
     let seq = obj.remove("seq")?.as_u64()?;
     let prev = obj.remove("prevHash")?.as_str()?.to_string();
     obj.remove("hash");
-    let actual = hex::encode(digest(&SHA256, prefix).as_ref());
+    obj.remove("mac");
+    let (checked, self_ok) = match (keyed, mac) {
+        (false, _) => (
+            true,
+            hex::encode(digest(&SHA256, prefix).as_ref()) == claimed,
+        ),
+        (true, Some(k)) => {
+            let ok = hex::decode(&claimed).is_ok_and(|tag| hmac::verify(k, prefix, &tag).is_ok());
+            (true, ok)
+        }
+        (true, None) => (false, true),
+    };
     Some(Parsed {
         seq,
         prev,
-        self_ok: actual == claimed,
         hash: claimed,
+        keyed,
+        checked,
+        self_ok,
         event,
     })
 }
@@ -618,5 +669,5 @@ mod read;
 
 pub use read::{
     AuditFilter, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_log, verify_audit_log_against,
+    tail_audit_log, verify_audit_log, verify_audit_log_against, verify_audit_log_with_key,
 };

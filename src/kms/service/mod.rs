@@ -299,6 +299,7 @@ impl Kms {
                 cfg.audit_fsync,
                 &cfg.region,
                 &cfg.account,
+                super::audit::audit_mac_key(&root),
             )?)
         } else {
             None
