@@ -590,3 +590,95 @@ fn key_ids_in_wrong_forms_are_not_found() {
     }
     assert_err(f.kms.describe_key(alice(), ""), "ValidationException");
 }
+
+/// Issue 19: key records (policies, tags, states), aliases and grants were plain JSON
+/// in the database: whoever could write the file could rewrite a policy. Now each row is
+/// MACed under a root-derived key, bound to its table and row key.
+#[test]
+fn database_rows_are_authenticated_so_edited_or_moved_rows_refuse_the_open() {
+    use super::store::testing;
+    let f = fixture();
+    let a = new_key(&f);
+    let b = new_key(&f);
+    f.kms.create_alias(alice(), "alias/app", &a).unwrap();
+    let Fixture {
+        dir,
+        cfg,
+        clock,
+        kms,
+    } = f;
+    drop(kms);
+    let (ida, idb) = (
+        uuid::Uuid::parse_str(&a).unwrap(),
+        uuid::Uuid::parse_str(&b).unwrap(),
+    );
+    let row = testing::key_row(&cfg.db_path, ida);
+    assert!(row.starts_with(b"SGR1"), "an authenticated row");
+    // A changed policy, MAC left as it was.
+    testing::edit_key_row(&cfg.db_path, ida, |r| {
+        let s = String::from_utf8_lossy(r)
+            .replace("Enable IAM User Permissions", "Enable IAM User Permissionz");
+        *r = s.into_bytes();
+    });
+    let err = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("does not authenticate"), "{err}");
+    // A valid row moved to another key's place.
+    testing::edit_key_row(&cfg.db_path, ida, |r| *r = row.clone());
+    let b_row = testing::key_row(&cfg.db_path, idb);
+    testing::edit_key_row(&cfg.db_path, idb, |r| *r = row.clone());
+    let err = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("does not authenticate"), "{err}");
+    // A plain JSON row, once the database is authenticated.
+    testing::edit_key_row(&cfg.db_path, idb, |r| *r = b_row[36..].to_vec());
+    let err = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("is not authenticated"), "{err}");
+    testing::edit_key_row(&cfg.db_path, idb, |r| *r = b_row.clone());
+    let kms = Kms::open_with_root_key(&cfg, clock, root_key(7)).unwrap();
+    assert_eq!(kms.describe_key(alice(), "alias/app").unwrap().key_id, a);
+    drop(dir);
+}
+
+#[test]
+fn plain_rows_of_an_older_database_are_read_and_authenticated_at_open() {
+    use super::store::testing;
+    let f = fixture();
+    let id = new_key(&f);
+    f.kms.create_alias(alice(), "alias/old", &id).unwrap();
+    let bob = Principal {
+        name: "bob".into(),
+        account: "000000000000".into(),
+        is_root: false,
+    };
+    let req = GrantRequest {
+        grantee_principal: bob.arn(),
+        operations: vec!["Encrypt".into()],
+        ..Default::default()
+    };
+    f.kms.create_grant(alice(), &id, &req).unwrap();
+    let Fixture {
+        dir,
+        cfg,
+        clock,
+        kms,
+    } = f;
+    drop(kms);
+    testing::make_legacy(&cfg.db_path);
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    assert!(testing::key_row(&cfg.db_path, uuid).starts_with(b"{"));
+    let kms = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap();
+    assert_eq!(kms.describe_key(alice(), "alias/old").unwrap().key_id, id);
+    let page = kms
+        .list_grants(alice(), &id, None, None, None, None)
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    kms.encrypt(Caller::in_process(&bob), &id, b"x", &ctx(&[]), SYM)
+        .unwrap();
+    drop(kms);
+    // Migrated: the rows now carry their MAC, and a plain row is refused from now on.
+    let row = testing::key_row(&cfg.db_path, uuid);
+    assert!(row.starts_with(b"SGR1"));
+    testing::edit_key_row(&cfg.db_path, uuid, |r| *r = row[36..].to_vec());
+    let err = Kms::open_with_root_key(&cfg, clock, root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("is not authenticated"), "{err}");
+    drop(dir);
+}
