@@ -202,6 +202,38 @@ impl KmsConfig {
     }
 }
 
+/// Creates `path` readable and writable by its owner only (0600) if it does not exist:
+/// the KMS database (sealed key material, policies, grants) and the audit log (who used
+/// which key) are nobody else's business. An existing file keeps its mode; one that
+/// others may read or write is reported.
+pub(crate) fn create_private(path: &std::path::Path, what: &str) -> Result<(), KmsError> {
+    let err = |e: std::io::Error| {
+        KmsError::Config(format!("cannot create {what} {}: {e}", path.display()))
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(e)),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:03o}"),
+                "the {what} is accessible by group or others; restrict it with chmod 600"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a root key file that anyone but its owner may read or write: the root key
 /// unseals every key in the database.
 #[cfg(unix)]

@@ -166,6 +166,7 @@ impl Store {
     /// Opens (or creates) the database and checks the root key against the stored
     /// key-check value. A mismatch returns `WrongRootKey` before anything is written.
     pub fn open(path: &Path, root: &RootKey) -> Result<(Store, Loaded), KmsError> {
+        super::create_private(path, "KMS database")?;
         let db = Database::create(path).map_err(|e| {
             KmsError::Config(format!("cannot open KMS database {}: {e}", path.display()))
         })?;

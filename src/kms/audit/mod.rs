@@ -225,9 +225,9 @@ impl AuditLog {
         let cfg_err = |e: std::io::Error| {
             KmsError::Config(format!("cannot open audit log {}: {e}", path.display()))
         };
+        super::create_private(path, "KMS audit log")?;
         let mut file = OpenOptions::new()
             .read(true)
-            .create(true)
             .append(true)
             .open(path)
             .map_err(cfg_err)?;

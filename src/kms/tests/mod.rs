@@ -682,3 +682,18 @@ fn plain_rows_of_an_older_database_are_read_and_authenticated_at_open() {
     assert!(err.to_string().contains("is not authenticated"), "{err}");
     drop(dir);
 }
+
+/// Issue 19: the database and the audit log were created with the process umask
+/// (typically 0644: readable by every local user).
+#[cfg(unix)]
+#[test]
+fn database_and_audit_log_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    new_key(&f);
+    f.kms.flush_audit().unwrap();
+    for p in [f.cfg.db_path.clone(), f.cfg.audit_path()] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+}
