@@ -92,6 +92,18 @@ pub struct KmsConfig {
     pub audit_log_path: Option<PathBuf>,
     /// fsync each batch of audit records (group commit). Off only for throwaway setups.
     pub audit_fsync: bool,
+    /// Customer managed keys per region (AWS's quota per account and Region, 100,000):
+    /// CreateKey beyond it is LimitExceededException.
+    pub max_keys: usize,
+    /// Customer managed keys one principal may have created (default: `max_keys`), so
+    /// one principal cannot use up the account's quota.
+    pub max_keys_per_principal: usize,
+    /// RSA key generations per second per principal in RSA_2048 units (RSA_3072 costs 4,
+    /// RSA_4096 10, roughly their CPU time: CreateKey, GenerateDataKeyPair,
+    /// GetParametersForImport), and the burst (at least 10, one RSA_4096):
+    /// ThrottlingException beyond.
+    pub rsa_generation_rate: u32,
+    pub rsa_generation_burst: u32,
 }
 
 impl Default for KmsConfig {
@@ -106,6 +118,10 @@ impl Default for KmsConfig {
             audit_enabled: true,
             audit_log_path: None,
             audit_fsync: true,
+            max_keys: constraints::DEFAULT_MAX_KEYS,
+            max_keys_per_principal: constraints::DEFAULT_MAX_KEYS,
+            rsa_generation_rate: 10,
+            rsa_generation_burst: 100,
         }
     }
 }
@@ -148,6 +164,17 @@ impl KmsConfig {
                 "kms.regions must include the home region kms.region = '{}'",
                 self.region
             ));
+        }
+        if self.max_keys == 0 || self.max_keys_per_principal == 0 {
+            return Err("kms.max_keys and kms.max_keys_per_principal must be at least 1".into());
+        }
+        if self.rsa_generation_rate == 0 {
+            return Err("kms.rsa_generation_rate must be at least 1".into());
+        }
+        if self.rsa_generation_burst < 10 {
+            return Err(
+                "kms.rsa_generation_burst must be at least 10 (one RSA_4096 generation)".into(),
+            );
         }
         if self.root_key_file.is_none() && self.root_key_env.is_empty() {
             return Err("kms: set root_key_file or root_key_env".into());

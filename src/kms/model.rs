@@ -99,6 +99,10 @@ pub struct KeyRecord {
     /// key share id, material versions and rotation; each region has its own record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_region: Option<MultiRegionRole>,
+    /// The ARN of the principal that created the key (the per-principal key quota);
+    /// absent for service-managed keys, replicas and records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// Primary or replica copy of a multi-Region key.

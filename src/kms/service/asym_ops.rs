@@ -370,6 +370,7 @@ impl Kms {
             let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
             let (v, k) = e.current()?;
             super::gate::stop_if_dry_run(who)?;
+            self.throttle(who, super::quota::key_cost(spec))?;
             let pair = asym::generate_key_pair(spec)?;
             let blob = k.encrypt(&e.rec.id, v, &pair.private_pkcs8, ctx)?;
             Ok(DataKeyPair {

@@ -119,6 +119,7 @@ impl Kms {
         let op = Op::GetParametersForImport;
         let e = self.key_for(who, key_id, op, false, None, None)?;
         require_external(&e, op)?;
+        self.throttle(who, super::quota::wrapping_cost(spec))?;
         let params = import::new_parameters(&self.inner.root, &e.rec.id, spec, alg, self.now_ms())?;
         Ok((e.arn.clone(), params))
     }

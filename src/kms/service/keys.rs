@@ -111,8 +111,17 @@ impl Kms {
             opts.bypass_policy_lockout_safety_check,
         )?;
         opts.policy = Some(text);
+        self.check_key_quota(who)?;
+        self.throttle(who, super::quota::key_cost(opts.key_spec))?;
         let g = self.lock_writer();
-        let e = self.new_key_locked(&g, id, &opts, KeyManager::Customer, None)?;
+        let e = self.new_key_locked(
+            &g,
+            id,
+            &opts,
+            KeyManager::Customer,
+            None,
+            Some(who.principal),
+        )?;
         Ok(self.metadata(&e))
     }
 
@@ -145,7 +154,14 @@ impl Kms {
             )),
             ..Default::default()
         };
-        let e = self.new_key_locked(&g, Uuid::new_v4(), &opts, KeyManager::Aws, Some(alias))?;
+        let e = self.new_key_locked(
+            &g,
+            Uuid::new_v4(),
+            &opts,
+            KeyManager::Aws,
+            Some(alias),
+            None,
+        )?;
         tracing::info!(key_id = %e.rec.id, alias, "created service-managed KMS key");
         self.audit_service_key_created(&e.arn, alias);
         Ok(e.arn.clone())

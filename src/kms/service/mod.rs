@@ -38,6 +38,7 @@ mod import_ops;
 mod keys;
 mod multi_region;
 mod policy_ops;
+mod quota;
 mod rotation;
 mod writes;
 
@@ -176,6 +177,8 @@ pub(crate) struct Inner {
     via_s3: String,
     /// The hash-chained audit log (None when disabled in the config).
     audit: Option<AuditLog>,
+    /// Key quotas and per-principal rates (`quota.rs`).
+    limits: quota::Limits,
 }
 
 /// Proof that the writer lock is held.
@@ -318,6 +321,7 @@ impl Kms {
                 default_policy,
                 via_s3: format!("s3.{}.amazonaws.com", cfg.region),
                 audit,
+                limits: quota::Limits::new(cfg),
             }),
         })
     }

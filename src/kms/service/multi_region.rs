@@ -232,6 +232,7 @@ impl Kms {
             .unwrap_or_else(|| default_policy_text(&self.inner.account));
         let bypass = opts.bypass_policy_lockout_safety_check;
         let policy = dest.check_new_policy(who, &text, &arn, bypass)?;
+        dest.check_key_quota(who)?;
         let rec = KeyRecord {
             id: e.rec.id,
             created_ms: self.now_ms(),
@@ -251,6 +252,7 @@ impl Kms {
             import: None,
             region: dest.other_region().map(str::to_string),
             multi_region: Some(MultiRegionRole::Replica),
+            created_by: Some(who.principal.arn()),
         };
         self.inner.store.apply(&[Mutation::PutKey(&rec)])?;
         let entry = Arc::new(KeyEntry {

@@ -146,6 +146,7 @@ impl Kms {
         opts: &CreateKeyOptions,
         manager: KeyManager,
         alias: Option<&str>,
+        creator: Option<&crate::auth::Principal>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let now = self.now_ms();
         let mut rec = KeyRecord {
@@ -167,6 +168,7 @@ impl Kms {
             import: None,
             region: self.other_region().map(str::to_string),
             multi_region: opts.multi_region.then_some(MultiRegionRole::Primary),
+            created_by: creator.map(|p| p.arn()),
         };
         if manager == KeyManager::Aws {
             rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);

@@ -697,3 +697,51 @@ fn database_and_audit_log_are_created_owner_only() {
         assert_eq!(mode, 0o600, "{}", p.display());
     }
 }
+
+/// Issue 19: CreateKey had no cap and key generation no rate, so one principal could
+/// fill the database or keep the CPU busy generating RSA keys. AWS's quota of keys per
+/// account (and a per-principal cap) is LimitExceededException; the weighted rate of RSA
+/// generations per principal is ThrottlingException.
+#[test]
+fn key_quotas_and_the_rsa_generation_rate_are_per_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = KmsConfig {
+        db_path: dir.path().join("kms.redb"),
+        max_keys: 5,
+        max_keys_per_principal: 3,
+        rsa_generation_burst: 12,
+        ..KmsConfig::default()
+    };
+    let f = Fixture::open(dir, cfg, Arc::new(TestClock::starting_now()));
+    let bob = Principal {
+        name: "bob".into(),
+        account: "000000000000".into(),
+        is_root: false,
+    };
+    let bob = Caller::in_process(&bob);
+    let create = |who| f.kms.create_key(who, &CreateKeyOptions::default());
+    for _ in 0..3 {
+        create(alice()).unwrap();
+    }
+    let m = assert_err(create(alice()), "LimitExceededException");
+    assert!(m.contains("quota of keys per principal"), "{m}");
+    create(bob).unwrap();
+    create(bob).unwrap();
+    let m = assert_err(create(bob), "LimitExceededException");
+    assert!(m.contains("its quota of 5"), "{m}");
+    // RSA generations are weighted: RSA_3072 costs 4 of a burst of 12 units.
+    let sym = f.kms.list_keys(alice(), None, None).unwrap().items[0]
+        .0
+        .clone();
+    let pair = |who| {
+        f.kms
+            .generate_data_key_pair(who, &sym, &ctx(&[]), KeySpec::Rsa3072, false)
+    };
+    for _ in 0..3 {
+        pair(alice()).unwrap();
+    }
+    assert_err(pair(alice()), "ThrottlingException");
+    pair(bob).unwrap(); // bob has his own rate
+    f.clock.advance(Duration::from_millis(400)); // 10 units per second
+    pair(alice()).unwrap();
+}
