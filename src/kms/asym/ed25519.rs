@@ -8,7 +8,7 @@
 //! standard Ed25519ph verifier checks it with the digest as its message.
 
 use aws_lc_rs::encoding::{AsBigEndian, AsDer, Curve25519SeedBin};
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, ParsedPublicKey};
 use ed25519_dalek::{Digest, Sha512};
 use zeroize::Zeroizing;
 
@@ -20,6 +20,8 @@ fn corrupt() -> KmsError {
 
 pub struct Ed25519Key {
     pure: Ed25519KeyPair,
+    /// The public key, parsed once for Verify.
+    verifier: ParsedPublicKey,
     prehash: ed25519_dalek::SigningKey,
     public_der: Vec<u8>,
 }
@@ -53,8 +55,11 @@ impl Ed25519Key {
             .map_err(|_| corrupt())?
             .as_ref()
             .to_vec();
+        let verifier =
+            ParsedPublicKey::new(&ED25519, pure.public_key().as_ref()).map_err(|_| corrupt())?;
         Ok(Ed25519Key {
             pure,
+            verifier,
             prehash,
             public_der,
         })
@@ -71,9 +76,7 @@ impl Ed25519Key {
     }
 
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, self.pure.public_key().as_ref())
-            .verify(msg, sig)
-            .is_ok()
+        self.verifier.verify_sig(msg, sig).is_ok()
     }
 
     /// ED25519_PH_SHA_512: Ed25519ph (empty context) of the 64-byte `digest`, which is

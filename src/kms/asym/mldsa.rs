@@ -10,7 +10,9 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, KeyPair, ParsedPublicKey, PqdsaKeyPair};
 use ml_dsa::common::array::Array;
 use ml_dsa::common::rand_core::{TryCryptoRng, TryRng};
-use ml_dsa::{EncodedSignature, ExpandedSigningKey, MlDsa44, MlDsa65, MlDsa87, MlDsaParams};
+use ml_dsa::{
+    EncodedSignature, ExpandedSigningKey, MlDsa44, MlDsa65, MlDsa87, MlDsaParams, VerifyingKey,
+};
 use zeroize::Zeroizing;
 
 use super::KeySpec;
@@ -41,11 +43,18 @@ impl TryRng for AwsLcRng {
 
 impl TryCryptoRng for AwsLcRng {}
 
-/// The external-mu half of a key, per parameter set.
+/// The external-mu half of a key, per parameter set: the expanded signing key and its
+/// verifying key (derived once: deriving it expands the matrix A).
 enum Mu {
-    L44(Box<ExpandedSigningKey<MlDsa44>>),
-    L65(Box<ExpandedSigningKey<MlDsa65>>),
-    L87(Box<ExpandedSigningKey<MlDsa87>>),
+    L44(Box<(ExpandedSigningKey<MlDsa44>, VerifyingKey<MlDsa44>)>),
+    L65(Box<(ExpandedSigningKey<MlDsa65>, VerifyingKey<MlDsa65>)>),
+    L87(Box<(ExpandedSigningKey<MlDsa87>, VerifyingKey<MlDsa87>)>),
+}
+
+fn mu_key<P: MlDsaParams>(xi: &ml_dsa::Seed) -> Box<(ExpandedSigningKey<P>, VerifyingKey<P>)> {
+    let sk = ExpandedSigningKey::from_seed(xi);
+    let vk = sk.verifying_key();
+    Box::new((sk, vk))
 }
 
 fn sign_mu<P: MlDsaParams>(k: &ExpandedSigningKey<P>, mu: &[u8]) -> Result<Vec<u8>, KmsError> {
@@ -57,12 +66,12 @@ fn sign_mu<P: MlDsaParams>(k: &ExpandedSigningKey<P>, mu: &[u8]) -> Result<Vec<u
     Ok(sig.encode().to_vec())
 }
 
-fn verify_mu<P: MlDsaParams>(k: &ExpandedSigningKey<P>, mu: &[u8], sig: &[u8]) -> bool {
+fn verify_mu<P: MlDsaParams>(k: &VerifyingKey<P>, mu: &[u8], sig: &[u8]) -> bool {
     let (Ok(mu), Ok(enc)) = (Array::try_from(mu), EncodedSignature::<P>::try_from(sig)) else {
         return false;
     };
     match ml_dsa::Signature::<P>::decode(&enc) {
-        Some(s) => k.verifying_key().verify_mu(&mu, &s),
+        Some(s) => k.verify_mu(&mu, &s),
         None => false,
     }
 }
@@ -102,15 +111,15 @@ impl MlDsaKey {
         let pair = PqdsaKeyPair::from_seed(sign_alg, seed).map_err(|_| corrupt())?;
         let xi = ml_dsa::Seed::try_from(seed).map_err(|_| corrupt())?;
         let mu = match spec {
-            KeySpec::MlDsa44 => Mu::L44(Box::new(ExpandedSigningKey::from_seed(&xi))),
-            KeySpec::MlDsa65 => Mu::L65(Box::new(ExpandedSigningKey::from_seed(&xi))),
-            _ => Mu::L87(Box::new(ExpandedSigningKey::from_seed(&xi))),
+            KeySpec::MlDsa44 => Mu::L44(mu_key(&xi)),
+            KeySpec::MlDsa65 => Mu::L65(mu_key(&xi)),
+            _ => Mu::L87(mu_key(&xi)),
         };
         let public = pair.public_key();
         let raw_public = match &mu {
-            Mu::L44(k) => k.verifying_key().encode().to_vec(),
-            Mu::L65(k) => k.verifying_key().encode().to_vec(),
-            Mu::L87(k) => k.verifying_key().encode().to_vec(),
+            Mu::L44(k) => k.1.encode().to_vec(),
+            Mu::L65(k) => k.1.encode().to_vec(),
+            Mu::L87(k) => k.1.encode().to_vec(),
         };
         // Both libraries must have derived the same key from the seed.
         if raw_public.as_slice() != public.as_ref() {
@@ -149,17 +158,17 @@ impl MlDsaKey {
     /// ML-DSA of an external mu (64 bytes, checked by the caller), hedged.
     pub fn sign_mu(&self, mu: &[u8]) -> Result<Vec<u8>, KmsError> {
         match &self.mu {
-            Mu::L44(k) => sign_mu(k, mu),
-            Mu::L65(k) => sign_mu(k, mu),
-            Mu::L87(k) => sign_mu(k, mu),
+            Mu::L44(k) => sign_mu(&k.0, mu),
+            Mu::L65(k) => sign_mu(&k.0, mu),
+            Mu::L87(k) => sign_mu(&k.0, mu),
         }
     }
 
     pub fn verify_mu(&self, mu: &[u8], sig: &[u8]) -> bool {
         match &self.mu {
-            Mu::L44(k) => verify_mu(k, mu, sig),
-            Mu::L65(k) => verify_mu(k, mu, sig),
-            Mu::L87(k) => verify_mu(k, mu, sig),
+            Mu::L44(k) => verify_mu(&k.1, mu, sig),
+            Mu::L65(k) => verify_mu(&k.1, mu, sig),
+            Mu::L87(k) => verify_mu(&k.1, mu, sig),
         }
     }
 }
