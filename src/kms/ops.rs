@@ -262,6 +262,8 @@ ops! {
     DisconnectCustomKeyStore             Write   Blocking NotYet     No                No              Any            ANY           _;
     DeleteCustomKeyStore                 Write   Blocking NotYet     No                No              Any            ANY           _;
     UpdateCustomKeyStore                 Write   Blocking NotYet     No                No              Any            ANY           _;
+    // Newer than the audit (2026): known, refused explicitly.
+    GetKeyLastUsage                      Read    Inline   NotYet     No                No              Any            ANY           _;
 }
 
 /// Number of rows (sizes the per-key usage counters).

@@ -544,7 +544,8 @@ fn run(
         | Op::ConnectCustomKeyStore
         | Op::DisconnectCustomKeyStore
         | Op::DeleteCustomKeyStore
-        | Op::UpdateCustomKeyStore => Err(unknown(op.name())),
+        | Op::UpdateCustomKeyStore
+        | Op::GetKeyLastUsage => Err(unknown(op.name())),
     }
 }
 
