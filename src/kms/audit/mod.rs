@@ -2,15 +2,16 @@
 //! hash-chained JSON-lines file by a writer thread with group commit.
 //!
 //! Record = one line: the CloudTrail event's fields, then `"seq"` (1, 2, ...),
-//! `"prevHash"` (the previous record's chain value, 64 zeros for seq 1), then `"mac"` =
-//! hex HMAC-SHA256 of every byte of the line before `,"mac"`, under a key derived from
-//! the root key (HKDF, `audit_mac_key`). Editing, removing, reordering or inserting a
-//! line breaks the chain at that line, and without the root key nobody can write a
-//! record (or rewrite a suffix) that verifies; `verify_audit_log_with_key` finds where
-//! and says what. Logs written before the chain was keyed have `"hash"` = hex SHA-256
-//! of the line before `,"hash"` instead: they still verify (the report counts them as
-//! unkeyed), a keyed log continues an unkeyed one, and an unkeyed record after a keyed
-//! one is a downgrade (written by someone without the root key).
+//! `"prevHash"` (the previous record's `hash`, 64 zeros for seq 1), `"hash"` = hex
+//! SHA-256 of every byte of the line before `,"hash"`, then `"mac"` = hex HMAC-SHA256 of
+//! the same bytes under a key derived from the root key (HKDF, `audit_mac_key`).
+//! Editing, removing, reordering or inserting a line breaks the hash chain at that line
+//! (checkable by anyone); the MAC makes a consistent rewrite (an edit with every later
+//! hash recomputed) detectable too, by whoever holds the root key
+//! (`verify_audit_log_with_key`). Logs written before the chain was keyed have no
+//! `"mac"`: they still verify (the report counts them as unkeyed), a keyed log continues
+//! an unkeyed one, and an unkeyed record after a keyed one is a downgrade (written by
+//! someone without the root key).
 //!
 //! Invariants: events never contain plaintext, data keys, ciphertext blobs or grant
 //! tokens (producers only hand over key ids, contexts, sizes and non-secret response
@@ -41,8 +42,8 @@ use super::{EncryptionContext, KmsError};
 use crate::auth::Principal;
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// `,"hash":"` + 64 hex + `"}` (unkeyed records, before the chain was keyed).
-const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+/// `,"hash":"` + 64 hex + `"` (then `}` for unkeyed records, `,"mac"...` for keyed ones).
+const HASH_FIELD_LEN: usize = 9 + 64 + 1;
 /// `,"mac":"` + 64 hex + `"}` (keyed records).
 const MAC_SUFFIX_LEN: usize = 8 + 64 + 2;
 /// HKDF `info` of the audit chain's MAC key.
@@ -598,9 +599,11 @@ impl Writer {
             ",\"seq\":{},\"prevHash\":\"{}\"",
             self.seq, self.prev
         );
-        let tag = hex::encode(hmac::sign(&self.mac, &self.buf[start..]).as_ref());
-        let _ = writeln!(self.buf, ",\"mac\":\"{tag}\"}}");
-        self.prev = tag;
+        let body = &self.buf[start..];
+        let hash = hex::encode(digest(&SHA256, body).as_ref());
+        let tag = hex::encode(hmac::sign(&self.mac, body).as_ref());
+        let _ = writeln!(self.buf, ",\"hash\":\"{hash}\",\"mac\":\"{tag}\"}}");
+        self.prev = hash;
     }
 }
 
@@ -608,59 +611,64 @@ impl Writer {
 struct Parsed {
     seq: u64,
     prev: String,
-    /// The record's chain value (its `mac`, or `hash` for unkeyed records).
+    /// The record's `hash` (what the next record's `prevHash` names).
     hash: String,
-    /// Keyed (`mac`) rather than unkeyed (`hash`).
+    /// Keyed (carries a `mac`) rather than unkeyed.
     keyed: bool,
-    /// Whether the content was checked against the chain value: always for unkeyed
-    /// records, for keyed ones only when the MAC key is at hand.
+    /// Whether a keyed record's MAC was checked (the key was at hand); true for unkeyed.
     checked: bool,
-    /// The line's content matches its chain value (true when unchecked).
+    /// The line's content matches its hash, and its MAC when checked.
     self_ok: bool,
     event: Value,
 }
 
-/// Parses a record; `mac` checks keyed records (without it their content is unchecked).
+/// Parses a record; `mac` checks keyed records' MACs (without it only their hash).
 fn parse_line(line: &[u8], mac: Option<&hmac::Key>) -> Option<Parsed> {
-    if !line.ends_with(b"\"}") {
+    let hex64 = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .filter(|s| s.len() == 64)
+            .map(str::to_string)
+    };
+    // `...,"hash":"H"}` (unkeyed) or `...,"hash":"H","mac":"M"}` (keyed).
+    let (body_end, claimed_mac) = match line.len().checked_sub(MAC_SUFFIX_LEN) {
+        Some(cut) if line[cut..].starts_with(b",\"mac\":\"") && line.ends_with(b"\"}") => {
+            (cut, Some(hex64(&line[cut + 8..line.len() - 2])?))
+        }
+        _ => (line.len().checked_sub(1)?, None),
+    };
+    if !line.ends_with(b"}") {
         return None;
     }
-    let split = |suffix_len: usize, name: &[u8]| {
-        let cut = line.len().checked_sub(suffix_len)?;
-        let (prefix, suffix) = line.split_at(cut);
-        let claimed = suffix.strip_prefix(name)?.strip_suffix(b"\"}")?;
-        Some((prefix, std::str::from_utf8(claimed).ok()?.to_string()))
-    };
-    let (keyed, prefix, claimed) = if let Some((p, c)) = split(MAC_SUFFIX_LEN, b",\"mac\":\"") {
-        (true, p, c)
-    } else {
-        let (p, c) = split(HASH_SUFFIX_LEN, b",\"hash\":\"")?;
-        (false, p, c)
-    };
+    let hash_at = body_end.checked_sub(HASH_FIELD_LEN)?;
+    let field = &line[hash_at..body_end];
+    if !field.starts_with(b",\"hash\":\"") || !field.ends_with(b"\"") {
+        return None;
+    }
+    let claimed = hex64(&field[9..9 + 64])?;
+    let prefix = &line[..hash_at];
     let mut event: Value = serde_json::from_slice(line).ok()?;
     let obj = event.as_object_mut()?;
     let seq = obj.remove("seq")?.as_u64()?;
     let prev = obj.remove("prevHash")?.as_str()?.to_string();
     obj.remove("hash");
     obj.remove("mac");
-    let (checked, self_ok) = match (keyed, mac) {
-        (false, _) => (
-            true,
-            hex::encode(digest(&SHA256, prefix).as_ref()) == claimed,
-        ),
-        (true, Some(k)) => {
-            let ok = hex::decode(&claimed).is_ok_and(|tag| hmac::verify(k, prefix, &tag).is_ok());
+    let hash_ok = hex::encode(digest(&SHA256, prefix).as_ref()) == claimed;
+    let (checked, mac_ok) = match (&claimed_mac, mac) {
+        (None, _) => (true, true),
+        (Some(m), Some(k)) => {
+            let ok = hex::decode(m).is_ok_and(|tag| hmac::verify(k, prefix, &tag).is_ok());
             (true, ok)
         }
-        (true, None) => (false, true),
+        (Some(_), None) => (false, true),
     };
     Some(Parsed {
         seq,
         prev,
         hash: claimed,
-        keyed,
+        keyed: claimed_mac.is_some(),
         checked,
-        self_ok,
+        self_ok: hash_ok && mac_ok,
         event,
     })
 }

@@ -94,7 +94,9 @@ impl VerifyReport {
         };
         let unchecked = match self.unchecked {
             0 => String::new(),
-            n => format!("; the MACs of {n} keyed records were NOT checked (no root key given)"),
+            n => format!(
+                "; the MACs of {n} keyed records were NOT checked (no root key given): edits are detected, a consistent rewrite is not"
+            ),
         };
         format!("{keyed}{unkeyed}{unchecked}")
     }
@@ -273,8 +275,8 @@ fn analyse(path: &Path, lines: &[Result<Parsed, ()>]) -> VerifyReport {
         };
         if !r.self_ok {
             if fits || count(r.seq) == 1 {
-                let what = if r.keyed {
-                    "does not authenticate under the root key (edited, forged, or the wrong root key)"
+                let what = if r.keyed && r.checked {
+                    "does not match its hash or does not authenticate under the root key (edited, forged, or the wrong root key)"
                 } else {
                     "does not match its hash (edited)"
                 };

@@ -416,13 +416,15 @@ fn write_lines(path: &Path, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
-/// The part of a record before its chain value (`,"mac"` of keyed records, `,"hash"` of
-/// unkeyed ones).
+/// The part of a record before its chain fields (`,"hash"`, and `,"mac"` if keyed).
 fn prefix(line: &str) -> &str {
-    match line.rfind(",\"mac\":\"") {
-        Some(i) => &line[..i],
-        None => &line[..line.rfind(",\"hash\":\"").unwrap()],
-    }
+    &line[..line.rfind(",\"hash\":\"").unwrap()]
+}
+
+/// A record's `hash` (what the next record's `prevHash` names).
+fn chain(line: &str) -> String {
+    let at = line.rfind(",\"hash\":\"").unwrap() + 9;
+    line[at..at + 64].to_string()
 }
 
 /// Re-hashes a line after editing it as an unkeyed (SHA-256) record: what a careful
@@ -436,20 +438,22 @@ fn rehash(line: &str) -> String {
     format!("{prefix},\"hash\":\"{h}\"}}")
 }
 
-/// Rewrites a whole log as unkeyed records with a consistent SHA-256 chain: a log as
-/// sealgate wrote it before the chain was keyed, or a forger's rewrite of one.
-fn unkey(lines: &[String]) -> Vec<String> {
-    let mut prev = "0".repeat(64);
+/// Rewrites records as unkeyed ones with a consistent SHA-256 chain from `prev` on: a
+/// log as sealgate wrote it before the chain was keyed, or a forger's rewrite.
+fn rechain(lines: &[String], mut prev: String) -> Vec<String> {
     lines
         .iter()
         .map(|l| {
             let p = prefix(l);
-            let relinked = format!("{}{prev}\"", &p[..p.len() - 65]);
-            let line = rehash(&format!("{relinked},\"hash\":\"{}\"}}", "0".repeat(64)));
-            prev = line[line.len() - 66..line.len() - 2].to_string();
+            let line = rehash(&format!("{}{prev}\",\"hash\":\"\"}}", &p[..p.len() - 65]));
+            prev = chain(&line);
             line
         })
         .collect()
+}
+
+fn unkey(lines: &[String]) -> Vec<String> {
+    rechain(lines, "0".repeat(64))
 }
 
 /// A log of 8 unkeyed events (as written before the chain was keyed).
@@ -641,19 +645,12 @@ fn keyed_audit_chain_refuses_a_consistent_rewrite_of_a_suffix() {
     assert!(r.to_string().contains("8 keyed"), "{r}");
     // The old attack: edit record 5, re-chain 5..8 with SHA-256. Legacy (unkeyed)
     // verification cannot tell; keyed verification can.
-    let mut forged = lines[..4].to_vec();
     let tail: Vec<String> = lines[4..]
         .iter()
         .map(|l| l.replace("10.0.0.7", "10.6.6.6"))
         .collect();
-    let mut prev = lines[3][lines[3].len() - 66..lines[3].len() - 2].to_string();
-    for l in &tail {
-        let p = prefix(l);
-        let relinked = format!("{}{prev}\"", &p[..p.len() - 65]);
-        let line = rehash(&format!("{relinked},\"hash\":\"{}\"}}", "0".repeat(64)));
-        prev = line[line.len() - 66..line.len() - 2].to_string();
-        forged.push(line);
-    }
+    let mut forged = lines[..4].to_vec();
+    forged.extend(rechain(&tail, chain(&lines[3])));
     write_lines(&path, &forged);
     let r = verify_audit_log_with_key(&path, &root, None).unwrap();
     assert!(!r.is_intact(), "{r}");
@@ -662,12 +659,21 @@ fn keyed_audit_chain_refuses_a_consistent_rewrite_of_a_suffix() {
         (5, TamperKind::Downgraded),
         "{r}"
     );
-    // A forger with a key of his own: the MACs do not verify under the root key.
-    let mut forged = lines.clone();
+    // A forger who keeps the records keyed, with correct hashes and a MAC key of his own
+    // (the next record's prevHash relinked too): the MACs do not verify.
     let mallory = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"mallory");
-    let p = prefix(&lines[6]).replace("10.0.0.7", "10.6.6.6");
-    let tag = hex::encode(aws_lc_rs::hmac::sign(&mallory, p.as_bytes()).as_ref());
-    forged[6] = format!("{p},\"mac\":\"{tag}\"}}");
+    let keyed = |p: String| {
+        let h = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            p.as_bytes(),
+        ));
+        let m = hex::encode(aws_lc_rs::hmac::sign(&mallory, p.as_bytes()).as_ref());
+        format!("{p},\"hash\":\"{h}\",\"mac\":\"{m}\"}}")
+    };
+    let mut forged = lines.clone();
+    forged[6] = keyed(prefix(&lines[6]).replace("10.0.0.7", "10.6.6.6"));
+    let p7 = prefix(&lines[7]);
+    forged[7] = keyed(format!("{}{}\"", &p7[..p7.len() - 65], chain(&forged[6])));
     write_lines(&path, &forged);
     let r = verify_audit_log_with_key(&path, &root, None).unwrap();
     assert_eq!(
@@ -676,6 +682,9 @@ fn keyed_audit_chain_refuses_a_consistent_rewrite_of_a_suffix() {
         "{r}"
     );
     assert!(r.problems[0].detail.contains("root key"), "{r}");
+    // Without the root key that rewrite passes the hash chain: only the key catches it.
+    let r = verify_audit_log(&path).unwrap();
+    assert!(r.is_intact() && !r.is_authenticated(), "{r}");
     // Without the root key the MACs go unchecked, and the report says so.
     write_lines(&path, &lines);
     let r = verify_audit_log(&path).unwrap();
