@@ -533,9 +533,14 @@ pub fn check_usage(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
     };
     match op.row().needs {
         Needs::EncryptDecrypt if usage != KeyUsageType::EncryptDecrypt => Err(wrong_usage()),
-        Needs::Symmetric if usage != KeyUsageType::EncryptDecrypt => Err(wrong_usage()),
+        // Data keys are wrapped under a symmetric key: say so after AWS's sentence.
+        Needs::Symmetric if usage != KeyUsageType::EncryptDecrypt => {
+            Err(KmsError::InvalidKeyUsage(format!(
+                "{arn} key usage is {usage} which is not valid for {name}. {name} needs a SYMMETRIC_DEFAULT key."
+            )))
+        }
         Needs::Symmetric if !spec.is_symmetric() => Err(KmsError::InvalidKeyUsage(format!(
-            "{arn} key spec is {spec} which is not valid for {name}."
+            "{arn} key spec is {spec} which is not valid for {name}. {name} needs a SYMMETRIC_DEFAULT key."
         ))),
         Needs::SignVerify if usage != KeyUsageType::SignVerify => Err(wrong_usage()),
         Needs::Mac if usage != KeyUsageType::GenerateVerifyMac => Err(wrong_usage()),
