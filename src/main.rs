@@ -269,13 +269,31 @@ fn audit(
     log: Option<PathBuf>,
     cmd: AuditCmd,
 ) -> Result<std::process::ExitCode, String> {
-    let path = match log {
-        Some(p) => p,
-        None => load_config(config.as_deref())?.kms.audit_path(),
+    let cfg = match (&log, &config) {
+        (Some(_), None) => None,
+        _ => Some(load_config(config.as_deref())?),
+    };
+    let path = match (log, &cfg) {
+        (Some(p), _) => p,
+        (None, Some(c)) => c.kms.audit_path(),
+        (None, None) => unreachable!("a config is loaded when no log is named"),
     };
     match cmd {
         AuditCmd::Verify => {
-            let report = sealgate::kms::verify_audit_log(&path).map_err(|e| e.to_string())?;
+            // Keyed records are checked with the root key (from the config, or the
+            // default environment variable when only --log is given).
+            let kms_cfg = cfg.map(|c| c.kms).unwrap_or_default();
+            let report = match kms_cfg.load_root_key() {
+                Ok(root) => sealgate::kms::verify_audit_log_with_key(&path, &root, None),
+                Err(e) => {
+                    eprintln!(
+                        "warning: no KMS root key ({e}): the records' MACs cannot be checked, \
+                         only their hash chain (which a consistent rewrite passes)"
+                    );
+                    sealgate::kms::verify_audit_log(&path)
+                }
+            }
+            .map_err(|e| e.to_string())?;
             println!("{report}");
             Ok(if report.is_intact() {
                 std::process::ExitCode::SUCCESS

@@ -347,29 +347,11 @@ impl App {
         }
     }
 
-    /// The AWS KMS JSON API on the same listener (SigV4 service `kms`).
+    /// The AWS KMS JSON API on the same listener (SigV4 service `kms`): authenticated from
+    /// the headers before any of the body is read (`kms::api::serve_http`).
     async fn kms_api(&self, req: Request<ClientBody>, peer: SocketAddr) -> Response<Body> {
-        use http_body_util::BodyExt;
-        let (parts, body) = req.into_parts();
-        let body = match http_body_util::Limited::new(body, crate::kms::api::MAX_BODY)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                let e = crate::kms::KmsError::Validation(
-                    "The request body is too large or could not be read.".into(),
-                );
-                return crate::kms::api::error_response(&e).map(Body::from);
-            }
-        };
-        let handled = crate::kms::api::handle(
-            &self.kms,
-            &self.access_keys,
-            Request::from_parts(parts, body),
-            Some(peer.ip()),
-        )
-        .await;
+        let (keys, ip, tls) = (&self.access_keys, Some(peer.ip()), self.tls.is_some());
+        let handled = crate::kms::api::serve_http(&self.kms, keys, req, ip, tls).await;
         if let Some(event) = handled.event {
             let skip = [self.state.state_bucket.clone()];
             crate::key_events::on_key_event(event, &self.probe, &skip, &self.metrics);

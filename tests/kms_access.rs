@@ -35,15 +35,7 @@ async fn sdk_grant_lets_bob_decrypt_until_retired_and_revoked() {
     let s = start().await;
     let alice = sdk_client(&s.url);
     let bob = sdk_client_as(&s.url, BOB_ACCESS_KEY, BOB_SECRET);
-    let key = alice
-        .create_key()
-        .policy(ROOT_ONLY)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = key_with_policy(&alice, Some(ROOT_ONLY)).await;
     let dk = alice
         .generate_data_key()
         .key_id(&key)
@@ -338,4 +330,162 @@ async fn api_audit_log_records_every_call_without_secrets_and_verifies() {
     for n in needles {
         assert!(!log.contains(&n), "audit log contains a secret: {n}");
     }
+}
+
+/// A new key (with `policy`, or the default one) created by `c`; returns its id.
+async fn key_with_policy(c: &Client, policy: Option<&str>) -> String {
+    c.create_key()
+        .set_policy(policy.map(str::to_string))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+}
+
+/// Bob may use alice's key for data but not manage it.
+const BOB_USES_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"RootOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::000000000000:root"}}},{"Sid":"BobUses","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":["kms:Encrypt","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"*"}]}"#;
+
+/// Issue 19: UpdateAlias checked only the new key, so any principal could repoint a
+/// victim's alias to a key of its own and read the victim's future writes. AWS needs
+/// kms:UpdateAlias on the alias's current key too.
+#[tokio::test]
+async fn update_alias_needs_permission_on_the_current_key() {
+    let s = start().await;
+    let alice = sdk_client(&s.url);
+    let bob = sdk_client_as(&s.url, BOB_ACCESS_KEY, BOB_SECRET);
+    let victim = key_with_policy(&alice, Some(BOB_USES_ONLY)).await;
+    alice
+        .create_alias()
+        .alias_name("alias/app-data")
+        .target_key_id(&victim)
+        .send()
+        .await
+        .unwrap();
+    // Bob's own key: the default policy lets him do anything with it.
+    let mine = key_with_policy(&bob, None).await;
+    let (code, msg) = err(bob
+        .update_alias()
+        .alias_name("alias/app-data")
+        .target_key_id(&mine)
+        .send()
+        .await);
+    assert_eq!(code, "AccessDeniedException", "{msg}");
+    assert!(
+        msg.contains("kms:UpdateAlias") && msg.contains(&victim),
+        "{msg}"
+    );
+    let described = alice
+        .describe_key()
+        .key_id("alias/app-data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.key_metadata.unwrap().key_id, victim);
+    // Alice, who may manage both keys, moves it.
+    alice
+        .update_alias()
+        .alias_name("alias/app-data")
+        .target_key_id(&mine)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A key policy letting the account do everything, plus `extra` statements.
+fn policy_with(extra: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"Root","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::000000000000:root"}},"Action":"kms:*","Resource":"*"}},{extra}]}}"#
+    )
+}
+
+/// Issue 19: the condition keys users rely on (aws:SecureTransport, aws:SourceIp,
+/// aws:CurrentTime, kms:CallerAccount, kms:ViaService) and the Numeric, Date, IfExists
+/// and Null operators; a policy with an operator sealgate cannot evaluate is refused.
+#[tokio::test]
+async fn key_policy_conditions_cover_transport_ip_time_and_typed_operators() {
+    let s = start().await;
+    let alice = sdk_client(&s.url);
+    let key = key_with_policy(&alice, None).await;
+    let put = |p: String| {
+        let (c, k) = (alice.clone(), key.clone());
+        async move {
+            c.put_key_policy()
+                .key_id(k)
+                .policy_name("default")
+                .policy(p)
+                .send()
+                .await
+        }
+    };
+    let encrypt = || {
+        alice
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+    };
+    let deny = |cond: &str| {
+        policy_with(&format!(
+            r#"{{"Sid":"Guard","Effect":"Deny","Principal":"*","Action":"kms:Encrypt","Resource":"*","Condition":{cond}}}"#
+        ))
+    };
+    // This test server speaks plain HTTP: aws:SecureTransport is false.
+    put(deny(r#"{"Bool":{"aws:SecureTransport":"false"}}"#))
+        .await
+        .unwrap();
+    let (code, msg) = err(encrypt().await);
+    assert_eq!(code, "AccessDeniedException", "{msg}");
+    put(deny(r#"{"Bool":{"aws:SecureTransport":"true"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    // aws:SourceIp: the client is on 127.0.0.1.
+    put(deny(r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#))
+        .await
+        .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    // aws:CurrentTime with Date operators, aws:EpochTime with Numeric ones.
+    put(deny(
+        r#"{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(r#"{"DateLessThan":{"aws:CurrentTime":"2020-01-01"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    put(deny(
+        r#"{"NumericGreaterThan":{"aws:EpochTime":1577836800}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    // kms:CallerAccount, kms:ViaService (absent on direct calls: IfExists holds), Null.
+    put(deny(
+        r#"{"StringEquals":{"kms:CallerAccount":"000000000000"}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(
+        r#"{"StringNotEqualsIfExists":{"kms:ViaService":"s3.us-east-1.amazonaws.com"}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(err(encrypt().await).0, "AccessDeniedException");
+    put(deny(r#"{"Null":{"kms:ViaService":"false"}}"#))
+        .await
+        .unwrap();
+    encrypt().await.unwrap();
+    // An operator sealgate cannot evaluate is refused, not ignored.
+    let (code, msg) = err(put(deny(r#"{"BinaryEquals":{"kms:x":"AAAA"}}"#)).await);
+    assert_eq!(code, "MalformedPolicyDocumentException", "{msg}");
+    assert!(msg.contains("BinaryEquals"), "{msg}");
 }

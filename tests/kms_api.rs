@@ -258,7 +258,7 @@ async fn raw_http_malformed_requests_get_json_errors_not_500() {
         ),
         ("TrentService.Frobnicate", "{}", "UnknownOperationException"),
         (
-            "TrentService.DeriveSharedSecret",
+            "TrentService.CreateCustomKeyStore",
             "{}",
             "UnsupportedOperationException",
         ),
@@ -333,4 +333,100 @@ async fn key_lifecycle_requests_return_typed_events() {
         })
     );
     assert_eq!(call("TrentService.DescribeKey", key).await.event, None);
+}
+
+/// Writes a request head (and `partial` body bytes) on a raw connection and returns the
+/// response's first bytes, or None if none came within two seconds.
+async fn answer_to_head(url: &str, head: &str, partial: &[u8]) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(partial).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Issue 19: the KMS API read up to 1 MiB of body before checking who sent it. Now the
+/// headers are authenticated first, and a body over the KMS-sized limit is never read.
+#[tokio::test]
+async fn requests_are_authenticated_before_their_body_is_read() {
+    let s = start().await;
+    let host = s.url.trim_start_matches("http://").to_string();
+    let head = |extra: &str, len: usize| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: TrentService.Encrypt\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {len}\r\n{extra}\r\n"
+        )
+    };
+    // No credentials: answered at once, the 300 KB body never sent.
+    let r = answer_to_head(&s.url, &head("", 300_000), b"{").await;
+    let r = r.expect("no answer: the server waited for the body");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert!(r.contains("MissingAuthenticationTokenException"), "{r}");
+    // An access key sealgate does not know.
+    let date = time::OffsetDateTime::now_utc();
+    let amz = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        date.hour(),
+        date.minute(),
+        date.second()
+    );
+    let auth = |akid: &str| {
+        format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential={akid}/{}/us-east-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00\r\nX-Amz-Date: {amz}\r\n",
+            &amz[..8]
+        )
+    };
+    let r = answer_to_head(&s.url, &head(&auth("AKIDNOBODY"), 300_000), b"{").await;
+    let r = r.expect("no answer: the server waited for the body");
+    assert!(r.contains("UnrecognizedClientException"), "{r}");
+    // A known access key (the signature is checked once the body is read), but a body
+    // larger than any KMS request: refused unread.
+    let r = answer_to_head(&s.url, &head(&auth("AKIDALICE"), 50_000_000), b"{").await;
+    let r = r.expect("no answer: the server waited for the body");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(r.contains("larger than"), "{r}");
+}
+
+/// X-Amz-Target names the operation: unsigned, a signed DescribeKey could be replayed as
+/// ScheduleKeyDeletion with the same body. AWS requires it signed; so does sealgate now.
+#[tokio::test]
+async fn x_amz_target_must_be_signed() {
+    let s = start().await;
+    let c = sdk_client(&s.url);
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let host = s.url.trim_start_matches("http://");
+    let body = serde_json::json!({"KeyId": key}).to_string();
+    let signed = kms_support::sign_request(host, "TrentService.DescribeKey", body.as_bytes(), true);
+    let (status, _) = kms_support::send(&s.url, signed).await;
+    assert_eq!(status, 200);
+    let unsigned = kms_support::sign_request(
+        host,
+        "TrentService.ScheduleKeyDeletion",
+        body.as_bytes(),
+        false,
+    );
+    let (status, v) = kms_support::send(&s.url, unsigned).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["__type"], "InvalidSignatureException");
+    assert!(
+        v["message"].as_str().unwrap().contains("x-amz-target"),
+        "{v}"
+    );
+    let md = c.describe_key().key_id(&key).send().await.unwrap();
+    assert_eq!(md.key_metadata.unwrap().key_state, Some(KeyState::Enabled));
 }

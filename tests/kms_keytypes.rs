@@ -11,9 +11,6 @@
 
 mod kms_support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use aws_sdk_kms::Client;
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
@@ -21,6 +18,7 @@ use aws_sdk_kms::types::{
     DataKeyPairSpec, EncryptionAlgorithmSpec, KeySpec, KeyUsageType, MacAlgorithmSpec, MessageType,
     SigningAlgorithmSpec,
 };
+use kms_support::tools::{Openssl, s};
 use kms_support::{Server, sdk_client, sdk_client_as, start};
 
 /// The AWS error code of a failed SDK call.
@@ -68,92 +66,6 @@ async fn public_key(c: &Client, id: &str) -> Vec<u8> {
         .public_key
         .unwrap()
         .into_inner()
-}
-
-/// The openssl CLI in a scratch directory.
-struct Openssl {
-    bin: String,
-    dir: tempfile::TempDir,
-}
-
-impl Openssl {
-    fn new() -> Openssl {
-        Openssl {
-            bin: std::env::var("SEALGATE_TEST_OPENSSL").unwrap_or_else(|_| "openssl".into()),
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs openssl; returns (success, stdout+stderr).
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run openssl '{}' ({e}); install it (scripts/setup.sh) or set SEALGATE_TEST_OPENSSL",
-                    self.bin
-                )
-            });
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, text) = self.run(args);
-        assert!(ok, "openssl {args:?} failed: {text}");
-        text
-    }
-
-    /// A PEM public key file from DER SubjectPublicKeyInfo (also proves the DER parses).
-    fn public_pem(&self, name: &str, der: &[u8]) -> PathBuf {
-        let der_path = self.file(&format!("{name}.der"), der);
-        let pem = self.path(&format!("{name}.pem"));
-        self.ok(&[
-            "pkey",
-            "-pubin",
-            "-inform",
-            "DER",
-            "-in",
-            s(&der_path),
-            "-out",
-            s(&pem),
-        ]);
-        pem
-    }
-
-    /// `openssl dgst -verify` of `sig` over `msg` (extra `-sigopt`s for PSS).
-    fn verifies(&self, pem: &Path, hash: &str, msg: &[u8], sig: &[u8], opts: &[&str]) -> bool {
-        let m = self.file("msg.bin", msg);
-        let sg = self.file("sig.bin", sig);
-        let mut args = vec!["dgst", hash, "-verify", s(pem), "-signature", s(&sg)];
-        for o in opts {
-            args.extend(["-sigopt", o]);
-        }
-        args.push(s(&m));
-        let (ok, text) = self.run(&args);
-        ok && text.contains("Verified OK")
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 const PSS: &[&str] = &["rsa_padding_mode:pss", "rsa_pss_saltlen:digest"];
@@ -470,23 +382,52 @@ async fn generate_data_key_pair_private_key_decrypts_and_matches_its_public_key(
         let wrong = c.decrypt().ciphertext_blob(blob).send().await;
         assert_eq!(code(wrong), "InvalidCiphertextException");
         // openssl signs with the PKCS#8 private key and verifies with the SPKI public key.
-        let key_file = ssl.file("priv.der", &private);
-        let key_pem = ssl.path("priv.pem");
-        ssl.ok(&[
-            "pkey",
-            "-inform",
-            "DER",
-            "-in",
-            s(&key_file),
-            "-out",
-            s(&key_pem),
-        ]);
+        let key_pem = ssl.private_pem("priv", &private);
         let pem = ssl.public_pem("pub", &public);
         let m = ssl.file("m.bin", b"signed with a data key pair");
         ssl.ok(&["dgst", hash, "-sign", s(&key_pem), "-out", "sig.bin", s(&m)]);
         let sig = std::fs::read(ssl.path("sig.bin")).unwrap();
         assert!(ssl.verifies(&pem, hash, b"signed with a data key pair", &sig, &[]));
     }
+    // Ed25519 data key pairs (2025): openssl reads the PKCS#8 private key, derives the
+    // same SPKI public key from it, and its signatures verify with that public key.
+    let pair = c
+        .generate_data_key_pair()
+        .key_id(&cmk)
+        .key_pair_spec(DataKeyPairSpec::from("ECC_NIST_EDWARDS25519"))
+        .send()
+        .await
+        .unwrap();
+    let private_der = pair.private_key_plaintext.unwrap().into_inner();
+    let public = pair.public_key.unwrap().into_inner();
+    let key_pem = ssl.private_pem("ed", &private_der);
+    let derived = ssl.path("ed-pub.der");
+    ssl.ok(&[
+        "pkey",
+        "-in",
+        s(&key_pem),
+        "-pubout",
+        "-outform",
+        "DER",
+        "-out",
+        s(&derived),
+    ]);
+    assert_eq!(std::fs::read(&derived).unwrap(), public);
+    let m = ssl.file("m.bin", b"an Ed25519 data key");
+    ssl.ok(&[
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        s(&key_pem),
+        "-rawin",
+        "-in",
+        s(&m),
+        "-out",
+        "ed.sig",
+    ]);
+    let sig = std::fs::read(ssl.path("ed.sig")).unwrap();
+    let pem = ssl.public_pem("edpub", &public);
+    assert!(ssl.verifies_raw(&pem, b"an Ed25519 data key", &sig));
     let without = c
         .generate_data_key_pair_without_plaintext()
         .key_id(&cmk)

@@ -32,6 +32,12 @@ pub struct CallContext {
     pub request_id: Option<String>,
     /// Grant tokens presented with the request (validated; grants apply at once anyway).
     pub grant_tokens: Vec<String>,
+    /// Whether the request arrived over TLS (`aws:SecureTransport`); None when the call
+    /// has no transport (in process), so conditions on the key see it absent.
+    pub secure_transport: Option<bool>,
+    /// `DryRun: true`: everything the call would check is checked, nothing it would
+    /// change is changed, and uses are not counted.
+    pub dry_run: bool,
 }
 
 impl CallContext {
@@ -43,6 +49,10 @@ impl CallContext {
             user_agent: Some("s3.amazonaws.com".into()),
             request_id,
             grant_tokens: Vec::new(),
+            // AWS services call KMS over TLS: S3's calls on a user's behalf are secure
+            // transport whatever the S3 client used (as the key policy sees them on AWS).
+            secure_transport: Some(true),
+            dry_run: false,
         }
     }
 }
@@ -54,6 +64,8 @@ static IN_PROCESS: CallContext = CallContext {
     user_agent: None,
     request_id: None,
     grant_tokens: Vec::new(),
+    secure_transport: None,
+    dry_run: false,
 };
 
 /// A request's caller: who asks (`principal`, whose permissions decide) and how the

@@ -34,6 +34,7 @@ pub const MAX_BLOB: usize = 6144;
 const CONTEXT_DOMAIN: &[u8] = b"sealgate-kms-context-v1";
 const MATERIAL_DOMAIN: &[u8] = b"sealgate-kms-material-v1";
 const KCV_DOMAIN: &[u8] = b"sealgate-kms-root-key-check-v1";
+const HKDF_SALT: &[u8] = b"sealgate-kms-hkdf-v1";
 
 /// Fills a buffer from the aws-lc-rs system RNG.
 pub fn random_bytes(n: usize) -> Result<Zeroizing<Vec<u8>>, KmsError> {
@@ -130,6 +131,20 @@ impl RootKey {
         let mut out = Zeroizing::new([0u8; KEY_LEN]);
         out.copy_from_slice(hmac::sign(&k, label).as_ref());
         out
+    }
+
+    /// An HMAC-SHA256 key for one purpose, derived with HKDF-SHA256 (RFC 5869) from the
+    /// root key with `info` naming the purpose: the audit chain's MAC key and the database
+    /// rows' authentication key, independent of each other and of everything the root
+    /// key seals. Nothing derived is ever stored.
+    pub(crate) fn hkdf_hmac_key(&self, info: &[u8]) -> hmac::Key {
+        let prk = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, HKDF_SALT)
+            .extract(self.bytes.as_ref());
+        match prk.expand(&[info], hmac::HMAC_SHA256) {
+            Ok(okm) => hmac::Key::from(okm),
+            // expand fails only for outputs longer than 255 hash lengths; 32 bytes is not.
+            Err(_) => hmac::Key::new(hmac::HMAC_SHA256, &self.derive(info)[..]),
+        }
     }
 
     /// Seals backing-key material: nonce || ciphertext || tag, AAD binds key id + version.

@@ -59,6 +59,9 @@ pub enum KmsError {
     /// VerifyMac: the MAC does not verify (`KMSInvalidMacException`).
     #[error("{0}")]
     MacMismatch(String),
+    /// A per-principal request rate was exceeded (SDKs retry with backoff).
+    #[error("{0}")]
+    Throttling(String),
     /// `DryRun: true` and the request would have succeeded.
     #[error("{0}")]
     DryRunOperation(String),
@@ -125,6 +128,7 @@ impl KmsError {
             SignatureMismatch(_) => "KMSInvalidSignatureException",
             MacMismatch(_) => "KMSInvalidMacException",
             DryRunOperation(_) => "DryRunOperationException",
+            Throttling(_) => "ThrottlingException",
             ExpiredImportToken(_) => "ExpiredImportTokenException",
             InvalidImportToken(_) => "InvalidImportTokenException",
             IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
@@ -155,9 +159,7 @@ impl KmsError {
 
     /// AWS-style single validation error message.
     pub(crate) fn constraint(value: impl std::fmt::Display, field: &str, constraint: &str) -> Self {
-        KmsError::Validation(format!(
-            "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
-        ))
+        super::constraints::violated(value, field, constraint)
     }
 }
 

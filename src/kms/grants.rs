@@ -12,11 +12,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::model::KeyRecord;
 use super::ops::{self, Grantable, Op};
 use super::{EncryptionContext, KmsError};
 use crate::auth::Principal;
 
-pub const MAX_GRANTS_PER_KEY: usize = 50_000;
+pub use super::constraints::MAX_GRANTS_PER_KEY;
 
 /// `Constraints` of a grant (exactly AWS's JSON shape).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -26,6 +27,10 @@ pub struct GrantConstraints {
     pub encryption_context_subset: Option<EncryptionContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_context_equals: Option<EncryptionContext>,
+    /// `SourceArn` (2025): sealgate has no AWS service callers to match it against, so a
+    /// grant that names one is refused rather than created without the constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_arn: Option<String>,
 }
 
 impl GrantConstraints {
@@ -152,9 +157,20 @@ pub fn validate(r: &GrantRequest) -> Result<(), KmsError> {
             ));
         }
     }
-    for p in std::iter::once(&r.grantee_principal).chain(r.retiring_principal.as_ref()) {
+    let fields = [
+        ("granteePrincipal", Some(&r.grantee_principal)),
+        ("retiringPrincipal", r.retiring_principal.as_ref()),
+    ];
+    for (field, p) in fields.into_iter().filter_map(|(f, p)| p.map(|p| (f, p))) {
+        super::constraints::text(p, field, 1, 256)?;
+        let pattern_ok = p
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_+=,.@:/-".contains(c));
+        if !pattern_ok {
+            return Err(super::constraints::pattern(p, field, "^[\\w+=,.@:/-]+$"));
+        }
         let ok = p.starts_with("arn:aws:iam::") || p.starts_with("arn:aws:sts::");
-        if !ok || p.len() > 256 {
+        if !ok {
             return Err(KmsError::Validation(format!(
                 "'{p}' is not a valid principal ARN."
             )));
@@ -174,6 +190,21 @@ pub fn validate(r: &GrantRequest) -> Result<(), KmsError> {
         ));
     }
     if let Some(c) = &r.constraints {
+        if c.source_arn.is_some() {
+            return Err(KmsError::UnsupportedOperation(
+                "The SourceArn grant constraint is not supported by sealgate's KMS (it has no AWS service principals to match it against).".into(),
+            ));
+        }
+        for ctx in [&c.encryption_context_equals, &c.encryption_context_subset]
+            .into_iter()
+            .flatten()
+        {
+            if ctx.len() > 8 || ctx.values().any(|v| v.chars().count() > 384) {
+                return Err(KmsError::Validation(
+                    "An encryption context grant constraint may have at most 8 pairs, each value at most 384 characters.".into(),
+                ));
+            }
+        }
         if c.encryption_context_equals.is_some() && c.encryption_context_subset.is_some() {
             return Err(KmsError::Validation(
                 "Specify EncryptionContextEquals or EncryptionContextSubset, not both.".into(),
@@ -188,6 +219,38 @@ pub fn validate(r: &GrantRequest) -> Result<(), KmsError> {
                 "Grant constraints are not permitted with the {op} operation."
             )));
         }
+    }
+    Ok(())
+}
+
+/// The rules of a grant that depend on its key (AWS's "grant operations"): every
+/// operation must be one the key's spec and usage support, and encryption-context
+/// constraints exist only for symmetric encryption keys (ValidationException).
+pub fn check_for_key(r: &GrantRequest, rec: &KeyRecord, arn: &str) -> Result<(), KmsError> {
+    let invalid: Vec<&str> = r
+        .operations
+        .iter()
+        .filter(|o| {
+            Op::from_action(o).is_some_and(|op| super::asym::check_usage(rec, arn, op).is_err())
+        })
+        .map(String::as_str)
+        .collect();
+    if !invalid.is_empty() {
+        return Err(KmsError::Validation(format!(
+            "Grant operations {} are not valid for {arn} (KeySpec {}, KeyUsage {}).",
+            invalid.join(", "),
+            rec.key_spec,
+            rec.key_usage
+        )));
+    }
+    let context = r.constraints.as_ref().is_some_and(|c| {
+        c.encryption_context_equals.is_some() || c.encryption_context_subset.is_some()
+    });
+    if context && !rec.key_spec.is_symmetric() {
+        return Err(KmsError::Validation(format!(
+            "Encryption context grant constraints are valid only for symmetric encryption KMS keys; {arn} is {}.",
+            rec.key_spec
+        )));
     }
     Ok(())
 }

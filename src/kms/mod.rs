@@ -29,6 +29,7 @@ pub mod asym;
 pub mod audit;
 pub mod caller;
 pub mod clock;
+pub mod constraints;
 pub mod crypto;
 mod error;
 pub mod grants;
@@ -43,12 +44,12 @@ pub mod usage;
 
 pub use access::{Explanation, Reason};
 pub use asym::{
-    DataKeyPair, EncryptionAlgorithm, KeySpec, KeyUsageType, MacAlgorithm, MessageType,
-    PublicKeyInfo, SigningAlgorithm,
+    DataKeyPair, EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, KeyUsageType, MacAlgorithm,
+    MessageType, PublicKeyInfo, SharedSecret, SigningAlgorithm,
 };
 pub use audit::{
     AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_log, verify_audit_log_against,
+    tail_audit_log, verify_audit_log, verify_audit_log_against, verify_audit_log_with_key,
 };
 pub use caller::{CallContext, Caller, Via};
 pub use clock::{Clock, SystemClock, TestClock};
@@ -91,6 +92,18 @@ pub struct KmsConfig {
     pub audit_log_path: Option<PathBuf>,
     /// fsync each batch of audit records (group commit). Off only for throwaway setups.
     pub audit_fsync: bool,
+    /// Customer managed keys per region (AWS's quota per account and Region, 100,000):
+    /// CreateKey beyond it is LimitExceededException.
+    pub max_keys: usize,
+    /// Customer managed keys one principal may have created (default: `max_keys`), so
+    /// one principal cannot use up the account's quota.
+    pub max_keys_per_principal: usize,
+    /// RSA key generations per second per principal in RSA_2048 units (RSA_3072 costs 4,
+    /// RSA_4096 10, roughly their CPU time: CreateKey, GenerateDataKeyPair,
+    /// GetParametersForImport), and the burst (at least 10, one RSA_4096):
+    /// ThrottlingException beyond.
+    pub rsa_generation_rate: u32,
+    pub rsa_generation_burst: u32,
 }
 
 impl Default for KmsConfig {
@@ -105,6 +118,10 @@ impl Default for KmsConfig {
             audit_enabled: true,
             audit_log_path: None,
             audit_fsync: true,
+            max_keys: constraints::DEFAULT_MAX_KEYS,
+            max_keys_per_principal: constraints::DEFAULT_MAX_KEYS,
+            rsa_generation_rate: 10,
+            rsa_generation_burst: 100,
         }
     }
 }
@@ -147,6 +164,17 @@ impl KmsConfig {
                 "kms.regions must include the home region kms.region = '{}'",
                 self.region
             ));
+        }
+        if self.max_keys == 0 || self.max_keys_per_principal == 0 {
+            return Err("kms.max_keys and kms.max_keys_per_principal must be at least 1".into());
+        }
+        if self.rsa_generation_rate == 0 {
+            return Err("kms.rsa_generation_rate must be at least 1".into());
+        }
+        if self.rsa_generation_burst < 10 {
+            return Err(
+                "kms.rsa_generation_burst must be at least 10 (one RSA_4096 generation)".into(),
+            );
         }
         if self.root_key_file.is_none() && self.root_key_env.is_empty() {
             return Err("kms: set root_key_file or root_key_env".into());
@@ -199,6 +227,38 @@ impl KmsConfig {
         })?);
         RootKey::parse(val.as_bytes(), &format!("${}", self.root_key_env))
     }
+}
+
+/// Creates `path` readable and writable by its owner only (0600) if it does not exist:
+/// the KMS database (sealed key material, policies, grants) and the audit log (who used
+/// which key) are nobody else's business. An existing file keeps its mode; one that
+/// others may read or write is reported.
+pub(crate) fn create_private(path: &std::path::Path, what: &str) -> Result<(), KmsError> {
+    let err = |e: std::io::Error| {
+        KmsError::Config(format!("cannot create {what} {}: {e}", path.display()))
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(e)),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:03o}"),
+                "the {what} is accessible by group or others; restrict it with chmod 600"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a root key file that anyone but its owner may read or write: the root key

@@ -99,6 +99,10 @@ pub struct KeyRecord {
     /// key share id, material versions and rotation; each region has its own record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_region: Option<MultiRegionRole>,
+    /// The ARN of the principal that created the key (the per-principal key quota);
+    /// absent for service-managed keys, replicas and records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// Primary or replica copy of a multi-Region key.
@@ -177,7 +181,9 @@ pub struct KeyMetadata {
     pub pending_deletion_window_in_days: Option<u32>,
     pub origin: &'static str,
     pub key_manager: &'static str,
-    pub customer_master_key_spec: &'static str,
+    /// Deprecated; absent for the specs its enum never had (ML-DSA, Ed25519).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_master_key_spec: Option<&'static str>,
     pub key_spec: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_algorithms: Option<Vec<&'static str>>,
@@ -185,6 +191,8 @@ pub struct KeyMetadata {
     pub signing_algorithms: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_agreement_algorithms: Option<Vec<&'static str>>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multi_region_configuration: Option<MultiRegionConfiguration>,
@@ -207,7 +215,9 @@ impl KeyMetadata {
             key_usage: rec.key_usage.as_str(),
             key_state: rec.state.as_str(),
             deletion_date: rec.deletion_ms.map(epoch_seconds),
-            pending_deletion_window_in_days: rec.pending_window_days,
+            // AWS reports it only in PendingReplicaDeletion (a multi-Region primary
+            // waiting for its replicas), never for an ordinary pending deletion.
+            pending_deletion_window_in_days: None,
             origin: match rec.origin {
                 Origin::AwsKms => "AWS_KMS",
                 Origin::External => "EXTERNAL",
@@ -216,7 +226,7 @@ impl KeyMetadata {
                 KeyManager::Customer => "CUSTOMER",
                 KeyManager::Aws => "AWS",
             },
-            customer_master_key_spec: rec.key_spec.as_str(),
+            customer_master_key_spec: rec.key_spec.customer_master_key_spec(),
             key_spec: rec.key_spec.as_str(),
             encryption_algorithms: names(
                 (rec.key_spec.encryption_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
@@ -225,6 +235,9 @@ impl KeyMetadata {
                 (rec.key_spec.signing_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
             ),
             mac_algorithms: names(rec.key_spec.mac_algorithms().iter().map(|a| a.as_str())),
+            key_agreement_algorithms: names(
+                (rec.key_spec.key_agreement_algorithms(rec.key_usage).iter()).map(|a| a.as_str()),
+            ),
             multi_region: rec.multi_region.is_some(),
             multi_region_configuration: None,
             expiration_model: rec

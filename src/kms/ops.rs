@@ -53,19 +53,17 @@ pub enum Api {
     Permission,
 }
 
-/// What `DryRun: true` checks for the operation.
+/// Whether the operation takes `DryRun` (AWS's 15 operations that model it): a dry run
+/// checks everything the call would check and changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DryRun {
-    /// DryRun is not supported (UnsupportedOperationException).
+    /// No `DryRun` member (UnsupportedOperationException if one is sent).
     No,
-    /// The request's KeyId, with its EncryptionContext.
-    Key,
-    /// The request's KeyId, without an encryption context (grant operations).
-    KeyWithoutContext,
-    /// The key the CiphertextBlob names, with the EncryptionContext (Decrypt).
-    Blob,
-    /// ReEncryptFrom on the blob's key, then ReEncryptTo on the DestinationKeyId.
-    ReEncrypt,
+    /// `DryRun`.
+    Yes,
+    /// `DryRun` and `DryRunModifiers` (`IGNORE_CIPHERTEXT`: check the permission on the
+    /// named key only, without a ciphertext): Decrypt and ReEncrypt.
+    WithModifiers,
 }
 
 /// Whether a grant may allow the operation.
@@ -91,7 +89,10 @@ pub enum Needs {
     SignVerify,
     /// KeyUsage GENERATE_VERIFY_MAC.
     Mac,
-    /// An RSA or ECC key (UnsupportedOperationException otherwise).
+    /// KeyUsage KEY_AGREEMENT.
+    KeyAgreement,
+    /// An asymmetric key: RSA, ECC, Ed25519 or ML-DSA (UnsupportedOperationException
+    /// otherwise).
     Asymmetric,
     /// A symmetric key: only those rotate (UnsupportedOperationException otherwise).
     Rotatable,
@@ -124,9 +125,10 @@ const NOT_DELETING: States = States([A, A, I, A]);
 const SETTLED: States = States([A, A, I, I]);
 /// CancelKeyDeletion.
 const DELETING: States = States([I, I, A, I]);
-/// Multi-Region: the primary must be usable.
-const USABLE: States = States([A, D, I, A]);
-/// Rotation changes: an enabled key with material.
+/// Grants and multi-Region changes: an enabled key (a disabled key is
+/// DisabledException, as for cryptography).
+const USABLE: States = ENABLED;
+/// Rotation settings: an enabled key with material (PendingImport: origin EXTERNAL).
 const ROTATING: States = States([A, D, I, U]);
 /// Rotation status: any key with material.
 const WITH_MATERIAL: States = States([A, A, A, U]);
@@ -195,25 +197,25 @@ macro_rules! ops {
 ops! {
 //  operation                            kind    run      api        dry run           grant           needs          states        event
     // Grantable, in the order of AWS's GrantOperation enum.
-    Decrypt                              Crypto  Inline   Yes        Blob              WithConstraints EncryptDecrypt ENABLED       _;
-    Encrypt                              Crypto  Inline   Yes        Key               WithConstraints EncryptDecrypt ENABLED       _;
-    GenerateDataKey                      Crypto  Inline   Yes        Key               WithConstraints Symmetric      ENABLED       _;
-    GenerateDataKeyWithoutPlaintext      Crypto  Inline   Yes        Key               WithConstraints Symmetric      ENABLED       _;
+    Decrypt                              Crypto  Inline   Yes        WithModifiers     WithConstraints EncryptDecrypt ENABLED       _;
+    Encrypt                              Crypto  Inline   Yes        Yes               WithConstraints EncryptDecrypt ENABLED       _;
+    GenerateDataKey                      Crypto  Inline   Yes        Yes               WithConstraints Symmetric      ENABLED       _;
+    GenerateDataKeyWithoutPlaintext      Crypto  Inline   Yes        Yes               WithConstraints Symmetric      ENABLED       _;
     ReEncryptFrom                        Crypto  Inline   Permission No                WithConstraints EncryptDecrypt ENABLED       ReEncrypt;
     ReEncryptTo                          Crypto  Inline   Permission No                WithConstraints EncryptDecrypt ENABLED       ReEncrypt;
-    Sign                                 Crypto  Inline   Yes        Key               Yes             SignVerify     ENABLED       _;
-    Verify                               Crypto  Inline   Yes        Key               Yes             SignVerify     ENABLED       _;
+    Sign                                 Crypto  Inline   Yes        Yes               Yes             SignVerify     ENABLED       _;
+    Verify                               Crypto  Inline   Yes        Yes               Yes             SignVerify     ENABLED       _;
     GetPublicKey                         Read    Inline   Yes        No                Yes             Asymmetric     ENABLED       _;
-    CreateGrant                          Write   Blocking Yes        KeyWithoutContext WithConstraints Any            NOT_DELETING  _;
-    RetireGrant                          Write   Blocking Yes        No                WithConstraints Any            ANY           _;
+    CreateGrant                          Write   Blocking Yes        Yes               WithConstraints Any            USABLE        _;
+    RetireGrant                          Write   Blocking Yes        Yes               WithConstraints Any            ANY           _;
     DescribeKey                          Read    Inline   Yes        No                Yes             Any            ANY           _;
-    GenerateDataKeyPair                  Crypto  Blocking Yes        Key               WithConstraints Symmetric      ENABLED       _;
-    GenerateDataKeyPairWithoutPlaintext  Crypto  Blocking Yes        Key               WithConstraints Symmetric      ENABLED       _;
-    GenerateMac                          Crypto  Inline   Yes        Key               Yes             Mac            ENABLED       _;
-    VerifyMac                            Crypto  Inline   Yes        Key               Yes             Mac            ENABLED       _;
-    DeriveSharedSecret                   Crypto  Inline   NotYet     No                Yes             Any            ENABLED       _;
+    GenerateDataKeyPair                  Crypto  Blocking Yes        Yes               WithConstraints Symmetric      ENABLED       _;
+    GenerateDataKeyPairWithoutPlaintext  Crypto  Blocking Yes        Yes               WithConstraints Symmetric      ENABLED       _;
+    GenerateMac                          Crypto  Inline   Yes        Yes               Yes             Mac            ENABLED       _;
+    VerifyMac                            Crypto  Inline   Yes        Yes               Yes             Mac            ENABLED       _;
+    DeriveSharedSecret                   Crypto  Inline   Yes        Yes               Yes             KeyAgreement   ENABLED       _;
     // Cryptography without a grant.
-    ReEncrypt                            Crypto  Inline   Yes        ReEncrypt         No              EncryptDecrypt ENABLED       _;
+    ReEncrypt                            Crypto  Inline   Yes        WithModifiers     No              EncryptDecrypt ENABLED       _;
     GenerateRandom                       Read    Inline   Yes        No                No              Any            ANY           _;
     // Keys.
     CreateKey                            Write   Blocking Yes        No                No              Any            ANY           _;
@@ -229,9 +231,9 @@ ops! {
     // Rotation.
     EnableKeyRotation                    Write   Blocking Yes        No                No              Rotatable      ROTATING      _;
     DisableKeyRotation                   Write   Blocking Yes        No                No              Rotatable      ROTATING      _;
-    RotateKeyOnDemand                    Write   Blocking Yes        No                No              Rotatable      ROTATING      _;
+    RotateKeyOnDemand                    Write   Blocking Yes        No                No              Rotatable      ENABLED       _;
     GetKeyRotationStatus                 Read    Inline   Yes        No                No              Any            WITH_MATERIAL _;
-    ListKeyRotations                     Read    Inline   Yes        No                No              Any            WITH_MATERIAL _;
+    ListKeyRotations                     Read    Inline   Yes        No                No              Rotatable      ANY           _;
     // Aliases.
     CreateAlias                          Write   Blocking Yes        No                No              Any            NOT_DELETING  _;
     UpdateAlias                          Write   Blocking Yes        No                No              Any            NOT_DELETING  _;
@@ -244,7 +246,7 @@ ops! {
     // Grants (the grantable ones are above).
     ListGrants                           Read    Inline   Yes        No                No              Any            ANY           _;
     ListRetirableGrants                  Read    Inline   Yes        No                No              Any            ANY           _;
-    RevokeGrant                          Write   Blocking Yes        KeyWithoutContext No              Any            ANY           _;
+    RevokeGrant                          Write   Blocking Yes        Yes               No              Any            ANY           _;
     // Imported key material (GetParametersForImport writes nothing but generates an
     // RSA wrapping key).
     GetParametersForImport               Read    Blocking Yes        No                No              Any            NOT_DELETING  _;
@@ -260,6 +262,8 @@ ops! {
     DisconnectCustomKeyStore             Write   Blocking NotYet     No                No              Any            ANY           _;
     DeleteCustomKeyStore                 Write   Blocking NotYet     No                No              Any            ANY           _;
     UpdateCustomKeyStore                 Write   Blocking NotYet     No                No              Any            ANY           _;
+    // Newer than the audit (2026): known, refused explicitly.
+    GetKeyLastUsage                      Read    Inline   NotYet     No                No              Any            ANY           _;
 }
 
 /// Number of rows (sizes the per-key usage counters).
@@ -336,18 +340,21 @@ pub fn grant_operations() -> impl Iterator<Item = &'static str> {
 }
 
 /// Checks the state table and turns a refusal into the exact AWS exception.
+/// Checks the state table and turns a refusal into the exact AWS exception, with the
+/// messages of AWS's key-state page (`<key ARN> is pending deletion.`).
 pub fn check_state(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
     match op.verdict(rec.state) {
         Verdict::Allowed => Ok(()),
         Verdict::DisabledKey => Err(KmsError::Disabled(format!("{arn} is disabled."))),
-        Verdict::InvalidState => Err(KmsError::InvalidState(format!(
-            "{arn} is {} and cannot be used for {}.",
-            rec.state.as_str(),
-            op.name()
-        ))),
+        Verdict::InvalidState => Err(KmsError::InvalidState(match (op, rec.state) {
+            (Op::CancelKeyDeletion, _) => format!("{arn} is not pending deletion."),
+            (_, KeyState::PendingDeletion) => format!("{arn} is pending deletion."),
+            (_, KeyState::PendingImport) => format!("{arn} is pending import."),
+            (_, KeyState::Disabled) => format!("{arn} is disabled."),
+            (_, KeyState::Enabled) => format!("{arn} is enabled."),
+        })),
         Verdict::Unsupported => Err(KmsError::UnsupportedOperation(format!(
-            "{} is not supported for {arn} (origin EXTERNAL, key material not imported).",
-            op.name()
+            "{arn} origin is EXTERNAL which is not valid for this operation."
         ))),
     }
 }
@@ -392,6 +399,42 @@ mod tests {
                 || r.name == "GenerateRandom";
             assert_eq!(r.op.read_only(), by_name, "{}", r.name);
         }
+    }
+
+    #[test]
+    fn dry_run_is_on_awss_fifteen_operations() {
+        let with: Vec<&str> = ROWS
+            .iter()
+            .filter(|r| r.dry_run != DryRun::No)
+            .map(|r| r.name)
+            .collect();
+        let mut want = vec![
+            "CreateGrant",
+            "Decrypt",
+            "DeriveSharedSecret",
+            "Encrypt",
+            "GenerateDataKey",
+            "GenerateDataKeyPair",
+            "GenerateDataKeyPairWithoutPlaintext",
+            "GenerateDataKeyWithoutPlaintext",
+            "GenerateMac",
+            "ReEncrypt",
+            "RetireGrant",
+            "RevokeGrant",
+            "Sign",
+            "Verify",
+            "VerifyMac",
+        ];
+        let mut got = with.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        let modifiers: Vec<&str> = ROWS
+            .iter()
+            .filter(|r| r.dry_run == DryRun::WithModifiers)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(modifiers, ["Decrypt", "ReEncrypt"]);
     }
 
     #[test]
@@ -471,21 +514,21 @@ mod tests {
             ),
             (
                 Op::ReplicateKey,
-                [Allowed, DisabledKey, InvalidState, Allowed],
+                [Allowed, DisabledKey, InvalidState, InvalidState],
             ),
             (
                 Op::UpdatePrimaryRegion,
-                [Allowed, DisabledKey, InvalidState, Allowed],
+                [Allowed, DisabledKey, InvalidState, InvalidState],
             ),
-            (Op::CreateGrant, [Allowed, Allowed, InvalidState, Allowed]),
+            (
+                Op::CreateGrant,
+                [Allowed, DisabledKey, InvalidState, InvalidState],
+            ),
             (
                 Op::GetKeyRotationStatus,
                 [Allowed, Allowed, Allowed, Unsupported],
             ),
-            (
-                Op::ListKeyRotations,
-                [Allowed, Allowed, Allowed, Unsupported],
-            ),
+            (Op::ListKeyRotations, [Allowed, Allowed, Allowed, Allowed]),
             (
                 Op::Encrypt,
                 [Allowed, DisabledKey, InvalidState, InvalidState],
@@ -544,7 +587,7 @@ mod tests {
             ),
             (
                 Op::RotateKeyOnDemand,
-                [Allowed, DisabledKey, InvalidState, Unsupported],
+                [Allowed, DisabledKey, InvalidState, InvalidState],
             ),
             (Op::Sign, [Allowed, DisabledKey, InvalidState, InvalidState]),
             (

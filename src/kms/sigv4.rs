@@ -11,10 +11,10 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hmac;
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderMap, Request};
 
 use super::KmsError;
-use crate::auth::{AccessKeys, Principal};
+use crate::auth::{AccessKey, AccessKeys, Principal};
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const SERVICE: &str = "kms";
@@ -202,15 +202,24 @@ pub fn verify(
     verify_in(req, keys, &[region.to_string()], now).map(|(p, _)| p)
 }
 
-/// Verifies the request's SigV4 signature for any of `regions`; returns the principal
-/// and the region of the credential scope (the KMS region the request addresses).
-pub fn verify_in(
-    req: &Request<Bytes>,
-    keys: &AccessKeys,
+/// What a request's headers alone prove: a well-formed `Authorization` header for a
+/// configured access key, scoped to service `kms` and a served region, signing `host`
+/// and `x-amz-target`, dated within 15 minutes. Checked before the body is read, so a
+/// client without a valid access key cannot make sealgate read a body.
+pub struct Head<'a> {
+    auth: AuthHeader<'a>,
+    key: &'a AccessKey,
+    amz_date: &'a str,
+}
+
+/// Checks everything of SigV4 that needs no body (see `Head`).
+pub fn check_head<'a>(
+    headers: &'a HeaderMap,
+    keys: &'a AccessKeys,
     regions: &[String],
     now: SystemTime,
-) -> Result<(Principal, String), KmsError> {
-    let Some(auth) = req.headers().get(http::header::AUTHORIZATION) else {
+) -> Result<Head<'a>, KmsError> {
+    let Some(auth) = headers.get(http::header::AUTHORIZATION) else {
         return Err(KmsError::MissingAuthenticationToken(
             "Missing Authentication Token".into(),
         ));
@@ -236,13 +245,16 @@ pub fn verify_in(
             regions.join("', '")
         )));
     }
-    if !h.signed_headers.contains(&"host") {
-        return Err(KmsError::InvalidSignature(
-            "'Host' must be a signed header.".into(),
-        ));
+    for required in ["host", "x-amz-target"] {
+        if !h.signed_headers.contains(&required) {
+            // The operation is named by X-Amz-Target: unsigned, it could be swapped
+            // (a signed DescribeKey body replayed as ScheduleKeyDeletion).
+            return Err(KmsError::InvalidSignature(format!(
+                "'{required}' must be a signed header."
+            )));
+        }
     }
-    let amz_date = req
-        .headers()
+    let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
@@ -266,6 +278,26 @@ pub fn verify_in(
             "Date in Credential scope does not match YYYYMMDD from X-Amz-Date ({amz_date})."
         )));
     }
+    Ok(Head {
+        auth: h,
+        key,
+        amz_date,
+    })
+}
+
+/// Verifies the request's SigV4 signature for any of `regions`; returns the principal
+/// and the region of the credential scope (the KMS region the request addresses).
+pub fn verify_in(
+    req: &Request<Bytes>,
+    keys: &AccessKeys,
+    regions: &[String],
+    now: SystemTime,
+) -> Result<(Principal, String), KmsError> {
+    let Head {
+        auth: h,
+        key,
+        amz_date,
+    } = check_head(req.headers(), keys, regions, now)?;
     let creq = canonical_request(req, &h.signed_headers)?;
     let scope = format!("{}/{}/{}/{}", h.date, h.region, h.service, h.terminator);
     let string_to_sign = format!(

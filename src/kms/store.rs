@@ -13,9 +13,20 @@
 //!   alias for regions other than the home region (multi-Region keys, `kms.regions`).
 //!   Home-region keys and aliases stay in `keys`/`aliases`, so older databases load
 //!   unchanged. Copies of a multi-Region key share one set of `material` rows.
+//!
+//! Authenticated rows: every key record (with its key policy, tags and state), alias and
+//! grant is stored as `SGR1` || HMAC-SHA256 || JSON, the MAC (under a key HKDF-derived
+//! from the root key) covering the table, the row's key and the JSON, so whoever can
+//! write the database file but has no root key cannot change a policy, grant, alias or
+//! key state, nor move a row to another key; such a row refuses the open. Rows written
+//! before this (plain JSON) are read and re-written authenticated in one transaction at
+//! open; from then on (`meta.rows = hmac-v1`) a plain row also refuses the open. Not
+//! covered: deleting a row, or putting back an older authentic one (rollback), which
+//! needs state outside the file.
 
 use std::path::Path;
 
+use aws_lc_rs::hmac;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use uuid::Uuid;
 
@@ -33,6 +44,80 @@ const REGION_KEYS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("
 const REGION_ALIASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("region_aliases");
 
 const FORMAT_VERSION: u32 = 1;
+/// `meta.rows`: every row of the authenticated tables carries its MAC.
+const ROWS_AUTHENTICATED: &[u8] = b"hmac-v1";
+/// Prefix of an authenticated row (then the 32-byte MAC, then the JSON).
+const ROW_MAGIC: &[u8; 4] = b"SGR1";
+const ROW_TAG_LEN: usize = 32;
+/// HKDF `info` of the rows' MAC key.
+const ROW_KEY_INFO: &[u8] = b"sealgate-kms-db-rows-v1";
+
+/// The row authentication key and the rule for plain (legacy) rows.
+struct Rows {
+    mac: hmac::Key,
+    /// Plain JSON rows are accepted (and migrated) only before the migration is done.
+    allow_plain: bool,
+}
+
+/// The bytes a row's MAC covers: table, row key and JSON, each length-prefixed.
+fn row_input(table: &str, key: &[u8], json: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(table.len() + key.len() + json.len() + 12);
+    for part in [table.as_bytes(), key, json] {
+        m.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        m.extend_from_slice(part);
+    }
+    m
+}
+
+impl Rows {
+    fn seal(&self, table: &str, key: &[u8], json: &[u8]) -> Vec<u8> {
+        let tag = hmac::sign(&self.mac, &row_input(table, key, json));
+        let mut out = Vec::with_capacity(ROW_MAGIC.len() + ROW_TAG_LEN + json.len());
+        out.extend_from_slice(ROW_MAGIC);
+        out.extend_from_slice(tag.as_ref());
+        out.extend_from_slice(json);
+        out
+    }
+
+    /// The JSON of a stored row, and whether it was a plain (legacy) row.
+    fn open<'v>(
+        &self,
+        table: &str,
+        key: &[u8],
+        value: &'v [u8],
+    ) -> Result<(&'v [u8], bool), KmsError> {
+        let refused = |why: &str| {
+            KmsError::Config(format!(
+                "the KMS database row {table}/{} {why}: it was changed outside sealgate (or the database belongs to another root key); refusing to open",
+                hex::encode(key)
+            ))
+        };
+        match value.strip_prefix(ROW_MAGIC.as_slice()) {
+            Some(rest) if rest.len() >= ROW_TAG_LEN => {
+                let (tag, json) = rest.split_at(ROW_TAG_LEN);
+                hmac::verify(&self.mac, &row_input(table, key, json), tag)
+                    .map_err(|_| refused("does not authenticate under the root key"))?;
+                Ok((json, false))
+            }
+            Some(_) => Err(refused("is truncated")),
+            None if self.allow_plain => Ok((value, true)),
+            None => Err(refused("is not authenticated")),
+        }
+    }
+}
+
+fn region_key(region: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = region.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn grant_key(key_id: u128, grant_id: &str) -> Vec<u8> {
+    let mut k = key_id.to_be_bytes().to_vec();
+    k.extend_from_slice(grant_id.as_bytes());
+    k
+}
 
 /// One change inside a transaction.
 pub enum Mutation<'a> {
@@ -74,16 +159,24 @@ pub struct Loaded {
 
 pub struct Store {
     db: Database,
+    rows: Rows,
 }
 
 impl Store {
     /// Opens (or creates) the database and checks the root key against the stored
     /// key-check value. A mismatch returns `WrongRootKey` before anything is written.
     pub fn open(path: &Path, root: &RootKey) -> Result<(Store, Loaded), KmsError> {
+        super::create_private(path, "KMS database")?;
         let db = Database::create(path).map_err(|e| {
             KmsError::Config(format!("cannot open KMS database {}: {e}", path.display()))
         })?;
-        let store = Store { db };
+        let mut store = Store {
+            db,
+            rows: Rows {
+                mac: root.hkdf_hmac_key(ROW_KEY_INFO),
+                allow_plain: false,
+            },
+        };
         let stored_kcv = store.read_meta("kcv")?;
         match stored_kcv {
             Some(kcv) if root.matches_check_value(&kcv) => {}
@@ -98,7 +191,12 @@ impl Store {
                 store.init(root)?;
             }
         }
-        let loaded = store.load()?;
+        store.rows.allow_plain = store.read_meta("rows")?.as_deref() != Some(ROWS_AUTHENTICATED);
+        let (loaded, plain) = store.load()?;
+        if store.rows.allow_plain {
+            store.migrate(&loaded, plain)?;
+            store.rows.allow_plain = false;
+        }
         Ok((store, loaded))
     }
 
@@ -137,6 +235,7 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             meta.insert("format", FORMAT_VERSION.to_be_bytes().as_slice())?;
             meta.insert("kcv", root.check_value().as_slice())?;
+            meta.insert("rows", ROWS_AUTHENTICATED)?;
             txn.open_table(KEYS)?;
             txn.open_table(MATERIAL)?;
             txn.open_table(ALIASES)?;
@@ -146,10 +245,17 @@ impl Store {
         Ok(())
     }
 
-    fn load(&self) -> Result<Loaded, KmsError> {
+    /// Reads everything; also returns how many rows were plain (legacy) JSON.
+    fn load(&self) -> Result<(Loaded, usize), KmsError> {
         let txn = self.db.begin_read()?;
         let keys_t = txn.open_table(KEYS)?;
         let mat_t = txn.open_table(MATERIAL)?;
+        let mut plain = 0;
+        let mut json = |table: &str, key: &[u8], value: &[u8]| -> Result<Vec<u8>, KmsError> {
+            let (j, was_plain) = self.rows.open(table, key, value)?;
+            plain += usize::from(was_plain);
+            Ok(j.to_vec())
+        };
         let sealed = |id: u128| -> Result<SealedVersions, KmsError> {
             let mut mats = Vec::new();
             for m in mat_t.range((id, 0)..=(id, u32::MAX))? {
@@ -160,55 +266,101 @@ impl Store {
         };
         let mut keys = Vec::new();
         for row in keys_t.iter()? {
-            let (id, json) = row?;
-            let mut rec: KeyRecord = serde_json::from_slice(json.value())?;
+            let (id, v) = row?;
+            let id = id.value();
+            let j = json("keys", &id.to_be_bytes(), v.value())?;
+            let mut rec: KeyRecord = serde_json::from_slice(&j)?;
             rec.region = None;
-            keys.push((rec, sealed(id.value())?));
+            keys.push((rec, sealed(id)?));
         }
         let mut aliases = Vec::new();
         for row in txn.open_table(ALIASES)?.iter()? {
-            let (name, json) = row?;
-            let rec = serde_json::from_slice(json.value())?;
-            aliases.push((None, name.value().to_string(), rec));
+            let (name, v) = row?;
+            let name = name.value().to_string();
+            let rec = serde_json::from_slice(&json("aliases", name.as_bytes(), v.value())?)?;
+            aliases.push((None, name, rec));
         }
         if let Some(t) = open_optional(&txn, REGION_KEYS)? {
             for row in t.iter()? {
-                let (k, json) = row?;
+                let (k, v) = row?;
                 let (region, id) = k.value();
-                let mut rec: KeyRecord = serde_json::from_slice(json.value())?;
+                let rk = region_key(region, &id.to_be_bytes());
+                let mut rec: KeyRecord =
+                    serde_json::from_slice(&json("region_keys", &rk, v.value())?)?;
                 rec.region = Some(region.to_string());
                 keys.push((rec, sealed(id)?));
             }
         }
         if let Some(t) = open_optional(&txn, REGION_ALIASES)? {
             for row in t.iter()? {
-                let (k, json) = row?;
+                let (k, v) = row?;
                 let (region, name) = k.value();
-                let rec = serde_json::from_slice(json.value())?;
+                let rk = region_key(region, name.as_bytes());
+                let rec = serde_json::from_slice(&json("region_aliases", &rk, v.value())?)?;
                 aliases.push((Some(region.to_string()), name.to_string(), rec));
             }
         }
         let mut grants = Vec::new();
-        match txn.open_table(GRANTS) {
-            Ok(t) => {
-                for row in t.iter()? {
-                    grants.push(serde_json::from_slice(row?.1.value())?);
-                }
+        if let Some(t) = open_optional(&txn, GRANTS)? {
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let (key_id, grant_id) = k.value();
+                let gk = grant_key(key_id, grant_id);
+                grants.push(serde_json::from_slice(&json("grants", &gk, v.value())?)?);
             }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
         }
-        Ok(Loaded {
-            keys,
-            aliases,
-            grants,
-        })
+        Ok((
+            Loaded {
+                keys,
+                aliases,
+                grants,
+            },
+            plain,
+        ))
+    }
+
+    /// Re-writes every row authenticated and marks the database so (one transaction):
+    /// the migration of a database from before rows were authenticated.
+    fn migrate(&self, loaded: &Loaded, plain: usize) -> Result<(), KmsError> {
+        let mut muts: Vec<Mutation<'_>> = Vec::new();
+        for (rec, _) in &loaded.keys {
+            muts.push(Mutation::PutKey(rec));
+        }
+        for (region, name, a) in &loaded.aliases {
+            muts.push(match region {
+                None => Mutation::PutAlias(name, a),
+                Some(r) => Mutation::PutRegionAlias(r, name, a),
+            });
+        }
+        for g in &loaded.grants {
+            muts.push(Mutation::PutGrant(g));
+        }
+        self.apply_with_meta(&muts, Some(("rows", ROWS_AUTHENTICATED)))?;
+        if plain > 0 {
+            tracing::info!(
+                rows = plain,
+                "KMS database rows authenticated under the root key"
+            );
+        }
+        Ok(())
     }
 
     /// Applies all mutations in one durable write transaction (all or nothing).
     pub fn apply(&self, muts: &[Mutation<'_>]) -> Result<(), KmsError> {
+        self.apply_with_meta(muts, None)
+    }
+
+    fn apply_with_meta(
+        &self,
+        muts: &[Mutation<'_>],
+        meta: Option<(&str, &[u8])>,
+    ) -> Result<(), KmsError> {
+        let rows = &self.rows;
         let txn = self.db.begin_write()?;
         {
+            if let Some((k, v)) = meta {
+                txn.open_table(META)?.insert(k, v)?;
+            }
             let mut keys = txn.open_table(KEYS)?;
             let mut mat = txn.open_table(MATERIAL)?;
             let mut aliases = txn.open_table(ALIASES)?;
@@ -219,10 +371,17 @@ impl Store {
                 match m {
                     Mutation::PutKey(rec) => {
                         let json = serde_json::to_vec(rec)?;
+                        let id = rec.id.as_u128();
                         match &rec.region {
-                            None => keys.insert(rec.id.as_u128(), json.as_slice())?,
-                            Some(r) => region_keys
-                                .insert((r.as_str(), rec.id.as_u128()), json.as_slice())?,
+                            None => {
+                                let row = rows.seal("keys", &id.to_be_bytes(), &json);
+                                keys.insert(id, row.as_slice())?
+                            }
+                            Some(r) => {
+                                let rk = region_key(r, &id.to_be_bytes());
+                                let row = rows.seal("region_keys", &rk, &json);
+                                region_keys.insert((r.as_str(), id), row.as_slice())?
+                            }
                         };
                     }
                     Mutation::PutMaterial {
@@ -245,9 +404,11 @@ impl Store {
                         if *material {
                             mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
                         }
-                        grants.retain_in((id, "")..=(id, "\u{10ffff}"), |_, json| {
-                            serde_json::from_slice::<Grant>(json)
-                                .map_or(true, |g| g.region.as_deref() != *region)
+                        grants.retain_in((id, "")..=(id, "\u{10ffff}"), |(k, g), v| {
+                            rows.open("grants", &grant_key(k, g), v)
+                                .ok()
+                                .and_then(|(json, _)| serde_json::from_slice::<Grant>(json).ok())
+                                .is_none_or(|g| g.region.as_deref() != *region)
                         })?;
                     }
                     Mutation::DeleteMaterial(id) => {
@@ -255,21 +416,29 @@ impl Store {
                         mat.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
                     }
                     Mutation::PutAlias(name, rec) => {
-                        aliases.insert(*name, serde_json::to_vec(rec)?.as_slice())?;
+                        let row = rows.seal("aliases", name.as_bytes(), &serde_json::to_vec(rec)?);
+                        aliases.insert(*name, row.as_slice())?;
                     }
                     Mutation::DeleteAlias(name) => {
                         aliases.remove(*name)?;
                     }
                     Mutation::PutRegionAlias(region, name, rec) => {
                         let json = serde_json::to_vec(rec)?;
-                        region_aliases.insert((*region, *name), json.as_slice())?;
+                        let row = rows.seal(
+                            "region_aliases",
+                            &region_key(region, name.as_bytes()),
+                            &json,
+                        );
+                        region_aliases.insert((*region, *name), row.as_slice())?;
                     }
                     Mutation::DeleteRegionAlias(region, name) => {
                         region_aliases.remove((*region, *name))?;
                     }
                     Mutation::PutGrant(g) => {
                         let k = (g.key_id.as_u128(), g.grant_id.as_str());
-                        grants.insert(k, serde_json::to_vec(g)?.as_slice())?;
+                        let row =
+                            rows.seal("grants", &grant_key(k.0, k.1), &serde_json::to_vec(g)?);
+                        grants.insert(k, row.as_slice())?;
                     }
                     Mutation::DeleteGrant(key, id) => {
                         grants.remove((key.as_u128(), *id))?;
@@ -299,5 +468,83 @@ fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Direct access to a closed database file, for tests that play someone who can write
+/// it but has no root key.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Rewrites the stored row of key `id` (home region) with `f`; the row keeps its
+    /// prefix and MAC, as a forger without the root key would leave them.
+    pub(crate) fn edit_key_row(path: &Path, id: Uuid, f: impl FnOnce(&mut Vec<u8>)) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(KEYS).unwrap();
+            let mut row = t.get(id.as_u128()).unwrap().unwrap().value().to_vec();
+            f(&mut row);
+            t.insert(id.as_u128(), row.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    /// The stored bytes of key `id`'s row.
+    pub(crate) fn key_row(path: &Path, id: Uuid) -> Vec<u8> {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(KEYS).unwrap();
+        t.get(id.as_u128()).unwrap().unwrap().value().to_vec()
+    }
+
+    /// Turns the database into one from before rows were authenticated: every key,
+    /// alias and grant row plain JSON, no `rows` mark.
+    pub(crate) fn make_legacy(path: &Path) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let strip = |v: &[u8]| v[ROW_MAGIC.len() + ROW_TAG_LEN..].to_vec();
+            let mut keys = txn.open_table(KEYS).unwrap();
+            let rows: Vec<(u128, Vec<u8>)> = keys
+                .iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    (k.value(), strip(v.value()))
+                })
+                .collect();
+            for (k, v) in rows {
+                keys.insert(k, v.as_slice()).unwrap();
+            }
+            let mut aliases = txn.open_table(ALIASES).unwrap();
+            let rows: Vec<(String, Vec<u8>)> = aliases
+                .iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    (k.value().to_string(), strip(v.value()))
+                })
+                .collect();
+            for (k, v) in rows {
+                aliases.insert(k.as_str(), v.as_slice()).unwrap();
+            }
+            let mut grants = txn.open_table(GRANTS).unwrap();
+            let rows: Vec<((u128, String), Vec<u8>)> = grants
+                .iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    let (a, b) = k.value();
+                    ((a, b.to_string()), strip(v.value()))
+                })
+                .collect();
+            for ((a, b), v) in rows {
+                grants.insert((a, b.as_str()), v.as_slice()).unwrap();
+            }
+            txn.open_table(META).unwrap().remove("rows").unwrap();
+        }
+        txn.commit().unwrap();
     }
 }

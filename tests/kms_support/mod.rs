@@ -9,12 +9,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sealgate::auth::{AccessKey, AccessKeys, Principal};
 use sealgate::kms::{Kms, KmsConfig, RootKey, TestClock};
 use zeroize::Zeroizing;
+
+pub mod tools;
 
 pub const ACCESS_KEY: &str = "AKIDALICE";
 pub const SECRET: &str = "alice-secret-key";
@@ -111,20 +113,7 @@ async fn serve(
     req: hyper::Request<hyper::body::Incoming>,
     peer: SocketAddr,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, sealgate::kms::api::MAX_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"body too large")));
-            *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
-            return Ok(r);
-        }
-    };
-    let req = http::Request::from_parts(parts, body);
-    let handled = sealgate::kms::api::handle(&kms, &keys, req, Some(peer.ip())).await;
+    let handled = sealgate::kms::api::serve_http(&kms, &keys, req, Some(peer.ip()), false).await;
     Ok(handled.response.map(Full::new))
 }
 
@@ -158,6 +147,17 @@ pub fn sdk_client_in(
 /// A KMS API request for `host` (`127.0.0.1:PORT`) signed as alice with aws-sigv4, as
 /// the SDKs sign (service `kms`, signed body). `target` is the whole `X-Amz-Target`.
 pub fn signed_request(host: &str, target: &str, body: &[u8]) -> http::Request<Bytes> {
+    sign_request(host, target, body, true)
+}
+
+/// `signed_request`, with `x-amz-target` left out of the signature when `sign_target` is
+/// false (sent, but not signed).
+pub fn sign_request(
+    host: &str,
+    target: &str,
+    body: &[u8],
+    sign_target: bool,
+) -> http::Request<Bytes> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let identity =
         aws_credential_types::Credentials::new(ACCESS_KEY, SECRET, None, None, "t").into();
@@ -175,10 +175,15 @@ pub fn signed_request(host: &str, target: &str, body: &[u8]) -> http::Request<By
         ("content-type", "application/x-amz-json-1.1"),
         ("x-amz-target", target),
     ];
+    let signed = if sign_target {
+        &headers[..]
+    } else {
+        &headers[..2]
+    };
     let signable = SignableRequest::new(
         "POST",
         format!("http://{host}/"),
-        headers.iter().copied(),
+        signed.iter().copied(),
         SignableBody::Bytes(body),
     )
     .unwrap();
@@ -197,7 +202,12 @@ pub fn signed_request(host: &str, target: &str, body: &[u8]) -> http::Request<By
 /// tests the SDK cannot produce). Returns (status, parsed JSON body).
 pub async fn raw_call(url: &str, target: &str, body: &str) -> (u16, serde_json::Value) {
     let host = url.trim_start_matches("http://");
-    let req = signed_request(host, target, body.as_bytes());
+    send(url, signed_request(host, target, body.as_bytes())).await
+}
+
+/// Sends a prepared request to the KMS endpoint; returns (status, parsed JSON body).
+pub async fn send(url: &str, req: http::Request<Bytes>) -> (u16, serde_json::Value) {
+    let body = String::from_utf8_lossy(req.body()).into_owned();
     let mut rb = reqwest::Client::new()
         .post(format!("{url}/"))
         .body(body.to_string());

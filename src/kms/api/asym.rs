@@ -1,5 +1,5 @@
-//! The KMS JSON operations of RSA, ECC and HMAC keys: Sign, Verify, GetPublicKey,
-//! GenerateMac, VerifyMac, GenerateDataKeyPair(WithoutPlaintext). Request members are
+//! The KMS JSON operations of asymmetric and HMAC keys: Sign, Verify, GetPublicKey,
+//! GenerateMac, VerifyMac, DeriveSharedSecret, GenerateDataKeyPair(WithoutPlaintext). Request members are
 //! parsed here into the typed algorithms of `kms::asym`; the service does the rest.
 //!
 //! Invariant: messages, signatures, MACs and private keys are blob members of `Req`
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::dispatch::{b64, unknown};
 use super::request::{Req, required};
-use crate::kms::asym::{self, MacAlgorithm, MessageType, SigningAlgorithm};
+use crate::kms::asym::{self, KeyAgreementAlgorithm, MacAlgorithm, MessageType, SigningAlgorithm};
 use crate::kms::caller::Caller;
 use crate::kms::ops::Op;
 use crate::kms::{EncryptionContext, Kms, KmsError};
@@ -43,10 +43,15 @@ pub(super) fn dispatch(kms: &Kms, who: Caller<'_>, op: Op, mut r: Req) -> Result
             let mut v = json!({
                 "KeyId": p.key_arn,
                 "PublicKey": b64(&p.public_key),
-                "CustomerMasterKeySpec": p.key_spec,
                 "KeySpec": p.key_spec,
                 "KeyUsage": p.key_usage,
             });
+            if let Some(cmk) = p.key_spec.customer_master_key_spec() {
+                v["CustomerMasterKeySpec"] = json!(cmk);
+            }
+            if let Some(a) = names(p.key_spec.key_agreement_algorithms(p.key_usage)) {
+                v["KeyAgreementAlgorithms"] = json!(a);
+            }
             if let Some(e) = names(p.key_spec.encryption_algorithms(p.key_usage)) {
                 v["EncryptionAlgorithms"] = json!(e);
             }
@@ -66,6 +71,20 @@ pub(super) fn dispatch(kms: &Kms, who: Caller<'_>, op: Op, mut r: Req) -> Result
                 let arn = kms.verify_mac(who, &key_id, &msg.0, &mac.0, alg)?;
                 Ok(json!({"KeyId": arn, "MacValid": true, "MacAlgorithm": alg}))
             }
+        }
+        Op::DeriveSharedSecret => {
+            let alg = KeyAgreementAlgorithm::parse(&required(
+                r.key_agreement_algorithm.take(),
+                "keyAgreementAlgorithm",
+            )?)?;
+            let peer = required(r.public_key.take(), "publicKey")?;
+            let d = kms.derive_shared_secret(who, &key_id, alg, &peer.0)?;
+            Ok(json!({
+                "KeyId": d.key_arn,
+                "SharedSecret": b64(&d.shared_secret),
+                "KeyAgreementAlgorithm": alg,
+                "KeyOrigin": d.key_origin,
+            }))
         }
         Op::GenerateDataKeyPair | Op::GenerateDataKeyPairWithoutPlaintext => {
             let spec =

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::request::{Req, ciphertext, create_options, data_key_len, required, tags};
 use super::{KeyEvent, asym};
 use crate::kms::asym::EncryptionAlgorithm;
-use crate::kms::caller::Caller;
+use crate::kms::caller::{CallContext, Caller};
 use crate::kms::clock::{epoch_seconds, system_time};
 use crate::kms::grants::{Grant, GrantRequest};
 use crate::kms::ops::{DryRun, Op};
@@ -54,45 +54,119 @@ fn grant_json(g: Grant, kms: &Kms) -> Value {
     v
 }
 
-/// `DryRun: true`: the outcome without the effect, for the operations whose row in
-/// `ops` says what to check.
+/// AWS's answer to a dry run that would have succeeded.
+const DRY_RUN_OK: &str = "The request would have succeeded, but the DryRun option is set.";
+
+/// The operations that take a `Recipient` (Nitro Enclaves attestation).
+const RECIPIENT_OPS: &[Op] = &[
+    Op::Decrypt,
+    Op::DeriveSharedSecret,
+    Op::GenerateDataKey,
+    Op::GenerateDataKeyPair,
+    Op::GenerateRandom,
+];
+
+/// `Recipient` asks KMS to encrypt the secret to an enclave's attested public key
+/// instead of returning it. sealgate cannot verify an attestation document (AWS Nitro's
+/// PKI), and answering with the plaintext would hand the secret to whoever asked, so a
+/// request carrying one is refused whole.
+fn refuse_recipient(op: Op, r: &Req) -> Result<(), KmsError> {
+    if r.recipient.is_some() && RECIPIENT_OPS.contains(&op) {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} with a Recipient (Nitro Enclaves attestation) is not supported by sealgate's KMS: it cannot verify attestation documents, and it never returns the plaintext instead. Call it without Recipient.",
+            op.name()
+        )));
+    }
+    Ok(())
+}
+
+/// `DryRunModifiers` holds `IGNORE_CIPHERTEXT` (the only value AWS defines).
+fn ignore_ciphertext(r: &Req) -> Result<bool, KmsError> {
+    let mut ignore = false;
+    for (i, m) in r.dry_run_modifiers.iter().flatten().enumerate() {
+        if m != "IGNORE_CIPHERTEXT" {
+            return Err(crate::kms::constraints::not_in_enum(
+                m,
+                &format!("dryRunModifiers.{}.member", i + 1),
+                &["IGNORE_CIPHERTEXT"],
+            ));
+        }
+        ignore = true;
+    }
+    Ok(ignore)
+}
+
+/// `DryRun: true`: the call runs with `CallContext::dry_run` set, so it checks its
+/// parameters, the permission, the key's state and usage (and, for Decrypt and
+/// ReEncrypt, the ciphertext), changes nothing and counts no use; the answer is the
+/// error the real call would get, or DryRunOperationException (with sealgate's
+/// explanation of what allowed it) when it would have succeeded. With
+/// `DryRunModifiers: [IGNORE_CIPHERTEXT]` Decrypt and ReEncrypt check only the
+/// permission on the key named by `KeyId` / `SourceKeyId` (and `DestinationKeyId`).
 fn dry_run(
     kms: &Kms,
     who: Caller<'_>,
-    name: &str,
-    op: Option<Op>,
-    r: &Req,
+    op: Op,
+    r: Req,
+    event: &mut Option<KeyEvent>,
 ) -> Result<Value, KmsError> {
     let empty = EncryptionContext::new();
-    let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
-    let blob_key = || -> Result<String, KmsError> {
-        let b = r.ciphertext_blob.as_ref().ok_or_else(|| {
-            KmsError::constraint("null", "ciphertextBlob", "Member must not be null")
-        })?;
-        Ok(crypto::parse_blob(&b.0)?.key_id.to_string())
-    };
-    let key = || required(r.key_id.clone(), "keyId");
-    let check = op.filter(|o| o.implemented()).map(|o| (o, o.row().dry_run));
-    let err = match check {
-        Some((op, DryRun::Key)) => kms.dry_run(who, op, &key()?, ctx),
-        Some((op, DryRun::KeyWithoutContext)) => kms.dry_run(who, op, &key()?, &empty),
-        Some((op, DryRun::Blob)) => kms.dry_run(who, op, &blob_key()?, ctx),
-        Some((_, DryRun::ReEncrypt)) => {
-            let src_ctx = r.source_encryption_context.as_ref().unwrap_or(&empty);
-            match kms.dry_run(who, Op::ReEncryptFrom, &blob_key()?, src_ctx) {
-                KmsError::DryRunOperation(_) => {
-                    let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
-                    let dst_ctx = r.destination_encryption_context.as_ref().unwrap_or(&empty);
-                    kms.dry_run(who, Op::ReEncryptTo, &dst, dst_ctx)
-                }
-                e => e,
-            }
+    if op.row().dry_run == DryRun::No {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} does not take DryRun (AWS defines it only for Encrypt, Decrypt, ReEncrypt, GenerateDataKey*, GenerateDataKeyPair*, Sign, Verify, GenerateMac, VerifyMac, DeriveSharedSecret and the grant operations).",
+            op.name()
+        )));
+    }
+    if op.row().dry_run == DryRun::WithModifiers && ignore_ciphertext(&r)? {
+        let (field, key) = match op {
+            Op::Decrypt => ("keyId", r.key_id.as_deref()),
+            _ => ("sourceKeyId", r.source_key_id.as_deref()),
+        };
+        let key = key.ok_or_else(|| crate::kms::constraints::missing(field))?;
+        if op == Op::Decrypt {
+            let ctx = r.encryption_context.as_ref().unwrap_or(&empty);
+            return Err(kms.dry_run(who, Op::Decrypt, key, ctx));
         }
-        Some((_, DryRun::No)) | None => KmsError::UnsupportedOperation(format!(
-            "DryRun is not supported for {name} by sealgate's KMS."
-        )),
+        let src_ctx = r.source_encryption_context.as_ref().unwrap_or(&empty);
+        return Err(match kms.dry_run(who, Op::ReEncryptFrom, key, src_ctx) {
+            KmsError::DryRunOperation(_) => {
+                let dst = required(r.destination_key_id.clone(), "destinationKeyId")?;
+                let dst_ctx = r.destination_encryption_context.as_ref().unwrap_or(&empty);
+                kms.dry_run(who, Op::ReEncryptTo, &dst, dst_ctx)
+            }
+            e => e,
+        });
+    }
+    // The key and context an explanation of success names.
+    let (key, ctx) = match op {
+        Op::Decrypt | Op::ReEncrypt => (
+            r.ciphertext_blob
+                .as_ref()
+                .and_then(|b| crypto::parse_blob(&b.0).ok())
+                .map(|p| p.key_id.to_string())
+                .or_else(|| r.key_id.clone()),
+            r.encryption_context
+                .clone()
+                .or_else(|| r.source_encryption_context.clone()),
+        ),
+        _ => (r.key_id.clone(), r.encryption_context.clone()),
     };
-    Err(err)
+    let call = CallContext {
+        dry_run: true,
+        ..who.call.clone()
+    };
+    let who = Caller::new(who.principal, &call);
+    match run(kms, who, op, r, event) {
+        Ok(_) | Err(KmsError::DryRunOperation(_)) => {
+            let ctx = ctx.unwrap_or_default();
+            let why = key
+                .and_then(|k| kms.explain(who, op.action(), &k, &ctx).ok())
+                .map(|x| format!(" {x}"))
+                .unwrap_or_default();
+            Err(KmsError::DryRunOperation(format!("{DRY_RUN_OK}{why}")))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs operation `name` (`op` when the table knows it); a key-lifecycle change it makes
@@ -102,15 +176,9 @@ pub(super) fn dispatch(
     who: Caller<'_>,
     name: &str,
     op: Option<Op>,
-    mut r: Req,
+    r: Req,
     event: &mut Option<KeyEvent>,
 ) -> Result<Value, KmsError> {
-    let empty = EncryptionContext::new();
-    let key_id = |r: &Req| required(r.key_id.clone(), "keyId");
-    let ok = || Ok(json!({}));
-    if r.dry_run == Some(true) {
-        return dry_run(kms, who, name, op, &r);
-    }
     let op = match op {
         Some(op) if op.implemented() => op,
         Some(_) => {
@@ -120,6 +188,24 @@ pub(super) fn dispatch(
         }
         None => return Err(unknown(name)),
     };
+    refuse_recipient(op, &r)?;
+    if r.dry_run == Some(true) {
+        return dry_run(kms, who, op, r, event);
+    }
+    run(kms, who, op, r, event)
+}
+
+/// The operation itself: the service call and its JSON answer.
+fn run(
+    kms: &Kms,
+    who: Caller<'_>,
+    op: Op,
+    mut r: Req,
+    event: &mut Option<KeyEvent>,
+) -> Result<Value, KmsError> {
+    let empty = EncryptionContext::new();
+    let key_id = |r: &Req| required(r.key_id.clone(), "keyId");
+    let ok = || Ok(json!({}));
     match op {
         Op::CreateKey => {
             let opts = create_options(&mut r)?;
@@ -318,10 +404,15 @@ pub(super) fn dispatch(
             ok()
         }
         Op::ListKeyPolicies => {
-            let names = kms.list_key_policies(who, &key_id(&r)?)?;
+            let names = kms.list_key_policies(who, &key_id(&r)?, r.limit, r.marker.as_deref())?;
             Ok(json!({"PolicyNames": names, "Truncated": false}))
         }
         Op::CreateGrant => {
+            if r.grantee_service_principal.is_some() || r.retiring_service_principal.is_some() {
+                return Err(KmsError::UnsupportedOperation(
+                    "GranteeServicePrincipal and RetiringServicePrincipal are not supported by sealgate's KMS (it has no AWS service principals).".into(),
+                ));
+            }
             let req = GrantRequest {
                 grantee_principal: required(r.grantee_principal.take(), "granteePrincipal")?,
                 retiring_principal: r.retiring_principal.take(),
@@ -333,6 +424,16 @@ pub(super) fn dispatch(
             Ok(json!({"GrantId": id, "GrantToken": token}))
         }
         Op::ListGrants => {
+            if r.grantee_principal.is_some() && r.grantee_service_principal.is_some() {
+                return Err(KmsError::Validation(
+                    "Specify GranteePrincipal or GranteeServicePrincipal, not both.".into(),
+                ));
+            }
+            if r.grantee_service_principal.is_some() {
+                // No grant of sealgate's has a service grantee.
+                kms.list_grants(who, &key_id(&r)?, None, None, r.limit, r.marker.as_deref())?;
+                return Ok(json!({"Grants": [], "Truncated": false}));
+            }
             let page = kms.list_grants(
                 who,
                 &key_id(&r)?,
@@ -344,6 +445,15 @@ pub(super) fn dispatch(
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
         }
         Op::ListRetirableGrants => {
+            match (&r.retiring_principal, &r.retiring_service_principal) {
+                (Some(_), Some(_)) => {
+                    return Err(KmsError::Validation(
+                        "Specify RetiringPrincipal or RetiringServicePrincipal, not both.".into(),
+                    ));
+                }
+                (None, Some(_)) => return Ok(json!({"Grants": [], "Truncated": false})),
+                _ => {}
+            }
             let retiring = required(r.retiring_principal.clone(), "retiringPrincipal")?;
             let page = kms.list_retirable_grants(who, &retiring, r.limit, r.marker.as_deref())?;
             Ok(page_json(page, "Grants", |g| grant_json(g, kms)))
@@ -411,7 +521,10 @@ pub(super) fn dispatch(
             ok()
         }
         Op::GenerateRandom => {
-            let n = required(r.number_of_bytes, "numberOfBytes")?;
+            // The model does not mark it required; AWS answers this recorded message.
+            let n = r
+                .number_of_bytes
+                .ok_or_else(|| KmsError::Validation("NumberOfBytes is required.".into()))?;
             Ok(json!({"Plaintext": b64(&kms.generate_random(who, n)?)}))
         }
         Op::Sign
@@ -419,19 +532,20 @@ pub(super) fn dispatch(
         | Op::GetPublicKey
         | Op::GenerateMac
         | Op::VerifyMac
+        | Op::DeriveSharedSecret
         | Op::GenerateDataKeyPair
         | Op::GenerateDataKeyPairWithoutPlaintext => asym::dispatch(kms, who, op, r),
         // Never reached: permissions are no API operation, and the operations not
         // implemented yet were answered above.
         Op::ReEncryptFrom
         | Op::ReEncryptTo
-        | Op::DeriveSharedSecret
         | Op::CreateCustomKeyStore
         | Op::DescribeCustomKeyStores
         | Op::ConnectCustomKeyStore
         | Op::DisconnectCustomKeyStore
         | Op::DeleteCustomKeyStore
-        | Op::UpdateCustomKeyStore => Err(unknown(name)),
+        | Op::UpdateCustomKeyStore
+        | Op::GetKeyLastUsage => Err(unknown(op.name())),
     }
 }
 

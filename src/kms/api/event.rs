@@ -22,7 +22,7 @@ const SECRET_MEMBERS: &[&str] = &[
     "GrantTokens",
     "ImportToken",
     "EncryptedKeyMaterial",
-    "PublicKey",
+    "SharedSecret",
     "plaintext",
     "ciphertextBlob",
     "grantToken",

@@ -37,8 +37,10 @@ mod request;
 
 const TARGET_PREFIX: &str = "TrentService.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-/// Largest request body accepted (the caller is expected to enforce it while reading).
-pub const MAX_BODY: usize = 1 << 20;
+/// Largest request body read. KMS-sized: the largest legitimate request, a Recipient's
+/// 256 KiB attestation document as base64 (about 342 KiB) with its other members, or a
+/// 32 KB key policy escaped as JSON with ten 8 KiB grant tokens, fits well below it.
+pub const MAX_BODY: usize = 512 * 1024;
 
 /// True when the request is addressed to the KMS API.
 pub fn is_kms_request(headers: &HeaderMap) -> bool {
@@ -70,13 +72,81 @@ pub struct Handled {
     pub event: Option<KeyEvent>,
 }
 
-/// Handles one KMS JSON-protocol request (body already read, at most 1 MiB). Verifies
-/// SigV4 itself.
+/// Serves one KMS JSON-protocol request straight from the connection: authenticates
+/// what the headers can prove first (`sigv4::check_head`: credential, access key, scope,
+/// date, signed `host` and `x-amz-target`) and only then reads the body, at most
+/// `MAX_BODY` bytes (a larger Content-Length is refused unread); then `handle`. An
+/// unauthenticated client therefore never makes sealgate read a body. Refusals before
+/// authentication are traced, not audited (there is no principal to record).
+pub async fn serve_http<B>(
+    kms: &Kms,
+    keys: &AccessKeys,
+    req: Request<B>,
+    source_ip: Option<IpAddr>,
+    secure_transport: bool,
+) -> Handled
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let refuse = |e: KmsError| {
+        tracing::info!(error = e.aws_type(), source_ip = ?source_ip, "KMS request refused before its body was read");
+        Handled {
+            response: error_response(&e),
+            event: None,
+        }
+    };
+    if let Err(e) = sigv4::check_head(req.headers(), keys, kms.regions(), SystemTime::now()) {
+        return refuse(e);
+    }
+    let too_large = || {
+        KmsError::Validation(format!(
+            "The request body is larger than {MAX_BODY} bytes, the largest KMS request sealgate accepts."
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return refuse(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let limit = e.downcast_ref::<http_body_util::LengthLimitError>();
+            return refuse(if limit.is_some() {
+                too_large()
+            } else {
+                KmsError::Validation("The request body could not be read.".into())
+            });
+        }
+    };
+    let req = Request::from_parts(parts, body);
+    handle_over(kms, keys, req, source_ip, Some(secure_transport)).await
+}
+
+/// Handles one KMS JSON-protocol request (body already read, at most `MAX_BODY`).
+/// Verifies SigV4 itself.
 pub async fn handle(
     kms: &Kms,
     keys: &AccessKeys,
     req: Request<Bytes>,
     source_ip: Option<IpAddr>,
+) -> Handled {
+    handle_over(kms, keys, req, source_ip, None).await
+}
+
+/// `handle`, saying whether the request came over TLS (`aws:SecureTransport`).
+pub async fn handle_over(
+    kms: &Kms,
+    keys: &AccessKeys,
+    req: Request<Bytes>,
+    source_ip: Option<IpAddr>,
+    secure_transport: Option<bool>,
 ) -> Handled {
     let request_id = uuid::Uuid::new_v4().to_string();
     let op = req
@@ -97,6 +167,8 @@ pub async fn handle(
             .map(|s| s.chars().take(256).collect()),
         request_id: Some(request_id.clone()),
         grant_tokens: Vec::new(),
+        secure_transport,
+        dry_run: false,
     };
     let result = serve(kms, keys, &op, req, call)
         .instrument(span.clone())

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::kms::asym::{KeySpec, KeyUsageType};
 use crate::kms::crypto::MAX_BLOB;
 use crate::kms::grants::GrantConstraints;
-use crate::kms::{CreateKeyOptions, EncryptionContext, KmsError};
+use crate::kms::{CreateKeyOptions, EncryptionContext, KmsError, constraints};
 
 /// Base64 blob from JSON; zeroized on drop (it may be a plaintext).
 #[derive(Default)]
@@ -69,11 +69,17 @@ pub(super) struct Req {
     pub(super) alias_name: Option<String>,
     pub(super) target_key_id: Option<String>,
     pub(super) dry_run: Option<bool>,
+    pub(super) dry_run_modifiers: Option<Vec<String>>,
+    /// `Recipient` (Nitro Enclaves attestation): only its presence matters (refused).
+    #[serde(skip_serializing)]
+    pub(super) recipient: Option<serde_json::Value>,
     pub(super) policy: Option<String>,
     pub(super) policy_name: Option<String>,
     pub(super) bypass_policy_lockout_safety_check: Option<bool>,
     pub(super) grantee_principal: Option<String>,
     pub(super) retiring_principal: Option<String>,
+    pub(super) grantee_service_principal: Option<String>,
+    pub(super) retiring_service_principal: Option<String>,
     pub(super) operations: Option<Vec<String>>,
     pub(super) constraints: Option<GrantConstraints>,
     #[serde(skip_serializing)]
@@ -92,6 +98,10 @@ pub(super) struct Req {
     pub(super) mac: Option<Blob>,
     pub(super) mac_algorithm: Option<String>,
     pub(super) key_pair_spec: Option<String>,
+    pub(super) key_agreement_algorithm: Option<String>,
+    /// DeriveSharedSecret's peer public key (not secret, but not audit material either).
+    #[serde(skip_serializing)]
+    pub(super) public_key: Option<Blob>,
     pub(super) wrapping_algorithm: Option<String>,
     pub(super) wrapping_key_spec: Option<String>,
     #[serde(skip_serializing)]
@@ -106,41 +116,36 @@ pub(super) struct Req {
 }
 
 pub(super) fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
-    v.ok_or_else(|| KmsError::constraint("null", field, "Member must not be null"))
+    v.ok_or_else(|| constraints::missing(field))
 }
 
 pub(super) fn ciphertext(b: Option<Blob>) -> Result<Blob, KmsError> {
     let b = required(b, "ciphertextBlob")?;
-    if b.0.is_empty() || b.0.len() > MAX_BLOB {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", b.0.len()),
-            "ciphertextBlob",
-            "Member must have length between 1 and 6144",
-        ));
-    }
+    constraints::length(b.0.len(), None, "ciphertextBlob", 1, MAX_BLOB)?;
     Ok(b)
 }
 
 pub(super) fn data_key_len(key_spec: Option<&str>, n: Option<i64>) -> Result<usize, KmsError> {
-    match (key_spec, n) {
-        (Some(_), Some(_)) => Err(KmsError::Validation(
-            "Specify either KeySpec or NumberOfBytes, not both.".into(),
-        )),
-        (None, None) => Err(KmsError::Validation(
-            "Please specify either number of bytes or key spec.".into(),
-        )),
-        (Some("AES_256"), None) => Ok(32),
-        (Some("AES_128"), None) => Ok(16),
-        (Some(s), None) => Err(KmsError::constraint(
+    // Model constraints first (as AWS validates the request before its semantics).
+    if let Some(n) = n {
+        constraints::range(n, "numberOfBytes", 1, 1024)?;
+    }
+    if let Some(s) = key_spec
+        && !matches!(s, "AES_256" | "AES_128")
+    {
+        return Err(constraints::not_in_enum(
             s,
             "keySpec",
-            "Member must satisfy enum value set: [AES_256, AES_128]",
-        )),
-        (None, Some(n)) if (1..=1024).contains(&n) => Ok(n as usize),
-        (None, Some(n)) => Err(KmsError::constraint(
-            n,
-            "numberOfBytes",
-            "Member must have value between 1 and 1024",
+            &["AES_256", "AES_128"],
+        ));
+    }
+    match (key_spec, n) {
+        (Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (None, Some(n)) => Ok(n as usize),
+        _ => Err(KmsError::Validation(
+            "You must specify either the KeySpec or the NumberOfBytes parameter (but not both)."
+                .into(),
         )),
     }
 }
@@ -158,7 +163,12 @@ pub(super) fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> 
     };
     let key_usage = match &r.key_usage {
         Some(u) => KeyUsageType::parse(u)?,
-        None => KeyUsageType::EncryptDecrypt,
+        None if key_spec.is_symmetric() => KeyUsageType::EncryptDecrypt,
+        None => {
+            return Err(KmsError::Validation(
+                "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.".into(),
+            ));
+        }
     };
     let external = match r.origin.as_deref() {
         None | Some("AWS_KMS") => false,

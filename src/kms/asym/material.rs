@@ -1,5 +1,7 @@
-//! The in-memory key material of every kind (AES-256-GCM, RSA, ECDSA, HMAC), sealing
-//! format of each, and the data key pairs of GenerateDataKeyPair.
+//! The in-memory key material of every kind (AES-256-GCM, RSA, ECDSA, HMAC, Ed25519,
+//! ML-DSA, ECDH), the sealing format of each, and the data key pairs of
+//! GenerateDataKeyPair. Sealed forms: AES/HMAC key bytes, PKCS#8 DER (RSA, ECC, Ed25519,
+//! ECDH), the 32-byte seed (ML-DSA).
 
 use std::fmt;
 
@@ -11,6 +13,9 @@ use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateD
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyPair};
 use zeroize::Zeroizing;
 
+use super::ecdh::EcdhKey;
+use super::ed25519::Ed25519Key;
+use super::mldsa::MlDsaKey;
 use super::{
     EncryptionAlgorithm, KeySpec, KeyUsageType, MessageType, SigningAlgorithm, enum_error,
     incompatible, unsupported,
@@ -44,6 +49,10 @@ pub enum KeyMaterial {
     Rsa(Box<RsaKey>),
     Ecc(Box<EccKey>),
     Hmac(Box<hmac::Key>),
+    Ed25519(Box<Ed25519Key>),
+    MlDsa(Box<MlDsaKey>),
+    /// An ECC NIST key with KeyUsage KEY_AGREEMENT.
+    Ecdh(Box<EcdhKey>),
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -53,15 +62,33 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::Rsa(_) => "Rsa",
             KeyMaterial::Ecc(_) => "Ecc",
             KeyMaterial::Hmac(_) => "Hmac",
+            KeyMaterial::Ed25519(_) => "Ed25519",
+            KeyMaterial::MlDsa(_) => "MlDsa",
+            KeyMaterial::Ecdh(_) => "Ecdh",
         };
         write!(f, "KeyMaterial::{kind}(<redacted>)")
     }
 }
 
 impl KeyMaterial {
-    /// Fresh material for `spec`: the usable key and the bytes to seal (AES / HMAC key
-    /// bytes, PKCS#8 DER for RSA and ECC), which the caller seals and drops.
-    pub fn generate(spec: KeySpec) -> Result<(Self, Zeroizing<Vec<u8>>), KmsError> {
+    /// Fresh material for a key of `spec` and `usage`: the usable key and the bytes to
+    /// seal (see the module doc), which the caller seals and drops.
+    pub fn generate(
+        spec: KeySpec,
+        usage: KeyUsageType,
+    ) -> Result<(Self, Zeroizing<Vec<u8>>), KmsError> {
+        if spec.is_ed25519() {
+            let (k, raw) = Ed25519Key::generate()?;
+            return Ok((KeyMaterial::Ed25519(Box::new(k)), raw));
+        }
+        if spec.is_ml_dsa() {
+            let (k, raw) = MlDsaKey::generate(spec)?;
+            return Ok((KeyMaterial::MlDsa(Box::new(k)), raw));
+        }
+        if usage == KeyUsageType::KeyAgreement {
+            let (k, raw) = EcdhKey::generate(spec)?;
+            return Ok((KeyMaterial::Ecdh(Box::new(k)), raw));
+        }
         let raw = if let Some(size) = spec.rsa_size() {
             let kp = RsaKeyPair::generate(size).map_err(|_| internal("RSA key generation"))?;
             let der = kp.as_der().map_err(|_| internal("RSA key encoding"))?;
@@ -75,12 +102,23 @@ impl KeyMaterial {
         } else {
             crypto::random_bytes(KEY_LEN)?
         };
-        Ok((Self::from_raw(spec, &raw)?, raw))
+        Ok((Self::from_raw(spec, usage, &raw)?, raw))
     }
 
     /// Material from its unsealed bytes (see `generate`).
-    pub fn from_raw(spec: KeySpec, raw: &[u8]) -> Result<Self, KmsError> {
+    pub fn from_raw(spec: KeySpec, usage: KeyUsageType, raw: &[u8]) -> Result<Self, KmsError> {
         let corrupt = || KmsError::Internal(format!("stored {spec} key material is invalid"));
+        if spec.is_ed25519() {
+            return Ok(KeyMaterial::Ed25519(Box::new(Ed25519Key::from_pkcs8(raw)?)));
+        }
+        if spec.is_ml_dsa() {
+            return Ok(KeyMaterial::MlDsa(Box::new(MlDsaKey::from_seed(
+                spec, raw,
+            )?)));
+        }
+        if usage == KeyUsageType::KeyAgreement {
+            return Ok(KeyMaterial::Ecdh(Box::new(EcdhKey::from_pkcs8(spec, raw)?)));
+        }
         if spec.is_rsa() {
             let signer = RsaKeyPair::from_pkcs8(raw).map_err(|_| corrupt())?;
             let private = PrivateDecryptingKey::from_pkcs8(raw).map_err(|_| corrupt())?;
@@ -136,12 +174,23 @@ impl KeyMaterial {
         }
     }
 
-    /// DER SubjectPublicKeyInfo of an RSA/ECC key.
+    /// DER SubjectPublicKeyInfo of an asymmetric key.
     pub fn public_key_der(&self) -> Option<&[u8]> {
         match self {
             KeyMaterial::Rsa(k) => Some(&k.public_der),
             KeyMaterial::Ecc(k) => Some(&k.public_der),
-            _ => None,
+            KeyMaterial::Ed25519(k) => Some(k.public_der()),
+            KeyMaterial::MlDsa(k) => Some(k.public_der()),
+            KeyMaterial::Ecdh(k) => Some(k.public_der()),
+            KeyMaterial::Aes(_) | KeyMaterial::Hmac(_) => None,
+        }
+    }
+
+    /// DeriveSharedSecret: ECDH with the peer's DER SubjectPublicKeyInfo.
+    pub fn derive_shared_secret(&self, peer_spki: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        match self {
+            KeyMaterial::Ecdh(k) => k.derive(peer_spki),
+            _ => Err(internal("key agreement with a non-KEY_AGREEMENT key")),
         }
     }
 
@@ -206,8 +255,8 @@ impl KeyMaterial {
         Ok(out)
     }
 
-    /// Sign (RSA PKCS#1 v1.5 / PSS, or DER-encoded ECDSA). `msg` has been checked by
-    /// `check_message` and `alg` against the key.
+    /// Sign (RSA PKCS#1 v1.5 / PSS, DER-encoded ECDSA, Ed25519 / Ed25519ph, ML-DSA).
+    /// `msg` has been checked by `check_message` and `alg` against the key.
     pub fn sign(
         &self,
         alg: SigningAlgorithm,
@@ -215,9 +264,9 @@ impl KeyMaterial {
         msg: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
         let digest = || {
-            Digest::import_less_safe(msg, alg.digest()).map_err(|_| {
-                KmsError::Validation(format!("Digest is invalid length for algorithm {alg}."))
-            })
+            let invalid =
+                || KmsError::Validation(format!("Digest is invalid length for algorithm {alg}."));
+            Digest::import_less_safe(msg, alg.digest().ok_or_else(invalid)?).map_err(|_| invalid())
         };
         match self {
             KeyMaterial::Rsa(k) => {
@@ -226,6 +275,7 @@ impl KeyMaterial {
                 match ty {
                     MessageType::Raw => k.signer.sign(enc, &SystemRandom::new(), msg, &mut sig),
                     MessageType::Digest => k.signer.sign_digest(enc, &digest()?, &mut sig),
+                    MessageType::ExternalMu => return Err(internal("RSA signing of mu")),
                 }
                 .map_err(|_| internal("RSA signing"))?;
                 Ok(sig)
@@ -234,10 +284,19 @@ impl KeyMaterial {
                 let sig = match ty {
                     MessageType::Raw => k.signer.sign(&SystemRandom::new(), msg),
                     MessageType::Digest => k.signer.sign_digest(&digest()?),
+                    MessageType::ExternalMu => return Err(internal("ECDSA signing of mu")),
                 }
                 .map_err(|_| internal("ECDSA signing"))?;
                 Ok(sig.as_ref().to_vec())
             }
+            KeyMaterial::Ed25519(k) => match alg {
+                SigningAlgorithm::Ed25519PhSha512 => k.sign_prehashed(msg),
+                _ => Ok(k.sign(msg)),
+            },
+            KeyMaterial::MlDsa(k) => match ty {
+                MessageType::ExternalMu => k.sign_mu(msg),
+                _ => k.sign(msg),
+            },
             _ => Err(internal("signing with a non-signing key")),
         }
     }
@@ -258,14 +317,27 @@ impl KeyMaterial {
                 .map(|(_, v)| v)
                 .ok_or_else(|| internal("RSA verification"))?,
             KeyMaterial::Ecc(k) => &k.verifier,
+            KeyMaterial::Ed25519(k) => {
+                return Ok(match alg {
+                    SigningAlgorithm::Ed25519PhSha512 => k.verify_prehashed(msg, sig),
+                    _ => k.verify(msg, sig),
+                });
+            }
+            KeyMaterial::MlDsa(k) => {
+                return Ok(match ty {
+                    MessageType::ExternalMu => k.verify_mu(msg, sig),
+                    _ => k.verify(msg, sig),
+                });
+            }
             _ => return Err(internal("verifying with a non-signing key")),
         };
-        Ok(match ty {
-            MessageType::Raw => key.verify_sig(msg, sig).is_ok(),
-            MessageType::Digest => match Digest::import_less_safe(msg, alg.digest()) {
+        Ok(match (ty, alg.digest()) {
+            (MessageType::Digest, Some(alg)) => match Digest::import_less_safe(msg, alg) {
                 Ok(d) => key.verify_digest_sig(&d, sig).is_ok(),
                 Err(_) => false,
             },
+            (MessageType::Digest | MessageType::ExternalMu, _) => false,
+            (MessageType::Raw, _) => key.verify_sig(msg, sig).is_ok(),
         })
     }
 
@@ -331,6 +403,24 @@ impl fmt::Debug for DataKeyPair {
     }
 }
 
+/// Result of DeriveSharedSecret: the raw ECDH shared secret (zeroized on drop).
+pub struct SharedSecret {
+    pub shared_secret: Zeroizing<Vec<u8>>,
+    pub key_arn: String,
+    /// `KeyOrigin`: AWS_KMS or EXTERNAL.
+    pub key_origin: &'static str,
+}
+
+impl fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedSecret")
+            .field("shared_secret", &"<redacted>")
+            .field("key_arn", &self.key_arn)
+            .field("key_origin", &self.key_origin)
+            .finish()
+    }
+}
+
 /// Result of GetPublicKey.
 #[derive(Debug, Clone)]
 pub struct PublicKeyInfo {
@@ -341,11 +431,12 @@ pub struct PublicKeyInfo {
     pub key_usage: KeyUsageType,
 }
 
-/// Parses GenerateDataKeyPair's `KeyPairSpec` (RSA and ECC specs only).
+/// Parses GenerateDataKeyPair's `KeyPairSpec` (AWS's DataKeyPairSpec: RSA, ECC and
+/// Ed25519; ML-DSA is not a data key pair spec).
 pub fn parse_key_pair_spec(s: &str) -> Result<KeySpec, KmsError> {
     match KeySpec::from_name(s) {
-        Some(k) if k.is_asymmetric() => Ok(k),
-        _ if matches!(s, "SM2" | "ECC_NIST_EDWARDS25519") => Err(unsupported(s, "KeyPairSpec")),
+        Some(k) if k.is_asymmetric() && !k.is_ml_dsa() => Ok(k),
+        _ if s == "SM2" => Err(unsupported(s, "KeyPairSpec")),
         _ => Err(enum_error(
             s,
             "keyPairSpec",
@@ -364,9 +455,9 @@ pub fn parse_key_pair_spec(s: &str) -> Result<KeySpec, KmsError> {
     }
 }
 
-/// A fresh key pair of an asymmetric spec.
+/// A fresh key pair of an asymmetric spec (PKCS#8 private key, SPKI public key).
 pub fn generate_key_pair(spec: KeySpec) -> Result<KeyPairMaterial, KmsError> {
-    let (m, raw) = KeyMaterial::generate(spec)?;
+    let (m, raw) = KeyMaterial::generate(spec, KeyUsageType::SignVerify)?;
     let public_der = m
         .public_key_der()
         .ok_or_else(|| internal("key pair generation"))?

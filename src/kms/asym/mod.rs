@@ -1,5 +1,6 @@
 //! Key specs beyond AES: the key-spec / key-usage / algorithm tables of AWS KMS and the
-//! in-memory key material of every kind (`KeyMaterial`: AES-256-GCM, RSA, ECDSA, HMAC).
+//! in-memory key material of every kind (`KeyMaterial`: AES-256-GCM, RSA, ECDSA, HMAC,
+//! Ed25519, ML-DSA and ECDH key agreement).
 //!
 //! Invariants:
 //! - which (spec, usage) pairs exist and which algorithms go with them is decided here
@@ -12,7 +13,8 @@
 //!   reaches aws-lc-rs, and failures are AWS exceptions, never panics.
 //!
 //! Files: this one holds the tables and the checks; `material.rs` the key material of
-//! every kind and the data key pairs.
+//! every kind and the data key pairs; `ed25519.rs`, `mldsa.rs` and `ecdh.rs` the 2025
+//! key specs and key agreement.
 
 use std::fmt;
 
@@ -82,6 +84,10 @@ aws_enum!(
         Hmac256 = "HMAC_256",
         Hmac384 = "HMAC_384",
         Hmac512 = "HMAC_512",
+        MlDsa44 = "ML_DSA_44",
+        MlDsa65 = "ML_DSA_65",
+        MlDsa87 = "ML_DSA_87",
+        EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
     }
 );
 
@@ -93,6 +99,7 @@ aws_enum!(
         EncryptDecrypt = "ENCRYPT_DECRYPT",
         SignVerify = "SIGN_VERIFY",
         GenerateVerifyMac = "GENERATE_VERIFY_MAC",
+        KeyAgreement = "KEY_AGREEMENT",
     }
 );
 
@@ -117,6 +124,16 @@ aws_enum!(
         EcdsaSha256 = "ECDSA_SHA_256",
         EcdsaSha384 = "ECDSA_SHA_384",
         EcdsaSha512 = "ECDSA_SHA_512",
+        MlDsaShake256 = "ML_DSA_SHAKE_256",
+        Ed25519Sha512 = "ED25519_SHA_512",
+        Ed25519PhSha512 = "ED25519_PH_SHA_512",
+    }
+);
+
+aws_enum!(
+    /// `KeyAgreementAlgorithm` of DeriveSharedSecret.
+    KeyAgreementAlgorithm {
+        Ecdh = "ECDH",
     }
 );
 
@@ -131,10 +148,12 @@ aws_enum!(
 );
 
 aws_enum!(
-    /// `MessageType` of Sign/Verify: the message itself, or its digest.
+    /// `MessageType` of Sign/Verify: the message itself, its digest, or (ML-DSA) the
+    /// 64-byte message representative mu of FIPS 204.
     MessageType {
         Raw = "RAW",
         Digest = "DIGEST",
+        ExternalMu = "EXTERNAL_MU",
     }
 );
 
@@ -157,19 +176,21 @@ fn unsupported(value: &str, what: &str) -> KmsError {
 impl KeySpec {
     /// Parses `KeySpec` / `CustomerMasterKeySpec` (`field` names it in errors).
     pub fn parse(s: &str, field: &str) -> Result<Self, KmsError> {
-        if let Some(k) = Self::from_name(s) {
-            return Ok(k);
+        // The deprecated CustomerMasterKeySpec enum predates the 2025 specs.
+        let deprecated = field == "customerMasterKeySpec";
+        match Self::from_name(s) {
+            Some(k) if !(deprecated && (k.is_ml_dsa() || k.is_ed25519())) => return Ok(k),
+            _ => {}
         }
-        match s {
-            "SM2" | "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87" | "ECC_NIST_EDWARDS25519" => {
-                Err(unsupported(s, "KeySpec"))
-            }
-            _ => Err(enum_error(
-                s,
-                field,
-                &Self::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-            )),
+        if s == "SM2" {
+            return Err(unsupported(s, "KeySpec"));
         }
+        let mut all: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+        all.push("SM2");
+        if deprecated {
+            all.retain(|k| !k.starts_with("ML_DSA") && *k != "ECC_NIST_EDWARDS25519");
+        }
+        Err(enum_error(s, field, &all))
     }
 
     pub fn is_symmetric(self) -> bool {
@@ -197,9 +218,25 @@ impl KeySpec {
         )
     }
 
-    /// Asymmetric: has a public key (RSA or ECC).
+    /// ECC_NIST_P256/P384/P521: ECDSA signing keys or ECDH key agreement keys.
+    pub fn is_ecc_nist(self) -> bool {
+        matches!(
+            self,
+            KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521
+        )
+    }
+
+    pub fn is_ed25519(self) -> bool {
+        self == KeySpec::EccNistEdwards25519
+    }
+
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(self, KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87)
+    }
+
+    /// Asymmetric: has a public key (RSA, ECC, Ed25519, ML-DSA).
     pub fn is_asymmetric(self) -> bool {
-        self.is_rsa() || self.is_ecc()
+        self.is_rsa() || self.is_ecc() || self.is_ed25519() || self.is_ml_dsa()
     }
 
     /// The key usages AWS allows for this spec.
@@ -209,7 +246,9 @@ impl KeySpec {
             &[EncryptDecrypt]
         } else if self.is_rsa() {
             &[EncryptDecrypt, SignVerify]
-        } else if self.is_ecc() {
+        } else if self.is_ecc_nist() {
+            &[SignVerify, KeyAgreement]
+        } else if self.is_ecc() || self.is_ed25519() || self.is_ml_dsa() {
             &[SignVerify]
         } else {
             &[GenerateVerifyMac]
@@ -244,8 +283,25 @@ impl KeySpec {
             KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[EcdsaSha256],
             KeySpec::EccNistP384 => &[EcdsaSha384],
             KeySpec::EccNistP521 => &[EcdsaSha512],
+            KeySpec::EccNistEdwards25519 => &[Ed25519Sha512, Ed25519PhSha512],
+            KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => &[MlDsaShake256],
             _ => &[],
         }
+    }
+
+    /// `KeyAgreementAlgorithms` of a key with this spec and usage.
+    pub fn key_agreement_algorithms(self, usage: KeyUsageType) -> &'static [KeyAgreementAlgorithm] {
+        if usage == KeyUsageType::KeyAgreement && self.is_ecc_nist() {
+            &[KeyAgreementAlgorithm::Ecdh]
+        } else {
+            &[]
+        }
+    }
+
+    /// The CustomerMasterKeySpec (deprecated) AWS reports: the same name, absent for the
+    /// specs its enum never had (ML-DSA, Ed25519).
+    pub fn customer_master_key_spec(self) -> Option<&'static str> {
+        (!self.is_ml_dsa() && !self.is_ed25519()).then(|| self.as_str())
     }
 
     /// `MacAlgorithms` of an HMAC key.
@@ -325,12 +381,8 @@ impl KeySpec {
 
 impl KeyUsageType {
     pub fn parse(s: &str) -> Result<Self, KmsError> {
-        if let Some(u) = Self::from_name(s) {
-            return Ok(u);
-        }
-        match s {
-            "KEY_AGREEMENT" => Err(unsupported(s, "KeyUsage")),
-            _ => Err(enum_error(
+        Self::from_name(s).ok_or_else(|| {
+            enum_error(
                 s,
                 "keyUsage",
                 &[
@@ -339,8 +391,14 @@ impl KeyUsageType {
                     "GENERATE_VERIFY_MAC",
                     "KEY_AGREEMENT",
                 ],
-            )),
-        }
+            )
+        })
+    }
+}
+
+impl KeyAgreementAlgorithm {
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        Self::from_name(s).ok_or_else(|| enum_error(s, "keyAgreementAlgorithm", &["ECDH"]))
     }
 }
 
@@ -385,11 +443,9 @@ impl SigningAlgorithm {
             return Ok(a);
         }
         match s {
-            "SM2DSA" | "ML_DSA_SHAKE_256" | "ED25519_SHA_512" | "ED25519_PH_SHA_512" => {
-                Err(KmsError::InvalidKeyUsage(format!(
-                    "Signing algorithm {s} is not supported by any key of sealgate's KMS."
-                )))
-            }
+            "SM2DSA" => Err(KmsError::InvalidKeyUsage(format!(
+                "Signing algorithm {s} is not supported by any key of sealgate's KMS."
+            ))),
             _ => Err(enum_error(
                 s,
                 "signingAlgorithm",
@@ -398,13 +454,17 @@ impl SigningAlgorithm {
         }
     }
 
-    /// The hash the algorithm signs (a DIGEST message must be exactly this long).
-    pub fn digest(self) -> &'static digest::Algorithm {
+    /// The hash of a DIGEST message for the algorithm (it must be exactly this long);
+    /// None for the algorithms that take no DIGEST (ED25519_SHA_512, ML_DSA_SHAKE_256).
+    pub fn digest(self) -> Option<&'static digest::Algorithm> {
         use SigningAlgorithm::*;
         match self {
-            RsassaPssSha256 | RsassaPkcs1V15Sha256 | EcdsaSha256 => &digest::SHA256,
-            RsassaPssSha384 | RsassaPkcs1V15Sha384 | EcdsaSha384 => &digest::SHA384,
-            RsassaPssSha512 | RsassaPkcs1V15Sha512 | EcdsaSha512 => &digest::SHA512,
+            RsassaPssSha256 | RsassaPkcs1V15Sha256 | EcdsaSha256 => Some(&digest::SHA256),
+            RsassaPssSha384 | RsassaPkcs1V15Sha384 | EcdsaSha384 => Some(&digest::SHA384),
+            RsassaPssSha512 | RsassaPkcs1V15Sha512 | EcdsaSha512 | Ed25519PhSha512 => {
+                Some(&digest::SHA512)
+            }
+            Ed25519Sha512 | MlDsaShake256 => None,
         }
     }
 
@@ -417,7 +477,8 @@ impl SigningAlgorithm {
             RsassaPkcs1V15Sha256 => &signature::RSA_PKCS1_SHA256,
             RsassaPkcs1V15Sha384 => &signature::RSA_PKCS1_SHA384,
             RsassaPkcs1V15Sha512 => &signature::RSA_PKCS1_SHA512,
-            EcdsaSha256 | EcdsaSha384 | EcdsaSha512 => return None,
+            EcdsaSha256 | EcdsaSha384 | EcdsaSha512 | MlDsaShake256 | Ed25519Sha512
+            | Ed25519PhSha512 => return None,
         })
     }
 
@@ -430,7 +491,8 @@ impl SigningAlgorithm {
             RsassaPkcs1V15Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             RsassaPkcs1V15Sha384 => &signature::RSA_PKCS1_2048_8192_SHA384,
             RsassaPkcs1V15Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-            EcdsaSha256 | EcdsaSha384 | EcdsaSha512 => return None,
+            EcdsaSha256 | EcdsaSha384 | EcdsaSha512 | MlDsaShake256 | Ed25519Sha512
+            | Ed25519PhSha512 => return None,
         })
     }
 }
@@ -452,12 +514,8 @@ impl MessageType {
     pub fn parse(s: Option<&str>) -> Result<Self, KmsError> {
         match s {
             None => Ok(MessageType::Raw),
-            Some(s) => Self::from_name(s).ok_or_else(|| match s {
-                "EXTERNAL_MU" => KmsError::InvalidKeyUsage(
-                    "MessageType EXTERNAL_MU is valid only with ML_DSA keys.".into(),
-                ),
-                _ => enum_error(s, "messageType", &["RAW", "DIGEST", "EXTERNAL_MU"]),
-            }),
+            Some(s) => Self::from_name(s)
+                .ok_or_else(|| enum_error(s, "messageType", &["RAW", "DIGEST", "EXTERNAL_MU"])),
         }
     }
 }
@@ -467,24 +525,28 @@ impl MessageType {
 pub fn check_usage(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
     let (spec, usage) = (rec.key_spec, rec.key_usage);
     let name = op.name();
-    let wrong_usage = |needs: &str| {
+    // AWS's recorded wording: "<arn> key usage is SIGN_VERIFY which is not valid for X."
+    let wrong_usage = || {
         KmsError::InvalidKeyUsage(format!(
-            "{arn} has KeySpec {spec} and KeyUsage {usage}; {name} needs {needs}."
+            "{arn} key usage is {usage} which is not valid for {name}."
         ))
     };
     match op.row().needs {
-        Needs::EncryptDecrypt if usage != KeyUsageType::EncryptDecrypt => {
-            Err(wrong_usage("KeyUsage ENCRYPT_DECRYPT"))
+        Needs::EncryptDecrypt if usage != KeyUsageType::EncryptDecrypt => Err(wrong_usage()),
+        // Data keys are wrapped under a symmetric key: say so after AWS's sentence.
+        Needs::Symmetric if usage != KeyUsageType::EncryptDecrypt => {
+            Err(KmsError::InvalidKeyUsage(format!(
+                "{arn} key usage is {usage} which is not valid for {name}. {name} needs a SYMMETRIC_DEFAULT key."
+            )))
         }
-        Needs::Symmetric if !spec.is_symmetric() => Err(wrong_usage("a SYMMETRIC_DEFAULT key")),
-        Needs::SignVerify if usage != KeyUsageType::SignVerify => {
-            Err(wrong_usage("KeyUsage SIGN_VERIFY"))
-        }
-        Needs::Mac if usage != KeyUsageType::GenerateVerifyMac => {
-            Err(wrong_usage("KeyUsage GENERATE_VERIFY_MAC"))
-        }
+        Needs::Symmetric if !spec.is_symmetric() => Err(KmsError::InvalidKeyUsage(format!(
+            "{arn} key spec is {spec} which is not valid for {name}. {name} needs a SYMMETRIC_DEFAULT key."
+        ))),
+        Needs::SignVerify if usage != KeyUsageType::SignVerify => Err(wrong_usage()),
+        Needs::Mac if usage != KeyUsageType::GenerateVerifyMac => Err(wrong_usage()),
+        Needs::KeyAgreement if usage != KeyUsageType::KeyAgreement => Err(wrong_usage()),
         Needs::Asymmetric if !spec.is_asymmetric() => Err(KmsError::UnsupportedOperation(format!(
-            "{arn} is a {spec} key; {name} needs an asymmetric (RSA or ECC) key."
+            "{arn} is a {spec} key; {name} needs an asymmetric key (it has no public key)."
         ))),
         Needs::Rotatable if !spec.is_symmetric() => Err(KmsError::UnsupportedOperation(format!(
             "{arn} is a {spec} key; key rotation is supported only for symmetric encryption KMS keys."
@@ -535,37 +597,65 @@ pub fn check_mac_algorithm(rec: &KeyRecord, alg: MacAlgorithm) -> Result<(), Kms
     }
 }
 
-/// Checks a Sign/Verify/GenerateMac/VerifyMac message: 1..=4096 bytes, and for DIGEST
-/// exactly the length of the algorithm's hash.
+/// Checks a Sign/Verify/GenerateMac/VerifyMac message: 1..=4096 bytes, and the rules
+/// tying `MessageType` to the signing algorithm: DIGEST is exactly the algorithm's hash
+/// (ED25519_PH_SHA_512 takes only DIGEST, ED25519_SHA_512 only RAW), EXTERNAL_MU is 64
+/// bytes and only for ML_DSA_SHAKE_256, which takes no DIGEST.
 pub fn check_message(
     msg: &[u8],
     ty: MessageType,
     alg: Option<SigningAlgorithm>,
 ) -> Result<(), KmsError> {
-    if msg.is_empty() || msg.len() > MAX_MESSAGE {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", msg.len()),
-            "message",
-            "Member must have length between 1 and 4096",
-        ));
-    }
-    if let (MessageType::Digest, Some(a)) = (ty, alg) {
-        let want = a.digest().output_len();
-        if msg.len() != want {
-            return Err(KmsError::Validation(format!(
-                "Digest is invalid length for algorithm {a}: a DIGEST message for {a} must be {want} bytes, got {}.",
-                msg.len()
-            )));
+    use MessageType::{Digest, ExternalMu, Raw};
+    use SigningAlgorithm::{Ed25519PhSha512, Ed25519Sha512, MlDsaShake256};
+    super::constraints::length(msg.len(), None, "message", 1, MAX_MESSAGE)?;
+    let Some(a) = alg else {
+        return Ok(());
+    };
+    let invalid = |m: String| Err(KmsError::Validation(m));
+    match (a, ty) {
+        (Ed25519Sha512 | MlDsaShake256, Raw) => Ok(()),
+        (Ed25519Sha512, _) => invalid(format!(
+            "The ED25519_SHA_512 signing algorithm requires MessageType RAW, not {ty}."
+        )),
+        (Ed25519PhSha512, Raw | ExternalMu) => invalid(format!(
+            "The ED25519_PH_SHA_512 signing algorithm requires MessageType DIGEST, not {ty}."
+        )),
+        (MlDsaShake256, ExternalMu) if msg.len() != 64 => invalid(
+            "When the value of MessageType is EXTERNAL_MU the length of the Message value must be 64 bytes."
+                .into(),
+        ),
+        (MlDsaShake256, ExternalMu) => Ok(()),
+        (MlDsaShake256, Digest) => invalid(
+            "The ML_DSA_SHAKE_256 signing algorithm takes MessageType RAW or EXTERNAL_MU, not DIGEST."
+                .into(),
+        ),
+        (_, ExternalMu) => invalid(format!(
+            "MessageType EXTERNAL_MU is valid only with the ML_DSA_SHAKE_256 signing algorithm, not {a}."
+        )),
+        (_, Digest) => {
+            let want = a.digest().map_or(0, |d| d.output_len());
+            if msg.len() != want {
+                return invalid(format!(
+                    "Digest is invalid length for algorithm {a}: a DIGEST message for {a} must be {want} bytes, got {}.",
+                    msg.len()
+                ));
+            }
+            Ok(())
         }
+        (_, Raw) => Ok(()),
     }
-    Ok(())
 }
 
 mod material;
 
+mod ecdh;
+mod ed25519;
+mod mldsa;
+
 pub use material::{
-    DataKeyPair, EccKey, KeyMaterial, KeyPairMaterial, PublicKeyInfo, RsaKey, generate_key_pair,
-    parse_key_pair_spec,
+    DataKeyPair, EccKey, KeyMaterial, KeyPairMaterial, PublicKeyInfo, RsaKey, SharedSecret,
+    generate_key_pair, parse_key_pair_spec,
 };
 
 #[cfg(test)]

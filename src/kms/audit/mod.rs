@@ -2,10 +2,16 @@
 //! hash-chained JSON-lines file by a writer thread with group commit.
 //!
 //! Record = one line: the CloudTrail event's fields, then `"seq"` (1, 2, ...),
-//! `"prevHash"` (the previous record's `hash`, 64 zeros for seq 1), then `"hash"` =
-//! hex SHA-256 of every byte of the line before `,"hash"`. Editing, removing,
-//! reordering or inserting a line breaks the chain at that line; `verify_audit_log`
-//! finds where and says what.
+//! `"prevHash"` (the previous record's `hash`, 64 zeros for seq 1), `"hash"` = hex
+//! SHA-256 of every byte of the line before `,"hash"`, then `"mac"` = hex HMAC-SHA256 of
+//! the same bytes under a key derived from the root key (HKDF, `audit_mac_key`).
+//! Editing, removing, reordering or inserting a line breaks the hash chain at that line
+//! (checkable by anyone); the MAC makes a consistent rewrite (an edit with every later
+//! hash recomputed) detectable too, by whoever holds the root key
+//! (`verify_audit_log_with_key`). Logs written before the chain was keyed have no
+//! `"mac"`: they still verify (the report counts them as unkeyed), a keyed log continues
+//! an unkeyed one, and an unkeyed record after a keyed one is a downgrade (written by
+//! someone without the root key).
 //!
 //! Invariants: events never contain plaintext, data keys, ciphertext blobs or grant
 //! tokens (producers only hand over key ids, contexts, sizes and non-secret response
@@ -26,16 +32,28 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::hmac;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::caller::Via;
+use super::crypto::RootKey;
 use super::{EncryptionContext, KmsError};
 use crate::auth::Principal;
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// `,"hash":"` + 64 hex + `"}`.
-const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+/// `,"hash":"` + 64 hex + `"` (then `}` for unkeyed records, `,"mac"...` for keyed ones).
+const HASH_FIELD_LEN: usize = 9 + 64 + 1;
+/// `,"mac":"` + 64 hex + `"}` (keyed records).
+const MAC_SUFFIX_LEN: usize = 8 + 64 + 2;
+/// HKDF `info` of the audit chain's MAC key.
+const MAC_KEY_INFO: &[u8] = b"sealgate-kms-audit-chain-mac-v1";
+
+/// The audit chain's MAC key: HKDF-SHA256 of the root key (never stored), so whoever
+/// can write the log file but has no root key cannot forge or rewrite records.
+pub fn audit_mac_key(root: &RootKey) -> hmac::Key {
+    root.hkdf_hmac_key(MAC_KEY_INFO)
+}
 /// Events queued before producers wait for the writer.
 const QUEUE_CAPACITY: usize = 64 * 1024;
 /// Bytes buffered before a `write` (keeps the buffer cache-resident).
@@ -176,6 +194,8 @@ impl std::fmt::Debug for AuditLog {
 
 struct Writer {
     file: File,
+    /// The chain's MAC key (`audit_mac_key`).
+    mac: hmac::Key,
     fsync: bool,
     region: String,
     account: String,
@@ -201,17 +221,18 @@ impl AuditLog {
         fsync: bool,
         region: &str,
         account: &str,
+        mac: hmac::Key,
     ) -> Result<AuditLog, KmsError> {
         let cfg_err = |e: std::io::Error| {
             KmsError::Config(format!("cannot open audit log {}: {e}", path.display()))
         };
+        super::create_private(path, "KMS audit log")?;
         let mut file = OpenOptions::new()
             .read(true)
-            .create(true)
             .append(true)
             .open(path)
             .map_err(cfg_err)?;
-        let head = recover_head(&mut file, path).map_err(|e| match e {
+        let head = recover_head(&mut file, path, &mac).map_err(|e| match e {
             Recover::Io(e) => cfg_err(e),
             Recover::Corrupt(msg) => KmsError::Config(format!(
                 "audit log {}: {msg}; run `sealgate audit verify`",
@@ -228,6 +249,7 @@ impl AuditLog {
         };
         let mut w = Writer {
             file,
+            mac,
             fsync,
             region: region.to_string(),
             account: account.to_string(),
@@ -296,7 +318,7 @@ enum Recover {
 }
 
 /// Reads the last complete record (cutting a torn tail) to continue the chain.
-fn recover_head(file: &mut File, path: &Path) -> Result<AuditHead, Recover> {
+fn recover_head(file: &mut File, path: &Path, mac: &hmac::Key) -> Result<AuditHead, Recover> {
     let len = file.metadata().map_err(Recover::Io)?.len();
     if len == 0 {
         return Ok(AuditHead {
@@ -336,12 +358,14 @@ fn recover_head(file: &mut File, path: &Path) -> Result<AuditHead, Recover> {
             "the last line is longer than 1 MiB".into(),
         ));
     }
-    let p = parse_line(&body[start..])
+    let p = parse_line(&body[start..], Some(mac))
         .ok_or_else(|| Recover::Corrupt("the last line is not a valid audit record".into()))?;
     if !p.self_ok {
-        return Err(Recover::Corrupt(
-            "the last record does not match its hash".into(),
-        ));
+        return Err(Recover::Corrupt(if p.keyed {
+            "the last record does not authenticate under this root key".into()
+        } else {
+            "the last record does not match its hash".into()
+        }));
     }
     Ok(AuditHead {
         seq: p.seq,
@@ -575,8 +599,10 @@ impl Writer {
             ",\"seq\":{},\"prevHash\":\"{}\"",
             self.seq, self.prev
         );
-        let hash = hex::encode(digest(&SHA256, &self.buf[start..]).as_ref());
-        let _ = writeln!(self.buf, ",\"hash\":\"{hash}\"}}");
+        let body = &self.buf[start..];
+        let hash = hex::encode(digest(&SHA256, body).as_ref());
+        let tag = hex::encode(hmac::sign(&self.mac, body).as_ref());
+        let _ = writeln!(self.buf, ",\"hash\":\"{hash}\",\"mac\":\"{tag}\"}}");
         self.prev = hash;
     }
 }
@@ -585,31 +611,64 @@ impl Writer {
 struct Parsed {
     seq: u64,
     prev: String,
+    /// The record's `hash` (what the next record's `prevHash` names).
     hash: String,
-    /// The line's content hashes to its `hash`.
+    /// Keyed (carries a `mac`) rather than unkeyed.
+    keyed: bool,
+    /// Whether a keyed record's MAC was checked (the key was at hand); true for unkeyed.
+    checked: bool,
+    /// The line's content matches its hash, and its MAC when checked.
     self_ok: bool,
     event: Value,
 }
 
-fn parse_line(line: &[u8]) -> Option<Parsed> {
-    if line.len() < HASH_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
+/// Parses a record; `mac` checks keyed records' MACs (without it only their hash).
+fn parse_line(line: &[u8], mac: Option<&hmac::Key>) -> Option<Parsed> {
+    let hex64 = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .filter(|s| s.len() == 64)
+            .map(str::to_string)
+    };
+    // `...,"hash":"H"}` (unkeyed) or `...,"hash":"H","mac":"M"}` (keyed).
+    let (body_end, claimed_mac) = match line.len().checked_sub(MAC_SUFFIX_LEN) {
+        Some(cut) if line[cut..].starts_with(b",\"mac\":\"") && line.ends_with(b"\"}") => {
+            (cut, Some(hex64(&line[cut + 8..line.len() - 2])?))
+        }
+        _ => (line.len().checked_sub(1)?, None),
+    };
+    if !line.ends_with(b"}") {
         return None;
     }
-    let cut = line.len() - HASH_SUFFIX_LEN;
-    let (prefix, suffix) = line.split_at(cut);
-    let claimed = suffix.strip_prefix(b",\"hash\":\"")?.strip_suffix(b"\"}")?;
-    let claimed = std::str::from_utf8(claimed).ok()?.to_string();
+    let hash_at = body_end.checked_sub(HASH_FIELD_LEN)?;
+    let field = &line[hash_at..body_end];
+    if !field.starts_with(b",\"hash\":\"") || !field.ends_with(b"\"") {
+        return None;
+    }
+    let claimed = hex64(&field[9..9 + 64])?;
+    let prefix = &line[..hash_at];
     let mut event: Value = serde_json::from_slice(line).ok()?;
     let obj = event.as_object_mut()?;
     let seq = obj.remove("seq")?.as_u64()?;
     let prev = obj.remove("prevHash")?.as_str()?.to_string();
     obj.remove("hash");
-    let actual = hex::encode(digest(&SHA256, prefix).as_ref());
+    obj.remove("mac");
+    let hash_ok = hex::encode(digest(&SHA256, prefix).as_ref()) == claimed;
+    let (checked, mac_ok) = match (&claimed_mac, mac) {
+        (None, _) => (true, true),
+        (Some(m), Some(k)) => {
+            let ok = hex::decode(m).is_ok_and(|tag| hmac::verify(k, prefix, &tag).is_ok());
+            (true, ok)
+        }
+        (Some(_), None) => (false, true),
+    };
     Some(Parsed {
         seq,
         prev,
-        self_ok: actual == claimed,
         hash: claimed,
+        keyed: claimed_mac.is_some(),
+        checked,
+        self_ok: hash_ok && mac_ok,
         event,
     })
 }
@@ -618,5 +677,5 @@ mod read;
 
 pub use read::{
     AuditFilter, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_log, verify_audit_log_against,
+    tail_audit_log, verify_audit_log, verify_audit_log_against, verify_audit_log_with_key,
 };

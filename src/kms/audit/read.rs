@@ -1,5 +1,6 @@
-//! Reading the audit log: verifying the hash chain (against a kept head, to detect
-//! truncation), and the filters of `sealgate audit query` / `tail`.
+//! Reading the audit log: verifying the chain (with the root key, which checks the MACs
+//! of keyed records; against a kept head, to detect truncation), and the filters of
+//! `sealgate audit query` / `tail`.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -10,9 +11,12 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AuditHead, Parsed, ZERO_HASH, format_time, parse_line};
+use aws_lc_rs::hmac;
+
+use super::{AuditHead, Parsed, ZERO_HASH, audit_mac_key, format_time, parse_line};
 use crate::kms::KmsError;
 use crate::kms::clock::millis;
+use crate::kms::crypto::RootKey;
 
 /// What kind of damage `verify_audit_log` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +33,9 @@ pub enum TamperKind {
     Malformed,
     /// The log ends before (or differs from) the head it was checked against.
     Truncated,
+    /// An unkeyed (SHA-256 only) record after keyed ones: sealgate writes keyed records
+    /// only, so it was written by someone without the root key.
+    Downgraded,
 }
 
 /// One finding: 1-based line number, the record's `seq` if readable, what and why.
@@ -45,14 +52,53 @@ pub struct AuditProblem {
 pub struct VerifyReport {
     pub path: PathBuf,
     pub records: usize,
+    /// Records chained with an HMAC under the root key (`mac`).
+    pub keyed: usize,
+    /// Records chained with plain SHA-256 (`hash`): written before the chain was keyed.
+    pub unkeyed: usize,
+    /// The seqs of the first and last keyed record.
+    pub keyed_seqs: Option<(u64, u64)>,
+    /// Keyed records whose MAC was not checked (verified without the root key): the
+    /// report then vouches only for their linkage.
+    pub unchecked: usize,
     /// The last record's (seq, hash): record it elsewhere to detect later truncation.
     pub head: Option<AuditHead>,
     pub problems: Vec<AuditProblem>,
 }
 
 impl VerifyReport {
+    /// No problem was found (keyed records unchecked without the root key count as fine).
     pub fn is_intact(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Intact, and every keyed record's MAC was checked.
+    pub fn is_authenticated(&self) -> bool {
+        self.is_intact() && self.unchecked == 0
+    }
+
+    /// Which records are keyed, in words.
+    fn keying(&self) -> String {
+        let keyed = match self.keyed_seqs {
+            Some((a, b)) => format!(
+                "{} keyed (HMAC under the root key, seq {a}..={b})",
+                self.keyed
+            ),
+            None => "none keyed".into(),
+        };
+        let unkeyed = match self.unkeyed {
+            0 => String::new(),
+            n => format!(
+                "; {n} unkeyed (SHA-256 only: written before the chain was keyed; they detect edits but not a consistent rewrite)"
+            ),
+        };
+        let unchecked = match self.unchecked {
+            0 => String::new(),
+            n => format!(
+                "; the MACs of {n} keyed records were NOT checked (no root key given): edits are detected, a consistent rewrite is not"
+            ),
+        };
+        format!("{keyed}{unkeyed}{unchecked}")
     }
 }
 
@@ -61,9 +107,10 @@ impl std::fmt::Display for VerifyReport {
         if self.is_intact() {
             write!(
                 f,
-                "{}: {} records, chain intact",
+                "{}: {} records, chain intact; {}",
                 self.path.display(),
-                self.records
+                self.records,
+                self.keying()
             )?;
             if let Some(h) = &self.head {
                 write!(f, "; head seq {} hash {}", h.seq, h.hash)?;
@@ -72,10 +119,11 @@ impl std::fmt::Display for VerifyReport {
         }
         writeln!(
             f,
-            "{}: {} records, {} problem(s):",
+            "{}: {} records, {} problem(s); {}:",
             self.path.display(),
             self.records,
-            self.problems.len()
+            self.problems.len(),
+            self.keying()
         )?;
         for p in &self.problems {
             writeln!(f, "  line {}: {:?}: {}", p.line, p.kind, p.detail)?;
@@ -89,27 +137,50 @@ fn read_err(path: &Path, e: std::io::Error) -> KmsError {
 }
 
 /// Reads every line: Ok(record) or Err(()) for a line that is not a record.
-fn read_records(path: &Path) -> Result<Vec<Result<Parsed, ()>>, KmsError> {
+fn read_records(path: &Path, mac: Option<&hmac::Key>) -> Result<Vec<Result<Parsed, ()>>, KmsError> {
     let f = File::open(path).map_err(|e| read_err(path, e))?;
     let mut out = Vec::new();
     for line in BufReader::new(f).split(b'\n') {
         let line = line.map_err(|e| read_err(path, e))?;
-        out.push(parse_line(&line).ok_or(()));
+        out.push(parse_line(&line, mac).ok_or(()));
     }
     Ok(out)
 }
 
-/// Verifies the whole chain of the log at `path`, reporting every problem with its line.
-pub fn verify_audit_log(path: &Path) -> Result<VerifyReport, KmsError> {
-    let lines = read_records(path)?;
-    Ok(analyse(path, &lines))
+/// Verifies the whole chain of the log at `path` with the root key (`sealgate audit
+/// verify`, offline): every keyed record's MAC, every unkeyed record's hash, the links,
+/// and (with `head`, a head kept elsewhere, e.g. from `Kms::audit_head`) that the log
+/// still contains it. Reports every problem with its line and which records are keyed.
+pub fn verify_audit_log_with_key(
+    path: &Path,
+    root: &RootKey,
+    head: Option<&AuditHead>,
+) -> Result<VerifyReport, KmsError> {
+    verify(path, Some(&audit_mac_key(root)), head)
 }
 
-/// `verify_audit_log`, plus a check that the log still contains `head` (a head recorded
-/// earlier, e.g. from `Kms::audit_head`): catches truncation and wholesale rewrites.
+/// Verifies without the root key: the links and unkeyed records' hashes only; keyed
+/// records' MACs are left unchecked (`VerifyReport::unchecked`).
+pub fn verify_audit_log(path: &Path) -> Result<VerifyReport, KmsError> {
+    verify(path, None, None)
+}
+
+/// `verify_audit_log`, plus a check that the log still contains `head`: catches
+/// truncation and wholesale rewrites.
 pub fn verify_audit_log_against(path: &Path, head: &AuditHead) -> Result<VerifyReport, KmsError> {
-    let lines = read_records(path)?;
+    verify(path, None, Some(head))
+}
+
+fn verify(
+    path: &Path,
+    mac: Option<&hmac::Key>,
+    head: Option<&AuditHead>,
+) -> Result<VerifyReport, KmsError> {
+    let lines = read_records(path, mac)?;
     let mut report = analyse(path, &lines);
+    let Some(head) = head else {
+        return Ok(report);
+    };
     let found = lines
         .iter()
         .position(|l| l.as_ref().is_ok_and(|p| p.seq == head.seq));
@@ -175,7 +246,23 @@ fn analyse(path: &Path, lines: &[Result<Parsed, ()>]) -> VerifyReport {
     }
     let (mut prev_seq, mut prev_hash) = (0u64, ZERO_HASH.to_string());
     let mut reorder_reported = false;
-    for (line, r) in recs {
+    let mut seen_keyed = false;
+    for &(line, r) in &recs {
+        if r.keyed {
+            seen_keyed = true;
+        } else if seen_keyed {
+            problems.push(AuditProblem {
+                line,
+                seq: Some(r.seq),
+                kind: TamperKind::Downgraded,
+                detail: format!(
+                    "record seq {} is unkeyed after keyed records: sealgate writes only keyed records, so someone without the root key wrote it",
+                    r.seq
+                ),
+            });
+        }
+    }
+    for (line, r) in recs.iter().copied() {
         let expected = prev_seq + 1;
         let fits = r.seq == expected && r.prev == prev_hash;
         let mut report = |kind, detail: String| {
@@ -188,10 +275,12 @@ fn analyse(path: &Path, lines: &[Result<Parsed, ()>]) -> VerifyReport {
         };
         if !r.self_ok {
             if fits || count(r.seq) == 1 {
-                report(
-                    TamperKind::Edited,
-                    format!("record seq {} does not match its hash (edited)", r.seq),
-                );
+                let what = if r.keyed && r.checked {
+                    "does not match its hash or does not authenticate under the root key (edited, forged, or the wrong root key)"
+                } else {
+                    "does not match its hash (edited)"
+                };
+                report(TamperKind::Edited, format!("record seq {} {what}", r.seq));
                 (prev_seq, prev_hash) = (r.seq, r.hash.clone());
             } else {
                 report(
@@ -270,9 +359,18 @@ fn analyse(path: &Path, lines: &[Result<Parsed, ()>]) -> VerifyReport {
             seq: p.seq,
             hash: p.hash.clone(),
         });
+    let keyed: Vec<u64> = recs
+        .iter()
+        .filter(|(_, p)| p.keyed)
+        .map(|(_, p)| p.seq)
+        .collect();
     VerifyReport {
         path: path.to_path_buf(),
         records: lines.len(),
+        keyed: keyed.len(),
+        unkeyed: recs.len() - keyed.len(),
+        keyed_seqs: keyed.first().zip(keyed.last()).map(|(a, b)| (*a, *b)),
+        unchecked: recs.iter().filter(|(_, p)| !p.checked).count(),
         head,
         problems,
     }
@@ -346,7 +444,9 @@ pub fn query_audit_log(
     let mut out = VecDeque::new();
     for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
         let line = line.map_err(|e| read_err(path, e))?;
-        let Some(p) = parse_line(&line) else { continue };
+        let Some(p) = parse_line(&line, None) else {
+            continue;
+        };
         if filter.matches(&p.event) {
             out.push_back(AuditRecord {
                 line: i + 1,

@@ -1,17 +1,25 @@
-//! Key policies: parsing with AWS-style error positions, and IAM-style evaluation.
+//! IAM-style policies: parsing with AWS-style error positions, and evaluation. Key
+//! policies of KMS keys (`Policy::parse`, evaluated with the KMS's `RequestFacts`) and,
+//! with the same engine, identity policies of another service (`Policy::parse_as` with
+//! `PolicyKind::Identity`, evaluated with `Policy::decide` against any `ConditionKeys`,
+//! e.g. a `ConditionMap` of the request's condition keys): nothing but `RequestFacts`
+//! knows KMS.
 //!
-//! Invariants: a `Policy` value only exists if its document parsed and validated, so
-//! evaluation never fails; evaluation is pure (no I/O, no clock) and allocation-free
-//! unless a statement has conditions. Explicit Deny beats Allow; no matching statement
-//! means "no decision" (the caller then consults grants, and denies if none applies).
+//! Invariants: a `Policy` value only exists if its document parsed and validated (every
+//! condition operator is one sealgate evaluates), so evaluation never fails; evaluation
+//! is pure (no I/O, no clock: the time is a condition key like any other) and
+//! allocation-free unless a statement has conditions. Explicit Deny beats Allow; no
+//! matching statement means "no decision" (the caller then consults grants, and denies
+//! if none applies).
 //!
-//! Principal model (sealgate has no IAM policies): `arn:aws:iam::ACCOUNT:root` (or the
-//! bare account id) in a key policy stands for *every* principal of that account, as it
-//! does on AWS when the account's IAM policies allow the call; `arn:aws:iam::A:user/N`
-//! names one user; `"*"` / `{"AWS":"*"}` is everyone. See docs/kms.md.
+//! Principal model (sealgate has no IAM policies for KMS): `arn:aws:iam::ACCOUNT:root`
+//! (or the bare account id) in a key policy stands for *every* principal of that
+//! account, as it does on AWS when the account's IAM policies allow the call;
+//! `arn:aws:iam::A:user/N` names one user; `"*"` / `{"AWS":"*"}` is everyone. See
+//! docs/kms.md.
 //!
 //! Files: this one holds the policy model and its evaluation; `parse.rs` turns a
-//! statement's JSON into that model.
+//! statement's JSON into that model; `condition.rs` the Condition element.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -22,10 +30,11 @@ use serde_json::Value;
 use super::EncryptionContext;
 use crate::auth::Principal;
 
+mod condition;
 mod parse;
 
-/// Largest key policy accepted (AWS: 32 KiB).
-pub const MAX_POLICY_BYTES: usize = 32 * 1024;
+use condition::Condition;
+pub use condition::{ConditionKeys, ConditionMap, parse_date};
 
 /// The default key policy AWS gives a key created without one: the account has full
 /// access (which, without IAM, lets every principal of the account use the key).
@@ -66,101 +75,6 @@ enum PrincipalPat {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    StringEquals,
-    StringNotEquals,
-    StringEqualsIgnoreCase,
-    StringNotEqualsIgnoreCase,
-    StringLike,
-    StringNotLike,
-    ArnEquals,
-    ArnNotEquals,
-    ArnLike,
-    ArnNotLike,
-    Bool,
-    Null,
-    IpAddress,
-    NotIpAddress,
-}
-
-impl Op {
-    fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "StringEquals" => Op::StringEquals,
-            "StringNotEquals" => Op::StringNotEquals,
-            "StringEqualsIgnoreCase" => Op::StringEqualsIgnoreCase,
-            "StringNotEqualsIgnoreCase" => Op::StringNotEqualsIgnoreCase,
-            "StringLike" => Op::StringLike,
-            "StringNotLike" => Op::StringNotLike,
-            "ArnEquals" => Op::ArnEquals,
-            "ArnNotEquals" => Op::ArnNotEquals,
-            "ArnLike" => Op::ArnLike,
-            "ArnNotLike" => Op::ArnNotLike,
-            "Bool" => Op::Bool,
-            "Null" => Op::Null,
-            "IpAddress" => Op::IpAddress,
-            "NotIpAddress" => Op::NotIpAddress,
-            _ => return None,
-        })
-    }
-
-    fn negated(self) -> bool {
-        matches!(
-            self,
-            Op::StringNotEquals
-                | Op::StringNotEqualsIgnoreCase
-                | Op::StringNotLike
-                | Op::ArnNotEquals
-                | Op::ArnNotLike
-                | Op::NotIpAddress
-        )
-    }
-
-    /// Does one request value match one policy value (the positive form)?
-    fn matches_one(self, value: &str, pat: &CondValue) -> bool {
-        match (self, pat) {
-            (Op::StringEquals | Op::StringNotEquals | Op::ArnEquals | Op::ArnNotEquals, _) => {
-                value == pat.text
-            }
-            (Op::StringEqualsIgnoreCase | Op::StringNotEqualsIgnoreCase, _) => {
-                value.eq_ignore_ascii_case(&pat.text)
-            }
-            (Op::StringLike | Op::StringNotLike | Op::ArnLike | Op::ArnNotLike, _) => {
-                glob(pat.text.as_bytes(), value.as_bytes(), false)
-            }
-            (Op::Bool, _) => value.eq_ignore_ascii_case(&pat.text),
-            (Op::IpAddress | Op::NotIpAddress, _) => match (value.parse::<IpAddr>(), pat.cidr) {
-                (Ok(ip), Some(c)) => c.contains(ip),
-                _ => false,
-            },
-            (Op::Null, _) => false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Qualifier {
-    None,
-    ForAnyValue,
-    ForAllValues,
-}
-
-#[derive(Debug, Clone)]
-struct CondValue {
-    text: String,
-    cidr: Option<Cidr>,
-}
-
-#[derive(Debug, Clone)]
-struct Condition {
-    op: Op,
-    qualifier: Qualifier,
-    if_exists: bool,
-    key: String,
-    values: Vec<CondValue>,
-}
-
 #[derive(Debug, Clone)]
 struct Statement {
     sid: Option<String>,
@@ -192,6 +106,10 @@ pub struct RequestFacts<'a> {
     /// `kms:ViaService` (e.g. `s3.us-east-1.amazonaws.com`) when a service calls for the user.
     pub via_service: Option<&'a str>,
     pub source_ip: Option<IpAddr>,
+    /// `aws:SecureTransport`: whether the request came over TLS (None: no transport).
+    pub secure_transport: Option<bool>,
+    /// `aws:CurrentTime` / `aws:EpochTime`, in ms (the KMS's clock).
+    pub now_ms: Option<i64>,
     pub tags: Option<&'a BTreeMap<String, String>>,
     /// CreateGrant only: the grant being created.
     pub grant: Option<GrantFacts<'a>>,
@@ -216,16 +134,20 @@ impl<'a> RequestFacts<'a> {
             encryption_context: None,
             via_service: None,
             source_ip: None,
+            secure_transport: None,
+            now_ms: None,
             tags: None,
             grant: None,
             bypass_lockout: None,
         }
     }
+}
 
+impl<'a> ConditionKeys for RequestFacts<'a> {
     /// The values of a condition key in this request; `None` when the key is absent.
     /// Key names are case-insensitive; the part after `kms:EncryptionContext:` and
     /// `aws:ResourceTag/` is matched exactly.
-    fn values(&self, key: &str) -> Option<Vec<Cow<'a, str>>> {
+    fn values(&self, key: &str) -> Option<Vec<Cow<'_, str>>> {
         let lower = key.to_ascii_lowercase();
         let one = |s: Cow<'a, str>| Some(vec![s]);
         if lower.starts_with("kms:encryptioncontext:") {
@@ -251,6 +173,15 @@ impl<'a> RequestFacts<'a> {
             "aws:username" if !self.principal.is_root => one(Cow::Borrowed(&self.principal.name)),
             "kms:viaservice" => self.via_service.map(|s| vec![Cow::Borrowed(s)]),
             "aws:sourceip" => self.source_ip.map(|ip| vec![Cow::Owned(ip.to_string())]),
+            "aws:securetransport" => self
+                .secure_transport
+                .map(|t| vec![Cow::Borrowed(if t { "true" } else { "false" })]),
+            "aws:currenttime" => self
+                .now_ms
+                .map(|ms| vec![Cow::Owned(crate::kms::audit::format_time(ms))]),
+            "aws:epochtime" => self
+                .now_ms
+                .map(|ms| vec![Cow::Owned(ms.div_euclid(1000).to_string())]),
             "kms:grantoperations" => Some(
                 self.grant?
                     .operations
@@ -278,16 +209,38 @@ pub enum Decision {
     NoMatch,
 }
 
+/// What kind of policy a document is, which decides what its statements may say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// A KMS key policy (a resource policy): every statement names a `Principal`, actions
+    /// are `kms:...`.
+    KeyPolicy,
+    /// An identity policy attached to a principal: no `Principal` element, actions are
+    /// `<service>:...` (e.g. `s3`), resources are ARNs.
+    Identity { service: &'static str },
+}
+
+/// A request as an identity policy sees it: who, what, on which resource, and the
+/// condition keys (see `ConditionKeys`, `ConditionMap`).
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub principal: &'a Principal,
+    /// `s3:GetObject`, `kms:Decrypt`, ...
+    pub action: &'a str,
+    /// The resource ARN.
+    pub resource: &'a str,
+    pub keys: &'a dyn ConditionKeys,
+}
+
 impl Policy {
-    /// Parses and validates a policy document. Errors name the offending place,
+    /// Parses and validates a key policy document. Errors name the offending place,
     /// e.g. `Statement[2].Effect: expected Allow or Deny`.
     pub fn parse(text: &str) -> Result<Policy, String> {
-        if text.len() > MAX_POLICY_BYTES {
-            return Err(format!(
-                "the policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
-                text.len()
-            ));
-        }
+        Self::parse_as(text, PolicyKind::KeyPolicy)
+    }
+
+    /// Parses and validates a policy document of `kind`.
+    pub fn parse_as(text: &str, kind: PolicyKind) -> Result<Policy, String> {
         let doc: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let obj = doc.as_object().ok_or("the policy must be a JSON object")?;
         for k in obj.keys() {
@@ -313,17 +266,27 @@ impl Policy {
                 if !s.is_object() {
                     return Err(format!("Statement[{i}]: expected a JSON object"));
                 }
-                parse::parse_statement(s).map_err(|e| format!("Statement[{i}].{e}"))
+                parse::parse_statement(s, kind).map_err(|e| format!("Statement[{i}].{e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy { statements })
     }
 
-    /// Explicit Deny wins over any Allow; otherwise the first matching Allow decides.
+    /// A key policy's decision on a KMS request.
     pub fn evaluate(&self, f: &RequestFacts<'_>) -> Decision {
+        self.decide(&Request {
+            principal: f.principal,
+            action: f.action,
+            resource: f.resource,
+            keys: f,
+        })
+    }
+
+    /// Explicit Deny wins over any Allow; otherwise the first matching Allow decides.
+    pub fn decide(&self, r: &Request<'_>) -> Decision {
         let mut allow = None;
         for (i, s) in self.statements.iter().enumerate() {
-            if !s.matches(f) {
+            if !s.matches(r) {
                 continue;
             }
             match s.effect {
@@ -350,11 +313,13 @@ impl Policy {
 }
 
 impl Statement {
-    fn matches(&self, f: &RequestFacts<'_>) -> bool {
-        let p = self
-            .principals
-            .iter()
-            .any(|p| principal_matches(p, f.principal));
+    fn matches(&self, f: &Request<'_>) -> bool {
+        // Identity policies have no Principal element: they apply to their principal.
+        let p = self.principals.is_empty()
+            || self
+                .principals
+                .iter()
+                .any(|p| principal_matches(p, f.principal));
         let a = self
             .actions
             .iter()
@@ -365,7 +330,7 @@ impl Statement {
             .any(|r| glob(r.as_bytes(), f.resource.as_bytes(), false));
         p && (a != self.not_action)
             && (r != self.not_resource)
-            && self.conditions.iter().all(|c| c.holds(f))
+            && self.conditions.iter().all(|c| c.holds(f.keys))
     }
 }
 
@@ -377,74 +342,6 @@ fn principal_matches(p: &PrincipalPat, who: &Principal) -> bool {
             !who.is_root && who.account == *account && who.name == *name
         }
         PrincipalPat::Other => false,
-    }
-}
-
-impl Condition {
-    fn holds(&self, f: &RequestFacts<'_>) -> bool {
-        let values = f.values(&self.key);
-        if self.op == Op::Null {
-            // Null: "true" means the key must be absent.
-            let absent = values.as_ref().is_none_or(|v| v.is_empty());
-            return self.values.iter().any(|c| {
-                c.text
-                    .eq_ignore_ascii_case(if absent { "true" } else { "false" })
-            });
-        }
-        let Some(values) = values.filter(|v| !v.is_empty()) else {
-            return match self.qualifier {
-                // ForAllValues over an empty set is vacuously true.
-                Qualifier::ForAllValues => true,
-                Qualifier::ForAnyValue => false,
-                // A missing key: positive operators fail, negated ones hold (IAM rule);
-                // `...IfExists` makes every operator hold.
-                Qualifier::None => self.if_exists || self.op.negated(),
-            };
-        };
-        let positive = |v: &str| self.values.iter().any(|c| self.op.matches_one(v, c));
-        // For a negated operator, one value "matches" when it matches none of the list.
-        let one = |v: &str| positive(v) != self.op.negated();
-        match self.qualifier {
-            Qualifier::ForAnyValue => values.iter().any(|v| one(v)),
-            Qualifier::ForAllValues => values.iter().all(|v| one(v)),
-            Qualifier::None if self.op.negated() => !values.iter().any(|v| positive(v)),
-            Qualifier::None => values.iter().any(|v| positive(v)),
-        }
-    }
-}
-
-/// An IPv4 or IPv6 network.
-#[derive(Debug, Clone, Copy)]
-struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    fn parse(s: &str) -> Option<Cidr> {
-        let (ip, prefix) = match s.split_once('/') {
-            Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
-            None => (s.parse::<IpAddr>().ok()?, None),
-        };
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(Cidr { addr: ip, prefix })
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let (a, b, bits) = match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                (u128::from(a.to_bits()), u128::from(b.to_bits()), 32)
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
-            _ => return false,
-        };
-        let shift = bits - u32::from(self.prefix);
-        shift >= 128 || (a >> shift) == (b >> shift)
     }
 }
 
@@ -497,25 +394,6 @@ mod tests {
     }
 
     #[test]
-    fn cidrs_match_v4_v6_and_mapped_addresses() {
-        let c = Cidr::parse("10.1.0.0/16").unwrap();
-        assert!(c.contains("10.1.2.3".parse().unwrap()));
-        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(!c.contains("10.2.0.1".parse().unwrap()));
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("2001:db8::/32")
-                .unwrap()
-                .contains("2001:db8::1".parse().unwrap())
-        );
-        assert!(Cidr::parse("10.0.0.0/33").is_none());
-    }
-
-    #[test]
     fn malformed_policies_name_the_offending_place() {
         let cases = [
             (r#"{"Statement":[]}"#, "Statement: expected"),
@@ -550,6 +428,62 @@ mod tests {
             let err = Policy::parse(doc).unwrap_err();
             assert!(err.contains(want), "{doc}\n got: {err}\nwant: {want}");
         }
+    }
+
+    /// The engine without KMS: an S3 identity policy decided on a map of condition keys.
+    #[test]
+    fn identity_policies_of_another_service_use_the_same_engine() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::photos/*",
+             "Condition":{"Bool":{"aws:SecureTransport":"true"}}},
+            {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::photos",
+             "Condition":{"StringLike":{"s3:prefix":"2026/*"}}},
+            {"Effect":"Deny","Action":"s3:*","Resource":"*",
+             "Condition":{"NotIpAddress":{"aws:SourceIp":"192.0.2.0/24"}}}]}"#;
+        let kind = PolicyKind::Identity { service: "s3" };
+        let p = Policy::parse_as(doc, kind).unwrap();
+        let who = Principal {
+            name: "bob".into(),
+            account: "000000000000".into(),
+            is_root: false,
+        };
+        let tls = ConditionMap::new()
+            .with("aws:SecureTransport", "true")
+            .with("aws:SourceIp", "192.0.2.9");
+        let req = |action, resource, keys: &ConditionMap| {
+            p.decide(&Request {
+                principal: &who,
+                action,
+                resource,
+                keys,
+            })
+        };
+        assert!(matches!(
+            req("s3:GetObject", "arn:aws:s3:::photos/a.jpg", &tls),
+            Decision::Allow(0)
+        ));
+        let plain = tls.clone().with("aws:SecureTransport", "false");
+        assert_eq!(
+            req("s3:GetObject", "arn:aws:s3:::photos/a.jpg", &plain),
+            Decision::NoMatch
+        );
+        let listing = tls.clone().with("s3:prefix", "2026/06/");
+        assert!(matches!(
+            req("s3:ListBucket", "arn:aws:s3:::photos", &listing),
+            Decision::Allow(1)
+        ));
+        let elsewhere = tls.with("aws:SourceIp", "198.51.100.1");
+        assert_eq!(
+            req("s3:GetObject", "arn:aws:s3:::photos/a.jpg", &elsewhere),
+            Decision::Deny(2)
+        );
+        // Identity policies name no Principal and act on their own service only.
+        let with_principal =
+            r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*"}}"#;
+        assert!(Policy::parse_as(with_principal, kind).is_err());
+        let kms_action =
+            r#"{"Statement":{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}}"#;
+        assert!(Policy::parse_as(kms_action, kind).is_err());
     }
 
     #[test]

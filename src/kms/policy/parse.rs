@@ -1,9 +1,10 @@
-//! Parsing a key policy statement: Effect, Principal, Action/NotAction, Resource and
-//! Condition, with errors that name the offending element.
+//! Parsing a policy statement: Effect, Principal (key policies only), Action/NotAction,
+//! Resource and Condition (`condition.rs`), with errors that name the offending element.
 
 use serde_json::Value;
 
-use super::{Cidr, CondValue, Condition, Effect, Op, PrincipalPat, Qualifier, Statement};
+use super::condition::parse_conditions;
+use super::{Effect, PolicyKind, PrincipalPat, Statement};
 
 /// String or list of strings; errors are relative to the element.
 fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
@@ -24,26 +25,7 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// Condition values may also be booleans or numbers (`"Bool": {"k": true}`).
-fn cond_strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
-    let one = |x: &Value, at: String| match x {
-        Value::String(s) => Ok(s.clone()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(format!("{at}: expected a string")),
-    };
-    match v {
-        Value::Array(a) if !a.is_empty() => a
-            .iter()
-            .enumerate()
-            .map(|(i, x)| one(x, format!("{what}[{i}]")))
-            .collect(),
-        Value::Array(_) => Err(format!("{what}: empty list")),
-        x => Ok(vec![one(x, what.to_string())?]),
-    }
-}
-
-pub(super) fn parse_statement(v: &Value) -> Result<Statement, String> {
+pub(super) fn parse_statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
     let Some(o) = v.as_object() else {
         return Err("expected a JSON object".into());
     };
@@ -76,14 +58,26 @@ pub(super) fn parse_statement(v: &Value) -> Result<Statement, String> {
     if o.contains_key("NotPrincipal") {
         return Err("NotPrincipal: not supported in key policies; use Principal".into());
     }
-    let principals = parse_principal(o.get("Principal").ok_or("Principal: missing")?)?;
+    let (principals, service) = match kind {
+        PolicyKind::KeyPolicy => (
+            parse_principal(o.get("Principal").ok_or("Principal: missing")?)?,
+            "kms",
+        ),
+        PolicyKind::Identity { service } => {
+            if o.contains_key("Principal") {
+                return Err("Principal: not allowed in an identity policy".into());
+            }
+            (Vec::new(), service)
+        }
+    };
     let (actions, not_action) = exactly_one(o, "Action", "NotAction")?;
     for (i, a) in actions.iter().enumerate() {
         let lower = a.to_ascii_lowercase();
-        if a != "*" && !lower.starts_with("kms:") {
+        if a != "*" && !lower.starts_with(&format!("{service}:")) {
             let el = if not_action { "NotAction" } else { "Action" };
             return Err(format!(
-                "{el}[{i}]: '{a}' is not a KMS action (expected kms:<Operation> or *)"
+                "{el}[{i}]: '{a}' is not a {} action (expected {service}:<Operation> or *)",
+                service.to_ascii_uppercase()
             ));
         }
     }
@@ -181,54 +175,4 @@ fn parse_aws_principal(p: &str) -> Option<PrincipalPat> {
         });
     }
     Some(PrincipalPat::Other)
-}
-
-fn parse_conditions(v: &Value) -> Result<Vec<Condition>, String> {
-    let o = v.as_object().ok_or("Condition: expected an object")?;
-    let mut out = Vec::new();
-    for (op_name, block) in o {
-        let at = format!("Condition.{op_name}");
-        let (qualifier, rest) = if let Some(r) = op_name.strip_prefix("ForAnyValue:") {
-            (Qualifier::ForAnyValue, r)
-        } else if let Some(r) = op_name.strip_prefix("ForAllValues:") {
-            (Qualifier::ForAllValues, r)
-        } else {
-            (Qualifier::None, op_name.as_str())
-        };
-        let (base, if_exists) = match rest.strip_suffix("IfExists") {
-            Some(b) if b != "Null" => (b, true),
-            _ => (rest, false),
-        };
-        let op = Op::parse(base).ok_or_else(|| format!("{at}: unsupported condition operator"))?;
-        let block = block
-            .as_object()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| format!("{at}: expected an object of condition keys"))?;
-        for (key, vals) in block {
-            let at = format!("{at}.{key}");
-            let texts = cond_strings(vals, &at)?;
-            let mut values = Vec::with_capacity(texts.len());
-            for (i, text) in texts.into_iter().enumerate() {
-                let cidr = match op {
-                    Op::IpAddress | Op::NotIpAddress => Some(
-                        Cidr::parse(&text)
-                            .ok_or_else(|| format!("{at}[{i}]: '{text}' is not an IP or CIDR"))?,
-                    ),
-                    Op::Bool | Op::Null if !matches!(text.as_str(), "true" | "false") => {
-                        return Err(format!("{at}[{i}]: expected true or false"));
-                    }
-                    _ => None,
-                };
-                values.push(CondValue { text, cidr });
-            }
-            out.push(Condition {
-                op,
-                qualifier,
-                if_exists,
-                key: key.clone(),
-                values,
-            });
-        }
-    }
-    Ok(out)
 }

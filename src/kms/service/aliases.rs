@@ -2,7 +2,9 @@
 
 use super::{Kms, Page, WriteGuard, paginate};
 use crate::kms::KmsError;
+use crate::kms::asym::{KeySpec, KeyUsageType};
 use crate::kms::caller::Caller;
+use crate::kms::constraints::{self, PAGE_ALIASES_GRANTS};
 
 use crate::kms::model::AliasRecord;
 use crate::kms::ops::Op;
@@ -17,22 +19,27 @@ pub struct AliasEntry {
 }
 
 fn validate_alias_name(name: &str) -> Result<(), KmsError> {
-    let rest = name.strip_prefix("alias/").ok_or_else(|| {
-        KmsError::Validation(format!(
-            "Alias must start with the prefix \"alias/\": {name}"
-        ))
-    })?;
-    if rest.is_empty()
-        || name.len() > 256
-        || !rest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'))
+    constraints::text(name, "aliasName", 1, 256)?;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '_' | '-'))
     {
-        return Err(KmsError::constraint(
+        return Err(constraints::pattern(
             name,
             "aliasName",
-            "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
+            "^[a-zA-Z0-9:/_-]+$",
         ));
+    }
+    let Some(rest) = name.strip_prefix("alias/") else {
+        return Err(KmsError::Validation(
+            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html".into(),
+        ));
+    };
+    // The model's pattern admits ':', the Developer Guide's alias rules do not.
+    if rest.is_empty() || rest.contains(':') {
+        return Err(KmsError::InvalidAliasName(format!(
+            "{name} is not a valid alias name: after alias/ it may contain only letters, digits, '/', '_' and '-'."
+        )));
     }
     if name.starts_with("alias/aws/") {
         return Err(KmsError::NotAuthorized(format!(
@@ -40,6 +47,19 @@ fn validate_alias_name(name: &str) -> Result<(), KmsError> {
         )));
     }
     Ok(())
+}
+
+/// Which kind of key an alias may be moved between (UpdateAlias): symmetric encryption,
+/// HMAC, or asymmetric, with the same key usage.
+fn alias_class(spec: KeySpec, usage: KeyUsageType) -> (u8, KeyUsageType) {
+    let class = if spec.is_symmetric() {
+        0
+    } else if spec.is_hmac() {
+        1
+    } else {
+        2
+    };
+    (class, usage)
 }
 
 impl Kms {
@@ -75,7 +95,7 @@ impl Kms {
             let st = self.state();
             st.aliases.get(alias).cloned()
         };
-        let created_ms = match (op, existing) {
+        let created_ms = match (op, &existing) {
             (Op::CreateAlias, Some(_)) => {
                 return Err(KmsError::AlreadyExists(format!(
                     "An alias with the name {} already exists",
@@ -92,6 +112,37 @@ impl Kms {
             }
         };
         let e = self.key_for(who, target_key_id, op, false, None, Some(&g))?;
+        if let Some(old) = &existing {
+            // UpdateAlias needs kms:UpdateAlias on the alias's current key as well (in any
+            // state: a current key pending deletion is fine), and the new key must be of
+            // the same kind and key usage.
+            let current = self.state().keys.get(&old.target).cloned();
+            if let Some(current) = current {
+                self.authorize(who, op.action(), &current, None)?;
+                let (from, to) = (&current.rec, &e.rec);
+                if alias_class(from.key_spec, from.key_usage)
+                    != alias_class(to.key_spec, to.key_usage)
+                {
+                    return Err(KmsError::Validation(format!(
+                        "{alias} refers to a {} key with KeyUsage {}; it can only be moved to a key of the same type and key usage, not to {} ({} / {}).",
+                        from.key_spec, from.key_usage, e.arn, to.key_spec, to.key_usage
+                    )));
+                }
+            }
+        }
+        let others = self
+            .state()
+            .aliases
+            .iter()
+            .filter(|(n, a)| a.target == e.rec.id && n.as_str() != alias)
+            .count();
+        if others >= constraints::MAX_ALIASES_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} already has {} aliases, the quota of aliases per KMS key.",
+                e.arn,
+                constraints::MAX_ALIASES_PER_KEY
+            )));
+        }
         let now = self.now_ms();
         let rec = AliasRecord {
             target: e.rec.id,
@@ -162,6 +213,6 @@ impl Kms {
                 })
                 .collect()
         };
-        paginate(items.into_iter(), limit, marker)
+        paginate(items.into_iter(), PAGE_ALIASES_GRANTS, limit, marker)
     }
 }

@@ -14,14 +14,15 @@ use serde_json::json;
 use super::crypto_ops::check_plaintext;
 use super::{Kms, ReEncryptParams};
 use crate::kms::asym::{
-    self, DataKeyPair, EncryptionAlgorithm, KeySpec, MacAlgorithm, MessageType, PublicKeyInfo,
-    SigningAlgorithm,
+    self, DataKeyPair, EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, MacAlgorithm,
+    MessageType, PublicKeyInfo, SharedSecret, SigningAlgorithm,
 };
 use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::caller::{Caller, Via};
 use crate::kms::crypto::MAX_BLOB;
+use crate::kms::model::Origin;
 use crate::kms::ops::Op;
-use crate::kms::{Decrypted, EncryptionContext, KmsError};
+use crate::kms::{Decrypted, EncryptionContext, KmsError, constraints};
 
 /// AWS does not take an encryption context with asymmetric keys.
 fn no_context(ctx: &EncryptionContext, alg: EncryptionAlgorithm) -> Result<(), KmsError> {
@@ -35,14 +36,7 @@ fn no_context(ctx: &EncryptionContext, alg: EncryptionAlgorithm) -> Result<(), K
 
 /// Signatures and MACs are `CiphertextType`: 1..=6144 bytes.
 fn check_blob(b: &[u8], field: &str) -> Result<(), KmsError> {
-    if b.is_empty() || b.len() > MAX_BLOB {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", b.len()),
-            field,
-            "Member must have length between 1 and 6144",
-        ));
-    }
-    Ok(())
+    constraints::length(b.len(), None, field, 1, MAX_BLOB)
 }
 
 impl Kms {
@@ -266,6 +260,37 @@ impl Kms {
         r
     }
 
+    // ------------------------------------------------------------ key agreement
+
+    /// DeriveSharedSecret with a KEY_AGREEMENT key: ECDH with the peer's DER
+    /// SubjectPublicKeyInfo (`peer`), the raw shared secret.
+    pub fn derive_shared_secret(
+        &self,
+        who: Caller<'_>,
+        key_id: &str,
+        alg: KeyAgreementAlgorithm,
+        peer: &[u8],
+    ) -> Result<SharedSecret, KmsError> {
+        let r = (|| {
+            constraints::length(peer.len(), None, "publicKey", 1, 8192)?;
+            let e = self.key_for(who, key_id, Op::DeriveSharedSecret, true, None, None)?;
+            let (_, m) = e.current_material()?;
+            Ok(SharedSecret {
+                shared_secret: m.derive_shared_secret(peer)?,
+                key_arn: e.arn.clone(),
+                key_origin: match e.rec.origin {
+                    Origin::AwsKms => "AWS_KMS",
+                    Origin::External => "EXTERNAL",
+                },
+            })
+        })();
+        let params = json!({"keyId": key_id, "keyAgreementAlgorithm": alg});
+        self.audit_asym(who, Op::DeriveSharedSecret, key_id, params, &r, |d| {
+            &d.key_arn
+        });
+        r
+    }
+
     // ------------------------------------------------------------ HMAC
 
     /// GenerateMac with a GENERATE_VERIFY_MAC key: (MAC, key ARN).
@@ -344,6 +369,8 @@ impl Kms {
             }
             let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
             let (v, k) = e.current()?;
+            super::gate::stop_if_dry_run(who)?;
+            self.throttle(who, super::quota::key_cost(spec))?;
             let pair = asym::generate_key_pair(spec)?;
             let blob = k.encrypt(&e.rec.id, v, &pair.private_pkcs8, ctx)?;
             Ok(DataKeyPair {

@@ -11,7 +11,7 @@ use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::caller::{Caller, Via};
 use crate::kms::crypto::MAX_PLAINTEXT;
 use crate::kms::ops::Op;
-use crate::kms::{DataKey, Decrypted, EncryptionContext, KmsError, crypto};
+use crate::kms::{DataKey, Decrypted, EncryptionContext, KmsError, constraints, crypto};
 
 /// ReEncrypt's inputs (source and destination sides).
 #[derive(Debug, Clone, Copy)]
@@ -27,14 +27,7 @@ pub struct ReEncryptParams<'a> {
 
 /// Encrypt takes 1..=4096 bytes of plaintext, whatever the algorithm.
 pub(super) fn check_plaintext(pt: &[u8]) -> Result<(), KmsError> {
-    if pt.is_empty() || pt.len() > MAX_PLAINTEXT {
-        return Err(KmsError::constraint(
-            format!("<{} bytes>", pt.len()),
-            "plaintext",
-            "Member must have length between 1 and 4096",
-        ));
-    }
-    Ok(())
+    constraints::length(pt.len(), None, "plaintext", 1, MAX_PLAINTEXT)
 }
 
 impl Kms {
@@ -63,14 +56,7 @@ impl Kms {
     }
 
     pub(super) fn check_data_key_len(bytes: usize) -> Result<(), KmsError> {
-        if !(1..=1024).contains(&bytes) {
-            return Err(KmsError::constraint(
-                bytes,
-                "numberOfBytes",
-                "Member must have value between 1 and 1024",
-            ));
-        }
-        Ok(())
+        constraints::range(bytes as i64, "numberOfBytes", 1, 1024)
     }
 
     /// GenerateDataKey: a fresh random data key, plaintext and wrapped. Does not write
@@ -247,13 +233,7 @@ impl Kms {
         bytes: i64,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         self.authorize_account(who, Op::GenerateRandom)?;
-        if !(1..=1024).contains(&bytes) {
-            return Err(KmsError::constraint(
-                bytes,
-                "numberOfBytes",
-                "Member must have value between 1 and 1024",
-            ));
-        }
+        constraints::range(bytes, "numberOfBytes", 1, 1024)?;
         crypto::random_bytes(bytes as usize)
     }
 }

@@ -10,7 +10,29 @@ use crate::kms::caller::{Caller, Via};
 use crate::kms::model::{KeyRecord, RotationType, display_key_id};
 use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Policy, RequestFacts};
-use crate::kms::{EncryptionContext, KmsError, asym};
+use crate::kms::{EncryptionContext, KmsError, asym, constraints};
+
+/// Where a dry run stops: after every check, before the first change (or expensive
+/// generation). The API turns this into AWS's DryRunOperationException answer.
+pub(super) fn stop_if_dry_run(who: Caller<'_>) -> Result<(), KmsError> {
+    if who.call.dry_run {
+        return Err(KmsError::DryRunOperation(
+            "The request would have succeeded, but the DryRun option is set.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The request's `GrantTokens`: at most 10 of 1..=8192 characters (ValidationException),
+/// each one sealgate issued (InvalidGrantTokenException). Grants take effect at once, so
+/// a valid token adds nothing beyond being checked.
+pub(super) fn check_grant_tokens(who: Caller<'_>) -> Result<(), KmsError> {
+    constraints::grant_tokens(&who.call.grant_tokens)?;
+    for t in &who.call.grant_tokens {
+        crate::kms::grants::parse_token(t)?;
+    }
+    Ok(())
+}
 
 impl Kms {
     /// THE access-control hook: every operation on a key calls this exactly once per key.
@@ -45,6 +67,8 @@ impl Kms {
             encryption_context: context,
             via_service: (who.call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
             source_ip: who.call.source_ip,
+            secure_transport: who.call.secure_transport,
+            now_ms: Some(self.now_ms()),
             tags: Some(&key.rec.tags),
             ..RequestFacts::new(who.principal, action, &key.arn)
         }
@@ -66,13 +90,7 @@ impl Kms {
     // ---------------------------------------------------------------- resolution
 
     pub(super) fn parse_key_ref(&self, s: &str, allow_alias: bool) -> Result<KeyRef, KmsError> {
-        if s.is_empty() || s.len() > 2048 {
-            return Err(KmsError::constraint(
-                s,
-                "keyId",
-                "Member must have length between 1 and 2048",
-            ));
-        }
+        constraints::text(s, "keyId", 1, 2048)?;
         let not_found = || KmsError::NotFound(format!("Invalid keyId '{s}'"));
         let alias = |name: &str| {
             if allow_alias {
@@ -185,14 +203,14 @@ impl Kms {
         ctx: Option<&EncryptionContext>,
         held: Option<&WriteGuard<'_>>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
-        for t in &who.call.grant_tokens {
-            crate::kms::grants::parse_token(t)?;
-        }
+        check_grant_tokens(who)?;
         let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
         self.authorize(who, op.action(), &e, ctx)?;
         check_state(&e.rec, &e.arn, op)?;
         asym::check_usage(&e.rec, &e.arn, op)?;
-        e.usage.count(op, self.now_ms());
+        if !who.call.dry_run {
+            e.usage.count(op, self.now_ms());
+        }
         Ok(e)
     }
 

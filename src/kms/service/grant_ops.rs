@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::gate::stop_if_dry_run;
 use super::{KeyEntry, Kms, Page, WriteGuard, paginate};
 use crate::kms::KmsError;
 use crate::kms::access::{Decided, decide};
 use crate::kms::caller::Caller;
+use crate::kms::constraints::PAGE_ALIASES_GRANTS;
 use crate::kms::grants::{self, Grant, GrantRequest, MAX_GRANTS_PER_KEY};
 use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{GrantFacts, RequestFacts};
@@ -24,9 +26,7 @@ impl Kms {
         req: &GrantRequest,
     ) -> Result<(String, String), KmsError> {
         grants::validate(req)?;
-        for t in &who.call.grant_tokens {
-            grants::parse_token(t)?;
-        }
+        super::gate::check_grant_tokens(who)?;
         let g = self.lock_writer();
         let e = self.maintain(self.find(key_id, false)?, Some(&g))?;
         let facts = RequestFacts {
@@ -56,6 +56,8 @@ impl Kms {
             }
         }
         check_state(&e.rec, &e.arn, Op::CreateGrant)?;
+        grants::check_for_key(req, &e.rec, &e.arn)?;
+        stop_if_dry_run(who)?;
         e.usage.count(Op::CreateGrant, self.now_ms());
         if let Some(name) = &req.name
             && let Some(old) = e
@@ -107,8 +109,16 @@ impl Kms {
             .iter()
             .filter(|g| grant_id.is_none_or(|id| g.grant_id == id))
             .filter(|g| grantee.is_none_or(|p| g.grantee_principal == p))
-            .map(|g| (g.grant_id.clone(), g.clone()));
-        paginate(items, limit, marker)
+            // Creation order (the order AWS lists them in), stable across pages.
+            .map(|g| {
+                (
+                    format!("{:020}:{}", g.created_ms.max(0), g.grant_id),
+                    g.clone(),
+                )
+            });
+        let mut items: Vec<_> = items.collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        paginate(items.into_iter(), PAGE_ALIASES_GRANTS, limit, marker)
     }
 
     /// ListRetirableGrants: grants (on any key) whose retiring principal is `retiring`.
@@ -131,7 +141,9 @@ impl Kms {
         };
         all.sort_by(|a, b| (a.key_id, &a.grant_id).cmp(&(b.key_id, &b.grant_id)));
         paginate(
-            all.into_iter().map(|g| (g.grant_id.clone(), g)),
+            all.into_iter()
+                .map(|g| (format!("{}:{}", g.key_id, g.grant_id), g)),
+            PAGE_ALIASES_GRANTS,
             limit,
             marker,
         )
@@ -210,6 +222,7 @@ impl Kms {
             )));
         }
         check_state(&e.rec, &e.arn, Op::RetireGrant)?;
+        stop_if_dry_run(who)?;
         self.remove_grant_locked(&g, e.rec.id, &grant.grant_id)
     }
 
@@ -223,6 +236,7 @@ impl Kms {
         let g = self.lock_writer();
         let e = self.key_for(who, key_id, Op::RevokeGrant, false, None, Some(&g))?;
         let (_, grant) = self.grant_ref(None, Some(&e.rec.id.to_string()), Some(grant_id))?;
+        stop_if_dry_run(who)?;
         self.remove_grant_locked(&g, e.rec.id, &grant.grant_id)
     }
 }

@@ -43,8 +43,7 @@ impl MaterialExpiry {
         match (model.unwrap_or("KEY_MATERIAL_EXPIRES"), valid_to_ms) {
             ("KEY_MATERIAL_EXPIRES", Some(t)) => Ok(Self::At(t)),
             ("KEY_MATERIAL_EXPIRES", None) => Err(KmsError::Validation(
-                "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES (the default)."
-                    .into(),
+                "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
             )),
             ("KEY_MATERIAL_DOES_NOT_EXPIRE", None) => Ok(Self::Never),
             ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => Err(KmsError::Validation(
@@ -120,6 +119,7 @@ impl Kms {
         let op = Op::GetParametersForImport;
         let e = self.key_for(who, key_id, op, false, None, None)?;
         require_external(&e, op)?;
+        self.throttle(who, super::quota::wrapping_cost(spec))?;
         let params = import::new_parameters(&self.inner.root, &e.rec.id, spec, alg, self.now_ms())?;
         Ok((e.arn.clone(), params))
     }

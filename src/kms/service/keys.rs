@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{KeyEntry, Kms, Page, key_arn, multi_region, paginate};
 use crate::kms::KmsError;
 use crate::kms::caller::Caller;
+use crate::kms::constraints::{self, PAGE_DEFAULT, PAGE_TAGS};
 
 use crate::kms::asym::{KeySpec, KeyUsageType};
 use crate::kms::clock::DAY_MS;
@@ -34,29 +35,40 @@ pub struct CreateKeyOptions {
     pub multi_region: bool,
 }
 
-pub(super) fn validate_tag(k: &str, v: &str) -> Result<(), KmsError> {
-    if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-        return Err(KmsError::Tag(format!(
-            "Tag key must be 1-128 characters and value 0-256 characters (key '{k}')."
-        )));
+/// A request's `Tags` as AWS checks them: the model's lengths (ValidationException at
+/// `tags.N.member.tagKey`), then TagException for AWS's reserved `aws:` prefix and for
+/// keys repeated in one request.
+pub(super) fn validate_tags(tags: &[(String, String)]) -> Result<(), KmsError> {
+    for (i, (k, v)) in tags.iter().enumerate() {
+        let at = |m: &str| format!("tags.{}.member.{m}", i + 1);
+        constraints::text(k, &at("tagKey"), 1, constraints::MAX_TAG_KEY)?;
+        constraints::text(v, &at("tagValue"), 0, constraints::MAX_TAG_VALUE)?;
     }
-    if k.starts_with("aws:") {
-        return Err(KmsError::Tag(format!(
-            "Tag keys starting with 'aws:' are reserved (key '{k}')."
-        )));
+    if tags
+        .iter()
+        .any(|(k, _)| k.to_ascii_lowercase().starts_with("aws:"))
+    {
+        return Err(KmsError::Tag(
+            "Tags beginning with aws: are reserved".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !tags.iter().all(|(k, _)| seen.insert(k.as_str())) {
+        return Err(KmsError::Tag("Duplicate tag keys".into()));
+    }
+    Ok(())
+}
+
+/// The tag quota: at most 50 on a key (AWS answers TagException, not LimitExceeded).
+pub(super) fn check_tag_count(n: usize) -> Result<(), KmsError> {
+    if n > constraints::MAX_TAGS_PER_KEY {
+        return Err(KmsError::Tag("Too many tags".into()));
     }
     Ok(())
 }
 
 pub(super) fn validate_description(d: &str) -> Result<(), KmsError> {
-    if d.chars().count() > 8192 {
-        return Err(KmsError::constraint(
-            "<description>",
-            "description",
-            "Member must have length less than or equal to 8192",
-        ));
-    }
-    Ok(())
+    constraints::text(d, "description", 0, constraints::MAX_DESCRIPTION)
 }
 
 impl Kms {
@@ -74,9 +86,8 @@ impl Kms {
                 opts.key_spec
             )));
         }
-        for (k, v) in &opts.tags {
-            validate_tag(k, v)?;
-        }
+        validate_tags(&opts.tags)?;
+        check_tag_count(opts.tags.len())?;
         if opts.multi_region && opts.external {
             return Err(KmsError::UnsupportedOperation(
                 "Multi-Region keys with imported key material (Origin EXTERNAL) are not supported by sealgate's KMS.".into(),
@@ -100,8 +111,17 @@ impl Kms {
             opts.bypass_policy_lockout_safety_check,
         )?;
         opts.policy = Some(text);
+        self.check_key_quota(who)?;
+        self.throttle(who, super::quota::key_cost(opts.key_spec))?;
         let g = self.lock_writer();
-        let e = self.new_key_locked(&g, id, &opts, KeyManager::Customer, None)?;
+        let e = self.new_key_locked(
+            &g,
+            id,
+            &opts,
+            KeyManager::Customer,
+            None,
+            Some(who.principal),
+        )?;
         Ok(self.metadata(&e))
     }
 
@@ -134,7 +154,14 @@ impl Kms {
             )),
             ..Default::default()
         };
-        let e = self.new_key_locked(&g, Uuid::new_v4(), &opts, KeyManager::Aws, Some(alias))?;
+        let e = self.new_key_locked(
+            &g,
+            Uuid::new_v4(),
+            &opts,
+            KeyManager::Aws,
+            Some(alias),
+            None,
+        )?;
         tracing::info!(key_id = %e.rec.id, alias, "created service-managed KMS key");
         self.audit_service_key_created(&e.arn, alias);
         Ok(e.arn.clone())
@@ -161,7 +188,12 @@ impl Kms {
             .map(|e| (e.rec.key_id(), e.arn.clone()))
             .collect();
         keys.sort();
-        paginate(keys.into_iter().map(|k| (k.0.clone(), k)), limit, marker)
+        paginate(
+            keys.into_iter().map(|k| (k.0.clone(), k)),
+            PAGE_DEFAULT,
+            limit,
+            marker,
+        )
     }
 
     pub fn update_key_description(
@@ -184,17 +216,10 @@ impl Kms {
         key_id: &str,
         tags: &[(String, String)],
     ) -> Result<(), KmsError> {
-        for (k, v) in tags {
-            validate_tag(k, v)?;
-        }
+        validate_tags(tags)?;
         self.mutate(who, key_id, Op::TagResource, |r, _| {
             r.tags.extend(tags.iter().cloned());
-            if r.tags.len() > 50 {
-                return Err(KmsError::LimitExceeded(
-                    "A KMS key can have at most 50 tags.".into(),
-                ));
-            }
-            Ok(())
+            check_tag_count(r.tags.len())
         })
         .map(drop)
     }
@@ -205,6 +230,10 @@ impl Kms {
         key_id: &str,
         tag_keys: &[String],
     ) -> Result<(), KmsError> {
+        for (i, k) in tag_keys.iter().enumerate() {
+            let at = format!("tagKeys.{}.member", i + 1);
+            constraints::text(k, &at, 1, constraints::MAX_TAG_KEY)?;
+        }
         self.mutate(who, key_id, Op::UntagResource, |r, _| {
             for k in tag_keys {
                 r.tags.remove(k);
@@ -227,6 +256,7 @@ impl Kms {
                 .tags
                 .iter()
                 .map(|(k, v)| (k.clone(), (k.clone(), v.clone()))),
+            PAGE_TAGS,
             limit,
             marker,
         )
@@ -256,13 +286,8 @@ impl Kms {
         pending_window_days: Option<i64>,
     ) -> Result<(String, i64, u32), KmsError> {
         let days = pending_window_days.unwrap_or(30);
-        if !(7..=30).contains(&days) {
-            return Err(KmsError::constraint(
-                days,
-                "pendingWindowInDays",
-                "Member must have value between 7 and 30",
-            ));
-        }
+        // The model allows 1..365; the documented (and enforced) window is 7..30.
+        constraints::range(days, "pendingWindowInDays", 7, 30)?;
         let days = days as u32;
         let e = self.mutate(who, key_id, Op::ScheduleKeyDeletion, |r, now| {
             r.state = KeyState::PendingDeletion;

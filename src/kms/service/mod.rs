@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::asym::KeyMaterial;
 use super::audit::AuditLog;
 use super::clock::{Clock, millis};
+use super::constraints::{self, Paging};
 use super::crypto::{BackingKey, RootKey};
 use super::grants::Grant;
 use super::model::{AliasRecord, KeyManager, KeyRecord, display_key_id};
@@ -37,6 +38,7 @@ mod import_ops;
 mod keys;
 mod multi_region;
 mod policy_ops;
+mod quota;
 mod rotation;
 mod writes;
 
@@ -175,6 +177,8 @@ pub(crate) struct Inner {
     via_s3: String,
     /// The hash-chained audit log (None when disabled in the config).
     audit: Option<AuditLog>,
+    /// Key quotas and per-principal rates (`quota.rs`).
+    limits: quota::Limits,
 }
 
 /// Proof that the writer lock is held.
@@ -209,38 +213,16 @@ fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
     e.into_inner()
 }
 
-/// Pages `items` (already sorted by marker) after `marker`, at most `limit`.
+/// Pages `items` (sorted by their sort key) after `marker`, as the List operation's
+/// `paging` says (Limit range and default, opaque markers: `constraints::page`).
 fn paginate<T>(
     items: impl Iterator<Item = (String, T)>,
+    paging: Paging,
     limit: Option<i64>,
     marker: Option<&str>,
 ) -> Result<Page<T>, KmsError> {
-    let limit = match limit {
-        None => 100,
-        Some(l) if (1..=1000).contains(&l) => l as usize,
-        Some(l) => {
-            return Err(KmsError::constraint(
-                l,
-                "limit",
-                "Member must have value between 1 and 1000",
-            ));
-        }
-    };
-    let start: usize = match marker {
-        None => 0,
-        Some(m) => m
-            .parse()
-            .map_err(|_| KmsError::InvalidMarker(format!("Marker '{m}' is not valid.")))?,
-    };
-    let mut out: Vec<T> = items.skip(start).take(limit + 1).map(|(_, t)| t).collect();
-    let next_marker = (out.len() > limit).then(|| {
-        out.truncate(limit);
-        (start + limit).to_string()
-    });
-    Ok(Page {
-        items: out,
-        next_marker,
-    })
+    let (items, next_marker) = constraints::page(items, paging, limit, marker)?;
+    Ok(Page { items, next_marker })
 }
 
 enum KeyRef {
@@ -288,7 +270,10 @@ impl Kms {
             let mut material = HashMap::new();
             for (v, sealed) in mats {
                 let raw = root.open_raw(&rec.id, v, &sealed)?;
-                material.insert(v, Arc::new(KeyMaterial::from_raw(rec.key_spec, &raw)?));
+                material.insert(
+                    v,
+                    Arc::new(KeyMaterial::from_raw(rec.key_spec, rec.key_usage, &raw)?),
+                );
             }
             let region = rec.region.clone().unwrap_or_else(|| cfg.region.clone());
             let arn = key_arn(&region, &cfg.account, &rec.key_id());
@@ -317,6 +302,7 @@ impl Kms {
                 cfg.audit_fsync,
                 &cfg.region,
                 &cfg.account,
+                super::audit::audit_mac_key(&root),
             )?)
         } else {
             None
@@ -335,6 +321,7 @@ impl Kms {
                 default_policy,
                 via_s3: format!("s3.{}.amazonaws.com", cfg.region),
                 audit,
+                limits: quota::Limits::new(cfg),
             }),
         })
     }

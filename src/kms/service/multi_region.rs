@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::keys::{validate_description, validate_tag};
+use super::keys::{check_tag_count, validate_description, validate_tags};
 use super::{KeyEntry, Kms, key_arn};
 use crate::kms::KmsError;
 use crate::kms::caller::Caller;
@@ -206,9 +206,8 @@ impl Kms {
     ) -> Result<Replica, KmsError> {
         validate_region(replica_region, "replicaRegion")?;
         validate_description(&opts.description)?;
-        for (k, v) in &opts.tags {
-            validate_tag(k, v)?;
-        }
+        validate_tags(&opts.tags)?;
+        check_tag_count(opts.tags.len())?;
         let op = Op::ReplicateKey;
         let g = self.lock_writer();
         let e = self.primary_for(who, key_id, op, &g)?;
@@ -233,6 +232,7 @@ impl Kms {
             .unwrap_or_else(|| default_policy_text(&self.inner.account));
         let bypass = opts.bypass_policy_lockout_safety_check;
         let policy = dest.check_new_policy(who, &text, &arn, bypass)?;
+        dest.check_key_quota(who)?;
         let rec = KeyRecord {
             id: e.rec.id,
             created_ms: self.now_ms(),
@@ -252,6 +252,7 @@ impl Kms {
             import: None,
             region: dest.other_region().map(str::to_string),
             multi_region: Some(MultiRegionRole::Replica),
+            created_by: Some(who.principal.arn()),
         };
         self.inner.store.apply(&[Mutation::PutKey(&rec)])?;
         let entry = Arc::new(KeyEntry {

@@ -4,7 +4,7 @@
 use super::{KeyEntry, Kms};
 use crate::kms::access::{Explanation, decide};
 use crate::kms::caller::{Caller, Via};
-use crate::kms::grants::{self};
+use crate::kms::constraints::{self, PAGE_DEFAULT};
 use crate::kms::ops::{Op, check_state};
 use crate::kms::policy::{Decision, Policy, RequestFacts};
 use crate::kms::usage::UsageReport;
@@ -34,11 +34,23 @@ impl Kms {
         key_arn: &str,
         bypass: bool,
     ) -> Result<Policy, KmsError> {
+        // The model's length and characters, then AWS's 32 KB quota, then the document.
+        constraints::length(text.chars().count(), None, "policy", 1, 131_072)?;
+        constraints::policy_chars(text)?;
+        if text.len() > constraints::MAX_POLICY_BYTES {
+            return Err(KmsError::LimitExceeded(format!(
+                "The key policy is {} bytes; the limit is {} bytes (32 KB).",
+                text.len(),
+                constraints::MAX_POLICY_BYTES
+            )));
+        }
         let policy = Policy::parse(text).map_err(KmsError::MalformedPolicy)?;
         if !bypass {
             let facts = RequestFacts {
                 via_service: (who.call.via == Via::S3).then_some(self.inner.via_s3.as_str()),
                 source_ip: who.call.source_ip,
+                secure_transport: who.call.secure_transport,
+                now_ms: Some(self.now_ms()),
                 bypass_lockout: Some(false),
                 ..RequestFacts::new(who.principal, Op::PutKeyPolicy.action(), key_arn)
             };
@@ -97,14 +109,25 @@ impl Kms {
         .map(drop)
     }
 
-    /// ListKeyPolicies: always `["default"]`.
+    /// ListKeyPolicies: `["default"]`, the only policy a key has. `Limit` is checked as
+    /// the model says; a `Marker` (never issued: one page holds the only name) pages past
+    /// it (AWS models no InvalidMarkerException for this operation).
     pub fn list_key_policies(
         &self,
         who: Caller<'_>,
         key_id: &str,
+        limit: Option<i64>,
+        marker: Option<&str>,
     ) -> Result<Vec<String>, KmsError> {
+        PAGE_DEFAULT.size(limit)?;
+        if let Some(m) = marker {
+            constraints::text(m, "marker", 1, 1024)?;
+        }
         self.key_for(who, key_id, Op::ListKeyPolicies, false, None, None)?;
-        Ok(vec![POLICY_NAME.to_string()])
+        Ok(match marker {
+            None => vec![POLICY_NAME.to_string()],
+            Some(_) => Vec::new(),
+        })
     }
 
     // ------------------------------------------------------------ explain / dry run
@@ -156,10 +179,8 @@ impl Kms {
             Ok(e) => e,
             Err(err) => return err,
         };
-        for t in &who.call.grant_tokens {
-            if let Err(err) = grants::parse_token(t) {
-                return err;
-            }
+        if let Err(err) = super::gate::check_grant_tokens(who) {
+            return err;
         }
         let facts = self.facts(who, op.action(), &e, Some(ctx));
         let d = decide(&e.policy, &e.grants, &facts);

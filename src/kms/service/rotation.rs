@@ -6,15 +6,15 @@ use std::sync::Arc;
 use super::{KeyEntry, Kms, Page, import_ops, multi_region, paginate, poisoned};
 use crate::kms::KmsError;
 use crate::kms::caller::Caller;
+use crate::kms::constraints::{self, MAX_ON_DEMAND_ROTATIONS, PAGE_DEFAULT};
 
 use crate::kms::clock::DAY_MS;
-use crate::kms::model::RotationType;
+use crate::kms::model::{KeyState, RotationType};
 use crate::kms::ops::Op;
 
 const MIN_ROTATION_DAYS: i64 = 90;
 const MAX_ROTATION_DAYS: i64 = 2560;
 pub(super) const DEFAULT_ROTATION_DAYS: u32 = 365;
-const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 
 /// `GetKeyRotationStatus` result.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,13 +41,12 @@ impl Kms {
         period_days: Option<i64>,
     ) -> Result<(), KmsError> {
         let days = period_days.unwrap_or(i64::from(DEFAULT_ROTATION_DAYS));
-        if !(MIN_ROTATION_DAYS..=MAX_ROTATION_DAYS).contains(&days) {
-            return Err(KmsError::constraint(
-                days,
-                "rotationPeriodInDays",
-                "Member must have value between 90 and 2560",
-            ));
-        }
+        constraints::range(
+            days,
+            "rotationPeriodInDays",
+            MIN_ROTATION_DAYS,
+            MAX_ROTATION_DAYS,
+        )?;
         self.mutate(who, key_id, Op::EnableKeyRotation, |r, now| {
             import_ops::refuse_rotation_of_imported(r, Op::EnableKeyRotation)?;
             multi_region::refuse_on_replica(r, Op::EnableKeyRotation)?;
@@ -82,11 +81,15 @@ impl Kms {
         let e = self.key_for(who, key_id, Op::GetKeyRotationStatus, false, None, None)?;
         // A multi-Region replica shares its primary's rotation.
         let src = self.rotation_source(&e);
+        // A key pending deletion reports rotation disabled (AWS's key-state table); the
+        // setting is kept and reported again if the deletion is cancelled.
+        let enabled =
+            src.rec.next_rotation_ms.is_some() && e.rec.state != KeyState::PendingDeletion;
         Ok(RotationStatus {
-            enabled: src.rec.next_rotation_ms.is_some(),
+            enabled,
             key_arn: e.arn.clone(),
-            period_days: src.rec.rotation_period_days,
-            next_rotation_ms: src.rec.next_rotation_ms,
+            period_days: src.rec.rotation_period_days.filter(|_| enabled),
+            next_rotation_ms: src.rec.next_rotation_ms.filter(|_| enabled),
         })
     }
 
@@ -104,7 +107,7 @@ impl Kms {
             .count();
         if on_demand >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(format!(
-                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {}",
                 e.arn
             )));
         }
@@ -129,7 +132,7 @@ impl Kms {
             .filter(|v| v.kind != RotationType::Initial)
             .map(|v| {
                 (
-                    String::new(),
+                    format!("{:010}", v.version),
                     RotationEntry {
                         key_id: e.rec.key_id(),
                         rotation_ms: v.created_ms,
@@ -137,7 +140,7 @@ impl Kms {
                     },
                 )
             });
-        paginate(rotations, limit, marker)
+        paginate(rotations, PAGE_DEFAULT, limit, marker)
     }
 
     /// Timer hook (all regions): destroys keys whose deletion window has passed, deletes

@@ -59,7 +59,7 @@ impl Kms {
         let now = self.now_ms();
         let mut rec = e.rec.clone();
         let version = rec.current_version().unwrap_or(0) + 1;
-        let (key, raw) = KeyMaterial::generate(rec.key_spec)?;
+        let (key, raw) = KeyMaterial::generate(rec.key_spec, rec.key_usage)?;
         let sealed = self.inner.root.seal_material(&rec.id, version, &raw)?;
         drop(raw);
         rec.versions.push(VersionInfo {
@@ -146,6 +146,7 @@ impl Kms {
         opts: &CreateKeyOptions,
         manager: KeyManager,
         alias: Option<&str>,
+        creator: Option<&crate::auth::Principal>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let now = self.now_ms();
         let mut rec = KeyRecord {
@@ -167,6 +168,7 @@ impl Kms {
             import: None,
             region: self.other_region().map(str::to_string),
             multi_region: opts.multi_region.then_some(MultiRegionRole::Primary),
+            created_by: creator.map(|p| p.arn()),
         };
         if manager == KeyManager::Aws {
             rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);
@@ -184,7 +186,7 @@ impl Kms {
             rec.origin = Origin::External;
             rec.state = KeyState::PendingImport;
         } else {
-            let (key, raw) = KeyMaterial::generate(opts.key_spec)?;
+            let (key, raw) = KeyMaterial::generate(opts.key_spec, opts.key_usage)?;
             sealed = self.inner.root.seal_material(&id, 1, &raw)?;
             rec.versions.push(VersionInfo {
                 version: 1,

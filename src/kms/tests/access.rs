@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::{Fixture, SYM, alice, assert_err, ctx, fixture, new_key};
+use super::{Fixture, SYM, alice, assert_err, ctx, fixture, new_key, root_key};
 use crate::auth::Principal;
 use crate::kms::ops::Op;
 use crate::kms::*;
@@ -64,7 +64,7 @@ fn put_key_policy_denying_a_principal_refuses_its_data_keys_and_decrypts() {
     // The policy reads back exactly and survives a restart.
     assert_eq!(f.kms.get_key_policy(alice(), &id, None).unwrap(), DENY_BOB);
     assert_eq!(
-        f.kms.list_key_policies(alice(), &id).unwrap(),
+        f.kms.list_key_policies(alice(), &id, None, None).unwrap(),
         vec!["default"]
     );
     let f = f.reopen();
@@ -416,14 +416,52 @@ fn write_lines(path: &Path, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
-/// Re-hashes a line after editing it (what a careful forger would do).
+/// The part of a record before its chain fields (`,"hash"`, and `,"mac"` if keyed).
+fn prefix(line: &str) -> &str {
+    &line[..line.rfind(",\"hash\":\"").unwrap()]
+}
+
+/// A record's `hash` (what the next record's `prevHash` names).
+fn chain(line: &str) -> String {
+    let at = line.rfind(",\"hash\":\"").unwrap() + 9;
+    line[at..at + 64].to_string()
+}
+
+/// Re-hashes a line after editing it as an unkeyed (SHA-256) record: what a careful
+/// forger without the root key can do.
 fn rehash(line: &str) -> String {
-    let prefix = &line[..line.len() - 75];
+    let prefix = prefix(line);
     let h = hex::encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         prefix.as_bytes(),
     ));
     format!("{prefix},\"hash\":\"{h}\"}}")
+}
+
+/// Rewrites records as unkeyed ones with a consistent SHA-256 chain from `prev` on: a
+/// log as sealgate wrote it before the chain was keyed, or a forger's rewrite.
+fn rechain(lines: &[String], mut prev: String) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let p = prefix(l);
+            let line = rehash(&format!("{}{prev}\",\"hash\":\"\"}}", &p[..p.len() - 65]));
+            prev = chain(&line);
+            line
+        })
+        .collect()
+}
+
+fn unkey(lines: &[String]) -> Vec<String> {
+    rechain(lines, "0".repeat(64))
+}
+
+/// A log of 8 unkeyed events (as written before the chain was keyed).
+fn legacy_log_with_events() -> (Fixture, std::path::PathBuf, Vec<String>) {
+    let (f, path, lines) = log_with_events();
+    let lines = unkey(&lines);
+    write_lines(&path, &lines);
+    (f, path, lines)
 }
 
 /// A log of 8 events (key creation via the service, data keys, decrypts).
@@ -518,7 +556,7 @@ fn audit_events_are_cloudtrail_shaped_and_chain_verifies() {
 
 #[test]
 fn audit_verify_finds_an_edited_record() {
-    let (_f, path, mut lines) = log_with_events();
+    let (_f, path, mut lines) = legacy_log_with_events();
     lines[2] = lines[2]
         .replace("\"Decrypt\"", "\"Encrypt\"")
         .replace("GenerateDataKey\"", "Encrypt\"");
@@ -528,7 +566,7 @@ fn audit_verify_finds_an_edited_record() {
 
 #[test]
 fn audit_verify_finds_an_edited_and_rehashed_record() {
-    let (_f, path, mut lines) = log_with_events();
+    let (_f, path, mut lines) = legacy_log_with_events();
     lines[4] = rehash(&lines[4].replace("10.0.0.7", "10.9.9.9"));
     write_lines(&path, &lines);
     assert_eq!(first_problem(&path), (5, TamperKind::Edited));
@@ -536,7 +574,7 @@ fn audit_verify_finds_an_edited_and_rehashed_record() {
 
 #[test]
 fn audit_verify_finds_a_removed_record() {
-    let (_f, path, mut lines) = log_with_events();
+    let (_f, path, mut lines) = legacy_log_with_events();
     lines.remove(3);
     write_lines(&path, &lines);
     let r = verify_audit_log(&path).unwrap();
@@ -550,7 +588,7 @@ fn audit_verify_finds_a_removed_record() {
 
 #[test]
 fn audit_verify_finds_reordered_records() {
-    let (_f, path, mut lines) = log_with_events();
+    let (_f, path, mut lines) = legacy_log_with_events();
     lines.swap(5, 6);
     write_lines(&path, &lines);
     let r = verify_audit_log(&path).unwrap();
@@ -564,7 +602,7 @@ fn audit_verify_finds_reordered_records() {
 #[test]
 fn audit_verify_finds_inserted_records() {
     // A verbatim copy of an earlier record.
-    let (_f, path, lines) = log_with_events();
+    let (_f, path, lines) = legacy_log_with_events();
     let mut copy = lines.clone();
     copy.insert(5, lines[1].clone());
     write_lines(&path, &copy);
@@ -585,13 +623,98 @@ fn audit_verify_finds_inserted_records() {
 
 #[test]
 fn audit_verify_against_a_head_finds_truncation() {
-    let (f, path, mut lines) = log_with_events();
+    let (f, path, mut lines) = legacy_log_with_events();
     let head = f.kms.audit_head().unwrap();
     lines.truncate(6);
     write_lines(&path, &lines);
     assert!(verify_audit_log(&path).unwrap().is_intact());
     let r = verify_audit_log_against(&path, &head).unwrap();
     assert_eq!(r.problems[0].kind, TamperKind::Truncated, "{r}");
+}
+
+/// Issue 19: with a plain hash chain, whoever could write the log could rewrite any
+/// suffix consistently (edit a record, recompute every later hash) and the log verified
+/// intact. The chain is now keyed: without the root key a rewrite cannot verify.
+#[test]
+fn keyed_audit_chain_refuses_a_consistent_rewrite_of_a_suffix() {
+    let (_f, path, lines) = log_with_events();
+    let root = root_key(7);
+    let r = verify_audit_log_with_key(&path, &root, None).unwrap();
+    assert!(r.is_authenticated(), "{r}");
+    assert_eq!((r.keyed, r.unkeyed, r.keyed_seqs), (8, 0, Some((1, 8))));
+    assert!(r.to_string().contains("8 keyed"), "{r}");
+    // The old attack: edit record 5, re-chain 5..8 with SHA-256. Legacy (unkeyed)
+    // verification cannot tell; keyed verification can.
+    let tail: Vec<String> = lines[4..]
+        .iter()
+        .map(|l| l.replace("10.0.0.7", "10.6.6.6"))
+        .collect();
+    let mut forged = lines[..4].to_vec();
+    forged.extend(rechain(&tail, chain(&lines[3])));
+    write_lines(&path, &forged);
+    let r = verify_audit_log_with_key(&path, &root, None).unwrap();
+    assert!(!r.is_intact(), "{r}");
+    assert_eq!(
+        (r.problems[0].line, r.problems[0].kind),
+        (5, TamperKind::Downgraded),
+        "{r}"
+    );
+    // A forger who keeps the records keyed, with correct hashes and a MAC key of his own
+    // (the next record's prevHash relinked too): the MACs do not verify.
+    let mallory = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"mallory");
+    let keyed = |p: String| {
+        let h = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            p.as_bytes(),
+        ));
+        let m = hex::encode(aws_lc_rs::hmac::sign(&mallory, p.as_bytes()).as_ref());
+        format!("{p},\"hash\":\"{h}\",\"mac\":\"{m}\"}}")
+    };
+    let mut forged = lines.clone();
+    forged[6] = keyed(prefix(&lines[6]).replace("10.0.0.7", "10.6.6.6"));
+    let p7 = prefix(&lines[7]);
+    forged[7] = keyed(format!("{}{}\"", &p7[..p7.len() - 65], chain(&forged[6])));
+    write_lines(&path, &forged);
+    let r = verify_audit_log_with_key(&path, &root, None).unwrap();
+    assert_eq!(
+        (r.problems[0].line, r.problems[0].kind),
+        (7, TamperKind::Edited),
+        "{r}"
+    );
+    assert!(r.problems[0].detail.contains("root key"), "{r}");
+    // Without the root key that rewrite passes the hash chain: only the key catches it.
+    let r = verify_audit_log(&path).unwrap();
+    assert!(r.is_intact() && !r.is_authenticated(), "{r}");
+    // Without the root key the MACs go unchecked, and the report says so.
+    write_lines(&path, &lines);
+    let r = verify_audit_log(&path).unwrap();
+    assert!(r.is_intact() && !r.is_authenticated(), "{r}");
+    assert_eq!(r.unchecked, 8);
+    // The wrong root key: nothing authenticates.
+    let r = verify_audit_log_with_key(&path, &root_key(8), None).unwrap();
+    assert!(!r.is_intact(), "{r}");
+}
+
+#[test]
+fn a_keyed_chain_continues_an_unkeyed_log_and_the_report_says_which_is_which() {
+    let (f, path, _) = legacy_log_with_events();
+    let r = verify_audit_log_with_key(&path, &root_key(7), None).unwrap();
+    assert!(r.is_authenticated(), "{r}");
+    assert_eq!((r.keyed, r.unkeyed), (0, 8));
+    let f = f.reopen();
+    let id = new_key(&f);
+    f.kms
+        .generate_data_key(alice(), &id, &ctx(&[]), 32)
+        .unwrap();
+    f.kms.flush_audit().unwrap();
+    let r = verify_audit_log_with_key(&path, &root_key(7), None).unwrap();
+    assert!(r.is_authenticated(), "{r}");
+    assert_eq!((r.keyed, r.unkeyed, r.keyed_seqs), (1, 8, Some((9, 9))));
+    let text = r.to_string();
+    assert!(
+        text.contains("8 unkeyed") && text.contains("seq 9..=9"),
+        "{text}"
+    );
 }
 
 #[test]

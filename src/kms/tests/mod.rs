@@ -590,3 +590,158 @@ fn key_ids_in_wrong_forms_are_not_found() {
     }
     assert_err(f.kms.describe_key(alice(), ""), "ValidationException");
 }
+
+/// Issue 19: key records (policies, tags, states), aliases and grants were plain JSON
+/// in the database: whoever could write the file could rewrite a policy. Now each row is
+/// MACed under a root-derived key, bound to its table and row key.
+#[test]
+fn database_rows_are_authenticated_so_edited_or_moved_rows_refuse_the_open() {
+    use super::store::testing;
+    let f = fixture();
+    let a = new_key(&f);
+    let b = new_key(&f);
+    f.kms.create_alias(alice(), "alias/app", &a).unwrap();
+    let Fixture {
+        dir,
+        cfg,
+        clock,
+        kms,
+    } = f;
+    drop(kms);
+    let (ida, idb) = (
+        uuid::Uuid::parse_str(&a).unwrap(),
+        uuid::Uuid::parse_str(&b).unwrap(),
+    );
+    let row = testing::key_row(&cfg.db_path, ida);
+    assert!(row.starts_with(b"SGR1"), "an authenticated row");
+    // A changed policy, MAC left as it was.
+    testing::edit_key_row(&cfg.db_path, ida, |r| {
+        let s = String::from_utf8_lossy(r)
+            .replace("Enable IAM User Permissions", "Enable IAM User Permissionz");
+        *r = s.into_bytes();
+    });
+    let err = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("does not authenticate"), "{err}");
+    // A valid row moved to another key's place.
+    testing::edit_key_row(&cfg.db_path, ida, |r| *r = row.clone());
+    let b_row = testing::key_row(&cfg.db_path, idb);
+    testing::edit_key_row(&cfg.db_path, idb, |r| *r = row.clone());
+    let err = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("does not authenticate"), "{err}");
+    // A plain JSON row, once the database is authenticated.
+    testing::edit_key_row(&cfg.db_path, idb, |r| *r = b_row[36..].to_vec());
+    let err = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("is not authenticated"), "{err}");
+    testing::edit_key_row(&cfg.db_path, idb, |r| *r = b_row.clone());
+    let kms = Kms::open_with_root_key(&cfg, clock, root_key(7)).unwrap();
+    assert_eq!(kms.describe_key(alice(), "alias/app").unwrap().key_id, a);
+    drop(dir);
+}
+
+#[test]
+fn plain_rows_of_an_older_database_are_read_and_authenticated_at_open() {
+    use super::store::testing;
+    let f = fixture();
+    let id = new_key(&f);
+    f.kms.create_alias(alice(), "alias/old", &id).unwrap();
+    let bob = Principal {
+        name: "bob".into(),
+        account: "000000000000".into(),
+        is_root: false,
+    };
+    let req = GrantRequest {
+        grantee_principal: bob.arn(),
+        operations: vec!["Encrypt".into()],
+        ..Default::default()
+    };
+    f.kms.create_grant(alice(), &id, &req).unwrap();
+    let Fixture {
+        dir,
+        cfg,
+        clock,
+        kms,
+    } = f;
+    drop(kms);
+    testing::make_legacy(&cfg.db_path);
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    assert!(testing::key_row(&cfg.db_path, uuid).starts_with(b"{"));
+    let kms = Kms::open_with_root_key(&cfg, clock.clone(), root_key(7)).unwrap();
+    assert_eq!(kms.describe_key(alice(), "alias/old").unwrap().key_id, id);
+    let page = kms
+        .list_grants(alice(), &id, None, None, None, None)
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    kms.encrypt(Caller::in_process(&bob), &id, b"x", &ctx(&[]), SYM)
+        .unwrap();
+    drop(kms);
+    // Migrated: the rows now carry their MAC, and a plain row is refused from now on.
+    let row = testing::key_row(&cfg.db_path, uuid);
+    assert!(row.starts_with(b"SGR1"));
+    testing::edit_key_row(&cfg.db_path, uuid, |r| *r = row[36..].to_vec());
+    let err = Kms::open_with_root_key(&cfg, clock, root_key(7)).unwrap_err();
+    assert!(err.to_string().contains("is not authenticated"), "{err}");
+    drop(dir);
+}
+
+/// Issue 19: the database and the audit log were created with the process umask
+/// (typically 0644: readable by every local user).
+#[cfg(unix)]
+#[test]
+fn database_and_audit_log_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    new_key(&f);
+    f.kms.flush_audit().unwrap();
+    for p in [f.cfg.db_path.clone(), f.cfg.audit_path()] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+}
+
+/// Issue 19: CreateKey had no cap and key generation no rate, so one principal could
+/// fill the database or keep the CPU busy generating RSA keys. AWS's quota of keys per
+/// account (and a per-principal cap) is LimitExceededException; the weighted rate of RSA
+/// generations per principal is ThrottlingException.
+#[test]
+fn key_quotas_and_the_rsa_generation_rate_are_per_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = KmsConfig {
+        db_path: dir.path().join("kms.redb"),
+        max_keys: 5,
+        max_keys_per_principal: 3,
+        rsa_generation_burst: 12,
+        ..KmsConfig::default()
+    };
+    let f = Fixture::open(dir, cfg, Arc::new(TestClock::starting_now()));
+    let bob = Principal {
+        name: "bob".into(),
+        account: "000000000000".into(),
+        is_root: false,
+    };
+    let bob = Caller::in_process(&bob);
+    let create = |who| f.kms.create_key(who, &CreateKeyOptions::default());
+    for _ in 0..3 {
+        create(alice()).unwrap();
+    }
+    let m = assert_err(create(alice()), "LimitExceededException");
+    assert!(m.contains("quota of keys per principal"), "{m}");
+    create(bob).unwrap();
+    create(bob).unwrap();
+    let m = assert_err(create(bob), "LimitExceededException");
+    assert!(m.contains("its quota of 5"), "{m}");
+    // RSA generations are weighted: RSA_3072 costs 4 of a burst of 12 units.
+    let sym = f.kms.list_keys(alice(), None, None).unwrap().items[0]
+        .0
+        .clone();
+    let pair = |who| {
+        f.kms
+            .generate_data_key_pair(who, &sym, &ctx(&[]), KeySpec::Rsa3072, false)
+    };
+    for _ in 0..3 {
+        pair(alice()).unwrap();
+    }
+    assert_err(pair(alice()), "ThrottlingException");
+    pair(bob).unwrap(); // bob has his own rate
+    f.clock.advance(Duration::from_millis(400)); // 10 units per second
+    pair(alice()).unwrap();
+}
