@@ -246,6 +246,19 @@ async fn aws_cli_sync_and_presigned_urls_work(#[case] store: Store) {
     std::fs::create_dir_all(up.join("sub")).unwrap();
     std::fs::write(up.join("a.txt"), b"alpha").unwrap();
     std::fs::write(up.join("sub/b.bin"), pattern(70_000, 4)).unwrap();
+    // `aws s3 sync` uploads again any file whose mtime is later than the object's
+    // LastModified. Stores report LastModified in whole seconds (SeaweedFS, and AWS
+    // itself), so a file written in the same second as its upload would be sent
+    // twice, with or without sealgate. Files a user syncs are older than that.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in ["a.txt", "sub/b.bin"] {
+        std::fs::File::options()
+            .write(true)
+            .open(up.join(f))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
     // aws-cli v1 presigns with Signature Version 2 unless told otherwise; sealgate
     // refuses V2 by default (`allow_signature_v2`), so the client is set to SigV4.
     std::fs::write(
