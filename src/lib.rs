@@ -29,6 +29,7 @@ pub async fn run(
 ) -> Result<(), String> {
     cfg.validate().map_err(|e| e.to_string())?;
     let app = server::App::new(&cfg)?;
+    app.startup().await?;
     server::serve(app, listener, shutdown)
         .await
         .map_err(|e| format!("listener: {e}"))

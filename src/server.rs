@@ -103,7 +103,6 @@ impl App {
             kms: kms.clone(),
             encryption: cfg.encryption.clone(),
             state_bucket: cfg.state_bucket.clone(),
-            rules: Default::default(),
             metrics: metrics.clone(),
         });
         let mut b = S3ServiceBuilder::new(Unreachable);
@@ -303,6 +302,44 @@ impl App {
                 )
                 .is_ok()
         })
+    }
+
+    /// Checks done once before serving: sealgate's state bucket is created, or found to
+    /// be ours (one that exists and belongs to someone else is fatal: whoever owns it
+    /// could read and write sealgate's upload records and part lists); then the bucket
+    /// rules an older version kept there are imported into the KMS database. A store that
+    /// does not answer is only a warning (sealgate serves, and the checks run on first
+    /// use).
+    pub async fn startup(&self) -> Result<(), String> {
+        let objects = &self.state.objects;
+        use crate::object::manifest::StateBucket;
+        match objects.create_state_bucket().await {
+            Ok(StateBucket::Ours) => {}
+            Ok(StateBucket::Foreign) => {
+                return Err(format!(
+                    "the state bucket `{}` exists in the store and belongs to someone else: set `state_bucket` to a name that is free or yours",
+                    objects.state_bucket
+                ));
+            }
+            Ok(StateBucket::Refused(why)) => {
+                tracing::warn!(bucket = %objects.state_bucket, why, "creating the state bucket was refused; serving anyway");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the store did not answer at startup; serving anyway");
+                return Ok(());
+            }
+        }
+        match crate::s3::rules::import_legacy(objects, &self.kms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rules = n,
+                "bucket encryption rules moved into the KMS database"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "importing bucket rules from the state bucket failed; they are read on first use")
+            }
+        }
+        Ok(())
     }
 
     /// Ready when the store answers (any HTTP answer below 500 to a signed ListBuckets)

@@ -48,6 +48,14 @@ pub fn rewrite_text(
     Ok(Bytes::from(writer.into_inner()))
 }
 
+/// The `<Error><Code>` of an S3 error body, if it is one.
+pub fn error_code(xml: &str) -> Option<String> {
+    texts(xml.as_bytes(), &["Error", "Code"])
+        .ok()?
+        .into_iter()
+        .next()
+}
+
 /// Collects the text of every element whose path ends with `suffix`.
 pub fn texts(xml: &[u8], suffix: &[&str]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();

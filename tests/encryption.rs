@@ -716,30 +716,7 @@ async fn bucket_default_encryption_applies_to_plain_puts(#[case] store: Store) {
         Some("ServerSideEncryptionConfigurationNotFoundError")
     );
     let key = new_kms_key(&sg).await;
-    use aws_sdk_s3::types::{
-        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    };
-    let rule = ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(
-            ServerSideEncryptionByDefault::builder()
-                .sse_algorithm(ServerSideEncryption::AwsKms)
-                .kms_master_key_id(&key)
-                .build()
-                .unwrap(),
-        )
-        .build();
-    sg.client
-        .put_bucket_encryption()
-        .bucket(&b)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(rule)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::put_kms_bucket_rule(&sg.client, &b, &key).await;
     let got = sg
         .client
         .get_bucket_encryption()

@@ -75,7 +75,6 @@ async fn config_and_application_debug_output_contains_no_secret() {
         kms,
         encryption: cfg.encryption.clone(),
         state_bucket: cfg.state_bucket.clone(),
-        rules: Default::default(),
         metrics,
     };
     let dump = format!("{cfg:?}\n{cfg:#?}\n{app:?}\n{app:#?}\n{state:?}\n{state:#?}");

@@ -13,6 +13,9 @@
 //!   alias for regions other than the home region (multi-Region keys, `kms.regions`).
 //!   Home-region keys and aliases stay in `keys`/`aliases`, so older databases load
 //!   unchanged. Copies of a multi-Region key share one set of `material` rows.
+//! - `settings`: name → JSON: settings of the rest of sealgate that must be as hard to
+//!   change as a key policy (the S3 front's bucket default-encryption rules); absent in
+//!   databases created before it, created on the first write.
 //!
 //! Authenticated rows: every key record (with its key policy, tags and state), alias and
 //! grant is stored as `SGR1` || HMAC-SHA256 || JSON, the MAC (under a key HKDF-derived
@@ -42,6 +45,7 @@ const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
 const GRANTS: TableDefinition<(u128, &str), &[u8]> = TableDefinition::new("grants");
 const REGION_KEYS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("region_keys");
 const REGION_ALIASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("region_aliases");
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
 const FORMAT_VERSION: u32 = 1;
 /// `meta.rows`: every row of the authenticated tables carries its MAC.
@@ -144,6 +148,9 @@ pub enum Mutation<'a> {
     DeleteRegionAlias(&'a str, &'a str),
     PutGrant(&'a Grant),
     DeleteGrant(Uuid, &'a str),
+    /// A setting (name, JSON).
+    PutSetting(&'a str, &'a [u8]),
+    DeleteSetting(&'a str),
 }
 
 /// Sealed material of one key: (version, sealed bytes).
@@ -155,6 +162,8 @@ pub struct Loaded {
     /// (region, None = home; alias name; alias).
     pub aliases: Vec<(Option<String>, String, AliasRecord)>,
     pub grants: Vec<Grant>,
+    /// Settings: (name, JSON).
+    pub settings: Vec<(String, Vec<u8>)>,
 }
 
 pub struct Store {
@@ -309,11 +318,21 @@ impl Store {
                 grants.push(serde_json::from_slice(&json("grants", &gk, v.value())?)?);
             }
         }
+        let mut settings = Vec::new();
+        if let Some(t) = open_optional(&txn, SETTINGS)? {
+            for row in t.iter()? {
+                let (name, v) = row?;
+                let name = name.value().to_string();
+                let j = json("settings", name.as_bytes(), v.value())?;
+                settings.push((name, j));
+            }
+        }
         Ok((
             Loaded {
                 keys,
                 aliases,
                 grants,
+                settings,
             },
             plain,
         ))
@@ -334,6 +353,9 @@ impl Store {
         }
         for g in &loaded.grants {
             muts.push(Mutation::PutGrant(g));
+        }
+        for (name, json) in &loaded.settings {
+            muts.push(Mutation::PutSetting(name, json));
         }
         self.apply_with_meta(&muts, Some(("rows", ROWS_AUTHENTICATED)))?;
         if plain > 0 {
@@ -367,6 +389,7 @@ impl Store {
             let mut grants = txn.open_table(GRANTS)?;
             let mut region_keys = txn.open_table(REGION_KEYS)?;
             let mut region_aliases = txn.open_table(REGION_ALIASES)?;
+            let mut settings = txn.open_table(SETTINGS)?;
             for m in muts {
                 match m {
                     Mutation::PutKey(rec) => {
@@ -442,6 +465,13 @@ impl Store {
                     }
                     Mutation::DeleteGrant(key, id) => {
                         grants.remove((key.as_u128(), *id))?;
+                    }
+                    Mutation::PutSetting(name, json) => {
+                        let row = rows.seal("settings", name.as_bytes(), json);
+                        settings.insert(*name, row.as_slice())?;
+                    }
+                    Mutation::DeleteSetting(name) => {
+                        settings.remove(*name)?;
                     }
                 }
             }

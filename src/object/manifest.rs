@@ -37,6 +37,17 @@ const PART_RECORD_INFO: &[u8] = b"sealgate v3 part record";
 const MANIFEST_INFO: &[u8] = b"sealgate v3 manifest";
 
 /// An upload's random id (format 3), named by the object's metadata and its token.
+/// What creating the state bucket found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBucket {
+    /// Created, or it exists and is ours.
+    Ours,
+    /// It exists and belongs to another account (`BucketAlreadyExists`).
+    Foreign,
+    /// The store refused for another reason (permissions, invalid name, ...).
+    Refused(String),
+}
+
 pub type UploadUid = [u8; 16];
 
 fn mac(dek: &Dek, info: &[u8], msg: &[u8]) -> [u8; 16] {
@@ -260,6 +271,21 @@ impl Objects {
     /// Creates sealgate's state bucket if it does not exist. A bucket of that name that
     /// exists and is not ours (`BucketAlreadyExists`) is an error.
     pub async fn ensure_state_bucket(&self) -> Result<(), Error> {
+        match self.create_state_bucket().await? {
+            StateBucket::Ours => Ok(()),
+            StateBucket::Foreign => Err(Error::Internal(format!(
+                "the state bucket `{}` exists and belongs to someone else: choose another `state_bucket`",
+                self.state_bucket
+            ))),
+            StateBucket::Refused(why) => Err(Error::Internal(format!(
+                "cannot create sealgate's state bucket `{}`: {why}",
+                self.state_bucket
+            ))),
+        }
+    }
+
+    /// Creates sealgate's state bucket, or finds it is ours already, or whose it is not.
+    pub async fn create_state_bucket(&self) -> Result<StateBucket, Error> {
         let resp = self
             .store
             .send(UpRequest {
@@ -273,19 +299,13 @@ impl Objects {
             .await?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
-            return Ok(());
-        }
-        if text.contains("BucketAlreadyExists") {
-            return Err(Error::Internal(format!(
-                "the state bucket `{}` exists and belongs to someone else: choose another `state_bucket`",
-                self.state_bucket
-            )));
-        }
-        Err(Error::Internal(format!(
-            "cannot create sealgate's state bucket `{}`: {status} {text}",
-            self.state_bucket
-        )))
+        Ok(match crate::xml::error_code(&text).as_deref() {
+            _ if status.is_success() => StateBucket::Ours,
+            Some("BucketAlreadyOwnedByYou") => StateBucket::Ours,
+            Some("BucketAlreadyExists") => StateBucket::Foreign,
+            Some(code) => StateBucket::Refused(format!("the store answered {status} {code}")),
+            None => StateBucket::Refused(format!("the store answered {status}")),
+        })
     }
 
     /// Records a part upload (after the store accepted the part).
@@ -434,7 +454,7 @@ impl Objects {
     }
 
     /// Every key under `prefix` in the state bucket.
-    async fn state_keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
+    pub(crate) async fn state_keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {

@@ -41,31 +41,6 @@ async fn ensure_bucket_exists(ctx: &Ctx, bucket: &str) -> Result<(), Error> {
     }
 }
 
-async fn ensure_state_bucket(ctx: &Ctx) -> Result<(), Error> {
-    let req = UpRequest {
-        method: Method::PUT,
-        bucket: Some(ctx.state.state_bucket.clone()),
-        key: None,
-        query: Vec::new(),
-        headers: HeaderMap::new(),
-        body: UpBody::Empty,
-    };
-    let resp = ctx.send(req).await?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if status.is_success()
-        || text.contains("BucketAlreadyOwnedByYou")
-        || text.contains("BucketAlreadyExists")
-    {
-        Ok(())
-    } else {
-        Err(Error::Internal(format!(
-            "cannot create sealgate's state bucket `{}`: {status} {text}",
-            ctx.state.state_bucket
-        )))
-    }
-}
-
 pub async fn handle(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let bucket = ctx.req.bucket.clone().unwrap_or_default();
     ensure_bucket_exists(&ctx, &bucket).await?;
@@ -80,32 +55,11 @@ pub async fn handle(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         Op::PutBucketEncryption => {
             let body = super::body::read_small_body(&mut ctx).await?;
             let r = Rule::from_xml(&body)?;
-            ensure_state_bucket(&ctx).await?;
-            let resp = rules::state_request(
-                &ctx,
-                Method::PUT,
-                &bucket,
-                UpBody::Bytes(Bytes::from(r.to_xml())),
-            )
-            .await?;
-            if !resp.status().is_success() {
-                return Err(Error::Internal(format!(
-                    "storing the bucket encryption rule failed with {}",
-                    resp.status()
-                )));
-            }
-            ctx.state.rules.put(&bucket, Some(r));
+            rules::set_rule(&ctx, &bucket, Some(&r))?;
             Ok(xml_response(StatusCode::OK, String::new()))
         }
         Op::DeleteBucketEncryption => {
-            let resp = rules::state_request(&ctx, Method::DELETE, &bucket, UpBody::Empty).await?;
-            if !(resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND) {
-                return Err(Error::Internal(format!(
-                    "deleting the bucket encryption rule failed with {}",
-                    resp.status()
-                )));
-            }
-            ctx.state.rules.put(&bucket, None);
+            rules::set_rule(&ctx, &bucket, None)?;
             Ok(xml_response(StatusCode::NO_CONTENT, String::new()))
         }
         other => Err(Error::Internal(format!(

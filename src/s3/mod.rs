@@ -68,8 +68,6 @@ pub struct State {
     pub encryption: crate::config::EncryptionConfig,
     /// Bucket in the store holding sealgate's own settings; clients cannot reach it.
     pub state_bucket: String,
-    /// Cache of bucket default-encryption rules.
-    pub rules: rules::RuleCache,
     /// This instance's metrics.
     pub metrics: crate::metrics::SharedMetrics,
 }
@@ -210,17 +208,29 @@ impl S3Route for Gateway {
                 .into());
             }
         };
-        if classified.target.bucket.as_deref() == Some(self.state.state_bucket.as_str()) {
-            return Err(Error::access_denied(
+        let is_state = |b: &str| b.eq_ignore_ascii_case(&self.state.state_bucket);
+        let state_denied = || {
+            Error::access_denied(
                 "This bucket holds sealgate's own settings and is not accessible through sealgate.",
             )
-            .into());
+        };
+        if classified.target.bucket.as_deref().is_some_and(is_state) {
+            return Err(state_denied().into());
         }
         tracing::Span::current().record("op", op.name());
         if let Some(b) = &classified.target.bucket {
             tracing::Span::current().record("bucket", b.as_str());
         }
         let parsed = Request::parse(op, classified.target, &req.headers)?;
+        // Nor as the source of a copy (the header is decoded by now: `%2e`, `..` and
+        // percent-encoded names arrive here as the bucket name they stand for).
+        if parsed
+            .copy_source
+            .as_ref()
+            .is_some_and(|s| is_state(&s.bucket))
+        {
+            return Err(state_denied().into());
+        }
         let info = req.extensions.remove::<RequestInfo>();
         let ctx = Ctx {
             state: self.state.clone(),

@@ -1,16 +1,13 @@
 //! Bucket default encryption rules: sealgate's own setting (never the store's), kept in
-//! sealgate's state bucket in the store (`<state_bucket>/bucket-encryption/<bucket>`), so
-//! every sealgate instance in front of the same store reads the same rules; and the
-//! encryption a write gets ([`effective`]).
+//! the KMS database (`Kms::setting`, authenticated under the root key), out of the
+//! store's reach: a store that deleted or changed a rule kept beside the data could make
+//! sealgate write plaintext or under a key of its choosing (`docs/threat-model.md`).
+//! Older versions kept rules in the state bucket; [`import_legacy`] moves them once.
+//! And the encryption a write gets ([`effective`]).
 //!
 //! Invariants: a write that asks for no encryption gets the bucket default, else the
 //! global default (`encryption.default`); only `none` in both places stores plaintext.
-//! Rules are cached per instance for a few seconds (`CACHE_TTL`), so a change reaches
-//! other instances within that time.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! A rule change is seen by the next request (no cache).
 
 use http::{HeaderMap, Method, StatusCode};
 use quick_xml::events::Event;
@@ -20,8 +17,6 @@ use super::Ctx;
 use crate::error::Error;
 use crate::object::{Alg, Sse};
 use crate::upstream::{UpBody, UpRequest};
-
-const CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// A bucket's default encryption rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,73 +113,128 @@ fn xml_escape(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }
 
-/// Per-instance cache of bucket rules (`None` = no rule), with expiry.
-#[derive(Debug, Default)]
-pub struct RuleCache(Mutex<HashMap<String, (Instant, Option<Rule>)>>);
-
-impl RuleCache {
-    fn get(&self, bucket: &str) -> Option<Option<Rule>> {
-        let g = self.0.lock().ok()?;
-        g.get(bucket)
-            .filter(|(t, _)| t.elapsed() < CACHE_TTL)
-            .map(|(_, r)| r.clone())
-    }
-    pub fn put(&self, bucket: &str, r: Option<Rule>) {
-        if let Ok(mut g) = self.0.lock() {
-            if g.len() > 10_000 {
-                g.clear();
-            }
-            g.insert(bucket.to_string(), (Instant::now(), r));
-        }
-    }
+/// The KMS setting holding a bucket's rule (its XML).
+fn setting_name(bucket: &str) -> String {
+    format!("{SETTING_PREFIX}{bucket}")
 }
 
-fn state_key(bucket: &str) -> String {
+const SETTING_PREFIX: &str = "s3/bucket-encryption/";
+/// Set once the rules an older sealgate kept in the state bucket have been imported.
+const IMPORTED: &str = "s3/bucket-encryption-imported";
+
+/// Where older versions kept a bucket's rule, in the state bucket.
+fn legacy_key(bucket: &str) -> String {
     format!("bucket-encryption/{bucket}")
 }
 
-pub async fn state_request(
-    ctx: &Ctx,
-    method: Method,
-    bucket: &str,
-    body: UpBody,
-) -> Result<crate::upstream::UpResponse, Error> {
-    let req = UpRequest {
-        method,
-        bucket: Some(ctx.state.state_bucket.clone()),
-        key: Some(state_key(bucket)),
-        query: Vec::new(),
-        headers: HeaderMap::new(),
-        body,
-    };
-    ctx.send(req).await
+fn parse_stored(bucket: &str, xml: &[u8]) -> Result<Rule, Error> {
+    Rule::from_xml(xml).map_err(|e| {
+        Error::Internal(format!(
+            "the stored encryption rule of bucket {bucket} is invalid: {e}"
+        ))
+    })
 }
 
-/// Reads a bucket's rule from the store (through the cache).
+/// A bucket's rule.
 pub async fn rule(ctx: &Ctx, bucket: &str) -> Result<Option<Rule>, Error> {
-    if let Some(r) = ctx.state.rules.get(bucket) {
-        return Ok(r);
+    let kms = &ctx.state.kms;
+    if let Some(xml) = kms.setting(&setting_name(bucket)) {
+        return parse_stored(bucket, &xml).map(Some);
     }
-    let resp = state_request(ctx, Method::GET, bucket, UpBody::Empty).await?;
-    let r = match resp.status() {
-        s if s.is_success() => {
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| Error::Internal(format!("reading bucket settings: {e}")))?;
-            Some(Rule::from_xml(&body).map_err(|e| {
-                Error::Internal(format!("stored bucket encryption rule is invalid: {e}"))
-            })?)
-        }
-        StatusCode::NOT_FOUND => None,
-        s => {
-            return Err(Error::Internal(format!(
-                "reading bucket settings from the state bucket failed with {s}"
-            )));
-        }
+    if kms.setting(IMPORTED).is_some() {
+        return Ok(None);
+    }
+    // The import at startup has not run yet (the store was unreachable): read this
+    // bucket's legacy rule and keep it.
+    let legacy = legacy_rule(ctx, bucket).await?;
+    if let Some(r) = &legacy {
+        set_rule(ctx, bucket, Some(r))?;
+    }
+    Ok(legacy)
+}
+
+/// Stores (or, with `None`, removes) a bucket's rule.
+pub fn set_rule(ctx: &Ctx, bucket: &str, r: Option<&Rule>) -> Result<(), Error> {
+    let kms = &ctx.state.kms;
+    let name = setting_name(bucket);
+    let done = match r {
+        Some(r) => kms.put_setting(&name, r.to_xml().as_bytes()),
+        None => kms.delete_setting(&name).map(|_| ()),
     };
-    ctx.state.rules.put(bucket, r.clone());
-    Ok(r)
+    done.map_err(|e| Error::Internal(format!("storing the bucket encryption rule failed: {e}")))
+}
+
+async fn legacy_rule(ctx: &Ctx, bucket: &str) -> Result<Option<Rule>, Error> {
+    let resp = ctx
+        .send(UpRequest {
+            method: Method::GET,
+            bucket: Some(ctx.state.state_bucket.clone()),
+            key: Some(legacy_key(bucket)),
+            query: Vec::new(),
+            headers: HeaderMap::new(),
+            body: UpBody::Empty,
+        })
+        .await?;
+    match resp.status() {
+        s if s.is_success() => {
+            let body = resp.bytes().await.map_err(Error::store_body)?;
+            parse_stored(bucket, &body).map(Some)
+        }
+        StatusCode::NOT_FOUND => Ok(None),
+        s => Err(Error::Internal(format!(
+            "reading bucket {bucket}'s encryption rule from the state bucket failed with {s}"
+        ))),
+    }
+}
+
+/// Imports the rules an older sealgate kept in the state bucket (once: a marker records
+/// it), then deletes them there. A rule already in the KMS database wins.
+pub async fn import_legacy(
+    objects: &crate::object::Objects,
+    kms: &crate::kms::Kms,
+) -> Result<usize, Error> {
+    if kms.setting(IMPORTED).is_some() {
+        return Ok(0);
+    }
+    let keys = objects.state_keys("bucket-encryption/").await?;
+    let mut imported = 0;
+    for key in &keys {
+        let Some(bucket) = key.strip_prefix("bucket-encryption/") else {
+            continue;
+        };
+        let name = setting_name(bucket);
+        if kms.setting(&name).is_some() {
+            continue;
+        }
+        let resp = objects
+            .store
+            .send(UpRequest {
+                method: Method::GET,
+                bucket: Some(objects.state_bucket.clone()),
+                key: Some(key.clone()),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: UpBody::Empty,
+            })
+            .await?;
+        if !resp.status().is_success() {
+            continue;
+        }
+        let body = resp.bytes().await.map_err(Error::store_body)?;
+        let rule = parse_stored(bucket, &body)?;
+        kms.put_setting(&name, rule.to_xml().as_bytes())
+            .map_err(|e| Error::Internal(format!("importing bucket rules: {e}")))?;
+        tracing::warn!(
+            bucket,
+            rule = %rule.alg.as_str(),
+            "imported a bucket default-encryption rule from the state bucket, where the store could change it; check it with GetBucketEncryption"
+        );
+        imported += 1;
+    }
+    kms.put_setting(IMPORTED, b"true")
+        .map_err(|e| Error::Internal(format!("importing bucket rules: {e}")))?;
+    objects.delete_state(keys).await;
+    Ok(imported)
 }
 
 /// The encryption a write gets: the request's, else the bucket's default, else the global

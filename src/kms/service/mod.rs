@@ -40,6 +40,7 @@ mod multi_region;
 mod policy_ops;
 mod quota;
 mod rotation;
+mod settings;
 mod writes;
 
 pub use aliases::AliasEntry;
@@ -179,6 +180,8 @@ pub(crate) struct Inner {
     audit: Option<AuditLog>,
     /// Key quotas and per-principal rates (`quota.rs`).
     limits: quota::Limits,
+    /// Settings of the rest of sealgate kept in the database (`settings.rs`).
+    settings: RwLock<BTreeMap<String, Vec<u8>>>,
 }
 
 /// Proof that the writer lock is held.
@@ -322,6 +325,7 @@ impl Kms {
                 via_s3: format!("s3.{}.amazonaws.com", cfg.region),
                 audit,
                 limits: quota::Limits::new(cfg),
+                settings: RwLock::new(loaded.settings.into_iter().collect()),
             }),
         })
     }
