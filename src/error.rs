@@ -190,18 +190,30 @@ impl From<Error> for S3Error {
             Error::Client(e) => e,
             Error::Store(u) => {
                 tracing::warn!(error = %u, "object store unavailable");
-                let (code, status) = match u {
-                    UpstreamError::Connect(_) | UpstreamError::Timeout(_) => {
-                        ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
-                    }
-                    UpstreamError::Transport(_) => ("BadGateway", StatusCode::BAD_GATEWAY),
-                    UpstreamError::Build(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
+                // The transport's own text (addresses, TLS names) stays in the log.
+                let (code, status, msg) = match u {
+                    UpstreamError::Connect(_) => (
+                        "ServiceUnavailable",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "sealgate cannot connect to the object store; retry, or see sealgate's log.",
+                    ),
+                    UpstreamError::Timeout(_) => (
+                        "ServiceUnavailable",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The object store did not answer sealgate in time; retry, or see sealgate's log.",
+                    ),
+                    UpstreamError::Transport(_) => (
+                        "BadGateway",
+                        StatusCode::BAD_GATEWAY,
+                        "sealgate's connection to the object store failed; retry, or see sealgate's log.",
+                    ),
+                    UpstreamError::Build(_) => (
+                        "InternalError",
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "sealgate could not build the request for the object store; see its log.",
+                    ),
                 };
-                with_status(
-                    S3ErrorCode::Custom(code.into()),
-                    format!("sealgate: {u}"),
-                    status,
-                )
+                with_status(S3ErrorCode::Custom(code.into()), msg, status)
             }
             Error::Tampered(detail) => {
                 tracing::error!(detail = %detail, "the store served data that failed authentication");

@@ -3,7 +3,10 @@
 //!
 //! Invariants: the client's credentials, signature and transport framing never reach the
 //! store (the forwarder re-signs); hop-by-hop headers never cross in either direction;
-//! response bodies stream through unbuffered.
+//! response bodies stream through unbuffered, except error documents, which are rewritten
+//! ([`client_error_body`]): the client gets the store's error code with AWS's message for
+//! it, never the store's own text (which can name the store's credentials, hosts or
+//! internals).
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -235,10 +238,19 @@ pub fn to_client(
     extra_drop: &[&str],
 ) -> S3Response<Body> {
     let status = resp.status();
-    let headers = response_headers(resp.headers(), extra_drop);
+    let mut headers = response_headers(resp.headers(), extra_drop);
     let body = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
     {
         Body::empty()
+    } else if status.is_client_error() || status.is_server_error() {
+        headers.remove(http::header::CONTENT_LENGTH);
+        let doc = futures::stream::once(async move {
+            let body = resp.bytes_limited(MAX_ERROR_DOC).await.unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(client_error_body(
+                status, &body,
+            )))
+        });
+        Body::http_body_unsync(http_body_util::StreamBody::new(doc))
     } else {
         let stream = resp.bytes_stream().map_ok(http_body::Frame::data).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
             tracing::warn!(error = %e, "store response body failed mid-stream; aborting the client response");
@@ -252,6 +264,110 @@ pub fn to_client(
     r
 }
 
+/// Longest store error document read; a longer one is treated as having no code.
+const MAX_ERROR_DOC: usize = 64 * 1024;
+
+/// The error document a client gets for a store error: the store's `Code` (kept, as
+/// clients act on it) with AWS's message for that code; the store's own message is
+/// logged, never sent. A failure of the store to accept sealgate's own credentials is
+/// sealgate's problem, not the client's signature's.
+pub fn client_error_body(status: StatusCode, store_doc: &[u8]) -> Bytes {
+    let text = String::from_utf8_lossy(store_doc);
+    let code = crate::xml::error_code(&text).unwrap_or_else(|| match status.as_u16() {
+        403 => "AccessDenied".into(),
+        404 => "NotFound".into(),
+        503 => "ServiceUnavailable".into(),
+        s if s >= 500 => "InternalError".into(),
+        _ => "InvalidRequest".into(),
+    });
+    let store_message = crate::xml::texts(store_doc, &["Error", "Message"])
+        .ok()
+        .and_then(|m| m.into_iter().next())
+        .unwrap_or_default();
+    tracing::info!(
+        status = status.as_u16(),
+        code,
+        store_message,
+        "the store answered an error"
+    );
+    let (code, message) = match code.as_str() {
+        "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "ExpiredToken" | "InvalidToken" => {
+            tracing::warn!(
+                code,
+                "the store refused sealgate's credentials: check [upstream]"
+            );
+            (
+                "AccessDenied".to_string(),
+                "The object store refused sealgate's request; see sealgate's log.",
+            )
+        }
+        _ => {
+            let message = aws_message(&code);
+            (code, message)
+        }
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>",
+        quick_xml::escape::escape(code.as_str()),
+        quick_xml::escape::escape(message)
+    );
+    Bytes::from(body)
+}
+
+/// AWS's message for an S3 error code (S3 API Reference, "Error responses"), or a
+/// neutral one naming the code.
+fn aws_message(code: &str) -> &'static str {
+    match code {
+        "AccessDenied" => "Access Denied",
+        "BucketAlreadyExists" => {
+            "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+        }
+        "BucketAlreadyOwnedByYou" => {
+            "Your previous request to create the named bucket succeeded and you already own it."
+        }
+        "BucketNotEmpty" => "The bucket you tried to delete is not empty",
+        "EntityTooSmall" => "Your proposed upload is smaller than the minimum allowed object size.",
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "InvalidPart" => {
+            "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag."
+        }
+        "InvalidPartOrder" => {
+            "The list of parts was not in ascending order. Parts must be ordered by part number."
+        }
+        "InvalidRange" => "The requested range is not satisfiable",
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        }
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "NoSuchKey" => "The specified key does not exist.",
+        "NoSuchUpload" => {
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        }
+        "NoSuchVersion" => "The specified version does not exist.",
+        "NoSuchTagSet" => "The TagSet does not exist",
+        "NoSuchLifecycleConfiguration" => "The lifecycle configuration does not exist",
+        "NoSuchCORSConfiguration" => "The CORS configuration does not exist",
+        "NoSuchBucketPolicy" => "The bucket policy does not exist",
+        "ObjectLockConfigurationNotFoundError" => {
+            "Object Lock configuration does not exist for this bucket"
+        }
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "PreconditionFailed" => "At least one of the pre-conditions you specified did not hold",
+        "SlowDown" => "Please reduce your request rate.",
+        "ServiceUnavailable" => "Please reduce your request rate.",
+        "InternalError" => "We encountered an internal error. Please try again.",
+        "InvalidArgument" => "Invalid Argument",
+        "InvalidRequest" => "Invalid Request",
+        "OperationAborted" => {
+            "A conflicting conditional operation is currently in progress against this resource. Try again."
+        }
+        "InvalidObjectState" => "The operation is not valid for the current state of the object.",
+        _ => "The object store refused the request.",
+    }
+}
+
 /// Sets a header from a string, ignoring values that are not valid header text.
 pub fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
@@ -261,6 +377,31 @@ pub fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn store_error_documents_keep_the_code_and_lose_the_stores_text() {
+        let doc = br#"<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>Key not found: internal/path on node-7.store.lan</Message><Resource>/b/k</Resource></Error>"#;
+        let out = String::from_utf8(super::client_error_body(StatusCode::NOT_FOUND, doc).to_vec())
+            .unwrap();
+        assert!(out.contains("<Code>NoSuchKey</Code>"), "{out}");
+        assert!(out.contains("The specified key does not exist."), "{out}");
+        assert!(!out.contains("node-7"), "{out}");
+        // The store refusing sealgate's own credential is not the client's bad signature,
+        // and the store's key id never reaches the client.
+        let doc = br#"<Error><Code>InvalidAccessKeyId</Code><Message>No such key: GKsealgatestore</Message></Error>"#;
+        let out = String::from_utf8(super::client_error_body(StatusCode::FORBIDDEN, doc).to_vec())
+            .unwrap();
+        assert!(out.contains("<Code>AccessDenied</Code>"), "{out}");
+        assert!(!out.contains("GKsealgatestore"), "{out}");
+        // No document (or not XML): a code from the status.
+        let out = String::from_utf8(
+            super::client_error_body(StatusCode::SERVICE_UNAVAILABLE, b"<html>proxy</html>")
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(out.contains("<Code>ServiceUnavailable</Code>"), "{out}");
+        assert!(!out.contains("proxy"), "{out}");
+    }
     use super::*;
 
     #[test]

@@ -122,6 +122,16 @@ impl UpResponse {
         Ok(self.body.collect().await?.to_bytes())
     }
 
+    /// Reads the body whole, refusing one longer than `limit` bytes (for documents a
+    /// store could make arbitrarily large, such as error bodies).
+    pub async fn bytes_limited(self, limit: usize) -> Result<Bytes, String> {
+        http_body_util::Limited::new(self.body, limit)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| e.to_string())
+    }
+
     /// Reads the whole body as text (lossy); for error documents.
     pub async fn text(self) -> Result<String, hyper::Error> {
         let b = self.bytes().await?;
