@@ -30,6 +30,14 @@ pub struct Report {
     pub encrypted: u64,
     pub bytes: u64,
     pub failed: u64,
+    /// Versioned buckets: versions this run replaced that remain as noncurrent versions
+    /// (still plaintext, or under the old key), and those it deleted
+    /// (`Scope::delete_replaced`).
+    pub replaced_kept: u64,
+    pub replaced_deleted: u64,
+    /// Noncurrent versions the job did not cover and that still need it (plaintext, or
+    /// not under the key): S3 versions cannot be rewritten, only deleted.
+    pub noncurrent_remaining: u64,
 }
 
 fn client(t: &Target) -> Result<Upstream, String> {
@@ -151,14 +159,15 @@ async fn plaintext_sha256(c: &Upstream, bucket: &str, key: &str) -> Result<(Stri
     Ok((hex::encode(ctx.finish().as_ref()), n))
 }
 
-/// Encrypts one plaintext object in place; returns its size.
+/// Encrypts one plaintext object in place; returns its size and, in a versioned bucket,
+/// the new version's id.
 async fn encrypt_one(
     c: &Upstream,
     bucket: &str,
     key: &str,
     head: &HeaderMap,
     extra: HeaderMap,
-) -> Result<u64, String> {
+) -> Result<(u64, Option<String>), String> {
     let (before, n) = plaintext_sha256(c, bucket, key).await?;
     let mut h = extra;
     for (k, v) in &crate::s3::forward::descriptive_headers(head) {
@@ -181,6 +190,7 @@ async fn encrypt_one(
         .await
         .map_err(|e| e.to_string())?;
     let status = r.status();
+    let new_version = version_id(r.headers());
     let body = r.text().await.unwrap_or_default();
     if !status.is_success() || body.contains("<Error>") {
         return Err(format!("copy {key}: {status} {body}"));
@@ -198,7 +208,98 @@ async fn encrypt_one(
             "{key}: read-back differs from the original (sha256 {before} vs {after})"
         ));
     }
-    Ok(n)
+    Ok((n, new_version))
+}
+
+/// `x-amz-version-id` of a response.
+fn version_id(h: &HeaderMap) -> Option<String> {
+    h.get("x-amz-version-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Deletes one version of an object through sealgate.
+async fn delete_version(
+    c: &Upstream,
+    bucket: &str,
+    key: &str,
+    version: &str,
+) -> Result<(), String> {
+    let r = c
+        .send(req(
+            Method::DELETE,
+            bucket,
+            Some(key),
+            vec![("versionId".to_string(), version.to_string())],
+            HeaderMap::new(),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("DELETE {key}?versionId={version}: {}", r.status()))
+    }
+}
+
+/// Noncurrent versions under `prefix`: (key, version id, size). Empty for a store or
+/// bucket without versioning (the listing answers no noncurrent versions, or is
+/// refused as not implemented).
+async fn noncurrent_versions(
+    c: &Upstream,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String, u64)>, String> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let mut q = vec![
+            ("versions".to_string(), String::new()),
+            ("prefix".to_string(), prefix.to_string()),
+        ];
+        if let Some(k) = &key_marker {
+            q.push(("key-marker".to_string(), k.clone()));
+        }
+        if let Some(v) = &version_marker {
+            q.push(("version-id-marker".to_string(), v.clone()));
+        }
+        let r = c
+            .send(req(Method::GET, bucket, None, q, HeaderMap::new()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body = r.bytes().await.map_err(|e| e.to_string())?;
+        if status == http::StatusCode::NOT_IMPLEMENTED {
+            return Ok(out);
+        }
+        if !status.is_success() {
+            return Err(format!(
+                "listing versions of {bucket}: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let keys = texts(&body, &["Version", "Key"])?;
+        let ids = texts(&body, &["Version", "VersionId"])?;
+        let latest = texts(&body, &["Version", "IsLatest"])?;
+        let sizes = texts(&body, &["Version", "Size"])?;
+        if keys.len() != ids.len() || keys.len() != latest.len() || keys.len() != sizes.len() {
+            return Err(format!("listing versions of {bucket}: incomplete entries"));
+        }
+        for (((k, v), l), n) in keys.into_iter().zip(ids).zip(latest).zip(sizes) {
+            if l != "true" {
+                out.push((k, v, n.parse().unwrap_or(0)));
+            }
+        }
+        let truncated = texts(&body, &["IsTruncated"])?;
+        if truncated.first().map(String::as_str) != Some("true") {
+            return Ok(out);
+        }
+        key_marker = texts(&body, &["NextKeyMarker"])?.into_iter().next();
+        version_marker = texts(&body, &["NextVersionIdMarker"])?.into_iter().next();
+        if key_marker.is_none() {
+            return Ok(out);
+        }
+    }
 }
 
 /// What a job does to each listed object.
@@ -220,6 +321,9 @@ pub struct Scope {
     pub start_after: Option<String>,
     /// Report what would be done; change nothing.
     pub dry_run: bool,
+    /// Versioned buckets: delete the version each replaced object was read from, once
+    /// its replacement is verified (else it stays as a noncurrent version).
+    pub delete_replaced: bool,
 }
 
 /// Where a job reports what it does.
@@ -384,11 +488,42 @@ pub async fn run(
                 h
             }
         };
+        let replaced = version_id(head.headers());
         let line = match encrypt_one(&c, bucket, key, head.headers(), extra).await {
-            Ok(n) => {
+            Ok((n, new_version)) => {
                 report.encrypted += 1;
                 report.bytes += n;
-                format!("[{}/{total}] {key}: {did} ({n} bytes, verified)", i + 1)
+                let mut line = format!("[{}/{total}] {key}: {did} ({n} bytes, verified)", i + 1);
+                // In a versioned bucket the version read stays behind as a noncurrent
+                // one. ("null" in a bucket with versioning suspended was overwritten.)
+                if let Some(old) = replaced
+                    .filter(|v| v != "null" && Some(v) != new_version.as_ref())
+                    .filter(|_| new_version.is_some())
+                {
+                    if scope.delete_replaced {
+                        match delete_version(&c, bucket, key, &old).await {
+                            Ok(()) => {
+                                report.replaced_deleted += 1;
+                                line.push_str(&format!(
+                                    "; the version it replaced ({old}) deleted"
+                                ));
+                            }
+                            Err(e) => {
+                                report.replaced_kept += 1;
+                                line.push_str(&format!(
+                                    "; deleting the version it replaced ({old}) FAILED: {e}"
+                                ));
+                            }
+                        }
+                    } else {
+                        report.replaced_kept += 1;
+                        line.push_str(&format!(
+                            "; the version it replaced ({old}) remains as a noncurrent version \
+                             (--delete-replaced-versions deletes it)"
+                        ));
+                    }
+                }
+                line
             }
             Err(e) => {
                 report.failed += 1;
@@ -396,6 +531,47 @@ pub async fn run(
             }
         };
         progress.object(Some(&line), *listed_size);
+    }
+    // Noncurrent versions that still need the job (older history, or versions kept
+    // above): reported, since S3 versions cannot be rewritten.
+    if scope.start_after.is_none() {
+        for (key, version, size) in noncurrent_versions(&c, bucket, &scope.prefix).await? {
+            let r = c
+                .send(req(
+                    Method::HEAD,
+                    bucket,
+                    Some(&key),
+                    vec![("versionId".to_string(), version.clone())],
+                    HeaderMap::new(),
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            let under = r
+                .headers()
+                .get(crate::s3::sse::H_KEY_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let encrypted =
+                r.status().is_success() && r.headers().get(crate::s3::sse::H_SSE).is_some();
+            let fine = match job {
+                Job::Migrate => encrypted,
+                Job::Rewrap { key: k } => encrypted && names_key(under, k),
+            };
+            if !fine {
+                report.noncurrent_remaining += 1;
+                progress.object(
+                    Some(&format!(
+                        "{key} (noncurrent version {version}, {size} bytes): {} — S3 versions \
+                         cannot be rewritten; delete it when no longer needed",
+                        match job {
+                            Job::Migrate => "not encrypted",
+                            Job::Rewrap { .. } => "not under the key",
+                        }
+                    )),
+                    0,
+                );
+            }
+        }
     }
     progress.finish();
     Ok(report)
@@ -408,6 +584,9 @@ pub struct Impact {
     /// (bucket, objects under the key, example keys)
     pub buckets: Vec<(String, u64, Vec<String>)>,
 }
+
+/// A listed object version: key, stored size, version id (None: the current version).
+type Listed = (String, u64, Option<String>);
 
 /// How many HEADs the impact scan keeps in flight.
 const SCAN_CONCURRENCY: usize = 16;
@@ -446,9 +625,18 @@ pub async fn key_impact(
     } else {
         buckets.to_vec()
     };
-    let mut listed = Vec::new();
+    // Every version: current objects, and noncurrent versions where the bucket keeps
+    // them (they become unreadable with the key too).
+    let mut listed: Vec<(String, Vec<Listed>)> = Vec::new();
     for b in buckets.into_iter().filter(|b| !skip.contains(b)) {
-        let objects = list_objects(store, &b, "", None).await?;
+        let mut objects: Vec<Listed> = list_objects(store, &b, "", None)
+            .await?
+            .into_iter()
+            .map(|(k, n)| (k, n, None))
+            .collect();
+        for (k, v, n) in noncurrent_versions(store, &b, "").await? {
+            objects.push((k, n, Some(v)));
+        }
         listed.push((b, objects));
     }
     progress.start(
@@ -459,10 +647,21 @@ pub async fn key_impact(
     for (b, objects) in listed {
         let mut hits = 0u64;
         let mut examples = Vec::new();
-        let mut heads = futures::stream::iter(objects.into_iter().map(|(k, n)| {
+        let mut heads = futures::stream::iter(objects.into_iter().map(|(k, n, version)| {
             let b = &b;
             async move {
-                let h = head_object(store, b, &k).await?;
+                let query = version
+                    .iter()
+                    .map(|v| ("versionId".to_string(), v.clone()))
+                    .collect();
+                let h = store
+                    .send(req(Method::HEAD, b, Some(&k), query, HeaderMap::new()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let k = match version {
+                    Some(v) => format!("{k} (noncurrent version {v})"),
+                    None => k,
+                };
                 let arn = h
                     .headers()
                     .get(crate::crypto::format::meta::KEY)

@@ -100,6 +100,10 @@ struct JobArgs {
     /// Resume an interrupted run after this key (the last one it printed).
     #[arg(long)]
     start_after: Option<String>,
+    /// Versioned buckets: delete the version each replaced object was read from, once
+    /// the replacement is verified (otherwise it remains as a noncurrent version).
+    #[arg(long)]
+    delete_replaced_versions: bool,
     /// A sealgate client access key (the principal needs kms:GenerateDataKey).
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key_id: String,
@@ -123,6 +127,7 @@ impl JobArgs {
                 prefix: self.prefix,
                 start_after: self.start_after,
                 dry_run: self.dry_run,
+                delete_replaced: self.delete_replaced_versions,
             },
         )
     }
@@ -218,6 +223,23 @@ fn admin_job(args: JobArgs, job: &sealgate::admin::Job) -> Result<std::process::
             ""
         }
     );
+    if r.replaced_kept + r.replaced_deleted > 0 {
+        println!(
+            "versions replaced: {} deleted, {} kept as noncurrent versions",
+            r.replaced_deleted, r.replaced_kept
+        );
+    }
+    if r.noncurrent_remaining > 0 {
+        println!(
+            "{} noncurrent versions are {} (listed above)",
+            r.noncurrent_remaining,
+            if what == "migrate" {
+                "still not encrypted"
+            } else {
+                "still not under the key"
+            }
+        );
+    }
     if r.failed > 0 {
         println!("re-run the same command to retry the failed objects (done ones are skipped)");
     }

@@ -111,8 +111,10 @@ async fn every_version_of_an_object_reads_back_by_its_version_id() {
         .unwrap();
     assert_eq!(attrs.object_size(), Some(11));
 
-    // Copies from an older version.
-    sg.client
+    // Copies from an older version: the answer names the version read and the one
+    // written, as AWS's does.
+    let copied = sg
+        .client
         .copy_object()
         .bucket(&b)
         .key("copy")
@@ -120,6 +122,11 @@ async fn every_version_of_an_object_reads_back_by_its_version_id() {
         .send()
         .await
         .unwrap();
+    assert_eq!(copied.copy_source_version_id(), Some(v1.as_str()));
+    let copy_version = copied
+        .version_id()
+        .expect("the new version's id")
+        .to_string();
     let got = sg
         .client
         .get_object()
@@ -128,6 +135,7 @@ async fn every_version_of_an_object_reads_back_by_its_version_id() {
         .send()
         .await
         .unwrap();
+    assert_eq!(got.version_id(), Some(copy_version.as_str()));
     assert_eq!(
         got.body.collect().await.unwrap().into_bytes().as_ref(),
         b"version one"

@@ -122,6 +122,13 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 &[&["content-length"][..], &forward::response_drop_list()].concat(),
             );
             sse::response_headers(&mut out.headers, &new_meta.envelope);
+            // The version read from, as AWS answers (SeaweedFS leaves it out).
+            if let Some(v) = head.headers().get("x-amz-version-id")
+                && !out.headers.contains_key("x-amz-copy-source-version-id")
+            {
+                out.headers
+                    .insert("x-amz-copy-source-version-id", v.clone());
+            }
             Ok(out)
         }
         (None, None) => {
@@ -154,6 +161,7 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             let etag = written.md5.filter(|_| md5).map(|m| ETag::quoted_md5(&m));
             let out = source::copy_result(
                 "CopyObjectResult",
+                &source,
                 &resp,
                 written.meta.as_ref().map(|m| &m.envelope),
                 etag.as_deref(),

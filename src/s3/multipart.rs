@@ -222,6 +222,7 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     Ok(source::copy_result(
         "CopyPartResult",
+        &source,
         &resp,
         env,
         etag.as_deref(),

@@ -155,6 +155,7 @@ pub async fn plaintext(
 /// SSE headers.
 pub fn copy_result(
     element: &str,
+    source: &Source,
     put: &UpResponse,
     env: Option<&Envelope>,
     etag: Option<&str>,
@@ -176,6 +177,16 @@ pub fn copy_result(
     forward::set_header(&mut out.headers, "content-type", "application/xml");
     if let Some(e) = env {
         sse::response_headers(&mut out.headers, e);
+    }
+    // As AWS: the version read from, and (CopyObject) the version written.
+    if let Some(v) = source.head.headers().get("x-amz-version-id") {
+        out.headers
+            .insert("x-amz-copy-source-version-id", v.clone());
+    }
+    if element == "CopyObjectResult"
+        && let Some(v) = put.headers().get("x-amz-version-id")
+    {
+        out.headers.insert("x-amz-version-id", v.clone());
     }
     out
 }
