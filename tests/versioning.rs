@@ -291,3 +291,135 @@ async fn every_version_of_an_object_reads_back_by_its_version_id() {
         );
     }
 }
+
+/// A bucket with Object Lock and a default retention: the store requires a checksum on
+/// every write (AWS requires one too), which sealgate sends (CRC32C), so single-part and
+/// multipart writes are accepted, read back, and cannot be deleted by version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_lock_buckets_with_default_retention_accept_sealgates_writes() {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+        ObjectLockRule,
+    };
+    assert!(Store::SeaweedFs.object_lock());
+    let sg = Sealgate::start_on(Store::SeaweedFs).await;
+    let b = format!("lock-{}", common::random_hex(6));
+    sg.client
+        .create_bucket()
+        .bucket(&b)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    sg.client
+        .put_object_lock_configuration()
+        .bucket(&b)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Governance)
+                                .days(1)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v = put(&sg, &b, "locked", b"retained plaintext")
+        .await
+        .expect("a version id");
+    assert_eq!(
+        get_version(&sg, &b, "locked", &v, None).await,
+        b"retained plaintext"
+    );
+    let head = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("locked")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.object_lock_mode(),
+        Some(&aws_sdk_s3::types::ObjectLockMode::Governance)
+    );
+    // Multipart too.
+    let data = common::pattern(6 << 20, 3);
+    let up = sg
+        .client
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("locked-mp")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let mut done = Vec::new();
+    for (n, chunk) in data.chunks(5 << 20).enumerate() {
+        let p = sg
+            .client
+            .upload_part()
+            .bucket(&b)
+            .key("locked-mp")
+            .upload_id(id)
+            .part_number(n as i32 + 1)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(n as i32 + 1)
+                .e_tag(p.e_tag().unwrap())
+                .build(),
+        );
+    }
+    sg.client
+        .complete_multipart_upload()
+        .bucket(&b)
+        .key("locked-mp")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("locked-mp")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        &data[..]
+    );
+    // The retained version cannot be deleted.
+    let e = sg
+        .client
+        .delete_object()
+        .bucket(&b)
+        .key("locked")
+        .version_id(&v)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(
+        get_version(&sg, &b, "locked", &v, None).await,
+        b"retained plaintext"
+    );
+}
