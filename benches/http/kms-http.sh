@@ -4,7 +4,7 @@
 # (2 threads, 32 connections, 10 s) so the client's cost stays out of the figure.
 # Needs: ./scripts/setup.sh (venv), wrk (apt-get install wrk).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
 cargo build --release --quiet --bin sealgate
 DIR=$(mktemp -d)
@@ -34,8 +34,8 @@ export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-eas
 AWS=".venv/bin/aws --endpoint-url http://127.0.0.1:$PORT"
 KEY=$($AWS kms create-key --query KeyMetadata.KeyId --output text)
 BLOB=$($AWS kms generate-data-key --key-id "$KEY" --key-spec AES_256 --query CiphertextBlob --output text)
-.venv/bin/python bench/kms_sign.py "http://127.0.0.1:$PORT" $AK $SK "$KEY" GenerateDataKey > "$DIR/gdk.lua"
-.venv/bin/python bench/kms_sign.py "http://127.0.0.1:$PORT" $AK $SK "$KEY" Decrypt "$BLOB" > "$DIR/dec.lua"
+.venv/bin/python benches/http/kms_sign.py "http://127.0.0.1:$PORT" $AK $SK "$KEY" GenerateDataKey > "$DIR/gdk.lua"
+.venv/bin/python benches/http/kms_sign.py "http://127.0.0.1:$PORT" $AK $SK "$KEY" Decrypt "$BLOB" > "$DIR/dec.lua"
 for op in gdk dec; do
   out=$(wrk -t2 -c32 -d10s -s "$DIR/$op.lua" "http://127.0.0.1:$PORT/")
   if echo "$out" | grep -q "Non-2xx"; then echo "$out"; echo "errors in $op run" >&2; exit 1; fi
