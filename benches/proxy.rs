@@ -516,13 +516,17 @@ fn main() {
     // ratio shows what sealgate costs its clients rather than how much CPU it takes from a
     // store sharing its cores (docs/performance.md).
     let pin = flag("--pin");
+    // `-- --no-md5`: sealgate with `encryption.md5_etags = false`, to measure what AWS's
+    // MD5 ETags of SSE-S3 objects cost (one MD5 of the plaintext per write).
+    let md5 = !flag("--no-md5");
     println!(
-        "## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs; data-key cache on{})\n",
+        "## sealgate benchmark (2 cores; Garage on loopback; medians of interleaved runs; data-key cache on{}{})\n",
         if pin {
             "; pinned: Garage on CPU 0, client, relay and sealgate on CPU 1"
         } else {
             ""
-        }
+        },
+        if md5 { "" } else { "; MD5 ETags off" }
     );
     println!("| workload | direct | sealgate | ratio |\n|---|---|---|---|");
     if phase("pipeline") {
@@ -538,7 +542,7 @@ fn main() {
         .port();
     common::write_private(&dir.path().join("root.key"), "ab".repeat(32).as_bytes());
     let cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n[kms_backend.cache]\nembedded = true\n",
+        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n[kms_backend.cache]\nembedded = true\n[encryption]\nmd5_etags = {md5}\n",
         g.endpoint,
         g.access_key,
         g.secret_key,
