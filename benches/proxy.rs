@@ -398,6 +398,17 @@ fn streamed_body(len: u64) -> reqwest::Body {
     reqwest::Body::wrap_stream(s)
 }
 
+/// CPU seconds this thread has used (user + system, from /proc/thread-self/stat).
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 14th field,
+    // stime the 15th, in clock ticks (100 per second on Linux).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
 fn micro_pipeline() {
     use sealgate::crypto::format::PartHeader;
     use sealgate::crypto::stream::{Decryptor, Dek, Encryptor};
@@ -455,6 +466,37 @@ fn micro_pipeline() {
         "| stream pipeline, 1 thread | encrypt {:.2} GB/s | decrypt {:.2} GB/s | target ≥ 5 GB/s |",
         len as f64 / enc_secs / 1e9,
         len as f64 / dec_secs / 1e9
+    );
+    // What the data path's hashes cost on their own, per GiB of object data: the MD5 of
+    // the plaintext (AWS's ETag of SSE-S3 objects, `encryption.md5_etags`) and the
+    // CRC32C of what is sent to the store (always).
+    // Timed in this thread's CPU time (/proc), so other load on the machine does not
+    // inflate them; 4 GiB each so the 10 ms tick is below 1 %.
+    let block = common::pattern(1 << 20, 6);
+    let md5_secs = {
+        use md5::Digest as _;
+        let start = thread_cpu_secs();
+        let mut h = md5::Md5::new();
+        for _ in 0..4096 {
+            h.update(&block);
+        }
+        std::hint::black_box(h.finalize());
+        (thread_cpu_secs() - start) / 4.0
+    };
+    let crc_secs = {
+        use s3s::crypto::Checksum as _;
+        let start = thread_cpu_secs();
+        let mut h = s3s::crypto::Crc32c::new();
+        for _ in 0..4096 {
+            h.update(&block);
+        }
+        std::hint::black_box(h.finalize());
+        (thread_cpu_secs() - start) / 4.0
+    };
+    println!(
+        "| hashes, 1 thread, CPU s per GiB | MD5 (SSE-S3 ETag) {md5_secs:.3} s ({:.2} GB/s) | CRC32C (to the store) {crc_secs:.3} s ({:.2} GB/s) | |",
+        (1u64 << 30) as f64 / md5_secs / 1e9,
+        (1u64 << 30) as f64 / crc_secs / 1e9,
     );
 }
 
