@@ -73,6 +73,9 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Access keys clients use to talk to sealgate, each mapped to a principal.
     pub access_keys: Vec<AccessKeyConfig>,
+    /// Named identity policies (IAM JSON), defined once and attached to access keys by
+    /// name (`access_keys[].policies`): `[policies.NAME]` with `document` or `file`.
+    pub policies: std::collections::BTreeMap<String, PolicyConfig>,
     /// Account id the principals belong to (12 digits).
     pub account: String,
     /// Largest request body (bytes) sealgate reads into memory for non-streaming
@@ -165,6 +168,7 @@ impl Default for Config {
             tls: None,
             upstream: UpstreamConfig::default(),
             access_keys: Vec::new(),
+            policies: Default::default(),
             account: "000000000000".into(),
             max_buffered_body: 1024 * 1024,
             state_bucket: "sealgate-state".into(),
@@ -228,8 +232,29 @@ pub struct AccessKeyConfig {
     pub secret_access_key_env: Option<String>,
     /// Principal name (`alice`); the ARN is `arn:aws:iam::ACCOUNT:user/alice`.
     pub principal: String,
-    /// The account root/admin principal.
+    /// The account root/admin principal: may do everything (no policy is consulted).
     pub root: bool,
+    /// Named policies (`[policies.NAME]`) attached to this key.
+    pub policies: Vec<String>,
+    /// An inline identity policy (IAM JSON) of this key.
+    pub policy: Option<String>,
+    /// Read the inline policy from this file instead.
+    pub policy_file: Option<PathBuf>,
+    /// This key's own credential for the store: its requests are signed with it (except
+    /// those to sealgate's state bucket), so the store enforces its own permissions.
+    pub store_access_key_id: Option<String>,
+    pub store_secret_access_key: Secret,
+    pub store_secret_access_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the store secret.
+    pub store_secret_access_key_env: Option<String>,
+}
+
+/// A named identity policy: its JSON document, inline or in a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub document: Option<String>,
+    pub file: Option<PathBuf>,
 }
 
 /// Shortest client secret accepted. A SigV4 signature is an offline oracle for its
@@ -241,6 +266,11 @@ fn read_secret_file(field: &str, path: &Path) -> Result<Secret, ConfigError> {
     let s = std::fs::read_to_string(path)
         .map_err(|e| cfg_err(field, format!("cannot read {}: {e}", path.display())))?;
     Ok(Secret::new(s.trim_end_matches(['\n', '\r'])))
+}
+
+fn read_text_file(field: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| cfg_err(field, format!("cannot read {}: {e}", path.display())))
 }
 
 impl Config {
@@ -334,6 +364,17 @@ impl Config {
                     }
                 }
             }
+            if let Some(var) = &k.store_secret_access_key_env {
+                match get(var) {
+                    Some(v) => k.store_secret_access_key = Secret::new(v),
+                    None => {
+                        return Err(cfg_err(
+                            format!("access_keys[{i}].store_secret_access_key_env"),
+                            format!("environment variable {var} is not set"),
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -417,6 +458,19 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(p) = &k.store_secret_access_key_file {
+                k.store_secret_access_key =
+                    read_secret_file(&f("store_secret_access_key_file"), p)?;
+            }
+            if let Some(p) = &k.policy_file {
+                if k.policy.is_some() {
+                    return Err(cfg_err(
+                        f("policy_file"),
+                        "give the inline policy either as `policy` or as `policy_file`, not both",
+                    ));
+                }
+                k.policy = Some(read_text_file(&f("policy_file"), p)?);
+            }
             if k.principal.is_empty()
                 || !k
                     .principal
@@ -432,6 +486,20 @@ impl Config {
         if self.account.len() != 12 || !self.account.bytes().all(|b| b.is_ascii_digit()) {
             return Err(cfg_err("account", "must be a 12-digit account id"));
         }
+        for (name, p) in self.policies.iter_mut() {
+            let field = format!("policies.{name}");
+            match (&p.document, &p.file) {
+                (Some(_), None) => {}
+                (None, Some(path)) => p.document = Some(read_text_file(&field, path)?),
+                _ => {
+                    return Err(cfg_err(
+                        field,
+                        "give the policy document either as `document` or as `file`",
+                    ));
+                }
+            }
+        }
+        crate::s3::authz::Authz::from_config(self).map_err(|(f, r)| cfg_err(f, r))?;
         if let Some(d) = &self.virtual_host_domain
             && s3s::host::SingleDomain::new(d).is_err()
         {

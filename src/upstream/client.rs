@@ -220,6 +220,9 @@ impl Upstream {
 
     /// Sends one request; a response with any status is `Ok` (the store answered).
     pub async fn send(&self, req: UpRequest) -> Result<UpResponse, UpstreamError> {
+        // The request's own store credential, if its access key has one (`acting`).
+        let acting = super::acting::signer_for(req.bucket.as_deref());
+        let signer = acting.as_deref().unwrap_or(&self.signer);
         let path = object_path(req.bucket.as_deref(), req.key.as_deref());
         let qs = query_string(&req.query);
         // Sign exactly the string we send.
@@ -275,7 +278,7 @@ impl Upstream {
         if len > 0 || matches!(req.method, Method::PUT | Method::POST) {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
-        self.signer
+        signer
             .sign(req.method.as_str(), &url_str, &mut headers, payload)
             .map_err(UpstreamError::Build)?;
         let uri: http::Uri = url_str
