@@ -16,6 +16,7 @@ use http::HeaderMap;
 
 use super::table::{Check, Target};
 use crate::auth::Principal;
+use crate::kms::policy::ConditionMap;
 
 /// What values a condition key takes (which operator families apply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +65,14 @@ pub const KNOWN: &[(&str, KeyKind)] = &[
     ("s3:x-amz-grant-write-acp", KeyKind::Text),
     ("s3:x-amz-metadata-directive", KeyKind::Text),
     ("s3:x-amz-server-side-encryption", KeyKind::Text),
-    ("s3:x-amz-server-side-encryption-aws-kms-key-id", KeyKind::Text),
-    ("s3:x-amz-server-side-encryption-customer-algorithm", KeyKind::Text),
+    (
+        "s3:x-amz-server-side-encryption-aws-kms-key-id",
+        KeyKind::Text,
+    ),
+    (
+        "s3:x-amz-server-side-encryption-customer-algorithm",
+        KeyKind::Text,
+    ),
     ("s3:x-amz-storage-class", KeyKind::Text),
     ("s3:x-amz-website-redirect-location", KeyKind::Text),
 ];
@@ -109,21 +116,6 @@ pub fn user_id(p: &Principal) -> String {
 /// `aws:PrincipalType`.
 pub fn principal_type(p: &Principal) -> &'static str {
     if p.is_root { "Account" } else { "User" }
-}
-
-/// `2026-01-31T12:00:00Z` (`aws:CurrentTime`).
-fn iso_time(secs: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// How the request was authenticated (`s3:authType`, `s3:signatureversion`).
@@ -181,21 +173,41 @@ impl Context {
         };
         let p = v.principal;
         let secs = v.now_ms.div_euclid(1000);
-        put(&mut common, "aws:currenttime", Some(iso_time(secs)));
+        put(
+            &mut common,
+            "aws:currenttime",
+            Some(crate::kms::audit::format_time(v.now_ms)),
+        );
         put(&mut common, "aws:epochtime", Some(secs.to_string()));
         put(&mut common, "aws:principalaccount", Some(p.account.clone()));
         put(&mut common, "aws:principalarn", Some(p.arn()));
-        put(&mut common, "aws:principaltype", Some(principal_type(p).into()));
+        put(
+            &mut common,
+            "aws:principaltype",
+            Some(principal_type(p).into()),
+        );
         put(&mut common, "aws:referer", header(v.headers, "referer"));
         put(
             &mut common,
             "aws:securetransport",
             Some(v.secure_transport.to_string()),
         );
-        put(&mut common, "aws:sourceip", v.source_ip.map(|ip| ip.to_string()));
-        put(&mut common, "aws:useragent", header(v.headers, "user-agent"));
+        put(
+            &mut common,
+            "aws:sourceip",
+            v.source_ip.map(|ip| ip.to_string()),
+        );
+        put(
+            &mut common,
+            "aws:useragent",
+            header(v.headers, "user-agent"),
+        );
         put(&mut common, "aws:userid", Some(user_id(p)));
-        put(&mut common, "aws:username", (!p.is_root).then(|| p.name.clone()));
+        put(
+            &mut common,
+            "aws:username",
+            (!p.is_root).then(|| p.name.clone()),
+        );
         let (auth, sig) = auth_scheme(v.headers, v.query);
         put(&mut common, "s3:authtype", Some(auth.into()));
         put(&mut common, "s3:signatureversion", Some(sig.into()));
@@ -240,8 +252,17 @@ impl Context {
         }
     }
 
-    /// The condition values `check` is evaluated with.
-    pub fn for_check(&self, check: &Check) -> BTreeMap<String, String> {
+    /// The condition keys `check` is evaluated with.
+    pub fn for_check(&self, check: &Check) -> ConditionMap {
+        let mut keys = ConditionMap::new();
+        for (k, v) in self.values_for(check) {
+            keys.set(&k, [v]);
+        }
+        keys
+    }
+
+    /// The condition values of `check`, by lowercase key.
+    fn values_for(&self, check: &Check) -> BTreeMap<String, String> {
         let mut m = self.common.clone();
         match &check.target {
             Target::CopySource { version_id, .. } => {
@@ -273,6 +294,7 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kms::policy::ConditionKeys;
 
     fn view<'a>(p: &'a Principal, h: &'a HeaderMap, q: &'a [(String, String)]) -> RequestView<'a> {
         RequestView {
@@ -296,12 +318,20 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("x-amz-server-side-encryption", "aws:kms".parse().unwrap());
-        h.insert("authorization", "AWS4-HMAC-SHA256 Credential=x".parse().unwrap());
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=x".parse().unwrap(),
+        );
         let q = vec![("prefix".to_string(), String::new())];
         let c = Context::new(&view(&p, &h, &q));
         let write = Check::test_object("s3:PutObject");
-        let w = c.for_check(&write);
+        let w = c.values_for(&write);
         assert_eq!(w["s3:x-amz-server-side-encryption"], "aws:kms");
+        // What the policy engine sees: the same values, key names case-insensitive.
+        let keys = c.for_check(&write);
+        let sse = keys.values("S3:x-amz-server-side-encryption").unwrap();
+        assert_eq!(sse, ["aws:kms"]);
+        assert!(keys.values("s3:prefix").is_none());
         assert_eq!(w["aws:securetransport"], "false");
         assert_eq!(w["aws:sourceip"], "192.0.2.7");
         assert_eq!(w["aws:username"], "bob");
@@ -312,7 +342,7 @@ mod tests {
         assert_eq!(w["s3:signatureversion"], "AWS4-HMAC-SHA256");
         assert!(!w.contains_key("s3:prefix") && !w.contains_key("s3:x-amz-acl"));
         let list = Check::test_list("s3:ListBucket");
-        let l = c.for_check(&list);
+        let l = c.values_for(&list);
         assert_eq!(l["s3:prefix"], "", "sent empty: present");
         assert_eq!(l["s3:max-keys"], "1000");
         assert!(!l.contains_key("s3:delimiter"));
@@ -329,7 +359,7 @@ mod tests {
         };
         let q = vec![("X-Amz-Signature".to_string(), "00".to_string())];
         let c = Context::new(&view(&root, &HeaderMap::new(), &q));
-        let r = c.for_check(&write);
+        let r = c.values_for(&write);
         assert_eq!(r["s3:authtype"], "REST-QUERY-STRING");
         assert!(!r.contains_key("aws:username"));
         assert_eq!(r["aws:principaltype"], "Account");

@@ -257,7 +257,11 @@ pub async fn merge(mut resp: S3Response<Body>, denied: Denied) -> Result<S3Respo
     {
         // `<DeleteResult .../>` (nothing to report in quiet mode).
         let close = at + close;
-        format!("{}>{errs}</DeleteResult>{}", &text[..close], &text[close + 2..])
+        format!(
+            "{}>{errs}</DeleteResult>{}",
+            &text[..close],
+            &text[close + 2..]
+        )
     } else {
         return Ok(resp);
     };
@@ -286,7 +290,11 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [("bob/a", None), ("alice/<b>", Some("v1")), ("bob/c", Some("v2"))]
+            [
+                ("bob/a", None),
+                ("alice/<b>", Some("v1")),
+                ("bob/c", Some("v2"))
+            ]
         );
         let out = without(BODY.as_bytes(), &e[1..2]);
         let out = std::str::from_utf8(&out).unwrap();
@@ -295,7 +303,9 @@ mod tests {
         assert_eq!(out.replace(&BODY[e[1].span.0..e[1].span.1], ""), out);
         assert!(out.contains("<Quiet>false</Quiet>") && out.contains("<Key>bob/c</Key>"));
         assert!(parse(b"<Delete><Object><VersionId>x</VersionId></Object></Delete>").is_err());
-        assert!(parse(b"<Delete><Object>").is_err() || parse(b"<Delete><Object>").unwrap().is_empty());
+        assert!(
+            parse(b"<Delete><Object>").is_err() || parse(b"<Delete><Object>").unwrap().is_empty()
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //!
 //! - [`table`]: which actions an operation needs on which ARNs (one row per operation);
 //! - [`context`]: the condition keys of a request and their values;
-//! - [`policy`]: identity policies, compiled onto the KMS policy engine;
+//! - [`policy`]: identity policies, parsed and evaluated by the policy engine of
+//!   `crate::kms::policy` (`PolicyKind::Identity`);
 //! - [`delete`]: DeleteObjects, authorized key by key.
 //!
 //! Invariants: a root principal may do everything; any other key has at least one policy
@@ -32,6 +33,7 @@ use super::classify::Class;
 use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::Error;
+use crate::kms::policy::ConditionMap;
 use crate::upstream::ActingAs;
 use crate::upstream::sign::Signer;
 use policy::{IdentityPolicy, Verdict};
@@ -51,7 +53,7 @@ pub enum Outcome {
 pub struct Identity {
     pub principal: Principal,
     /// `None` for a root principal: everything is allowed.
-    policies: Option<Vec<IdentityPolicy>>,
+    policies: Option<Vec<Arc<IdentityPolicy>>>,
     /// The key's own store credential, if it has one.
     store: Option<ActingAs>,
 }
@@ -72,7 +74,7 @@ impl Identity {
     }
 
     /// What this key's policies say about `action` on `resource` in context `ctx`.
-    pub fn decide(&self, action: &str, resource: &str, ctx: &BTreeMap<String, String>) -> Outcome {
+    pub fn decide(&self, action: &str, resource: &str, ctx: &ConditionMap) -> Outcome {
         let Some(policies) = &self.policies else {
             return Outcome::Allow;
         };
@@ -102,24 +104,17 @@ pub struct Authz {
 type CfgError = (String, String);
 
 impl Authz {
-    /// Compiles every key's policies and store credential. The configuration's files
+    /// Parses every policy and builds each key's identity. The configuration's files
     /// must already be read (`Config::validate` does that, then calls this to check).
     pub fn from_config(cfg: &Config) -> Result<Authz, CfgError> {
-        let named: BTreeMap<&str, &str> = cfg
-            .policies
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.document.as_deref().unwrap_or_default()))
-            .collect();
         // Every named policy parses, attached or not (a typo is found now, not when it
         // is attached).
-        let stand_in = Principal {
-            name: "policy-check".into(),
-            account: cfg.account.clone(),
-            is_root: false,
-        };
-        for (name, text) in &named {
-            IdentityPolicy::compile(Some(name), text, &stand_in)
+        let mut named: BTreeMap<&str, Arc<IdentityPolicy>> = BTreeMap::new();
+        for (name, p) in &cfg.policies {
+            let text = p.document.as_deref().unwrap_or_default();
+            let policy = IdentityPolicy::parse(Some(name), text)
                 .map_err(|e| (format!("policies.{name}"), e))?;
+            named.insert(name, Arc::new(policy));
         }
         let mut signers: HashMap<(String, String), Arc<Signer>> = HashMap::new();
         let mut keys = HashMap::new();
@@ -132,7 +127,7 @@ impl Authz {
             };
             let mut policies = Vec::new();
             for (j, name) in k.policies.iter().enumerate() {
-                let text = named.get(name.as_str()).ok_or_else(|| {
+                let policy = named.get(name.as_str()).ok_or_else(|| {
                     (
                         field(&format!("policies[{j}]")),
                         format!(
@@ -141,16 +136,11 @@ impl Authz {
                         ),
                     )
                 })?;
-                policies.push(
-                    IdentityPolicy::compile(Some(name), text, &principal)
-                        .map_err(|e| (format!("policies.{name}"), e))?,
-                );
+                policies.push(policy.clone());
             }
             if let Some(text) = &k.policy {
-                policies.push(
-                    IdentityPolicy::compile(None, text, &principal)
-                        .map_err(|e| (field("policy"), e))?,
-                );
+                let policy = IdentityPolicy::parse(None, text).map_err(|e| (field("policy"), e))?;
+                policies.push(Arc::new(policy));
             }
             if !k.root && policies.is_empty() {
                 return Err((
@@ -232,7 +222,10 @@ fn request_context(ctx: &Ctx, secure: bool) -> context::Context {
         .and_then(|v| v.to_str().ok())
         .map(|k| {
             let k = k.trim();
-            ctx.state.kms.resolve_arn(k).unwrap_or_else(|| k.to_string())
+            ctx.state
+                .kms
+                .resolve_arn(k)
+                .unwrap_or_else(|| k.to_string())
         });
     let copy_source = ctx
         .req
@@ -396,15 +389,30 @@ mod tests {
             is_root: false,
         };
         assert_eq!(
-            denial_message(&bob, "s3:GetObject", Some("arn:aws:s3:::b/k"), &Outcome::Implicit),
+            denial_message(
+                &bob,
+                "s3:GetObject",
+                Some("arn:aws:s3:::b/k"),
+                &Outcome::Implicit
+            ),
             "User: arn:aws:iam::111122223333:user/bob is not authorized to perform: s3:GetObject on resource: \"arn:aws:s3:::b/k\" because no identity-based policy allows the s3:GetObject action"
         );
         assert_eq!(
-            denial_message(&bob, "s3:DeleteObject", Some("arn:aws:s3:::b/k"), &Outcome::Explicit(None)),
+            denial_message(
+                &bob,
+                "s3:DeleteObject",
+                Some("arn:aws:s3:::b/k"),
+                &Outcome::Explicit(None)
+            ),
             "User: arn:aws:iam::111122223333:user/bob is not authorized to perform: s3:DeleteObject on resource: \"arn:aws:s3:::b/k\" with an explicit deny in an identity-based policy"
         );
         assert_eq!(
-            denial_message(&bob, "s3:PutObject", Some("arn:aws:s3:::b/k"), &Outcome::Explicit(Some("no-plaintext".into()))),
+            denial_message(
+                &bob,
+                "s3:PutObject",
+                Some("arn:aws:s3:::b/k"),
+                &Outcome::Explicit(Some("no-plaintext".into()))
+            ),
             "User: arn:aws:iam::111122223333:user/bob is not authorized to perform: s3:PutObject on resource: \"arn:aws:s3:::b/k\" with an explicit deny in an identity-based policy: arn:aws:iam::111122223333:policy/no-plaintext"
         );
         assert_eq!(
