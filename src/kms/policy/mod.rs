@@ -313,25 +313,29 @@ impl Policy {
         self.statements.get(i).and_then(|s| s.sid.as_deref())
     }
 
-    /// The names of the policy variables the policy uses (`aws:username`, ...), so a
-    /// caller can refuse those it does not supply or whose values it does not control.
-    pub fn variables(&self) -> Vec<&str> {
+    /// The policy variables the policy uses, as (statement index, name), e.g.
+    /// `(0, "aws:username")`, so a caller can refuse those it does not supply or whose
+    /// values it does not control.
+    pub fn variables(&self) -> Vec<(usize, &str)> {
         let mut out = Vec::new();
-        for s in &self.statements {
-            out.extend(s.resources.iter().flat_map(Text::variables));
-            out.extend(s.conditions.iter().flat_map(Condition::variables));
+        for (i, s) in self.statements.iter().enumerate() {
+            let names = s.resources.iter().flat_map(Text::variables);
+            out.extend(names.map(|n| (i, n)));
+            let names = s.conditions.iter().flat_map(Condition::variables);
+            out.extend(names.map(|n| (i, n)));
         }
         out
     }
 
-    /// Every condition of the policy as (operator as written, condition key as written),
-    /// e.g. `("ForAnyValue:StringLike", "s3:prefix")`, so a caller can refuse keys it does
-    /// not supply.
-    pub fn condition_keys(&self) -> Vec<(&str, &str)> {
-        self.statements
-            .iter()
-            .flat_map(|s| s.conditions.iter().map(|c| (c.operator(), c.key())))
-            .collect()
+    /// Every condition of the policy as (statement index, operator as written, condition
+    /// key as written), e.g. `(1, "ForAnyValue:StringLike", "s3:prefix")`, so a caller can
+    /// refuse keys it does not supply.
+    pub fn condition_keys(&self) -> Vec<(usize, &str, &str)> {
+        let mut out = Vec::new();
+        for (i, s) in self.statements.iter().enumerate() {
+            out.extend(s.conditions.iter().map(|c| (i, c.operator(), c.key())));
+        }
+        out
     }
 
     /// `Statement[i]` plus its Sid when present, for messages.
@@ -528,8 +532,8 @@ mod tests {
              "Condition":{"StringLike":{"s3:prefix":"${aws:username}/*"}}}]}"#;
         let kind = PolicyKind::Identity { service: "s3" };
         let p = Policy::parse_as(doc, kind).unwrap();
-        assert_eq!(p.variables(), ["aws:username", "aws:username"]);
-        assert_eq!(p.condition_keys(), [("StringLike", "s3:prefix")]);
+        assert_eq!(p.variables(), [(0, "aws:username"), (1, "aws:username")]);
+        assert_eq!(p.condition_keys(), [(1, "StringLike", "s3:prefix")]);
         let who = Principal {
             name: "bob".into(),
             account: "000000000000".into(),

@@ -57,8 +57,8 @@ impl IdentityPolicy {
             ));
         }
         let policy = Policy::parse_as(text, PolicyKind::Identity { service: "s3" })?;
-        for (operator, key) in policy.condition_keys() {
-            let at = format!("Condition.{operator}.{key}");
+        for (i, operator, key) in policy.condition_keys() {
+            let at = format!("Statement[{i}].Condition.{operator}.{key}");
             let kind = context::kind(key).ok_or_else(|| {
                 format!(
                     "{at}: sealgate does not supply the condition key {key} for S3 requests \
@@ -88,7 +88,7 @@ impl IdentityPolicy {
                 return Err(format!("{at}: {key} is not a {family} key"));
             }
         }
-        for var in policy.variables() {
+        for (i, var) in policy.variables() {
             if !VARIABLES.contains(&var.to_ascii_lowercase().as_str()) {
                 let why = if context::kind(var).is_some() {
                     "depends on the request"
@@ -96,7 +96,7 @@ impl IdentityPolicy {
                     "is unknown"
                 };
                 return Err(format!(
-                    "the policy variable ${{{var}}} {why}; sealgate substitutes principal \
+                    "Statement[{i}]: the policy variable ${{{var}}} {why}; sealgate substitutes principal \
                      variables only (aws:username, aws:userid, aws:PrincipalAccount, \
                      aws:PrincipalArn, aws:PrincipalType)"
                 ));
@@ -327,7 +327,7 @@ mod tests {
             ),
             (
                 r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/${s3:prefix}"}}"#,
-                "${s3:prefix} depends on the request",
+                "Statement[0]: the policy variable ${s3:prefix} depends on the request",
             ),
             (
                 r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"StringLike":{"s3:prefix":"${aws:nonsense}/*"}}}}"#,
@@ -335,11 +335,11 @@ mod tests {
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"StringEquals":{"s3:x-amz-server-side-encrpytion":"aws:kms"}}}}"#,
-                "Condition.StringEquals.s3:x-amz-server-side-encrpytion: sealgate does not supply",
+                "Statement[0].Condition.StringEquals.s3:x-amz-server-side-encrpytion: sealgate does not supply",
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"NumericLessThan":{"aws:SourceIp":"1"}}}}"#,
-                "aws:SourceIp is not a numeric key",
+                "Statement[0].Condition.NumericLessThan.aws:SourceIp: aws:SourceIp is not a numeric key",
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"ForAnyValue:DateLessThan":{"s3:prefix":"2026-01-01"}}}}"#,
