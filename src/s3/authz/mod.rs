@@ -303,6 +303,7 @@ fn audit_denial(ctx: &Ctx, action: &str, resource: &str, key: Option<&str>, mess
         params["key"] = k.into();
     }
     kms.record_audit(crate::kms::audit::AuditEvent {
+        source: crate::kms::audit::EventSource::S3,
         time_ms: kms.clock_ms(),
         name: std::borrow::Cow::Borrowed(ctx.req.op.name()),
         principal: Some(ctx.principal.clone()),
