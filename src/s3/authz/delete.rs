@@ -61,10 +61,8 @@ pub fn parse(xml: &[u8]) -> Result<Vec<Entry>, String> {
                 }
                 path.push(name);
             }
-            Event::Empty(s) => {
-                if path.len() == 1 && s.local_name().as_ref() == b"Object" {
-                    return Err("an <Object> without a <Key>".into());
-                }
+            Event::Empty(s) if path.len() == 1 && s.local_name().as_ref() == b"Object" => {
+                return Err("an <Object> without a <Key>".into());
             }
             Event::End(_) => {
                 let name = path.pop().unwrap_or_default();

@@ -3,8 +3,8 @@
 //! not build until it has a row here), and the checks of one request ([`checks`]).
 //!
 //! Sources: AWS's "Required permissions for Amazon S3 API operations" and the Service
-//! Authorization Reference for S3 (see docs/authorization.md for the table and the
-//! choices made where AWS is silent).
+//! Authorization Reference for S3 (docs/operations.md, "Authorization between
+//! principals", summarises the table for operators).
 //!
 //! Invariants: action names are AWS's, in AWS's casing; a request's checks are listed
 //! primary action first (the order AccessDenied messages follow); with `versionId` the

@@ -101,9 +101,17 @@ fn every_operation_has_a_row_that_fits_its_shape() {
     assert!(classes > 50);
 }
 
+/// (method, URI, headers, expected (action, resource) checks in order).
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a [(&'a str, &'a str)],
+);
+
 #[test]
 fn requests_need_aws_actions_on_aws_resources() {
-    let cases: &[(&str, &str, &[(&str, &str)], &[(&str, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "GET",
             "/",
