@@ -364,4 +364,65 @@ mod tests {
         assert!(!r.contains_key("aws:username"));
         assert_eq!(r["aws:principaltype"], "Account");
     }
+
+    /// A copy's source is read under the source's facts only: its version, never the
+    /// destination's SSE or copy headers; the destination's write check sees those.
+    #[test]
+    fn copy_sources_and_versions_see_their_own_keys() {
+        let p = Principal {
+            name: "bob".into(),
+            account: "111122223333".into(),
+            is_root: false,
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-server-side-encryption", "aws:kms".parse().unwrap());
+        h.insert("x-amz-metadata-directive", "REPLACE".parse().unwrap());
+        let q = vec![("versionId".to_string(), "v-dest".to_string())];
+        let mut v = view(&p, &h, &q);
+        v.kms_key_arn = Some("arn:aws:kms:us-east-1:111122223333:key/k".into());
+        v.copy_source = Some("src/a b".into());
+        let c = Context::new(&v);
+        let source = Check {
+            action: "s3:GetObjectVersion",
+            target: Target::CopySource {
+                bucket: "src".into(),
+                key: "a b".into(),
+                version_id: Some("v-src".into()),
+            },
+            lists: false,
+        };
+        let s = c.values_for(&source);
+        assert_eq!(s["s3:versionid"], "v-src");
+        for k in [
+            "s3:x-amz-server-side-encryption",
+            "s3:x-amz-server-side-encryption-aws-kms-key-id",
+            "s3:x-amz-copy-source",
+            "s3:x-amz-metadata-directive",
+        ] {
+            assert!(!s.contains_key(k), "{k} reached the source's check");
+        }
+        let d = c.values_for(&Check::test_object("s3:PutObject"));
+        assert_eq!(d["s3:x-amz-copy-source"], "src/a b");
+        assert_eq!(d["s3:x-amz-metadata-directive"], "REPLACE");
+        assert_eq!(
+            d["s3:x-amz-server-side-encryption-aws-kms-key-id"],
+            "arn:aws:kms:us-east-1:111122223333:key/k"
+        );
+        assert_eq!(d["s3:versionid"], "v-dest");
+        // A DeleteObjects entry carries its own version, not the request's.
+        let entry = Check {
+            action: "s3:DeleteObjectVersion",
+            target: Target::DeleteKey {
+                key: "k".into(),
+                version_id: Some("v-entry".into()),
+            },
+            lists: false,
+        };
+        assert_eq!(c.values_for(&entry)["s3:versionid"], "v-entry");
+        // A bucket check has no version.
+        assert!(
+            !c.values_for(&Check::test_list("s3:ListBucket"))
+                .contains_key("s3:versionid")
+        );
+    }
 }
