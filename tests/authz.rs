@@ -565,6 +565,59 @@ async fn uploads_without_sse_kms_are_refused_where_the_policy_requires_it(#[case
     assert!(!exists(&w.bob, b, "kms-only/plain").await);
     // Elsewhere the condition does not apply.
     put("elsewhere", None).await.unwrap();
+
+    // Multipart: CreateMultipartUpload is decided on its header; the parts and the
+    // completion (which send none) on the upload's encryption, so an SSE-KMS upload goes
+    // through and a plain one never starts.
+    let create = |key: &'static str, sse: Option<ServerSideEncryption>| {
+        w.bob
+            .create_multipart_upload()
+            .bucket(b)
+            .key(key)
+            .set_server_side_encryption(sse)
+            .send()
+    };
+    assert_denied(
+        create("kms-only/mp-plain", None).await,
+        &denied("kms-only/mp-plain"),
+    );
+    let up = create("kms-only/mp", Some(ServerSideEncryption::AwsKms))
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let part = w
+        .bob
+        .upload_part()
+        .bucket(b)
+        .key("kms-only/mp")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"payroll, in parts"))
+        .send()
+        .await
+        .unwrap();
+    w.bob
+        .complete_multipart_upload()
+        .bucket(b)
+        .key("kms-only/mp")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &common::get(&w.bob, b, "kms-only/mp").await[..],
+        b"payroll, in parts"
+    );
 }
 
 #[rstest]
@@ -894,8 +947,13 @@ async fn a_keys_own_store_credential_lets_the_store_enforce_its_permissions(#[ca
         .unwrap();
     assert_eq!(&common::get(&bob, own, "mp").await[..], b"one part");
 
-    // The other bucket: the store refuses bob's credential.
-    assert_forbidden(bob.get_object().bucket(other).key("secret").send().await);
+    // The other bucket: the store refuses bob's credential (its code reaches bob).
+    let get = bob.get_object().bucket(other).key("secret").send().await;
+    assert_eq!(
+        get.as_ref().err().and_then(|e| e.code()),
+        Some("AccessDenied")
+    );
+    assert_forbidden(get);
     assert_forbidden(bob.list_objects_v2().bucket(other).send().await);
     let put = bob
         .put_object()

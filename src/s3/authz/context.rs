@@ -141,6 +141,9 @@ pub struct RequestView<'a> {
     pub secure_transport: bool,
     /// The KMS key the request names, resolved to its ARN where the embedded KMS knows it.
     pub kms_key_arn: Option<String>,
+    /// UploadPart, UploadPartCopy, CompleteMultipartUpload: the upload's SSE algorithm
+    /// and KMS key (they send no SSE headers; CreateMultipartUpload did).
+    pub upload_sse: Option<(&'static str, Option<String>)>,
     /// `bucket/key` of CopyObject/UploadPartCopy (decoded, no leading slash).
     pub copy_source: Option<String>,
     /// Milliseconds since the epoch.
@@ -228,6 +231,20 @@ impl Context {
             v.kms_key_arn.clone(),
         );
         put(&mut write, "s3:x-amz-copy-source", v.copy_source.clone());
+        if let Some((alg, key)) = &v.upload_sse
+            && !write.contains_key("s3:x-amz-server-side-encryption")
+        {
+            put(
+                &mut write,
+                "s3:x-amz-server-side-encryption",
+                Some(alg.to_string()),
+            );
+            put(
+                &mut write,
+                "s3:x-amz-server-side-encryption-aws-kms-key-id",
+                key.clone(),
+            );
+        }
 
         let q = |k: &str| {
             v.query
@@ -304,6 +321,7 @@ mod tests {
             source_ip: Some("192.0.2.7".parse().unwrap()),
             secure_transport: false,
             kms_key_arn: None,
+            upload_sse: None,
             copy_source: None,
             now_ms: 1_769_817_600_000,
         }
@@ -424,5 +442,34 @@ mod tests {
             !c.values_for(&Check::test_list("s3:ListBucket"))
                 .contains_key("s3:versionid")
         );
+    }
+
+    /// UploadPart and CompleteMultipartUpload send no SSE header: their SSE keys are the
+    /// upload's, so a policy requiring aws:kms lets an SSE-KMS upload's parts through.
+    #[test]
+    fn the_requests_of_an_upload_see_its_encryption() {
+        let p = Principal {
+            name: "bob".into(),
+            account: "111122223333".into(),
+            is_root: false,
+        };
+        let h = HeaderMap::new();
+        let mut v = view(&p, &h, &[]);
+        let key = "arn:aws:kms:us-east-1:111122223333:key/k";
+        v.upload_sse = Some(("aws:kms", Some(key.into())));
+        let w = Context::new(&v).values_for(&Check::test_object("s3:PutObject"));
+        assert_eq!(w["s3:x-amz-server-side-encryption"], "aws:kms");
+        assert_eq!(w["s3:x-amz-server-side-encryption-aws-kms-key-id"], key);
+        v.upload_sse = Some(("AES256", None));
+        let w = Context::new(&v).values_for(&Check::test_object("s3:PutObject"));
+        assert_eq!(w["s3:x-amz-server-side-encryption"], "AES256");
+        assert!(!w.contains_key("s3:x-amz-server-side-encryption-aws-kms-key-id"));
+        // A header the request does send is what counts.
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-server-side-encryption", "AES256".parse().unwrap());
+        let mut v = view(&p, &h, &[]);
+        v.upload_sse = Some(("aws:kms", Some(key.into())));
+        let w = Context::new(&v).values_for(&Check::test_object("s3:PutObject"));
+        assert_eq!(w["s3:x-amz-server-side-encryption"], "AES256");
     }
 }

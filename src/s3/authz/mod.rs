@@ -29,11 +29,13 @@ use std::sync::Arc;
 use s3s::{Body, S3Response};
 
 use super::Ctx;
-use super::classify::Class;
+use super::classify::{Class, Op};
+use super::request::Upload;
 use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::Error;
 use crate::kms::policy::ConditionMap;
+use crate::object::envelope::Alg;
 use crate::upstream::ActingAs;
 use crate::upstream::sign::Signer;
 use policy::{IdentityPolicy, Verdict};
@@ -232,6 +234,22 @@ fn request_context(ctx: &Ctx, secure: bool) -> context::Context {
         .copy_source
         .as_ref()
         .map(|s| format!("{}/{}", s.bucket, s.key));
+    // The requests of an upload after CreateMultipartUpload carry no SSE header: their
+    // SSE keys are the upload's (its id is a token holding the envelope; a forged one
+    // is refused by the handler before anything reaches the store).
+    let upload_sse = match (&ctx.req.op, &ctx.req.upload) {
+        (
+            Op::UploadPart | Op::UploadPartCopy | Op::CompleteMultipartUpload,
+            Some(Upload::Token(t)),
+        ) => {
+            let alg = t.envelope.alg;
+            Some((
+                alg.as_str(),
+                (alg == Alg::Kms).then(|| t.envelope.key_ref.clone()),
+            ))
+        }
+        _ => None,
+    };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -242,6 +260,7 @@ fn request_context(ctx: &Ctx, secure: bool) -> context::Context {
         source_ip: ctx.call.source_ip,
         secure_transport: secure,
         kms_key_arn,
+        upload_sse,
         copy_source,
         now_ms,
     })
@@ -352,7 +371,7 @@ where
             audit_denial(&ctx, d.action, &d.resource, None, &message);
             return Err(Error::access_denied(message));
         }
-        if ctx.req.op == super::classify::Op::DeleteObjects {
+        if ctx.req.op == Op::DeleteObjects {
             match delete::authorize(identity, &mut ctx, &cx).await? {
                 delete::Authorized::All => {}
                 delete::Authorized::Some(denied) => partial = Some(denied),
