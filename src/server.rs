@@ -564,6 +564,9 @@ pub async fn serve(
     }
     drop(listener);
     ticker.abort();
+    // Wait until the ticker is gone: it holds the KMS, whose database must be closed
+    // when `serve` returns (a restart in the same process opens it again).
+    let _ = ticker.await;
     tracing::info!("shutting down: draining in-flight requests");
     stop.cancel();
     tasks.close();
