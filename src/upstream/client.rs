@@ -56,6 +56,10 @@ pub enum UpBody {
 pub enum UpstreamError {
     #[error("cannot connect to the object store: {0}")]
     Connect(String),
+    /// The store's TLS certificate did not verify (a connect error, told apart so the
+    /// client can be told what to fix without seeing the transport's text).
+    #[error("the object store's TLS certificate is not trusted: {0}")]
+    Certificate(String),
     #[error("the object store did not answer in time: {0}")]
     Timeout(String),
     #[error("the object store connection failed: {0}")]
@@ -69,19 +73,28 @@ impl UpstreamError {
         // Keep the whole source chain: the top-level message alone says little.
         let mut msg = e.to_string();
         let mut timed_out = false;
+        let mut certificate = false;
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
             msg.push_str(": ");
             msg.push_str(&s.to_string());
-            if s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            {
+            let io = s.downcast_ref::<std::io::Error>();
+            if io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
                 timed_out = true;
+            }
+            let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
+                io.and_then(|io| io.get_ref())
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+            });
+            if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
+                certificate = true;
             }
             src = s.source();
         }
         if timed_out {
             Self::Timeout(msg)
+        } else if certificate {
+            Self::Certificate(msg)
         } else if e.is_connect() {
             Self::Connect(msg)
         } else {
