@@ -73,12 +73,13 @@ async fn sealgate(dir: &std::path::Path, name: &str, extra: &str) -> (Proc, Stri
     std::fs::create_dir_all(&d).unwrap();
     common::write_private(&d.join("root.key"), "ab".repeat(32).as_bytes());
     let cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n{extra}",
+        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\npolicy = '{}'\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n{extra}",
         g.endpoint,
         g.access_key,
         g.secret_key,
         common::CLIENT_AK,
         common::CLIENT_SK,
+        common::S3_FULL_POLICY,
         d.join("kms.redb").display(),
         d.join("root.key").display()
     );

@@ -584,12 +584,13 @@ fn main() {
         .port();
     common::write_private(&dir.path().join("root.key"), "ab".repeat(32).as_bytes());
     let cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n[kms_backend.cache]\nembedded = true\n[encryption]\nmd5_etags = {md5}\n",
+        "listen = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"bench\"\npolicy = '{}'\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n[kms_backend.cache]\nembedded = true\n[encryption]\nmd5_etags = {md5}\n",
         g.endpoint,
         g.access_key,
         g.secret_key,
         common::CLIENT_AK,
         common::CLIENT_SK,
+        common::S3_FULL_POLICY,
         dir.path().join("kms.redb").display(),
         dir.path().join("root.key").display()
     );

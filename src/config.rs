@@ -73,6 +73,9 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Access keys clients use to talk to sealgate, each mapped to a principal.
     pub access_keys: Vec<AccessKeyConfig>,
+    /// Named identity policies (IAM JSON), defined once and attached to access keys by
+    /// name (`access_keys[].policies`): `[policies.NAME]` with `document` or `file`.
+    pub policies: std::collections::BTreeMap<String, PolicyConfig>,
     /// Account id the principals belong to (12 digits).
     pub account: String,
     /// Largest request body (bytes) sealgate reads into memory for non-streaming
@@ -165,6 +168,7 @@ impl Default for Config {
             tls: None,
             upstream: UpstreamConfig::default(),
             access_keys: Vec::new(),
+            policies: Default::default(),
             account: "000000000000".into(),
             max_buffered_body: 1024 * 1024,
             state_bucket: "sealgate-state".into(),
@@ -228,8 +232,29 @@ pub struct AccessKeyConfig {
     pub secret_access_key_env: Option<String>,
     /// Principal name (`alice`); the ARN is `arn:aws:iam::ACCOUNT:user/alice`.
     pub principal: String,
-    /// The account root/admin principal.
+    /// The account root/admin principal: may do everything (no policy is consulted).
     pub root: bool,
+    /// Named policies (`[policies.NAME]`) attached to this key.
+    pub policies: Vec<String>,
+    /// An inline identity policy (IAM JSON) of this key.
+    pub policy: Option<String>,
+    /// Read the inline policy from this file instead.
+    pub policy_file: Option<PathBuf>,
+    /// This key's own credential for the store: its requests are signed with it (except
+    /// those to sealgate's state bucket), so the store enforces its own permissions.
+    pub store_access_key_id: Option<String>,
+    pub store_secret_access_key: Secret,
+    pub store_secret_access_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the store secret.
+    pub store_secret_access_key_env: Option<String>,
+}
+
+/// A named identity policy: its JSON document, inline or in a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub document: Option<String>,
+    pub file: Option<PathBuf>,
 }
 
 /// Shortest client secret accepted. A SigV4 signature is an offline oracle for its
@@ -241,6 +266,11 @@ fn read_secret_file(field: &str, path: &Path) -> Result<Secret, ConfigError> {
     let s = std::fs::read_to_string(path)
         .map_err(|e| cfg_err(field, format!("cannot read {}: {e}", path.display())))?;
     Ok(Secret::new(s.trim_end_matches(['\n', '\r'])))
+}
+
+fn read_text_file(field: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| cfg_err(field, format!("cannot read {}: {e}", path.display())))
 }
 
 impl Config {
@@ -334,6 +364,17 @@ impl Config {
                     }
                 }
             }
+            if let Some(var) = &k.store_secret_access_key_env {
+                match get(var) {
+                    Some(v) => k.store_secret_access_key = Secret::new(v),
+                    None => {
+                        return Err(cfg_err(
+                            format!("access_keys[{i}].store_secret_access_key_env"),
+                            format!("environment variable {var} is not set"),
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -417,6 +458,19 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(p) = &k.store_secret_access_key_file {
+                k.store_secret_access_key =
+                    read_secret_file(&f("store_secret_access_key_file"), p)?;
+            }
+            if let Some(p) = &k.policy_file {
+                if k.policy.is_some() {
+                    return Err(cfg_err(
+                        f("policy_file"),
+                        "give the inline policy either as `policy` or as `policy_file`, not both",
+                    ));
+                }
+                k.policy = Some(read_text_file(&f("policy_file"), p)?);
+            }
             if k.principal.is_empty()
                 || !k
                     .principal
@@ -432,6 +486,20 @@ impl Config {
         if self.account.len() != 12 || !self.account.bytes().all(|b| b.is_ascii_digit()) {
             return Err(cfg_err("account", "must be a 12-digit account id"));
         }
+        for (name, p) in self.policies.iter_mut() {
+            let field = format!("policies.{name}");
+            match (&p.document, &p.file) {
+                (Some(_), None) => {}
+                (None, Some(path)) => p.document = Some(read_text_file(&field, path)?),
+                _ => {
+                    return Err(cfg_err(
+                        field,
+                        "give the policy document either as `document` or as `file`",
+                    ));
+                }
+            }
+        }
+        crate::s3::authz::Authz::from_config(self).map_err(|(f, r)| cfg_err(f, r))?;
         if let Some(d) = &self.virtual_host_domain
             && s3s::host::SingleDomain::new(d).is_err()
         {
@@ -522,191 +590,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-        listen = "127.0.0.1:9000"
-        [upstream]
-        endpoint = "http://127.0.0.1:3900"
-        region = "garage"
-        access_key_id = "GKexample"
-        secret_access_key = "upstreamsecret"
-        [[access_keys]]
-        access_key_id = "AKIDALICE"
-        secret_access_key = "alice-secret-key-1"
-        principal = "alice"
-    "#;
-
-    #[test]
-    fn a_complete_file_validates() {
-        let mut c = Config::from_toml(GOOD).unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.listen.port(), 9000);
-        assert_eq!(
-            c.access_key_table().principal("AKIDALICE").unwrap().arn(),
-            "arn:aws:iam::000000000000:user/alice"
-        );
-    }
-
-    #[test]
-    fn a_missing_endpoint_names_the_field() {
-        let mut c =
-            Config::from_toml(&GOOD.replace("endpoint = \"http://127.0.0.1:3900\"", "")).unwrap();
-        let e = c.validate().unwrap_err();
-        assert_eq!(e.field, "upstream.endpoint");
-    }
-
-    #[test]
-    fn an_unknown_field_is_rejected_with_its_line() {
-        let e = Config::from_toml("listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
-        assert!(e.reason.contains("bogus"), "{e}");
-        assert_eq!(e.field, "line 2");
-    }
-
-    #[test]
-    fn env_overrides_the_file_and_secrets_stay_redacted() {
-        let mut c = Config::from_toml(GOOD).unwrap();
-        c.apply_env(|k| match k {
-            "SEALGATE_UPSTREAM_ENDPOINT" => Some("http://10.0.0.1:1234".into()),
-            "SEALGATE_UPSTREAM_SECRET_ACCESS_KEY" => Some("from-env-secret".into()),
-            _ => None,
-        })
-        .unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.upstream.endpoint, "http://10.0.0.1:1234");
-        assert_eq!(c.upstream.secret_access_key.expose(), "from-env-secret");
-        let dbg = format!("{c:?}");
-        assert!(
-            !dbg.contains("from-env-secret") && !dbg.contains("alice-secret-key-1"),
-            "{dbg}"
-        );
-    }
-
-    #[test]
-    fn kms_regions_come_from_the_file_or_env_and_must_include_the_home_region() {
-        let t = format!("{GOOD}\n[kms]\nregions = [\"us-east-1\", \"eu-west-1\"]\n");
-        let mut c = Config::from_toml(&t).unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.kms.served_regions(), ["us-east-1", "eu-west-1"]);
-
-        let mut c = Config::from_toml(GOOD).unwrap();
-        assert_eq!(c.kms.served_regions(), ["us-east-1"]);
-        c.apply_env(|k| (k == "SEALGATE_KMS_REGIONS").then(|| "eu-west-1, ap-south-1".into()))
-            .unwrap();
-        let e = c.validate().unwrap_err();
-        assert!(
-            e.to_string().contains("must include the home region"),
-            "{e}"
-        );
-        c.apply_env(|k| {
-            (k == "SEALGATE_KMS_REGIONS").then(|| "us-east-1,eu-west-1,ap-south-1".into())
-        })
-        .unwrap();
-        c.validate().unwrap();
-        assert_eq!(
-            c.kms.served_regions(),
-            ["us-east-1", "eu-west-1", "ap-south-1"]
-        );
-    }
-
-    #[test]
-    fn worker_threads_come_from_the_file_or_env_and_zero_is_refused() {
-        let mut c = Config::from_toml(&format!("worker_threads = 1\n{GOOD}")).unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.worker_threads, Some(1));
-        c.apply_env(|k| (k == "SEALGATE_WORKER_THREADS").then(|| "0".into()))
-            .unwrap();
-        assert_eq!(c.validate().unwrap_err().field, "worker_threads");
-        let e = c
-            .apply_env(|k| (k == "SEALGATE_WORKER_THREADS").then(|| "two".into()))
-            .unwrap_err();
-        assert_eq!(e.field, "SEALGATE_WORKER_THREADS");
-        let mut c = Config::from_toml(GOOD).unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.worker_threads, None, "default: one per core");
-    }
-
-    #[test]
-    fn no_setting_turns_off_upstream_certificate_verification() {
-        for k in [
-            "danger_accept_invalid_certs",
-            "insecure",
-            "tls_verify",
-            "verify_tls",
-            "skip_tls_verify",
-        ] {
-            let t = GOOD.replace(
-                "region = \"garage\"",
-                &format!("region = \"garage\"\n{k} = true"),
-            );
-            assert!(Config::from_toml(&t).is_err(), "{k} is not a setting");
-        }
-    }
-
-    #[test]
-    fn a_client_secret_shorter_than_16_characters_is_refused_naming_its_key() {
-        let t = GOOD.replace("alice-secret-key-1", "fifteen-chars-x");
-        let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
-        assert_eq!(e.field, "access_keys[0].secret_access_key");
-        assert!(
-            e.reason.contains("AKIDALICE") && e.reason.contains("16"),
-            "{e}"
-        );
-        let t = GOOD.replace("alice-secret-key-1", "sixteen-chars-xy");
-        Config::from_toml(&t).unwrap().validate().unwrap();
-        // From a file too.
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("s");
-        std::fs::write(&f, "short-secret\n").unwrap();
-        let t = GOOD.replace(
-            "secret_access_key = \"alice-secret-key-1\"",
-            &format!("secret_access_key_file = \"{}\"", f.display()),
-        );
-        let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
-        assert!(e.reason.contains("AKIDALICE"), "{e}");
-    }
-
-    #[test]
-    fn the_metrics_token_comes_from_the_file_or_env_and_stays_redacted() {
-        let mut c = Config::from_toml(GOOD).unwrap();
-        c.validate().unwrap();
-        assert!(c.metrics_token.is_none(), "off by default");
-        let mut c = Config::from_toml(&format!(
-            "metrics_token = \"prometheus-scrape-token\"\n{GOOD}"
-        ))
-        .unwrap();
-        c.validate().unwrap();
-        assert_eq!(
-            c.metrics_token.as_ref().unwrap().expose(),
-            "prometheus-scrape-token"
-        );
-        assert!(!format!("{c:?}").contains("prometheus-scrape-token"));
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("token");
-        std::fs::write(&f, "token-from-a-file-0001\n").unwrap();
-        let mut c = Config::from_toml(&format!("metrics_token_file = \"{}\"\n{GOOD}", f.display()))
-            .unwrap();
-        c.validate().unwrap();
-        assert_eq!(
-            c.metrics_token.as_ref().unwrap().expose(),
-            "token-from-a-file-0001"
-        );
-        let mut c = Config::from_toml(GOOD).unwrap();
-        c.apply_env(|k| (k == "SEALGATE_METRICS_TOKEN").then(|| "short".into()))
-            .unwrap();
-        assert_eq!(c.validate().unwrap_err().field, "metrics_token");
-    }
-
-    #[test]
-    fn a_duplicate_access_key_is_rejected() {
-        let dup = format!(
-            "{GOOD}\n[[access_keys]]\naccess_key_id = \"AKIDALICE\"\nsecret_access_key = \"bob-other-secret-key\"\nprincipal = \"bob\"\n"
-        );
-        let mut c = Config::from_toml(&dup).unwrap();
-        assert_eq!(
-            c.validate().unwrap_err().field,
-            "access_keys[1].access_key_id"
-        );
-    }
-}
+mod tests;

@@ -197,6 +197,11 @@ impl From<Error> for S3Error {
                         StatusCode::SERVICE_UNAVAILABLE,
                         "sealgate cannot connect to the object store; retry, or see sealgate's log.",
                     ),
+                    UpstreamError::Certificate(_) => (
+                        "ServiceUnavailable",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "sealgate does not trust the object store's TLS certificate; see sealgate's log (upstream.ca_file adds a CA).",
+                    ),
                     UpstreamError::Timeout(_) => (
                         "ServiceUnavailable",
                         StatusCode::SERVICE_UNAVAILABLE,

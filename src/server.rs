@@ -109,6 +109,9 @@ impl App {
         b.set_auth(access_keys.clone());
         b.set_route(Gateway {
             state: state.clone(),
+            authz: Arc::new(
+                crate::s3::authz::Authz::from_config(cfg).map_err(|(f, r)| format!("{f}: {r}"))?,
+            ),
         });
         if let Some(d) = &cfg.virtual_host_domain {
             b.set_host(crate::s3::target::VirtualHosts::new(d));
@@ -269,6 +272,7 @@ impl App {
         req.extensions_mut().insert(crate::s3::RequestInfo {
             peer: peer.ip(),
             id: request_id.to_string(),
+            secure: self.tls.is_some(),
         });
         if let Some(c) = classified {
             req.extensions_mut().insert(c);
@@ -560,6 +564,9 @@ pub async fn serve(
     }
     drop(listener);
     ticker.abort();
+    // Wait until the ticker is gone: it holds the KMS, whose database must be closed
+    // when `serve` returns (a restart in the same process opens it again).
+    let _ = ticker.await;
     tracing::info!("shutting down: draining in-flight requests");
     stop.cancel();
     tasks.close();

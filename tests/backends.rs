@@ -673,6 +673,7 @@ async fn cached_keys_are_not_shared_between_principals() {
             access_key_id: "AKIDBOBTEST".into(),
             secret_access_key: Secret::new("bob-secret-key-123"),
             principal: "bob".into(),
+            policy: Some(common::S3_FULL_POLICY.into()),
             ..Default::default()
         });
     })

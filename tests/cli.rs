@@ -146,9 +146,10 @@ async fn kms_explain_names_the_deciding_statement() {
     std::fs::write(
         &cfg,
         format!(
-            "[upstream]\nendpoint = \"http://127.0.0.1:1\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            "[upstream]\nendpoint = \"http://127.0.0.1:1\"\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\npolicy = '{}'\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
             common::CLIENT_AK,
             common::CLIENT_SK,
+            common::S3_FULL_POLICY,
             kms_dir.path().join("kms.redb").display(),
             kms_dir.path().join("root.key").display()
         ),
@@ -360,12 +361,13 @@ async fn kms_impact_counts_the_objects_that_still_need_a_key() {
     std::fs::write(
         &cfg,
         format!(
-            "[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            "[upstream]\nendpoint = \"{}\"\nregion = \"garage\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\npolicy = '{}'\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
             g.endpoint,
             g.access_key,
             g.secret_key,
             common::CLIENT_AK,
             common::CLIENT_SK,
+            common::S3_FULL_POLICY,
             dir.path().join("kms.redb").display(),
             dir.path().join("root.key").display()
         ),

@@ -1073,6 +1073,7 @@ async fn a_principal_denied_kms_decrypt_cannot_read_objects_under_that_key(#[cas
         access_key_id: "AKIDBOBTEST".into(),
         secret_access_key: sealgate::config::Secret::new("bob-secret-key-123"),
         principal: "bob".into(),
+        policy: Some(common::S3_FULL_POLICY.into()),
         ..Default::default()
     });
     let sg = Sealgate::start_with(cfg).await;

@@ -14,6 +14,7 @@
 //!
 //! Why a route rather than typed `S3` trait methods: see `docs/design/front.md`.
 
+pub mod authz;
 pub mod body;
 pub mod bucket_encryption;
 pub mod checksum;
@@ -91,6 +92,8 @@ pub struct Ctx {
 pub struct RequestInfo {
     pub peer: std::net::IpAddr,
     pub id: String,
+    /// The client connection is TLS (`aws:SecureTransport`).
+    pub secure: bool,
 }
 
 impl Ctx {
@@ -132,6 +135,8 @@ impl Ctx {
 #[derive(Clone)]
 pub struct Gateway {
     pub state: Arc<State>,
+    /// Each access key's identity policies and store credential.
+    pub authz: Arc<authz::Authz>,
 }
 
 /// The `S3` trait implementation behind the route. The route answers every request, so
@@ -178,7 +183,12 @@ impl S3Route for Gateway {
             .principal(&cred.access_key)
             .cloned()
             .ok_or_else(|| S3Error::new(s3s::S3ErrorCode::InvalidAccessKeyId))?;
+        let identity = self
+            .authz
+            .identity(&cred.access_key)
+            .ok_or_else(|| Error::Internal("access key without an identity".into()))?;
         req.extensions.insert(principal);
+        req.extensions.insert(identity);
         Ok(())
     }
 
@@ -191,6 +201,10 @@ impl S3Route for Gateway {
             .extensions
             .remove::<Principal>()
             .ok_or_else(|| Error::Internal("request has no principal".into()))?;
+        let identity = req
+            .extensions
+            .remove::<Arc<authz::Identity>>()
+            .ok_or_else(|| Error::Internal("request has no identity".into()))?;
         let op = match classified.op {
             Ok(op) => op,
             Err(Unclassified::UnknownQueryKey(k)) => {
@@ -232,6 +246,7 @@ impl S3Route for Gateway {
             return Err(state_denied().into());
         }
         let info = req.extensions.remove::<RequestInfo>();
+        let secure = info.as_ref().is_some_and(|i| i.secure);
         let ctx = Ctx {
             state: self.state.clone(),
             req: parsed,
@@ -242,7 +257,10 @@ impl S3Route for Gateway {
             trailers: req.trailing_headers,
             call: crate::kms::CallContext::s3(info.as_ref().map(|i| i.peer), info.map(|i| i.id)),
         };
-        dispatch(ctx).await.map_err(S3Error::from)
+        // Authorization (identity policies) before any handler runs.
+        authz::run(&identity, ctx, secure, dispatch)
+            .await
+            .map_err(S3Error::from)
     }
 }
 

@@ -56,6 +56,10 @@ pub enum UpBody {
 pub enum UpstreamError {
     #[error("cannot connect to the object store: {0}")]
     Connect(String),
+    /// The store's TLS certificate did not verify (a connect error, told apart so the
+    /// client can be told what to fix without seeing the transport's text).
+    #[error("the object store's TLS certificate is not trusted: {0}")]
+    Certificate(String),
     #[error("the object store did not answer in time: {0}")]
     Timeout(String),
     #[error("the object store connection failed: {0}")]
@@ -69,19 +73,28 @@ impl UpstreamError {
         // Keep the whole source chain: the top-level message alone says little.
         let mut msg = e.to_string();
         let mut timed_out = false;
+        let mut certificate = false;
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
             msg.push_str(": ");
             msg.push_str(&s.to_string());
-            if s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            {
+            let io = s.downcast_ref::<std::io::Error>();
+            if io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
                 timed_out = true;
+            }
+            let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
+                io.and_then(|io| io.get_ref())
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+            });
+            if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
+                certificate = true;
             }
             src = s.source();
         }
         if timed_out {
             Self::Timeout(msg)
+        } else if certificate {
+            Self::Certificate(msg)
         } else if e.is_connect() {
             Self::Connect(msg)
         } else {
@@ -220,6 +233,9 @@ impl Upstream {
 
     /// Sends one request; a response with any status is `Ok` (the store answered).
     pub async fn send(&self, req: UpRequest) -> Result<UpResponse, UpstreamError> {
+        // The request's own store credential, if its access key has one (`acting`).
+        let acting = super::acting::signer_for(req.bucket.as_deref());
+        let signer = acting.as_deref().unwrap_or(&self.signer);
         let path = object_path(req.bucket.as_deref(), req.key.as_deref());
         let qs = query_string(&req.query);
         // Sign exactly the string we send.
@@ -275,7 +291,7 @@ impl Upstream {
         if len > 0 || matches!(req.method, Method::PUT | Method::POST) {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
-        self.signer
+        signer
             .sign(req.method.as_str(), &url_str, &mut headers, payload)
             .map_err(UpstreamError::Build)?;
         let uri: http::Uri = url_str

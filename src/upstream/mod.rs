@@ -1,8 +1,10 @@
 //! The forwarder: sends re-signed requests to the S3 store and hands back streaming responses.
 
+pub mod acting;
 pub mod checked;
 pub mod client;
 pub mod conn;
 pub mod sign;
 
+pub use acting::ActingAs;
 pub use client::{UpBody, UpRequest, UpResponse, Upstream, UpstreamError};

@@ -125,6 +125,12 @@ pub fn write_test_cert(dir: &Path) -> TlsConfig {
     }
 }
 
+/// An identity policy allowing every S3 action on every resource: the test key's, so it
+/// may do everything in S3 without being root (a root principal would change what KMS
+/// key policies mean for it).
+pub const S3_FULL_POLICY: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+
 /// A sealgate config for any store, with the test client key.
 pub fn config_for_store(endpoint: &str, ak: &str, sk: &str, region: &str) -> Config {
     Config {
@@ -139,6 +145,7 @@ pub fn config_for_store(endpoint: &str, ak: &str, sk: &str, region: &str) -> Con
             access_key_id: CLIENT_AK.into(),
             secret_access_key: Secret::new(CLIENT_SK),
             principal: "tester".into(),
+            policy: Some(S3_FULL_POLICY.into()),
             ..AccessKeyConfig::default()
         }],
         ..Config::default()
@@ -187,7 +194,7 @@ impl SealgateProcess {
         }
         let port = free_port();
         let cfg = format!(
-            "{top_level}\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            "{top_level}\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\npolicy = '{S3_FULL_POLICY}'\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
             CLIENT_AK,
             CLIENT_SK,
             dir.join("kms.redb").display(),

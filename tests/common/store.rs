@@ -428,3 +428,111 @@ impl Drop for PrivateGarage {
         self.kill();
     }
 }
+
+/// A SeaweedFS owned by one test, with identities of the test's choosing (e.g. a user
+/// limited to some buckets, which the shared instance cannot have: its identities are
+/// read once at startup). Killed when dropped.
+pub struct PrivateSeaweedFs {
+    pub endpoint: String,
+    /// The first identity's credential (what sealgate's shared store credential is).
+    pub access_key: String,
+    pub secret_key: String,
+    /// Holds the data, the identities file and the log.
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateSeaweedFs {
+    /// Starts SeaweedFS with `identities` (the JSON of `-s3.config`), whose first identity
+    /// is `admin` = (access key, secret); waits until it answers that key.
+    pub fn start(identities: &str, (ak, sk): (&str, &str)) -> PrivateSeaweedFs {
+        let dir = tempfile::Builder::new()
+            .prefix("private-seaweedfs-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let ids = dir.path().join("identities.json");
+        write_private(&ids, identities.as_bytes());
+        let s3_port = free_port();
+        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
+        let args = seaweedfs_args(&data, s3_port, &ids);
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec '{}' {args}", weed_bin().display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn weed");
+        let mut s = PrivateSeaweedFs {
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            access_key: ak.to_string(),
+            secret_key: sk.to_string(),
+            dir,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let c = s.client(ak, sk);
+            let ok = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async { c.list_buckets().send().await.is_ok() })
+            })
+            .join()
+            .unwrap_or(false);
+            if ok {
+                return s;
+            }
+            if let Some(Ok(Some(st))) = s.child.as_mut().map(|c| c.try_wait()) {
+                panic!("SeaweedFS exited with {st}; its log:\n{}", s.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SeaweedFS did not become ready within 90 s; its log:\n{}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+    }
+
+    /// A client of this SeaweedFS with the credential `ak`/`sk`.
+    pub fn client(&self, ak: &str, sk: &str) -> aws_sdk_s3::Client {
+        s3_client(&self.endpoint, ak, sk, "us-east-1")
+    }
+}
+
+impl Drop for PrivateSeaweedFs {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs the `garage` CLI against the shared Garage (its config file) and returns stdout;
+/// panics with its output when it fails.
+pub fn garage_cli(args: &[&str]) -> String {
+    let g = Store::Garage.shared();
+    let out = Command::new(garage_bin())
+        .arg("-c")
+        .arg(g.dir.join("garage.toml"))
+        .args(args)
+        .output()
+        .expect("run garage");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "garage {args:?} failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}

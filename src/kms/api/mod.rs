@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use self::event::{audit_params, audit_response, resource_hints, response_arns};
 use self::request::Req;
-use super::audit::{AuditEvent, Params};
+use super::audit::{AuditEvent, EventSource, Params};
 use super::caller::{CallContext, Caller, Via};
 use super::ops::Op;
 use super::{Kms, KmsError, sigv4};
@@ -274,6 +274,7 @@ async fn serve(
             resources = hints;
         }
         kms.record_audit(AuditEvent {
+            source: EventSource::Kms,
             time_ms,
             name: op.chars().take(128).collect::<String>().into(),
             principal: Some(caller),

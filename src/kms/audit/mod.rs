@@ -90,9 +90,20 @@ pub(crate) struct CryptoParams {
     pub encryption_algorithm: &'static str,
 }
 
+/// The service an event is about (`eventSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventSource {
+    /// A KMS call (directly, or by the S3 front for a user: `invokedBy` S3).
+    Kms,
+    /// An S3 request sealgate refused itself (authorization between principals): no KMS
+    /// call was made.
+    S3,
+}
+
 /// What a producer hands the writer: cheap to build, formatted on the writer thread.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditEvent {
+    pub source: EventSource,
     pub time_ms: i64,
     pub name: Cow<'static, str>,
     /// None for events the KMS itself initiates (creating a service-managed key).
@@ -532,7 +543,8 @@ impl Writer {
                 None,
             ),
         };
-        let via_s3 = ev.via == Via::S3;
+        // A KMS call the S3 front made for the user (not an S3 event of its own).
+        let via_s3 = ev.via == Via::S3 && ev.source == EventSource::Kms;
         let source_ip = match ev.source_ip {
             Some(ip) => Cow::Owned(ip.to_string()),
             None if ev.principal.is_none() => Cow::Borrowed("kms.amazonaws.com"),
@@ -554,7 +566,10 @@ impl Writer {
                 invoked_by: via_s3.then_some("s3.amazonaws.com"),
             },
             event_time: &self.time_cache.1,
-            event_source: "kms.amazonaws.com",
+            event_source: match ev.source {
+                EventSource::Kms => "kms.amazonaws.com",
+                EventSource::S3 => "s3.amazonaws.com",
+            },
             event_name: &ev.name,
             aws_region: ev.region.as_deref().unwrap_or(&self.region),
             source_ip_address: source_ip,

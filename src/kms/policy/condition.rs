@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::glob;
+use super::variables::{Text, Variables};
 
 /// The condition keys of a request and their values (one key may have several).
 pub trait ConditionKeys {
@@ -150,7 +151,8 @@ enum Qualifier {
 /// One policy value, parsed for its operator.
 #[derive(Debug, Clone)]
 enum Pattern {
-    Text(String),
+    /// String and ARN operators (with policy variables in identity policies).
+    Text(Text),
     Number(f64),
     /// Epoch seconds.
     Date(f64),
@@ -161,6 +163,8 @@ enum Pattern {
 /// One `"<operator>": {"<key>": [values]}` entry.
 #[derive(Debug, Clone)]
 pub(super) struct Condition {
+    /// The operator as written (`ForAnyValue:StringLikeIfExists`).
+    name: String,
     op: Operator,
     qualifier: Qualifier,
     if_exists: bool,
@@ -184,7 +188,7 @@ pub fn parse_date(s: &str) -> Option<f64> {
 }
 
 impl Pattern {
-    fn parse(kind: Kind, text: String) -> Result<Pattern, String> {
+    fn parse(kind: Kind, text: String, variables: Variables) -> Result<Pattern, String> {
         Ok(match kind {
             Kind::Numeric(_) => Pattern::Number(
                 text.parse::<f64>()
@@ -203,7 +207,7 @@ impl Pattern {
             Kind::Ip => Pattern::Cidr(
                 Cidr::parse(&text).ok_or_else(|| format!("'{text}' is not an IP or CIDR"))?,
             ),
-            _ => Pattern::Text(text),
+            _ => Pattern::Text(Text::parse(&text, variables)?),
         })
     }
 }
@@ -229,7 +233,7 @@ fn texts(v: &Value, what: &str) -> Result<Vec<String>, String> {
 
 /// Parses a statement's `Condition` element; errors name the place
 /// (`Condition.NumericLessThan.kms:x[0]: 'a' is not a number`).
-pub(super) fn parse_conditions(v: &Value) -> Result<Vec<Condition>, String> {
+pub(super) fn parse_conditions(v: &Value, variables: Variables) -> Result<Vec<Condition>, String> {
     let o = v.as_object().ok_or("Condition: expected an object")?;
     let mut out = Vec::new();
     for (op_name, block) in o {
@@ -257,9 +261,12 @@ pub(super) fn parse_conditions(v: &Value) -> Result<Vec<Condition>, String> {
             let values = texts(vals, &at)?
                 .into_iter()
                 .enumerate()
-                .map(|(i, t)| Pattern::parse(op.kind, t).map_err(|e| format!("{at}[{i}]: {e}")))
+                .map(|(i, t)| {
+                    Pattern::parse(op.kind, t, variables).map_err(|e| format!("{at}[{i}]: {e}"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(Condition {
+                name: op_name.clone(),
                 op,
                 qualifier,
                 if_exists,
@@ -272,14 +279,40 @@ pub(super) fn parse_conditions(v: &Value) -> Result<Vec<Condition>, String> {
 }
 
 impl Condition {
-    /// Does one request value match one policy value (the positive form)?
-    fn matches_one(&self, value: &str, pat: &Pattern) -> bool {
+    /// The operator as written.
+    pub(super) fn operator(&self) -> &str {
+        &self.name
+    }
+
+    /// The condition key as written.
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The policy variables in this condition's values.
+    pub(super) fn variables(&self) -> impl Iterator<Item = &str> {
+        self.values
+            .iter()
+            .flat_map(|p| match p {
+                Pattern::Text(t) => Some(t.variables()),
+                _ => None,
+            })
+            .flatten()
+    }
+
+    /// Does one request value match one policy value (the positive form)? A policy value
+    /// whose variable has no value in the request matches nothing.
+    fn matches_one(&self, value: &str, pat: &Pattern, keys: &dyn ConditionKeys) -> bool {
         match (self.op.kind, pat) {
-            (Kind::String | Kind::ArnEquals, Pattern::Text(t)) => value == t,
-            (Kind::StringIgnoreCase, Pattern::Text(t)) => value.eq_ignore_ascii_case(t),
-            (Kind::StringLike | Kind::ArnLike, Pattern::Text(t)) => {
-                glob(t.as_bytes(), value.as_bytes(), false)
+            (Kind::String | Kind::ArnEquals, Pattern::Text(t)) => {
+                t.render(keys).is_some_and(|t| value == t)
             }
+            (Kind::StringIgnoreCase, Pattern::Text(t)) => t
+                .render(keys)
+                .is_some_and(|t| value.eq_ignore_ascii_case(&t)),
+            (Kind::StringLike | Kind::ArnLike, Pattern::Text(t)) => t
+                .render(keys)
+                .is_some_and(|t| glob(t.as_bytes(), value.as_bytes(), false)),
             (Kind::Numeric(c), Pattern::Number(n)) => {
                 value.trim().parse::<f64>().is_ok_and(|v| c.holds(v, *n))
             }
@@ -315,7 +348,7 @@ impl Condition {
                 Qualifier::None => self.if_exists || self.op.negated,
             };
         };
-        let positive = |v: &str| self.values.iter().any(|p| self.matches_one(v, p));
+        let positive = |v: &str| self.values.iter().any(|p| self.matches_one(v, p, keys));
         // For a negated operator, one value "matches" when it matches none of the list.
         let one = |v: &str| positive(v) != self.op.negated;
         match self.qualifier {
@@ -368,7 +401,7 @@ mod tests {
     use serde_json::json;
 
     fn holds(cond: Value, keys: &ConditionMap) -> bool {
-        parse_conditions(&cond)
+        parse_conditions(&cond, Variables::Literal)
             .unwrap()
             .iter()
             .all(|c| c.holds(keys))
@@ -395,7 +428,13 @@ mod tests {
             json!({"NumericLessThanIfExists": {"kms:x": 1}}),
             &none
         ));
-        assert!(parse_conditions(&json!({"NumericEquals": {"kms:x": "ten"}})).is_err());
+        assert!(
+            parse_conditions(
+                &json!({"NumericEquals": {"kms:x": "ten"}}),
+                Variables::Literal
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -425,7 +464,13 @@ mod tests {
             json!({"DateNotEquals": {"aws:CurrentTime": "2026-06-01"}}),
             &k
         ));
-        assert!(parse_conditions(&json!({"DateEquals": {"aws:CurrentTime": "soon"}})).is_err());
+        assert!(
+            parse_conditions(
+                &json!({"DateEquals": {"aws:CurrentTime": "soon"}}),
+                Variables::Literal
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -464,7 +509,7 @@ mod tests {
             json!({"NullIfExists": {"kms:x": "true"}}),
             json!({"ForSomeValues:StringEquals": {"kms:x": "a"}}),
         ] {
-            let e = parse_conditions(&bad).unwrap_err();
+            let e = parse_conditions(&bad, Variables::Literal).unwrap_err();
             assert!(e.contains("unsupported condition operator"), "{bad}: {e}");
         }
     }

@@ -32,9 +32,11 @@ use crate::auth::Principal;
 
 mod condition;
 mod parse;
+mod variables;
 
 use condition::Condition;
 pub use condition::{ConditionKeys, ConditionMap, parse_date};
+use variables::{Text, Variables};
 
 /// The default key policy AWS gives a key created without one: the account has full
 /// access (which, without IAM, lets every principal of the account use the key).
@@ -82,7 +84,7 @@ struct Statement {
     principals: Vec<PrincipalPat>,
     actions: Vec<String>,
     not_action: bool,
-    resources: Vec<String>,
+    resources: Vec<Text>,
     not_resource: bool,
     conditions: Vec<Condition>,
 }
@@ -248,11 +250,18 @@ impl Policy {
                 return Err(format!("{k}: unknown policy element"));
             }
         }
-        if let Some(v) = obj.get("Version")
-            && !matches!(v.as_str(), Some("2012-10-17" | "2008-10-17"))
-        {
-            return Err("Version: expected \"2012-10-17\" or \"2008-10-17\"".into());
-        }
+        let version = match obj.get("Version") {
+            None => None,
+            Some(v) => match v.as_str() {
+                Some(v @ ("2012-10-17" | "2008-10-17")) => Some(v),
+                _ => return Err("Version: expected \"2012-10-17\" or \"2008-10-17\"".into()),
+            },
+        };
+        let variables = match (kind, version) {
+            (PolicyKind::KeyPolicy, _) => Variables::Literal,
+            (PolicyKind::Identity { .. }, Some("2012-10-17")) => Variables::Substituted,
+            (PolicyKind::Identity { .. }, _) => Variables::Refused,
+        };
         let stmts = match obj.get("Statement") {
             Some(Value::Array(a)) if !a.is_empty() => a.iter().collect::<Vec<_>>(),
             Some(o @ Value::Object(_)) => vec![o],
@@ -266,7 +275,8 @@ impl Policy {
                 if !s.is_object() {
                     return Err(format!("Statement[{i}]: expected a JSON object"));
                 }
-                parse::parse_statement(s, kind).map_err(|e| format!("Statement[{i}].{e}"))
+                parse::parse_statement(s, kind, variables)
+                    .map_err(|e| format!("Statement[{i}].{e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy { statements })
@@ -303,6 +313,31 @@ impl Policy {
         self.statements.get(i).and_then(|s| s.sid.as_deref())
     }
 
+    /// The policy variables the policy uses, as (statement index, name), e.g.
+    /// `(0, "aws:username")`, so a caller can refuse those it does not supply or whose
+    /// values it does not control.
+    pub fn variables(&self) -> Vec<(usize, &str)> {
+        let mut out = Vec::new();
+        for (i, s) in self.statements.iter().enumerate() {
+            let names = s.resources.iter().flat_map(Text::variables);
+            out.extend(names.map(|n| (i, n)));
+            let names = s.conditions.iter().flat_map(Condition::variables);
+            out.extend(names.map(|n| (i, n)));
+        }
+        out
+    }
+
+    /// Every condition of the policy as (statement index, operator as written, condition
+    /// key as written), e.g. `(1, "ForAnyValue:StringLike", "s3:prefix")`, so a caller can
+    /// refuse keys it does not supply.
+    pub fn condition_keys(&self) -> Vec<(usize, &str, &str)> {
+        let mut out = Vec::new();
+        for (i, s) in self.statements.iter().enumerate() {
+            out.extend(s.conditions.iter().map(|c| (i, c.operator(), c.key())));
+        }
+        out
+    }
+
     /// `Statement[i]` plus its Sid when present, for messages.
     pub fn describe_statement(&self, i: usize) -> String {
         match self.sid(i) {
@@ -324,10 +359,11 @@ impl Statement {
             .actions
             .iter()
             .any(|a| glob(a.as_bytes(), f.action.as_bytes(), true));
-        let r = self
-            .resources
-            .iter()
-            .any(|r| glob(r.as_bytes(), f.resource.as_bytes(), false));
+        // A resource whose variable has no value in this request matches nothing.
+        let r = self.resources.iter().any(|r| {
+            r.render(f.keys)
+                .is_some_and(|r| glob(r.as_bytes(), f.resource.as_bytes(), false))
+        });
         p && (a != self.not_action)
             && (r != self.not_resource)
             && self.conditions.iter().all(|c| c.holds(f.keys))
@@ -484,6 +520,71 @@ mod tests {
         let kms_action =
             r#"{"Statement":{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}}"#;
         assert!(Policy::parse_as(kms_action, kind).is_err());
+    }
+
+    /// Policy variables: substituted per request in identity policies of Version
+    /// 2012-10-17, refused in older ones, plain text in key policies.
+    #[test]
+    fn identity_policies_substitute_policy_variables() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/${aws:username}/*"},
+            {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::home",
+             "Condition":{"StringLike":{"s3:prefix":"${aws:username}/*"}}}]}"#;
+        let kind = PolicyKind::Identity { service: "s3" };
+        let p = Policy::parse_as(doc, kind).unwrap();
+        assert_eq!(p.variables(), [(0, "aws:username"), (1, "aws:username")]);
+        assert_eq!(p.condition_keys(), [(1, "StringLike", "s3:prefix")]);
+        let who = Principal {
+            name: "bob".into(),
+            account: "000000000000".into(),
+            is_root: false,
+        };
+        let bob = ConditionMap::new().with("aws:username", "bob");
+        let decide = |action, resource, keys: &ConditionMap| {
+            p.decide(&Request {
+                principal: &who,
+                action,
+                resource,
+                keys,
+            })
+        };
+        let own = "arn:aws:s3:::home/bob/a";
+        assert_eq!(decide("s3:GetObject", own, &bob), Decision::Allow(0));
+        let other = "arn:aws:s3:::home/alice/a";
+        assert_eq!(decide("s3:GetObject", other, &bob), Decision::NoMatch);
+        let listing = bob.clone().with("s3:prefix", "bob/x/");
+        assert_eq!(
+            decide("s3:ListBucket", "arn:aws:s3:::home", &listing),
+            Decision::Allow(1)
+        );
+        let snooping = bob.clone().with("s3:prefix", "alice/");
+        assert_eq!(
+            decide("s3:ListBucket", "arn:aws:s3:::home", &snooping),
+            Decision::NoMatch
+        );
+        // No value for the variable: the element matches nothing.
+        assert_eq!(
+            decide(
+                "s3:GetObject",
+                "arn:aws:s3:::home/${aws:username}/a",
+                &ConditionMap::new()
+            ),
+            Decision::NoMatch
+        );
+        // IAM would match `${...}` literally without Version 2012-10-17: refused.
+        let old = doc.replace("2012-10-17", "2008-10-17");
+        let e = Policy::parse_as(&old, kind).unwrap_err();
+        assert!(e.starts_with("Statement[0].Resource[0]: "), "{e}");
+        // Identity policies name ARNs.
+        let not_arn = r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"b/*"}}"#;
+        let e = Policy::parse_as(not_arn, kind).unwrap_err();
+        assert!(e.contains("'b/*' is not an ARN"), "{e}");
+        // Key policies keep `${` as text (their matching is unchanged).
+        let key_policy = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"${x}"}}"#;
+        let kp = Policy::parse(key_policy).unwrap();
+        assert!(kp.variables().is_empty());
+        let f = RequestFacts::new(&who, "kms:Decrypt", "${x}");
+        assert_eq!(kp.evaluate(&f), Decision::Allow(0));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::condition::parse_conditions;
+use super::variables::{Text, Variables};
 use super::{Effect, PolicyKind, PrincipalPat, Statement};
 
 /// String or list of strings; errors are relative to the element.
@@ -25,7 +26,11 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
     }
 }
 
-pub(super) fn parse_statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
+pub(super) fn parse_statement(
+    v: &Value,
+    kind: PolicyKind,
+    variables: Variables,
+) -> Result<Statement, String> {
     let Some(o) = v.as_object() else {
         return Err("expected a JSON object".into());
     };
@@ -55,17 +60,24 @@ pub(super) fn parse_statement(v: &Value, kind: PolicyKind) -> Result<Statement, 
         Some("Deny") => Effect::Deny,
         _ => return Err("Effect: expected Allow or Deny".into()),
     };
-    if o.contains_key("NotPrincipal") {
-        return Err("NotPrincipal: not supported in key policies; use Principal".into());
-    }
     let (principals, service) = match kind {
-        PolicyKind::KeyPolicy => (
-            parse_principal(o.get("Principal").ok_or("Principal: missing")?)?,
-            "kms",
-        ),
+        PolicyKind::KeyPolicy => {
+            if o.contains_key("NotPrincipal") {
+                return Err("NotPrincipal: not supported in key policies; use Principal".into());
+            }
+            (
+                parse_principal(o.get("Principal").ok_or("Principal: missing")?)?,
+                "kms",
+            )
+        }
         PolicyKind::Identity { service } => {
-            if o.contains_key("Principal") {
-                return Err("Principal: not allowed in an identity policy".into());
+            for p in ["Principal", "NotPrincipal"] {
+                if o.contains_key(p) {
+                    return Err(format!(
+                        "{p}: not allowed in an identity policy (it applies to the principals \
+                         it is attached to)"
+                    ));
+                }
             }
             (Vec::new(), service)
         }
@@ -76,15 +88,35 @@ pub(super) fn parse_statement(v: &Value, kind: PolicyKind) -> Result<Statement, 
         if a != "*" && !lower.starts_with(&format!("{service}:")) {
             let el = if not_action { "NotAction" } else { "Action" };
             return Err(format!(
-                "{el}[{i}]: '{a}' is not a {} action (expected {service}:<Operation> or *)",
+                "{el}[{i}]: '{a}' is not an action of {} (expected {service}:<Operation> or *)",
                 service.to_ascii_uppercase()
             ));
         }
     }
     let (resources, not_resource) = exactly_one(o, "Resource", "NotResource")?;
+    let el = if not_resource {
+        "NotResource"
+    } else {
+        "Resource"
+    };
+    if matches!(kind, PolicyKind::Identity { .. }) {
+        // IAM refuses an identity policy whose resources are not ARNs.
+        for (i, r) in resources.iter().enumerate() {
+            if r != "*" && !r.starts_with("arn:") {
+                return Err(format!(
+                    "{el}[{i}]: '{r}' is not an ARN (expected arn:... or *)"
+                ));
+            }
+        }
+    }
+    let resources = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Text::parse(r, variables).map_err(|e| format!("{el}[{i}]: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let conditions = match o.get("Condition") {
         None => Vec::new(),
-        Some(c) => parse_conditions(c)?,
+        Some(c) => parse_conditions(c, variables)?,
     };
     Ok(Statement {
         sid,

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use super::Kms;
-use crate::kms::audit::{AuditEvent, AuditHead, CryptoParams, Params};
+use crate::kms::audit::{AuditEvent, AuditHead, CryptoParams, EventSource, Params};
 use crate::kms::caller::{Caller, Via};
 use crate::kms::ops::Op;
 use crate::kms::{EncryptionContext, KmsError};
@@ -112,6 +112,7 @@ impl Kms {
             return;
         };
         log.record(AuditEvent {
+            source: EventSource::Kms,
             time_ms: self.now_ms(),
             name: Cow::Borrowed(op.event()),
             principal: Some(who.principal.clone()),
@@ -134,6 +135,7 @@ impl Kms {
             return;
         };
         log.record(AuditEvent {
+            source: EventSource::Kms,
             time_ms: self.now_ms(),
             name: Cow::Borrowed(Op::CreateKey.event()),
             principal: None,
