@@ -243,12 +243,9 @@ impl App {
             tracing::Span::current().record("op", "kms");
             return ("kms", self.kms_api(req, peer).await);
         }
-        if let Some((code, message)) = crate::auth::refused_scheme(
-            req.method(),
-            req.uri(),
-            req.headers(),
-            self.allow_signature_v2,
-        ) {
+        if let Some((code, message)) =
+            crate::auth::refused_scheme(req.uri(), req.headers(), self.allow_signature_v2)
+        {
             return ("-", s3_error_response(code, message, request_id));
         }
         if crate::limits::decoded_length_without_aws_chunked(req.headers()) {
@@ -265,19 +262,30 @@ impl App {
             self.state.vhost_domain.as_deref(),
         );
         let op = classified.as_ref().map_or("-", |c| c.op_name());
-        let mut req = req;
-        req.extensions_mut().insert(crate::s3::RequestInfo {
+        let info = crate::s3::RequestInfo {
             peer: peer.ip(),
             id: request_id.to_string(),
-        });
-        if let Some(c) = classified {
-            req.extensions_mut().insert(c);
-        }
-        let resp = match self.s3.call(req.map(Body::http_body)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = ?e, "s3 service failed");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        };
+        let post = classified
+            .as_ref()
+            .filter(|c| c.op == Ok(crate::s3::classify::Op::PostObject))
+            .map(|c| c.target.clone());
+        let resp = if let Some(target) = post {
+            // Form uploads are verified and streamed by sealgate itself (`s3::post`).
+            let tls = self.tls.is_some();
+            crate::s3::post::serve(&self.state, req.map(Body::http_body), target, info, tls).await
+        } else {
+            let mut req = req;
+            req.extensions_mut().insert(info);
+            if let Some(c) = classified {
+                req.extensions_mut().insert(c);
+            }
+            match self.s3.call(req.map(Body::http_body)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = ?e, "s3 service failed");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                }
             }
         };
         (op, resp)

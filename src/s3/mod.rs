@@ -28,6 +28,7 @@ pub mod list;
 pub mod multipart;
 pub mod pass;
 pub mod plaintext;
+pub mod post;
 pub mod put;
 pub mod request;
 pub mod rules;
@@ -246,6 +247,8 @@ impl S3Route for Gateway {
     }
 }
 
+/// Runs the handler of the request's operation (also used by `post` for the PutObject a
+/// form upload stands for).
 async fn dispatch(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     match (ctx.req.op.class(), ctx.req.op) {
         (Class::Pass, _) => pass::forward(ctx).await,
@@ -261,6 +264,11 @@ async fn dispatch(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         (Class::Transform, Op::ListMultipartUploads) => multipart::list_uploads(ctx).await,
         (Class::Transform, Op::ListParts) => multipart::list_parts(ctx).await,
         (Class::Transform, Op::GetObjectAttributes) => list::attributes(ctx).await,
+        // The listener answers every POST Object itself (`post::serve`), before s3s,
+        // which would read the whole file into memory; none reaches the route.
+        (Class::Transform, Op::PostObject) => Err(Error::Internal(
+            "a POST Object request reached the S3 route; the listener answers them".into(),
+        )),
         (Class::Transform, Op::ListObjects | Op::ListObjectsV2 | Op::ListObjectVersions) => {
             list::list(ctx).await
         }
