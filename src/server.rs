@@ -104,6 +104,7 @@ impl App {
             encryption: cfg.encryption.clone(),
             state_bucket: cfg.state_bucket.clone(),
             metrics: metrics.clone(),
+            cors: Default::default(),
         });
         let mut b = S3ServiceBuilder::new(Unreachable);
         b.set_auth(access_keys.clone());
@@ -243,6 +244,34 @@ impl App {
             tracing::Span::current().record("op", "kms");
             return ("kms", self.kms_api(req, peer).await);
         }
+        if req.method() == http::Method::OPTIONS {
+            // CORS preflights are not authenticated (as on AWS) and answered from the
+            // bucket's CORS rules alone.
+            tracing::Span::current().record("op", "Preflight");
+            let Ok(t) = crate::s3::target::Target::parse(
+                req.uri(),
+                req.headers(),
+                self.state.vhost_domain.as_deref(),
+            ) else {
+                let message = "Couldn't parse the specified URI.";
+                return (
+                    "Preflight",
+                    s3_error_response("InvalidURI", message, request_id),
+                );
+            };
+            let s = &self.state;
+            let resp = crate::s3::cors::preflight(
+                &s.cors,
+                &s.upstream,
+                &s.state_bucket,
+                req.headers(),
+                t.bucket.as_deref(),
+                t.key.as_deref(),
+                request_id,
+            )
+            .await;
+            return ("Preflight", resp);
+        }
         if let Some((code, message)) =
             crate::auth::refused_scheme(req.uri(), req.headers(), self.allow_signature_v2)
         {
@@ -266,11 +295,15 @@ impl App {
             peer: peer.ip(),
             id: request_id.to_string(),
         };
+        // What CORS evaluates, kept before the request is consumed.
+        let method = req.method().clone();
+        let bucket = classified.as_ref().and_then(|c| c.target.bucket.clone());
+        let cors_headers = cors_request_headers(req.headers());
         let post = classified
             .as_ref()
             .filter(|c| c.op == Ok(crate::s3::classify::Op::PostObject))
             .map(|c| c.target.clone());
-        let resp = if let Some(target) = post {
+        let mut resp = if let Some(target) = post {
             // Form uploads are verified and streamed by sealgate itself (`s3::post`).
             let tls = self.tls.is_some();
             crate::s3::post::serve(&self.state, req.map(Body::http_body), target, info, tls).await
@@ -288,8 +321,40 @@ impl App {
                 }
             }
         };
+        if let Some(b) = &bucket {
+            let s = &self.state;
+            if matches!(op, "PutBucketCors" | "DeleteBucketCors") && resp.status().is_success() {
+                s.cors.forget(b);
+            }
+            if !b.eq_ignore_ascii_case(&s.state_bucket) {
+                crate::s3::cors::decorate(
+                    &s.cors,
+                    &s.upstream,
+                    &method,
+                    &cors_headers,
+                    b,
+                    &mut resp,
+                )
+                .await;
+            }
+        }
         (op, resp)
     }
+}
+
+/// The request headers CORS evaluates (`Origin`, `Access-Control-Request-*`).
+fn cors_request_headers(h: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::new();
+    for n in [
+        http::header::ORIGIN,
+        http::header::ACCESS_CONTROL_REQUEST_METHOD,
+        http::header::ACCESS_CONTROL_REQUEST_HEADERS,
+    ] {
+        for v in h.get_all(&n) {
+            out.append(n.clone(), v.clone());
+        }
+    }
+    out
 }
 
 impl App {

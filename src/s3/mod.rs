@@ -21,6 +21,7 @@ pub mod classify;
 pub mod complete;
 pub mod conditions;
 pub mod copy;
+pub mod cors;
 pub mod forward;
 pub mod get;
 pub mod head;
@@ -71,6 +72,8 @@ pub struct State {
     pub state_bucket: String,
     /// This instance's metrics.
     pub metrics: crate::metrics::SharedMetrics,
+    /// Buckets' CORS configurations, cached briefly (`cors`).
+    pub cors: cors::Cors,
 }
 
 /// One request, classified and authenticated, as handlers see it.
