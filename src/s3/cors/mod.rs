@@ -281,7 +281,12 @@ pub async fn decorate(
     };
     if let Some(rule) = config.matching(&ask) {
         for (k, v) in &rule.response_headers(&ask) {
-            resp.headers_mut().insert(k, v.clone());
+            if k == http::header::VARY {
+                // Whatever else the response varies on still holds.
+                resp.headers_mut().append(k, v.clone());
+            } else {
+                resp.headers_mut().insert(k, v.clone());
+            }
         }
     }
 }
