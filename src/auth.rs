@@ -133,18 +133,16 @@ pub const MAX_PRESIGNED_EXPIRES: u64 = 604_800;
 
 /// Authentication schemes refused before s3s sees the request: Signature Version 2
 /// (header `Authorization: AWS id:sig` or a presigned URL with `AWSAccessKeyId` and
-/// `Signature`) and browser form uploads (POST `multipart/form-data`, whose policy may be
-/// V2-signed). AWS deprecated V2; s3s compares V2 signatures in variable time and logs
-/// the expected signature at debug, so sealgate accepts SigV4 only. Also refused, as AWS
-/// does: a presigned URL valid for more than 7 days. Returns the S3 error code and
-/// message.
+/// `Signature`). AWS deprecated V2; s3s compares V2 signatures in variable time and logs
+/// the expected signature at debug, so sealgate accepts SigV4 only (browser form uploads
+/// are verified by `s3::post`, SigV4 only as well). Also refused, as AWS does: a
+/// presigned URL valid for more than 7 days. Returns the S3 error code and message.
 ///
 /// The decision is taken on what s3s will act on: the decoded query names (s3s takes a
 /// query with `Signature` down the V2 path whatever else it has) and every
 /// `Authorization` header, and it is a superset of s3s's (names compared without case),
 /// so nothing s3s would verify as V2 gets through.
 pub fn refused_scheme(
-    method: &http::Method,
     uri: &http::Uri,
     headers: &http::HeaderMap,
     allow_v2: bool,
@@ -182,20 +180,6 @@ pub fn refused_scheme(
             "X-Amz-Expires must be less than a week (in seconds) that is 604800",
         ));
     }
-    let form = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| {
-            c.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
-    if method == http::Method::POST && form {
-        return Some((
-            "NotImplemented",
-            "Browser form uploads (POST Object) are not supported by sealgate.",
-        ));
-    }
     None
 }
 
@@ -211,11 +195,13 @@ mod scheme_tests {
                 v.parse().unwrap(),
             );
         }
-        refused_scheme(&method.parse().unwrap(), &uri.parse().unwrap(), &h, false).map(|r| r.0)
+        // The scheme does not depend on the method (form POSTs are verified by s3::post).
+        let _ = method;
+        refused_scheme(&uri.parse().unwrap(), &h, false).map(|r| r.0)
     }
 
     #[test]
-    fn signature_v2_and_form_posts_are_refused_and_sigv4_passes() {
+    fn signature_v2_is_refused_and_sigv4_and_form_posts_pass() {
         assert_eq!(
             check("GET", "/b/k", &[("authorization", "AWS AKID:c2ln")]),
             Some("InvalidRequest")
@@ -234,7 +220,7 @@ mod scheme_tests {
                 "/b",
                 &[("content-type", "multipart/form-data; boundary=x")]
             ),
-            Some("NotImplemented")
+            None
         );
         let v4 = "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
         assert_eq!(check("GET", "/b/k", &[("authorization", v4)]), None);
@@ -256,11 +242,7 @@ mod scheme_tests {
         let v2 = "/b/k?AWSAccessKeyId=AKID&Expires=1&Signature=abc"
             .parse()
             .unwrap();
-        assert_eq!(
-            refused_scheme(&http::Method::GET, &v2, &h, true),
-            None,
-            "allowed by config"
-        );
+        assert_eq!(refused_scheme(&v2, &h, true), None, "allowed by config");
     }
 
     #[test]
@@ -278,7 +260,7 @@ mod scheme_tests {
         h.append("authorization", v4.parse().unwrap());
         h.append("authorization", "AWS AKID:c2ln".parse().unwrap());
         let uri = "/b/k".parse().unwrap();
-        assert!(refused_scheme(&http::Method::GET, &uri, &h, false).is_some());
+        assert!(refused_scheme(&uri, &h, false).is_some());
         // Names that merely contain the V2 ones are not V2.
         assert_eq!(
             check("GET", "/b/k?MySignature=1&prefix=Signature", &[]),

@@ -38,6 +38,8 @@ type ClientBody = IdleTimeout<Incoming>;
 /// The running application: everything a request needs.
 pub struct App {
     s3: S3Service,
+    /// Identity policies per access key (the POST Object path authorizes with them too).
+    authz: Arc<crate::s3::authz::Authz>,
     /// The store client, for readiness probes.
     probe: Upstream,
     /// Shared S3 state (its KMS backends are probed by `/ready`).
@@ -104,14 +106,16 @@ impl App {
             encryption: cfg.encryption.clone(),
             state_bucket: cfg.state_bucket.clone(),
             metrics: metrics.clone(),
+            cors: Default::default(),
         });
+        let authz = Arc::new(
+            crate::s3::authz::Authz::from_config(cfg).map_err(|(f, r)| format!("{f}: {r}"))?,
+        );
         let mut b = S3ServiceBuilder::new(Unreachable);
         b.set_auth(access_keys.clone());
         b.set_route(Gateway {
             state: state.clone(),
-            authz: Arc::new(
-                crate::s3::authz::Authz::from_config(cfg).map_err(|(f, r)| format!("{f}: {r}"))?,
-            ),
+            authz: authz.clone(),
         });
         if let Some(d) = &cfg.virtual_host_domain {
             b.set_host(crate::s3::target::VirtualHosts::new(d));
@@ -123,6 +127,7 @@ impl App {
         let id_prefix = format!("{:08X}", rand_u32());
         Ok(Arc::new(App {
             s3: b.build(),
+            authz,
             probe,
             state,
             metrics,
@@ -246,12 +251,37 @@ impl App {
             tracing::Span::current().record("op", "kms");
             return ("kms", self.kms_api(req, peer).await);
         }
-        if let Some((code, message)) = crate::auth::refused_scheme(
-            req.method(),
-            req.uri(),
-            req.headers(),
-            self.allow_signature_v2,
-        ) {
+        if req.method() == http::Method::OPTIONS {
+            // CORS preflights are not authenticated (as on AWS) and answered from the
+            // bucket's CORS rules alone.
+            tracing::Span::current().record("op", "Preflight");
+            let Ok(t) = crate::s3::target::Target::parse(
+                req.uri(),
+                req.headers(),
+                self.state.vhost_domain.as_deref(),
+            ) else {
+                let message = "Couldn't parse the specified URI.";
+                return (
+                    "Preflight",
+                    s3_error_response("InvalidURI", message, request_id),
+                );
+            };
+            let s = &self.state;
+            let resp = crate::s3::cors::preflight(
+                &s.cors,
+                &s.upstream,
+                &s.state_bucket,
+                req.headers(),
+                t.bucket.as_deref(),
+                t.key.as_deref(),
+                request_id,
+            )
+            .await;
+            return ("Preflight", resp);
+        }
+        if let Some((code, message)) =
+            crate::auth::refused_scheme(req.uri(), req.headers(), self.allow_signature_v2)
+        {
             return ("-", s3_error_response(code, message, request_id));
         }
         if crate::limits::decoded_length_without_aws_chunked(req.headers()) {
@@ -268,24 +298,79 @@ impl App {
             self.state.vhost_domain.as_deref(),
         );
         let op = classified.as_ref().map_or("-", |c| c.op_name());
-        let mut req = req;
-        req.extensions_mut().insert(crate::s3::RequestInfo {
+        let info = crate::s3::RequestInfo {
             peer: peer.ip(),
             id: request_id.to_string(),
             secure: self.tls.is_some(),
-        });
-        if let Some(c) = classified {
-            req.extensions_mut().insert(c);
-        }
-        let resp = match self.s3.call(req.map(Body::http_body)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = ?e, "s3 service failed");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        };
+        // What CORS evaluates, kept before the request is consumed.
+        let method = req.method().clone();
+        let bucket = classified.as_ref().and_then(|c| c.target.bucket.clone());
+        let cors_headers = cors_request_headers(req.headers());
+        let post = classified
+            .as_ref()
+            .filter(|c| c.op == Ok(crate::s3::classify::Op::PostObject))
+            .map(|c| c.target.clone());
+        let mut resp = if let Some(target) = post {
+            // Form uploads are verified and streamed by sealgate itself (`s3::post`).
+            let tls = self.tls.is_some();
+            crate::s3::post::serve(
+                &self.state,
+                &self.authz,
+                req.map(Body::http_body),
+                target,
+                info,
+                tls,
+            )
+            .await
+        } else {
+            let mut req = req;
+            req.extensions_mut().insert(info);
+            if let Some(c) = classified {
+                req.extensions_mut().insert(c);
+            }
+            match self.s3.call(req.map(Body::http_body)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = ?e, "s3 service failed");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                }
             }
         };
+        if let Some(b) = &bucket {
+            let s = &self.state;
+            if matches!(op, "PutBucketCors" | "DeleteBucketCors") && resp.status().is_success() {
+                s.cors.forget(b);
+            }
+            if !b.eq_ignore_ascii_case(&s.state_bucket) {
+                crate::s3::cors::decorate(
+                    &s.cors,
+                    &s.upstream,
+                    &method,
+                    &cors_headers,
+                    b,
+                    &mut resp,
+                )
+                .await;
+            }
+        }
         (op, resp)
     }
+}
+
+/// The request headers CORS evaluates (`Origin`, `Access-Control-Request-*`).
+fn cors_request_headers(h: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::new();
+    for n in [
+        http::header::ORIGIN,
+        http::header::ACCESS_CONTROL_REQUEST_METHOD,
+        http::header::ACCESS_CONTROL_REQUEST_HEADERS,
+    ] {
+        for v in h.get_all(&n) {
+            out.append(n.clone(), v.clone());
+        }
+    }
+    out
 }
 
 impl App {

@@ -979,3 +979,130 @@ async fn a_keys_own_store_credential_lets_the_store_enforce_its_permissions(#[ca
         b"not bob's"
     );
 }
+
+/// A browser form upload (POST Object) signed by `who` for `bucket/key`: the SigV4 POST
+/// policy and the multipart body built by hand, as a browser sends them.
+async fn post_object(
+    sg: &Sealgate,
+    who: &str,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+) -> (u16, String) {
+    use aws_lc_rs::hmac;
+    use base64::Engine as _;
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let amz_date = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let ak = format!("AKID{}", who.to_uppercase());
+    let sk = format!("{who}-secret-key-0001");
+    let credential = format!("{ak}/{date}/us-east-1/s3/aws4_request");
+    let expiration = (now + time::Duration::minutes(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let policy = serde_json::json!({
+        "expiration": expiration,
+        "conditions": [
+            {"bucket": bucket}, {"key": key},
+            {"x-amz-algorithm": "AWS4-HMAC-SHA256"}, {"x-amz-credential": credential},
+            {"x-amz-date": amz_date}
+        ]
+    });
+    let policy_b64 = base64::engine::general_purpose::STANDARD.encode(policy.to_string());
+    let mut k = hmac::Key::new(hmac::HMAC_SHA256, format!("AWS4{sk}").as_bytes());
+    for part in [date.as_str(), "us-east-1", "s3", "aws4_request"] {
+        k = hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&k, part.as_bytes()).as_ref());
+    }
+    let signature = hex::encode(hmac::sign(&k, policy_b64.as_bytes()).as_ref());
+    let boundary = "sealgateformboundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in [
+        ("key", key),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+        ("x-amz-credential", credential.as_str()),
+        ("x-amz-date", amz_date.as_str()),
+        ("policy", policy_b64.as_str()),
+        ("x-amz-signature", signature.as_str()),
+    ] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = reqwest::Client::new()
+        .post(format!("{}/{bucket}", sg.endpoint))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// POST Object is authorized as the PutObject it stands for, with the signer's policies.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_form_upload_is_authorized_as_a_put_object(#[case] store: Store) {
+    let w = world(store).await;
+    let (status, body) = post_object(&w.sg, "bob", &w.alice_bucket, "from-bob", b"intruder").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    assert!(
+        body.contains(
+            &implicit(
+                "bob",
+                "s3:PutObject",
+                &format!("arn:aws:s3:::{}/from-bob", w.alice_bucket)
+            )
+            .replace('"', "&quot;")
+        ),
+        "{body}"
+    );
+    assert!(
+        w.sg.direct
+            .head_object()
+            .bucket(&w.alice_bucket)
+            .key("from-bob")
+            .send()
+            .await
+            .is_err(),
+        "nothing was stored"
+    );
+    let (status, body) = post_object(&w.sg, "alice", &w.alice_bucket, "from-alice", b"owner").await;
+    assert_eq!(status, 204, "{body}");
+    let got = w
+        .alice
+        .get_object()
+        .bucket(&w.alice_bucket)
+        .key("from-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"owner"
+    );
+}

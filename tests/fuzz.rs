@@ -1,6 +1,7 @@
 //! Property-based fuzzing on stable Rust (proptest), run in CI with bounded case counts:
 //! every parser that reads bytes an attacker controls (the store's bodies and metadata,
-//! clients' upload ids and KMS requests, key policies) is fed random and mutated input.
+//! clients' upload ids, KMS requests and POST forms, key and POST policies, CORS
+//! configurations) is fed random and mutated input.
 //!
 //! Properties: nothing panics; the decryptor never yields a byte that is not the
 //! authenticated plaintext (a prefix of it, then an error); any change to a sealed object
@@ -410,6 +411,156 @@ proptest! {
         let mut bad = xml.into_bytes();
         apply(&mut bad, &m);
         let _ = rewrite_text(&bad, |_, t| Edit::Replace(format!("{t}x")));
+    }
+}
+
+// ---------------------------------------------------------------- browser uploads
+
+const FORM_BOUNDARY: &str = "fuzzBoundary123";
+
+/// A form as browsers build it: `fields`, the file part, the closing delimiter and CRLF.
+fn form_body(fields: &[(String, String)], file: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (k, v) in fields {
+        b.extend_from_slice(
+            format!(
+                "--{FORM_BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    b.extend_from_slice(
+        format!("--{FORM_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n")
+            .as_bytes(),
+    );
+    b.extend_from_slice(file);
+    b.extend_from_slice(format!("\r\n--{FORM_BOUNDARY}--\r\n").as_bytes());
+    b
+}
+
+/// File contents rich in CRLFs, dashes and the boundary, so delimiters straddle chunks.
+fn file_strategy() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(b"\r\n".to_vec()),
+            Just(b"--".to_vec()),
+            Just(FORM_BOUNDARY.as_bytes().to_vec()),
+            Just(FORM_BOUNDARY.as_bytes()[..7].to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        ],
+        0..60,
+    )
+    .prop_map(|v| v.concat())
+}
+
+/// Reads a form; the file's bytes, or `None` when the form or its file stream failed.
+async fn read_form(
+    body: Vec<u8>,
+    len: u64,
+    chunk: usize,
+) -> Option<(sealgate::s3::post::form::Prefix, Vec<u8>)> {
+    let (prefix, file) = sealgate::s3::post::form::read(chunked(body, chunk), FORM_BOUNDARY, len)
+        .await
+        .ok()?;
+    let mut out = Vec::new();
+    if let Some(f) = file {
+        let mut s = f.into_stream();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.ok()?);
+        }
+    }
+    Some((prefix, out))
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn post_forms_stream_back_exactly_or_fail_and_garbage_never_panics(
+        fields in proptest::collection::vec(("[A-Za-z0-9_-]{1,16}", "[ -~]{0,40}"), 0..5),
+        file in file_strategy(),
+        chunk in 1usize..2000,
+        junk in proptest::collection::vec(any::<u8>(), 0..1500),
+        m in mutation(),
+    ) {
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("file"))
+            .collect();
+        let body = form_body(&fields, &file);
+        let len = body.len() as u64;
+        // A form is ambiguous when its content holds the delimiter: it must then fail.
+        let delimiter = format!("\r\n--{FORM_BOUNDARY}");
+        let mut tail = file.clone();
+        tail.extend_from_slice(delimiter.as_bytes());
+        let first = tail.windows(delimiter.len()).position(|w| w == delimiter.as_bytes());
+        let ambiguous = first != Some(file.len());
+        rt().block_on(async {
+            match (ambiguous, read_form(body.clone(), len, chunk).await) {
+                (false, Some((prefix, got))) => {
+                    let names: Vec<(String, String)> =
+                        prefix.fields.iter().map(|f| (f.name.clone(), f.value.clone())).collect();
+                    prop_assert_eq!(&names, &fields);
+                    prop_assert_eq!(prefix.file.map(|f| f.len), Some(file.len() as u64));
+                    prop_assert_eq!(got, file.clone());
+                }
+                (false, None) => prop_assert!(false, "a well-formed form failed"),
+                (true, Some(_)) => prop_assert!(false, "a form holding its delimiter was accepted"),
+                (true, None) => {}
+            }
+            // Garbage and mutated forms: no panic, and a file stream that ends cleanly
+            // yielded exactly the length it announced.
+            let _ = read_form(junk.clone(), junk.len() as u64, chunk).await;
+            let mut bad = body;
+            apply(&mut bad, &m);
+            let bad_len = bad.len() as u64;
+            if let Ok((prefix, Some(f))) =
+                sealgate::s3::post::form::read(chunked(bad, chunk), FORM_BOUNDARY, bad_len).await
+            {
+                let mut s = f.into_stream();
+                let mut n = 0u64;
+                let mut clean = true;
+                while let Some(c) = s.next().await {
+                    match c {
+                        Ok(c) => n += c.len() as u64,
+                        Err(_) => {
+                            clean = false;
+                            break;
+                        }
+                    }
+                }
+                if clean {
+                    prop_assert_eq!(Some(n), prefix.file.map(|f| f.len));
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn post_policies_and_cors_configurations_never_panic(
+        junk in "\\PC{0,400}",
+        bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        field in "[a-z$-]{0,12}",
+        value in "\\PC{0,20}",
+        size in any::<u64>(),
+    ) {
+        use base64::Engine as _;
+        use sealgate::s3::post::policy::{FormView, Policy, check_fields, check_size};
+        let _ = Policy::decode(&junk);
+        let doc = format!(
+            r#"{{"expiration": "2030-01-01T00:00:00Z", "conditions": [["starts-with", "{field}", "{value}"], {{"{field}": "{value}"}}, ["content-length-range", 0, "{value}"], {junk}]}}"#,
+            field = field.replace('"', ""), value = value.replace(['"', '\\'], ""),
+        );
+        for d in [doc.as_str(), junk.as_str()] {
+            if let Ok(p) = Policy::decode(&base64::engine::general_purpose::STANDARD.encode(d)) {
+                let fields = vec![(field.clone(), value.clone()), ("key".to_string(), junk.clone())];
+                let _ = check_fields(&p, &FormView { fields: &fields, bucket: "b" });
+                let _ = check_size(&p, size);
+            }
+        }
+        let _ = sealgate::s3::cors::rules::Config::from_xml(&bytes);
+        let _ = sealgate::s3::cors::rules::Config::from_xml(junk.as_bytes());
     }
 }
 

@@ -76,6 +76,7 @@ async fn config_and_application_debug_output_contains_no_secret() {
         encryption: cfg.encryption.clone(),
         state_bucket: cfg.state_bucket.clone(),
         metrics,
+        cors: Default::default(),
     };
     let dump = format!("{cfg:?}\n{cfg:#?}\n{app:?}\n{app:#?}\n{state:?}\n{state:#?}");
     assert!(dump.contains("GKdebug000"), "the dump is real: {dump}");

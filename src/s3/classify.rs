@@ -57,6 +57,8 @@ ops! {
     ListObjectsV2 => Transform,
     ListObjectVersions => Transform,
     GetObjectAttributes => Transform,
+    // Browser form uploads: answered by the listener (`s3/post`), encrypted as a PUT.
+    PostObject => Transform,
     // Bucket default encryption is sealgate's own setting.
     PutBucketEncryption => Owned,
     GetBucketEncryption => Owned,
@@ -118,7 +120,6 @@ ops! {
     RestoreObject => Reject,
     GetObjectTorrent => Reject,
     WriteGetObjectResponse => Reject,
-    PostObject => Reject,
     PutBucketReplication => Reject,
     GetBucketReplication => Reject,
     DeleteBucketReplication => Reject,

@@ -37,6 +37,10 @@ const DROP_REQUEST: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "expect",
+    // CORS is sealgate's to evaluate (`s3/cors`), not the store's.
+    "origin",
+    "access-control-request-method",
+    "access-control-request-headers",
 ];
 
 /// Checksum headers: verified by sealgate and stripped on paths where the store's bytes
@@ -121,6 +125,13 @@ const DROP_RESPONSE: &[&str] = &[
     "trailer",
     "upgrade",
     "proxy-connection",
+    // sealgate adds the CORS headers of the bucket's rules itself (`s3/cors`).
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-expose-headers",
+    "access-control-max-age",
 ];
 
 /// Client headers to forward, minus `extra_drop`. `content-encoding: aws-chunked` is

@@ -22,6 +22,7 @@ pub mod classify;
 pub mod complete;
 pub mod conditions;
 pub mod copy;
+pub mod cors;
 pub mod forward;
 pub mod get;
 pub mod head;
@@ -29,6 +30,7 @@ pub mod list;
 pub mod multipart;
 pub mod pass;
 pub mod plaintext;
+pub mod post;
 pub mod put;
 pub mod request;
 pub mod rules;
@@ -71,6 +73,8 @@ pub struct State {
     pub state_bucket: String,
     /// This instance's metrics.
     pub metrics: crate::metrics::SharedMetrics,
+    /// Buckets' CORS configurations, cached briefly (`cors`).
+    pub cors: cors::Cors,
 }
 
 /// One request, classified and authenticated, as handlers see it.
@@ -264,6 +268,8 @@ impl S3Route for Gateway {
     }
 }
 
+/// Runs the handler of the request's operation (also used by `post` for the PutObject a
+/// form upload stands for).
 async fn dispatch(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     match (ctx.req.op.class(), ctx.req.op) {
         (Class::Pass, _) => pass::forward(ctx).await,
@@ -279,6 +285,11 @@ async fn dispatch(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         (Class::Transform, Op::ListMultipartUploads) => multipart::list_uploads(ctx).await,
         (Class::Transform, Op::ListParts) => multipart::list_parts(ctx).await,
         (Class::Transform, Op::GetObjectAttributes) => list::attributes(ctx).await,
+        // The listener answers every POST Object itself (`post::serve`), before s3s,
+        // which would read the whole file into memory; none reaches the route.
+        (Class::Transform, Op::PostObject) => Err(Error::Internal(
+            "a POST Object request reached the S3 route; the listener answers them".into(),
+        )),
         (Class::Transform, Op::ListObjects | Op::ListObjectsV2 | Op::ListObjectVersions) => {
             list::list(ctx).await
         }
