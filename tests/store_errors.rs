@@ -25,7 +25,10 @@ async fn store_errors_reach_clients_as_their_code_with_awss_message(#[case] stor
     assert_eq!(r.status(), 404);
     let body = r.text().await.unwrap();
     assert!(body.contains("<Code>NoSuchBucket</Code>"), "{body}");
-    assert!(body.contains("The specified bucket does not exist"), "{body}");
+    assert!(
+        body.contains("The specified bucket does not exist"),
+        "{body}"
+    );
     assert_clean(&body, &ak);
     // A store that refuses sealgate's credential: the client's own signature was fine,
     // so it hears AccessDenied, not SignatureDoesNotMatch, and not the store's key id.
