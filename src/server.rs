@@ -269,6 +269,7 @@ impl App {
         req.extensions_mut().insert(crate::s3::RequestInfo {
             peer: peer.ip(),
             id: request_id.to_string(),
+            secure: self.tls.is_some(),
         });
         if let Some(c) = classified {
             req.extensions_mut().insert(c);
