@@ -131,6 +131,11 @@ pub struct EncryptionConfig {
     /// own MD5s. Computing MD5 costs CPU on every SSE-S3 write (docs/performance.md);
     /// `false` gives every object the store's ETag instead.
     pub md5_etags: bool,
+    /// Accept SSE-C (customer-provided keys) on requests that reach sealgate over plain
+    /// HTTP. AWS refuses them (the key would cross the network in the clear), and so does
+    /// sealgate by default; set this only when TLS ends in front of sealgate (a load
+    /// balancer or sidecar on the same host or private network).
+    pub allow_ssec_over_http: bool,
 }
 
 impl EncryptionConfig {
@@ -156,6 +161,7 @@ impl Default for EncryptionConfig {
             plaintext_reads: Vec::new(),
             allow_plaintext_reads: false,
             md5_etags: true,
+            allow_ssec_over_http: false,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Errors of the S3 path, tagged by who caused them, and converted to S3 errors in exactly
 //! one place ([`From<Error> for S3Error`]).
 //!
-//! - [`Error::Client`]: the client's request is wrong (4xx, already S3-shaped).
+//! - [`Error::Client`]: the client's request is wrong (4xx, already S3-shaped);
+//!   [`Error::Argument`] the same with AWS's `ArgumentName`/`ArgumentValue` elements,
+//!   which s3s's error documents do not have (SSE header errors).
 //! - [`Error::Store`]: the store could not be reached (503, retryable) or broke the
 //!   conversation (502).
 //! - [`Error::Tampered`]: the store served data that failed sealgate's authentication
@@ -25,6 +27,9 @@ pub enum Error {
     /// The client's request is wrong; already in S3 shape.
     #[error("{0}")]
     Client(S3Error),
+    /// The client's request is wrong about one header, named in the answer as AWS does.
+    #[error("{}", .0.error)]
+    Argument(Box<ArgumentError>),
     /// The store could not be reached or broke the connection.
     #[error(transparent)]
     Store(#[from] UpstreamError),
@@ -37,6 +42,46 @@ pub enum Error {
     /// sealgate itself failed.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An S3 error whose document names the offending header (`ArgumentName`) and its value
+/// (`ArgumentValue`), as AWS's answers to bad SSE headers do.
+#[derive(Debug)]
+pub struct ArgumentError {
+    pub error: S3Error,
+    pub name: &'static str,
+    pub value: Option<String>,
+}
+
+impl ArgumentError {
+    /// The answer: the error document with the argument elements (no body for a HEAD).
+    pub fn response(&self, head: bool) -> s3s::S3Response<s3s::Body> {
+        let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
+        let body = if head {
+            s3s::Body::empty()
+        } else {
+            let mut x = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code>",
+                esc(self.error.code().as_str())
+            );
+            if let Some(m) = self.error.message() {
+                x.push_str(&format!("<Message>{}</Message>", esc(m)));
+            }
+            x.push_str(&format!("<ArgumentName>{}</ArgumentName>", esc(self.name)));
+            if let Some(v) = &self.value {
+                x.push_str(&format!("<ArgumentValue>{}</ArgumentValue>", esc(v)));
+            }
+            x.push_str("</Error>");
+            s3s::Body::from(x)
+        };
+        let mut out = s3s::S3Response::new(body);
+        out.status = Some(self.error.status_code().unwrap_or(StatusCode::BAD_REQUEST));
+        out.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/xml"),
+        );
+        out
+    }
 }
 
 impl From<S3Error> for Error {
@@ -70,6 +115,19 @@ impl Error {
     }
     pub fn invalid_argument(msg: impl Into<String>) -> Error {
         Self::client(S3ErrorCode::InvalidArgument, msg)
+    }
+    /// An error about the header `name` (sent with `value`), named in the answer.
+    pub fn argument(
+        code: S3ErrorCode,
+        msg: impl Into<String>,
+        name: &'static str,
+        value: Option<&str>,
+    ) -> Error {
+        Error::Argument(Box::new(ArgumentError {
+            error: S3Error::with_message(code, msg.into()),
+            name,
+            value: value.map(str::to_owned),
+        }))
     }
     pub fn invalid_request(msg: impl Into<String>) -> Error {
         Self::client(S3ErrorCode::InvalidRequest, msg)
@@ -188,6 +246,7 @@ impl From<Error> for S3Error {
     fn from(e: Error) -> S3Error {
         match e {
             Error::Client(e) => e,
+            Error::Argument(a) => a.error,
             Error::Store(u) => {
                 tracing::warn!(error = %u, "object store unavailable");
                 // The transport's own text (addresses, TLS names) stays in the log.
@@ -266,6 +325,29 @@ mod tests {
         let s: S3Error = Error::Kms(BackendError::Unavailable("down".into())).into();
         assert_eq!(s.status_code(), Some(StatusCode::SERVICE_UNAVAILABLE));
         assert_eq!(s.code().as_str(), "ServiceUnavailable");
+    }
+
+    #[test]
+    fn argument_errors_name_the_header_and_value() {
+        let e = Error::argument(
+            S3ErrorCode::InvalidEncryptionAlgorithmError,
+            "The Encryption request you specified is not valid. Supported value: AES256.",
+            "x-amz-server-side-encryption",
+            Some("AES<128>"),
+        );
+        let Error::Argument(a) = &e else { panic!() };
+        let r = a.response(false);
+        assert_eq!(r.status, Some(StatusCode::BAD_REQUEST));
+        let body = format!("{:?}", r.output);
+        for part in [
+            "<Code>InvalidEncryptionAlgorithmError</Code>",
+            "<ArgumentName>x-amz-server-side-encryption</ArgumentName>",
+            "<ArgumentValue>AES&lt;128&gt;</ArgumentValue>",
+        ] {
+            assert!(body.contains(part), "{body}");
+        }
+        let s: S3Error = e.into();
+        assert_eq!(s.code().as_str(), "InvalidEncryptionAlgorithmError");
     }
 
     #[test]

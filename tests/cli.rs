@@ -296,7 +296,9 @@ async fn migrate_encrypts_existing_plaintext_objects_in_place_and_can_be_rerun()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
-    let sg = common::Sealgate::start().await;
+    let mut cfg = common::test_config();
+    cfg.encryption.allow_ssec_over_http = true;
+    let sg = common::Sealgate::start_with(cfg).await;
     let b = sg.bucket().await;
     for k in ["x/1", "x/2"] {
         sg.client
@@ -308,6 +310,23 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
             .await
             .unwrap();
     }
+    // An SSE-C object: sealgate never holds its key, so the job leaves it as it is.
+    let ck = common::b64(&[5u8; 32]);
+    let ck_md5 = {
+        use md5::Digest as _;
+        common::b64(&md5::Md5::digest([5u8; 32]))
+    };
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("x/3")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&ck)
+        .sse_customer_key_md5(&ck_md5)
+        .body(ByteStream::from_static(b"my key only"))
+        .send()
+        .await
+        .unwrap();
     let arn = common::new_key_arn(&sg).await;
     let before = common::get(&sg.direct, &b, "x/1").await;
     let (ep, bucket, key) = (sg.endpoint.clone(), b.clone(), arn.clone());
@@ -334,6 +353,23 @@ async fn rewrap_moves_objects_to_another_key_without_moving_bodies() {
         out.status.success() && text.contains("2 re-wrapped"),
         "{text}"
     );
+    assert!(
+        text.contains("x/3: skipped (HEAD 400 Bad Request: an SSE-C object"),
+        "{text}"
+    );
+    let h = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("x/3")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&ck)
+        .sse_customer_key_md5(&ck_md5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.ssekms_key_id(), None);
+    assert_eq!(h.sse_customer_key_md5(), Some(ck_md5.as_str()));
     for k in ["x/1", "x/2"] {
         let h = sg
             .client

@@ -346,7 +346,12 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
         .prop_map(
             |(up, dek, arn, ctx, kms, bk, backend, bk_salt, v3)| UploadToken {
                 upstream_id: up,
-                v3: v3.map(|(uid, md5, mac)| sealgate::object::upload::UploadV3 { uid, md5, mac }),
+                v3: v3.map(|(uid, md5, mac)| sealgate::object::upload::UploadV3 {
+                    uid,
+                    md5,
+                    mac,
+                    upload_key: None,
+                }),
                 envelope: Envelope {
                     alg: if kms { Alg::Kms } else { Alg::S3 },
                     key_ref: arn,
@@ -355,6 +360,7 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
                     bk_salt,
                     context: ctx,
                     bucket_key: bk,
+                    customer: None,
                 },
             },
         )

@@ -437,6 +437,11 @@ pub async fn run(
                         ": sealgate reads objects it did not encrypt only where \
                          encryption.plaintext_reads allows it; add this bucket or prefix \
                          there for the migration"
+                    } else if head.status() == http::StatusCode::BAD_REQUEST {
+                        ": an SSE-C object (or another object a HEAD without encryption \
+                         headers cannot read): its data key is wrapped under its owner's \
+                         key, which sealgate never holds; only a client with that key can \
+                         re-encrypt it, by copying it onto itself"
                     } else {
                         ""
                     }

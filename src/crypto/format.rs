@@ -51,6 +51,19 @@ pub const TRAILER_LEN: u64 = 16 + TAG;
 pub const BUCKET_KEY_DERIVE_INFO: &[u8] = b"sealgate v2 object key";
 /// Prefix of the upload ids sealgate hands out (they carry the wrapped data key).
 pub const UPLOAD_TOKEN_PREFIX: &str = "sg1.";
+/// SSE-C: the stored algorithm of an object whose data key is wrapped under the client's
+/// own key (`x-amz-meta-sealgate-alg`; the client sees `AES256` in the customer headers).
+pub const SSEC_ALG: &str = "SSE-C";
+/// SSE-C: HKDF info of the key check (`HKDF-SHA256(salt, customer key, info)`, 16 bytes).
+pub const SSEC_CHECK_INFO: &[u8] = b"sealgate ssec key check";
+/// SSE-C: HKDF info prefix of the key that wraps the data key (followed by `0x00` and
+/// `arn:aws:s3:::BUCKET/KEY`).
+pub const SSEC_WRAP_INFO: &[u8] = b"sealgate ssec wrap";
+/// SSE-C: AAD of the wrapped data key.
+pub const SSEC_WRAP_AAD: &[u8] = b"sealgate ssec dek";
+/// SSE-C multipart uploads: HKDF info prefix (followed by the upload id) of the key that
+/// MACs the upload's token, part records and part list, derived from the data key.
+pub const SSEC_UPLOAD_INFO: &[u8] = b"sealgate ssec upload";
 
 /// Names of sealgate's object metadata (S3 user metadata, hidden from clients).
 pub mod meta {
@@ -64,7 +77,7 @@ pub mod meta {
     pub const WRAPPED: &str = "x-amz-meta-sealgate-dek";
     /// Base64 JSON of the caller's encryption context.
     pub const CONTEXT: &str = "x-amz-meta-sealgate-ctx";
-    /// What the client asked for: `aws:kms` or `AES256`.
+    /// What the client asked for: `aws:kms`, `AES256` or `SSE-C`.
     pub const ALG: &str = "x-amz-meta-sealgate-alg";
     /// Plaintext size.
     pub const SIZE: &str = "x-amz-meta-sealgate-size";
@@ -95,6 +108,8 @@ pub mod meta {
     pub const UPLOAD: &str = "x-amz-meta-sealgate-upload";
     /// Format 3: the object's Content-Encoding (of the plaintext; the ciphertext has none).
     pub const CONTENT_ENCODING: &str = "x-amz-meta-sealgate-ce";
+    /// SSE-C objects: base64 of the customer key's salt (16 bytes) and check (16 bytes).
+    pub const CUSTOMER_KEY: &str = "x-amz-meta-sealgate-ckey";
 }
 
 /// The 32-byte header of a part. It is the AAD of every segment of the part, so none of

@@ -1,20 +1,23 @@
 //! The envelope: an object's data key (DEK) as stored — wrapped by a KMS key through a
-//! data-key backend, with the encryption context it was wrapped for — and the three
+//! data-key backend, with the encryption context it was wrapped for, or (SSE-C) wrapped
+//! under a key derived from the client's own key ([`super::customer`]) — and the three
 //! things done with it: draw a new one, open (unwrap) one, wrap an existing DEK for a new
 //! object name.
 //!
-//! Invariants: a DEK is only ever obtained for the principal making the request; the
-//! wrap is bound to the object (`aws:s3:arn`; bucket-key envelopes: the bucket in the KMS
-//! context and the object name in the key derivation); writes use the backend configured
-//! for the bucket, reads the backend recorded in the envelope. A wrapped key that does not
-//! open for this object's name is tampering (moved or altered in the store), not a KMS
-//! refusal.
+//! Invariants: a DEK is only ever obtained for the principal making the request (SSE-C:
+//! with the key the request carries, checked before it is used); the wrap is bound to the
+//! object (`aws:s3:arn`; bucket-key envelopes: the bucket in the KMS context and the
+//! object name in the key derivation; SSE-C: the object name in the wrapping key's
+//! derivation); writes use the backend configured for the bucket, reads the backend
+//! recorded in the envelope. A wrapped key that does not open for this object's name is
+//! tampering (moved or altered in the store), not a KMS refusal.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use super::customer::{self, CustomerKey, KeyCheck};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
 use crate::keys::{BackendError, Backends, Caller, StoredKey};
@@ -30,19 +33,25 @@ pub enum Alg {
     Kms,
     /// `AES256` (SSE-S3): sealgate's managed default key.
     S3,
+    /// SSE-C: the client's own key, sent with every request and never stored.
+    Customer,
 }
 
 impl Alg {
+    /// The stored name (`sealgate-alg`); for SSE-KMS and SSE-S3 also the value of
+    /// `x-amz-server-side-encryption`.
     pub fn as_str(self) -> &'static str {
         match self {
             Alg::Kms => "aws:kms",
             Alg::S3 => "AES256",
+            Alg::Customer => crate::crypto::format::SSEC_ALG,
         }
     }
     pub fn parse(s: &str) -> Option<Alg> {
         match s {
             "aws:kms" => Some(Alg::Kms),
             "AES256" => Some(Alg::S3),
+            crate::crypto::format::SSEC_ALG => Some(Alg::Customer),
             _ => None,
         }
     }
@@ -57,6 +66,21 @@ pub struct Sse {
     /// Caller-supplied encryption context (aws:kms only).
     pub context: BTreeMap<String, String>,
     pub bucket_key: bool,
+    /// SSE-C (`alg` is [`Alg::Customer`]): the client's key.
+    pub customer: Option<CustomerKey>,
+}
+
+impl Sse {
+    /// SSE-C under `key`.
+    pub fn customer(key: CustomerKey) -> Sse {
+        Sse {
+            alg: Alg::Customer,
+            key_id: None,
+            context: BTreeMap::new(),
+            bucket_key: false,
+            customer: Some(key),
+        }
+    }
 }
 
 /// An object's data key as stored, and what it was wrapped for.
@@ -74,9 +98,28 @@ pub struct Envelope {
     /// The caller's encryption context pairs (without `aws:s3:arn`).
     pub context: BTreeMap<String, String>,
     pub bucket_key: bool,
+    /// SSE-C (`alg` is [`Alg::Customer`], and only then): the salted check of the
+    /// customer key that wraps the DEK. `key_ref` is empty, `backend` and `bk_salt` none.
+    pub customer: Option<KeyCheck>,
 }
 
 impl Envelope {
+    /// Whether the DEK is wrapped under a customer key (SSE-C).
+    pub fn is_customer(&self) -> bool {
+        self.customer.is_some()
+    }
+
+    /// The key that MACs a multipart upload's token, part records and part list: the DEK
+    /// itself, or for SSE-C a key derived from it that the upload's token also carries
+    /// ([`customer::upload_key`]).
+    pub fn upload_mac_key(&self, dek: &Dek, upload: &[u8; 16]) -> Dek {
+        if self.is_customer() {
+            customer::upload_key(dek, upload)
+        } else {
+            dek.clone()
+        }
+    }
+
     /// The caller's context as the client sent it (base64 JSON), for response headers
     /// and metadata; `None` when empty.
     pub fn context_b64(&self) -> Option<String> {
@@ -131,6 +174,11 @@ async fn new_key(
     bucket: &str,
     key: &str,
 ) -> Result<(Envelope, Dek), Error> {
+    if let Some(ck) = &sse.customer {
+        let dek = customer::random_dek();
+        let env = customer_envelope(ck, &dek, bucket, key)?;
+        return Ok((env, dek));
+    }
     let ok = keys
         .new_object_key(who, bucket, key, requested_key(sse), &sse.context)
         .await?;
@@ -142,8 +190,76 @@ async fn new_key(
         bk_salt: ok.bk_salt,
         context: sse.context.clone(),
         bucket_key: sse.bucket_key,
+        customer: None,
     };
     Ok((env, ok.dek))
+}
+
+/// `dek` wrapped for `bucket/key` under the customer key `ck`, with a fresh salt.
+fn customer_envelope(
+    ck: &CustomerKey,
+    dek: &Dek,
+    bucket: &str,
+    key: &str,
+) -> Result<Envelope, Error> {
+    if !ck.usable() {
+        // Writes refuse such keys when parsing the request (sse.rs); never wrap under one.
+        return Err(Error::invalid_argument(
+            "The secret key was invalid for the specified algorithm.",
+        ));
+    }
+    let check = KeyCheck::new(ck);
+    Ok(Envelope {
+        alg: Alg::Customer,
+        key_ref: String::new(),
+        wrapped: customer::wrap(ck, &check, dek, bucket, key),
+        backend: None,
+        bk_salt: None,
+        context: BTreeMap::new(),
+        bucket_key: false,
+        customer: Some(check),
+    })
+}
+
+/// AWS's answer to a read of an SSE-C object without the customer key.
+pub fn customer_key_required() -> Error {
+    Error::invalid_request(
+        "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+    )
+}
+
+/// AWS's answer to a read of an SSE-C object with another key than its own.
+pub fn wrong_customer_key() -> Error {
+    Error::access_denied(
+        "Requests specifying Server Side Encryption with Customer provided keys must provide the correct secret key.",
+    )
+}
+
+/// AWS's answer to customer-key headers on a read of an object that is not SSE-C.
+pub fn customer_key_not_applicable() -> Error {
+    Error::invalid_request("The encryption parameters are not applicable to this object.")
+}
+
+/// Checks the request's customer key against an SSE-C envelope and unwraps its DEK: no
+/// key is AWS's 400, a key that is not the object's AWS's 403 (decided by the key check,
+/// before the DEK is touched); a key that passes the check but does not unwrap the DEK
+/// means the wrap was moved or altered in the store.
+fn open_customer(
+    env: &Envelope,
+    check: &KeyCheck,
+    ck: Option<&CustomerKey>,
+    bucket: &str,
+    key: &str,
+) -> Result<Dek, Error> {
+    let ck = ck.ok_or_else(customer_key_required)?;
+    if !check.matches(ck) {
+        return Err(wrong_customer_key());
+    }
+    customer::unwrap(ck, check, &env.wrapped, bucket, key).ok_or_else(|| {
+        Error::tampered(
+            "its data key does not unwrap for this bucket and key under the customer key (objects swapped or altered in the store)",
+        )
+    })
 }
 
 /// Unwraps an envelope's DEK as `who` (the KMS checks it may decrypt).
@@ -151,9 +267,16 @@ async fn open(
     keys: &Backends,
     who: Caller<'_>,
     env: &Envelope,
+    ck: Option<&CustomerKey>,
     bucket: &str,
     key: &str,
 ) -> Result<Dek, Error> {
+    if let Some(check) = &env.customer {
+        return open_customer(env, check, ck, bucket, key);
+    }
+    if ck.is_some() {
+        return Err(customer_key_not_applicable());
+    }
     let stored = StoredKey {
         backend: env.backend.as_deref(),
         key_ref: &env.key_ref,
@@ -181,6 +304,9 @@ async fn rewrap(
     bucket: &str,
     key: &str,
 ) -> Result<Envelope, Error> {
+    if let Some(ck) = &sse.customer {
+        return customer_envelope(ck, dek, bucket, key);
+    }
     let (wrapped, key_ref, backend) = keys
         .wrap_object_key(who, bucket, key, requested_key(sse), &sse.context, dek)
         .await?;
@@ -192,6 +318,7 @@ async fn rewrap(
         bk_salt: None,
         context: sse.context.clone(),
         bucket_key: sse.bucket_key,
+        customer: None,
     })
 }
 
@@ -206,33 +333,38 @@ impl super::Objects {
         new_key(&self.keys, who, sse, &obj.bucket, &obj.key).await
     }
 
-    /// Unwraps `env`'s DEK for `obj` as `who`, with no metadata to check (an upload in
-    /// progress).
+    /// Unwraps `env`'s DEK for `obj` as `who` (SSE-C: with the request's customer key
+    /// `ck`), with no metadata to check (an upload in progress). A customer key for an
+    /// envelope that is not SSE-C is refused as AWS does.
     pub async fn open_key(
         &self,
         who: Caller<'_>,
         env: &Envelope,
+        ck: Option<&CustomerKey>,
         obj: &super::ObjectRef,
     ) -> Result<Dek, Error> {
-        open(&self.keys, who, env, &obj.bucket, &obj.key).await
+        open(&self.keys, who, env, ck, &obj.bucket, &obj.key).await
     }
 
-    /// Opens a stored object as `who`: unwraps its DEK, checks its metadata with it, reads
-    /// a multipart object's part list, and checks that the store holds exactly
-    /// `stored_len` ciphertext bytes. Nothing of the object may be used before this
-    /// succeeds.
+    /// Opens a stored object as `who` (SSE-C: with the request's customer key `ck`):
+    /// unwraps its DEK, checks its metadata with it, reads a multipart object's part list,
+    /// and checks that the store holds exactly `stored_len` ciphertext bytes. Nothing of
+    /// the object may be used before this succeeds.
     pub async fn open(
         &self,
         who: Caller<'_>,
         meta: super::ObjectMeta,
+        ck: Option<&CustomerKey>,
         obj: &super::ObjectRef,
         stored_len: Option<u64>,
     ) -> Result<(super::ObjectMeta, Dek), Error> {
-        let dek = self.open_key(who, &meta.envelope, obj).await?;
+        let dek = self.open_key(who, &meta.envelope, ck, obj).await?;
         meta.verify(&dek)?;
         let meta = match meta.upload {
             Some(u) if meta.needs_manifest() => {
-                let m = self.manifest(&dek, &u).await?;
+                let m = self
+                    .manifest(&meta.envelope.upload_mac_key(&dek, &u), &u)
+                    .await?;
                 meta.with_manifest(&m)
             }
             _ => meta,
@@ -241,7 +373,8 @@ impl super::Objects {
         Ok((meta, dek))
     }
 
-    /// Wraps `dek` for `obj` under the key `sse` names (see [`rewrap`]).
+    /// Wraps `dek` for `obj` under the key `sse` names, or under its customer key (see
+    /// [`rewrap`]).
     pub async fn rewrap(
         &self,
         who: Caller<'_>,
@@ -281,6 +414,7 @@ mod tests {
             bk_salt: None,
             context: BTreeMap::from([("a".to_string(), "b".to_string())]),
             bucket_key: false,
+            customer: None,
         };
         let b = env.context_b64().unwrap();
         assert_eq!(decode_context(&b).unwrap(), env.context);

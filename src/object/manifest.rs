@@ -407,6 +407,42 @@ impl Objects {
         Ok(m)
     }
 
+    /// An upload's part list read without its key (listings of SSE-C objects, which have
+    /// no customer key): parsed and checked for consistency, not authenticated, and never
+    /// cached (the cache holds authenticated part lists only).
+    pub async fn manifest_unverified(&self, upload: &UploadUid) -> Result<Arc<Manifest>, Error> {
+        if let Some(m) = self
+            .manifests
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(upload).cloned())
+        {
+            return Ok(m);
+        }
+        let resp = self
+            .store
+            .send(UpRequest {
+                method: Method::GET,
+                bucket: Some(self.state_bucket.clone()),
+                key: Some(manifest_key(upload)),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: UpBody::Empty,
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Error::tampered(format!(
+                "its part list cannot be read ({})",
+                resp.status()
+            )));
+        }
+        let body = resp.bytes().await.map_err(Error::store_body)?;
+        let m: Manifest = serde_json::from_slice(&body)
+            .map_err(|_| Error::tampered("its part list does not parse"))?;
+        Ok(Arc::new(m.checked(upload)?))
+    }
+
     /// Deletes state-bucket objects (best effort; leftovers are garbage, never read as
     /// anything but what they are).
     pub async fn delete_state(&self, keys: Vec<String>) {

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{HeaderMap, HeaderValue};
 
+use super::customer::KeyCheck;
 use super::describe::Described;
 use super::envelope::{Alg, Envelope, decode_context};
 use super::manifest::UploadUid;
@@ -189,16 +190,34 @@ impl ObjectMeta {
 
     /// The same object with a new envelope (a copy: same DEK, wrapped for another name),
     /// re-MACed with `dek`. Formats 1 and 2 become format 1 (their MAC does not depend on
-    /// the envelope); format 3 stays format 3.
+    /// the envelope); format 3 stays format 3. An SSE-C copy gets the store's ETag (as
+    /// on AWS, an SSE-C object's ETag is not an MD5; and a listing, which has no customer
+    /// key, could not open a sealed one): only format-3 sources without an MD5 trailer
+    /// can become SSE-C this way (the copy handler streams the others).
     pub fn rewrapped(&self, envelope: Envelope, dek: &Dek, described: Described) -> ObjectMeta {
+        debug_assert!(
+            !envelope.is_customer() || (self.format == 3 && self.etag != ETag::Trailer),
+            "an SSE-C copy by re-wrapping needs a format-3 source without a trailer"
+        );
+        let etag = match &self.etag {
+            ETag::Md5(_) | ETag::Parts(_) if envelope.is_customer() => ETag::Store,
+            e => e.clone(),
+        };
         let mut m = ObjectMeta {
             envelope,
             format: if self.format == 3 { 3 } else { 1 },
             described,
+            etag,
             ..self.clone()
         };
         m.mac = m.compute_mac(dek);
         m
+    }
+
+    /// Whether a copy can make this object SSE-C by re-wrapping its DEK (see
+    /// [`Self::rewrapped`]).
+    pub fn rewraps_to_customer(&self) -> bool {
+        self.format == 3 && self.etag != ETag::Trailer
     }
 
     /// The ciphertext length the store must hold.
@@ -249,6 +268,10 @@ impl ObjectMeta {
         }
         field(&mut m, self.etag.encode().as_bytes());
         field(&mut m, &self.described.canonical());
+        // SSE-C (algorithm `SSE-C`, which no other object has): the key check too.
+        if let Some(c) = &e.customer {
+            field(&mut m, &c.encode());
+        }
         m
     }
 
@@ -426,6 +449,13 @@ fn b64(n: &str, s: &str) -> Result<Vec<u8>, Error> {
 pub fn write_envelope(env: &Envelope, format: u8, h: &mut HeaderMap) {
     let v = if format >= 3 { 3 } else { env.format_version() };
     set(h, names::VERSION, v.to_string());
+    if let Some(c) = &env.customer {
+        // SSE-C: no KMS key, backend, context or bucket key; the key check instead.
+        set(h, names::CUSTOMER_KEY, B64.encode(c.encode()));
+        set(h, names::WRAPPED, B64.encode(&env.wrapped));
+        set(h, names::ALG, env.alg.as_str().into());
+        return;
+    }
     set(h, names::KEY, env.key_ref.clone());
     set(h, names::WRAPPED, B64.encode(&env.wrapped));
     if let Some(b) = &env.backend {
@@ -444,10 +474,18 @@ pub fn write_envelope(env: &Envelope, format: u8, h: &mut HeaderMap) {
 }
 
 fn read_envelope(h: &HeaderMap, format: u8) -> Result<Envelope, Error> {
-    let key_ref = need(h, names::KEY)?.to_string();
     let wrapped = b64(names::WRAPPED, need(h, names::WRAPPED)?)?;
     let alg =
         Alg::parse(need(h, names::ALG)?).ok_or_else(|| Error::tampered("unknown algorithm"))?;
+    if alg == Alg::Customer {
+        return read_customer_envelope(h, format, wrapped);
+    }
+    if get(h, names::CUSTOMER_KEY).is_some() {
+        return Err(Error::tampered(
+            "a customer key check on an object that is not SSE-C",
+        ));
+    }
+    let key_ref = need(h, names::KEY)?.to_string();
     let context = match get(h, names::CONTEXT) {
         Some(c) => decode_context(c)
             .filter(|m| !m.contains_key("aws:s3:arn"))
@@ -477,6 +515,42 @@ fn read_envelope(h: &HeaderMap, format: u8) -> Result<Envelope, Error> {
         bk_salt,
         context,
         bucket_key: get(h, names::BUCKET_KEY) == Some("1"),
+        customer: None,
+    })
+}
+
+/// An SSE-C envelope (format 3 only): the wrapped DEK and the key check, and none of a
+/// KMS envelope's fields.
+fn read_customer_envelope(h: &HeaderMap, format: u8, wrapped: Vec<u8>) -> Result<Envelope, Error> {
+    if format < 3 {
+        return Err(Error::tampered("an SSE-C object in a format before 3"));
+    }
+    if [
+        names::KEY,
+        names::BACKEND,
+        names::BK_SALT,
+        names::CONTEXT,
+        names::BUCKET_KEY,
+    ]
+    .iter()
+    .any(|n| h.contains_key(*n))
+    {
+        return Err(Error::tampered("an SSE-C object with KMS key fields"));
+    }
+    let check = KeyCheck::decode(&b64(names::CUSTOMER_KEY, need(h, names::CUSTOMER_KEY)?)?)
+        .ok_or_else(|| Error::tampered("the customer key check has the wrong length"))?;
+    if wrapped.len() != super::customer::WRAPPED_LEN {
+        return Err(Error::tampered("the wrapped data key has the wrong length"));
+    }
+    Ok(Envelope {
+        alg: Alg::Customer,
+        key_ref: String::new(),
+        wrapped,
+        backend: None,
+        bk_salt: None,
+        context: Default::default(),
+        bucket_key: false,
+        customer: Some(check),
     })
 }
 
@@ -515,6 +589,7 @@ mod tests {
             bk_salt: None,
             context: Default::default(),
             bucket_key: false,
+            customer: None,
         }
     }
 
@@ -622,6 +697,99 @@ mod tests {
             .unwrap()
             .verify(&dek())
             .unwrap();
+    }
+
+    fn customer_envelope(dek: &Dek) -> (Envelope, super::super::customer::CustomerKey) {
+        use super::super::customer::{CustomerKey, wrap};
+        let ck = CustomerKey::new(vec![9; 32]);
+        let check = KeyCheck::new(&ck);
+        let env = Envelope {
+            alg: Alg::Customer,
+            key_ref: String::new(),
+            wrapped: wrap(&ck, &check, dek, "b", "k"),
+            backend: None,
+            bk_salt: None,
+            context: Default::default(),
+            bucket_key: false,
+            customer: Some(check),
+        };
+        (env, ck)
+    }
+
+    #[test]
+    fn sse_c_metadata_round_trips_holds_no_key_and_authenticates_its_check() {
+        let (env, ck) = customer_envelope(&dek());
+        let (h0, d) = described(&[("content-type", "text/plain")]);
+        let m = ObjectMeta::single(env.clone(), &dek(), 5, [9; 16], ETag::Store, d.clone());
+        let mut h = h0.clone();
+        m.write(&mut h);
+        assert_eq!(get(&h, names::ALG), Some("SSE-C"));
+        assert!(get(&h, names::KEY).is_none(), "no KMS key");
+        let md5 = ck.md5_b64();
+        for (k, v) in &h {
+            let v = v.to_str().unwrap();
+            assert!(!v.contains(&md5), "{k} holds the key's MD5");
+            assert!(!v.contains(&B64.encode([9u8; 32])), "{k} holds the key");
+        }
+        let read = ObjectMeta::read(&h).unwrap().unwrap();
+        assert_eq!(read, m);
+        read.verify(&dek()).unwrap();
+        // Another key's check (a valid one) in place of the object's: the MAC fails.
+        let mut t = h.clone();
+        let other = KeyCheck::new(&super::super::customer::CustomerKey::new(vec![1; 32]));
+        t.insert(
+            names::CUSTOMER_KEY,
+            B64.encode(other.encode()).parse().unwrap(),
+        );
+        let read = ObjectMeta::read(&t).unwrap().unwrap();
+        assert!(matches!(read.verify(&dek()), Err(Error::Tampered(_))));
+        // KMS fields on an SSE-C object, or a check on a KMS object, do not parse.
+        let mut t = h.clone();
+        t.insert(
+            names::KEY,
+            "arn:aws:kms:us-east-1:000000000000:key/k".parse().unwrap(),
+        );
+        assert!(matches!(ObjectMeta::read(&t), Err(Error::Tampered(_))));
+        let mut t = h.clone();
+        t.insert(names::VERSION, "1".parse().unwrap());
+        assert!(matches!(ObjectMeta::read(&t), Err(Error::Tampered(_))));
+        let kms = ObjectMeta::single(envelope(), &dek(), 5, [9; 16], ETag::Store, d);
+        let mut t = h0.clone();
+        kms.write(&mut t);
+        t.insert(
+            names::CUSTOMER_KEY,
+            B64.encode(other.encode()).parse().unwrap(),
+        );
+        assert!(matches!(ObjectMeta::read(&t), Err(Error::Tampered(_))));
+    }
+
+    #[test]
+    fn an_sse_c_copy_gets_the_stores_etag() {
+        let (env, _) = customer_envelope(&dek());
+        let m = ObjectMeta::single(
+            envelope(),
+            &dek(),
+            5,
+            [9; 16],
+            ETag::Md5([1; 32]),
+            Described::default(),
+        );
+        assert!(m.rewraps_to_customer());
+        let c = m.rewrapped(env, &dek(), Described::default());
+        assert_eq!(c.etag, ETag::Store);
+        c.verify(&dek()).unwrap();
+        let t = ObjectMeta::single(
+            envelope(),
+            &dek(),
+            5,
+            [9; 16],
+            ETag::Trailer,
+            Described::default(),
+        );
+        assert!(
+            !t.rewraps_to_customer(),
+            "a trailer is in the body: the copy re-encrypts"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! - [`envelope`]: the data key as stored (wrapped, with what it was wrapped for); new,
 //!   open, re-wrap.
+//! - [`customer`]: SSE-C keys: their salted check, the DEK wrapped under them.
 //! - [`meta`]: the object's sealgate metadata, its MAC, reading and writing it.
 //! - [`read`]: ciphertext ranges from the store, decrypted and authenticated.
 //! - [`write`]: the sealing transforms for single-part objects and parts.
@@ -14,6 +15,7 @@
 //! byte that failed authentication is ever handed up; data that fails authentication is
 //! [`Error::Tampered`](crate::error::Error::Tampered).
 
+pub mod customer;
 pub mod describe;
 pub mod envelope;
 pub mod known;
@@ -29,6 +31,7 @@ use crate::keys::Backends;
 use crate::metrics::SharedMetrics;
 use crate::upstream::Upstream;
 
+pub use customer::CustomerKey;
 pub use envelope::{Alg, Envelope, Sse};
 pub use meta::{ETag, ObjectMeta};
 pub use upload::UploadToken;

@@ -31,6 +31,19 @@ pub fn check_cipher_len(stored: Option<u64>, meta: &ObjectMeta) -> Result<(), Er
     }
 }
 
+/// An ETag in S3's quoted form (`"..."`), whether or not the store quoted it.
+pub fn quoted(etag: &str) -> String {
+    let e = etag.trim();
+    if e.is_empty()
+        || (e.len() >= 2 && e.starts_with('"') && e.ends_with('"'))
+        || e.starts_with("W/")
+    {
+        e.to_string()
+    } else {
+        format!("\"{e}\"")
+    }
+}
+
 impl Objects {
     /// The ETag clients see for a stored sealgate object (quoted): the store's, or the
     /// plaintext MD5 sealed in its metadata or after its last segment (read pinned to the
@@ -48,7 +61,9 @@ impl Objects {
             .unwrap_or_default()
             .to_string();
         match &meta.etag {
-            ETag::Store => return Ok(store_etag),
+            // Quoted, as S3 sends it: SeaweedFS answers a HEAD of an object it made by a
+            // copy with a bare ETag, which its listings quote.
+            ETag::Store => return Ok(quoted(&store_etag)),
             ETag::Parts(Some(e)) => return Ok(e.clone()),
             ETag::Parts(None) => {
                 return Err(Error::Internal(
@@ -227,5 +242,17 @@ impl Objects {
         let h = PartHeader::decode(&raw).map_err(Error::tampered)?;
         Decryptor::check_header(&meta.layout, plan.first_part, &h).map_err(Error::tampered)?;
         Ok((Some(h), plan.cipher_start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn etags_are_quoted_as_s3_sends_them() {
+        assert_eq!(super::quoted("abc"), "\"abc\"");
+        assert_eq!(super::quoted("\"abc\""), "\"abc\"");
+        assert_eq!(super::quoted(" \"abc-2\" "), "\"abc-2\"");
+        assert_eq!(super::quoted("W/\"abc\""), "W/\"abc\"");
+        assert_eq!(super::quoted(""), "");
     }
 }

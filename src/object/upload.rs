@@ -4,15 +4,20 @@
 //! can take any part. Design: `docs/design/multipart.md`.
 //!
 //! Invariants: a token reveals nothing (the DEK inside is wrapped, and unwrapping needs
-//! KMS Decrypt permission and the object's context); a format-3 token is MACed under a
-//! key derived from its DEK and bound to its bucket and key, so a forged or re-bound
-//! token is refused ([`UploadToken::verify`]) rather than forwarded. Tokens of format 1
-//! (`sg1.`, from sealgate versions before multipart format 3) still decode, so such
-//! uploads can be aborted.
+//! KMS Decrypt permission and the object's context, or for SSE-C the customer key); a
+//! format-3 token is MACed under a key derived from its DEK and bound to its bucket and
+//! key, so a forged or re-bound token is refused ([`UploadToken::verify`]) rather than
+//! forwarded. An SSE-C token also carries the key check of the upload's customer key and
+//! its upload key (the MAC key of its token, part records and part list, derived from the
+//! DEK, so CompleteMultipartUpload works without the customer key, as on AWS); the copy
+//! of a token kept in the state bucket ([`UploadToken::encode_for_store`]) has no upload
+//! key. Tokens of format 1 (`sg1.`, from sealgate versions before multipart format 3)
+//! still decode, so such uploads can be aborted.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
+use super::customer::KeyCheck;
 use super::envelope::{Alg, Envelope};
 use super::manifest::UploadUid;
 use crate::crypto::stream::Dek;
@@ -32,6 +37,26 @@ pub struct UploadV3 {
     /// Part and object ETags are plaintext MD5s (SSE-S3).
     pub md5: bool,
     pub mac: [u8; 16],
+    /// SSE-C uploads, in the token the client holds: the upload key
+    /// ([`Envelope::upload_mac_key`]).
+    pub upload_key: Option<UploadKey>,
+}
+
+/// An SSE-C upload's MAC key as a token carries it (redacted in `Debug`).
+#[derive(Clone)]
+pub struct UploadKey(pub Dek);
+
+impl PartialEq for UploadKey {
+    fn eq(&self, o: &UploadKey) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(self.0.bytes(), o.0.bytes()).is_ok()
+    }
+}
+impl Eq for UploadKey {}
+
+impl std::fmt::Debug for UploadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadKey(<redacted>)")
+    }
 }
 
 /// What a sealgate upload id carries.
@@ -63,7 +88,8 @@ fn take_field<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
 }
 
 impl UploadToken {
-    /// A new format-3 token, MACed with `dek` for `bucket/key`.
+    /// A new format-3 token for `bucket/key`, MACed with the upload's MAC key (the DEK,
+    /// or for SSE-C the upload key derived from it, which the token then carries).
     pub fn new(
         upstream_id: String,
         envelope: Envelope,
@@ -73,6 +99,8 @@ impl UploadToken {
         bucket: &str,
         key: &str,
     ) -> UploadToken {
+        let mac_key = envelope.upload_mac_key(dek, &uid);
+        let upload_key = envelope.is_customer().then(|| UploadKey(mac_key.clone()));
         let mut t = UploadToken {
             upstream_id,
             envelope,
@@ -80,13 +108,25 @@ impl UploadToken {
                 uid,
                 md5,
                 mac: [0; 16],
+                upload_key,
             }),
         };
-        let mac = t.compute_mac(dek, bucket, key);
+        let mac = t.compute_mac(&mac_key, bucket, key);
         if let Some(v) = t.v3.as_mut() {
             v.mac = mac;
         }
         t
+    }
+
+    /// The key check of an SSE-C upload's customer key.
+    pub fn customer(&self) -> Option<&KeyCheck> {
+        self.envelope.customer.as_ref()
+    }
+
+    /// The upload key an SSE-C token carries (absent from tokens read back from the
+    /// state bucket).
+    pub fn upload_key(&self) -> Option<&Dek> {
+        self.v3.as_ref()?.upload_key.as_ref().map(|k| &k.0)
     }
 
     /// The envelope fields, in token order.
@@ -96,6 +136,7 @@ impl UploadToken {
             match env.alg {
                 Alg::Kms => 1u8,
                 Alg::S3 => 2,
+                Alg::Customer => 3,
             } | if env.bucket_key { 0x80 } else { 0 },
         ];
         put_field(&mut out, self.upstream_id.as_bytes());
@@ -105,7 +146,8 @@ impl UploadToken {
         out
     }
 
-    fn compute_mac(&self, dek: &Dek, bucket: &str, key: &str) -> [u8; 16] {
+    /// The token's MAC under its MAC key (the DEK; SSE-C: the upload key).
+    fn compute_mac(&self, mac_key: &Dek, bucket: &str, key: &str) -> [u8; 16] {
         let Some(v) = &self.v3 else { return [0; 16] };
         let mut m = self.body();
         put_field(
@@ -120,24 +162,45 @@ impl UploadToken {
         m.push(u8::from(v.md5));
         put_field(&mut m, bucket.as_bytes());
         put_field(&mut m, key.as_bytes());
-        crate::crypto::stream::mac_under(dek, TOKEN_MAC_INFO, &m)
+        if let Some(c) = &self.envelope.customer {
+            put_field(&mut m, &c.encode());
+        }
+        crate::crypto::stream::mac_under(mac_key, TOKEN_MAC_INFO, &m)
     }
 
-    /// Checks a format-3 token with its DEK against the object the request names.
-    pub fn verify(&self, dek: &Dek, bucket: &str, key: &str) -> Result<(), Error> {
+    /// Checks a format-3 token with its MAC key (the DEK; SSE-C: the upload key) against
+    /// the object the request names. An SSE-C token that carries an upload key must carry
+    /// this one.
+    pub fn verify(&self, mac_key: &Dek, bucket: &str, key: &str) -> Result<(), Error> {
         let Some(v) = &self.v3 else {
             return Err(Error::invalid_request(
                 "This upload was started by an earlier version of sealgate; abort it and upload again.",
             ));
         };
-        let want = self.compute_mac(dek, bucket, key);
+        let want = self.compute_mac(mac_key, bucket, key);
         if aws_lc_rs::constant_time::verify_slices_are_equal(&want, &v.mac).is_err() {
+            return Err(Error::no_such_upload());
+        }
+        if let Some(k) = &v.upload_key
+            && *k != UploadKey(mac_key.clone())
+        {
             return Err(Error::no_such_upload());
         }
         Ok(())
     }
 
+    /// The token as the client holds it.
     pub fn encode(&self) -> String {
+        self.encode_with(true)
+    }
+
+    /// The token as sealgate keeps it in the state bucket (for ListMultipartUploads):
+    /// without an SSE-C upload's upload key, which the store must not learn.
+    pub fn encode_for_store(&self) -> String {
+        self.encode_with(false)
+    }
+
+    fn encode_with(&self, upload_key: bool) -> String {
         let env = &self.envelope;
         let mut out = self.body();
         match &self.v3 {
@@ -152,6 +215,12 @@ impl UploadToken {
             Some(v) => {
                 put_field(&mut out, env.backend.as_deref().unwrap_or("").as_bytes());
                 put_field(&mut out, env.bk_salt.as_ref().map_or(&[][..], |s| &s[..]));
+                if let Some(c) = &env.customer {
+                    // SSE-C: the key check, and the upload key (or nothing).
+                    put_field(&mut out, &c.encode());
+                    let k = v.upload_key.as_ref().filter(|_| upload_key);
+                    put_field(&mut out, k.map_or(&[][..], |k| &k.0.bytes()[..]));
+                }
                 put_field(&mut out, &v.uid);
                 out.push(u8::from(v.md5));
                 out.extend_from_slice(&v.mac);
@@ -173,6 +242,7 @@ impl UploadToken {
         let alg = match flags & 0x7f {
             1 => Alg::Kms,
             2 => Alg::S3,
+            3 if v3 => Alg::Customer,
             _ => return Err(bad()),
         };
         let s = |f: &[u8]| String::from_utf8(f.to_vec()).map_err(|_| bad());
@@ -195,6 +265,20 @@ impl UploadToken {
             };
             ((!backend.is_empty()).then_some(backend), salt)
         };
+        let (customer, upload_key) = if alg == Alg::Customer {
+            let check = KeyCheck::decode(take_field(&mut b).ok_or_else(bad)?).ok_or_else(bad)?;
+            let k = match take_field(&mut b).ok_or_else(bad)? {
+                [] => None,
+                k => Some(UploadKey(Dek::from_slice(k).ok_or_else(bad)?)),
+            };
+            if backend.is_some() || bk_salt.is_some() || !context.is_empty() || !key_ref.is_empty()
+            {
+                return Err(bad());
+            }
+            (Some(check), k)
+        } else {
+            (None, None)
+        };
         let v3 = if v3 {
             let uid: UploadUid = take_field(&mut b)
                 .ok_or_else(bad)?
@@ -207,6 +291,7 @@ impl UploadToken {
                 uid,
                 md5: md5 == 1,
                 mac,
+                upload_key,
             })
         } else {
             None
@@ -224,6 +309,7 @@ impl UploadToken {
                 bk_salt,
                 context,
                 bucket_key: flags & 0x80 != 0,
+                customer,
             },
             v3,
         }))
@@ -243,6 +329,7 @@ mod tests {
             bk_salt: None,
             context: [("a".to_string(), "b".to_string())].into(),
             bucket_key: true,
+            customer: None,
         }
     }
 
@@ -277,6 +364,50 @@ mod tests {
         let mut s = t.encode();
         s.pop();
         assert!(UploadToken::decode(&s).is_err());
+    }
+
+    #[test]
+    fn sse_c_tokens_carry_their_key_check_and_upload_key_but_not_to_the_store() {
+        use crate::object::customer::{CustomerKey, KeyCheck, wrap};
+        let dek = Dek::from_slice(&[4; 32]).unwrap();
+        let ck = CustomerKey::new(vec![3; 32]);
+        let check = KeyCheck::new(&ck);
+        let env = Envelope {
+            alg: Alg::Customer,
+            key_ref: String::new(),
+            wrapped: wrap(&ck, &check, &dek, "b", "k"),
+            backend: None,
+            bk_salt: None,
+            context: Default::default(),
+            bucket_key: false,
+            customer: Some(check),
+        };
+        let t = UploadToken::new("up1".into(), env.clone(), [6; 16], false, &dek, "b", "k");
+        let uk = env.upload_mac_key(&dek, &[6; 16]);
+        assert_eq!(t.upload_key().map(|k| *k.bytes()), Some(*uk.bytes()));
+        let back = UploadToken::decode(&t.encode()).unwrap().unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.customer(), Some(&check));
+        back.verify(&uk, "b", "k").unwrap();
+        assert!(
+            back.verify(&dek, "b", "k").is_err(),
+            "MACed under the upload key"
+        );
+        assert!(back.verify(&uk, "b", "other").is_err());
+        // The state bucket's copy has no upload key, and still verifies with it.
+        let stored = UploadToken::decode(&t.encode_for_store()).unwrap().unwrap();
+        assert!(stored.upload_key().is_none());
+        assert_eq!(stored.customer(), Some(&check));
+        stored.verify(&uk, "b", "k").unwrap();
+        assert!(!t.encode_for_store().contains(&t.encode()[8..]));
+        // A token whose upload key was replaced is refused.
+        let mut forged = t.clone();
+        let other = Dek::from_slice(&[9; 32]).unwrap();
+        forged.v3.as_mut().unwrap().upload_key = Some(UploadKey(other.clone()));
+        let forged = UploadToken::decode(&forged.encode()).unwrap().unwrap();
+        assert!(forged.verify(&other, "b", "k").is_err());
+        assert!(forged.verify(&uk, "b", "k").is_err());
+        assert!(format!("{t:?}").contains("UploadKey(<redacted>)"));
     }
 
     #[test]

@@ -267,6 +267,7 @@ mod tests {
             bk_salt: None,
             context: Default::default(),
             bucket_key: false,
+            customer: None,
         }
     }
 

@@ -45,7 +45,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         // No such upload in the store: completed before (an answer lost)?
         return repeated(&ctx, &up, &wanted).await;
     };
-    let records = ctx.objects().part_records(&up.dek, &up.uid).await?;
+    let records = ctx.objects().part_records(up.mac_key()?, &up.uid).await?;
     let mut parts = Vec::with_capacity(wanted.len());
     let mut store_list = String::from("<CompleteMultipartUpload>");
     // Part sizes are the store's to police (S3: 5 MiB but the last), on what it holds.
@@ -102,7 +102,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         parts,
     };
     ctx.objects()
-        .put_manifest(&up.dek, &up.uid, &manifest)
+        .put_manifest(up.mac_key()?, &up.uid, &manifest)
         .await?;
     let resp = ctx
         .forward(headers, UpBody::Bytes(Bytes::from(store_list)))
@@ -148,7 +148,8 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         &store_headers,
         &[&["content-length"][..], &forward::response_drop_list()].concat(),
     );
-    sse::response_headers(&mut out.headers, up.envelope());
+    // AWS's answer to a completion has no SSE-C fields.
+    sse::response_headers(&mut out.headers, up.envelope(), None);
     Ok(out)
 }
 
@@ -173,11 +174,23 @@ async fn repeated(
     let Some(meta) = meta.filter(|m| m.upload == Some(up.uid)) else {
         return Err(Error::no_such_upload());
     };
-    let (meta, _dek) = ctx
-        .objects()
-        .open(ctx.caller(), meta, &current, head.content_length())
-        .await?;
-    let manifest = ctx.objects().manifest(&up.dek, &up.uid).await?;
+    // An SSE-C object cannot be opened without its customer key, which a completion may
+    // omit: the part list, MACed under the upload key, is what is checked then.
+    let meta = if meta.envelope.is_customer() && ctx.req.ssec.is_none() {
+        meta
+    } else {
+        ctx.objects()
+            .open(
+                ctx.caller(),
+                meta,
+                ctx.req.ssec.as_ref(),
+                &current,
+                head.content_length(),
+            )
+            .await?
+            .0
+    };
+    let manifest = ctx.objects().manifest(up.mac_key()?, &up.uid).await?;
     let same = manifest.parts.len() == wanted.len()
         && manifest
             .parts
@@ -203,7 +216,7 @@ async fn repeated(
     if let Some(v) = head.headers().get("x-amz-version-id") {
         out.headers.insert("x-amz-version-id", v.clone());
     }
-    sse::response_headers(&mut out.headers, &meta.envelope);
+    sse::response_headers(&mut out.headers, &meta.envelope, None);
     Ok(out)
 }
 

@@ -35,11 +35,18 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .headers
         .get("x-amz-metadata-directive")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE"));
+    // An SSE-C source copied onto itself without a customer key for the destination
+    // changes its encryption (to the bucket's default), which AWS allows.
+    let source_customer = source
+        .sealed
+        .as_ref()
+        .is_some_and(|(m, _)| m.envelope.is_customer());
     if !replace
         && src.bucket == dest.bucket
         && src.key == dest.key
         && src.version_id.is_none()
         && requested.is_none()
+        && !source_customer
     {
         return Err(Error::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -73,7 +80,10 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .as_ref()
         .is_some_and(|s| s.alg == Alg::S3 && ctx.state.encryption.md5_etags);
     match (&source.sealed, dest_sse) {
-        (Some((meta, dek)), Some(sse)) if !(md5 && meta.etag == ETag::Store) => {
+        (Some((meta, dek)), Some(sse))
+            if !(md5 && meta.etag == ETag::Store)
+                && (sse.customer.is_none() || meta.rewraps_to_customer()) =>
+        {
             // Re-wrap only: the store copies the body.
             let etag = source.etag.clone();
             let env = ctx.objects().rewrap(ctx.caller(), dek, &sse, &dest).await?;
@@ -104,24 +114,24 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 .unwrap_or_default();
             let client_etag = (new_meta.etag != ETag::Store).then_some(etag);
             plaintext::remember(&ctx, &dest, &store_etag, new_meta.size, client_etag.clone());
-            let answer = match client_etag {
-                Some(e) => crate::xml::rewrite_text(&answer, |p, _| {
-                    if p.last().map(String::as_str) == Some("ETag") {
-                        crate::xml::Edit::Replace(e.clone())
-                    } else {
-                        crate::xml::Edit::Keep
-                    }
-                })
-                .map_err(Error::Internal)?,
-                None => answer,
-            };
+            // The store's ETag in S3's quoted form (SeaweedFS answers copies with a bare
+            // one), as HEAD and listings give it.
+            let e = client_etag.unwrap_or_else(|| crate::object::read::quoted(&store_etag));
+            let answer = crate::xml::rewrite_text(&answer, |p, _| {
+                if p.last().map(String::as_str) == Some("ETag") {
+                    crate::xml::Edit::Replace(e.clone())
+                } else {
+                    crate::xml::Edit::Keep
+                }
+            })
+            .map_err(Error::Internal)?;
             let mut out = S3Response::new(Body::from(answer));
             out.status = Some(http::StatusCode::OK);
             out.headers = forward::response_headers(
                 &store_headers,
                 &[&["content-length"][..], &forward::response_drop_list()].concat(),
             );
-            sse::response_headers(&mut out.headers, &new_meta.envelope);
+            sse::response_headers(&mut out.headers, &new_meta.envelope, ctx.req.ssec.as_ref());
             // The version read from, as AWS answers (SeaweedFS leaves it out).
             if let Some(v) = head.headers().get("x-amz-version-id")
                 && !out.headers.contains_key("x-amz-copy-source-version-id")
@@ -164,6 +174,7 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 &source,
                 &resp,
                 written.meta.as_ref().map(|m| &m.envelope),
+                ctx.req.ssec.as_ref(),
                 etag.as_deref(),
             );
             if let Some(m) = &written.meta {

@@ -2,7 +2,8 @@
 //! store response becomes a client response.
 //!
 //! Invariants: the client's credentials, signature and transport framing never reach the
-//! store (the forwarder re-signs); hop-by-hop headers never cross in either direction;
+//! store (the forwarder re-signs), nor do SSE-C headers (they carry the customer key), on
+//! any operation; hop-by-hop headers never cross in either direction;
 //! response bodies stream through unbuffered, except error documents, which are rewritten
 //! ([`client_error_body`]): the client gets the store's error code with AWS's message for
 //! it, never the store's own text (which can name the store's credentials, hosts or
@@ -72,6 +73,7 @@ pub fn write_drop_list() -> Vec<&'static str> {
 pub fn response_drop_list() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = CHECKSUM_REQUEST.to_vec();
     v.extend(super::sse::SSE_REQUEST_HEADERS);
+    v.extend([super::sse::H_C_ALG, super::sse::H_C_MD5]);
     v.push("x-amz-checksum-type");
     v
 }
@@ -135,12 +137,15 @@ const DROP_RESPONSE: &[&str] = &[
 ];
 
 /// Client headers to forward, minus `extra_drop`. `content-encoding: aws-chunked` is
-/// removed (the body reaching us is already decoded).
+/// removed (the body reaching us is already decoded). SSE-C headers are never forwarded.
 pub fn request_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(h.len());
     for (name, value) in h {
         let n = name.as_str();
-        if DROP_REQUEST.contains(&n) || extra_drop.contains(&n) {
+        if DROP_REQUEST.contains(&n)
+            || super::sse::SSE_C_HEADERS.contains(&n)
+            || extra_drop.contains(&n)
+        {
             continue;
         }
         if n == "content-encoding" {
@@ -425,6 +430,12 @@ mod tests {
             ("x-amz-meta-color", "blue"),
             ("x-amz-decoded-content-length", "10"),
             ("content-type", "text/plain"),
+            ("x-amz-server-side-encryption-customer-key", "a2V5"),
+            (
+                "x-amz-copy-source-server-side-encryption-customer-key",
+                "a2V5",
+            ),
+            ("x-amz-server-side-encryption-customer-key-md5", "bWQ1"),
         ] {
             h.insert(HeaderName::from_static(k), v.parse().unwrap());
         }
@@ -432,6 +443,10 @@ mod tests {
         assert!(out.get("authorization").is_none());
         assert!(out.get("x-amz-content-sha256").is_none());
         assert!(out.get("x-amz-decoded-content-length").is_none());
+        assert!(
+            !out.keys().any(|k| k.as_str().contains("customer")),
+            "SSE-C keys never reach the store: {out:?}"
+        );
         assert_eq!(out.get("content-encoding").unwrap(), "gzip");
         assert_eq!(out.get("x-amz-meta-color").unwrap(), "blue");
         assert_eq!(out.get("content-type").unwrap(), "text/plain");

@@ -71,7 +71,7 @@ async fn decrypted(
     let obj = ctx.req.object()?;
     let (meta, dek) = ctx
         .objects()
-        .open(ctx.caller(), meta, &obj, stored_len)
+        .open(ctx.caller(), meta, ctx.req.ssec.as_ref(), &obj, stored_len)
         .await?;
     let (want, plan) = match planned {
         Some((w, p)) => (w, Some(p)),
@@ -120,7 +120,13 @@ async fn general(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let pin = head.headers().get(http::header::ETAG).cloned();
     let (meta, dek) = ctx
         .objects()
-        .open(ctx.caller(), meta, &obj, head.content_length())
+        .open(
+            ctx.caller(),
+            meta,
+            ctx.req.ssec.as_ref(),
+            &obj,
+            head.content_length(),
+        )
         .await?;
     let etag = ctx
         .objects()

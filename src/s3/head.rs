@@ -44,7 +44,13 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let obj = ctx.req.object()?;
     let (meta, dek) = ctx
         .objects()
-        .open(ctx.caller(), meta, &obj, resp.content_length())
+        .open(
+            ctx.caller(),
+            meta,
+            ctx.req.ssec.as_ref(),
+            &obj,
+            resp.content_length(),
+        )
         .await?;
     let etag = ctx
         .objects()

@@ -70,7 +70,21 @@ async fn resolve(ctx: &Ctx, obj: &ObjectRef) -> Result<Option<Known>, Error> {
         return Ok(None);
     };
     let store_etag = super::plaintext::store_etag(resp.headers());
-    let (meta, etag) = if meta.etag == ETag::Store && !meta.needs_manifest() {
+    let (meta, etag) = if meta.envelope.is_customer() {
+        // SSE-C: a listing has no customer key, so nothing can be authenticated. The size
+        // is the one the metadata (a multipart object: its part list) says, checked
+        // against the stored length; the ETag is the store's, as for every SSE-C object
+        // (docs/format.md, SSE-C).
+        let meta = match meta.upload {
+            Some(u) if meta.needs_manifest() => {
+                let m = ctx.objects().manifest_unverified(&u).await?;
+                meta.with_manifest(&m)
+            }
+            _ => meta,
+        };
+        check_cipher_len(resp.content_length(), &meta)?;
+        (meta, None)
+    } else if meta.etag == ETag::Store && !meta.needs_manifest() {
         // The size is the one the stored length implies (checked), and the ETag the
         // store's: no key needed.
         check_cipher_len(resp.content_length(), &meta)?;
@@ -78,7 +92,7 @@ async fn resolve(ctx: &Ctx, obj: &ObjectRef) -> Result<Option<Known>, Error> {
     } else {
         let (meta, dek) = ctx
             .objects()
-            .open(ctx.caller(), meta, obj, resp.content_length())
+            .open(ctx.caller(), meta, None, obj, resp.content_length())
             .await?;
         let etag = ctx
             .objects()
@@ -224,7 +238,13 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     let (meta, dek) = ctx
         .objects()
-        .open(ctx.caller(), meta, &obj, head.content_length())
+        .open(
+            ctx.caller(),
+            meta,
+            ctx.req.ssec.as_ref(),
+            &obj,
+            head.content_length(),
+        )
         .await?;
     let etag = ctx
         .objects()

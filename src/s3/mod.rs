@@ -96,7 +96,7 @@ pub struct Ctx {
 pub struct RequestInfo {
     pub peer: std::net::IpAddr,
     pub id: String,
-    /// The client connection is TLS (`aws:SecureTransport`).
+    /// The client connection is TLS (`aws:SecureTransport`; SSE-C needs it, as on AWS).
     pub secure: bool,
 }
 
@@ -239,7 +239,16 @@ impl S3Route for Gateway {
         if let Some(b) = &classified.target.bucket {
             tracing::Span::current().record("bucket", b.as_str());
         }
-        let parsed = Request::parse(op, classified.target, &req.headers)?;
+        let info = req.extensions.remove::<RequestInfo>();
+        // A request without listener facts (a caller of the s3s service of its own) is not
+        // known to have come over TLS.
+        let ssec_transport =
+            info.as_ref().is_some_and(|i| i.secure) || self.state.encryption.allow_ssec_over_http;
+        let head = req.method == Method::HEAD;
+        let parsed = match Request::parse(op, classified.target, &req.headers, ssec_transport) {
+            Ok(p) => p,
+            Err(e) => return answer_error(e, head),
+        };
         // Nor as the source of a copy (the header is decoded by now: `%2e`, `..` and
         // percent-encoded names arrive here as the bucket name they stand for).
         if parsed
@@ -249,7 +258,6 @@ impl S3Route for Gateway {
         {
             return Err(state_denied().into());
         }
-        let info = req.extensions.remove::<RequestInfo>();
         let secure = info.as_ref().is_some_and(|i| i.secure);
         let ctx = Ctx {
             state: self.state.clone(),
@@ -262,9 +270,19 @@ impl S3Route for Gateway {
             call: crate::kms::CallContext::s3(info.as_ref().map(|i| i.peer), info.map(|i| i.id)),
         };
         // Authorization (identity policies) before any handler runs.
-        authz::run(&identity, ctx, secure, dispatch)
-            .await
-            .map_err(S3Error::from)
+        match authz::run(&identity, ctx, secure, dispatch).await {
+            Ok(r) => Ok(r),
+            Err(e) => answer_error(e, head),
+        }
+    }
+}
+
+/// A handler's error as the client gets it: s3s's error document, or one naming the
+/// offending header (which s3s's documents cannot).
+fn answer_error(e: Error, head: bool) -> S3Result<S3Response<Body>> {
+    match e {
+        Error::Argument(a) => Ok(a.response(head)),
+        e => Err(S3Error::from(e)),
     }
 }
 

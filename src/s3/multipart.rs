@@ -63,9 +63,12 @@ pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .ok_or_else(|| {
             Error::Internal("the store's CreateMultipartUpload answer has no UploadId".into())
         })?;
-    let token =
-        UploadToken::new(store_id.clone(), env, uid, md5, &dek, &obj.bucket, &obj.key).encode();
-    ctx.objects().put_upload_record(&store_id, &token).await?;
+    let token = UploadToken::new(store_id.clone(), env, uid, md5, &dek, &obj.bucket, &obj.key);
+    // The state bucket's copy (for ListMultipartUploads) lacks an SSE-C upload key.
+    ctx.objects()
+        .put_upload_record(&store_id, &token.encode_for_store())
+        .await?;
+    let token = token.encode();
     let body = rewrite_text(&body, |p, _| {
         if p.last().map(String::as_str) == Some("UploadId") {
             Edit::Replace(token.clone())
@@ -78,7 +81,7 @@ pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     out.status = Some(StatusCode::OK);
     out.headers = store_headers;
     out.headers.remove("content-length");
-    sse::response_headers(&mut out.headers, &head.envelope);
+    sse::response_headers(&mut out.headers, &head.envelope, ctx.req.ssec.as_ref());
     if let Some(a) = algo {
         out.headers.insert("x-amz-checksum-algorithm", a);
     }
@@ -114,7 +117,7 @@ async fn record_part(
             .map_or(0, |d| d.as_millis() as u64),
     };
     ctx.objects()
-        .put_part_record(&up.dek, &up.uid, &record)
+        .put_part_record(up.mac_key()?, &up.uid, &record)
         .await?;
     Ok(match md5 {
         Some(m) => ETag::quoted_md5(&m),
@@ -136,7 +139,7 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     let pn = part_number(&ctx)?;
     let len = declared_len(&ctx)?;
-    let (writer, outcome) = Writer::part(up.dek.clone(), pn, len, up.md5);
+    let (writer, outcome) = Writer::part(up.dek()?.clone(), pn, len, up.md5);
     let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(writer), true).await?;
     let ok = resp.status().is_success();
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
@@ -145,7 +148,7 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         let etag = record_part(&ctx, &up, pn, len, &store_etag, &outcome).await?;
         forward::set_header(&mut out.headers, "etag", &etag);
         echo_checksums(&mut out, &digests);
-        sse::response_headers(&mut out.headers, up.envelope());
+        sse::response_headers(&mut out.headers, up.envelope(), ctx.req.ssec.as_ref());
     }
     Ok(out)
 }
@@ -200,7 +203,7 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let pn = part_number(&ctx)?;
     let (body, outcome) = match &up {
         Some(up) => {
-            let (writer, outcome) = Writer::part(up.dek.clone(), pn, len, up.md5);
+            let (writer, outcome) = Writer::part(up.dek()?.clone(), pn, len, up.md5);
             let (stream, len) = writer.seal_stream(plain, &mut HeaderMap::new());
             (UpBody::Stream { stream, len }, Some(outcome))
         }
@@ -225,6 +228,7 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         &source,
         &resp,
         env,
+        ctx.req.ssec.as_ref(),
         etag.as_deref(),
     ))
 }
@@ -242,7 +246,7 @@ pub async fn list_parts(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let store_headers = forward::response_headers(resp.headers(), &["content-length"]);
     let body = resp.bytes().await.map_err(Error::store_body)?;
     let records = if up.md5 {
-        ctx.objects().part_records(&up.dek, &up.uid).await?
+        ctx.objects().part_records(up.mac_key()?, &up.uid).await?
     } else {
         Vec::new()
     };

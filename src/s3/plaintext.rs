@@ -13,13 +13,18 @@ use crate::object::{ByteStream, ObjectMeta, meta};
 
 /// Refuses the request's object when sealgate did not encrypt it, unless plaintext reads
 /// are allowed where it is: `encryption.plaintext_reads`, or a bucket whose writes are not
-/// encrypted (encryption `none` there), whose objects are meant to be plaintext.
+/// encrypted (encryption `none` there), whose objects are meant to be plaintext. A
+/// customer key for such an object is AWS's 400 (it is not SSE-C).
 pub async fn allowed(ctx: &super::Ctx) -> Result<(), Error> {
     let (b, k) = (
         ctx.req.bucket.as_deref().unwrap_or_default(),
         ctx.req.key.as_deref().unwrap_or_default(),
     );
-    allowed_at(ctx, b, k).await
+    allowed_at(ctx, b, k).await?;
+    if ctx.req.ssec.is_some() {
+        return Err(crate::object::envelope::customer_key_not_applicable());
+    }
+    Ok(())
 }
 
 /// [`allowed`] for an object `bucket/key` (a copy source).
@@ -120,7 +125,7 @@ pub fn headers(
     let mut h = forward::response_headers(store, &drop);
     meta::strip(&mut h);
     crate::object::describe::restore(store, &mut h);
-    sse::response_headers(&mut h, &meta.envelope);
+    sse::response_headers(&mut h, &meta.envelope, req.ssec.as_ref());
     forward::set_header(&mut h, "etag", etag);
     forward::set_header(
         &mut h,
@@ -240,6 +245,7 @@ mod tests {
             bk_salt: None,
             context: Default::default(),
             bucket_key: false,
+            customer: None,
         };
         ObjectMeta::single(
             env,
@@ -258,7 +264,7 @@ mod tests {
             h.insert("range", r.parse().unwrap());
         }
         let c = Classified::of(&http::Method::GET, &"/b/k".parse().unwrap(), &h, None).unwrap();
-        let req = Request::parse(c.op.unwrap(), c.target, &h).unwrap();
+        let req = Request::parse(c.op.unwrap(), c.target, &h, false).unwrap();
         want(&req, &meta(size)).map_err(|e| {
             s3s::S3Error::from(e)
                 .status_code()

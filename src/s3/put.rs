@@ -42,7 +42,7 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
     if let (true, Some(meta)) = (ok, &written.meta) {
         echo_checksums(&mut out, &digests);
-        sse::response_headers(&mut out.headers, &meta.envelope);
+        sse::response_headers(&mut out.headers, &meta.envelope, ctx.req.ssec.as_ref());
         let etag = written.md5.filter(|_| md5).map(|m| ETag::quoted_md5(&m));
         let store_etag = plaintext::store_etag(&out.headers);
         plaintext::remember(&ctx, &obj, &store_etag, meta.size, etag.clone());

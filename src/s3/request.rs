@@ -14,7 +14,7 @@ use super::classify::{self, Op, Shape, Unclassified};
 use super::sse;
 use super::target::Target;
 use crate::error::Error;
-use crate::object::{ObjectRef, Sse, UploadToken};
+use crate::object::{CustomerKey, ObjectRef, Sse, UploadToken};
 
 /// Where a request points and which operation it is: computed by the listener before
 /// s3s sees the request (the operation name is also the metrics label).
@@ -52,7 +52,7 @@ impl Classified {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upload {
     /// An upload id sealgate handed out (it carries the envelope).
-    Token(UploadToken),
+    Token(Box<UploadToken>),
     /// A store upload id (uploads started without sealgate's encryption).
     Store(String),
 }
@@ -89,6 +89,34 @@ pub struct Request {
     pub copy_source: Option<ObjectRef>,
     /// The SSE headers of a write (PutObject, CreateMultipartUpload, CopyObject).
     pub sse: Option<Sse>,
+    /// The customer key (SSE-C) of the object or upload the request names, on the
+    /// operations that take one (for writes also in `sse`).
+    pub ssec: Option<CustomerKey>,
+    /// The customer key of the copy source (CopyObject, UploadPartCopy).
+    pub copy_source_ssec: Option<CustomerKey>,
+}
+
+/// Whether an operation takes the SSE-C headers of its object (or upload). On every other
+/// operation they are ignored, as AWS does, and never forwarded.
+fn takes_customer_key(op: Op) -> bool {
+    matches!(
+        op,
+        Op::PutObject
+            | Op::GetObject
+            | Op::HeadObject
+            | Op::GetObjectAttributes
+            | Op::CopyObject
+            | Op::CreateMultipartUpload
+            | Op::UploadPart
+            | Op::UploadPartCopy
+            | Op::CompleteMultipartUpload
+            | Op::ListParts
+    )
+}
+
+/// Whether an operation takes the SSE-C headers of a copy source.
+fn takes_copy_source_key(op: Op) -> bool {
+    matches!(op, Op::CopyObject | Op::UploadPartCopy)
 }
 
 /// Query parameters of presigned URLs (SigV4 and SigV2): the client's credentials,
@@ -136,7 +164,20 @@ pub fn parse_copy_source(h: &HeaderMap) -> Result<ObjectRef, Error> {
 
 impl Request {
     /// Parses the facts `op` uses from the classified target and the headers.
-    pub fn parse(op: Op, target: Target, headers: &HeaderMap) -> Result<Request, Error> {
+    /// `ssec_transport`: whether SSE-C may be used on this connection (TLS, or
+    /// `encryption.allow_ssec_over_http`); AWS refuses SSE-C over plain HTTP before
+    /// looking at the headers themselves.
+    pub fn parse(
+        op: Op,
+        target: Target,
+        headers: &HeaderMap,
+        ssec_transport: bool,
+    ) -> Result<Request, Error> {
+        let customer = takes_customer_key(op) && sse::Trio::Object.present(headers);
+        let copy_customer = takes_copy_source_key(op) && sse::Trio::CopySource.present(headers);
+        if (customer || copy_customer) && !ssec_transport {
+            return Err(sse::insecure_transport().into());
+        }
         let q = |k: &str| {
             target
                 .query
@@ -157,7 +198,7 @@ impl Request {
         };
         let upload = match q("uploadId") {
             Some(id) if object_op => Some(match UploadToken::decode(id)? {
-                Some(t) => Upload::Token(t),
+                Some(t) => Upload::Token(Box::new(t)),
                 None => Upload::Store(id.to_string()),
             }),
             _ => None,
@@ -181,6 +222,24 @@ impl Request {
                 None
             }
             _ => None,
+        };
+        let ssec = match &sse {
+            Some(s) if s.customer.is_some() => s.customer.clone(),
+            _ if customer => {
+                // A write's key was checked as a write's by `sse::parse`; the others are
+                // compared with the object's (or upload's) key.
+                let key_use = match op {
+                    Op::UploadPart | Op::UploadPartCopy => sse::KeyUse::Write,
+                    _ => sse::KeyUse::Read,
+                };
+                sse::parse_customer(headers, sse::Trio::Object, key_use)?
+            }
+            _ => None,
+        };
+        let copy_source_ssec = if copy_customer {
+            sse::parse_customer(headers, sse::Trio::CopySource, sse::KeyUse::Read)?
+        } else {
+            None
         };
         if matches!(op, Op::ListObjects | Op::ListObjectsV2)
             && target
@@ -209,6 +268,8 @@ impl Request {
             range,
             copy_source,
             sse,
+            ssec,
+            copy_source_ssec,
         })
     }
 
@@ -273,6 +334,15 @@ mod tests {
     use super::*;
 
     fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> Result<Request, Error> {
+        req_over(method, uri, headers, false)
+    }
+
+    fn req_over(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        tls: bool,
+    ) -> Result<Request, Error> {
         let mut h = HeaderMap::new();
         for (k, v) in headers {
             h.insert(
@@ -282,7 +352,69 @@ mod tests {
         }
         h.insert("host", "localhost".parse().unwrap());
         let c = Classified::of(&method.parse().unwrap(), &uri.parse().unwrap(), &h, None).unwrap();
-        Request::parse(c.op.unwrap(), c.target, &h)
+        Request::parse(c.op.unwrap(), c.target, &h, tls)
+    }
+
+    const TRIO: [(&str, &str); 3] = [
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        (
+            "x-amz-server-side-encryption-customer-key",
+            "MTIzNDU2Nzg5MGFiY2RlZjEyMzQ1Njc4OTBhYmNkZWY=",
+        ),
+        (
+            "x-amz-server-side-encryption-customer-key-md5",
+            "JMwgiexXqwuPqIPjYFmIZQ==",
+        ),
+    ];
+
+    #[test]
+    fn sse_c_needs_a_secure_transport_on_the_operations_that_take_it() {
+        let msg = |r: Result<Request, Error>| {
+            let e: s3s::S3Error = r.unwrap_err().into();
+            (
+                e.code().as_str().to_string(),
+                e.message().unwrap().to_string(),
+            )
+        };
+        let secure = (
+            "InvalidRequest".to_string(),
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection.".to_string(),
+        );
+        for (m, u) in [
+            ("GET", "/b/k"),
+            ("PUT", "/b/k"),
+            ("HEAD", "/b/k"),
+            ("POST", "/b/k?uploads"),
+        ] {
+            assert_eq!(msg(req(m, u, &TRIO)), secure, "{m} {u}");
+            assert!(
+                req_over(m, u, &TRIO, true).unwrap().ssec.is_some(),
+                "{m} {u}"
+            );
+        }
+        // Even a malformed trio: the transport is refused first.
+        assert_eq!(msg(req("GET", "/b/k", &TRIO[..1])), secure);
+        // A copy source's trio.
+        let cs: Vec<(&str, &str)> = TRIO
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.replacen("x-amz-", "x-amz-copy-source-", 1).leak() as &str,
+                    *v,
+                )
+            })
+            .chain([("x-amz-copy-source", "src/k")])
+            .collect();
+        assert_eq!(msg(req("PUT", "/b/k", &cs)), secure);
+        let r = req_over("PUT", "/b/k", &cs, true).unwrap();
+        assert!(r.copy_source_ssec.is_some() && r.ssec.is_none() && r.sse.is_none());
+        // Operations that do not take SSE-C ignore the headers (never forwarded).
+        let r = req("GET", "/b?list-type=2", &TRIO).unwrap();
+        assert!(r.ssec.is_none());
+        assert!(req("DELETE", "/b/k", &TRIO).unwrap().ssec.is_none());
+        // A write's trio is its SSE as well.
+        let r = req_over("PUT", "/b/k", &TRIO, true).unwrap();
+        assert_eq!(r.sse.unwrap().alg, crate::object::Alg::Customer);
     }
 
     #[test]

@@ -256,6 +256,7 @@ pub async fn default_for(ctx: &Ctx, bucket: &str) -> Result<Option<Sse>, Error> 
             key_id: r.key_id,
             context: Default::default(),
             bucket_key: r.bucket_key,
+            customer: None,
         }));
     }
     let enc = &ctx.state.encryption;
@@ -265,6 +266,7 @@ pub async fn default_for(ctx: &Ctx, bucket: &str) -> Result<Option<Sse>, Error> 
             key_id: enc.default_kms_key.clone(),
             context: Default::default(),
             bucket_key: false,
+            customer: None,
         }),
         "none" => None,
         _ => Some(Sse {
@@ -272,6 +274,7 @@ pub async fn default_for(ctx: &Ctx, bucket: &str) -> Result<Option<Sse>, Error> 
             key_id: None,
             context: Default::default(),
             bucket_key: false,
+            customer: None,
         }),
     })
 }

@@ -13,7 +13,7 @@ use s3s::{Body, S3Response};
 use super::{Ctx, conditions, forward, sse};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
-use crate::object::{ByteStream, Envelope, ObjectMeta, ObjectRef};
+use crate::object::{ByteStream, CustomerKey, Envelope, ObjectMeta, ObjectRef};
 use crate::upstream::UpResponse;
 
 /// Copy-source conditions, as conditions on a read of the source.
@@ -75,16 +75,20 @@ pub async fn open(ctx: &Ctx, src: &ObjectRef) -> Result<Source, Error> {
             )));
         }
     }
+    let ck = ctx.req.copy_source_ssec.as_ref();
     let sealed = match ObjectMeta::read(head.headers())? {
         Some(meta) => Some(
             ctx.objects()
-                .open(ctx.caller(), meta, src, head.content_length())
+                .open(ctx.caller(), meta, ck, src, head.content_length())
                 .await?,
         ),
         None => None,
     };
     if sealed.is_none() {
         super::plaintext::allowed_at(ctx, &src.bucket, &src.key).await?;
+        if ck.is_some() {
+            return Err(crate::object::envelope::customer_key_not_applicable());
+        }
     }
     let etag = match &sealed {
         Some((meta, dek)) => {
@@ -152,12 +156,13 @@ pub async fn plaintext(
 
 /// The answer to a copy whose bytes streamed through sealgate (a PUT to the store):
 /// `<CopyObjectResult>` or `<CopyPartResult>` with `etag` (default: the store's), plus
-/// SSE headers.
+/// SSE headers (`ck`: the destination's customer key).
 pub fn copy_result(
     element: &str,
     source: &Source,
     put: &UpResponse,
     env: Option<&Envelope>,
+    ck: Option<&CustomerKey>,
     etag: Option<&str>,
 ) -> S3Response<Body> {
     let store_etag = put
@@ -176,7 +181,7 @@ pub fn copy_result(
     out.status = Some(StatusCode::OK);
     forward::set_header(&mut out.headers, "content-type", "application/xml");
     if let Some(e) = env {
-        sse::response_headers(&mut out.headers, e);
+        sse::response_headers(&mut out.headers, e, ck);
     }
     // As AWS: the version read from, and (CopyObject) the version written.
     if let Some(v) = source.head.headers().get("x-amz-version-id") {

@@ -21,6 +21,46 @@ pub fn s3_client(endpoint: &str, ak: &str, sk: &str, region: &str) -> aws_sdk_s3
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// An S3 client over HTTPS that trusts the certificate in `ca_pem` (and nothing else).
+pub fn s3_client_trusting(
+    endpoint: &str,
+    ak: &str,
+    sk: &str,
+    region: &str,
+    ca_pem: &[u8],
+) -> aws_sdk_s3::Client {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(
+            TlsContext::builder()
+                .with_trust_store(TrustStore::empty().with_pem_certificate(ca_pem.to_vec()))
+                .build()
+                .unwrap(),
+        )
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+        .force_path_style(true)
+        .http_client(http)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A reqwest client that trusts the certificate in `ca_pem` (raw and presigned requests
+/// to a TLS sealgate).
+pub fn https_client(ca_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .build()
+        .unwrap()
+}
+
 /// The aws-cli binary: `SEALGATE_TEST_AWS_CLI`, else `aws` on PATH. Fails when absent.
 pub fn aws_cli() -> PathBuf {
     if let Ok(p) = std::env::var("SEALGATE_TEST_AWS_CLI") {

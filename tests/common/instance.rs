@@ -20,6 +20,9 @@ pub struct Sealgate {
     pub client: aws_sdk_s3::Client,
     /// A client of the store behind this sealgate (what the store really holds).
     pub direct: aws_sdk_s3::Client,
+    /// The certificate (PEM file) of sealgate's TLS listener, when it has one; `client`
+    /// trusts it.
+    pub ca: Option<PathBuf>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
@@ -46,8 +49,15 @@ impl Sealgate {
         Self::start_with(test_config_on(store)).await
     }
 
-    pub async fn start_with(mut cfg: Config) -> Sealgate {
+    pub async fn start_with(cfg: Config) -> Sealgate {
         let state_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        Self::start_with_dir(cfg, state_dir).await
+    }
+
+    async fn start_with_dir(
+        mut cfg: Config,
+        state_dir: std::sync::Arc<tempfile::TempDir>,
+    ) -> Sealgate {
         if cfg.kms.root_key_file.is_none() {
             let root = state_dir.path().join("root.key");
             write_private(&root, random_hex(32).as_bytes());
@@ -57,11 +67,33 @@ impl Sealgate {
         Self::start_in(cfg, state_dir).await
     }
 
+    /// Starts sealgate with a TLS listener (a self-signed certificate for 127.0.0.1)
+    /// against the shared instance of `store`; `client` trusts the certificate.
+    pub async fn start_tls_on(store: Store) -> Sealgate {
+        Self::start_tls_with(test_config_on(store)).await
+    }
+
+    /// As [`Self::start_with`], with a TLS listener.
+    pub async fn start_tls_with(mut cfg: Config) -> Sealgate {
+        let state_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        cfg.tls = Some(write_test_cert(state_dir.path()));
+        Self::start_with_dir(cfg, state_dir).await
+    }
+
+    /// A reqwest client for this sealgate (trusting its certificate, if it has TLS).
+    pub fn http(&self) -> reqwest::Client {
+        match &self.ca {
+            Some(ca) => https_client(&std::fs::read(ca).unwrap()),
+            None => reqwest::Client::new(),
+        }
+    }
+
     /// Starts with a config whose KMS paths are already set (e.g. a restart on the same state).
     pub async fn start_in(cfg: Config, state_dir: std::sync::Arc<tempfile::TempDir>) -> Sealgate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        let ca = cfg.tls.as_ref().map(|t| t.cert_file.clone());
         let up = &cfg.upstream;
         let direct = s3_client(
             &up.endpoint,
@@ -74,13 +106,23 @@ impl Sealgate {
             let _ = rx.await;
         }));
         let endpoint = format!("{scheme}://127.0.0.1:{}", addr.port());
-        let client = s3_client(&endpoint, CLIENT_AK, CLIENT_SK, "us-east-1");
+        let client = match &ca {
+            Some(ca) => s3_client_trusting(
+                &endpoint,
+                CLIENT_AK,
+                CLIENT_SK,
+                "us-east-1",
+                &std::fs::read(ca).unwrap(),
+            ),
+            None => s3_client(&endpoint, CLIENT_AK, CLIENT_SK, "us-east-1"),
+        };
         Sealgate {
             addr,
             state_dir,
             endpoint,
             client,
             direct,
+            ca,
             shutdown: Some(tx),
             task: Some(task),
         }

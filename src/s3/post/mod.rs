@@ -314,7 +314,9 @@ async fn post(
         key: Some(key.clone()),
         query: Vec::new(),
     };
-    let parsed = Request::parse(Op::PutObject, target, &headers)?;
+    // SSE-C form fields need TLS, as the headers do.
+    let ssec_transport = info.secure || state.encryption.allow_ssec_over_http;
+    let parsed = Request::parse(Op::PutObject, target, &headers, ssec_transport)?;
     let failure = file.failure();
     let stream = file.into_stream();
     let body = Body::http_body_unsync(http_body_util::StreamBody::new(

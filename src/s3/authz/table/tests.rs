@@ -14,7 +14,10 @@ fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> (Request, HeaderMap
     }
     h.insert("host", "localhost".parse().unwrap());
     let c = Classified::of(&method.parse().unwrap(), &uri.parse().unwrap(), &h, None).unwrap();
-    (Request::parse(c.op.unwrap(), c.target, &h).unwrap(), h)
+    (
+        Request::parse(c.op.unwrap(), c.target, &h, true).unwrap(),
+        h,
+    )
 }
 
 fn actions(method: &str, uri: &str, headers: &[(&str, &str)]) -> Vec<(String, String)> {
