@@ -411,3 +411,111 @@ async fn content_headers_and_redirects_round_trip_on_every_store(#[case] store: 
         .unwrap();
     assert_eq!(h.content_type(), Some("binary/octet-stream"));
 }
+
+/// `response-*` query parameters (download links with
+/// `response-content-disposition=attachment; filename=...` are the common case) set the
+/// answer's headers on GET, ranged GET, HEAD and presigned GET, after sealgate checked the
+/// stored headers; the stored object keeps its own.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn response_header_overrides_apply_to_gets_and_heads(#[case] store: Store) {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    let body = pattern(3 << 20, 7);
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("report.pdf")
+        .content_type("text/plain")
+        .cache_control("max-age=60")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let get = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("report.pdf")
+        .response_content_type("application/pdf")
+        .response_content_disposition("attachment; filename=\"report 2026.pdf\"")
+        .response_cache_control("no-cache")
+        .response_content_language("esperanto")
+        .response_content_encoding("identity")
+        .response_expires(aws_sdk_s3::primitives::DateTime::from_secs(1_800_000_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.content_type(), Some("application/pdf"));
+    assert_eq!(
+        get.content_disposition(),
+        Some("attachment; filename=\"report 2026.pdf\"")
+    );
+    assert_eq!(get.cache_control(), Some("no-cache"));
+    assert_eq!(get.content_language(), Some("esperanto"));
+    assert_eq!(get.content_encoding(), Some("identity"));
+    assert_eq!(get.expires_string(), Some("Fri, 15 Jan 2027 08:00:00 GMT"));
+    assert_eq!(get.body.collect().await.unwrap().into_bytes(), body);
+
+    let ranged = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("report.pdf")
+        .range("bytes=100-199")
+        .response_content_disposition("inline")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.content_disposition(), Some("inline"));
+    assert_eq!(ranged.content_type(), Some("text/plain"));
+    assert_eq!(
+        ranged.body.collect().await.unwrap().into_bytes(),
+        body[100..200]
+    );
+
+    let head = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("report.pdf")
+        .response_cache_control("private")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.cache_control(), Some("private"));
+    assert_eq!(head.content_length(), Some(3 << 20));
+
+    let link = sg
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("report.pdf")
+        .response_content_disposition("attachment; filename=\"r.pdf\"")
+        .presigned(PresigningConfig::expires_in(std::time::Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap();
+    let r = reqwest::get(link.uri()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"r.pdf\""
+    );
+    assert_eq!(r.bytes().await.unwrap(), body);
+
+    // The stored object is unchanged.
+    let plain = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("report.pdf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.content_type(), Some("text/plain"));
+    assert_eq!(plain.cache_control(), Some("max-age=60"));
+    assert_eq!(plain.content_disposition(), None);
+}

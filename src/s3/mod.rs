@@ -292,8 +292,17 @@ async fn dispatch(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     match (ctx.req.op.class(), ctx.req.op) {
         (Class::Pass, _) => pass::forward(ctx).await,
         (Class::Transform, Op::PutObject) => put::put_object(ctx).await,
-        (Class::Transform, Op::GetObject) => get::get_object(ctx).await,
-        (Class::Transform, Op::HeadObject) => head::head_object(ctx).await,
+        (Class::Transform, Op::GetObject | Op::HeadObject) => {
+            let overrides: Vec<(&'static str, String)> = (ctx.req.response_overrides().iter())
+                .map(|(h, v)| (*h, v.to_string()))
+                .collect();
+            let out = if ctx.req.op == Op::GetObject {
+                get::get_object(ctx).await?
+            } else {
+                head::head_object(ctx).await?
+            };
+            Ok(plaintext::with_overrides(out, &overrides))
+        }
         (Class::Transform, Op::CopyObject) => copy::copy_object(ctx).await,
         (Class::Transform, Op::UploadPartCopy) => multipart::upload_part_copy(ctx).await,
         (Class::Transform, Op::CreateMultipartUpload) => multipart::create(ctx).await,

@@ -154,6 +154,24 @@ pub fn headers(
     h
 }
 
+/// A successful read's answer with the headers its `response-*` parameters ask for
+/// (applied after the stored headers were checked against the object's metadata). A
+/// value that is not a valid header value was refused when the request was parsed.
+pub fn with_overrides(
+    mut out: s3s::S3Response<Body>,
+    overrides: &[(&'static str, String)],
+) -> s3s::S3Response<Body> {
+    if !out.status.is_none_or(|s| s.is_success()) {
+        return out;
+    }
+    for (name, value) in overrides {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            out.headers.insert(http::HeaderName::from_static(name), v);
+        }
+    }
+    out
+}
+
 /// The answer to a read whose conditions say 304 (the object's headers, no body) or 412.
 pub fn unmet(
     verdict: super::conditions::Verdict,

@@ -121,6 +121,16 @@ fn takes_copy_source_key(op: Op) -> bool {
 
 /// Query parameters of presigned URLs (SigV4 and SigV2): the client's credentials,
 /// verified by s3s and never forwarded.
+/// GetObject/HeadObject query parameters that set a response header, and that header.
+const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
+
 pub fn is_presign_param(k: &str) -> bool {
     k.starts_with("X-Amz-") || matches!(k, "AWSAccessKeyId" | "Signature" | "Expires")
 }
@@ -185,6 +195,15 @@ impl Request {
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| v.as_str())
         };
+        for (param, _) in RESPONSE_OVERRIDES {
+            if let Some(v) = q(param)
+                && http::HeaderValue::from_str(v).is_err()
+            {
+                return Err(Error::invalid_argument(format!(
+                    "The value of {param} cannot be sent as an HTTP header (it holds a control or non-ASCII character)"
+                )));
+            }
+        }
         let object_op = target.shape == Shape::Object;
         let version_id = q("versionId").filter(|_| object_op).map(str::to_owned);
         let part_number = match (op, q("partNumber")) {
@@ -282,16 +301,29 @@ impl Request {
     }
 
     /// Query pairs to send to the store: presigned-URL parameters are the client's
-    /// credentials and are dropped (as is `allow-unordered`, which only RGW knows); a
-    /// sealgate upload id becomes the store's.
+    /// credentials and are dropped (as is `allow-unordered`, which only RGW knows), and so
+    /// are the `response-*` header overrides, which sealgate applies itself after checking
+    /// the stored headers (a store applying them would change headers the object's
+    /// metadata authenticates); a sealgate upload id becomes the store's.
     pub fn forward_query(&self) -> Vec<(String, String)> {
         self.query
             .iter()
-            .filter(|(k, _)| !is_presign_param(k) && k != "allow-unordered")
+            .filter(|(k, _)| {
+                !is_presign_param(k) && k != "allow-unordered" && !k.starts_with("response-")
+            })
             .map(|(k, v)| match (k.as_str(), &self.upload) {
                 ("uploadId", Some(u)) => (k.clone(), u.store_id().to_string()),
                 _ => (k.clone(), v.clone()),
             })
+            .collect()
+    }
+
+    /// The response headers a GetObject/HeadObject asks to override (`response-*`
+    /// query parameters): (header name, value).
+    pub fn response_overrides(&self) -> Vec<(&'static str, &str)> {
+        RESPONSE_OVERRIDES
+            .iter()
+            .filter_map(|(param, header)| self.query_value(param).map(|v| (*header, v)))
             .collect()
     }
 
