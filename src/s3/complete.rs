@@ -31,7 +31,7 @@ use crate::xml::{Edit, rewrite_text, texts};
 pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let body = read_small_body(&mut ctx).await?;
     let body = strip_part_checksums(&body)?;
-    let headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
+    let mut headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
     let Some(up) = upload::open(&ctx).await? else {
         let resp = ctx.forward(headers, UpBody::Bytes(body)).await?;
         return Ok(forward::to_client(resp, false, forward::CHECKSUM_REQUEST));
@@ -45,6 +45,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         // No such upload in the store: completed before (an answer lost)?
         return repeated(&ctx, &up, &wanted).await;
     };
+    super::conditions::check_write(&ctx, &mut headers).await?;
     let records = ctx.objects().part_records(up.mac_key()?, &up.uid).await?;
     let mut parts = Vec::with_capacity(wanted.len());
     let mut store_list = String::from("<CompleteMultipartUpload>");

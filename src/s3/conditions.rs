@@ -8,7 +8,11 @@
 
 use std::time::SystemTime;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::Ctx;
+use crate::error::Error;
+use crate::object::{ObjectMeta, ObjectRef};
 
 /// The conditional headers of a read.
 pub const READ_CONDITIONS: &[&str] = &[
@@ -52,6 +56,77 @@ fn date(h: &HeaderMap, n: &str) -> Option<SystemTime> {
 
 fn text<'a>(h: &'a HeaderMap, n: &str) -> Option<&'a str> {
     h.get(n).and_then(|v| v.to_str().ok())
+}
+
+/// Conditional writes (PutObject, CompleteMultipartUpload): `If-None-Match: *` (write
+/// only if no object has the key) and `If-Match: ETAG` (only if the current object has
+/// that ETag), with the ETag clients see, which for an encrypted object is not the
+/// store's. Checked by sealgate against the current object, then sent to the store in the
+/// store's terms (`If-None-Match: *`, `If-Match: <store ETag>`) so that a store that
+/// supports conditional writes also refuses a write racing with another; on a store that
+/// ignores them the check is sealgate's alone (docs/design/conditional-writes.md).
+///
+/// `headers` are the headers going to the store: the client's conditions are replaced.
+pub async fn check_write(ctx: &Ctx, headers: &mut HeaderMap) -> Result<(), Error> {
+    let none_match = text(&ctx.headers, "if-none-match").map(str::trim);
+    let if_match = text(&ctx.headers, "if-match").map(str::trim);
+    headers.remove("if-none-match");
+    headers.remove("if-match");
+    if none_match.is_none() && if_match.is_none() {
+        return Ok(());
+    }
+    if none_match.is_some_and(|v| v != "*") {
+        return Err(Error::not_implemented(
+            "A header you provided implies functionality that is not implemented: If-None-Match on a write takes only the value *",
+        ));
+    }
+    let obj = ctx.req.object()?;
+    let current = ObjectRef::new(&obj.bucket, &obj.key);
+    let head = ctx.objects().head(&current, HeaderMap::new()).await?;
+    match head.status() {
+        StatusCode::NOT_FOUND if if_match.is_some() => return Err(Error::no_such_key()),
+        StatusCode::NOT_FOUND => {
+            headers.insert("if-none-match", HeaderValue::from_static("*"));
+            return Ok(());
+        }
+        s if s.is_success() => {}
+        s => {
+            return Err(Error::Internal(format!(
+                "the store answered {s} to the HEAD that checks a conditional write"
+            )));
+        }
+    }
+    let Some(list) = if_match else {
+        return Err(Error::precondition_failed());
+    };
+    let store_etag = head
+        .headers()
+        .get(http::header::ETAG)
+        .cloned()
+        .ok_or_else(|| Error::Internal("the store's HEAD answer has no ETag".into()))?;
+    let etag = match ObjectMeta::read(head.headers())? {
+        Some(meta) => {
+            let (meta, dek) = ctx
+                .objects()
+                .open(
+                    ctx.caller(),
+                    meta,
+                    ctx.req.ssec.as_ref(),
+                    &current,
+                    head.content_length(),
+                )
+                .await?;
+            ctx.objects()
+                .client_etag(&current, &meta, &dek, head.headers())
+                .await?
+        }
+        None => store_etag.to_str().unwrap_or_default().to_string(),
+    };
+    if !matches(list, &etag) {
+        return Err(Error::precondition_failed());
+    }
+    headers.insert("if-match", store_etag);
+    Ok(())
 }
 
 /// Evaluates a read's conditions for an object with `etag` last modified at

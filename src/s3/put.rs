@@ -20,7 +20,8 @@ use crate::object::{Alg, ETag, meta};
 pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let declared = Declared::from_headers(&ctx.headers)?;
     meta::reject_reserved(&ctx.headers)?;
-    let headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
+    let mut headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
+    super::conditions::check_write(&ctx, &mut headers).await?;
     let Some(sse) = rules::effective(&ctx, ctx.req.sse.clone()).await? else {
         // Encryption is configured off for this bucket and not requested: store as sent.
         let (resp, digests) = send_verified(&mut ctx, headers, &declared, None, true).await?;
