@@ -14,6 +14,7 @@ pub mod kms;
 pub mod limits;
 pub mod metrics;
 pub mod object;
+pub mod request_id;
 pub mod s3;
 pub mod server;
 pub mod upstream;

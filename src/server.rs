@@ -192,16 +192,15 @@ impl App {
         let close_after = unanswerable_continue(&req);
         let req = req.map(|b| IdleTimeout::new(b, self.limits.body_idle_timeout()));
         async move {
-            let (op, mut resp) = self.route(req, peer, &id).await;
+            let (op, mut resp) =
+                crate::request_id::scope(id.clone(), self.route(req, peer, &id)).await;
             if close_after {
                 resp.headers_mut().insert(
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
                 );
             }
-            if let Ok(v) = http::HeaderValue::from_str(&id) {
-                resp.headers_mut().insert("x-sealgate-request-id", v);
-            }
+            crate::request_id::stamp(&mut resp, &id);
             self.metrics.requests.get_or_create(&crate::metrics::RequestLabels { op: op.to_string(), status: resp.status().as_u16() }).inc();
             self.metrics.latency.get_or_create(&crate::metrics::OpLabel { op: op.to_string() }).observe(start.elapsed().as_secs_f64());
             let bytes = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();

@@ -56,3 +56,61 @@ async fn an_unreachable_store_is_a_503_that_names_no_address() {
     assert!(!body.contains(&port.to_string()), "{body}");
     assert!(!body.contains("os error"), "{body}");
 }
+
+/// Every error document carries `<RequestId>`, equal to the `x-amz-request-id` header
+/// (SDKs show both; support asks for them): errors of the store, of sealgate's handlers
+/// and of the S3 front's authentication alike. The store's own request id and server
+/// name are not passed on.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_documents_carry_the_request_id_of_their_header(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    let check = |r: reqwest::Response, status: u16, code: &'static str| async move {
+        assert_eq!(r.status(), status);
+        let id = r.headers()["x-amz-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(!id.is_empty());
+        assert!(r.headers().get("server").is_none(), "{:?}", r.headers());
+        let body = r.text().await.unwrap();
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
+        assert!(
+            body.contains(&format!("<RequestId>{id}</RequestId>")),
+            "{body}"
+        );
+        id
+    };
+    // From the store (a missing key, streamed through), from sealgate (a bad part
+    // number), from authentication (no such access key).
+    let a = check(
+        signed_request(&sg, "GET", &format!("/{b}/missing"), Vec::new()).await,
+        404,
+        "NoSuchKey",
+    )
+    .await;
+    let c = check(
+        signed_request(
+            &sg,
+            "GET",
+            &format!("/{b}/missing?partNumber=0"),
+            Vec::new(),
+        )
+        .await,
+        400,
+        "InvalidArgument",
+    )
+    .await;
+    let anonymous = reqwest::get(format!("{}/{b}/missing", sg.endpoint))
+        .await
+        .unwrap();
+    let d = check(anonymous, 403, "AccessDenied").await;
+    assert!(a != c && c != d, "each request has its own id");
+    // Successful answers carry it too.
+    let ok = signed_request(&sg, "GET", &format!("/{b}?list-type=2"), Vec::new()).await;
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().contains_key("x-amz-request-id"));
+}

@@ -127,6 +127,11 @@ const DROP_RESPONSE: &[&str] = &[
     "trailer",
     "upgrade",
     "proxy-connection",
+    // The store's request ids and server name (the client's request is sealgate's:
+    // `request_id`).
+    "x-amz-request-id",
+    "x-amz-id-2",
+    "server",
     // sealgate adds the CORS headers of the bucket's rules itself (`s3/cors`).
     "access-control-allow-origin",
     "access-control-allow-credentials",
@@ -260,11 +265,14 @@ pub fn to_client(
         Body::empty()
     } else if status.is_client_error() || status.is_server_error() {
         headers.remove(http::header::CONTENT_LENGTH);
+        let request_id = crate::request_id::current();
         let doc = futures::stream::once(async move {
             let body = resp.bytes_limited(MAX_ERROR_DOC).await.unwrap_or_default();
-            Ok::<_, std::convert::Infallible>(http_body::Frame::data(client_error_body(
-                status, &body,
-            )))
+            let doc = client_error_body(status, &body);
+            let doc = request_id
+                .and_then(|id| crate::request_id::with_request_id(&doc, &id))
+                .unwrap_or(doc);
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(doc))
         });
         Body::http_body_unsync(http_body_util::StreamBody::new(doc))
     } else {
