@@ -11,6 +11,8 @@
 #   - rclone, s3cmd and openssl from Debian's packages
 #   - headless Chromium from Debian's packages (chromium-headless-shell): the browser
 #     tests (tests/browser.rs) upload from a page on another origin with it
+#   - PostgreSQL from Debian's packages: the shared KMS store's tests start throwaway
+#     clusters with its initdb/postgres (tests/common/pg.rs)
 set -euo pipefail
 # (Version checks pipe into `grep PATTERN >/dev/null`, not `grep -q`: with pipefail, -q
 # exits at the first match and the writer's SIGPIPE would fail the check.)
@@ -127,5 +129,14 @@ if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/de
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium-headless-shell >/dev/null
 fi
-echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); $(.venv/newest/bin/rclone version | head -1); s3cmd $S3CMD_NEWEST_VERSION; moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION)"
+# 7. PostgreSQL: `kms.store = "postgres"` is tested against a real server; the tests run
+#    initdb and postgres from /usr/lib/postgresql/*/bin themselves (no service needed).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing postgresql (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); $(.venv/newest/bin/rclone version | head -1); s3cmd $S3CMD_NEWEST_VERSION; moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION; PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1))"
 

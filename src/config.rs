@@ -327,6 +327,15 @@ impl Config {
         if let Some(v) = get("SEALGATE_UPSTREAM_SECRET_ACCESS_KEY_FILE") {
             self.upstream.secret_access_key_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("SEALGATE_KMS_STORE") {
+            self.kms.store = match v.as_str() {
+                "redb" => crate::kms::StoreKind::Redb,
+                "postgres" => crate::kms::StoreKind::Postgres,
+                _ => {
+                    return Err(cfg_err("SEALGATE_KMS_STORE", "must be redb or postgres"));
+                }
+            };
+        }
         if let Some(v) = get("SEALGATE_KMS_DB") {
             self.kms.db_path = PathBuf::from(v);
         }

@@ -77,7 +77,9 @@ impl App {
     pub fn new(cfg: &Config) -> Result<Arc<App>, String> {
         let upstream = Upstream::new(&cfg.upstream)?;
         let access_keys = cfg.access_key_table();
-        create_owner_only(&cfg.kms.db_path)?;
+        if cfg.kms.store == crate::kms::StoreKind::Redb {
+            create_owner_only(&cfg.kms.db_path)?;
+        }
         if cfg.kms.audit_enabled {
             create_owner_only(&cfg.kms.audit_path())?;
         }
@@ -602,12 +604,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    // Key deletions that came due and automatic rotations happen even for idle keys.
+    // Key deletions that came due and automatic rotations happen even for idle keys
+    // (with a shared KMS database, on the one instance holding the maintenance lease).
     let kms = app.kms.clone();
     let ticker = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
+            if !kms.runs_maintenance() {
+                continue;
+            }
             let kms = kms.clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || kms.tick()).await {
                 tracing::warn!(error = %e, "KMS maintenance failed");

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use common::{Sealgate, Store, random_hex};
@@ -156,12 +154,7 @@ async fn the_store_cannot_remove_or_repoint_a_bucket_default_encryption(#[case] 
     assert_eq!(head.ssekms_key_id(), Some(key.as_str()));
 
     // And across a restart on the same KMS database.
-    let dir = sg.state_dir.clone();
-    sg.stop().await.unwrap();
-    let mut cfg2 = cfg;
-    cfg2.kms.root_key_file = Some(dir.path().join("root.key"));
-    cfg2.kms.db_path = dir.path().join("kms.redb");
-    let sg = Sealgate::start_in(cfg2, Arc::clone(&dir)).await;
+    let sg = sg.restart().await;
     assert_eq!(rule_key(&sg, &b).await, Ok(Some(key.clone())));
     assert_eq!(
         rule_key(&sg, &plain_bucket).await,

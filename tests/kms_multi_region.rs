@@ -271,14 +271,17 @@ async fn sdk_rotation_of_the_primary_reaches_replicas_and_survives_restart_and_p
     let newest = encrypt(&south, &id, b"version three").await;
     assert_eq!(decrypt(&east, &newest).await.0, b"version three");
 
-    // Everything is persisted: a reopened KMS sees the same regions, roles and versions.
+    // Everything is persisted: a reopened KMS (on a copy of the redb file, or a second
+    // instance on the same PostgreSQL database) sees the same regions, roles and versions.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.redb");
-    std::fs::copy(s.db_path(), &copy).unwrap();
+    std::fs::copy(s.db_path(), &copy).ok();
     let cfg = sealgate::kms::KmsConfig {
         db_path: copy,
         regions: vec![EAST.into(), WEST.into(), "ap-south-1".into()],
         audit_enabled: false,
+        store: s.cfg.store,
+        postgres: s.cfg.postgres.clone(),
         ..Default::default()
     };
     let reopened = sealgate::kms::Kms::open_with_root_key(

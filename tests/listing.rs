@@ -135,12 +135,7 @@ async fn an_object_with_broken_metadata_is_listed_and_the_page_is_served(#[case]
         .await
         .unwrap();
     // Another sealgate instance (nothing cached) on the same KMS database.
-    let dir = writer.state_dir.clone();
-    writer.stop().await.unwrap();
-    let mut cfg2 = cfg;
-    cfg2.kms.root_key_file = Some(dir.path().join("root.key"));
-    cfg2.kms.db_path = dir.path().join("kms.redb");
-    let sg = Sealgate::start_in(cfg2, dir.clone()).await;
+    let sg = writer.restart().await;
     let page = sg.client.list_objects_v2().bucket(&b).send().await.unwrap();
     let sizes: Vec<(String, i64)> = page
         .contents()

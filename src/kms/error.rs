@@ -97,6 +97,10 @@ pub enum KmsError {
     /// Storage or other internal failure (details are logged, not returned).
     #[error("{0}")]
     Internal(String),
+    /// A dependency (the shared KMS database) did not answer in time: the KMS cannot
+    /// vouch that its state is current (`DependencyTimeoutException`, retryable).
+    #[error("{0}")]
+    DependencyTimeout(String),
 }
 
 impl KmsError {
@@ -137,6 +141,7 @@ impl KmsError {
             InvalidSignature(_) => "InvalidSignatureException",
             UnrecognizedClient(_) => "UnrecognizedClientException",
             WrongRootKey(_) | Config(_) | Internal(_) => "KMSInternalException",
+            DependencyTimeout(_) => "DependencyTimeoutException",
         }
     }
 
@@ -147,6 +152,7 @@ impl KmsError {
         match self {
             MissingAuthenticationToken(_) => StatusCode::FORBIDDEN,
             WrongRootKey(_) | Config(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            DependencyTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

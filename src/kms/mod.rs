@@ -62,6 +62,7 @@ pub use service::{
     AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
     RotationEntry, RotationStatus,
 };
+pub use store::{PostgresConfig, StoreKind};
 pub use usage::UsageReport;
 
 /// Encryption context: exact-match additional authenticated data.
@@ -71,6 +72,12 @@ pub type EncryptionContext = std::collections::BTreeMap<String, String>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KmsConfig {
+    /// Where keys, aliases, policies and grants are kept: `redb` (one embedded file,
+    /// `db_path`, one instance) or `postgres` (`[kms.postgres]`, shared by any number of
+    /// instances; docs/operations.md, "Running several instances").
+    pub store: store::StoreKind,
+    /// The shared database, for `store = "postgres"`.
+    pub postgres: store::PostgresConfig,
     /// redb database file holding keys (material sealed under the root key).
     pub db_path: PathBuf,
     /// File with the 32-byte root key (raw, hex or base64). Takes precedence over the env var.
@@ -109,6 +116,8 @@ pub struct KmsConfig {
 impl Default for KmsConfig {
     fn default() -> Self {
         Self {
+            store: store::StoreKind::Redb,
+            postgres: store::PostgresConfig::default(),
             db_path: PathBuf::from("sealgate-kms.redb"),
             root_key_file: None,
             root_key_env: "SEALGATE_KMS_ROOT_KEY".into(),
@@ -128,6 +137,9 @@ impl Default for KmsConfig {
 
 impl KmsConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if self.store == store::StoreKind::Postgres {
+            self.postgres.validate()?;
+        }
         if self.db_path.as_os_str().is_empty() {
             return Err("kms.db_path must not be empty".into());
         }
@@ -264,7 +276,7 @@ pub(crate) fn create_private(path: &std::path::Path, what: &str) -> Result<(), K
 /// Refuses a root key file that anyone but its owner may read or write: the root key
 /// unseals every key in the database.
 #[cfg(unix)]
-fn check_private(path: &std::path::Path) -> Result<(), KmsError> {
+pub(crate) fn check_private(path: &std::path::Path) -> Result<(), KmsError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
         KmsError::Config(format!("cannot read root key file {}: {e}", path.display()))
@@ -281,7 +293,7 @@ fn check_private(path: &std::path::Path) -> Result<(), KmsError> {
 }
 
 #[cfg(not(unix))]
-fn check_private(_path: &std::path::Path) -> Result<(), KmsError> {
+pub(crate) fn check_private(_path: &std::path::Path) -> Result<(), KmsError> {
     Ok(())
 }
 

@@ -186,7 +186,10 @@ impl Upstream {
             None => host.to_string(),
         };
         let tls = match base.scheme() {
-            "https" => Some(Arc::new(tls_config(cfg.ca_file.as_deref())?)),
+            "https" => Some(Arc::new(tls_config(
+                cfg.ca_file.as_deref(),
+                "upstream.ca_file",
+            )?)),
             "http" => None,
             other => return Err(format!("upstream.endpoint: unsupported scheme {other:?}")),
         };
@@ -353,9 +356,11 @@ fn empty_body() -> ReqBody {
         .boxed_unsync()
 }
 
-/// TLS for `https://` stores: the system's roots plus `upstream.ca_file`, if set.
-pub(super) fn tls_config(
+/// TLS for `https://` stores (and the KMS's PostgreSQL database): the system's roots
+/// plus the PEM certificates of `ca_file` (the setting `setting`), if set.
+pub(crate) fn tls_config(
     ca_file: Option<&std::path::Path>,
+    setting: &str,
 ) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -364,19 +369,18 @@ pub(super) fn tls_config(
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     if let Some(ca) = ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+        let pem = std::fs::read(ca).map_err(|e| format!("{setting} {}: {e}", ca.display()))?;
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+            let cert = cert.map_err(|e| format!("{setting} {}: {e}", ca.display()))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+                .map_err(|e| format!("{setting} {}: {e}", ca.display()))?;
             n += 1;
         }
         if n == 0 {
             return Err(format!(
-                "upstream.ca_file {}: no PEM certificate in it",
+                "{setting} {}: no PEM certificate in it",
                 ca.display()
             ));
         }

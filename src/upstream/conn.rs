@@ -221,7 +221,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(s);
         });
-        let cfg = crate::upstream::client::tls_config(None).unwrap();
+        let cfg = crate::upstream::client::tls_config(None, "upstream.ca_file").unwrap();
         let mut c = StoreConnector::new(Duration::from_millis(300), Some(Arc::new(cfg)));
         let t = std::time::Instant::now();
         let err = c

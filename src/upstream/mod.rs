@@ -7,4 +7,5 @@ pub mod conn;
 pub mod sign;
 
 pub use acting::ActingAs;
+pub(crate) use client::tls_config;
 pub use client::{UpBody, UpRequest, UpResponse, Upstream, UpstreamError};

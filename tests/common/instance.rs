@@ -23,6 +23,8 @@ pub struct Sealgate {
     /// The certificate (PEM file) of sealgate's TLS listener, when it has one; `client`
     /// trusts it.
     pub ca: Option<PathBuf>,
+    /// The config it runs with (KMS paths and store filled in).
+    pub cfg: Config,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
@@ -63,6 +65,9 @@ impl Sealgate {
             write_private(&root, random_hex(32).as_bytes());
             cfg.kms.root_key_file = Some(root);
             cfg.kms.db_path = state_dir.path().join("kms.redb");
+            if super::pg::kms_on_postgres() {
+                super::pg::use_postgres(&mut cfg, state_dir.path());
+            }
         }
         Self::start_in(cfg, state_dir).await
     }
@@ -102,6 +107,7 @@ impl Sealgate {
             &up.region,
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let kept = cfg.clone();
         let task = tokio::spawn(sealgate::run(listener, cfg, async move {
             let _ = rx.await;
         }));
@@ -123,6 +129,7 @@ impl Sealgate {
             client,
             direct,
             ca,
+            cfg: kept,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -141,6 +148,14 @@ impl Sealgate {
     }
 
     /// Stops sealgate and waits for it to drain.
+    /// Stops this instance and starts another with the same config and state (KMS
+    /// database, root key, audit log).
+    pub async fn restart(self) -> Sealgate {
+        let (cfg, dir) = (self.cfg.clone(), self.state_dir.clone());
+        self.stop().await.unwrap();
+        Sealgate::start_in(cfg, dir).await
+    }
+
     pub async fn stop(mut self) -> Result<(), String> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -223,9 +238,37 @@ impl SealgateProcess {
     /// `worker_threads = 1`) at the head of the config file.
     pub async fn start_with(
         dir: &Path,
+        store: (&str, &str, &str, &str),
+        log_level: &str,
+        top_level: &str,
+    ) -> Self {
+        // Under SEALGATE_TEST_KMS_STORE=postgres, a database of the shared cluster, kept
+        // for restarts on the same `dir`.
+        let kms = if super::pg::kms_on_postgres() {
+            let url = dir.join("pg-url");
+            if !url.exists() {
+                write_private(
+                    &url,
+                    super::pg::Postgres::shared().new_database().as_bytes(),
+                );
+            }
+            format!(
+                "store = \"postgres\"\npostgres.url_file = \"{}\"\n",
+                url.display()
+            )
+        } else {
+            String::new()
+        };
+        Self::start_full(dir, store, log_level, top_level, &kms).await
+    }
+
+    /// As [`Self::start_with`], with `kms_lines` added to the `[kms]` table.
+    pub async fn start_full(
+        dir: &Path,
         (endpoint, ak, sk, region): (&str, &str, &str, &str),
         log_level: &str,
         top_level: &str,
+        kms_lines: &str,
     ) -> Self {
         let bin = std::env::var("SEALGATE_TEST_BIN")
             .map(PathBuf::from)
@@ -236,7 +279,7 @@ impl SealgateProcess {
         }
         let port = free_port();
         let cfg = format!(
-            "{top_level}\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\npolicy = '{S3_FULL_POLICY}'\n[kms]\ndb_path = \"{}\"\nroot_key_file = \"{}\"\n",
+            "{top_level}\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\npolicy = '{S3_FULL_POLICY}'\n[kms]\n{kms_lines}db_path = \"{}\"\nroot_key_file = \"{}\"\n",
             CLIENT_AK,
             CLIENT_SK,
             dir.join("kms.redb").display(),

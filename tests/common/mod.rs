@@ -10,15 +10,18 @@
 pub mod clients;
 pub mod instance;
 pub mod kms;
+pub mod pg;
 pub mod store;
 
-use std::io::Write;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 
 pub use clients::*;
 pub use instance::*;
 pub use kms::*;
+pub use pg::write_private;
+#[allow(unused_imports)]
+pub use pg::*;
 pub use store::*;
 
 pub const CLIENT_AK: &str = "AKIDSEALGATETEST";
@@ -90,19 +93,6 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 pub fn sha256(b: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref())
-}
-
-/// Writes a file readable by its owner only (root keys, configs with secrets).
-pub fn write_private(path: &Path, contents: &[u8]) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(contents).unwrap();
 }
 
 /// The first file under `dir` whose bytes contain `needle`.

@@ -16,6 +16,8 @@ use sealgate::auth::{AccessKey, AccessKeys, Principal};
 use sealgate::kms::{Kms, KmsConfig, RootKey, TestClock};
 use zeroize::Zeroizing;
 
+#[path = "../common/pg.rs"]
+pub mod pg;
 pub mod tools;
 
 pub const ACCESS_KEY: &str = "AKIDALICE";
@@ -28,6 +30,9 @@ pub const REGION: &str = "us-east-1";
 pub struct Server {
     pub url: String,
     pub kms: Kms,
+    /// The KMS's config (its store: a redb file in the server's directory, or a
+    /// PostgreSQL database).
+    pub cfg: KmsConfig,
     pub clock: Arc<TestClock>,
     _dir: tempfile::TempDir,
 }
@@ -74,11 +79,15 @@ pub async fn start() -> Server {
 /// Starts the KMS endpoint serving `regions` (`kms.regions`; the home region is REGION).
 pub async fn start_in_regions(regions: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = KmsConfig {
+    let mut cfg = KmsConfig {
         db_path: dir.path().join("kms.redb"),
         regions: regions.iter().map(|r| r.to_string()).collect(),
         ..KmsConfig::default()
     };
+    // SEALGATE_TEST_KMS_STORE=postgres: the same tests on the shared store.
+    if pg::kms_on_postgres() {
+        pg::use_postgres_kms(&mut cfg, dir.path());
+    }
     let clock = Arc::new(TestClock::starting_now());
     let kms = Kms::open_with_root_key(&cfg, clock.clone(), RootKey::from_bytes(&[3; 32]).unwrap())
         .unwrap();
@@ -102,6 +111,7 @@ pub async fn start_in_regions(regions: &[&str]) -> Server {
     Server {
         url: format!("http://{addr}"),
         kms,
+        cfg,
         clock,
         _dir: dir,
     }

@@ -189,6 +189,8 @@ pub(super) fn dispatch(
         None => return Err(unknown(name)),
     };
     refuse_recipient(op, &r)?;
+    // Nothing is answered from state older than the shared store's staleness bound.
+    kms.check_fresh()?;
     if r.dry_run == Some(true) {
         return dry_run(kms, who, op, r, event);
     }

@@ -90,7 +90,7 @@ impl Kms {
         op: Op,
     ) -> Result<(), KmsError> {
         validate_alias_name(alias)?;
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let existing = {
             let st = self.state();
             st.aliases.get(alias).cloned()
@@ -168,7 +168,7 @@ impl Kms {
 
     pub fn delete_alias(&self, who: Caller<'_>, alias: &str) -> Result<(), KmsError> {
         validate_alias_name(alias)?;
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.key_for(who, alias, Op::DeleteAlias, true, None, Some(&g))?;
         drop(e);
         self.inner

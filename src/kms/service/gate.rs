@@ -125,8 +125,21 @@ impl Kms {
         parse_key_id(s).ok_or_else(not_found)
     }
 
-    /// Finds a key (no maintenance, no checks).
+    /// Finds a key (no maintenance, no checks). With a shared store, a key or alias not
+    /// in memory is looked for again after reading the store's latest changes: a key
+    /// created through another instance is usable at once (read-your-writes through a
+    /// load balancer), not only after the watcher's next round.
     pub(super) fn find(&self, s: &str, allow_alias: bool) -> Result<Arc<KeyEntry>, KmsError> {
+        self.check_fresh()?;
+        match self.find_in_memory(s, allow_alias) {
+            Err(KmsError::NotFound(_)) if self.refresh_if_idle()? => {
+                self.find_in_memory(s, allow_alias)
+            }
+            found => found,
+        }
+    }
+
+    fn find_in_memory(&self, s: &str, allow_alias: bool) -> Result<Arc<KeyEntry>, KmsError> {
         let r = self.parse_key_ref(s, allow_alias)?;
         let st = self.state();
         let (id, mrk) = match r {
@@ -169,7 +182,7 @@ impl Kms {
         let guard = match held {
             Some(g) => g,
             None => {
-                own = self.lock_writer();
+                own = self.lock_writer()?;
                 &own
             }
         };

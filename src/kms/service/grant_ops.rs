@@ -27,7 +27,7 @@ impl Kms {
     ) -> Result<(String, String), KmsError> {
         grants::validate(req)?;
         super::gate::check_grant_tokens(who)?;
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.maintain(self.find(key_id, false)?, Some(&g))?;
         let facts = RequestFacts {
             grant: Some(GrantFacts {
@@ -209,7 +209,7 @@ impl Kms {
         key_id: Option<&str>,
         grant_id: Option<&str>,
     ) -> Result<(), KmsError> {
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let (e, grant) = self.grant_ref(grant_token, key_id, grant_id)?;
         let issuer = who.principal.is_root
             && grant.issuing_account == format!("arn:aws:iam::{}:root", who.principal.account);
@@ -233,7 +233,7 @@ impl Kms {
         key_id: &str,
         grant_id: &str,
     ) -> Result<(), KmsError> {
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.key_for(who, key_id, Op::RevokeGrant, false, None, Some(&g))?;
         let (_, grant) = self.grant_ref(None, Some(&e.rec.id.to_string()), Some(grant_id))?;
         stop_if_dry_run(who)?;

@@ -135,7 +135,7 @@ impl Kms {
         encrypted_key_material: &[u8],
         expiry: MaterialExpiry,
     ) -> Result<String, KmsError> {
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let op = Op::ImportKeyMaterial;
         let e = self.key_for(who, key_id, op, false, None, Some(&g))?;
         require_external(&e, op)?;
@@ -206,7 +206,7 @@ impl Kms {
         who: Caller<'_>,
         key_id: &str,
     ) -> Result<String, KmsError> {
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let op = Op::DeleteImportedKeyMaterial;
         let e = self.key_for(who, key_id, op, false, None, Some(&g))?;
         require_external(&e, op)?;

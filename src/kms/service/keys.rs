@@ -113,7 +113,7 @@ impl Kms {
         opts.policy = Some(text);
         self.check_key_quota(who)?;
         self.throttle(who, super::quota::key_cost(opts.key_spec))?;
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.new_key_locked(
             &g,
             id,
@@ -139,7 +139,7 @@ impl Kms {
         if let Ok(e) = self.find(alias, true) {
             return Ok(e.arn.clone());
         }
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         if let Ok(e) = self.find(alias, true) {
             return Ok(e.arn.clone());
         }

@@ -24,7 +24,7 @@ use super::crypto::{BackingKey, RootKey};
 use super::grants::Grant;
 use super::model::{AliasRecord, KeyManager, KeyRecord, display_key_id};
 use super::policy::{Policy, default_policy_text, service_policy_text};
-use super::store::{Mutation, Store};
+use super::store::{Loaded, Mutation, Store};
 use super::usage::KeyUsage;
 use super::{KmsConfig, KmsError};
 
@@ -182,10 +182,23 @@ pub(crate) struct Inner {
     limits: quota::Limits,
     /// Settings of the rest of sealgate kept in the database (`settings.rs`).
     settings: RwLock<BTreeMap<String, Vec<u8>>>,
+    /// Reloads from a shared store so far (`Kms::reloads`).
+    changes: std::sync::atomic::AtomicU64,
 }
 
-/// Proof that the writer lock is held.
-type WriteGuard<'a> = MutexGuard<'a, ()>;
+/// Proof that the writer lock is held: this process's, and with a shared store the
+/// cluster's (a transaction holding the revision row, rolled back on drop unless a
+/// change committed).
+pub(super) struct WriteGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    store: &'a Store,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.store.end_write();
+    }
+}
 
 /// The embedded KMS, seen from one region (`Kms::in_region`; `open` gives the home
 /// region). Cheap to clone; all clones and views share one key store.
@@ -253,52 +266,19 @@ impl Kms {
         clock: Arc<dyn Clock>,
         root: RootKey,
     ) -> Result<Kms, KmsError> {
-        let (store, loaded) = Store::open(&cfg.db_path, &root)?;
+        let (store, loaded) = Store::open(cfg, &root)?;
         let default_policy = Arc::new(
             Policy::parse(&default_policy_text(&cfg.account)).map_err(KmsError::Internal)?,
         );
-        let mut grants: HashMap<(Option<String>, Uuid), Vec<Grant>> = HashMap::new();
-        for g in loaded.grants {
-            grants
-                .entry((g.region.clone(), g.key_id))
-                .or_default()
-                .push(g);
-        }
         let regions = cfg.served_regions();
-        let mut state: Regions = regions
-            .iter()
-            .map(|r| (r.clone(), State::default()))
-            .collect();
-        for (rec, mats) in loaded.keys {
-            let mut material = HashMap::new();
-            for (v, sealed) in mats {
-                let raw = root.open_raw(&rec.id, v, &sealed)?;
-                material.insert(
-                    v,
-                    Arc::new(KeyMaterial::from_raw(rec.key_spec, rec.key_usage, &raw)?),
-                );
-            }
-            let region = rec.region.clone().unwrap_or_else(|| cfg.region.clone());
-            let arn = key_arn(&region, &cfg.account, &rec.key_id());
-            let policy = policy_of(&rec, &cfg.account, &cfg.region, &default_policy)?;
-            let grants = grants.remove(&(rec.region.clone(), rec.id));
-            let grants = Arc::new(grants.unwrap_or_default());
-            let usage = Arc::default();
-            let e = KeyEntry {
-                rec,
-                arn,
-                material,
-                policy,
-                grants,
-                usage,
-            };
-            let st = state.entry(region).or_default();
-            st.keys.insert(e.rec.id, Arc::new(e));
+        let (state, settings) = Builder {
+            region: &cfg.region,
+            account: &cfg.account,
+            regions: &regions,
+            root: &root,
+            default_policy: &default_policy,
         }
-        for (region, name, alias) in loaded.aliases {
-            let region = region.unwrap_or_else(|| cfg.region.clone());
-            state.entry(region).or_default().aliases.insert(name, alias);
-        }
+        .build(loaded, None)?;
         let audit = if cfg.audit_enabled {
             Some(AuditLog::open(
                 &cfg.audit_path(),
@@ -310,7 +290,7 @@ impl Kms {
         } else {
             None
         };
-        Ok(Kms {
+        let kms = Kms {
             region: Arc::from(cfg.region.as_str()),
             inner: Arc::new(Inner {
                 region: cfg.region.clone(),
@@ -325,9 +305,102 @@ impl Kms {
                 via_s3: format!("s3.{}.amazonaws.com", cfg.region),
                 audit,
                 limits: quota::Limits::new(cfg),
-                settings: RwLock::new(loaded.settings.into_iter().collect()),
+                settings: RwLock::new(settings),
+                changes: std::sync::atomic::AtomicU64::new(0),
             }),
-        })
+        };
+        if let Some(shared) = kms.inner.store.shared() {
+            let weak = Arc::downgrade(&kms.inner);
+            let region = kms.region.clone();
+            shared.watch(move |changed| {
+                let inner = weak.upgrade()?;
+                let kms = Kms {
+                    inner,
+                    region: region.clone(),
+                };
+                Some(if changed { kms.refresh() } else { Ok(()) })
+            });
+        }
+        Ok(kms)
+    }
+
+    /// Takes in what another instance changed in the shared store, if anything (the
+    /// store's watcher calls this; local changes are in memory already).
+    fn refresh(&self) -> Result<(), KmsError> {
+        let _g = self.inner.writer.lock().unwrap_or_else(poisoned);
+        self.refresh_locked().map(|_| ())
+    }
+
+    /// As `refresh`, unless the writer lock is taken (then a change in progress, maybe
+    /// this thread's own, has the store's latest already or is about to): whether the
+    /// state changed.
+    fn refresh_if_idle(&self) -> Result<bool, KmsError> {
+        if self.inner.store.shared().is_none() {
+            return Ok(false);
+        }
+        match self.inner.writer.try_lock() {
+            Ok(_g) => self.refresh_locked(),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Caller holds the writer lock.
+    fn refresh_locked(&self) -> Result<bool, KmsError> {
+        let Some(shared) = self.inner.store.shared() else {
+            return Ok(false);
+        };
+        match shared.refresh()? {
+            Some(loaded) => {
+                self.install_loaded(loaded)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Replaces the in-memory state with `loaded` (the store's current contents), keeping
+    /// unsealed material and usage counters of the keys that remain. Caller holds the
+    /// writer lock.
+    fn install_loaded(&self, loaded: Loaded) -> Result<(), KmsError> {
+        let inner = &self.inner;
+        let (state, settings) = {
+            let prev = inner.state.read().unwrap_or_else(poisoned);
+            Builder {
+                region: &inner.region,
+                account: &inner.account,
+                regions: &inner.regions,
+                root: &inner.root,
+                default_policy: &inner.default_policy,
+            }
+            .build(loaded, Some(&prev))?
+        };
+        *inner.state.write().unwrap_or_else(poisoned) = state;
+        *inner.settings.write().unwrap_or_else(poisoned) = settings;
+        inner
+            .changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// How many times the state was reloaded from a shared store: a cache of what the
+    /// KMS decided (unwrapped data keys) is void once this changes.
+    pub fn reloads(&self) -> u64 {
+        self.inner.changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether this instance runs the KMS's scheduled work (`tick`): always with the
+    /// embedded store; with a shared one, only the holder of the maintenance lease.
+    pub fn runs_maintenance(&self) -> bool {
+        self.inner.store.shared().is_none_or(|s| s.holds_lease())
+    }
+
+    /// With a shared store: fails unless the state in memory was confirmed current
+    /// within the staleness bound (key operations never use older state).
+    pub fn check_fresh(&self) -> Result<(), KmsError> {
+        match self.inner.store.shared() {
+            Some(s) => s.check_fresh(),
+            None => Ok(()),
+        }
     }
 
     fn now_ms(&self) -> i64 {
@@ -431,8 +504,17 @@ impl Kms {
         }
     }
 
-    fn lock_writer(&self) -> WriteGuard<'_> {
-        self.inner.writer.lock().unwrap_or_else(poisoned)
+    /// Takes the writer lock; with a shared store also the cluster's, after which the
+    /// state in memory is the store's latest (reloaded if another instance changed it).
+    fn lock_writer(&self) -> Result<WriteGuard<'_>, KmsError> {
+        let g = WriteGuard {
+            _lock: self.inner.writer.lock().unwrap_or_else(poisoned),
+            store: &self.inner.store,
+        };
+        if let Some(loaded) = self.inner.store.begin_write()? {
+            self.install_loaded(loaded)?;
+        }
+        Ok(g)
     }
 }
 
@@ -457,4 +539,75 @@ fn policy_of(
     Policy::parse(&text)
         .map(Arc::new)
         .map_err(|e| KmsError::Internal(format!("stored policy of {} is invalid: {e}", rec.id)))
+}
+
+/// What building the in-memory state from stored rows needs.
+struct Builder<'a> {
+    region: &'a str,
+    account: &'a str,
+    regions: &'a [String],
+    root: &'a RootKey,
+    default_policy: &'a Arc<Policy>,
+}
+
+impl Builder<'_> {
+    /// The state and settings `loaded` describes. Material already unsealed in `prev`
+    /// (same key, same version: material never changes) and usage counters are kept.
+    fn build(
+        &self,
+        loaded: Loaded,
+        prev: Option<&Regions>,
+    ) -> Result<(Regions, BTreeMap<String, Vec<u8>>), KmsError> {
+        let mut grants: HashMap<(Option<String>, Uuid), Vec<Grant>> = HashMap::new();
+        for g in loaded.grants {
+            grants
+                .entry((g.region.clone(), g.key_id))
+                .or_default()
+                .push(g);
+        }
+        let mut state: Regions = self
+            .regions
+            .iter()
+            .map(|r| (r.clone(), State::default()))
+            .collect();
+        for (rec, mats) in loaded.keys {
+            let region = rec
+                .region
+                .clone()
+                .unwrap_or_else(|| self.region.to_string());
+            let before = prev.and_then(|p| p.get(&region)?.keys.get(&rec.id));
+            let mut material = HashMap::new();
+            for (v, sealed) in mats {
+                if let Some(m) = before.and_then(|b| b.material.get(&v)) {
+                    material.insert(v, m.clone());
+                    continue;
+                }
+                let raw = self.root.open_raw(&rec.id, v, &sealed)?;
+                material.insert(
+                    v,
+                    Arc::new(KeyMaterial::from_raw(rec.key_spec, rec.key_usage, &raw)?),
+                );
+            }
+            let arn = key_arn(&region, self.account, &rec.key_id());
+            let policy = policy_of(&rec, self.account, self.region, self.default_policy)?;
+            let grants = grants.remove(&(rec.region.clone(), rec.id));
+            let grants = Arc::new(grants.unwrap_or_default());
+            let usage = before.map(|b| b.usage.clone()).unwrap_or_default();
+            let e = KeyEntry {
+                rec,
+                arn,
+                material,
+                policy,
+                grants,
+                usage,
+            };
+            let st = state.entry(region).or_default();
+            st.keys.insert(e.rec.id, Arc::new(e));
+        }
+        for (region, name, alias) in loaded.aliases {
+            let region = region.unwrap_or_else(|| self.region.to_string());
+            state.entry(region).or_default().aliases.insert(name, alias);
+        }
+        Ok((state, loaded.settings.into_iter().collect()))
+    }
 }

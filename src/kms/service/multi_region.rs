@@ -209,7 +209,7 @@ impl Kms {
         validate_tags(&opts.tags)?;
         check_tag_count(opts.tags.len())?;
         let op = Op::ReplicateKey;
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.primary_for(who, key_id, op, &g)?;
         if replica_region == self.region() {
             return Err(KmsError::Validation(format!(
@@ -290,7 +290,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         validate_region(primary_region, "primaryRegion")?;
         let op = Op::UpdatePrimaryRegion;
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.primary_for(who, key_id, op, &g)?;
         if primary_region == self.region() {
             return Ok(());

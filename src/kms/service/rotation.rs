@@ -95,7 +95,7 @@ impl Kms {
 
     /// Adds a new backing-key version now; returns the key ARN.
     pub fn rotate_key_on_demand(&self, who: Caller<'_>, key_id: &str) -> Result<String, KmsError> {
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.key_for(who, key_id, Op::RotateKeyOnDemand, false, None, Some(&g))?;
         import_ops::refuse_rotation_of_imported(&e.rec, Op::RotateKeyOnDemand)?;
         multi_region::refuse_on_replica(&e.rec, Op::RotateKeyOnDemand)?;
@@ -162,7 +162,7 @@ impl Kms {
         if due.is_empty() {
             return Ok(());
         }
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         for (region, e) in due {
             match self.view(&region).maintain(e, Some(&g)) {
                 Ok(_) | Err(KmsError::NotFound(_)) => {}

@@ -28,7 +28,7 @@ impl Kms {
 
     /// Sets `name` to `json` (one durable transaction).
     pub fn put_setting(&self, name: &str, json: &[u8]) -> Result<(), KmsError> {
-        let _g = self.lock_writer();
+        let _g = self.lock_writer()?;
         self.inner
             .store
             .apply(&[Mutation::PutSetting(name, json)])?;
@@ -39,7 +39,7 @@ impl Kms {
 
     /// Removes `name`; whether it was set.
     pub fn delete_setting(&self, name: &str) -> Result<bool, KmsError> {
-        let _g = self.lock_writer();
+        let _g = self.lock_writer()?;
         if self.setting(name).is_none() {
             return Ok(false);
         }

@@ -40,7 +40,7 @@ impl Kms {
         op: Op,
         f: impl FnOnce(&mut KeyRecord, i64) -> Result<(), KmsError>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
-        let g = self.lock_writer();
+        let g = self.lock_writer()?;
         let e = self.key_for(who, key_id, op, false, None, Some(&g))?;
         let mut rec = e.rec.clone();
         f(&mut rec, self.now_ms())?;

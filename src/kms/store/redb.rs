@@ -1,42 +1,19 @@
-//! Persistence in redb. Every mutation of the KMS is one write transaction
-//! (`Store::apply`), so a crash never leaves a half-created key, a key without its
-//! material, or an alias pointing at nothing.
-//!
-//! Tables:
-//! - `meta`: `format` (u32 as bytes) and `kcv` (root-key check value);
-//! - `keys`: key id (u128) → `KeyRecord` JSON (no material);
-//! - `material`: (key id, version) → backing key sealed under the root key;
-//! - `aliases`: alias name → `AliasRecord` JSON;
-//! - `grants`: (key id, grant id) → `Grant` JSON (absent in databases created before
-//!   grants existed; created on the first write);
-//! - `region_keys`, `region_aliases`: (region, key id) → record and (region, alias) →
-//!   alias for regions other than the home region (multi-Region keys, `kms.regions`).
-//!   Home-region keys and aliases stay in `keys`/`aliases`, so older databases load
-//!   unchanged. Copies of a multi-Region key share one set of `material` rows.
-//! - `settings`: name → JSON: settings of the rest of sealgate that must be as hard to
-//!   change as a key policy (the S3 front's bucket default-encryption rules); absent in
-//!   databases created before it, created on the first write.
-//!
-//! Authenticated rows: every key record (with its key policy, tags and state), alias and
-//! grant is stored as `SGR1` || HMAC-SHA256 || JSON, the MAC (under a key HKDF-derived
-//! from the root key) covering the table, the row's key and the JSON, so whoever can
-//! write the database file but has no root key cannot change a policy, grant, alias or
-//! key state, nor move a row to another key; such a row refuses the open. Rows written
-//! before this (plain JSON) are read and re-written authenticated in one transaction at
-//! open; from then on (`meta.rows = hmac-v1`) a plain row also refuses the open. Not
-//! covered: deleting a row, or putting back an older authentic one (rollback), which
-//! needs state outside the file.
+//! The embedded engine: one redb file, locked by one process. Rows as described in
+//! `store/mod.rs`.
 
 use std::path::Path;
 
-use aws_lc_rs::hmac;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use uuid::Uuid;
 
-use super::KmsError;
-use super::crypto::RootKey;
-use super::grants::Grant;
-use super::model::{AliasRecord, KeyRecord};
+use super::{
+    FORMAT_VERSION, Loaded, Mutation, ROWS_AUTHENTICATED, Rows, SealedVersions, grant_key,
+    region_key,
+};
+use crate::kms::KmsError;
+use crate::kms::crypto::RootKey;
+use crate::kms::grants::Grant;
+use crate::kms::model::KeyRecord;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
@@ -47,144 +24,22 @@ const REGION_KEYS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("
 const REGION_ALIASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("region_aliases");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
-const FORMAT_VERSION: u32 = 1;
-/// `meta.rows`: every row of the authenticated tables carries its MAC.
-const ROWS_AUTHENTICATED: &[u8] = b"hmac-v1";
-/// Prefix of an authenticated row (then the 32-byte MAC, then the JSON).
-const ROW_MAGIC: &[u8; 4] = b"SGR1";
-const ROW_TAG_LEN: usize = 32;
-/// HKDF `info` of the rows' MAC key.
-const ROW_KEY_INFO: &[u8] = b"sealgate-kms-db-rows-v1";
-
-/// The row authentication key and the rule for plain (legacy) rows.
-struct Rows {
-    mac: hmac::Key,
-    /// Plain JSON rows are accepted (and migrated) only before the migration is done.
-    allow_plain: bool,
-}
-
-/// The bytes a row's MAC covers: table, row key and JSON, each length-prefixed.
-fn row_input(table: &str, key: &[u8], json: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(table.len() + key.len() + json.len() + 12);
-    for part in [table.as_bytes(), key, json] {
-        m.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        m.extend_from_slice(part);
-    }
-    m
-}
-
-impl Rows {
-    fn seal(&self, table: &str, key: &[u8], json: &[u8]) -> Vec<u8> {
-        let tag = hmac::sign(&self.mac, &row_input(table, key, json));
-        let mut out = Vec::with_capacity(ROW_MAGIC.len() + ROW_TAG_LEN + json.len());
-        out.extend_from_slice(ROW_MAGIC);
-        out.extend_from_slice(tag.as_ref());
-        out.extend_from_slice(json);
-        out
-    }
-
-    /// The JSON of a stored row, and whether it was a plain (legacy) row.
-    fn open<'v>(
-        &self,
-        table: &str,
-        key: &[u8],
-        value: &'v [u8],
-    ) -> Result<(&'v [u8], bool), KmsError> {
-        let refused = |why: &str| {
-            KmsError::Config(format!(
-                "the KMS database row {table}/{} {why}: it was changed outside sealgate (or the database belongs to another root key); refusing to open",
-                hex::encode(key)
-            ))
-        };
-        match value.strip_prefix(ROW_MAGIC.as_slice()) {
-            Some(rest) if rest.len() >= ROW_TAG_LEN => {
-                let (tag, json) = rest.split_at(ROW_TAG_LEN);
-                hmac::verify(&self.mac, &row_input(table, key, json), tag)
-                    .map_err(|_| refused("does not authenticate under the root key"))?;
-                Ok((json, false))
-            }
-            Some(_) => Err(refused("is truncated")),
-            None if self.allow_plain => Ok((value, true)),
-            None => Err(refused("is not authenticated")),
-        }
-    }
-}
-
-fn region_key(region: &str, rest: &[u8]) -> Vec<u8> {
-    let mut k = region.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(rest);
-    k
-}
-
-fn grant_key(key_id: u128, grant_id: &str) -> Vec<u8> {
-    let mut k = key_id.to_be_bytes().to_vec();
-    k.extend_from_slice(grant_id.as_bytes());
-    k
-}
-
-/// One change inside a transaction.
-pub enum Mutation<'a> {
-    PutKey(&'a KeyRecord),
-    PutMaterial {
-        id: Uuid,
-        version: u32,
-        sealed: &'a [u8],
-    },
-    /// Removes the key's record in `region` (None = home) and its grants there, and
-    /// every material version if `material` (no other region's copy needs it).
-    DropKey {
-        region: Option<&'a str>,
-        id: Uuid,
-        material: bool,
-    },
-    /// Removes every material version of a key, keeping its record (imported material
-    /// deleted or expired).
-    DeleteMaterial(Uuid),
-    PutAlias(&'a str, &'a AliasRecord),
-    DeleteAlias(&'a str),
-    /// An alias in a region other than the home region.
-    PutRegionAlias(&'a str, &'a str, &'a AliasRecord),
-    DeleteRegionAlias(&'a str, &'a str),
-    PutGrant(&'a Grant),
-    DeleteGrant(Uuid, &'a str),
-    /// A setting (name, JSON).
-    PutSetting(&'a str, &'a [u8]),
-    DeleteSetting(&'a str),
-}
-
-/// Sealed material of one key: (version, sealed bytes).
-pub type SealedVersions = Vec<(u32, Vec<u8>)>;
-
-/// Everything read at startup.
-pub struct Loaded {
-    pub keys: Vec<(KeyRecord, SealedVersions)>,
-    /// (region, None = home; alias name; alias).
-    pub aliases: Vec<(Option<String>, String, AliasRecord)>,
-    pub grants: Vec<Grant>,
-    /// Settings: (name, JSON).
-    pub settings: Vec<(String, Vec<u8>)>,
-}
-
-pub struct Store {
+pub struct RedbStore {
     db: Database,
     rows: Rows,
 }
 
-impl Store {
+impl RedbStore {
     /// Opens (or creates) the database and checks the root key against the stored
     /// key-check value. A mismatch returns `WrongRootKey` before anything is written.
-    pub fn open(path: &Path, root: &RootKey) -> Result<(Store, Loaded), KmsError> {
-        super::create_private(path, "KMS database")?;
+    pub fn open(path: &Path, root: &RootKey) -> Result<(RedbStore, Loaded), KmsError> {
+        crate::kms::create_private(path, "KMS database")?;
         let db = Database::create(path).map_err(|e| {
             KmsError::Config(format!("cannot open KMS database {}: {e}", path.display()))
         })?;
-        let mut store = Store {
+        let mut store = RedbStore {
             db,
-            rows: Rows {
-                mac: root.hkdf_hmac_key(ROW_KEY_INFO),
-                allow_plain: false,
-            },
+            rows: Rows::new(root),
         };
         let stored_kcv = store.read_meta("kcv")?;
         match stored_kcv {
@@ -505,6 +360,7 @@ fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
 /// it but has no root key.
 #[cfg(test)]
 pub(crate) mod testing {
+    use super::super::{ROW_MAGIC, ROW_TAG_LEN};
     use super::*;
 
     /// Rewrites the stored row of key `id` (home region) with `f`; the row keeps its

@@ -1,0 +1,480 @@
+//! Several sealgate instances sharing one KMS in PostgreSQL (`kms.store = "postgres"`,
+//! issue 21): objects and uploads written through one are readable through the others,
+//! a managed key is created once for all, key changes made on one are enforced by all
+//! within the staleness bound, concurrent changes behave as on AWS, exactly one
+//! instance runs scheduled work, and a database outage gives clean errors and recovers.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use common::{Postgres, Sealgate, Store, kms_client_at, pattern, random_hex, write_private};
+use rstest::rstest;
+use sealgate::config::Config;
+
+/// The config of one cluster member: the shared database and root key in `dir`, an
+/// audit log of its own.
+fn member(store: Store, dir: &Path, url_file: &Path, n: usize) -> Config {
+    let mut cfg = common::test_config_on(store);
+    cfg.kms.store = sealgate::kms::StoreKind::Postgres;
+    cfg.kms.postgres.url_file = Some(url_file.to_path_buf());
+    cfg.kms.root_key_file = Some(dir.join("root.key"));
+    cfg.kms.db_path = dir.join(format!("unused-{n}.redb"));
+    cfg.kms.audit_log_path = Some(dir.join(format!("audit-{n}.jsonl")));
+    cfg
+}
+
+struct Cluster {
+    members: Vec<Sealgate>,
+    dir: Arc<tempfile::TempDir>,
+    url_file: std::path::PathBuf,
+}
+
+async fn cluster(store: Store, pg: &Postgres, n: usize) -> Cluster {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    write_private(&dir.path().join("root.key"), random_hex(32).as_bytes());
+    let url_file = pg.url_file(dir.path());
+    let mut members = Vec::new();
+    for i in 0..n {
+        let cfg = member(store, dir.path(), &url_file, i);
+        members.push(Sealgate::start_in(cfg, dir.clone()).await);
+    }
+    Cluster {
+        members,
+        dir,
+        url_file,
+    }
+}
+
+async fn get_bytes(sg: &Sealgate, b: &str, k: &str) -> Vec<u8> {
+    common::get(&sg.client, b, k).await.to_vec()
+}
+
+/// CreateKey through `sg`'s KMS API; the new key's id.
+async fn create_key(sg: &Sealgate) -> String {
+    kms_client_at(&sg.endpoint)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_on_one_database_serve_each_others_objects_and_uploads(
+    #[case] store: Store,
+) {
+    let c = cluster(store, Postgres::shared(), 3).await;
+    let [a, b, cc] = &c.members[..] else {
+        unreachable!()
+    };
+    let bucket = a.bucket().await;
+    // The first default-encrypted writes, at once through all three: one alias/aws/s3.
+    let mut writes = Vec::new();
+    for (i, sg) in c.members.iter().enumerate() {
+        let client = sg.client.clone();
+        let bucket = bucket.clone();
+        writes.push(tokio::spawn(async move {
+            client
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("first-{i}"))
+                .body(ByteStream::from(
+                    format!("written through {i}").into_bytes(),
+                ))
+                .send()
+                .await
+                .unwrap()
+        }));
+    }
+    for w in writes {
+        let out = w.await.unwrap();
+        assert_eq!(
+            out.server_side_encryption(),
+            Some(&ServerSideEncryption::Aes256)
+        );
+    }
+    let aliases = kms_client_at(&b.endpoint)
+        .list_aliases()
+        .send()
+        .await
+        .unwrap();
+    let managed: Vec<_> = aliases
+        .aliases()
+        .iter()
+        .filter(|a| a.alias_name() == Some("alias/aws/s3"))
+        .collect();
+    assert_eq!(managed.len(), 1, "{aliases:?}");
+    let keys = kms_client_at(&cc.endpoint)
+        .list_keys()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.keys().len(),
+        1,
+        "one managed key for the cluster: {keys:?}"
+    );
+    for i in 0..3 {
+        for sg in &c.members {
+            assert_eq!(
+                get_bytes(sg, &bucket, &format!("first-{i}")).await,
+                format!("written through {i}").into_bytes()
+            );
+        }
+    }
+
+    // A customer managed key made through one instance encrypts through another.
+    let key = create_key(a).await;
+    let body = pattern(1 << 20, 5);
+    b.client
+        .put_object()
+        .bucket(&bucket)
+        .key("kms")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(cc, &bucket, "kms").await, body);
+
+    // A multipart upload started on one, continued on another, completed on the third.
+    let up = a
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("big")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let parts = [pattern(5 << 20, 1), pattern(3 << 20, 2)];
+    let mut done = Vec::new();
+    for (i, (sg, data)) in [b, cc].into_iter().zip(&parts).enumerate() {
+        let n = i as i32 + 1;
+        let p = sg
+            .client
+            .upload_part()
+            .bucket(&bucket)
+            .key("big")
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(p.e_tag().unwrap())
+                .build(),
+        );
+    }
+    cc.client
+        .complete_multipart_upload()
+        .bucket(&bucket)
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let whole: Vec<u8> = parts.concat();
+    for sg in &c.members {
+        assert_eq!(get_bytes(sg, &bucket, "big").await, whole);
+    }
+    drop(c.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_disabled_through_one_instance_is_refused_by_the_others_within_a_second() {
+    let c = cluster(Store::Garage, Postgres::shared(), 3).await;
+    let (a, b, cc) = (&c.members[0], &c.members[1], &c.members[2]);
+    let bucket = a.bucket().await;
+    let key = create_key(a).await;
+    b.client
+        .put_object()
+        .bucket(&bucket)
+        .key("secret")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .body(ByteStream::from_static(b"classified"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(cc, &bucket, "secret").await, b"classified");
+
+    kms_client_at(&a.endpoint)
+        .disable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let disabled_at = Instant::now();
+    let refused = |sg: &Sealgate| {
+        let kms = kms_client_at(&sg.endpoint);
+        let s3 = sg.client.clone();
+        let (key, bucket) = (key.clone(), bucket.clone());
+        async move {
+            loop {
+                let gen_refused = match kms
+                    .generate_data_key()
+                    .key_id(&key)
+                    .key_spec(DataKeySpec::Aes256)
+                    .send()
+                    .await
+                {
+                    Err(e) => {
+                        let code = e.as_service_error().and_then(|s| s.meta().code());
+                        assert_eq!(code, Some("DisabledException"), "{e:?}");
+                        true
+                    }
+                    Ok(_) => false,
+                };
+                let get_refused = s3
+                    .get_object()
+                    .bucket(&bucket)
+                    .key("secret")
+                    .send()
+                    .await
+                    .is_err();
+                if gen_refused && get_refused {
+                    return Instant::now();
+                }
+                assert!(
+                    disabled_at.elapsed() < Duration::from_secs(5),
+                    "still served 5 s after DisableKey elsewhere"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let (tb, tc) = tokio::join!(refused(b), refused(cc));
+    for t in [tb, tc] {
+        let lag = t.duration_since(disabled_at);
+        assert!(lag <= Duration::from_secs(1), "refused only after {lag:?}");
+    }
+    // And enabled again everywhere.
+    kms_client_at(&cc.endpoint)
+        .enable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let ok = a
+            .client
+            .get_object()
+            .bucket(&bucket)
+            .key("secret")
+            .send()
+            .await
+            .is_ok();
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not enabled again within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_through_two_instances_resolve_as_on_aws() {
+    let c = cluster(Store::Garage, Postgres::shared(), 2).await;
+    let (a, b) = (
+        kms_client_at(&c.members[0].endpoint),
+        kms_client_at(&c.members[1].endpoint),
+    );
+    let key = create_key(&c.members[0]).await;
+    for round in 0..10 {
+        let name = format!("alias/race-{round}");
+        let (ra, rb) = tokio::join!(
+            a.create_alias()
+                .alias_name(&name)
+                .target_key_id(&key)
+                .send(),
+            b.create_alias()
+                .alias_name(&name)
+                .target_key_id(&key)
+                .send(),
+        );
+        let errors: Vec<String> = [ra.err(), rb.err()]
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                e.as_service_error()
+                    .and_then(|s| s.meta().code())
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(errors, ["AlreadyExistsException"], "round {round}");
+    }
+    // Grants made at once through both are both kept.
+    let (ga, gb) = tokio::join!(
+        a.create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::000000000000:user/one")
+            .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+            .send(),
+        b.create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::000000000000:user/two")
+            .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+            .send(),
+    );
+    ga.unwrap();
+    gb.unwrap();
+    // Listing through one instance shows the other's within the staleness bound.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let grants = a.list_grants().key_id(&key).send().await.unwrap();
+        if grants.grants().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{grants:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_instance_runs_scheduled_work_and_another_takes_over() {
+    let pg = Postgres::shared();
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("root.key"), random_hex(32).as_bytes());
+    let url_file = pg.url_file(dir.path());
+    let open = |n: usize| {
+        let cfg = member(Store::Garage, dir.path(), &url_file, n).kms;
+        sealgate::kms::Kms::open(&cfg).unwrap()
+    };
+    let mut members: Vec<_> = (0..3).map(open).collect();
+    // The watchers take the lease within a round (a quarter of the 1 s bound).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let holders: Vec<usize> = (0..members.len())
+        .filter(|i| members[*i].runs_maintenance())
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    // The holder goes away (its session ends): another takes the lease.
+    members.remove(holders[0]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let n = members.iter().filter(|k| k.runs_maintenance()).count();
+        if n == 1 {
+            break;
+        }
+        assert!(n <= 1, "two holders");
+        assert!(Instant::now() < deadline, "nobody took the lease over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_gives_clean_errors_and_recovers_by_itself() {
+    let pg = Postgres::start();
+    let c = cluster(Store::Garage, &pg, 1).await;
+    let sg = &c.members[0];
+    let bucket = sg.bucket().await;
+    sg.client
+        .put_object()
+        .bucket(&bucket)
+        .key("before")
+        .body(ByteStream::from_static(b"written before the outage"))
+        .send()
+        .await
+        .unwrap();
+    pg.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Writes need a data key: 503, and nothing is stored.
+    let e = sg
+        .client
+        .put_object()
+        .bucket(&bucket)
+        .key("during")
+        .body(ByteStream::from_static(b"not stored"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "{e:?}"
+    );
+    let stored = sg
+        .direct
+        .head_object()
+        .bucket(&bucket)
+        .key("during")
+        .send()
+        .await;
+    assert!(stored.is_err(), "a refused write left an object");
+    // The KMS API: a retryable dependency error, never an answer from stale state.
+    let list = kms_client_at(&sg.endpoint)
+        .list_aliases()
+        .send()
+        .await
+        .unwrap_err();
+    let code = list.as_service_error().and_then(|s| s.meta().code());
+    assert_eq!(code, Some("DependencyTimeoutException"), "{list:?}");
+    let generate = kms_client_at(&sg.endpoint)
+        .generate_data_key()
+        .key_id("alias/aws/s3")
+        .key_spec(DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap_err();
+    let code = generate.as_service_error().and_then(|s| s.meta().code());
+    assert_eq!(code, Some("DependencyTimeoutException"), "{generate:?}");
+    let ready = reqwest::get(format!("{}/ready", sg.endpoint))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    pg.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = sg
+            .client
+            .put_object()
+            .bucket(&bucket)
+            .key("after")
+            .body(ByteStream::from_static(b"written after"))
+            .send()
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 10 s of the database's return: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get_bytes(sg, &bucket, "before").await,
+        b"written before the outage"
+    );
+    let ready = reqwest::get(format!("{}/ready", sg.endpoint))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    drop(c.url_file);
+}
