@@ -36,12 +36,22 @@ struct Cluster {
 }
 
 async fn cluster(store: Store, pg: &Postgres, n: usize) -> Cluster {
+    cluster_with(store, pg, n, |_| {}).await
+}
+
+async fn cluster_with(
+    store: Store,
+    pg: &Postgres,
+    n: usize,
+    edit: impl Fn(&mut Config),
+) -> Cluster {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     write_private(&dir.path().join("root.key"), random_hex(32).as_bytes());
     let url_file = pg.url_file(dir.path());
     let mut members = Vec::new();
     for i in 0..n {
-        let cfg = member(store, dir.path(), &url_file, i);
+        let mut cfg = member(store, dir.path(), &url_file, i);
+        edit(&mut cfg);
         members.push(Sealgate::start_in(cfg, dir.clone()).await);
     }
     Cluster {
@@ -204,9 +214,19 @@ async fn three_instances_on_one_database_serve_each_others_objects_and_uploads(
     drop(c.dir);
 }
 
+/// Also with the embedded KMS's data keys cached (`cache.embedded`): a change of the
+/// KMS's state empties the cache.
+#[rstest]
+#[case::uncached(false)]
+#[case::cached(true)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_key_disabled_through_one_instance_is_refused_by_the_others_within_a_second() {
-    let c = cluster(Store::Garage, Postgres::shared(), 3).await;
+async fn a_key_disabled_through_one_instance_is_refused_by_the_others_within_a_second(
+    #[case] cached: bool,
+) {
+    let c = cluster_with(Store::Garage, Postgres::shared(), 3, |cfg| {
+        cfg.kms_backend.cache.embedded = cached;
+    })
+    .await;
     let (a, b, cc) = (&c.members[0], &c.members[1], &c.members[2]);
     let bucket = a.bucket().await;
     let key = create_key(a).await;

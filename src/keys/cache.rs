@@ -75,6 +75,13 @@ impl Caches {
         }
     }
 
+    /// Drops every entry (the KMS's state changed: a key disabled, a policy or grant
+    /// changed, here or on another instance sharing its database).
+    pub fn clear(&self) {
+        lock(&self.generated).clear();
+        lock(&self.opened).clear();
+    }
+
     /// The current bucket key for `k`, counting one use; `None` when there is none or it
     /// is used up or too old (it is then dropped).
     pub fn generated(&self, k: &GenKey) -> Option<Arc<BucketKey>> {

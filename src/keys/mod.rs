@@ -143,6 +143,10 @@ pub struct StoredKey<'a> {
 /// All configured backends, the write selection, the caches and their metrics.
 pub struct Backends {
     by_name: HashMap<String, Arc<dyn KmsBackend>>,
+    /// The embedded KMS, whose state generation voids cached embedded keys.
+    kms: crate::kms::Kms,
+    /// The generation the caches were filled under.
+    cached_generation: std::sync::atomic::AtomicU64,
     default_write: String,
     buckets: HashMap<String, String>,
     cache_cfg: CacheConfig,
@@ -174,7 +178,10 @@ impl Backends {
         metrics: SharedMetrics,
     ) -> Result<Backends, String> {
         let mut by_name: HashMap<String, Arc<dyn KmsBackend>> = HashMap::new();
-        by_name.insert(EMBEDDED.into(), Arc::new(embedded::Embedded::new(kms)));
+        by_name.insert(
+            EMBEDDED.into(),
+            Arc::new(embedded::Embedded::new(kms.clone())),
+        );
         for (name, b) in &cfg.backends {
             let r = remote::Remote::new(name, &cfg.resilience, metrics.clone())?;
             let backend: Arc<dyn KmsBackend> = match b {
@@ -185,6 +192,8 @@ impl Backends {
             by_name.insert(name.clone(), backend);
         }
         Ok(Backends {
+            cached_generation: kms.generation().into(),
+            kms,
             by_name,
             default_write: cfg.default.clone(),
             buckets: cfg
@@ -247,8 +256,20 @@ impl Backends {
         })
     }
 
+    /// Whether `b`'s keys are cached. Cached embedded keys last only as long as the
+    /// embedded KMS's state: any change to it (here, or by another instance sharing its
+    /// database) empties the caches, so a disabled key or a revoked grant is not
+    /// bypassed by a cached key.
     fn caching(&self, b: &dyn KmsBackend) -> bool {
-        self.cache_cfg.enabled && (b.name() != EMBEDDED || self.cache_cfg.embedded)
+        let on = self.cache_cfg.enabled && (b.name() != EMBEDDED || self.cache_cfg.embedded);
+        if on && b.name() == EMBEDDED {
+            use std::sync::atomic::Ordering;
+            let now = self.kms.generation();
+            if self.cached_generation.swap(now, Ordering::SeqCst) != now {
+                self.cache.clear();
+            }
+        }
+        on
     }
 
     fn count(&self, op: &str) {

@@ -182,7 +182,7 @@ pub(crate) struct Inner {
     limits: quota::Limits,
     /// Settings of the rest of sealgate kept in the database (`settings.rs`).
     settings: RwLock<BTreeMap<String, Vec<u8>>>,
-    /// Reloads from a shared store so far (`Kms::reloads`).
+    /// Writes and reloads so far (`Kms::generation`).
     changes: std::sync::atomic::AtomicU64,
 }
 
@@ -192,11 +192,15 @@ pub(crate) struct Inner {
 pub(super) struct WriteGuard<'a> {
     _lock: MutexGuard<'a, ()>,
     store: &'a Store,
+    generation: &'a std::sync::atomic::AtomicU64,
 }
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         self.store.end_write();
+        // Whatever the change was, what was decided before it may no longer hold.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -382,9 +386,10 @@ impl Kms {
         Ok(())
     }
 
-    /// How many times the state was reloaded from a shared store: a cache of what the
-    /// KMS decided (unwrapped data keys) is void once this changes.
-    pub fn reloads(&self) -> u64 {
+    /// Changes on every change of the KMS's state (a write here, or a reload of what
+    /// another instance wrote): a cache of what the KMS decided (unwrapped data keys) is
+    /// void once this changes.
+    pub fn generation(&self) -> u64 {
         self.inner.changes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
@@ -510,6 +515,7 @@ impl Kms {
         let g = WriteGuard {
             _lock: self.inner.writer.lock().unwrap_or_else(poisoned),
             store: &self.inner.store,
+            generation: &self.inner.changes,
         };
         if let Some(loaded) = self.inner.store.begin_write()? {
             self.install_loaded(loaded)?;
