@@ -196,6 +196,18 @@ enum KmsCmd {
         #[arg(long = "bucket")]
         buckets: Vec<String>,
     },
+    /// Copy the KMS (keys, sealed key material, aliases, grants, settings) from the store
+    /// the config uses into another, empty one, and verify the copy: `--to postgres`
+    /// copies a redb file into `[kms.postgres]`, `--to redb --db FILE` copies back into a
+    /// new file. Stop sealgate first; then set `kms.store` to the copy's.
+    MigrateStore {
+        /// postgres or redb.
+        #[arg(long)]
+        to: String,
+        /// With `--to redb`: the new database file.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
 }
 
 /// Runs an admin job over a bucket: a progress bar on stderr (when it is a terminal), one
@@ -377,6 +389,37 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
             for (b, n, examples) in &impact.buckets {
                 println!("  {b}: {n} (e.g. {})", examples.join(", "));
             }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        KmsCmd::MigrateStore { to, db } => {
+            let mut dest = cfg.kms.clone();
+            match (to.as_str(), db) {
+                ("postgres", None) => dest.store = sealgate::kms::StoreKind::Postgres,
+                ("redb", Some(path)) => {
+                    dest.store = sealgate::kms::StoreKind::Redb;
+                    dest.db_path = path;
+                }
+                ("redb", None) => return Err("--to redb needs --db FILE (a new file)".into()),
+                ("postgres", Some(_)) => {
+                    return Err("--db is for --to redb; --to postgres uses [kms.postgres]".into());
+                }
+                _ => return Err(format!("--to must be postgres or redb, not {to}")),
+            }
+            if dest.store == cfg.kms.store {
+                return Err(format!("the config's KMS is in {to} already"));
+            }
+            if dest.store == sealgate::kms::StoreKind::Redb && dest.db_path.exists() {
+                return Err(format!(
+                    "{} exists; migrate-store writes a new file",
+                    dest.db_path.display()
+                ));
+            }
+            let n = sealgate::kms::Kms::copy_store(&cfg.kms, &dest).map_err(|e| e.to_string())?;
+            println!(
+                "copied and verified: {} keys ({} material versions), {} aliases, {} grants, {} settings",
+                n.keys, n.material_versions, n.aliases, n.grants, n.settings
+            );
+            println!("now set kms.store = \"{to}\" in the config and start sealgate");
             Ok(std::process::ExitCode::SUCCESS)
         }
         KmsCmd::Explain {

@@ -498,3 +498,193 @@ async fn a_database_outage_gives_clean_errors_and_recovers_by_itself() {
     assert_eq!(ready.status(), 200);
     drop(c.url_file);
 }
+
+/// `sealgate kms migrate-store`: a single instance's redb KMS moves into PostgreSQL (and
+/// back into a new redb file); everything written before is readable after, with the
+/// same keys, aliases, grants and bucket rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_moves_a_redb_kms_into_postgres_and_back() {
+    let g = Store::Garage.shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = Postgres::shared().url_file(dir.path());
+    let store = (
+        g.endpoint.as_str(),
+        g.access_key.as_str(),
+        g.secret_key.as_str(),
+        g.region.as_str(),
+    );
+    let pg_lines = |on: bool| {
+        format!(
+            "{}postgres.url_file = \"{}\"\n",
+            if on { "store = \"postgres\"\n" } else { "" },
+            url_file.display()
+        )
+    };
+    let mut before =
+        common::SealgateProcess::start_full(dir.path(), store, "info", "", &pg_lines(false)).await;
+    let (s3, kms) = (before.client(), before.kms_client());
+    let bucket = format!("migrate-{}", random_hex(4));
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    common::put(&s3, &bucket, "default", b"under alias/aws/s3").await;
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    kms.create_alias()
+        .alias_name("alias/app")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    kms.create_grant()
+        .key_id(&key)
+        .grantee_principal("arn:aws:iam::000000000000:user/reader")
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("cmk")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/app")
+        .body(ByteStream::from_static(b"under a customer managed key"))
+        .send()
+        .await
+        .unwrap();
+    before.kill();
+
+    let sealgate = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["kms", "--config"])
+            .arg(dir.path().join("sealgate.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = sealgate(&["migrate-store", "--to", "postgres"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("copied and verified: 2 keys (2 material versions), 2 aliases, 1 grants"),
+        "{out}"
+    );
+    // A second copy into the same (now full) database is refused.
+    let (ok, out) = sealgate(&["migrate-store", "--to", "postgres"]);
+    assert!(!ok && out.contains("not empty"), "{out}");
+
+    let after =
+        common::SealgateProcess::start_full(dir.path(), store, "info", "", &pg_lines(true)).await;
+    let s3 = after.client();
+    assert_eq!(
+        common::get(&s3, &bucket, "default").await,
+        &b"under alias/aws/s3"[..]
+    );
+    assert_eq!(
+        common::get(&s3, &bucket, "cmk").await,
+        &b"under a customer managed key"[..]
+    );
+    let grants = after
+        .kms_client()
+        .list_grants()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grants.grants().len(), 1);
+    drop(after);
+
+    // And back, into a new redb file.
+    let back = dir.path().join("back.redb");
+    let (ok, out) = sealgate(&[
+        "migrate-store",
+        "--to",
+        "redb",
+        "--db",
+        back.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("2 keys"), "{out}");
+    assert!(back.exists());
+}
+
+/// Two sealgate processes on one database: one is SIGKILLed while a client writes
+/// through it; every write it acknowledged is readable through the other, which keeps
+/// serving.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_an_instance_mid_load_loses_no_acknowledged_write(#[case] store: Store) {
+    let g = store.shared();
+    let base = tempfile::tempdir().unwrap();
+    let url_file = Postgres::shared().url_file(base.path());
+    let root = random_hex(32);
+    let lines = format!(
+        "store = \"postgres\"\npostgres.url_file = \"{}\"\n",
+        url_file.display()
+    );
+    let upstream = (
+        g.endpoint.as_str(),
+        g.access_key.as_str(),
+        g.secret_key.as_str(),
+        g.region.as_str(),
+    );
+    let mut procs = Vec::new();
+    for i in 0..2 {
+        let dir = base.path().join(format!("member-{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        write_private(&dir.join("root.key"), root.as_bytes());
+        procs.push(common::SealgateProcess::start_full(&dir, upstream, "info", "", &lines).await);
+    }
+    let bucket = format!("kill-{}", random_hex(4));
+    let first = procs[0].client();
+    first.create_bucket().bucket(&bucket).send().await.unwrap();
+    let writer = {
+        let (client, bucket) = (first.clone(), bucket.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                let body = pattern(64 << 10, i);
+                let r = client
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(format!("k{i}"))
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+                    .await;
+                match r {
+                    Ok(_) => acknowledged.push((format!("k{i}"), body)),
+                    Err(_) => break,
+                }
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    procs[0].kill();
+    let acknowledged = writer.await.unwrap();
+    assert!(
+        acknowledged.len() >= 5,
+        "only {} writes",
+        acknowledged.len()
+    );
+    let other = procs[1].client();
+    for (k, body) in &acknowledged {
+        assert_eq!(&common::get(&other, &bucket, k).await[..], &body[..], "{k}");
+    }
+    common::put(&other, &bucket, "after", b"the survivor still writes").await;
+    assert_eq!(
+        &common::get(&other, &bucket, "after").await[..],
+        b"the survivor still writes"
+    );
+}

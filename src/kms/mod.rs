@@ -62,7 +62,7 @@ pub use service::{
     AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
     RotationEntry, RotationStatus,
 };
-pub use store::{PostgresConfig, StoreKind};
+pub use store::{Copied, PostgresConfig, StoreKind};
 pub use usage::UsageReport;
 
 /// Encryption context: exact-match additional authenticated data.
@@ -298,6 +298,14 @@ pub(crate) fn check_private(_path: &std::path::Path) -> Result<(), KmsError> {
 }
 
 impl Kms {
+    /// Copies the KMS store `from` names (keys, sealed material, aliases, grants,
+    /// settings) into the empty store `to` names and verifies the copy
+    /// (`sealgate kms migrate-store`). Both use `from`'s root key.
+    pub fn copy_store(from: &KmsConfig, to: &KmsConfig) -> Result<Copied, KmsError> {
+        let root = from.load_root_key()?;
+        store::copy(from, to, &root)
+    }
+
     /// Opens the KMS with the real clock.
     pub fn open(cfg: &KmsConfig) -> Result<Kms, KmsError> {
         Self::open_with_clock(cfg, Arc::new(SystemClock))
