@@ -688,3 +688,37 @@ async fn killing_an_instance_mid_load_loses_no_acknowledged_write(#[case] store:
         b"the survivor still writes"
     );
 }
+
+/// The backup docs/operations.md describes: `pg_dump` while sealgate runs, `pg_restore`
+/// into an empty database, a sealgate with the same root key on the restored copy reads
+/// what was written before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_dump_taken_while_running_restores_into_a_working_kms() {
+    let pg = Postgres::shared();
+    let c = cluster(Store::Garage, pg, 1).await;
+    let sg = &c.members[0];
+    let bucket = sg.bucket().await;
+    let key = create_key(sg).await;
+    sg.client
+        .put_object()
+        .bucket(&bucket)
+        .key("kept")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .body(ByteStream::from_static(b"survives a restore"))
+        .send()
+        .await
+        .unwrap();
+    let url = std::fs::read_to_string(&c.url_file).unwrap();
+    let dump = c.dir.path().join("kms.dump");
+    pg.dump(&url, &dump);
+    let restored = c.dir.path().join("restored-url");
+    write_private(&restored, pg.restore(&dump).as_bytes());
+    let mut cfg = member(Store::Garage, c.dir.path(), &restored, 9);
+    cfg.kms.postgres.url_file = Some(restored);
+    let other = Sealgate::start_in(cfg, c.dir.clone()).await;
+    assert_eq!(
+        get_bytes(&other, &bucket, "kept").await,
+        b"survives a restore"
+    );
+}

@@ -263,6 +263,37 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// `pg_dump -Fc` of the database at `url` into `file` (as an operator backs it up).
+    pub fn dump(&self, url: &str, file: &Path) {
+        let out = Command::new(pg_bin().join("pg_dump"))
+            .args(["-Fc", "-f"])
+            .arg(file)
+            .arg(url)
+            .output()
+            .expect("run pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_restore` of `file` into a new database; its URL.
+    pub fn restore(&self, file: &Path) -> String {
+        let url = self.new_database();
+        let out = Command::new(pg_bin().join("pg_restore"))
+            .args(["--no-owner", "-d", &url])
+            .arg(file)
+            .output()
+            .expect("run pg_restore");
+        assert!(
+            out.status.success(),
+            "pg_restore: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        url
+    }
+
     /// A new database, its URL written to a private file in `dir`: the
     /// `kms.postgres.url_file` of a sealgate config.
     pub fn url_file(&self, dir: &Path) -> PathBuf {
