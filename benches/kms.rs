@@ -1,8 +1,11 @@
 //! KMS throughput: GenerateDataKey and Decrypt per second, in-process (1 and 2 threads)
 //! and over HTTP (aws-sdk-kms client, 16 concurrent requests, same machine); Sign and
 //! Verify per key spec, algorithm and message type (RSA, ECDSA, Ed25519, ML-DSA),
-//! DeriveSharedSecret per curve, and GenerateMac/VerifyMac, in-process on 1 thread.
-//! Run: `cargo bench --bench kms`.
+//! DeriveSharedSecret per curve, and GenerateMac/VerifyMac, in-process on 1 thread; and
+//! over HTTP, one instance on redb against two instances sharing one PostgreSQL
+//! (`kms.store = "postgres"`, a throwaway local cluster; needs PostgreSQL installed, as
+//! `scripts/setup.sh` does).
+//! Run: `cargo bench --bench kms` (`-- --no-postgres` skips the shared-store part).
 
 #[path = "../tests/kms_support/mod.rs"]
 mod kms_support;
@@ -243,7 +246,85 @@ fn main() {
         }
     }));
     println!(
-        "over HTTP (aws-sdk-kms, 16 in flight, client+server on the same 2 cores): GenerateDataKey {gdk:>8.0}/s   Decrypt {dec:>8.0}/s"
+        "over HTTP (aws-sdk-kms, 16 in flight, client+server on the same 2 cores): GenerateDataKey {gdk:>8.0}/s   Decrypt {dec:>8.0}/s   (one instance, redb)"
     );
+    if !std::env::args().any(|a| a == "--no-postgres") {
+        let (gdk2, dec2) = shared_store(&rt);
+        println!(
+            "over HTTP, same client, two instances on one PostgreSQL (8 in flight each):      GenerateDataKey {gdk2:>8.0}/s   Decrypt {dec2:>8.0}/s   (ratio to redb: {:.2} / {:.2})",
+            gdk2 / gdk,
+            dec2 / dec
+        );
+    }
     asymmetric(&kms, caller);
+}
+
+/// GenerateDataKey and Decrypt per second over HTTP against two KMS instances sharing
+/// one PostgreSQL database (requests alternate between them; same 16 in flight).
+fn shared_store(rt: &tokio::runtime::Runtime) -> (f64, f64) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pg = kms_support::pg::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = pg.url_file(dir.path());
+    let member = |n: usize| {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = sealgate::kms::KmsConfig {
+            store: sealgate::kms::StoreKind::Postgres,
+            postgres: sealgate::kms::PostgresConfig {
+                url_file: Some(url_file.clone()),
+                ..Default::default()
+            },
+            db_path: d.path().join(format!("unused-{n}.redb")),
+            ..Default::default()
+        };
+        rt.block_on(kms_support::start_with(cfg, d))
+    };
+    let servers = [member(1), member(2)];
+    let clients: Arc<Vec<aws_sdk_kms::Client>> = Arc::new(
+        servers
+            .iter()
+            .map(|s| kms_support::sdk_client(&s.url))
+            .collect(),
+    );
+    let alice = kms_support::alice();
+    let caller = Caller::in_process(&alice);
+    let key = servers[0]
+        .kms
+        .create_key(caller, &CreateKeyOptions::default())
+        .unwrap()
+        .key_id;
+    let next = Arc::new(AtomicUsize::new(0));
+    let pick = move |clients: &Arc<Vec<aws_sdk_kms::Client>>, next: &AtomicUsize| {
+        clients[next.fetch_add(1, Ordering::Relaxed) % clients.len()].clone()
+    };
+    let (cs, n, k) = (clients.clone(), next.clone(), key.clone());
+    let gdk = rt.block_on(over_http(16, move || {
+        let (c, k) = (pick(&cs, &n), k.clone());
+        async move {
+            c.generate_data_key()
+                .key_id(k)
+                .number_of_bytes(32)
+                .send()
+                .await
+                .unwrap();
+        }
+    }));
+    let b = Blob::new(
+        servers[1]
+            .kms
+            .generate_data_key(caller, &key, &EncryptionContext::new(), 32)
+            .unwrap()
+            .ciphertext_blob,
+    );
+    let (cs, n) = (clients.clone(), next.clone());
+    let dec = rt.block_on(over_http(16, move || {
+        let (c, b) = (pick(&cs, &n), b.clone());
+        async move {
+            c.decrypt().ciphertext_blob(b).send().await.unwrap();
+        }
+    }));
+    drop(servers);
+    drop(pg);
+    (gdk, dec)
 }

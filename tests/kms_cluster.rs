@@ -722,3 +722,29 @@ async fn a_pg_dump_taken_while_running_restores_into_a_working_kms() {
         b"survives a restore"
     );
 }
+
+/// A key created through one instance is usable at once through another, by many
+/// requests at the same moment (each waits for the one reload, none answers
+/// NotFoundException).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_key_is_usable_at_once_through_another_instance_under_concurrency() {
+    let c = cluster(Store::Garage, Postgres::shared(), 2).await;
+    for _ in 0..5 {
+        let key = create_key(&c.members[0]).await;
+        let other = kms_client_at(&c.members[1].endpoint);
+        let calls = (0..16).map(|_| {
+            let (other, key) = (other.clone(), key.clone());
+            tokio::spawn(async move {
+                other
+                    .generate_data_key()
+                    .key_id(key)
+                    .key_spec(DataKeySpec::Aes256)
+                    .send()
+                    .await
+            })
+        });
+        for call in futures::future::join_all(calls).await {
+            call.unwrap().unwrap();
+        }
+    }
+}

@@ -88,6 +88,11 @@ pub async fn start_in_regions(regions: &[&str]) -> Server {
     if pg::kms_on_postgres() {
         pg::use_postgres_kms(&mut cfg, dir.path());
     }
+    start_with(cfg, dir).await
+}
+
+/// Starts the KMS endpoint with `cfg` (its files in `dir`, kept as long as the server).
+pub async fn start_with(cfg: KmsConfig, dir: tempfile::TempDir) -> Server {
     let clock = Arc::new(TestClock::starting_now());
     let kms = Kms::open_with_root_key(&cfg, clock.clone(), RootKey::from_bytes(&[3; 32]).unwrap())
         .unwrap();

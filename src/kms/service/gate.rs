@@ -132,7 +132,7 @@ impl Kms {
     pub(super) fn find(&self, s: &str, allow_alias: bool) -> Result<Arc<KeyEntry>, KmsError> {
         self.check_fresh()?;
         match self.find_in_memory(s, allow_alias) {
-            Err(KmsError::NotFound(_)) if self.refresh_if_idle()? => {
+            Err(KmsError::NotFound(_)) if self.refresh_unless_writing()? => {
                 self.find_in_memory(s, allow_alias)
             }
             found => found,

@@ -195,8 +195,14 @@ pub(super) struct WriteGuard<'a> {
     generation: &'a std::sync::atomic::AtomicU64,
 }
 
+thread_local! {
+    /// This thread holds a `WriteGuard` (the writer lock is not reentrant).
+    static HOLDS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
+        HOLDS_WRITER.set(false);
         self.store.end_write();
         // Whatever the change was, what was decided before it may no longer hold.
         self.generation
@@ -335,17 +341,15 @@ impl Kms {
         self.refresh_locked().map(|_| ())
     }
 
-    /// As `refresh`, unless the writer lock is taken (then a change in progress, maybe
-    /// this thread's own, has the store's latest already or is about to): whether the
-    /// state changed.
-    fn refresh_if_idle(&self) -> Result<bool, KmsError> {
-        if self.inner.store.shared().is_none() {
+    /// As `refresh` (waiting for a change in progress on another thread), unless this
+    /// thread holds the writer lock: then the state is the store's latest already.
+    /// Whether the state changed.
+    fn refresh_unless_writing(&self) -> Result<bool, KmsError> {
+        if self.inner.store.shared().is_none() || HOLDS_WRITER.get() {
             return Ok(false);
         }
-        match self.inner.writer.try_lock() {
-            Ok(_g) => self.refresh_locked(),
-            Err(_) => Ok(false),
-        }
+        let _g = self.inner.writer.lock().unwrap_or_else(poisoned);
+        self.refresh_locked()
     }
 
     /// Caller holds the writer lock.
@@ -517,6 +521,7 @@ impl Kms {
             store: &self.inner.store,
             generation: &self.inner.changes,
         };
+        HOLDS_WRITER.set(true);
         if let Some(loaded) = self.inner.store.begin_write()? {
             self.install_loaded(loaded)?;
         }
