@@ -123,9 +123,30 @@ fn supervised(bin: &Path, args: &str, env: &[(&str, &str)], base: &Path, log: &s
     cmd.spawn().expect("spawn store")
 }
 
+/// What a store's log says when a port chosen for it was taken meanwhile (another
+/// process bound it between `free_port` and the store's own bind).
+const PORT_TAKEN: &str = "ddress already in use";
+
+/// Starts a store with `start(attempt)` until it is ready: a start that lost one of its
+/// ports to another process is retried (twice) on new ports, in a new directory.
+fn start_retrying(log: &str, start: impl Fn(u32) -> StoreProc) -> StoreProc {
+    for attempt in 0.. {
+        let p = start(attempt);
+        match wait_ready(&p, Duration::from_secs(90), log) {
+            Ok(()) => return p,
+            Err(why) if attempt < 2 => {
+                eprintln!("{} start {attempt}: {why}; retrying", p.kind.name())
+            }
+            Err(why) => panic!("{why}"),
+        }
+    }
+    unreachable!()
+}
+
 /// Waits (from a thread of its own: callers may be inside a tokio runtime) until the
-/// store answers a signed ListBuckets, for at most `within`.
-fn wait_ready(p: &StoreProc, within: Duration, log: &str) {
+/// store answers a signed ListBuckets, for at most `within`; Err (with the log) if it
+/// lost a port or did not become ready.
+fn wait_ready(p: &StoreProc, within: Duration, log: &str) -> Result<(), String> {
     let deadline = std::time::Instant::now() + within;
     loop {
         let (endpoint, ak, sk, region) = (
@@ -145,14 +166,20 @@ fn wait_ready(p: &StoreProc, within: Duration, log: &str) {
         .join()
         .unwrap_or(false);
         if ok {
-            return;
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(p.dir.join(log)).unwrap_or_default();
+        if text.contains(PORT_TAKEN) {
+            return Err(format!(
+                "{} lost a port to another process; its log:\n{text}",
+                p.kind.name()
+            ));
         }
         if std::time::Instant::now() > deadline {
-            let log = std::fs::read_to_string(p.dir.join(log)).unwrap_or_default();
-            panic!(
-                "{} did not become ready within {within:?}; its log:\n{log}",
+            return Err(format!(
+                "{} did not become ready within {within:?}; its log:\n{text}",
                 p.kind.name()
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -178,9 +205,13 @@ fn start_garage() -> StoreProc {
             _guard: Mutex::new(guard),
         };
     }
+    start_retrying("garage.log", start_garage_once)
+}
+
+fn start_garage_once(attempt: u32) -> StoreProc {
     let bin = garage_bin();
-    let base =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("garage-{}", std::process::id()));
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("garage-{}-{attempt}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     let (s3_port, rpc_port) = (free_port(), free_port());
@@ -209,7 +240,7 @@ fn start_garage() -> StoreProc {
         &base,
         "garage.log",
     );
-    let g = StoreProc {
+    StoreProc {
         kind: Store::Garage,
         endpoint: format!("http://127.0.0.1:{s3_port}"),
         access_key: GARAGE_AK.into(),
@@ -217,9 +248,7 @@ fn start_garage() -> StoreProc {
         region: "garage".into(),
         dir: base,
         _guard: Mutex::new(child),
-    };
-    wait_ready(&g, Duration::from_secs(60), "garage.log");
-    g
+    }
 }
 
 /// Command-line arguments of a single-process SeaweedFS (master, volume, filer, S3) with
@@ -254,9 +283,13 @@ pub fn seaweedfs_identities(path: &Path, ak: &str, sk: &str) {
 }
 
 fn start_seaweedfs() -> StoreProc {
+    start_retrying("weed.log", start_seaweedfs_once)
+}
+
+fn start_seaweedfs_once(attempt: u32) -> StoreProc {
     let bin = weed_bin();
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("seaweedfs-{}", std::process::id()));
+        .join(format!("seaweedfs-{}-{attempt}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("data")).unwrap();
     let secret_key = random_hex(20);
@@ -270,7 +303,7 @@ fn start_seaweedfs() -> StoreProc {
         &base,
         "weed.log",
     );
-    let s = StoreProc {
+    StoreProc {
         kind: Store::SeaweedFs,
         endpoint: format!("http://127.0.0.1:{s3_port}"),
         access_key: SEAWEED_AK.into(),
@@ -278,9 +311,7 @@ fn start_seaweedfs() -> StoreProc {
         region: "us-east-1".into(),
         dir: base,
         _guard: Mutex::new(child),
-    };
-    wait_ready(&s, Duration::from_secs(90), "weed.log");
-    s
+    }
 }
 
 /// A Garage owned by one test: it can be killed (SIGKILL) and restarted on the same
