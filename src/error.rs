@@ -251,19 +251,14 @@ impl From<Error> for S3Error {
                 tracing::warn!(error = %u, "object store unavailable");
                 // The transport's own text (addresses, TLS names) stays in the log.
                 let (code, status, msg) = match u {
-                    // Which certificate and why stays in the log; that it is the
-                    // certificate is what the operator needs to hear (docs/operations.md,
-                    // "Upstream TLS").
-                    UpstreamError::Connect(d) if d.contains("certificate") => (
-                        "ServiceUnavailable",
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "sealgate cannot connect to the object store: its TLS certificate does not verify against the system roots and upstream.ca_file; see sealgate's log.",
-                    ),
                     UpstreamError::Connect(_) => (
                         "ServiceUnavailable",
                         StatusCode::SERVICE_UNAVAILABLE,
                         "sealgate cannot connect to the object store; retry, or see sealgate's log.",
                     ),
+                    // Which certificate and why stays in the log; that it is the
+                    // certificate is what the operator needs to hear (docs/operations.md,
+                    // "Upstream TLS"). The transport classifies TLS failures so.
                     UpstreamError::Certificate(_) => (
                         "ServiceUnavailable",
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -319,8 +314,8 @@ mod tests {
         assert_eq!(e.code().as_str(), "ServiceUnavailable");
         let e: S3Error = Error::Store(UpstreamError::Transport("reset".into())).into();
         assert_eq!(e.status_code(), Some(StatusCode::BAD_GATEWAY));
-        let e: S3Error = Error::Store(UpstreamError::Connect(
-            "client error (Connect): invalid peer certificate: UnknownIssuer for store.lan".into(),
+        let e: S3Error = Error::Store(UpstreamError::Certificate(
+            "invalid peer certificate: UnknownIssuer for store.lan".into(),
         ))
         .into();
         assert_eq!(e.status_code(), Some(StatusCode::SERVICE_UNAVAILABLE));

@@ -748,3 +748,32 @@ async fn a_new_key_is_usable_at_once_through_another_instance_under_concurrency(
         }
     }
 }
+
+/// `sslmode=require` in the URL: the KMS reaches its database over TLS, trusting the
+/// server's certificate through `kms.postgres.ca_file`; without it, the certificate does
+/// not verify and the KMS does not open (nothing falls back to plaintext).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kms_database_is_reached_over_tls_verified_by_ca_file() {
+    let pg = Postgres::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("root.key"), random_hex(32).as_bytes());
+    let url_file = dir.path().join("pg-url");
+    write_private(&url_file, pg.url_tls(&pg.new_database()).as_bytes());
+    let mut cfg = member(Store::Garage, dir.path(), &url_file, 0).kms;
+    cfg.audit_enabled = false;
+    let refused =
+        sealgate::kms::Kms::open(&cfg).expect_err("opened without trusting the certificate");
+    assert_eq!(refused.aws_type(), "KMSInternalException", "{refused}");
+    cfg.postgres.ca_file = pg.ca_file.clone();
+    let kms = sealgate::kms::Kms::open(&cfg).unwrap();
+    let alice = sealgate::auth::Principal {
+        name: "alice".into(),
+        account: "000000000000".into(),
+        is_root: true,
+    };
+    let caller = sealgate::kms::Caller::in_process(&alice);
+    let key = kms
+        .create_key(caller, &sealgate::kms::CreateKeyOptions::default())
+        .unwrap();
+    assert!(!key.key_id.is_empty());
+}

@@ -103,6 +103,8 @@ const USER: &str = "sealgate";
 /// A running PostgreSQL cluster.
 pub struct Postgres {
     pub port: u16,
+    /// With TLS: the server certificate (self-signed, for 127.0.0.1), PEM.
+    pub ca_file: Option<PathBuf>,
     password: String,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
@@ -118,6 +120,16 @@ impl Postgres {
 
     /// A cluster of the caller's own (killed when dropped).
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// A cluster of the caller's own that accepts TLS (`sslmode=require` in
+    /// [`Postgres::url_tls`]) with a self-signed certificate (`ca_file`).
+    pub fn start_tls() -> Postgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("sealgate-pg-")
             .tempdir()
@@ -147,8 +159,26 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let ca_file = tls.then(|| {
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+            ])
+            .unwrap();
+            let data = dir.path().join("data");
+            write_private(&data.join("server.crt"), ck.cert.pem().as_bytes());
+            write_private(
+                &data.join("server.key"),
+                ck.key_pair.serialize_pem().as_bytes(),
+            );
+            hand_over(&data);
+            let ca = dir.path().join("ca.pem");
+            std::fs::write(&ca, ck.cert.pem()).unwrap();
+            ca
+        });
         let pg = Postgres {
             port: free_port(),
+            ca_file,
             password,
             dir,
             child: Mutex::new(None),
@@ -183,6 +213,12 @@ impl Postgres {
                 "fsync=off",
                 "-c",
                 "max_connections=300",
+                "-c",
+                if self.ca_file.is_some() {
+                    "ssl=on"
+                } else {
+                    "ssl=off"
+                },
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -232,6 +268,11 @@ impl Postgres {
             "postgres://{USER}:{}@127.0.0.1:{}/{db}?sslmode=disable",
             self.password, self.port
         )
+    }
+
+    /// The URL of database `db` with TLS required.
+    pub fn url_tls(&self, db_url: &str) -> String {
+        db_url.replace("sslmode=disable", "sslmode=require")
     }
 
     /// Runs `f` on a connection to the `postgres` database (from a thread of its own:
