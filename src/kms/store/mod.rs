@@ -3,7 +3,7 @@
 //! pointing at nothing. Two engines hold the same rows:
 //! - `redb` (default): one embedded file, one process (`redb.rs`);
 //! - `postgres`: one database shared by any number of sealgate instances
-//!   (`postgres.rs`, docs/design/kms-postgres.md).
+//!   (`postgres/`: the store, its connections, its rows; docs/design/kms-postgres.md).
 //!
 //! Rows (redb tables; in PostgreSQL rows of `kms_rows` named by table and key bytes):
 //! - `meta`: `format` (u32 as bytes) and `kcv` (root-key check value);

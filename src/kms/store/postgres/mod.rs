@@ -23,22 +23,22 @@
 //! dedicated threads (never a tokio worker); KMS calls hand it jobs and wait for the
 //! answer (as they wait for redb's fsync).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, mpsc};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, GenericClient};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
-use super::{FORMAT_VERSION, Loaded, Mutation, ROWS_AUTHENTICATED, Rows, grant_key, region_key};
+use self::conn::{Conn, Params, Worker, stale, unavailable};
+use self::rows::{RawRows, decode, read_rows, row_ops, run_op};
+use super::{FORMAT_VERSION, Loaded, Mutation, ROWS_AUTHENTICATED, Rows};
 use crate::kms::KmsError;
 use crate::kms::crypto::RootKey;
-use crate::kms::grants::Grant;
-use crate::kms::model::KeyRecord;
+
+mod conn;
+mod rows;
 
 /// `[kms.postgres]`: where the shared KMS database is and how current each instance's
 /// view of it must be.
@@ -95,8 +95,6 @@ const SCHEMA_VERSION: i32 = 1;
 /// Advisory lock keys: schema creation/migration, and the maintenance lease.
 const SCHEMA_LOCK: i64 = 0x5ea1_6a7e_0000_0001;
 const MAINTENANCE_LOCK: i64 = 0x5ea1_6a7e_0000_0002;
-/// A KMS call waits at most this long for the database thread.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 const MIGRATION_1: &str = "
 CREATE TABLE kms_meta (name text PRIMARY KEY, value bytea NOT NULL);
@@ -104,177 +102,6 @@ CREATE TABLE kms_rows (tbl text NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PR
 CREATE TABLE kms_revision (id boolean PRIMARY KEY DEFAULT true CHECK (id), revision bigint NOT NULL);
 INSERT INTO kms_revision (id, revision) VALUES (true, 0);
 ";
-
-/// Connection settings, read once (the URL holds a password).
-struct Params {
-    config: postgres::Config,
-    tls: rustls::ClientConfig,
-}
-
-impl Params {
-    fn read(cfg: &PostgresConfig) -> Result<Params, KmsError> {
-        let url = match &cfg.url_file {
-            Some(path) => {
-                crate::kms::check_private(path)?;
-                let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                    KmsError::Config(format!(
-                        "cannot read kms.postgres.url_file {}: {e}",
-                        path.display()
-                    ))
-                })?);
-                Zeroizing::new(raw.trim().to_string())
-            }
-            None => Zeroizing::new(std::env::var(&cfg.url_env).map_err(|_| {
-                KmsError::Config(format!(
-                    "kms.store = \"postgres\" but no connection URL: set kms.postgres.url_file or the environment variable {}",
-                    cfg.url_env
-                ))
-            })?),
-        };
-        // The parser's errors name the option, never its value.
-        let mut config: postgres::Config = url.parse().map_err(|e| {
-            KmsError::Config(format!(
-                "the kms.postgres connection URL does not parse: {e}"
-            ))
-        })?;
-        config
-            .application_name("sealgate-kms")
-            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(10))
-            .tcp_user_timeout(Duration::from_secs(10));
-        let tls = crate::upstream::tls_config(cfg.ca_file.as_deref(), "kms.postgres.ca_file")
-            .map_err(KmsError::Config)?;
-        Ok(Params { config, tls })
-    }
-
-    fn connect(&self) -> Result<Client, KmsError> {
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls.clone());
-        let mut c = self.config.connect(tls).map_err(unavailable)?;
-        // A stuck statement or lock wait must not hold a KMS call (or, with an open
-        // transaction, every instance's writes) for long.
-        c.batch_execute(
-            "SET statement_timeout = 10000; SET lock_timeout = 10000; \
-             SET idle_in_transaction_session_timeout = 30000",
-        )
-        .map_err(unavailable)?;
-        Ok(c)
-    }
-}
-
-/// The database could not be used: logged with detail, answered as the KMS's internal
-/// failure.
-fn unavailable(e: postgres::Error) -> KmsError {
-    KmsError::storage(format_args!("PostgreSQL: {e}"))
-}
-
-fn stale(bound: Duration) -> KmsError {
-    KmsError::DependencyTimeout(format!(
-        "The KMS could not confirm within {} ms that its keys and policies are current (its PostgreSQL database does not answer); retry later.",
-        bound.as_millis()
-    ))
-}
-
-/// One connection, on its own thread.
-struct Conn {
-    params: Arc<Params>,
-    client: Option<Client>,
-    /// A transaction holding the revision lock is open.
-    in_tx: bool,
-}
-
-impl Conn {
-    fn new(params: Arc<Params>) -> Conn {
-        Conn {
-            params,
-            client: None,
-            in_tx: false,
-        }
-    }
-
-    fn client(&mut self) -> Result<&mut Client, KmsError> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
-            self.client = None;
-            self.in_tx = false;
-        }
-        if self.client.is_none() {
-            self.client = Some(self.params.connect()?);
-        }
-        Ok(self.client.as_mut().expect("connected above"))
-    }
-
-    /// Ends an open transaction without committing it (a failed or abandoned change).
-    fn rollback(&mut self) {
-        if self.in_tx {
-            self.in_tx = false;
-            if let Some(c) = self.client.as_mut()
-                && c.batch_execute("ROLLBACK").is_err()
-            {
-                self.client = None;
-            }
-        }
-    }
-
-    /// Opens a change's transaction and locks the revision row; returns the revision.
-    fn lock_revision(&mut self) -> Result<i64, KmsError> {
-        if !self.in_tx {
-            self.client()?.batch_execute("BEGIN").map_err(unavailable)?;
-            self.in_tx = true;
-        }
-        let r = self
-            .client()?
-            .query_one("SELECT revision FROM kms_revision FOR UPDATE", &[])
-            .map_err(unavailable)?;
-        Ok(r.get(0))
-    }
-}
-
-type Job = Box<dyn FnOnce(&mut Conn) + Send>;
-
-/// The thread that owns the connection changes go through.
-struct Worker {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Worker {
-    fn spawn(params: Arc<Params>) -> Result<Worker, KmsError> {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("sealgate-kms-pg".into())
-            .spawn(move || {
-                let mut conn = Conn::new(params);
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
-                }
-            })
-            .map_err(|e| {
-                KmsError::Internal(format!("cannot start the KMS database thread: {e}"))
-            })?;
-        Ok(Worker { jobs })
-    }
-
-    /// Runs `f` on the connection; a failure rolls back an open transaction.
-    fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Conn) -> Result<R, KmsError> + Send + 'static,
-    ) -> Result<R, KmsError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Box::new(move |c: &mut Conn| {
-                let r = f(c);
-                if r.is_err() {
-                    c.rollback();
-                }
-                let _ = tx.send(r);
-            }))
-            .map_err(|_| KmsError::Internal("the KMS database thread has stopped".into()))?;
-        rx.recv_timeout(CALL_TIMEOUT).map_err(|_| {
-            KmsError::DependencyTimeout(
-                "The KMS's PostgreSQL database did not answer in time; retry later.".into(),
-            )
-        })?
-    }
-}
 
 /// Process-wide origin of the `confirmed` timestamps.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -304,19 +131,6 @@ impl Shared {
         since_epoch(Instant::now()).saturating_sub(confirmed)
             <= self.max_staleness.as_millis() as u64
     }
-}
-
-/// Raw rows as read: (table, key, value).
-type RawRows = Vec<(String, Vec<u8>, Vec<u8>)>;
-
-/// One row change, owned (it crosses to the database thread).
-enum RowOp {
-    Put(&'static str, Vec<u8>, Vec<u8>),
-    Delete(&'static str, Vec<u8>),
-    /// Every row of the table whose key starts with the 16 bytes of a key id.
-    DeleteKeyRows(&'static str, [u8; 16]),
-    /// The grants of a key id in one region (None = home), which only their JSON tells.
-    DeleteGrants([u8; 16], Option<String>),
 }
 
 pub struct PgStore {
@@ -629,224 +443,5 @@ fn migrate(tx: &mut postgres::Transaction<'_>) -> Result<(), KmsError> {
             .map_err(unavailable)?;
         tracing::info!("created the KMS schema in PostgreSQL (version 1)");
     }
-    Ok(())
-}
-
-fn read_rows(c: &mut impl GenericClient) -> Result<RawRows, KmsError> {
-    Ok(
-        c.query("SELECT tbl, k, v FROM kms_rows ORDER BY tbl, k", &[])
-            .map_err(unavailable)?
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect(),
-    )
-}
-
-fn malformed(tbl: &str, k: &[u8]) -> KmsError {
-    KmsError::Config(format!(
-        "the kms.postgres row {tbl}/{} has a malformed key; refusing to open",
-        hex::encode(k)
-    ))
-}
-
-fn key_id(tbl: &str, k: &[u8]) -> Result<u128, KmsError> {
-    let b: [u8; 16] = k.try_into().map_err(|_| malformed(tbl, k))?;
-    Ok(u128::from_be_bytes(b))
-}
-
-/// (region, rest) of a `region_key`.
-fn split_region<'k>(tbl: &str, k: &'k [u8]) -> Result<(String, &'k [u8]), KmsError> {
-    let at = k
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or_else(|| malformed(tbl, k))?;
-    let region = std::str::from_utf8(&k[..at]).map_err(|_| malformed(tbl, k))?;
-    Ok((region.to_string(), &k[at + 1..]))
-}
-
-fn text(tbl: &str, k: &[u8]) -> Result<String, KmsError> {
-    String::from_utf8(k.to_vec()).map_err(|_| malformed(tbl, k))
-}
-
-/// The rows as the KMS loads them, every row authenticated.
-fn decode(rows: &Rows, raw: RawRows) -> Result<Loaded, KmsError> {
-    let mut material: HashMap<u128, Vec<(u32, Vec<u8>)>> = HashMap::new();
-    let mut loaded = Loaded {
-        keys: Vec::new(),
-        aliases: Vec::new(),
-        grants: Vec::new(),
-        settings: Vec::new(),
-    };
-    let mut records = Vec::new();
-    for (tbl, k, v) in raw {
-        let json = |t: &str| rows.open(t, &k, &v).map(|(j, _)| j.to_vec());
-        match tbl.as_str() {
-            "material" => {
-                if k.len() != 20 {
-                    return Err(malformed(&tbl, &k));
-                }
-                let id = key_id(&tbl, &k[..16])?;
-                let version = u32::from_be_bytes(k[16..].try_into().expect("4 bytes"));
-                material.entry(id).or_default().push((version, v));
-            }
-            "keys" => {
-                key_id(&tbl, &k)?;
-                let mut rec: KeyRecord = serde_json::from_slice(&json("keys")?)?;
-                rec.region = None;
-                records.push(rec);
-            }
-            "region_keys" => {
-                let (region, id) = split_region(&tbl, &k)?;
-                key_id(&tbl, id)?;
-                let mut rec: KeyRecord = serde_json::from_slice(&json("region_keys")?)?;
-                rec.region = Some(region);
-                records.push(rec);
-            }
-            "aliases" => {
-                let name = text(&tbl, &k)?;
-                let rec = serde_json::from_slice(&json("aliases")?)?;
-                loaded.aliases.push((None, name, rec));
-            }
-            "region_aliases" => {
-                let (region, name) = split_region(&tbl, &k)?;
-                let name = text(&tbl, name)?;
-                let rec = serde_json::from_slice(&json("region_aliases")?)?;
-                loaded.aliases.push((Some(region), name, rec));
-            }
-            "grants" => {
-                let g: Grant = serde_json::from_slice(&json("grants")?)?;
-                loaded.grants.push(g);
-            }
-            "settings" => {
-                let name = text(&tbl, &k)?;
-                loaded.settings.push((name, json("settings")?));
-            }
-            _ => return Err(malformed(&tbl, &k)),
-        }
-    }
-    for rec in records {
-        let mut mats = material.get(&rec.id.as_u128()).cloned().unwrap_or_default();
-        mats.sort_by_key(|(v, _)| *v);
-        loaded.keys.push((rec, mats));
-    }
-    Ok(loaded)
-}
-
-/// The row changes of `muts`, sealed as `store/mod.rs` describes.
-fn row_ops(rows: &Rows, muts: &[Mutation<'_>]) -> Result<Vec<RowOp>, KmsError> {
-    let mut ops = Vec::with_capacity(muts.len());
-    for m in muts {
-        let op = match m {
-            Mutation::PutKey(rec) => {
-                let json = serde_json::to_vec(rec)?;
-                let id = rec.id.as_u128().to_be_bytes();
-                match &rec.region {
-                    None => RowOp::Put("keys", id.to_vec(), rows.seal("keys", &id, &json)),
-                    Some(r) => {
-                        let k = region_key(r, &id);
-                        let v = rows.seal("region_keys", &k, &json);
-                        RowOp::Put("region_keys", k, v)
-                    }
-                }
-            }
-            Mutation::PutMaterial {
-                id,
-                version,
-                sealed,
-            } => {
-                let mut k = id.as_u128().to_be_bytes().to_vec();
-                k.extend_from_slice(&version.to_be_bytes());
-                RowOp::Put("material", k, sealed.to_vec())
-            }
-            Mutation::DropKey {
-                region,
-                id,
-                material,
-            } => {
-                let idb = id.as_u128().to_be_bytes();
-                ops.push(match region {
-                    None => RowOp::Delete("keys", idb.to_vec()),
-                    Some(r) => RowOp::Delete("region_keys", region_key(r, &idb)),
-                });
-                if *material {
-                    ops.push(RowOp::DeleteKeyRows("material", idb));
-                }
-                RowOp::DeleteGrants(idb, region.map(str::to_string))
-            }
-            Mutation::DeleteMaterial(id) => {
-                RowOp::DeleteKeyRows("material", id.as_u128().to_be_bytes())
-            }
-            Mutation::PutAlias(name, rec) => {
-                let json = serde_json::to_vec(rec)?;
-                let v = rows.seal("aliases", name.as_bytes(), &json);
-                RowOp::Put("aliases", name.as_bytes().to_vec(), v)
-            }
-            Mutation::DeleteAlias(name) => RowOp::Delete("aliases", name.as_bytes().to_vec()),
-            Mutation::PutRegionAlias(region, name, rec) => {
-                let k = region_key(region, name.as_bytes());
-                let v = rows.seal("region_aliases", &k, &serde_json::to_vec(rec)?);
-                RowOp::Put("region_aliases", k, v)
-            }
-            Mutation::DeleteRegionAlias(region, name) => {
-                RowOp::Delete("region_aliases", region_key(region, name.as_bytes()))
-            }
-            Mutation::PutGrant(g) => {
-                let k = grant_key(g.key_id.as_u128(), &g.grant_id);
-                let v = rows.seal("grants", &k, &serde_json::to_vec(g)?);
-                RowOp::Put("grants", k, v)
-            }
-            Mutation::DeleteGrant(key, id) => RowOp::Delete("grants", grant_key(key.as_u128(), id)),
-            Mutation::PutSetting(name, json) => {
-                let v = rows.seal("settings", name.as_bytes(), json);
-                RowOp::Put("settings", name.as_bytes().to_vec(), v)
-            }
-            Mutation::DeleteSetting(name) => RowOp::Delete("settings", name.as_bytes().to_vec()),
-        };
-        ops.push(op);
-    }
-    Ok(ops)
-}
-
-fn run_op(c: &mut Client, rows: &Rows, op: RowOp) -> Result<(), KmsError> {
-    match op {
-        RowOp::Put(tbl, k, v) => c.execute(
-            "INSERT INTO kms_rows (tbl, k, v) VALUES ($1, $2, $3) \
-             ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
-            &[&tbl, &k, &v],
-        ),
-        RowOp::Delete(tbl, k) => c.execute(
-            "DELETE FROM kms_rows WHERE tbl = $1 AND k = $2",
-            &[&tbl, &k],
-        ),
-        RowOp::DeleteKeyRows(tbl, id) => c.execute(
-            "DELETE FROM kms_rows WHERE tbl = $1 AND substr(k, 1, 16) = $2",
-            &[&tbl, &id.to_vec()],
-        ),
-        RowOp::DeleteGrants(id, region) => {
-            let found = c
-                .query(
-                    "SELECT k, v FROM kms_rows WHERE tbl = 'grants' AND substr(k, 1, 16) = $1",
-                    &[&id.to_vec()],
-                )
-                .map_err(unavailable)?;
-            for r in found {
-                let (k, v): (Vec<u8>, Vec<u8>) = (r.get(0), r.get(1));
-                let region_matches = rows
-                    .open("grants", &k, &v)
-                    .ok()
-                    .and_then(|(json, _)| serde_json::from_slice::<Grant>(json).ok())
-                    .is_none_or(|g| g.region == region);
-                if region_matches {
-                    c.execute(
-                        "DELETE FROM kms_rows WHERE tbl = 'grants' AND k = $1",
-                        &[&k],
-                    )
-                    .map_err(unavailable)?;
-                }
-            }
-            Ok(0)
-        }
-    }
-    .map_err(unavailable)?;
     Ok(())
 }
