@@ -136,8 +136,12 @@ impl JobArgs {
 #[derive(Subcommand)]
 enum AuditCmd {
     /// Check every record's hash chain; exit status 1 if anything was edited, removed,
-    /// reordered or inserted (the report says where).
+    /// reordered or inserted (the report says where). With `kms.store = "postgres"` (and
+    /// no --log): every instance's chain in the cluster's trail.
     Verify,
+    /// Print every event as JSON lines: the log file, or with `kms.store = "postgres"`
+    /// (and no --log) the whole cluster's trail in time order.
+    Export,
     /// Print the last N events (JSON lines).
     Tail {
         #[arg(short, default_value_t = 20)]
@@ -298,11 +302,60 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
     Ok(std::time::SystemTime::from(t))
 }
 
+/// `sealgate audit` on the trail a cluster keeps in PostgreSQL: every instance's chain.
+fn cluster_audit(
+    kms: &sealgate::kms::KmsConfig,
+    cmd: AuditCmd,
+) -> Result<std::process::ExitCode, String> {
+    let chains = sealgate::kms::cluster_audit_chains(kms).map_err(|e| e.to_string())?;
+    match cmd {
+        AuditCmd::Verify => {
+            let root = kms.load_root_key().map_err(|e| e.to_string())?;
+            let mut intact = true;
+            for (chain, lines) in &chains {
+                let label = PathBuf::from(format!("chain {}", &chain[..chain.len().min(16)]));
+                let report = sealgate::kms::verify_audit_lines(&label, lines, &root);
+                intact &= report.is_intact();
+                println!("{report}");
+            }
+            println!("{} chains in the cluster's audit trail", chains.len());
+            Ok(if intact {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
+        }
+        AuditCmd::Export => {
+            let mut all: Vec<(String, &String)> = chains
+                .iter()
+                .flat_map(|(_, lines)| lines.iter())
+                .map(|l| {
+                    let t = serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["eventTime"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    (t, l)
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, line) in all {
+                println!("{line}");
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        _ => Err(
+            "with kms.store = \"postgres\", tail and query read one instance's file: give --log"
+                .into(),
+        ),
+    }
+}
+
 fn audit(
     config: Option<PathBuf>,
     log: Option<PathBuf>,
     cmd: AuditCmd,
 ) -> Result<std::process::ExitCode, String> {
+    let explicit_log = log.is_some();
     let cfg = match (&log, &config) {
         (Some(_), None) => None,
         _ => Some(load_config(config.as_deref())?),
@@ -312,7 +365,21 @@ fn audit(
         (None, Some(c)) => c.kms.audit_path(),
         (None, None) => unreachable!("a config is loaded when no log is named"),
     };
+    let cluster = cfg
+        .as_ref()
+        .filter(|c| c.kms.store == sealgate::kms::StoreKind::Postgres && !explicit_log)
+        .map(|c| c.kms.clone());
+    if let Some(kms) = cluster {
+        return cluster_audit(&kms, cmd);
+    }
     match cmd {
+        AuditCmd::Export => {
+            let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            for line in std::io::BufRead::lines(std::io::BufReader::new(f)) {
+                println!("{}", line.map_err(|e| e.to_string())?);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         AuditCmd::Verify => {
             // Keyed records are checked with the root key (from the config, or the
             // default environment variable when only --log is given).

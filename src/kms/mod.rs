@@ -49,7 +49,8 @@ pub use asym::{
 };
 pub use audit::{
     AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_log, verify_audit_log_against, verify_audit_log_with_key,
+    tail_audit_log, verify_audit_lines, verify_audit_log, verify_audit_log_against,
+    verify_audit_log_with_key,
 };
 pub use caller::{CallContext, Caller, Via};
 pub use clock::{Clock, SystemClock, TestClock};
@@ -62,7 +63,7 @@ pub use service::{
     AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
     RotationEntry, RotationStatus,
 };
-pub use store::{Copied, PostgresConfig, StoreKind};
+pub use store::{Copied, PostgresConfig, StoreKind, cluster_audit_chains};
 pub use usage::UsageReport;
 
 /// Encryption context: exact-match additional authenticated data.

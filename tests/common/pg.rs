@@ -304,6 +304,17 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// Runs `sql` on the database at `url` (as someone with write access to it would).
+    pub fn execute(&self, url: &str, sql: &str) -> u64 {
+        let (url, sql) = (url.to_string(), sql.to_string());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.execute(sql.as_str(), &[]).unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
     /// `pg_dump -Fc` of the database at `url` into `file` (as an operator backs it up).
     pub fn dump(&self, url: &str, file: &Path) {
         let out = Command::new(pg_bin().join("pg_dump"))

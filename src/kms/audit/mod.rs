@@ -692,5 +692,6 @@ mod read;
 
 pub use read::{
     AuditFilter, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_log, verify_audit_log_against, verify_audit_log_with_key,
+    tail_audit_log, verify_audit_lines, verify_audit_log, verify_audit_log_against,
+    verify_audit_log_with_key,
 };

@@ -159,6 +159,18 @@ pub fn verify_audit_log_with_key(
     verify(path, Some(&audit_mac_key(root)), head)
 }
 
+/// Verifies one chain given as its lines (a chain read back from the cluster's
+/// database, `sealgate audit verify` with `kms.store = "postgres"`), as
+/// [`verify_audit_log_with_key`] verifies a file; `label` names it in the report.
+pub fn verify_audit_lines(label: &Path, lines: &[String], root: &RootKey) -> VerifyReport {
+    let mac = audit_mac_key(root);
+    let parsed: Vec<Result<Parsed, ()>> = lines
+        .iter()
+        .map(|l| parse_line(l.as_bytes(), Some(&mac)).ok_or(()))
+        .collect();
+    analyse(label, &parsed)
+}
+
 /// Verifies without the root key: the links and unkeyed records' hashes only; keyed
 /// records' MACs are left unchecked (`VerifyReport::unchecked`).
 pub fn verify_audit_log(path: &Path) -> Result<VerifyReport, KmsError> {

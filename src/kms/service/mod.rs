@@ -330,6 +330,10 @@ impl Kms {
                 };
                 Some(if changed { kms.refresh() } else { Ok(()) })
             });
+            if cfg.audit_enabled {
+                let weak = Arc::downgrade(&kms.inner);
+                shared.ship_audit(cfg.audit_path(), move || weak.strong_count() > 0);
+            }
         }
         Ok(kms)
     }

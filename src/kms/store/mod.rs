@@ -42,6 +42,12 @@ mod postgres;
 mod redb;
 
 pub use self::postgres::PostgresConfig;
+
+/// The audit trail of a cluster sharing a PostgreSQL KMS: each instance's chain, (chain
+/// id, its lines in order).
+pub fn cluster_audit_chains(cfg: &KmsConfig) -> Result<Vec<(String, Vec<String>)>, KmsError> {
+    postgres::audit_chains(&cfg.postgres)
+}
 #[cfg(test)]
 pub(crate) use self::redb::testing;
 

@@ -37,6 +37,7 @@ use super::{FORMAT_VERSION, Loaded, Mutation, ROWS_AUTHENTICATED, Rows};
 use crate::kms::KmsError;
 use crate::kms::crypto::RootKey;
 
+mod audit;
 mod conn;
 mod rows;
 
@@ -91,7 +92,7 @@ impl PostgresConfig {
 }
 
 /// The schema version this sealgate writes; a database with a later one is refused.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// Advisory lock keys: schema creation/migration, and the maintenance lease.
 const SCHEMA_LOCK: i64 = 0x5ea1_6a7e_0000_0001;
 const MAINTENANCE_LOCK: i64 = 0x5ea1_6a7e_0000_0002;
@@ -101,6 +102,12 @@ CREATE TABLE kms_meta (name text PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE kms_rows (tbl text NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PRIMARY KEY (tbl, k));
 CREATE TABLE kms_revision (id boolean PRIMARY KEY DEFAULT true CHECK (id), revision bigint NOT NULL);
 INSERT INTO kms_revision (id, revision) VALUES (true, 0);
+";
+
+/// Version 2: the cluster's audit trail (`audit.rs`).
+const MIGRATION_2: &str = "
+CREATE TABLE kms_audit (chain text NOT NULL, seq bigint NOT NULL, event_time text NOT NULL, line text NOT NULL, PRIMARY KEY (chain, seq));
+CREATE INDEX kms_audit_time ON kms_audit (event_time);
 ";
 
 /// Process-wide origin of the `confirmed` timestamps.
@@ -343,6 +350,12 @@ impl PgStore {
         })
     }
 
+    /// Ships this instance's audit file into the cluster's trail (`audit.rs`), while
+    /// `alive`.
+    pub fn ship_audit(&self, path: PathBuf, alive: impl Fn() -> bool + Send + 'static) {
+        audit::ship(self.params.clone(), path, alive);
+    }
+
     /// Starts the watcher thread (its own connection): every quarter of the staleness
     /// bound it reads the revision, calls `refresh(true)` when another instance changed
     /// it (else `refresh(false)`), confirms the contents current, and takes the
@@ -443,5 +456,18 @@ fn migrate(tx: &mut postgres::Transaction<'_>) -> Result<(), KmsError> {
             .map_err(unavailable)?;
         tracing::info!("created the KMS schema in PostgreSQL (version 1)");
     }
+    if version < 2 {
+        tx.batch_execute(MIGRATION_2).map_err(unavailable)?;
+        tx.execute("INSERT INTO sealgate_schema (version) VALUES (2)", &[])
+            .map_err(unavailable)?;
+        tracing::info!("migrated the KMS schema in PostgreSQL to version 2 (audit trail)");
+    }
     Ok(())
+}
+
+/// The cluster's audit trail in the database of `cfg`: every instance's chain, (chain
+/// id, lines in order).
+pub fn audit_chains(cfg: &PostgresConfig) -> Result<Vec<(String, Vec<String>)>, KmsError> {
+    let mut conn = Conn::new(Arc::new(Params::read(cfg)?));
+    audit::chains(&mut conn)
 }
