@@ -125,7 +125,7 @@ impl LimitsConfig {
 /// head hyper will read) *and* how much response body it queues before writing: tied to
 /// `max_header_bytes` (64 KiB) it flushed every 64 KiB segment on its own and read
 /// uploads 64 KiB at a time. hyper's default (408 KiB) lets it batch; `max_header_bytes`
-/// is enforced on the parsed head instead ([`head_bytes`], 431 in `server.rs`).
+/// is enforced on the parsed head instead ([`head_bytes`], 431 in `server/mod.rs`).
 const HTTP1_BUF: usize = 8192 + 4096 * 100;
 
 /// The size of a request's line and headers as sent (HTTP/1.1 framing).
