@@ -547,7 +547,7 @@ fn main() {
         return;
     }
     let full = flag("--full");
-    // `-- --only=large,small` runs some phases: pipeline, large, small, range, memory.
+    // `-- --only=large,small` runs some phases: pipeline, large, small, list, range, memory.
     let only: Option<Vec<String>> = args.iter().find_map(|a| {
         a.strip_prefix("--only=")
             .map(|v| v.split(',').map(str::to_string).collect())
@@ -798,6 +798,55 @@ fn main() {
             }
         }
 
+        }
+
+        if phase("list") {
+        // Listing: ListObjectsV2 over every object of the bucket, 1000 keys a page
+        // (sealgate rewrites each page: sizes and ETags in plaintext terms, from the
+        // listing alone). At least 2,000 objects; more when the small phase ran.
+        for t in [&direct, &sg] {
+            futures::stream::iter(0..2000)
+                .map(|i| {
+                    let c = c.clone();
+                    async move { put_retry(&c, t, &format!("list-{i:05}"), Bytes::from_static(b"listed")).await }
+                })
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await;
+        }
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut listed = [0u64; 3];
+        for _ in 0..3 {
+            for (ti, t) in [&direct, &relay, &sg].into_iter().enumerate() {
+                let start = Instant::now();
+                let (mut n, mut token) = (0u64, None::<String>);
+                loop {
+                    let mut q = "list-type=2&max-keys=1000".to_string();
+                    if let Some(tk) = &token {
+                        q.push_str(&format!("&continuation-token={}", percent_encoding::utf8_percent_encode(tk, QUERY_VALUE)));
+                    }
+                    let r = request_q(&c, t, "GET", "", &q, &[]).send().await.unwrap();
+                    assert!(r.status().is_success(), "{} list: {}", t.name, r.status());
+                    let page = r.text().await.unwrap();
+                    n += page.matches("<Key>").count() as u64;
+                    token = page
+                        .split_once("<NextContinuationToken>")
+                        .and_then(|(_, rest)| rest.split_once("</NextContinuationToken>"))
+                        .map(|(tk, _)| tk.replace("&amp;", "&"));
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                listed[ti] = n;
+                rates[ti].push(n as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+        let [d, r, s] = [0, 1, 2].map(|i| median(rates[i].clone()));
+        println!("\n| listing | direct | plain TCP relay (reference) | sealgate | relay/direct | sealgate/direct |\n|---|---|---|---|---|---|");
+        println!(
+            "| ListObjectsV2, 1000 keys a page ({} / {} objects) | {d:.0} objects/s | {r:.0} objects/s | {s:.0} objects/s | {:.2} | {:.2} |",
+            listed[0], listed[2], r / d, s / d
+        );
         }
 
         if phase("range") {
