@@ -325,7 +325,8 @@ fn cluster_audit(
                 std::process::ExitCode::from(1)
             })
         }
-        AuditCmd::Export => {
+        cmd => {
+            // The whole trail in time order (stable: a chain's order within one instant).
             let mut all: Vec<(String, &String)> = chains
                 .iter()
                 .flat_map(|(_, lines)| lines.iter())
@@ -338,15 +339,42 @@ fn cluster_audit(
                 })
                 .collect();
             all.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, line) in all {
-                println!("{line}");
+            let lines = all.iter().map(|(_, l)| l.as_bytes());
+            let records = match cmd {
+                AuditCmd::Tail { n } => sealgate::kms::query_audit_lines(
+                    lines,
+                    &sealgate::kms::AuditFilter::default(),
+                    Some(n),
+                ),
+                AuditCmd::Query {
+                    key,
+                    principal,
+                    event,
+                    since,
+                    until,
+                    limit,
+                } => {
+                    let filter = sealgate::kms::AuditFilter {
+                        key,
+                        principal,
+                        event_name: event,
+                        since: since.as_deref().map(parse_time).transpose()?,
+                        until: until.as_deref().map(parse_time).transpose()?,
+                    };
+                    sealgate::kms::query_audit_lines(lines, &filter, limit)
+                }
+                _ => {
+                    for (_, line) in &all {
+                        println!("{line}");
+                    }
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
+            };
+            for r in records {
+                println!("{}", r.event);
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
-        _ => Err(
-            "with kms.store = \"postgres\", tail and query read one instance's file: give --log"
-                .into(),
-        ),
     }
 }
 

@@ -815,7 +815,7 @@ async fn the_cluster_keeps_one_audit_trail_that_verifies_and_exports() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
             .args(["audit", "--config"])
             .arg(&config)
-            .arg(cmd)
+            .args(cmd.split(' '))
             .output()
             .unwrap();
         (
@@ -851,6 +851,14 @@ async fn the_cluster_keeps_one_audit_trail_that_verifies_and_exports() {
         out.contains("2 chains in the cluster's audit trail"),
         "{out}"
     );
+    // Query and tail read the cluster's trail too.
+    let (ok, out) = audit("query --event GenerateDataKey");
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (ok, out) = audit("tail -n 1");
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(out.trim(), newest_event(&exported), "the newest event");
 
     // Someone who can write the database edits a record: verification fails.
     let url = std::fs::read_to_string(&c.url_file).unwrap();
@@ -863,4 +871,14 @@ async fn the_cluster_keeps_one_audit_trail_that_verifies_and_exports() {
     assert!(changed >= 1);
     let (ok, out) = audit("verify");
     assert!(!ok, "an edited record verified:\n{out}");
+}
+
+/// The CloudTrail event (without the chain fields) of the newest exported record.
+fn newest_event(exported: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(exported.lines().last().unwrap()).unwrap();
+    let o = v.as_object_mut().unwrap();
+    for f in ["seq", "prevHash", "hash", "mac"] {
+        o.remove(f);
+    }
+    v.to_string()
 }

@@ -48,9 +48,9 @@ pub use asym::{
     MessageType, PublicKeyInfo, SharedSecret, SigningAlgorithm,
 };
 pub use audit::{
-    AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_lines, verify_audit_log, verify_audit_log_against,
-    verify_audit_log_with_key,
+    AuditFilter, AuditHead, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_lines,
+    query_audit_log, tail_audit_log, verify_audit_lines, verify_audit_log,
+    verify_audit_log_against, verify_audit_log_with_key,
 };
 pub use caller::{CallContext, Caller, Via};
 pub use clock::{Clock, SystemClock, TestClock};

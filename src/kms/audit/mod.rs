@@ -691,7 +691,7 @@ fn parse_line(line: &[u8], mac: Option<&hmac::Key>) -> Option<Parsed> {
 mod read;
 
 pub use read::{
-    AuditFilter, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_log,
-    tail_audit_log, verify_audit_lines, verify_audit_log, verify_audit_log_against,
-    verify_audit_log_with_key,
+    AuditFilter, AuditProblem, AuditRecord, TamperKind, VerifyReport, query_audit_lines,
+    query_audit_log, tail_audit_log, verify_audit_lines, verify_audit_log,
+    verify_audit_log_against, verify_audit_log_with_key,
 };

@@ -453,10 +453,28 @@ pub fn query_audit_log(
     limit: Option<usize>,
 ) -> Result<Vec<AuditRecord>, KmsError> {
     let f = File::open(path).map_err(|e| read_err(path, e))?;
+    // Streamed: only the `limit` newest matches are held.
+    let mut failed = None;
+    let lines = BufReader::new(f)
+        .split(b'\n')
+        .map_while(|l| l.map_err(|e| failed = Some(e)).ok());
+    let out = query_audit_lines(lines, filter, limit);
+    match failed {
+        Some(e) => Err(read_err(path, e)),
+        None => Ok(out),
+    }
+}
+
+/// [`query_audit_log`] over records given as lines (the cluster's trail read back from
+/// its database, in time order): `AuditRecord::line` is the position in `lines`.
+pub fn query_audit_lines<L: AsRef<[u8]>>(
+    lines: impl IntoIterator<Item = L>,
+    filter: &AuditFilter,
+    limit: Option<usize>,
+) -> Vec<AuditRecord> {
     let mut out = VecDeque::new();
-    for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
-        let line = line.map_err(|e| read_err(path, e))?;
-        let Some(p) = parse_line(&line, None) else {
+    for (i, line) in lines.into_iter().enumerate() {
+        let Some(p) = parse_line(line.as_ref(), None) else {
             continue;
         };
         if filter.matches(&p.event) {
@@ -470,7 +488,7 @@ pub fn query_audit_log(
             }
         }
     }
-    Ok(out.into())
+    out.into()
 }
 
 /// The last `n` events of the log.
