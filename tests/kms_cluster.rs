@@ -649,8 +649,14 @@ async fn killing_an_instance_mid_load_loses_no_acknowledged_write(#[case] store:
     let bucket = format!("kill-{}", random_hex(4));
     let first = procs[0].client();
     first.create_bucket().bucket(&bucket).send().await.unwrap();
+    // A first write, so the store's per-bucket setup (SeaweedFS allocates a volume on a
+    // bucket's first write) is not part of the load.
+    common::put(&first, &bucket, "warm-up", b"first").await;
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (client, bucket) = (first.clone(), bucket.clone());
+        let (client, bucket, killed, done) =
+            (first.clone(), bucket.clone(), killed.clone(), done.clone());
         tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             for i in 0.. {
@@ -663,14 +669,25 @@ async fn killing_an_instance_mid_load_loses_no_acknowledged_write(#[case] store:
                     .send()
                     .await;
                 match r {
-                    Ok(_) => acknowledged.push((format!("k{i}"), body)),
-                    Err(_) => break,
+                    Ok(_) => {
+                        acknowledged.push((format!("k{i}"), body));
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    // Failures are expected only once the instance is gone.
+                    Err(_) if killed.load(std::sync::atomic::Ordering::SeqCst) => break,
+                    Err(e) => panic!("PUT k{i} failed before the kill: {e:?}"),
                 }
             }
             acknowledged
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed mid-load: after some writes were acknowledged, while others are in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        assert!(Instant::now() < deadline, "fewer than 10 writes in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    killed.store(true, std::sync::atomic::Ordering::SeqCst);
     procs[0].kill();
     let acknowledged = writer.await.unwrap();
     assert!(

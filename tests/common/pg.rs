@@ -249,8 +249,11 @@ impl Postgres {
             let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
                 .ok()
                 .and_then(|s| s.lines().next().map(str::to_string));
-            if let Some(pid) = pid {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            if let Some(pid) = pid.filter(|p| p.chars().all(|c| c.is_ascii_digit())) {
+                // The shell's builtin `kill` (no procps needed).
+                let _ = Command::new("sh")
+                    .args(["-c", &format!("kill -KILL {pid}")])
+                    .status();
             }
             let _ = c.kill();
             let _ = c.wait();
