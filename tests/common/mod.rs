@@ -13,13 +13,12 @@ pub mod kms;
 pub mod pg;
 pub mod store;
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 
 pub use clients::*;
 pub use instance::*;
 pub use kms::*;
-pub use pg::write_private;
+pub use pg::{free_port, random_hex, write_private};
 #[allow(unused_imports)]
 pub use pg::*;
 pub use store::*;
@@ -35,20 +34,6 @@ pub fn garage() -> &'static StoreProc {
 /// A client talking to Garage directly (what the store really holds).
 pub fn direct_client() -> aws_sdk_s3::Client {
     garage().client()
-}
-
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    hex::encode(b)
 }
 
 /// PutObject of `data` as `bucket/key`; panics if the client gets an error.

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+/// A loopback port free when asked.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -24,7 +25,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn random_hex(n: usize) -> String {
+/// `n` random bytes, hex-encoded.
+pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     aws_lc_rs::rand::fill(&mut b).unwrap();
     hex::encode(b)
