@@ -307,9 +307,9 @@ fn cluster_audit(
     kms: &sealgate::kms::KmsConfig,
     cmd: AuditCmd,
 ) -> Result<std::process::ExitCode, String> {
-    let chains = sealgate::kms::cluster_audit_chains(kms).map_err(|e| e.to_string())?;
     match cmd {
         AuditCmd::Verify => {
+            let chains = sealgate::kms::cluster_audit_chains(kms).map_err(|e| e.to_string())?;
             let root = kms.load_root_key().map_err(|e| e.to_string())?;
             let mut intact = true;
             for (chain, lines) in &chains {
@@ -326,20 +326,8 @@ fn cluster_audit(
             })
         }
         cmd => {
-            // The whole trail in time order (stable: a chain's order within one instant).
-            let mut all: Vec<(String, &String)> = chains
-                .iter()
-                .flat_map(|(_, lines)| lines.iter())
-                .map(|l| {
-                    let t = serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v["eventTime"].as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    (t, l)
-                })
-                .collect();
-            all.sort_by(|a, b| a.0.cmp(&b.0));
-            let lines = all.iter().map(|(_, l)| l.as_bytes());
+            let all = sealgate::kms::cluster_audit_trail(kms).map_err(|e| e.to_string())?;
+            let lines = all.iter().map(String::as_bytes);
             let records = match cmd {
                 AuditCmd::Tail { n } => sealgate::kms::query_audit_lines(
                     lines,
@@ -364,7 +352,7 @@ fn cluster_audit(
                     sealgate::kms::query_audit_lines(lines, &filter, limit)
                 }
                 _ => {
-                    for (_, line) in &all {
+                    for line in &all {
                         println!("{line}");
                     }
                     return Ok(std::process::ExitCode::SUCCESS);

@@ -63,7 +63,7 @@ pub use service::{
     AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
     RotationEntry, RotationStatus,
 };
-pub use store::{Copied, PostgresConfig, StoreKind, cluster_audit_chains};
+pub use store::{Copied, PostgresConfig, StoreKind, cluster_audit_chains, cluster_audit_trail};
 pub use usage::UsageReport;
 
 /// Encryption context: exact-match additional authenticated data.

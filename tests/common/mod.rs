@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 pub use clients::*;
 pub use instance::*;
 pub use kms::*;
-pub use pg::{free_port, random_hex, write_private};
 #[allow(unused_imports)]
 pub use pg::*;
+pub use pg::{free_port, random_hex, write_private};
 pub use store::*;
 
 pub const CLIENT_AK: &str = "AKIDSEALGATETEST";

@@ -48,6 +48,11 @@ pub use self::postgres::PostgresConfig;
 pub fn cluster_audit_chains(cfg: &KmsConfig) -> Result<Vec<(String, Vec<String>)>, KmsError> {
     postgres::audit_chains(&cfg.postgres)
 }
+
+/// The audit trail of a cluster sharing a PostgreSQL KMS, every record in time order.
+pub fn cluster_audit_trail(cfg: &KmsConfig) -> Result<Vec<String>, KmsError> {
+    postgres::audit_trail(&cfg.postgres)
+}
 #[cfg(test)]
 pub(crate) use self::redb::testing;
 

@@ -147,3 +147,18 @@ pub(super) fn chains(conn: &mut Conn) -> Result<Vec<(String, Vec<String>)>, KmsE
     }
     Ok(out)
 }
+
+/// The whole trail in time order (ties: by chain, then seq), from the `event_time`
+/// column the shipper filled.
+pub(super) fn trail(conn: &mut Conn) -> Result<Vec<String>, KmsError> {
+    Ok(conn
+        .client()?
+        .query(
+            "SELECT line FROM kms_audit ORDER BY event_time, chain, seq",
+            &[],
+        )
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
+}

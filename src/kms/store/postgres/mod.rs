@@ -471,3 +471,9 @@ pub fn audit_chains(cfg: &PostgresConfig) -> Result<Vec<(String, Vec<String>)>, 
     let mut conn = Conn::new(Arc::new(Params::read(cfg)?));
     audit::chains(&mut conn)
 }
+
+/// The cluster's audit trail in the database of `cfg`, every record in time order.
+pub fn audit_trail(cfg: &PostgresConfig) -> Result<Vec<String>, KmsError> {
+    let mut conn = Conn::new(Arc::new(Params::read(cfg)?));
+    audit::trail(&mut conn)
+}
