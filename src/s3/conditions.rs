@@ -105,21 +105,7 @@ pub async fn check_write(ctx: &Ctx, headers: &mut HeaderMap) -> Result<(), Error
         .cloned()
         .ok_or_else(|| Error::Internal("the store's HEAD answer has no ETag".into()))?;
     let etag = match ObjectMeta::read(head.headers())? {
-        Some(meta) => {
-            let (meta, dek) = ctx
-                .objects()
-                .open(
-                    ctx.caller(),
-                    meta,
-                    ctx.req.ssec.as_ref(),
-                    &current,
-                    head.content_length(),
-                )
-                .await?;
-            ctx.objects()
-                .client_etag(&current, &meta, &dek, head.headers())
-                .await?
-        }
+        Some(meta) => ctx.open_described(&current, meta, &head).await?.2,
         None => store_etag.to_str().unwrap_or_default().to_string(),
     };
     if !matches(list, &etag) {

@@ -118,20 +118,7 @@ async fn general(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return as_stored(&ctx, resp).await;
     };
     let pin = head.headers().get(http::header::ETAG).cloned();
-    let (meta, dek) = ctx
-        .objects()
-        .open(
-            ctx.caller(),
-            meta,
-            ctx.req.ssec.as_ref(),
-            &obj,
-            head.content_length(),
-        )
-        .await?;
-    let etag = ctx
-        .objects()
-        .client_etag(&obj, &meta, &dek, head.headers())
-        .await?;
+    let (meta, dek, etag) = ctx.open_described(&obj, meta, &head).await?;
     let verdict = conditions::evaluate(
         &ctx.headers,
         &etag,

@@ -42,20 +42,7 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(out);
     };
     let obj = ctx.req.object()?;
-    let (meta, dek) = ctx
-        .objects()
-        .open(
-            ctx.caller(),
-            meta,
-            ctx.req.ssec.as_ref(),
-            &obj,
-            resp.content_length(),
-        )
-        .await?;
-    let etag = ctx
-        .objects()
-        .client_etag(&obj, &meta, &dek, resp.headers())
-        .await?;
+    let (meta, _, etag) = ctx.open_described(&obj, meta, &resp).await?;
     let verdict = conditions::evaluate(
         &ctx.headers,
         &etag,

@@ -278,20 +278,7 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         let resp = ctx.forward(headers, UpBody::Empty).await?;
         return Ok(forward::to_client(resp, false, forward::STORE_SSE));
     };
-    let (meta, dek) = ctx
-        .objects()
-        .open(
-            ctx.caller(),
-            meta,
-            ctx.req.ssec.as_ref(),
-            &obj,
-            head.content_length(),
-        )
-        .await?;
-    let etag = ctx
-        .objects()
-        .client_etag(&obj, &meta, &dek, head.headers())
-        .await?;
+    let (meta, _, etag) = ctx.open_described(&obj, meta, &head).await?;
     let wanted: Vec<String> = ctx
         .headers
         .get_all("x-amz-object-attributes")

@@ -117,6 +117,39 @@ impl Ctx {
         &self.state.objects
     }
 
+    /// Opens the sealgate object `obj` that the store's answer `head` (to a HEAD or GET
+    /// of the whole object) describes with `meta`, as this request's caller with its SSE-C
+    /// key; with the ETag clients see for it.
+    pub async fn open_described(
+        &self,
+        obj: &crate::object::ObjectRef,
+        meta: crate::object::ObjectMeta,
+        head: &crate::upstream::UpResponse,
+    ) -> Result<
+        (
+            crate::object::ObjectMeta,
+            crate::crypto::stream::Dek,
+            String,
+        ),
+        Error,
+    > {
+        let (meta, dek) = self
+            .objects()
+            .open(
+                self.caller(),
+                meta,
+                self.req.ssec.as_ref(),
+                obj,
+                head.content_length(),
+            )
+            .await?;
+        let etag = self
+            .objects()
+            .client_etag(obj, &meta, &dek, head.headers())
+            .await?;
+        Ok((meta, dek, etag))
+    }
+
     /// Sends this request's operation to the store with `headers` and `body`.
     pub async fn forward(
         &self,
