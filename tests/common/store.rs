@@ -251,9 +251,17 @@ fn start_garage_once(attempt: u32) -> StoreProc {
     }
 }
 
+/// Environment of every SeaweedFS the tests start: each bucket is a collection, and a new
+/// collection takes 7 volumes by default; with one, the volume limit below allows about
+/// 1000 buckets per store.
+pub const SEAWEEDFS_ENV: &[(&str, &str)] = &[("WEED_MASTER_VOLUME_GROWTH_COPY_1", "1")];
+
 /// Command-line arguments of a single-process SeaweedFS (master, volume, filer, S3) with
 /// every port chosen here (gRPC ports default to port + 10000, which may be taken) and
-/// the optional Iceberg/Lance listeners off.
+/// the optional Iceberg/Lance listeners off. The volume limit is fixed: left at 0,
+/// SeaweedFS derives it from the free disk space (one volume per 64 MiB), and a machine
+/// with 4 GiB free then runs out of volumes after 8 buckets, failing writes with 500.
+/// Volumes turn read-only below 256 MiB free rather than below 1% of the disk.
 pub fn seaweedfs_args(data: &Path, s3_port: u16, identities: &Path) -> String {
     let p = || free_port();
     format!(
@@ -261,7 +269,7 @@ pub fn seaweedfs_args(data: &Path, s3_port: u16, identities: &Path) -> String {
          -master.port={} -master.port.grpc={} -volume.port={} -volume.port.grpc={} \
          -filer -filer.port={} -filer.port.grpc={} \
          -s3 -s3.port={s3_port} -s3.port.grpc={} -s3.port.iceberg=0 -s3.port.lance=0 \
-         -s3.config='{ids}' -master.volumeSizeLimitMB=64 -volume.max=0 -master.telemetry=false",
+         -s3.config='{ids}' -master.volumeSizeLimitMB=64 -volume.max=1000 -volume.minFreeSpace=256MiB -master.telemetry=false",
         p(),
         p(),
         p(),
@@ -299,7 +307,7 @@ fn start_seaweedfs_once(attempt: u32) -> StoreProc {
     let child = supervised(
         &bin,
         &seaweedfs_args(&base.join("data"), s3_port, &ids),
-        &[],
+        SEAWEEDFS_ENV,
         &base,
         "weed.log",
     );
@@ -491,6 +499,7 @@ impl PrivateSeaweedFs {
         let child = Command::new("sh")
             .arg("-c")
             .arg(format!("exec '{}' {args}", weed_bin().display()))
+            .envs(SEAWEEDFS_ENV.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
