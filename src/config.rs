@@ -395,6 +395,7 @@ impl Config {
     }
 
     /// Resolves `*_file` secrets and checks every field; the error names the field.
+    /// Access policies are parsed by the S3 layer: [`crate::check_config`] runs both.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         let up = &mut self.upstream;
         if up.endpoint.is_empty() {
@@ -514,7 +515,6 @@ impl Config {
                 }
             }
         }
-        crate::s3::authz::Authz::from_config(self).map_err(|(f, r)| cfg_err(f, r))?;
         if let Some(d) = &self.virtual_host_domain
             && s3s::host::SingleDomain::new(d).is_err()
         {

@@ -22,13 +22,22 @@ pub mod xml;
 
 use std::future::Future;
 
-/// Validates `cfg`, then serves on `listener` until `shutdown` resolves.
+/// Checks every field of `cfg` ([`config::Config::validate`]) and parses its access
+/// policies (the S3 layer's grammar); the error names the field.
+pub fn check_config(cfg: &mut config::Config) -> Result<(), config::ConfigError> {
+    cfg.validate()?;
+    s3::authz::Authz::from_config(cfg)
+        .map(drop)
+        .map_err(|(field, reason)| config::ConfigError { field, reason })
+}
+
+/// Checks `cfg` ([`check_config`]), then serves on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: tokio::net::TcpListener,
     mut cfg: config::Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    cfg.validate().map_err(|e| e.to_string())?;
+    check_config(&mut cfg).map_err(|e| e.to_string())?;
     let app = server::App::new(&cfg)?;
     app.startup().await?;
     server::serve(app, listener, shutdown)

@@ -630,7 +630,7 @@ fn main() -> std::process::ExitCode {
             if let Some(u) = upstream_endpoint {
                 cfg.upstream.endpoint = u;
             }
-            if let Err(e) = cfg.validate() {
+            if let Err(e) = sealgate::check_config(&mut cfg) {
                 eprintln!("sealgate: {e}");
                 return std::process::ExitCode::from(2);
             }

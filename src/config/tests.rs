@@ -195,10 +195,8 @@ fn alice_with(attach: &str) -> String {
 
 #[test]
 fn a_non_root_key_without_a_policy_is_refused_naming_the_key() {
-    let e = Config::from_toml(&alice_with(""))
-        .unwrap()
-        .validate()
-        .unwrap_err();
+    let mut c = Config::from_toml(&alice_with("")).unwrap();
+    let e = crate::check_config(&mut c).unwrap_err();
     assert_eq!(e.field, "access_keys[0]");
     assert!(
         e.reason.contains("AKIDALICE")
@@ -258,7 +256,8 @@ fn policies_are_checked_when_the_configuration_is_loaded() {
         ),
     ];
     for (toml, field, reason) in cases {
-        let e = Config::from_toml(&toml).unwrap().validate().unwrap_err();
+        let mut c = Config::from_toml(&toml).unwrap();
+        let e = crate::check_config(&mut c).unwrap_err();
         assert_eq!(e.field, field, "{toml}\n{e}");
         assert!(e.reason.contains(reason), "{toml}\n{e}");
     }

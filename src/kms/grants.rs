@@ -231,7 +231,9 @@ pub fn check_for_key(r: &GrantRequest, rec: &KeyRecord, arn: &str) -> Result<(),
         .operations
         .iter()
         .filter(|o| {
-            Op::from_action(o).is_some_and(|op| super::asym::check_usage(rec, arn, op).is_err())
+            Op::from_action(o).is_some_and(|op| {
+                super::asym::check_usage(rec.key_spec, rec.key_usage, arn, op).is_err()
+            })
         })
         .map(String::as_str)
         .collect();

@@ -25,7 +25,6 @@ use aws_lc_rs::signature;
 use serde::{Deserialize, Serialize};
 
 use super::KmsError;
-use super::model::KeyRecord;
 use super::ops::{Needs, Op};
 
 /// Largest message Sign/Verify/GenerateMac/VerifyMac accept (AWS's `PlaintextType`).
@@ -522,8 +521,7 @@ impl MessageType {
 
 /// The key-usage gate of an operation on a key (after the state table; `ops` says what
 /// each operation needs): what AWS answers when the key's spec/usage does not fit.
-pub fn check_usage(rec: &KeyRecord, arn: &str, op: Op) -> Result<(), KmsError> {
-    let (spec, usage) = (rec.key_spec, rec.key_usage);
+pub fn check_usage(spec: KeySpec, usage: KeyUsageType, arn: &str, op: Op) -> Result<(), KmsError> {
     let name = op.name();
     // AWS's recorded wording: "<arn> key usage is SIGN_VERIFY which is not valid for X."
     let wrong_usage = || {
@@ -563,37 +561,34 @@ fn incompatible(alg: &str, spec: KeySpec) -> KmsError {
 }
 
 pub fn check_encryption_algorithm(
-    rec: &KeyRecord,
+    spec: KeySpec,
+    usage: KeyUsageType,
     alg: EncryptionAlgorithm,
 ) -> Result<(), KmsError> {
-    if rec
-        .key_spec
-        .encryption_algorithms(rec.key_usage)
-        .contains(&alg)
-    {
+    if spec.encryption_algorithms(usage).contains(&alg) {
         Ok(())
     } else {
-        Err(incompatible(alg.as_str(), rec.key_spec))
+        Err(incompatible(alg.as_str(), spec))
     }
 }
 
-pub fn check_signing_algorithm(rec: &KeyRecord, alg: SigningAlgorithm) -> Result<(), KmsError> {
-    if rec
-        .key_spec
-        .signing_algorithms(rec.key_usage)
-        .contains(&alg)
-    {
+pub fn check_signing_algorithm(
+    spec: KeySpec,
+    usage: KeyUsageType,
+    alg: SigningAlgorithm,
+) -> Result<(), KmsError> {
+    if spec.signing_algorithms(usage).contains(&alg) {
         Ok(())
     } else {
-        Err(incompatible(alg.as_str(), rec.key_spec))
+        Err(incompatible(alg.as_str(), spec))
     }
 }
 
-pub fn check_mac_algorithm(rec: &KeyRecord, alg: MacAlgorithm) -> Result<(), KmsError> {
-    if rec.key_spec.mac_algorithms().contains(&alg) {
+pub fn check_mac_algorithm(spec: KeySpec, alg: MacAlgorithm) -> Result<(), KmsError> {
+    if spec.mac_algorithms().contains(&alg) {
         Ok(())
     } else {
-        Err(incompatible(alg.as_str(), rec.key_spec))
+        Err(incompatible(alg.as_str(), spec))
     }
 }
 

@@ -144,7 +144,7 @@ impl Kms {
         op: Op,
     ) -> Result<(Vec<u8>, String), KmsError> {
         let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
-        asym::check_encryption_algorithm(&e.rec, alg)?;
+        asym::check_encryption_algorithm(e.rec.key_spec, e.rec.key_usage, alg)?;
         if alg == EncryptionAlgorithm::SymmetricDefault {
             let (v, k) = e.current()?;
             return Ok((k.encrypt(&e.rec.id, v, pt, ctx)?, e.arn.clone()));
@@ -176,7 +176,7 @@ impl Kms {
         })?;
         no_context(ctx, alg)?;
         let e = self.key_for(who, key_id, op, true, Some(ctx), None)?;
-        asym::check_encryption_algorithm(&e.rec, alg)?;
+        asym::check_encryption_algorithm(e.rec.key_spec, e.rec.key_usage, alg)?;
         let (_, m) = e.current_material()?;
         Ok(Decrypted {
             plaintext: m.rsa_decrypt(alg, blob)?,
@@ -200,7 +200,7 @@ impl Kms {
         let r = (|| {
             asym::check_message(msg, ty, Some(alg))?;
             let e = self.key_for(who, key_id, Op::Sign, true, None, None)?;
-            asym::check_signing_algorithm(&e.rec, alg)?;
+            asym::check_signing_algorithm(e.rec.key_spec, e.rec.key_usage, alg)?;
             let (_, m) = e.current_material()?;
             Ok((m.sign(alg, ty, msg)?, e.arn.clone()))
         })();
@@ -224,7 +224,7 @@ impl Kms {
             asym::check_message(msg, ty, Some(alg))?;
             check_blob(sig, "signature")?;
             let e = self.key_for(who, key_id, Op::Verify, true, None, None)?;
-            asym::check_signing_algorithm(&e.rec, alg)?;
+            asym::check_signing_algorithm(e.rec.key_spec, e.rec.key_usage, alg)?;
             let (_, m) = e.current_material()?;
             if !m.verify(alg, ty, msg, sig)? {
                 return Err(KmsError::SignatureMismatch(format!(
@@ -304,7 +304,7 @@ impl Kms {
         let r = (|| {
             asym::check_message(msg, MessageType::Raw, None)?;
             let e = self.key_for(who, key_id, Op::GenerateMac, true, None, None)?;
-            asym::check_mac_algorithm(&e.rec, alg)?;
+            asym::check_mac_algorithm(e.rec.key_spec, alg)?;
             let (_, m) = e.current_material()?;
             Ok((m.mac(msg)?, e.arn.clone()))
         })();
@@ -326,7 +326,7 @@ impl Kms {
             asym::check_message(msg, MessageType::Raw, None)?;
             check_blob(mac, "mac")?;
             let e = self.key_for(who, key_id, Op::VerifyMac, true, None, None)?;
-            asym::check_mac_algorithm(&e.rec, alg)?;
+            asym::check_mac_algorithm(e.rec.key_spec, alg)?;
             let (_, m) = e.current_material()?;
             if !m.verify_mac(msg, mac)? {
                 return Err(KmsError::MacMismatch(format!(

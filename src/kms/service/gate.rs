@@ -220,7 +220,7 @@ impl Kms {
         let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
         self.authorize(who, op.action(), &e, ctx)?;
         check_state(&e.rec, &e.arn, op)?;
-        asym::check_usage(&e.rec, &e.arn, op)?;
+        asym::check_usage(e.rec.key_spec, e.rec.key_usage, &e.arn, op)?;
         if !who.call.dry_run {
             e.usage.count(op, self.now_ms());
         }

@@ -198,7 +198,8 @@ impl Kms {
         if let Err(err) = check_state(&e.rec, &e.arn, op) {
             return err;
         }
-        if let Err(err) = crate::kms::asym::check_usage(&e.rec, &e.arn, op) {
+        if let Err(err) = crate::kms::asym::check_usage(e.rec.key_spec, e.rec.key_usage, &e.arn, op)
+        {
             return err;
         }
         KmsError::DryRunOperation(format!(
