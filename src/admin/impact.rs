@@ -5,7 +5,7 @@ use futures::StreamExt;
 use http::{HeaderMap, Method};
 
 use super::{Progress, list_objects, names_key, noncurrent_versions, req};
-use crate::upstream::{UpBody, UpRequest, Upstream};
+use crate::upstream::Upstream;
 use crate::xml::texts;
 
 /// Objects that still need a key, per bucket (the key-deletion impact report).
@@ -33,25 +33,9 @@ pub async fn key_impact(
     progress: &mut (dyn Progress + Send),
 ) -> Result<Impact, String> {
     let buckets = if buckets.is_empty() {
-        let r = store
-            .send(UpRequest {
-                method: Method::GET,
-                bucket: None,
-                key: None,
-                query: Vec::new(),
-                headers: HeaderMap::new(),
-                body: UpBody::Empty,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = r.status();
-        let body = r.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!(
-                "listing buckets: {status} {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
+        let body = super::list_page(store, None, Vec::new(), "listing buckets")
+            .await?
+            .ok_or("listing buckets: the store does not implement ListBuckets")?;
         texts(&body, &["Bucket", "Name"])?
     } else {
         buckets.to_vec()

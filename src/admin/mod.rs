@@ -11,6 +11,7 @@ use futures::StreamExt;
 use http::{HeaderMap, Method};
 
 use crate::config::{Secret, UpstreamConfig};
+use crate::object::paging::{self, Pager};
 use crate::upstream::{UpBody, UpRequest, Upstream};
 use crate::xml::texts;
 
@@ -70,6 +71,39 @@ fn req(
     }
 }
 
+/// One page of a listing of `bucket` (all buckets when `None`): its body, or `None` when
+/// the store does not implement the listing (501); `what` names it in errors.
+async fn list_page(
+    c: &Upstream,
+    bucket: Option<&str>,
+    query: Vec<(String, String)>,
+    what: &str,
+) -> Result<Option<bytes::Bytes>, String> {
+    let r = c
+        .send(UpRequest {
+            method: Method::GET,
+            bucket: bucket.map(str::to_string),
+            key: None,
+            query,
+            headers: HeaderMap::new(),
+            body: UpBody::Empty,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let body = r.bytes().await.map_err(|e| e.to_string())?;
+    if status == http::StatusCode::NOT_IMPLEMENTED {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(format!(
+            "{what}: {status} {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(Some(body))
+}
+
 /// Lists `(key, size)` under `prefix`, after `start_after` when given.
 async fn list_objects(
     c: &Upstream,
@@ -78,45 +112,31 @@ async fn list_objects(
     start_after: Option<&str>,
 ) -> Result<Vec<(String, u64)>, String> {
     let mut objects = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut q = vec![
-            ("list-type".to_string(), "2".to_string()),
-            ("prefix".to_string(), prefix.to_string()),
-        ];
-        if let Some(t) = &token {
-            q.push(("continuation-token".to_string(), t.clone()));
-        } else if let Some(s) = start_after {
+    let what = format!("listing {bucket}");
+    let base = [
+        ("list-type".to_string(), "2".to_string()),
+        ("prefix".to_string(), prefix.to_string()),
+    ];
+    let mut pages = Pager::new(paging::OBJECTS_V2);
+    while let Some(mut q) = pages.next_query(&base) {
+        if let Some(s) = start_after.filter(|_| pages.first()) {
             q.push(("start-after".to_string(), s.to_string()));
         }
-        let r = c
-            .send(req(Method::GET, bucket, None, q, HeaderMap::new()))
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = r.status();
-        let body = r.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!(
-                "listing {bucket}: {status} {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
+        let body = list_page(c, Some(bucket), q, &what)
+            .await?
+            .ok_or_else(|| format!("{what}: the store does not implement ListObjectsV2"))?;
         let keys = texts(&body, &["Contents", "Key"])?;
         let sizes = texts(&body, &["Contents", "Size"])?;
         if keys.len() != sizes.len() {
-            return Err(format!("listing {bucket}: entries without a Size"));
+            return Err(format!("{what}: entries without a Size"));
         }
         for (k, n) in keys.into_iter().zip(sizes) {
-            let n = n
-                .parse()
-                .map_err(|_| format!("listing {bucket}: bad Size {n}"))?;
+            let n = n.parse().map_err(|_| format!("{what}: bad Size {n}"))?;
             objects.push((k, n));
         }
-        token = texts(&body, &["NextContinuationToken"])?.into_iter().next();
-        if token.is_none() {
-            return Ok(objects);
-        }
+        pages.read(&body)?;
     }
+    Ok(objects)
 }
 
 /// HEAD of one object (any status; transport failures are errors).
@@ -254,55 +274,31 @@ async fn noncurrent_versions(
     prefix: &str,
 ) -> Result<Vec<(String, String, u64)>, String> {
     let mut out = Vec::new();
-    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-    loop {
-        let mut q = vec![
-            ("versions".to_string(), String::new()),
-            ("prefix".to_string(), prefix.to_string()),
-        ];
-        if let Some(k) = &key_marker {
-            q.push(("key-marker".to_string(), k.clone()));
-        }
-        if let Some(v) = &version_marker {
-            q.push(("version-id-marker".to_string(), v.clone()));
-        }
-        let r = c
-            .send(req(Method::GET, bucket, None, q, HeaderMap::new()))
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = r.status();
-        let body = r.bytes().await.map_err(|e| e.to_string())?;
-        if status == http::StatusCode::NOT_IMPLEMENTED {
+    let what = format!("listing versions of {bucket}");
+    let base = [
+        ("versions".to_string(), String::new()),
+        ("prefix".to_string(), prefix.to_string()),
+    ];
+    let mut pages = Pager::new(paging::VERSIONS);
+    while let Some(q) = pages.next_query(&base) {
+        let Some(body) = list_page(c, Some(bucket), q, &what).await? else {
             return Ok(out);
-        }
-        if !status.is_success() {
-            return Err(format!(
-                "listing versions of {bucket}: {status} {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
+        };
         let keys = texts(&body, &["Version", "Key"])?;
         let ids = texts(&body, &["Version", "VersionId"])?;
         let latest = texts(&body, &["Version", "IsLatest"])?;
         let sizes = texts(&body, &["Version", "Size"])?;
         if keys.len() != ids.len() || keys.len() != latest.len() || keys.len() != sizes.len() {
-            return Err(format!("listing versions of {bucket}: incomplete entries"));
+            return Err(format!("{what}: incomplete entries"));
         }
         for (((k, v), l), n) in keys.into_iter().zip(ids).zip(latest).zip(sizes) {
             if l != "true" {
                 out.push((k, v, n.parse().unwrap_or(0)));
             }
         }
-        let truncated = texts(&body, &["IsTruncated"])?;
-        if truncated.first().map(String::as_str) != Some("true") {
-            return Ok(out);
-        }
-        key_marker = texts(&body, &["NextKeyMarker"])?.into_iter().next();
-        version_marker = texts(&body, &["NextVersionIdMarker"])?.into_iter().next();
-        if key_marker.is_none() {
-            return Ok(out);
-        }
+        pages.read(&body)?;
     }
+    Ok(out)
 }
 
 /// What a job does to each listed object.

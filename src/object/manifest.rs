@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
 use super::Objects;
+use super::paging::{self, Pager};
 use crate::crypto::format::{Layout, MAX_PLAIN, SALT_LEN};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
@@ -237,6 +238,30 @@ impl Default for Manifests {
 }
 
 impl Objects {
+    /// GET of one state-bucket object (any status).
+    async fn state_get(&self, key: &str) -> Result<crate::upstream::UpResponse, Error> {
+        Ok(self
+            .store
+            .send(UpRequest {
+                method: Method::GET,
+                bucket: Some(self.state_bucket.clone()),
+                key: Some(key.to_string()),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: UpBody::Empty,
+            })
+            .await?)
+    }
+
+    /// An authenticated part list read before (the cache holds no other kind).
+    fn cached_manifest(&self, upload: &UploadUid) -> Option<Arc<Manifest>> {
+        self.manifests
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(upload).cloned())
+    }
+
     async fn state_put(&self, key: &str, body: Bytes, headers: HeaderMap) -> Result<(), Error> {
         let req = |body: Bytes, headers: HeaderMap| UpRequest {
             method: Method::PUT,
@@ -357,26 +382,10 @@ impl Objects {
     /// Reads and checks an upload's manifest. A missing one means the upload was not
     /// completed through sealgate (or the store lost it): the object cannot be read.
     pub async fn manifest(&self, dek: &Dek, upload: &UploadUid) -> Result<Arc<Manifest>, Error> {
-        if let Some(m) = self
-            .manifests
-            .0
-            .lock()
-            .ok()
-            .and_then(|mut c| c.get(upload).cloned())
-        {
+        if let Some(m) = self.cached_manifest(upload) {
             return Ok(m);
         }
-        let resp = self
-            .store
-            .send(UpRequest {
-                method: Method::GET,
-                bucket: Some(self.state_bucket.clone()),
-                key: Some(manifest_key(upload)),
-                query: Vec::new(),
-                headers: HeaderMap::new(),
-                body: UpBody::Empty,
-            })
-            .await?;
+        let resp = self.state_get(&manifest_key(upload)).await?;
         if resp.status() == http::StatusCode::NOT_FOUND {
             return Err(Error::tampered(
                 "its part list is missing (the multipart upload was not completed through sealgate)",
@@ -411,26 +420,10 @@ impl Objects {
     /// no customer key): parsed and checked for consistency, not authenticated, and never
     /// cached (the cache holds authenticated part lists only).
     pub async fn manifest_unverified(&self, upload: &UploadUid) -> Result<Arc<Manifest>, Error> {
-        if let Some(m) = self
-            .manifests
-            .0
-            .lock()
-            .ok()
-            .and_then(|mut c| c.get(upload).cloned())
-        {
+        if let Some(m) = self.cached_manifest(upload) {
             return Ok(m);
         }
-        let resp = self
-            .store
-            .send(UpRequest {
-                method: Method::GET,
-                bucket: Some(self.state_bucket.clone()),
-                key: Some(manifest_key(upload)),
-                query: Vec::new(),
-                headers: HeaderMap::new(),
-                body: UpBody::Empty,
-            })
-            .await?;
+        let resp = self.state_get(&manifest_key(upload)).await?;
         if !resp.status().is_success() {
             return Err(Error::tampered(format!(
                 "its part list cannot be read ({})",
@@ -492,15 +485,12 @@ impl Objects {
     /// Every key under `prefix` in the state bucket.
     pub(crate) async fn state_keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut query = vec![
-                ("list-type".to_string(), "2".to_string()),
-                ("prefix".to_string(), prefix.to_string()),
-            ];
-            if let Some(t) = &token {
-                query.push(("continuation-token".to_string(), t.clone()));
-            }
+        let base = [
+            ("list-type".to_string(), "2".to_string()),
+            ("prefix".to_string(), prefix.to_string()),
+        ];
+        let mut pages = Pager::new(paging::OBJECTS_V2);
+        while let Some(query) = pages.next_query(&base) {
             let resp = self
                 .store
                 .send(UpRequest {
@@ -517,15 +507,7 @@ impl Objects {
             }
             let body = resp.bytes().await.map_err(Error::store_body)?;
             out.extend(texts(&body, &["Contents", "Key"]).map_err(Error::Internal)?);
-            let truncated = texts(&body, &["IsTruncated"]).map_err(Error::Internal)?;
-            let next = texts(&body, &["NextContinuationToken"]).map_err(Error::Internal)?;
-            match (
-                truncated.first().map(String::as_str),
-                next.into_iter().next(),
-            ) {
-                (Some("true"), Some(n)) if Some(&n) != token.as_ref() => token = Some(n),
-                _ => break,
-            }
+            pages.read(&body).map_err(Error::Internal)?;
         }
         Ok(out)
     }
@@ -540,12 +522,9 @@ impl Objects {
     ) -> Result<Option<std::collections::HashMap<u32, Vec<(String, u64)>>>, Error> {
         let mut parts: std::collections::HashMap<u32, Vec<(String, u64)>> =
             std::collections::HashMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let mut query = vec![("uploadId".to_string(), store_upload_id.to_string())];
-            if let Some(m) = &marker {
-                query.push(("part-number-marker".to_string(), m.clone()));
-            }
+        let base = [("uploadId".to_string(), store_upload_id.to_string())];
+        let mut pages = Pager::new(paging::PARTS);
+        while let Some(query) = pages.next_query(&base) {
             let resp = self
                 .store
                 .send(UpRequest {
@@ -575,15 +554,7 @@ impl Objects {
                     parts.entry(n).or_default().push((e, l));
                 }
             }
-            let truncated = texts(&body, &["IsTruncated"]).map_err(Error::Internal)?;
-            let next = texts(&body, &["NextPartNumberMarker"]).map_err(Error::Internal)?;
-            match (
-                truncated.first().map(String::as_str),
-                next.into_iter().next(),
-            ) {
-                (Some("true"), Some(n)) if Some(&n) != marker.as_ref() => marker = Some(n),
-                _ => break,
-            }
+            pages.read(&body).map_err(Error::Internal)?;
         }
         Ok(Some(parts))
     }
@@ -600,17 +571,7 @@ impl Objects {
 
     /// The token of a store upload id, if sealgate started that upload.
     pub async fn upload_record(&self, store_upload_id: &str) -> Result<Option<String>, Error> {
-        let resp = self
-            .store
-            .send(UpRequest {
-                method: Method::GET,
-                bucket: Some(self.state_bucket.clone()),
-                key: Some(upload_record_key(store_upload_id)),
-                query: Vec::new(),
-                headers: HeaderMap::new(),
-                body: UpBody::Empty,
-            })
-            .await?;
+        let resp = self.state_get(&upload_record_key(store_upload_id)).await?;
         if !resp.status().is_success() {
             return Ok(None);
         }

@@ -10,6 +10,7 @@
 //! - [`read`]: ciphertext ranges from the store, decrypted and authenticated.
 //! - [`write`]: the sealing transforms for single-part objects and parts.
 //! - [`upload`]: upload-id tokens and the part list at completion.
+//! - [`paging`]: following the store's listings page by page.
 //!
 //! Invariants: no plaintext of an encrypted object is ever handed to the store, and no
 //! byte that failed authentication is ever handed up; data that fails authentication is
@@ -21,6 +22,7 @@ pub mod envelope;
 pub mod known;
 pub mod manifest;
 pub mod meta;
+pub mod paging;
 pub mod read;
 pub mod upload;
 pub mod write;
