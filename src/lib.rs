@@ -17,6 +17,8 @@ pub mod object;
 pub mod request_id;
 pub mod s3;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod upstream;
 pub mod xml;
 

@@ -378,10 +378,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        crate::test_support::pairs(pairs)
     }
 
     #[test]

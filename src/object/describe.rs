@@ -157,14 +157,7 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        m
+        crate::test_support::headers(pairs)
     }
 
     #[test]

@@ -256,20 +256,8 @@ mod tests {
     use super::*;
     use crate::crypto::format::{Layout, plan};
     use crate::crypto::stream::{Decryptor, open_trailer};
-    use crate::object::Alg;
 
-    fn envelope() -> Envelope {
-        Envelope {
-            alg: Alg::S3,
-            key_ref: "k".into(),
-            wrapped: vec![1],
-            backend: None,
-            bk_salt: None,
-            context: Default::default(),
-            bucket_key: false,
-            customer: None,
-        }
-    }
+    use crate::test_support::envelope;
 
     async fn collect(mut s: ByteStream) -> Vec<u8> {
         let mut out = Vec::new();

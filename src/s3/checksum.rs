@@ -389,14 +389,7 @@ mod tests {
     use futures::StreamExt;
 
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
+        crate::test_support::headers(pairs)
     }
 
     async fn run(

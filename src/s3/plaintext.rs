@@ -251,22 +251,11 @@ pub fn store_etag(h: &HeaderMap) -> String {
 mod tests {
     use super::*;
     use crate::crypto::stream::Dek;
-    use crate::object::{Alg, Envelope};
     use crate::s3::request::Classified;
 
     fn meta(size: u64) -> ObjectMeta {
-        let env = Envelope {
-            alg: Alg::S3,
-            key_ref: "k".into(),
-            wrapped: vec![1],
-            backend: None,
-            bk_salt: None,
-            context: Default::default(),
-            bucket_key: false,
-            customer: None,
-        };
         ObjectMeta::single(
-            env,
+            crate::test_support::envelope(),
             &Dek::from_slice(&[1; 32]).unwrap(),
             size,
             [2; 16],

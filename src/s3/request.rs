@@ -375,16 +375,7 @@ mod tests {
         headers: &[(&str, &str)],
         tls: bool,
     ) -> Result<Request, Error> {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h.insert("host", "localhost".parse().unwrap());
-        let c = Classified::of(&method.parse().unwrap(), &uri.parse().unwrap(), &h, None).unwrap();
-        Request::parse(c.op.unwrap(), c.target, &h, tls)
+        crate::test_support::s3_request(method, uri, headers, tls).0
     }
 
     const TRIO: [(&str, &str); 3] = [

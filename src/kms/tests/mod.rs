@@ -66,10 +66,7 @@ pub(crate) fn alice() -> Caller<'static> {
 }
 
 pub(crate) fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    crate::test_support::pairs(pairs)
 }
 
 pub(crate) fn new_key(f: &Fixture) -> String {

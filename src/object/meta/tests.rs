@@ -20,13 +20,7 @@ fn dek() -> Dek {
 }
 
 fn described(pairs: &[(&str, &str)]) -> (HeaderMap, Described) {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
+    let mut h = crate::test_support::headers(pairs);
     super::super::describe::prepare_write(&mut h);
     let d = Described::of(&h);
     (h, d)

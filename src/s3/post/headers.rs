@@ -184,9 +184,7 @@ mod tests {
     use super::*;
 
     fn fields(f: &[(&str, &str)]) -> Vec<(String, String)> {
-        f.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        crate::test_support::pairs(f)
     }
 
     #[test]

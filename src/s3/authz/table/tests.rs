@@ -2,22 +2,10 @@
 
 use super::*;
 use crate::s3::classify::{Class, Shape, TABLE};
-use crate::s3::request::Classified;
 
 fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> (Request, HeaderMap) {
-    let mut h = HeaderMap::new();
-    for (k, v) in headers {
-        h.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    h.insert("host", "localhost".parse().unwrap());
-    let c = Classified::of(&method.parse().unwrap(), &uri.parse().unwrap(), &h, None).unwrap();
-    (
-        Request::parse(c.op.unwrap(), c.target, &h, true).unwrap(),
-        h,
-    )
+    let (r, h) = crate::test_support::s3_request(method, uri, headers, true);
+    (r.unwrap(), h)
 }
 
 fn actions(method: &str, uri: &str, headers: &[(&str, &str)]) -> Vec<(String, String)> {
