@@ -242,6 +242,37 @@ fn kms_unavailable(msg: impl std::fmt::Display) -> S3Error {
     )
 }
 
+/// An S3 XML error answered outside s3s (the listener, preflights, POST uploads):
+/// `<Error>` with code, message, any `extras` elements and the request id.
+pub fn xml_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    extras: &[(&str, &str)],
+    request_id: &str,
+) -> http::Response<s3s::Body> {
+    let esc = |s: &str| quick_xml::escape::partial_escape(s).into_owned();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>",
+        esc(code),
+        esc(message)
+    );
+    for (k, v) in extras {
+        xml.push_str(&format!("<{k}>{}</{k}>", esc(v)));
+    }
+    xml.push_str(&format!(
+        "<RequestId>{}</RequestId></Error>",
+        esc(request_id)
+    ));
+    let mut r = http::Response::new(s3s::Body::from(xml));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
 impl From<Error> for S3Error {
     fn from(e: Error) -> S3Error {
         match e {

@@ -209,6 +209,19 @@ impl<B> IdleTimeout<B> {
 #[error("the request body sent nothing for {0:?}")]
 pub struct BodyIdle(pub Duration);
 
+/// Whether a body error is a stall: the idle deadline ([`BodyIdle`]) or a socket
+/// timeout, anywhere in its chain of sources.
+pub fn stalled(e: &std::io::Error) -> bool {
+    std::iter::successors(e.get_ref().map(|e| e as &dyn std::error::Error), |e| {
+        e.source()
+    })
+    .any(|e| {
+        e.is::<BodyIdle>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
 impl<B> Body for IdleTimeout<B>
 where
     B: Body<Data = Bytes>,

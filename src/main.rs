@@ -148,25 +148,43 @@ enum AuditCmd {
         n: usize,
     },
     /// Print events matching all given filters (JSON lines).
-    Query {
-        /// Key id or ARN.
-        #[arg(long)]
-        key: Option<String>,
-        /// Principal ARN or user name.
-        #[arg(long)]
-        principal: Option<String>,
-        /// Event name, e.g. Decrypt.
-        #[arg(long)]
-        event: Option<String>,
-        /// Only events at or after this time (RFC 3339).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only events before this time (RFC 3339).
-        #[arg(long)]
-        until: Option<String>,
-        #[arg(long)]
-        limit: Option<usize>,
-    },
+    Query(AuditQuery),
+}
+
+#[derive(clap::Args)]
+struct AuditQuery {
+    /// Key id or ARN.
+    #[arg(long)]
+    key: Option<String>,
+    /// Principal ARN or user name.
+    #[arg(long)]
+    principal: Option<String>,
+    /// Event name, e.g. Decrypt.
+    #[arg(long)]
+    event: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only the last N matching events.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl AuditQuery {
+    /// The filter and the limit the options name.
+    fn filter(self) -> Result<(sealgate::kms::AuditFilter, Option<usize>), String> {
+        let filter = sealgate::kms::AuditFilter {
+            key: self.key,
+            principal: self.principal,
+            event_name: self.event,
+            since: self.since.as_deref().map(parse_time).transpose()?,
+            until: self.until.as_deref().map(parse_time).transpose()?,
+        };
+        Ok((filter, self.limit))
+    }
 }
 
 #[derive(Subcommand)]
@@ -334,21 +352,8 @@ fn cluster_audit(
                     &sealgate::kms::AuditFilter::default(),
                     Some(n),
                 ),
-                AuditCmd::Query {
-                    key,
-                    principal,
-                    event,
-                    since,
-                    until,
-                    limit,
-                } => {
-                    let filter = sealgate::kms::AuditFilter {
-                        key,
-                        principal,
-                        event_name: event,
-                        since: since.as_deref().map(parse_time).transpose()?,
-                        until: until.as_deref().map(parse_time).transpose()?,
-                    };
+                AuditCmd::Query(q) => {
+                    let (filter, limit) = q.filter()?;
                     sealgate::kms::query_audit_lines(lines, &filter, limit)
                 }
                 _ => {
@@ -424,21 +429,8 @@ fn audit(
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
-        AuditCmd::Query {
-            key,
-            principal,
-            event,
-            since,
-            until,
-            limit,
-        } => {
-            let filter = sealgate::kms::AuditFilter {
-                key,
-                principal,
-                event_name: event,
-                since: since.as_deref().map(parse_time).transpose()?,
-                until: until.as_deref().map(parse_time).transpose()?,
-            };
+        AuditCmd::Query(q) => {
+            let (filter, limit) = q.filter()?;
             for r in
                 sealgate::kms::query_audit_log(&path, &filter, limit).map_err(|e| e.to_string())?
             {

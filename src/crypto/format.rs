@@ -243,6 +243,16 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// A multipart object's layout before its part list is read (format 3: the list is
+    /// in the upload's manifest).
+    pub fn parts_pending() -> Layout {
+        Layout {
+            headers_in_body: true,
+            parts: Vec::new(),
+            salts: Vec::new(),
+        }
+    }
+
     pub fn single(plain: u64) -> Layout {
         Layout {
             headers_in_body: false,

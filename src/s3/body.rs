@@ -73,7 +73,7 @@ impl ClientFailure {
         let me = self.clone();
         s.inspect(move |r| {
             if let Err(e) = r {
-                let _ = me.0.set(stalled(e));
+                let _ = me.0.set(crate::limits::stalled(e));
             }
         })
         .boxed()
@@ -91,18 +91,6 @@ impl ClientFailure {
             S3Error::with_message(S3ErrorCode::IncompleteBody, SHORT_BODY)
         })
     }
-}
-
-/// Whether a body error is the idle timeout (crate::limits::IdleTimeout) or a socket timeout.
-fn stalled(e: &std::io::Error) -> bool {
-    std::iter::successors(e.get_ref().map(|e| e as &dyn std::error::Error), |e| {
-        e.source()
-    })
-    .any(|e| {
-        e.is::<crate::limits::BodyIdle>()
-            || e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    })
 }
 
 /// Collects a stream of at most `max` bytes into one buffer; a longer one is the client's
@@ -145,6 +133,22 @@ async fn preread(
         1 => chunks.pop().unwrap_or_default(),
         _ => bytes::Bytes::from(chunks.concat()),
     })
+}
+
+/// Stores the client body as sent (no encryption configured or requested; an upload
+/// sealgate did not start), checksums verified and echoed.
+pub async fn send_as_is(
+    ctx: &mut Ctx,
+    headers: HeaderMap,
+    declared: &Declared,
+) -> Result<S3Response<Body>, Error> {
+    let (resp, digests) = send_verified(ctx, headers, declared, None, true).await?;
+    let ok = resp.status().is_success();
+    let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
+    if ok {
+        echo_checksums(&mut out, &digests);
+    }
+    Ok(out)
 }
 
 /// Streams the client body to the store through the checksum verifier (and `writer`,

@@ -144,34 +144,26 @@ const DROP_RESPONSE: &[&str] = &[
 /// Client headers to forward, minus `extra_drop`. `content-encoding: aws-chunked` is
 /// removed (the body reaching us is already decoded). SSE-C headers are never forwarded.
 pub fn request_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(h.len());
-    for (name, value) in h {
-        let n = name.as_str();
-        if DROP_REQUEST.contains(&n)
+    copy_headers(h, |n| {
+        DROP_REQUEST.contains(&n)
             || super::sse::SSE_C_HEADERS.contains(&n)
             || extra_drop.contains(&n)
-        {
-            continue;
-        }
-        if n == "content-encoding" {
-            if let Some(v) = without_aws_chunked(value) {
-                out.append(name.clone(), v);
-            }
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    out
+    })
 }
 
 /// Response headers from the store, minus hop-by-hop ones and `extra_drop`. A stored
 /// Content-Encoding loses an `aws-chunked` token: some stores (SeaweedFS 4.48) keep it
 /// from an upload's `aws-chunked,gzip`, where S3 stores `gzip`.
 pub fn response_headers(h: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
+    copy_headers(h, |n| DROP_RESPONSE.contains(&n) || extra_drop.contains(&n))
+}
+
+/// The headers `drop` does not name; Content-Encoding without its `aws-chunked` token.
+fn copy_headers(h: &HeaderMap, drop: impl Fn(&str) -> bool) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(h.len());
     for (name, value) in h {
         let n = name.as_str();
-        if DROP_RESPONSE.contains(&n) || extra_drop.contains(&n) {
+        if drop(n) {
             continue;
         }
         if n == "content-encoding" {
@@ -250,6 +242,15 @@ pub fn client_body(ctx: &mut Ctx) -> Result<UpBody, Error> {
             }
         }
     }
+}
+
+/// A 200 answer with a store's answer rewritten by sealgate (listings, upload ids) and
+/// the store's headers.
+pub fn rewritten(body: impl Into<Body>, headers: HeaderMap) -> S3Response<Body> {
+    let mut out = S3Response::new(body.into());
+    out.status = Some(StatusCode::OK);
+    out.headers = headers;
+    out
 }
 
 /// Converts a store response into the client response, streaming the body.

@@ -101,18 +101,10 @@ async fn general(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let head = ctx
         .send(forward::object_read(&ctx, Method::HEAD, headers))
         .await?;
-    let meta = if head.status().is_success() {
-        ObjectMeta::read(head.headers())?
-    } else {
-        None
-    };
-    let Some(meta) = meta else {
+    let Some(meta) = plaintext::sealed_meta(&ctx, &head).await? else {
         // Not ours, or an error: let the store answer the original request (with its
         // body and its own evaluation of the conditions); a plaintext answer only where
         // plaintext reads are allowed.
-        if head.status().is_success() {
-            plaintext::allowed(&ctx).await?;
-        }
         let headers = forward::request_headers(&ctx.headers, &[]);
         let resp = ctx.forward(headers, UpBody::Empty).await?;
         return as_stored(&ctx, resp).await;

@@ -8,7 +8,7 @@ use super::conditions::{self, Verdict};
 use super::plaintext::{self, Want};
 use super::{Ctx, forward};
 use crate::error::Error;
-use crate::object::{ObjectMeta, meta};
+use crate::object::meta;
 use crate::upstream::UpBody;
 
 pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
@@ -18,15 +18,7 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let resp = ctx
         .send(forward::object_read(&ctx, Method::HEAD, headers))
         .await?;
-    let meta = if resp.status().is_success() {
-        ObjectMeta::read(resp.headers())?
-    } else {
-        None
-    };
-    let Some(meta) = meta else {
-        if resp.status().is_success() {
-            plaintext::allowed(&ctx).await?;
-        }
+    let Some(meta) = plaintext::sealed_meta(&ctx, &resp).await? else {
         if resp.status().is_success()
             && (ctx.req.part_number.is_some()
                 || ctx.headers.contains_key("range")

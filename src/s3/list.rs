@@ -199,10 +199,7 @@ pub async fn list(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         }
     })
     .map_err(|e| Error::Internal(format!("listing from the store: {e}")))?;
-    let mut out = S3Response::new(Body::from(body));
-    out.status = Some(StatusCode::OK);
-    out.headers = store_headers;
-    Ok(out)
+    Ok(forward::rewritten(body, store_headers))
 }
 
 /// GetObjectAttributes' `ObjectParts` of a multipart object (the part count is
@@ -265,15 +262,7 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             ),
         )
         .await?;
-    let meta = if head.status().is_success() {
-        ObjectMeta::read(head.headers())?
-    } else {
-        None
-    };
-    let Some(meta) = meta else {
-        if head.status().is_success() {
-            super::plaintext::allowed(&ctx).await?;
-        }
+    let Some(meta) = super::plaintext::sealed_meta(&ctx, &head).await? else {
         let headers = forward::request_headers(&ctx.headers, &[]);
         let resp = ctx.forward(headers, UpBody::Empty).await?;
         return Ok(forward::to_client(resp, false, forward::STORE_SSE));

@@ -12,10 +12,10 @@
 //! - Client checksums are verified by sealgate per part and removed before the store sees
 //!   them (the store holds different bytes).
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use s3s::{Body, S3Response};
 
-use super::body::{declared_len, echo_checksums, send_verified};
+use super::body::{declared_len, echo_checksums, send_as_is, send_verified};
 use super::checksum::Declared;
 use super::upload::{self, Open};
 use super::{Ctx, forward, rules, source, sse};
@@ -77,9 +77,7 @@ pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         }
     })
     .map_err(|e| Error::Internal(format!("store's CreateMultipartUpload answer: {e}")))?;
-    let mut out = S3Response::new(Body::from(body));
-    out.status = Some(StatusCode::OK);
-    out.headers = store_headers;
+    let mut out = forward::rewritten(body, store_headers);
     out.headers.remove("content-length");
     sse::response_headers(&mut out.headers, &head.envelope, ctx.req.ssec.as_ref());
     if let Some(a) = algo {
@@ -129,13 +127,7 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let declared = Declared::from_headers(&ctx.headers)?;
     let headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
     let Some(up) = upload::open(&ctx).await? else {
-        let (resp, digests) = send_verified(&mut ctx, headers, &declared, None, true).await?;
-        let ok = resp.status().is_success();
-        let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
-        if ok {
-            echo_checksums(&mut out, &digests);
-        }
-        return Ok(out);
+        return send_as_is(&mut ctx, headers, &declared).await;
     };
     let pn = part_number(&ctx)?;
     let len = declared_len(&ctx)?;
@@ -289,10 +281,7 @@ pub async fn list_parts(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         }
     })
     .map_err(Error::Internal)?;
-    let mut out = S3Response::new(Body::from(body));
-    out.status = Some(StatusCode::OK);
-    out.headers = store_headers;
-    Ok(out)
+    Ok(forward::rewritten(body, store_headers))
 }
 
 pub async fn abort(ctx: Ctx) -> Result<S3Response<Body>, Error> {
@@ -346,8 +335,5 @@ pub async fn list_uploads(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         _ => Edit::Keep,
     })
     .map_err(Error::Internal)?;
-    let mut out = S3Response::new(Body::from(body));
-    out.status = Some(StatusCode::OK);
-    out.headers = store_headers;
-    Ok(out)
+    Ok(forward::rewritten(body, store_headers))
 }

@@ -37,10 +37,7 @@ async fn list_buckets_without_state(
     let xml = resp.bytes().await.map_err(Error::store_body)?;
     let body = drop_bucket(&xml, &ctx.state.state_bucket)
         .map_err(|e| Error::Internal(format!("ListBuckets answer from the store: {e}")))?;
-    let mut out = S3Response::new(Body::from(body));
-    out.status = Some(http::StatusCode::OK);
-    out.headers = headers;
-    Ok(out)
+    Ok(super::forward::rewritten(body, headers))
 }
 
 /// Removes the `<Bucket>` entry named `name` from a ListBuckets answer. Bucket names are

@@ -27,6 +27,23 @@ pub async fn allowed(ctx: &super::Ctx) -> Result<(), Error> {
     Ok(())
 }
 
+/// The sealgate metadata a successful HEAD of the request's object carries. `None` when
+/// the HEAD failed (the caller lets the store answer), or when the object is not
+/// sealgate's and plaintext reads are [`allowed`] there; refused when they are not.
+pub async fn sealed_meta(
+    ctx: &super::Ctx,
+    head: &crate::upstream::UpResponse,
+) -> Result<Option<crate::object::ObjectMeta>, Error> {
+    if !head.status().is_success() {
+        return Ok(None);
+    }
+    let meta = crate::object::ObjectMeta::read(head.headers())?;
+    if meta.is_none() {
+        allowed(ctx).await?;
+    }
+    Ok(meta)
+}
+
 /// [`allowed`] for an object `bucket/key` (a copy source).
 pub async fn allowed_at(ctx: &super::Ctx, bucket: &str, key: &str) -> Result<(), Error> {
     if ctx.state.encryption.plaintext_allowed(bucket, key)

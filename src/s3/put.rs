@@ -10,7 +10,7 @@
 
 use s3s::{Body, S3Response};
 
-use super::body::{declared_len, declared_md5, echo_checksums, send_verified};
+use super::body::{declared_len, declared_md5, echo_checksums, send_as_is, send_verified};
 use super::checksum::Declared;
 use super::{Ctx, forward, plaintext, rules, sse};
 use crate::error::Error;
@@ -24,13 +24,7 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     super::conditions::check_write(&ctx, &mut headers).await?;
     let Some(sse) = rules::effective(&ctx, ctx.req.sse.clone()).await? else {
         // Encryption is configured off for this bucket and not requested: store as sent.
-        let (resp, digests) = send_verified(&mut ctx, headers, &declared, None, true).await?;
-        let ok = resp.status().is_success();
-        let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
-        if ok {
-            echo_checksums(&mut out, &digests);
-        }
-        return Ok(out);
+        return send_as_is(&mut ctx, headers, &declared).await;
     };
     let obj = ctx.req.object()?;
     let len = declared_len(&ctx)?;

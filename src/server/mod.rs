@@ -514,16 +514,7 @@ fn s3_error_response(code: &str, message: &str, request_id: &str) -> Response<Bo
     } else {
         StatusCode::BAD_REQUEST
     };
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
-    );
-    let mut r = Response::new(Body::from(xml));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    r
+    crate::error::xml_response(status, code, message, &[], request_id)
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

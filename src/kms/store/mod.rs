@@ -175,6 +175,37 @@ pub struct Loaded {
     pub settings: Vec<(String, Vec<u8>)>,
 }
 
+impl Loaded {
+    /// Writes that put every row back: key records (with their sealed material when
+    /// `material`), aliases, grants and settings.
+    pub(crate) fn mutations(&self, material: bool) -> Vec<Mutation<'_>> {
+        let mut muts = Vec::new();
+        for (rec, mats) in &self.keys {
+            muts.push(Mutation::PutKey(rec));
+            for (version, sealed) in mats.iter().filter(|_| material) {
+                muts.push(Mutation::PutMaterial {
+                    id: rec.id,
+                    version: *version,
+                    sealed,
+                });
+            }
+        }
+        for (region, name, a) in &self.aliases {
+            muts.push(match region {
+                None => Mutation::PutAlias(name, a),
+                Some(r) => Mutation::PutRegionAlias(r, name, a),
+            });
+        }
+        for g in &self.grants {
+            muts.push(Mutation::PutGrant(g));
+        }
+        for (name, json) in &self.settings {
+            muts.push(Mutation::PutSetting(name, json));
+        }
+        muts
+    }
+}
+
 impl Rows {
     pub(crate) fn new(root: &RootKey) -> Rows {
         Rows {
@@ -295,29 +326,7 @@ pub fn copy(from: &KmsConfig, to: &KmsConfig, root: &RootKey) -> Result<Copied, 
             "the destination KMS store is not empty; refusing to copy into it".into(),
         ));
     }
-    let mut muts = Vec::new();
-    for (rec, mats) in &loaded.keys {
-        muts.push(Mutation::PutKey(rec));
-        for (version, sealed) in mats {
-            muts.push(Mutation::PutMaterial {
-                id: rec.id,
-                version: *version,
-                sealed,
-            });
-        }
-    }
-    for (region, name, a) in &loaded.aliases {
-        muts.push(match region {
-            None => Mutation::PutAlias(name, a),
-            Some(r) => Mutation::PutRegionAlias(r, name, a),
-        });
-    }
-    for g in &loaded.grants {
-        muts.push(Mutation::PutGrant(g));
-    }
-    for (name, json) in &loaded.settings {
-        muts.push(Mutation::PutSetting(name, json));
-    }
+    let muts = loaded.mutations(true);
     dest.apply(&muts)?;
     drop(dest);
     let (_copy, reread) = Store::open(to, root)?;

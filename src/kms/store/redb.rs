@@ -196,22 +196,7 @@ impl RedbStore {
     /// Re-writes every row authenticated and marks the database so (one transaction):
     /// the migration of a database from before rows were authenticated.
     fn migrate(&self, loaded: &Loaded, plain: usize) -> Result<(), KmsError> {
-        let mut muts: Vec<Mutation<'_>> = Vec::new();
-        for (rec, _) in &loaded.keys {
-            muts.push(Mutation::PutKey(rec));
-        }
-        for (region, name, a) in &loaded.aliases {
-            muts.push(match region {
-                None => Mutation::PutAlias(name, a),
-                Some(r) => Mutation::PutRegionAlias(r, name, a),
-            });
-        }
-        for g in &loaded.grants {
-            muts.push(Mutation::PutGrant(g));
-        }
-        for (name, json) in &loaded.settings {
-            muts.push(Mutation::PutSetting(name, json));
-        }
+        let muts = loaded.mutations(false);
         self.apply_with_meta(&muts, Some(("rows", ROWS_AUTHENTICATED)))?;
         if plain > 0 {
             tracing::info!(

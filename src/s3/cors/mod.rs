@@ -152,28 +152,11 @@ fn refusal(
     method_and_type: Option<(&str, &str)>,
     request_id: &str,
 ) -> Response<Body> {
-    let esc = |s: &str| quick_xml::escape::partial_escape(s).into_owned();
-    let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message>",
-        esc(message)
-    );
-    if let Some((m, t)) = method_and_type {
-        xml.push_str(&format!(
-            "<Method>{}</Method><ResourceType>{t}</ResourceType>",
-            esc(m)
-        ));
-    }
-    xml.push_str(&format!(
-        "<RequestId>{}</RequestId></Error>",
-        esc(request_id)
-    ));
-    let mut r = Response::new(Body::from(xml));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    r
+    let extras = match method_and_type {
+        Some((m, t)) => vec![("Method", m), ("ResourceType", t)],
+        None => Vec::new(),
+    };
+    crate::error::xml_response(status, code, message, &extras, request_id)
 }
 
 /// Answers a preflight `OPTIONS` for `bucket` (`None`: the service URL) and `key`

@@ -1,7 +1,7 @@
 //! The errors of POST Object: S3 errors with the extra elements AWS adds to some of
 //! them (`ArgumentName`, `ProposedSize`, `StringToSign`, ...), research spec §3.7.
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use s3s::Body;
 
 use super::form::{self, FormError};
@@ -33,26 +33,8 @@ impl PostError {
 
     /// The XML error response.
     pub fn response(&self, request_id: &str) -> Response<Body> {
-        let esc = |s: &str| quick_xml::escape::partial_escape(s).into_owned();
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>",
-            esc(&self.code),
-            esc(&self.message)
-        );
-        for (k, v) in &self.extras {
-            xml.push_str(&format!("<{k}>{}</{k}>", esc(v)));
-        }
-        xml.push_str(&format!(
-            "<RequestId>{}</RequestId></Error>",
-            esc(request_id)
-        ));
-        let mut r = Response::new(Body::from(xml));
-        *r.status_mut() = self.status;
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml"),
-        );
-        r
+        let extras: Vec<(&str, &str)> = self.extras.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::error::xml_response(self.status, &self.code, &self.message, &extras, request_id)
     }
 
     pub(super) fn bad_request(code: &str, message: impl Into<String>) -> PostError {

@@ -132,7 +132,7 @@ impl Reader {
     /// [`Reader::fill`] before the file: a body error is the form's.
     async fn fill_form(&mut self) -> Result<bool, FormError> {
         self.fill().await.map_err(|e| FormError::Body {
-            stalled: stalled(&e),
+            stalled: crate::limits::stalled(&e),
         })
     }
 
@@ -170,18 +170,6 @@ impl Reader {
 
 fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, pat)
-}
-
-/// Whether a body error is the idle deadline (`limits::BodyIdle`) or a socket timeout.
-fn stalled(e: &std::io::Error) -> bool {
-    std::iter::successors(e.get_ref().map(|e| e as &dyn std::error::Error), |e| {
-        e.source()
-    })
-    .any(|e| {
-        e.is::<crate::limits::BodyIdle>()
-            || e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    })
 }
 
 /// Reads the fields up to the `file` part of a body of `content_length` bytes with
