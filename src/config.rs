@@ -342,6 +342,9 @@ impl Config {
         if let Some(v) = get("SEALGATE_KMS_ROOT_KEY_FILE") {
             self.kms.root_key_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("SEALGATE_KMS_PREVIOUS_ROOT_KEY_FILE") {
+            self.kms.previous_root_key_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("SEALGATE_KMS_REGIONS") {
             self.kms.regions = v
                 .split(',')

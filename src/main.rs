@@ -230,6 +230,12 @@ enum KmsCmd {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Re-seal every key's material and re-authenticate every row under a new root key,
+    /// in one transaction: the config's root key is the new one, and
+    /// `kms.previous_root_key_file` (or $SEALGATE_KMS_PREVIOUS_ROOT_KEY) the one the
+    /// database is sealed under. With PostgreSQL, run it while the instances serve (each
+    /// started with both keys); a redb file must not be open. See docs/operations.md.
+    RotateRoot,
 }
 
 /// Runs an admin job over a bucket: a progress bar on stderr (when it is a terminal), one
@@ -495,6 +501,17 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
                 n.keys, n.material_versions, n.aliases, n.grants, n.settings
             );
             println!("now set kms.store = \"{to}\" in the config and start sealgate");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        KmsCmd::RotateRoot => {
+            let n = sealgate::kms::Kms::rotate_root_key(&cfg.kms).map_err(|e| e.to_string())?;
+            println!(
+                "re-sealed and verified under the new root key: {} keys ({} material versions), {} rows",
+                n.keys, n.material_versions, n.rows
+            );
+            println!(
+                "instances no longer need the previous root key: drop kms.previous_root_key_file (or $SEALGATE_KMS_PREVIOUS_ROOT_KEY) at their next restart, and keep the key offline to verify audit records from before the rotation"
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
         KmsCmd::Explain {

@@ -65,6 +65,18 @@ async fn get_bytes(sg: &Sealgate, b: &str, k: &str) -> Vec<u8> {
     common::get(&sg.client, b, k).await.to_vec()
 }
 
+/// Runs the sealgate binary: whether it succeeded, and its stdout and stderr.
+fn sealgate_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// CreateKey through `sg`'s KMS API; the new key's id.
 async fn create_key(sg: &Sealgate) -> String {
     kms_client_at(&sg.endpoint)
@@ -559,18 +571,11 @@ async fn migrate_store_moves_a_redb_kms_into_postgres_and_back() {
         .unwrap();
     before.kill();
 
+    let config = dir.path().join("sealgate.toml");
     let sealgate = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["kms", "--config"])
-            .arg(dir.path().join("sealgate.toml"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        let mut all = vec!["kms", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        sealgate_cli(&all)
     };
     let (ok, out) = sealgate(&["migrate-store", "--to", "postgres"]);
     assert!(ok, "{out}");
@@ -898,4 +903,166 @@ fn newest_event(exported: &str) -> String {
         o.remove(f);
     }
     v.to_string()
+}
+
+/// Root-key rotation without downtime (docs/design/root-key-rotation.md): the instances
+/// are restarted one at a time with the new root key and the previous one, keep serving
+/// (and see each other's KMS changes) throughout, and `sealgate kms rotate-root` re-seals
+/// the shared database while writes and reads go on through both. Afterwards the new key
+/// alone opens the database, the old key alone is refused, and the cluster's audit trail
+/// verifies with both keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_root_key_rotates_while_the_instances_serve() {
+    let c = cluster(Store::Garage, Postgres::shared(), 2).await;
+    let Cluster {
+        members,
+        dir,
+        url_file,
+    } = c;
+    let [a, b]: [Sealgate; 2] = members.try_into().ok().unwrap();
+    let bucket = a.bucket().await;
+    let key = create_key(&a).await;
+    let put_kms = |sg: &Sealgate, k: &str, key: &str, body: Vec<u8>| {
+        let (s3, bucket, k, key) = (
+            sg.client.clone(),
+            bucket.clone(),
+            k.to_string(),
+            key.to_string(),
+        );
+        async move {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(&k)
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(&key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map(|_| ())
+        }
+    };
+    put_kms(&a, "before", &key, b"sealed before".to_vec())
+        .await
+        .unwrap();
+
+    let (old, new) = (dir.path().join("root.key"), dir.path().join("new.key"));
+    write_private(&new, random_hex(32).as_bytes());
+    let with_both = |sg: &Sealgate| {
+        let mut cfg = sg.cfg.clone();
+        cfg.kms.root_key_file = Some(new.clone());
+        cfg.kms.previous_root_key_file = Some(old.clone());
+        cfg
+    };
+    // Rolling restart. While `b` still has the old key alone, a key created through the
+    // restarted `a` is usable through `b`.
+    let cfg = with_both(&a);
+    a.stop().await.unwrap();
+    let a = Sealgate::start_in(cfg, dir.clone()).await;
+    let mid_key = create_key(&a).await;
+    put_kms(&b, "mid", &mid_key, b"sealed mid-restart".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(&a, &bucket, "mid").await, b"sealed mid-restart");
+    let cfg = with_both(&b);
+    b.stop().await.unwrap();
+    let b = Sealgate::start_in(cfg, dir.clone()).await;
+
+    // Load through both instances while the rotation runs: every request succeeds.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (a, b, stop) = (a.client.clone(), b.client.clone(), stop.clone());
+        let (bucket, key) = (bucket.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || n < 10 {
+                let (w, r) = if n.is_multiple_of(2) {
+                    (&a, &b)
+                } else {
+                    (&b, &a)
+                };
+                let body = pattern(64 << 10, u64::from(n));
+                w.put_object()
+                    .bucket(&bucket)
+                    .key(format!("load-{n}"))
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(&key)
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("PUT load-{n}: {e:?}"));
+                let got = common::get(r, &bucket, &format!("load-{n}")).await;
+                assert_eq!(got.to_vec(), body, "load-{n}");
+                n += 1;
+            }
+            n
+        })
+    };
+    let g = Store::Garage.shared();
+    let config = dir.path().join("rotate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstream]\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[kms]\nstore = \"postgres\"\nroot_key_file = \"{}\"\nprevious_root_key_file = \"{}\"\npostgres.url_file = \"{}\"\n",
+            g.endpoint,
+            g.access_key,
+            g.secret_key,
+            new.display(),
+            old.display(),
+            url_file.display()
+        ),
+    )
+    .unwrap();
+    let sealgate = sealgate_cli;
+    let config_arg = config.to_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, out) =
+        tokio::task::block_in_place(|| sealgate(&["kms", "--config", config_arg, "rotate-root"]));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("re-sealed and verified under the new root key: 2 keys (2 material versions)"),
+        "{out}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let served = load.await.unwrap();
+    assert!(served >= 10, "{served}");
+
+    // Both instances serve what was sealed before, during and after, and a KMS change
+    // through one is enforced by the other.
+    for sg in [&a, &b] {
+        assert_eq!(get_bytes(sg, &bucket, "before").await, b"sealed before");
+        assert_eq!(get_bytes(sg, &bucket, "mid").await, b"sealed mid-restart");
+    }
+    let after_key = create_key(&b).await;
+    put_kms(&a, "after", &after_key, b"sealed after".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(&b, &bucket, "after").await, b"sealed after");
+
+    // The old key alone no longer opens the database; the new key alone does.
+    let mut old_only = a.cfg.kms.clone();
+    old_only.root_key_file = Some(old.clone());
+    old_only.previous_root_key_file = None;
+    let Err(err) = tokio::task::block_in_place(|| sealgate::kms::Kms::open(&old_only)) else {
+        panic!("the old root key opened a rotated database");
+    };
+    assert!(err.to_string().contains("root key does not match"), "{err}");
+    let mut cfg = a.cfg.clone();
+    cfg.kms.previous_root_key_file = None;
+    cfg.kms.audit_log_path = Some(dir.path().join("audit-new.jsonl"));
+    let c3 = Sealgate::start_in(cfg, dir.clone()).await;
+    assert_eq!(get_bytes(&c3, &bucket, "before").await, b"sealed before");
+    assert_eq!(get_bytes(&c3, &bucket, "after").await, b"sealed after");
+
+    // The trail (records signed with either key) verifies with both keys configured.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (ok, out) = sealgate(&["audit", "--config", config_arg, "verify"]);
+        if ok && out.contains("3 chains in the cluster's audit trail") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop((a, b, c3));
 }

@@ -9,6 +9,8 @@
 //! - the encryption context encoding is injective and independent of insertion order.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::constant_time::verify_slices_are_equal;
@@ -58,9 +60,20 @@ fn aes_key(bytes: &[u8]) -> Result<LessSafeKey, KmsError> {
 }
 
 /// The 32-byte root key that seals all key material at rest. Never stored in the database.
+///
+/// During a root-key rotation it carries the previous root key too
+/// ([`RootKey::with_previous`]): what is read (sealed material, authenticated rows, the
+/// audit chain, import tokens) may be under either key; what is written is under this
+/// one. docs/design/root-key-rotation.md.
 pub struct RootKey {
     bytes: Zeroizing<[u8; KEY_LEN]>,
     aead: LessSafeKey,
+    previous: Option<Box<RootKey>>,
+    /// Seal under the previous key: the database's check value is still the previous
+    /// key's (instances restarted with both keys before the rotation ran), and an
+    /// instance that has the previous key only must still read what this one writes.
+    /// Shared with the store's row sealer.
+    seal_previous: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RootKey {
@@ -80,7 +93,58 @@ impl RootKey {
         Ok(Self {
             aead: aes_key(&arr)?,
             bytes: Zeroizing::new(arr),
+            previous: None,
+            seal_previous: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// This key, accepting what `previous` sealed or authenticated (a rotation in
+    /// progress). `previous` must be another key.
+    pub fn with_previous(mut self, previous: RootKey) -> Result<Self, KmsError> {
+        if previous.bytes.as_ref() == self.bytes.as_ref() {
+            return Err(KmsError::Config(
+                "the previous KMS root key is the root key itself: give the key the database was sealed under before the rotation".into(),
+            ));
+        }
+        self.previous = Some(Box::new(RootKey {
+            previous: None,
+            seal_previous: Arc::new(AtomicBool::new(false)),
+            ..previous
+        }));
+        Ok(self)
+    }
+
+    /// Seals under this key from now on (the rotation itself).
+    pub(crate) fn seal_under_current(&self) {
+        self.seal_previous.store(false, Ordering::SeqCst);
+    }
+
+    /// The flag that says so (`store::Rows::follow_check_value` sets it).
+    pub(crate) fn seal_previous_flag(&self) -> Arc<AtomicBool> {
+        self.seal_previous.clone()
+    }
+
+    /// Whether new material, rows and audit records go under the previous key.
+    pub(crate) fn seals_under_previous(&self) -> bool {
+        self.previous.is_some() && self.seal_previous.load(Ordering::SeqCst)
+    }
+
+    /// The key new material and import tokens are sealed under (see `seal_previous`).
+    pub(crate) fn sealing(&self) -> &RootKey {
+        match self.previous() {
+            Some(p) if self.seal_previous.load(Ordering::SeqCst) => p,
+            _ => self,
+        }
+    }
+
+    /// This key alone, without the previous one.
+    pub(crate) fn without_previous(&self) -> Result<RootKey, KmsError> {
+        RootKey::from_bytes(self.bytes.as_ref())
+    }
+
+    /// The previous root key, during a rotation.
+    pub fn previous(&self) -> Option<&RootKey> {
+        self.previous.as_deref()
     }
 
     /// Parses the textual forms accepted in files and env vars: 64 hex digits or
@@ -148,7 +212,17 @@ impl RootKey {
     }
 
     /// Seals backing-key material: nonce || ciphertext || tag, AAD binds key id + version.
+    /// Under the previous key while the database is (see `seal_previous`).
     pub fn seal_material(
+        &self,
+        key_id: &Uuid,
+        version: u32,
+        material: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        self.sealing().seal_material_here(key_id, version, material)
+    }
+
+    fn seal_material_here(
         &self,
         key_id: &Uuid,
         version: u32,
@@ -181,8 +255,21 @@ impl RootKey {
         BackingKey::from_material(&raw)
     }
 
-    /// Opens sealed material of any kind (AES or HMAC key bytes, PKCS#8 private keys).
+    /// Opens sealed material of any kind (AES or HMAC key bytes, PKCS#8 private keys),
+    /// sealed under this key or (during a rotation) the previous one.
     pub fn open_raw(
+        &self,
+        key_id: &Uuid,
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        match (self.open_raw_here(key_id, version, sealed), self.previous()) {
+            (Err(_), Some(p)) => p.open_raw_here(key_id, version, sealed),
+            (r, _) => r,
+        }
+    }
+
+    fn open_raw_here(
         &self,
         key_id: &Uuid,
         version: u32,

@@ -219,7 +219,7 @@ pub fn new_parameters(
     token.extend_from_slice(&nonce);
     let start = token.len();
     token.extend_from_slice(&pkcs8);
-    let tag = token_key(root)?
+    let tag = token_key(root.sealing())?
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad),
@@ -269,14 +269,24 @@ pub fn open_token(
     let nonce: [u8; NONCE_LEN] = nonce
         .try_into()
         .map_err(|_| invalid_token("it is truncated"))?;
-    let mut buf = Zeroizing::new(sealed.to_vec());
-    let pkcs8 = token_key(root)?
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(header),
-            &mut buf,
-        )
-        .map_err(|_| invalid_token("it was altered or not issued by this KMS"))?;
+    // A token issued before a root-key rotation opens under the previous root key.
+    let open = |root: &RootKey| -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let n = token_key(root)?
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(header),
+                &mut buf,
+            )
+            .map_err(|_| invalid_token("it was altered or not issued by this KMS"))?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    };
+    let pkcs8 = match (open(root), root.previous()) {
+        (Err(_), Some(p)) => open(p)?,
+        (r, _) => r?,
+    };
     let token_key_id = Uuid::from_slice(&header[1..17]).map_err(|_| invalid_token("bad key id"))?;
     if token_key_id != *key_id {
         return Err(invalid_token(
@@ -295,7 +305,7 @@ pub fn open_token(
             "The import token has expired (tokens are valid for 24 hours); call GetParametersForImport again.".into(),
         ));
     }
-    let private = PrivateDecryptingKey::from_pkcs8(pkcs8)
+    let private = PrivateDecryptingKey::from_pkcs8(&pkcs8)
         .map_err(|_| internal("loading the wrapping key"))?;
     let key =
         OaepPrivateDecryptingKey::new(private).map_err(|_| internal("loading the wrapping key"))?;

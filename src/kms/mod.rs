@@ -37,6 +37,7 @@ pub mod import;
 pub mod model;
 pub mod ops;
 pub mod policy;
+mod rotate;
 mod service;
 pub mod sigv4;
 mod store;
@@ -58,6 +59,7 @@ pub use crypto::RootKey;
 pub use error::KmsError;
 pub use grants::{Grant, GrantConstraints, GrantRequest};
 pub use model::{KeyMetadata, KeyRecord, KeyState};
+pub use rotate::Rotated;
 pub use service::ReEncryptParams;
 pub use service::{
     AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
@@ -85,6 +87,13 @@ pub struct KmsConfig {
     pub root_key_file: Option<PathBuf>,
     /// Environment variable holding the root key (hex or base64) when no file is given.
     pub root_key_env: String,
+    /// During a root-key rotation: the file with the root key the database was sealed
+    /// under before (what it sealed still opens; everything new is sealed under the root
+    /// key). docs/design/root-key-rotation.md.
+    pub previous_root_key_file: Option<PathBuf>,
+    /// Environment variable with the previous root key when no file is given (read only
+    /// when set).
+    pub previous_root_key_env: String,
     /// The home region: used in key ARNs, by the S3 front, and for every key of a
     /// database from before `regions` existed.
     pub region: String,
@@ -122,6 +131,8 @@ impl Default for KmsConfig {
             db_path: PathBuf::from("sealgate-kms.redb"),
             root_key_file: None,
             root_key_env: "SEALGATE_KMS_ROOT_KEY".into(),
+            previous_root_key_file: None,
+            previous_root_key_env: "SEALGATE_KMS_PREVIOUS_ROOT_KEY".into(),
             region: "us-east-1".into(),
             regions: Vec::new(),
             account: "000000000000".into(),
@@ -224,7 +235,31 @@ impl KmsConfig {
     }
 
     /// Reads the root key from the file if configured, else from the environment.
+    /// The root key, carrying the previous one when it is configured (a rotation).
     pub fn load_root_key(&self) -> Result<RootKey, KmsError> {
+        let root = self.load_current_root_key()?;
+        if let Some(path) = &self.previous_root_key_file {
+            check_private(path)?;
+            let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
+                KmsError::Config(format!(
+                    "cannot read previous root key file {}: {e}",
+                    path.display()
+                ))
+            })?);
+            return root.with_previous(RootKey::parse(&raw, &path.display().to_string())?);
+        }
+        match std::env::var(&self.previous_root_key_env) {
+            Ok(v) if !self.previous_root_key_env.is_empty() && !v.trim().is_empty() => {
+                let v = Zeroizing::new(v);
+                let prev =
+                    RootKey::parse(v.as_bytes(), &format!("${}", self.previous_root_key_env))?;
+                root.with_previous(prev)
+            }
+            _ => Ok(root),
+        }
+    }
+
+    fn load_current_root_key(&self) -> Result<RootKey, KmsError> {
         if let Some(path) = &self.root_key_file {
             check_private(path)?;
             let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
@@ -299,6 +334,15 @@ pub(crate) fn check_private(_path: &std::path::Path) -> Result<(), KmsError> {
 }
 
 impl Kms {
+    /// Re-seals every key's material and re-authenticates every row of the configured
+    /// store under the root key, which must carry the previous one
+    /// (`sealgate kms rotate-root`); verified by opening the store again with the root
+    /// key alone. docs/design/root-key-rotation.md.
+    pub fn rotate_root_key(cfg: &KmsConfig) -> Result<Rotated, KmsError> {
+        cfg.validate().map_err(KmsError::Config)?;
+        rotate::rotate(cfg, &cfg.load_root_key()?)
+    }
+
     /// Copies the KMS store `from` names (keys, sealed material, aliases, grants,
     /// settings) into the empty store `to` names and verifies the copy
     /// (`sealgate kms migrate-store`). Both use `from`'s root key.

@@ -50,9 +50,49 @@ const MAC_SUFFIX_LEN: usize = 8 + 64 + 2;
 const MAC_KEY_INFO: &[u8] = b"sealgate-kms-audit-chain-mac-v1";
 
 /// The audit chain's MAC key: HKDF-SHA256 of the root key (never stored), so whoever
-/// can write the log file but has no root key cannot forge or rewrite records.
-pub fn audit_mac_key(root: &RootKey) -> hmac::Key {
-    root.hkdf_hmac_key(MAC_KEY_INFO)
+/// can write the log file but has no root key cannot forge or rewrite records. During a
+/// root-key rotation, records the previous root key signed still verify.
+pub fn audit_mac_key(root: &RootKey) -> MacKeys {
+    MacKeys {
+        current: root.hkdf_hmac_key(MAC_KEY_INFO),
+        previous: root.previous().map(|p| p.hkdf_hmac_key(MAC_KEY_INFO)),
+        sign_previous: root.seal_previous_flag(),
+    }
+}
+
+/// The keys of the chain's MACs: new records are signed with the key the KMS database
+/// is sealed under (the previous root key until a rotation has run).
+pub struct MacKeys {
+    current: hmac::Key,
+    previous: Option<hmac::Key>,
+    sign_previous: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MacKeys {
+    fn current_only(&self) -> MacKeys {
+        MacKeys {
+            current: self.current.clone(),
+            previous: None,
+            sign_previous: Default::default(),
+        }
+    }
+
+    fn sign(&self, body: &[u8]) -> hmac::Tag {
+        match &self.previous {
+            Some(p) if self.sign_previous.load(std::sync::atomic::Ordering::SeqCst) => {
+                hmac::sign(p, body)
+            }
+            _ => hmac::sign(&self.current, body),
+        }
+    }
+
+    fn verify(&self, body: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.current, body, tag).is_ok()
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|p| hmac::verify(p, body, tag).is_ok())
+    }
 }
 /// Events queued before producers wait for the writer.
 const QUEUE_CAPACITY: usize = 64 * 1024;
@@ -193,6 +233,8 @@ pub(crate) struct AuditLog {
     thread: Option<JoinHandle<()>>,
     head: Arc<Mutex<AuditHead>>,
     path: PathBuf,
+    /// At open, the last record was signed with the previous root key (a rotation).
+    tail_under_previous: bool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -206,7 +248,7 @@ impl std::fmt::Debug for AuditLog {
 struct Writer {
     file: File,
     /// The chain's MAC key (`audit_mac_key`).
-    mac: hmac::Key,
+    mac: MacKeys,
     fsync: bool,
     region: String,
     account: String,
@@ -232,7 +274,7 @@ impl AuditLog {
         fsync: bool,
         region: &str,
         account: &str,
-        mac: hmac::Key,
+        mac: MacKeys,
     ) -> Result<AuditLog, KmsError> {
         let cfg_err = |e: std::io::Error| {
             KmsError::Config(format!("cannot open audit log {}: {e}", path.display()))
@@ -243,13 +285,14 @@ impl AuditLog {
             .append(true)
             .open(path)
             .map_err(cfg_err)?;
-        let head = recover_head(&mut file, path, &mac).map_err(|e| match e {
-            Recover::Io(e) => cfg_err(e),
-            Recover::Corrupt(msg) => KmsError::Config(format!(
-                "audit log {}: {msg}; run `sealgate audit verify`",
-                path.display()
-            )),
-        })?;
+        let (head, tail_under_previous) =
+            recover_head(&mut file, path, &mac).map_err(|e| match e {
+                Recover::Io(e) => cfg_err(e),
+                Recover::Corrupt(msg) => KmsError::Config(format!(
+                    "audit log {}: {msg}; run `sealgate audit verify`",
+                    path.display()
+                )),
+            })?;
         let head = Arc::new(Mutex::new(head));
         let queue = Arc::new(Queue::default());
         let mut prefix = [0u8; 8];
@@ -283,7 +326,13 @@ impl AuditLog {
             thread: Some(thread),
             head,
             path: path.to_path_buf(),
+            tail_under_previous,
         })
+    }
+
+    /// Whether, at open, the last record was signed with the previous root key.
+    pub(crate) fn tail_under_previous(&self) -> bool {
+        self.tail_under_previous
     }
 
     /// Enqueues one event (blocks only while the writer is a full queue behind).
@@ -328,14 +377,18 @@ enum Recover {
     Corrupt(String),
 }
 
-/// Reads the last complete record (cutting a torn tail) to continue the chain.
-fn recover_head(file: &mut File, path: &Path, mac: &hmac::Key) -> Result<AuditHead, Recover> {
+/// Reads the last complete record (cutting a torn tail) to continue the chain; and
+/// whether it is signed with the previous root key.
+fn recover_head(file: &mut File, path: &Path, mac: &MacKeys) -> Result<(AuditHead, bool), Recover> {
     let len = file.metadata().map_err(Recover::Io)?.len();
     if len == 0 {
-        return Ok(AuditHead {
-            seq: 0,
-            hash: ZERO_HASH.into(),
-        });
+        return Ok((
+            AuditHead {
+                seq: 0,
+                hash: ZERO_HASH.into(),
+            },
+            false,
+        ));
     }
     let window = len.min(1 << 20);
     file.seek(SeekFrom::Start(len - window))
@@ -356,10 +409,13 @@ fn recover_head(file: &mut File, path: &Path, mac: &hmac::Key) -> Result<AuditHe
         file.set_len(new_len).map_err(Recover::Io)?;
         end = keep;
         if new_len == 0 {
-            return Ok(AuditHead {
-                seq: 0,
-                hash: ZERO_HASH.into(),
-            });
+            return Ok((
+                AuditHead {
+                    seq: 0,
+                    hash: ZERO_HASH.into(),
+                },
+                false,
+            ));
         }
     }
     let body = &tail[..end - 1];
@@ -378,10 +434,16 @@ fn recover_head(file: &mut File, path: &Path, mac: &hmac::Key) -> Result<AuditHe
             "the last record does not match its hash".into()
         }));
     }
-    Ok(AuditHead {
-        seq: p.seq,
-        hash: p.hash,
-    })
+    let under_previous = p.keyed
+        && mac.previous.is_some()
+        && parse_line(&body[start..], Some(&mac.current_only())).is_some_and(|q| !q.self_ok);
+    Ok((
+        AuditHead {
+            seq: p.seq,
+            hash: p.hash,
+        },
+        under_previous,
+    ))
 }
 
 #[derive(Serialize)]
@@ -616,7 +678,7 @@ impl Writer {
         );
         let body = &self.buf[start..];
         let hash = hex::encode(digest(&SHA256, body).as_ref());
-        let tag = hex::encode(hmac::sign(&self.mac, body).as_ref());
+        let tag = hex::encode(self.mac.sign(body).as_ref());
         let _ = writeln!(self.buf, ",\"hash\":\"{hash}\",\"mac\":\"{tag}\"}}");
         self.prev = hash;
     }
@@ -638,7 +700,7 @@ struct Parsed {
 }
 
 /// Parses a record; `mac` checks keyed records' MACs (without it only their hash).
-fn parse_line(line: &[u8], mac: Option<&hmac::Key>) -> Option<Parsed> {
+fn parse_line(line: &[u8], mac: Option<&MacKeys>) -> Option<Parsed> {
     let hex64 = |b: &[u8]| {
         std::str::from_utf8(b)
             .ok()
@@ -672,7 +734,7 @@ fn parse_line(line: &[u8], mac: Option<&hmac::Key>) -> Option<Parsed> {
     let (checked, mac_ok) = match (&claimed_mac, mac) {
         (None, _) => (true, true),
         (Some(m), Some(k)) => {
-            let ok = hex::decode(m).is_ok_and(|tag| hmac::verify(k, prefix, &tag).is_ok());
+            let ok = hex::decode(m).is_ok_and(|tag| k.verify(prefix, &tag));
             (true, ok)
         }
         (Some(_), None) => (false, true),

@@ -11,9 +11,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::Value;
 
-use aws_lc_rs::hmac;
-
-use super::{AuditHead, Parsed, ZERO_HASH, audit_mac_key, format_time, parse_line};
+use super::{AuditHead, MacKeys, Parsed, ZERO_HASH, audit_mac_key, format_time, parse_line};
 use crate::kms::KmsError;
 use crate::kms::clock::millis;
 use crate::kms::crypto::RootKey;
@@ -137,7 +135,7 @@ fn read_err(path: &Path, e: std::io::Error) -> KmsError {
 }
 
 /// Reads every line: Ok(record) or Err(()) for a line that is not a record.
-fn read_records(path: &Path, mac: Option<&hmac::Key>) -> Result<Vec<Result<Parsed, ()>>, KmsError> {
+fn read_records(path: &Path, mac: Option<&MacKeys>) -> Result<Vec<Result<Parsed, ()>>, KmsError> {
     let f = File::open(path).map_err(|e| read_err(path, e))?;
     let mut out = Vec::new();
     for line in BufReader::new(f).split(b'\n') {
@@ -185,7 +183,7 @@ pub fn verify_audit_log_against(path: &Path, head: &AuditHead) -> Result<VerifyR
 
 fn verify(
     path: &Path,
-    mac: Option<&hmac::Key>,
+    mac: Option<&MacKeys>,
     head: Option<&AuditHead>,
 ) -> Result<VerifyReport, KmsError> {
     let lines = read_records(path, mac)?;

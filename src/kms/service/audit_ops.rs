@@ -129,6 +129,34 @@ impl Kms {
         });
     }
 
+    /// After a root-key rotation, the first record of this instance's audit chain signed
+    /// with the new root key (`note_root_key_rotation`): the chain then verifies with the
+    /// new key alone from here on, and an instance restarted without the previous key
+    /// finds its last record under the new one.
+    pub(super) fn audit_root_key_rotated(&self) {
+        let Some(log) = &self.inner.audit else {
+            return;
+        };
+        log.record(AuditEvent {
+            source: EventSource::Kms,
+            time_ms: self.now_ms(),
+            name: Cow::Borrowed("RotateRootKey"),
+            principal: None,
+            via: Via::InProcess,
+            source_ip: None,
+            user_agent: Some("sealgate".into()),
+            request_id: None,
+            params: Some(Params::Json(serde_json::json!({
+                "note": "the KMS database is sealed under a new root key; this chain is signed with it from here on"
+            }))),
+            response: None,
+            error: None,
+            resources: Vec::new(),
+            read_only: false,
+            region: None,
+        });
+    }
+
     /// AWS logs the creation of a service-managed key as the service's own CreateKey.
     pub(super) fn audit_service_key_created(&self, arn: &str, alias: &str) {
         let Some(log) = &self.inner.audit else {

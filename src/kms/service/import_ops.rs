@@ -150,9 +150,17 @@ impl Kms {
                 material.len()
             )));
         }
-        let check_value = material_check_value(root, &e.rec.id, &material);
+        // Kept under the key the database is sealed under; around a root-key rotation
+        // the stored value may be either key's.
+        let check_value = material_check_value(root.sealing(), &e.rec.id, &material);
+        let same = |old: &str| {
+            old == material_check_value(root, &e.rec.id, &material)
+                || root
+                    .previous()
+                    .is_some_and(|p| old == material_check_value(p, &e.rec.id, &material))
+        };
         if let Some(old) = &e.rec.import
-            && old.check_value != check_value
+            && !same(&old.check_value)
         {
             return Err(KmsError::IncorrectKeyMaterial(format!(
                 "The key material is not the material previously imported into {}; only the same key material can be imported again.",

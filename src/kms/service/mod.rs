@@ -184,6 +184,9 @@ pub(crate) struct Inner {
     settings: RwLock<BTreeMap<String, Vec<u8>>>,
     /// Writes and reloads so far (`Kms::generation`).
     changes: std::sync::atomic::AtomicU64,
+    /// The audit chain's last record may be signed with the previous root key (see
+    /// `note_root_key_rotation`).
+    audit_tail_previous: std::sync::atomic::AtomicBool,
 }
 
 /// Proof that the writer lock is held: this process's, and with a shared store the
@@ -300,6 +303,8 @@ impl Kms {
         } else {
             None
         };
+        let audit_tail_previous = audit.as_ref().is_some_and(AuditLog::tail_under_previous)
+            || root.seals_under_previous();
         let kms = Kms {
             region: Arc::from(cfg.region.as_str()),
             inner: Arc::new(Inner {
@@ -317,8 +322,10 @@ impl Kms {
                 limits: quota::Limits::new(cfg),
                 settings: RwLock::new(settings),
                 changes: std::sync::atomic::AtomicU64::new(0),
+                audit_tail_previous: std::sync::atomic::AtomicBool::new(audit_tail_previous),
             }),
         };
+        kms.note_root_key_rotation();
         if let Some(shared) = kms.inner.store.shared() {
             let weak = Arc::downgrade(&kms.inner);
             let region = kms.region.clone();
@@ -391,7 +398,21 @@ impl Kms {
         inner
             .changes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.note_root_key_rotation();
         Ok(())
+    }
+
+    /// Around a root-key rotation: while the database is sealed under the previous root
+    /// key, so is this instance's audit chain; once it is under the new key, one record
+    /// marks the switch (docs/design/root-key-rotation.md).
+    fn note_root_key_rotation(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let inner = &self.inner;
+        if inner.root.seals_under_previous() {
+            inner.audit_tail_previous.store(true, SeqCst);
+        } else if inner.audit_tail_previous.swap(false, SeqCst) {
+            self.audit_root_key_rotated();
+        }
     }
 
     /// Changes on every change of the KMS's state (a write here, or a reload of what

@@ -68,6 +68,14 @@ const ROW_KEY_INFO: &[u8] = b"sealgate-kms-db-rows-v1";
 /// The row authentication key and the rule for plain (legacy) rows.
 pub(crate) struct Rows {
     pub(crate) mac: hmac::Key,
+    /// The previous root key's, during a rotation: rows it authenticated still open.
+    previous: Option<hmac::Key>,
+    /// Rows are sealed with `previous` while the database's check value is the previous
+    /// key's (`Rows::follow_check_value`; the root key shares the flag).
+    seal_previous: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The check values of the root key and the previous one.
+    kcv: Vec<u8>,
+    previous_kcv: Option<Vec<u8>>,
     /// Plain JSON rows are accepted (and migrated) only before the migration is done.
     pub(crate) allow_plain: bool,
 }
@@ -83,8 +91,27 @@ fn row_input(table: &str, key: &[u8], json: &[u8]) -> Vec<u8> {
 }
 
 impl Rows {
+    /// Whether a database with check value `stored` opens with this root key (or the
+    /// previous one, during a rotation).
+    pub(crate) fn accepts_check_value(&self, stored: &[u8]) -> bool {
+        stored == self.kcv || self.previous_kcv.as_deref() == Some(stored)
+    }
+
+    /// Seals rows, material and import tokens under the key whose check value the
+    /// database holds (`stored`): the previous one until the rotation has run, so that
+    /// instances not yet given the new key still read everything.
+    pub(crate) fn follow_check_value(&self, stored: &[u8]) {
+        let previous = stored != self.kcv && self.previous_kcv.as_deref() == Some(stored);
+        self.seal_previous
+            .store(previous, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub(crate) fn seal(&self, table: &str, key: &[u8], json: &[u8]) -> Vec<u8> {
-        let tag = hmac::sign(&self.mac, &row_input(table, key, json));
+        let mac = match &self.previous {
+            Some(p) if self.seal_previous.load(std::sync::atomic::Ordering::SeqCst) => p,
+            _ => &self.mac,
+        };
+        let tag = hmac::sign(mac, &row_input(table, key, json));
         let mut out = Vec::with_capacity(ROW_MAGIC.len() + ROW_TAG_LEN + json.len());
         out.extend_from_slice(ROW_MAGIC);
         out.extend_from_slice(tag.as_ref());
@@ -108,7 +135,12 @@ impl Rows {
         match value.strip_prefix(ROW_MAGIC.as_slice()) {
             Some(rest) if rest.len() >= ROW_TAG_LEN => {
                 let (tag, json) = rest.split_at(ROW_TAG_LEN);
-                hmac::verify(&self.mac, &row_input(table, key, json), tag)
+                let input = row_input(table, key, json);
+                hmac::verify(&self.mac, &input, tag)
+                    .or_else(|e| match &self.previous {
+                        Some(p) => hmac::verify(p, &input, tag),
+                        None => Err(e),
+                    })
                     .map_err(|_| refused("does not authenticate under the root key"))?;
                 Ok((json, false))
             }
@@ -160,6 +192,8 @@ pub enum Mutation<'a> {
     /// A setting (name, JSON).
     PutSetting(&'a str, &'a [u8]),
     DeleteSetting(&'a str),
+    /// A record about the database itself (`kcv`: the root key's check value).
+    PutMeta(&'a str, &'a [u8]),
 }
 
 /// Sealed material of one key: (version, sealed bytes).
@@ -210,6 +244,10 @@ impl Rows {
     pub(crate) fn new(root: &RootKey) -> Rows {
         Rows {
             mac: root.hkdf_hmac_key(ROW_KEY_INFO),
+            previous: root.previous().map(|p| p.hkdf_hmac_key(ROW_KEY_INFO)),
+            seal_previous: root.seal_previous_flag(),
+            kcv: root.check_value(),
+            previous_kcv: root.previous().map(RootKey::check_value),
             allow_plain: false,
         }
     }
@@ -346,6 +384,15 @@ pub fn copy(from: &KmsConfig, to: &KmsConfig, root: &RootKey) -> Result<Copied, 
 
 /// Everything `loaded` holds, in a canonical order, as comparable text and bytes.
 fn fingerprint(l: &Loaded) -> Result<Vec<Vec<u8>>, KmsError> {
+    fingerprint_with(l, |_, _, sealed| Ok(sealed.to_vec()))
+}
+
+/// [`fingerprint`] with each material version as `material` (id, version, sealed bytes)
+/// gives it.
+pub(crate) fn fingerprint_with(
+    l: &Loaded,
+    material: impl Fn(&Uuid, u32, &[u8]) -> Result<Vec<u8>, KmsError>,
+) -> Result<Vec<Vec<u8>>, KmsError> {
     let mut rows = Vec::new();
     for (rec, mats) in &l.keys {
         let mut row = serde_json::to_vec(rec)?;
@@ -353,7 +400,7 @@ fn fingerprint(l: &Loaded) -> Result<Vec<Vec<u8>>, KmsError> {
         mats.sort();
         for (v, sealed) in mats {
             row.extend_from_slice(&v.to_be_bytes());
-            row.extend_from_slice(&sealed);
+            row.extend_from_slice(&material(&rec.id, v, &sealed)?);
         }
         rows.push(row);
     }

@@ -43,7 +43,9 @@ impl RedbStore {
         };
         let stored_kcv = store.read_meta("kcv")?;
         match stored_kcv {
-            Some(kcv) if root.matches_check_value(&kcv) => {}
+            Some(kcv) if store.rows.accepts_check_value(&kcv) => {
+                store.rows.follow_check_value(&kcv);
+            }
             Some(_) => return Err(KmsError::WrongRootKey(path.display().to_string())),
             None => {
                 if store.has_keys()? {
@@ -312,6 +314,9 @@ impl RedbStore {
                     }
                     Mutation::DeleteSetting(name) => {
                         settings.remove(*name)?;
+                    }
+                    Mutation::PutMeta(name, value) => {
+                        txn.open_table(META)?.insert(*name, *value)?;
                     }
                 }
             }

@@ -47,6 +47,12 @@ impl Fixture {
         }
     }
 
+    /// Closes the KMS; its directory, config and clock stay for opening it again.
+    pub(crate) fn close(self) -> (tempfile::TempDir, KmsConfig, Arc<TestClock>) {
+        drop(self.kms);
+        (self.dir, self.cfg, self.clock)
+    }
+
     pub(crate) fn reopen(self) -> Fixture {
         drop(self.kms);
         Fixture::open(self.dir, self.cfg, self.clock)

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::conn::{Conn, Params, Worker, stale, unavailable};
-use self::rows::{RawRows, decode, read_rows, row_ops, run_op};
+use self::rows::{RawRows, decode, read_kcv, read_rows, row_ops, run_op};
 use super::{FORMAT_VERSION, Loaded, Mutation, ROWS_AUTHENTICATED, Rows};
 use crate::kms::KmsError;
 use crate::kms::crypto::RootKey;
@@ -153,6 +153,8 @@ impl PgStore {
         let params = Arc::new(Params::read(cfg)?);
         let writer = Worker::spawn(params.clone())?;
         let kcv = root.check_value();
+        let rows = Arc::new(Rows::new(root));
+        let check = rows.clone();
         let started = Instant::now();
         let (revision, raw) = writer.run(move |c| {
             let mut tx = c.client()?.transaction().map_err(unavailable)?;
@@ -164,7 +166,7 @@ impl PgStore {
                 .map_err(unavailable)?
                 .map(|r| r.get(0));
             match stored {
-                Some(s) if s == kcv => {}
+                Some(s) if check.accepts_check_value(&s) => check.follow_check_value(&s),
                 Some(_) => {
                     return Err(KmsError::WrongRootKey(
                         "the kms.postgres database".into(),
@@ -201,7 +203,6 @@ impl PgStore {
             tx.commit().map_err(unavailable)?;
             Ok((revision, raw))
         })?;
-        let rows = Arc::new(Rows::new(root));
         let loaded = decode(&rows, raw)?;
         let shared = Arc::new(Shared {
             revision: AtomicI64::new(revision),
@@ -250,17 +251,32 @@ impl PgStore {
                 return Ok((r, None));
             }
             let raw = read_rows(c.client()?)?;
-            Ok((r, Some(raw)))
+            let kcv = read_kcv(c.client()?)?;
+            Ok((r, Some((raw, kcv))))
         })?;
         self.shared.confirm(started);
         self.adopt(revision, raw)
     }
 
     /// The contents read at `revision` (if any were read), now this instance's.
-    fn adopt(&self, revision: i64, raw: Option<RawRows>) -> Result<Option<Loaded>, KmsError> {
-        let Some(raw) = raw else {
+    /// A root-key rotation shows in the check value: this instance then seals under the
+    /// new key, or, not having it, refuses everything from now on.
+    fn adopt(
+        &self,
+        revision: i64,
+        raw: Option<(RawRows, Option<Vec<u8>>)>,
+    ) -> Result<Option<Loaded>, KmsError> {
+        let Some((raw, kcv)) = raw else {
             return Ok(None);
         };
+        match kcv {
+            Some(k) if self.rows.accepts_check_value(&k) => self.rows.follow_check_value(&k),
+            _ => {
+                return Err(KmsError::WrongRootKey(
+                    "the kms.postgres database (its root key was rotated: give this instance the new root key)".into(),
+                ));
+            }
+        }
         let loaded = decode(&self.rows, raw)?;
         self.shared.revision.store(revision, Ordering::SeqCst);
         Ok(Some(loaded))
@@ -293,7 +309,7 @@ impl PgStore {
             let raw = if r == local {
                 None
             } else {
-                Some(read_rows(&mut tx)?)
+                Some((read_rows(&mut tx)?, read_kcv(&mut tx)?))
             };
             tx.commit().map_err(unavailable)?;
             Ok((r, raw))

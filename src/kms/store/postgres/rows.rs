@@ -22,6 +22,17 @@ pub(super) enum RowOp {
     DeleteKeyRows(&'static str, [u8; 16]),
     /// The grants of a key id in one region (None = home), which only their JSON tells.
     DeleteGrants([u8; 16], Option<String>),
+    /// A `kms_meta` record.
+    PutMeta(String, Vec<u8>),
+}
+
+/// The root key's check value the database holds.
+pub(super) fn read_kcv(c: &mut impl GenericClient) -> Result<Option<Vec<u8>>, KmsError> {
+    Ok(
+        c.query_opt("SELECT value FROM kms_meta WHERE name = 'kcv'", &[])
+            .map_err(unavailable)?
+            .map(|r| r.get(0)),
+    )
 }
 
 pub(super) fn read_rows(c: &mut impl GenericClient) -> Result<RawRows, KmsError> {
@@ -193,6 +204,7 @@ pub(super) fn row_ops(rows: &Rows, muts: &[Mutation<'_>]) -> Result<Vec<RowOp>, 
                 RowOp::Put("settings", name.as_bytes().to_vec(), v)
             }
             Mutation::DeleteSetting(name) => RowOp::Delete("settings", name.as_bytes().to_vec()),
+            Mutation::PutMeta(name, value) => RowOp::PutMeta(name.to_string(), value.to_vec()),
         };
         ops.push(op);
     }
@@ -205,6 +217,11 @@ pub(super) fn run_op(c: &mut Client, rows: &Rows, op: RowOp) -> Result<(), KmsEr
             "INSERT INTO kms_rows (tbl, k, v) VALUES ($1, $2, $3) \
              ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
             &[&tbl, &k, &v],
+        ),
+        RowOp::PutMeta(name, value) => c.execute(
+            "INSERT INTO kms_meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            &[&name, &value],
         ),
         RowOp::Delete(tbl, k) => c.execute(
             "DELETE FROM kms_rows WHERE tbl = $1 AND k = $2",
