@@ -966,6 +966,16 @@ async fn the_root_key_rotates_while_the_instances_serve() {
     let cfg = with_both(&b);
     b.stop().await.unwrap();
     let b = Sealgate::start_in(cfg, dir.clone()).await;
+    // An instance someone forgot: it keeps the old key alone through the rotation.
+    let mut cfg = a.cfg.clone();
+    cfg.kms.root_key_file = Some(old.clone());
+    cfg.kms.previous_root_key_file = None;
+    cfg.kms.audit_log_path = Some(dir.path().join("audit-forgotten.jsonl"));
+    let forgotten = Sealgate::start_in(cfg, dir.clone()).await;
+    assert_eq!(
+        get_bytes(&forgotten, &bucket, "mid").await,
+        b"sealed mid-restart"
+    );
 
     // Load through both instances while the rotation runs: every request succeeds.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1027,6 +1037,36 @@ async fn the_root_key_rotates_while_the_instances_serve() {
     let served = load.await.unwrap();
     assert!(served >= 10, "{served}");
 
+    // The forgotten instance cannot read the rotated database: within the staleness
+    // bound its key operations fail as a dependency outage and it is not ready; it
+    // serves nothing from state it can no longer authenticate.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let generate = kms_client_at(&forgotten.endpoint)
+            .generate_data_key()
+            .key_id(&key)
+            .key_spec(DataKeySpec::Aes256)
+            .send()
+            .await;
+        let ready = reqwest::get(format!("{}/ready", forgotten.endpoint))
+            .await
+            .unwrap()
+            .status();
+        if let Err(e) = &generate {
+            let code = e.as_service_error().and_then(|s| s.meta().code());
+            assert_eq!(code, Some("DependencyTimeoutException"), "{e:?}");
+            if ready == 503 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an instance without the new root key still served 5 s after the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(forgotten);
+
     // Both instances serve what was sealed before, during and after, and a KMS change
     // through one is enforced by the other.
     for sg in [&a, &b] {
@@ -1058,7 +1098,13 @@ async fn the_root_key_rotates_while_the_instances_serve() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (ok, out) = sealgate(&["audit", "--config", config_arg, "verify"]);
-        if ok && out.contains("3 chains in the cluster's audit trail") {
+        // a, b, the third instance and (once it shipped) the forgotten one.
+        let chains = out
+            .lines()
+            .find_map(|l| l.strip_suffix(" chains in the cluster's audit trail"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if ok && chains >= 3 {
             break;
         }
         assert!(Instant::now() < deadline, "{out}");
