@@ -111,6 +111,9 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
     next_db: AtomicU32,
+    /// Kills the server and removes its directory once this process is gone (its stdin
+    /// is a pipe only we hold): the shared cluster is a static, never dropped.
+    _janitor: Child,
 }
 
 impl Postgres {
@@ -149,6 +152,7 @@ impl Postgres {
                 USER,
                 "--auth=scram-sha-256",
                 "--no-sync",
+                "--wal-segsize=1",
                 "-E",
                 "UTF8",
             ])
@@ -178,6 +182,19 @@ impl Postgres {
             std::fs::write(&ca, ck.cert.pem()).unwrap();
             ca
         });
+        let janitor = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cat > /dev/null; pid=$(head -n 1 '{data}/postmaster.pid' 2>/dev/null); \
+                 [ -n \"$pid\" ] && kill -KILL \"$pid\" 2>/dev/null; sleep 1; rm -rf '{dir}'",
+                data = dir.path().join("data").display(),
+                dir = dir.path().display(),
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the cluster's janitor");
         let pg = Postgres {
             port: free_port(),
             ca_file,
@@ -185,6 +202,7 @@ impl Postgres {
             dir,
             child: Mutex::new(None),
             next_db: AtomicU32::new(0),
+            _janitor: janitor,
         };
         pg.run();
         pg
@@ -215,6 +233,10 @@ impl Postgres {
                 "fsync=off",
                 "-c",
                 "max_connections=300",
+                "-c",
+                "min_wal_size=2MB",
+                "-c",
+                "max_wal_size=32MB",
                 "-c",
                 if self.ca_file.is_some() {
                     "ssl=on"
