@@ -507,50 +507,22 @@ async fn a_multipart_upload_to_a_versioned_bucket_leaves_exactly_one_version() {
 #[case::seaweedfs(Store::SeaweedFs)]
 #[tokio::test]
 async fn object_attributes_list_the_parts_of_a_multipart_object(#[case] store: Store) {
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectAttributes};
+    use aws_sdk_s3::types::ObjectAttributes;
     let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
-    let up = sg
-        .client
-        .create_multipart_upload()
-        .bucket(&b)
-        .key("mp")
-        .send()
-        .await
-        .unwrap();
-    let id = up.upload_id().unwrap();
-    let sizes = [5 << 20, 5 << 20, 1234];
-    let mut done = Vec::new();
-    for (i, size) in sizes.iter().enumerate() {
-        let n = i as i32 + 1;
-        let p = sg
-            .client
-            .upload_part()
-            .bucket(&b)
-            .key("mp")
-            .upload_id(id)
-            .part_number(n)
-            .body(ByteStream::from(common::pattern(*size, n as u64)))
-            .send()
-            .await
-            .unwrap();
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(p.e_tag().unwrap())
-                .build(),
-        );
+    let id = start_upload(&sg, &b, "mp").await;
+    let mut etags = Vec::new();
+    for (n, size) in [(1, 5 << 20), (2, 5 << 20), (3, 1234)] {
+        let data = common::pattern(size, n as u64);
+        etags.push((n, part(&sg, &b, "mp", &id, n, &data).await));
     }
+    let list: Vec<(i32, &str)> = etags.iter().map(|(n, e)| (*n, e.as_str())).collect();
     sg.client
         .complete_multipart_upload()
         .bucket(&b)
         .key("mp")
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
+        .upload_id(&id)
+        .multipart_upload(parts(&list))
         .send()
         .await
         .unwrap();
