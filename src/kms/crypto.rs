@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -182,10 +181,6 @@ impl RootKey {
     pub fn check_value(&self) -> Vec<u8> {
         let k = hmac::Key::new(hmac::HMAC_SHA256, self.bytes.as_ref());
         hmac::sign(&k, KCV_DOMAIN).as_ref().to_vec()
-    }
-
-    pub fn matches_check_value(&self, stored: &[u8]) -> bool {
-        verify_slices_are_equal(&self.check_value(), stored).is_ok()
     }
 
     /// A 32-byte key for one purpose, HMAC-SHA256(root key, `label`): independent keys

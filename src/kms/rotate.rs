@@ -39,10 +39,7 @@ pub(crate) fn rotate(cfg: &KmsConfig, root: &RootKey) -> Result<Rotated, KmsErro
     }
     let (store, loaded) = Store::open(cfg, root)?;
     // With a shared store: the cluster's writer lock, and what other instances wrote.
-    let mut loaded = match store.begin_write() {
-        Ok(newer) => newer.unwrap_or(loaded),
-        Err(e) => return Err(e),
-    };
+    let mut loaded = store.begin_write()?.unwrap_or(loaded);
     root.seal_under_current();
     let done = reseal(&store, &mut loaded, root, previous);
     if done.is_err() {

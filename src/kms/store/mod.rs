@@ -94,14 +94,22 @@ impl Rows {
     /// Whether a database with check value `stored` opens with this root key (or the
     /// previous one, during a rotation).
     pub(crate) fn accepts_check_value(&self, stored: &[u8]) -> bool {
-        stored == self.kcv || self.previous_kcv.as_deref() == Some(stored)
+        same(stored, &self.kcv)
+            || self
+                .previous_kcv
+                .as_deref()
+                .is_some_and(|p| same(stored, p))
     }
 
     /// Seals rows, material and import tokens under the key whose check value the
     /// database holds (`stored`): the previous one until the rotation has run, so that
     /// instances not yet given the new key still read everything.
     pub(crate) fn follow_check_value(&self, stored: &[u8]) {
-        let previous = stored != self.kcv && self.previous_kcv.as_deref() == Some(stored);
+        let previous = !same(stored, &self.kcv)
+            && self
+                .previous_kcv
+                .as_deref()
+                .is_some_and(|p| same(stored, p));
         self.seal_previous
             .store(previous, std::sync::atomic::Ordering::SeqCst);
     }
@@ -149,6 +157,11 @@ impl Rows {
             None => Err(refused("is not authenticated")),
         }
     }
+}
+
+/// Constant-time equality of two check values.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 pub(crate) fn region_key(region: &str, rest: &[u8]) -> Vec<u8> {
