@@ -161,11 +161,7 @@ impl PgStore {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
                 .map_err(unavailable)?;
             migrate(&mut tx)?;
-            let stored: Option<Vec<u8>> = tx
-                .query_opt("SELECT value FROM kms_meta WHERE name = 'kcv'", &[])
-                .map_err(unavailable)?
-                .map(|r| r.get(0));
-            match stored {
+            match read_kcv(&mut tx)? {
                 Some(s) if check.accepts_check_value(&s) => check.follow_check_value(&s),
                 Some(_) => {
                     return Err(KmsError::WrongRootKey(
