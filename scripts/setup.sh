@@ -138,5 +138,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
-echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); $(.venv/newest/bin/rclone version | head -1); s3cmd $S3CMD_NEWEST_VERSION; moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION; PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1))"
+# 8. SoftHSM2 (a PKCS#11 token in software) and OpenSC's pkcs11-tool: tests/key_stores.rs
+#    seals the KMS root key in a token and lists the token's objects as an operator would.
+if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing softhsm2 and opensc (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq softhsm2 opensc >/dev/null
+fi
+echo "setup: done ($(garage --version | head -1); $(.venv/bin/aws --version 2>&1); $(.venv/newest/bin/aws --version 2>&1); $(.venv/newest/bin/rclone version | head -1); s3cmd $S3CMD_NEWEST_VERSION; moto $MOTO_VERSION; $(.venv/bin/bao version | head -1); SeaweedFS $SEAWEEDFS_VERSION; PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1); $(softhsm2-util --version | sed 's/^/SoftHSM /'))"
 

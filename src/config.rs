@@ -90,6 +90,10 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// Where data keys come from: the embedded KMS or remote backends, caching, outages.
     pub kms_backend: crate::keys::KmsBackendConfig,
+    /// The KMS root key as a sealed file that a PKCS#11 token, Vault/OpenBao Transit or
+    /// an AWS-KMS-API endpoint opens at startup, instead of `kms.root_key_file`
+    /// (`crate::unseal`).
+    pub kms_unseal: Option<crate::unseal::UnsealConfig>,
     /// Timeouts and limits on client connections (`crate::limits`).
     pub limits: crate::limits::LimitsConfig,
     /// Accept AWS Signature Version 2 (deprecated; aws-cli v1 presigns with it unless
@@ -181,6 +185,7 @@ impl Default for Config {
             kms: crate::kms::KmsConfig::default(),
             encryption: EncryptionConfig::default(),
             kms_backend: Default::default(),
+            kms_unseal: None,
             limits: crate::limits::LimitsConfig::default(),
             allow_signature_v2: false,
             metrics_token: None,
@@ -583,6 +588,16 @@ impl Config {
         self.kms_backend
             .validate(&|k| std::env::var(k).ok())
             .map_err(|(f, r)| cfg_err(f, r))?;
+        if let Some(u) = &mut self.kms_unseal {
+            u.validate(&|k| std::env::var(k).ok())
+                .map_err(|(f, r)| cfg_err(f, r))?;
+            if self.kms.root_key_file.is_some() {
+                return Err(cfg_err(
+                    "kms.root_key_file",
+                    "set either kms.root_key_file or [kms_unseal], not both (during a move to a sealed root key, name the old file in kms.previous_root_key_file)",
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod hsm;
 pub mod key_events;
 pub mod keys;
 pub mod kms;
@@ -19,6 +20,7 @@ pub mod s3;
 pub mod server;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod unseal;
 pub mod upstream;
 pub mod xml;
 

@@ -235,7 +235,29 @@ enum KmsCmd {
     /// `kms.previous_root_key_file` (or $SEALGATE_KMS_PREVIOUS_ROOT_KEY) the one the
     /// database is sealed under. With PostgreSQL, run it while the instances serve (each
     /// started with both keys); a redb file must not be open. See docs/operations.md.
+    /// With `[kms_unseal]`, the previous key may be a sealed file
+    /// (`kms_unseal.previous_sealed_root_key_file`).
     RotateRoot,
+    /// Seal a root key with the unsealer `[kms_unseal]` configures (PKCS#11 token,
+    /// Vault/OpenBao Transit, AWS-KMS-API endpoint) into a new file, and check that it
+    /// opens again. The key is a fresh random one (`--generate`: a new installation, or
+    /// the new key of a rotation) or the one in `--root-key-file` (moving an existing
+    /// root key into the unsealer). See docs/kms.md, "Key stores".
+    SealRoot {
+        /// Where to write the sealed root key (must not exist; created mode 600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seal a fresh random 32-byte root key.
+        #[arg(long, conflicts_with = "root_key_file")]
+        generate: bool,
+        /// Seal the root key in this file (raw, hex or base64, as `kms.root_key_file`).
+        #[arg(long, required_unless_present = "generate")]
+        root_key_file: Option<PathBuf>,
+        /// PKCS#11: create the key `kms_unseal.key` in the token if it does not exist
+        /// (a non-extractable AES-256 key).
+        #[arg(long)]
+        create_key: bool,
+    },
 }
 
 /// Runs an admin job over a bucket: a progress bar on stderr (when it is a terminal), one
@@ -328,13 +350,14 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 
 /// `sealgate audit` on the trail a cluster keeps in PostgreSQL: every instance's chain.
 fn cluster_audit(
-    kms: &sealgate::kms::KmsConfig,
+    cfg: &sealgate::config::Config,
     cmd: AuditCmd,
 ) -> Result<std::process::ExitCode, String> {
     match cmd {
         AuditCmd::Verify => {
-            let chains = sealgate::kms::cluster_audit_chains(kms).map_err(|e| e.to_string())?;
-            let root = kms.load_root_key().map_err(|e| e.to_string())?;
+            let chains =
+                sealgate::kms::cluster_audit_chains(&cfg.kms).map_err(|e| e.to_string())?;
+            let root = sealgate::unseal::root_key(cfg)?;
             let mut intact = true;
             for (chain, lines) in &chains {
                 let label = PathBuf::from(format!("chain {}", &chain[..chain.len().min(16)]));
@@ -350,7 +373,7 @@ fn cluster_audit(
             })
         }
         cmd => {
-            let all = sealgate::kms::cluster_audit_trail(kms).map_err(|e| e.to_string())?;
+            let all = sealgate::kms::cluster_audit_trail(&cfg.kms).map_err(|e| e.to_string())?;
             let lines = all.iter().map(String::as_bytes);
             let records = match cmd {
                 AuditCmd::Tail { n } => sealgate::kms::query_audit_lines(
@@ -394,10 +417,9 @@ fn audit(
     };
     let cluster = cfg
         .as_ref()
-        .filter(|c| c.kms.store == sealgate::kms::StoreKind::Postgres && !explicit_log)
-        .map(|c| c.kms.clone());
-    if let Some(kms) = cluster {
-        return cluster_audit(&kms, cmd);
+        .filter(|c| c.kms.store == sealgate::kms::StoreKind::Postgres && !explicit_log);
+    if let Some(c) = cluster {
+        return cluster_audit(c, cmd);
     }
     match cmd {
         AuditCmd::Export => {
@@ -410,8 +432,13 @@ fn audit(
         AuditCmd::Verify => {
             // Keyed records are checked with the root key (from the config, or the
             // default environment variable when only --log is given).
-            let kms_cfg = cfg.map(|c| c.kms).unwrap_or_default();
-            let report = match kms_cfg.load_root_key() {
+            let root = match &cfg {
+                Some(c) => sealgate::unseal::root_key(c),
+                None => sealgate::kms::KmsConfig::default()
+                    .load_root_key()
+                    .map_err(|e| e.to_string()),
+            };
+            let report = match root {
                 Ok(root) => sealgate::kms::verify_audit_log_with_key(&path, &root, None),
                 Err(e) => {
                     eprintln!(
@@ -495,7 +522,9 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
                     dest.db_path.display()
                 ));
             }
-            let n = sealgate::kms::Kms::copy_store(&cfg.kms, &dest).map_err(|e| e.to_string())?;
+            let root = sealgate::unseal::root_key(&cfg)?;
+            let n = sealgate::kms::Kms::copy_store(&cfg.kms, &dest, &root)
+                .map_err(|e| e.to_string())?;
             println!(
                 "copied and verified: {} keys ({} material versions), {} aliases, {} grants, {} settings",
                 n.keys, n.material_versions, n.aliases, n.grants, n.settings
@@ -504,13 +533,43 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
             Ok(std::process::ExitCode::SUCCESS)
         }
         KmsCmd::RotateRoot => {
-            let n = sealgate::kms::Kms::rotate_root_key(&cfg.kms).map_err(|e| e.to_string())?;
+            let root = sealgate::unseal::root_key(&cfg)?;
+            let n =
+                sealgate::kms::Kms::rotate_root_key(&cfg.kms, &root).map_err(|e| e.to_string())?;
             println!(
                 "re-sealed and verified under the new root key: {} keys ({} material versions), {} rows",
                 n.keys, n.material_versions, n.rows
             );
             println!(
                 "instances no longer need the previous root key: drop kms.previous_root_key_file (or $SEALGATE_KMS_PREVIOUS_ROOT_KEY) at their next restart, and keep the key offline to verify audit records from before the rotation"
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        KmsCmd::SealRoot {
+            out,
+            generate,
+            root_key_file,
+            create_key,
+        } => {
+            let u = cfg.kms_unseal.as_ref().ok_or_else(|| {
+                "seal-root needs a [kms_unseal] section naming the unsealer (see docs/kms.md, \"Key stores\")".to_string()
+            })?;
+            let root = match (&root_key_file, generate) {
+                (Some(path), _) => {
+                    let raw = zeroize::Zeroizing::new(
+                        std::fs::read(path)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                    );
+                    sealgate::kms::RootKey::parse_bytes(&raw, &path.display().to_string())
+                        .map_err(|e| e.to_string())?
+                }
+                (None, _) => sealgate::kms::random_bytes(32).map_err(|e| e.to_string())?,
+            };
+            let kcv = sealgate::unseal::seal_root_key(u, &root, &out, create_key)?;
+            println!(
+                "sealed the root key into {} (check value {}…); it opened again through the unsealer",
+                out.display(),
+                &kcv[..16]
             );
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -537,7 +596,12 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
                     .ok_or_else(|| format!("--context {pair}: expected key=value"))?;
                 ctx.insert(k.to_string(), v.to_string());
             }
-            let kms = sealgate::kms::Kms::open(&cfg.kms).map_err(|e| e.to_string())?;
+            let kms = sealgate::kms::Kms::open_with_root_key(
+                &cfg.kms,
+                std::sync::Arc::new(sealgate::kms::SystemClock),
+                sealgate::unseal::root_key(&cfg)?,
+            )
+            .map_err(|e| e.to_string())?;
             let call = if via_s3 {
                 sealgate::kms::CallContext::s3(None, None)
             } else {

@@ -223,6 +223,81 @@ fn secret_from(
     ))
 }
 
+impl BackendConfig {
+    /// Checks one backend's URL and resolves its secrets; `field` names it in errors
+    /// (`kms_backend.backends.NAME`). `need_default_key`: writes may use it (the root-key
+    /// unsealer, `crate::unseal`, names its key itself).
+    pub fn validate(
+        &mut self,
+        field: &str,
+        get_env: &dyn Fn(&str) -> Option<String>,
+        need_default_key: bool,
+    ) -> Result<(), (String, String)> {
+        let err = |f: &str, r: &str| Err((f.to_string(), r.to_string()));
+        let f = |x: &str| format!("{field}.{x}");
+        match self {
+            BackendConfig::Aws(a) => {
+                if a.region.is_empty() {
+                    return err(&f("region"), "required");
+                }
+                if a.endpoint.is_empty() {
+                    a.endpoint = format!("https://kms.{}.amazonaws.com", a.region);
+                }
+                check_url(&f("endpoint"), &a.endpoint, a.allow_insecure_http)?;
+                if a.access_key_id.is_empty() {
+                    a.access_key_id = get_env("AWS_ACCESS_KEY_ID").ok_or_else(|| {
+                        (f("access_key_id"), "required (or AWS_ACCESS_KEY_ID)".into())
+                    })?;
+                }
+                a.secret_access_key = secret_from(
+                    &f("secret_access_key"),
+                    &a.secret_access_key,
+                    &a.secret_access_key_file,
+                    &a.secret_access_key_env,
+                    &["AWS_SECRET_ACCESS_KEY"],
+                    get_env,
+                )?;
+                if a.session_token.is_none() {
+                    a.session_token = get_env("AWS_SESSION_TOKEN").map(Secret::new);
+                }
+                if need_default_key && a.default_key.as_deref().is_none_or(str::is_empty) {
+                    return err(
+                        &f("default_key"),
+                        "required: the key for objects whose request names none (SSE-S3)",
+                    );
+                }
+            }
+            BackendConfig::Transit(t) => {
+                check_url(&f("address"), &t.address, t.allow_insecure_http)?;
+                let mount = t.mount.trim_matches('/').to_string();
+                if mount.is_empty()
+                    || !mount
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_/.".contains(&b))
+                {
+                    return err(&f("mount"), "a path of [A-Za-z0-9-_./]");
+                }
+                t.mount = mount;
+                t.token = secret_from(
+                    &f("token"),
+                    &t.token,
+                    &t.token_file,
+                    &t.token_env,
+                    &["BAO_TOKEN", "VAULT_TOKEN"],
+                    get_env,
+                )?;
+                if need_default_key && t.default_key.as_deref().is_none_or(str::is_empty) {
+                    return err(
+                        &f("default_key"),
+                        "required: the key for objects whose request names none (SSE-S3)",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl KmsBackendConfig {
     /// Checks names and URLs and resolves secrets. Errors are (field, reason).
     pub fn validate(
@@ -251,66 +326,7 @@ impl KmsBackendConfig {
             }
         }
         for (name, b) in self.backends.iter_mut() {
-            let f = |x: &str| format!("kms_backend.backends.{name}.{x}");
-            match b {
-                BackendConfig::Aws(a) => {
-                    if a.region.is_empty() {
-                        return err(&f("region"), "required");
-                    }
-                    if a.endpoint.is_empty() {
-                        a.endpoint = format!("https://kms.{}.amazonaws.com", a.region);
-                    }
-                    check_url(&f("endpoint"), &a.endpoint, a.allow_insecure_http)?;
-                    if a.access_key_id.is_empty() {
-                        a.access_key_id = get_env("AWS_ACCESS_KEY_ID").ok_or_else(|| {
-                            (f("access_key_id"), "required (or AWS_ACCESS_KEY_ID)".into())
-                        })?;
-                    }
-                    a.secret_access_key = secret_from(
-                        &f("secret_access_key"),
-                        &a.secret_access_key,
-                        &a.secret_access_key_file,
-                        &a.secret_access_key_env,
-                        &["AWS_SECRET_ACCESS_KEY"],
-                        get_env,
-                    )?;
-                    if a.session_token.is_none() {
-                        a.session_token = get_env("AWS_SESSION_TOKEN").map(Secret::new);
-                    }
-                    if a.default_key.as_deref().is_none_or(str::is_empty) {
-                        return err(
-                            &f("default_key"),
-                            "required: the key for objects whose request names none (SSE-S3)",
-                        );
-                    }
-                }
-                BackendConfig::Transit(t) => {
-                    check_url(&f("address"), &t.address, t.allow_insecure_http)?;
-                    let mount = t.mount.trim_matches('/').to_string();
-                    if mount.is_empty()
-                        || !mount
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_/.".contains(&b))
-                    {
-                        return err(&f("mount"), "a path of [A-Za-z0-9-_./]");
-                    }
-                    t.mount = mount;
-                    t.token = secret_from(
-                        &f("token"),
-                        &t.token,
-                        &t.token_file,
-                        &t.token_env,
-                        &["BAO_TOKEN", "VAULT_TOKEN"],
-                        get_env,
-                    )?;
-                    if t.default_key.as_deref().is_none_or(str::is_empty) {
-                        return err(
-                            &f("default_key"),
-                            "required: the key for objects whose request names none (SSE-S3)",
-                        );
-                    }
-                }
-            }
+            b.validate(&format!("kms_backend.backends.{name}"), get_env, true)?;
         }
         let c = &self.cache;
         if c.bucket_key_max_age_secs == 0 || c.bucket_key_max_age_secs > 3600 {

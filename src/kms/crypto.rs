@@ -150,9 +150,15 @@ impl RootKey {
     /// standard base64 of 32 bytes (surrounding whitespace ignored). A file may also hold
     /// the 32 raw bytes.
     pub fn parse(raw: &[u8], source: &str) -> Result<Self, KmsError> {
+        Self::from_bytes(&Self::parse_bytes(raw, source)?)
+    }
+
+    /// The 32 bytes of a root key in one of [`RootKey::parse`]'s forms (what
+    /// `sealgate kms seal-root` seals).
+    pub fn parse_bytes(raw: &[u8], source: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         use base64::Engine;
         if raw.len() == KEY_LEN {
-            return Self::from_bytes(raw);
+            return Ok(Zeroizing::new(raw.to_vec()));
         }
         let text = std::str::from_utf8(raw)
             .map_err(|_| {
@@ -173,7 +179,13 @@ impl RootKey {
                     ))
                 })?
         });
-        Self::from_bytes(&decoded)
+        if decoded.len() != KEY_LEN {
+            return Err(KmsError::Config(format!(
+                "{source}: the KMS root key must be exactly {KEY_LEN} bytes, got {}",
+                decoded.len()
+            )));
+        }
+        Ok(decoded)
     }
 
     /// Key-check value: HMAC-SHA256(root key, domain). Stored in the database so a wrong

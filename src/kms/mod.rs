@@ -55,7 +55,7 @@ pub use audit::{
 };
 pub use caller::{CallContext, Caller, Via};
 pub use clock::{Clock, SystemClock, TestClock};
-pub use crypto::RootKey;
+pub use crypto::{RootKey, random_bytes};
 pub use error::KmsError;
 pub use grants::{Grant, GrantConstraints, GrantRequest};
 pub use model::{KeyMetadata, KeyRecord, KeyState};
@@ -238,6 +238,15 @@ impl KmsConfig {
     /// The root key, carrying the previous one when it is configured (a rotation).
     pub fn load_root_key(&self) -> Result<RootKey, KmsError> {
         let root = self.load_current_root_key()?;
+        match self.load_previous_root_key()? {
+            Some(prev) => root.with_previous(prev),
+            None => Ok(root),
+        }
+    }
+
+    /// The previous root key from `previous_root_key_file` or its environment variable,
+    /// when one is configured (a rotation).
+    pub fn load_previous_root_key(&self) -> Result<Option<RootKey>, KmsError> {
         if let Some(path) = &self.previous_root_key_file {
             check_private(path)?;
             let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
@@ -246,16 +255,14 @@ impl KmsConfig {
                     path.display()
                 ))
             })?);
-            return root.with_previous(RootKey::parse(&raw, &path.display().to_string())?);
+            return RootKey::parse(&raw, &path.display().to_string()).map(Some);
         }
         match std::env::var(&self.previous_root_key_env) {
             Ok(v) if !self.previous_root_key_env.is_empty() && !v.trim().is_empty() => {
                 let v = Zeroizing::new(v);
-                let prev =
-                    RootKey::parse(v.as_bytes(), &format!("${}", self.previous_root_key_env))?;
-                root.with_previous(prev)
+                RootKey::parse(v.as_bytes(), &format!("${}", self.previous_root_key_env)).map(Some)
             }
-            _ => Ok(root),
+            _ => Ok(None),
         }
     }
 
@@ -338,17 +345,34 @@ impl Kms {
     /// store under the root key, which must carry the previous one
     /// (`sealgate kms rotate-root`); verified by opening the store again with the root
     /// key alone. docs/design/root-key-rotation.md.
-    pub fn rotate_root_key(cfg: &KmsConfig) -> Result<Rotated, KmsError> {
+    /// `root` is the configured root key (`crate::unseal::root_key`).
+    pub fn rotate_root_key(cfg: &KmsConfig, root: &RootKey) -> Result<Rotated, KmsError> {
         cfg.validate().map_err(KmsError::Config)?;
-        rotate::rotate(cfg, &cfg.load_root_key()?)
+        let rotated = rotate::rotate(cfg, root)?;
+        if cfg.store == StoreKind::Redb && cfg.audit_enabled {
+            // The audit log is this command's too: opening the KMS with both keys writes
+            // the chain's RotateRootKey record under the new key now, so the next start
+            // may already drop the previous key (with PostgreSQL each instance writes
+            // its own on its next refresh).
+            let both = root.without_previous()?.with_previous(
+                root.previous()
+                    .expect("rotate checked")
+                    .without_previous()?,
+            )?;
+            drop(Self::open_with_root_key(cfg, Arc::new(SystemClock), both)?);
+        }
+        Ok(rotated)
     }
 
     /// Copies the KMS store `from` names (keys, sealed material, aliases, grants,
     /// settings) into the empty store `to` names and verifies the copy
-    /// (`sealgate kms migrate-store`). Both use `from`'s root key.
-    pub fn copy_store(from: &KmsConfig, to: &KmsConfig) -> Result<Copied, KmsError> {
-        let root = from.load_root_key()?;
-        store::copy(from, to, &root)
+    /// (`sealgate kms migrate-store`). Both use `from`'s root key, `root`.
+    pub fn copy_store(
+        from: &KmsConfig,
+        to: &KmsConfig,
+        root: &RootKey,
+    ) -> Result<Copied, KmsError> {
+        store::copy(from, to, root)
     }
 
     /// Opens the KMS with the real clock.

@@ -28,7 +28,7 @@ pub struct Rotated {
 pub(crate) fn rotate(cfg: &KmsConfig, root: &RootKey) -> Result<Rotated, KmsError> {
     let Some(previous) = root.previous() else {
         return Err(KmsError::Config(
-            "rotating the root key needs the previous root key too: set kms.previous_root_key_file (or $SEALGATE_KMS_PREVIOUS_ROOT_KEY) to the key the database is sealed under, and the root key to the new one".into(),
+            "rotating the root key needs the previous root key too: set kms.previous_root_key_file (or $SEALGATE_KMS_PREVIOUS_ROOT_KEY, or kms_unseal.previous_sealed_root_key_file) to the key the database is sealed under, and the root key to the new one".into(),
         ));
     };
     if cfg.store == super::StoreKind::Redb && !cfg.db_path.exists() {

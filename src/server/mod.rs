@@ -83,7 +83,10 @@ impl App {
         if cfg.kms.audit_enabled {
             create_owner_only(&cfg.kms.audit_path())?;
         }
-        let kms = crate::kms::Kms::open(&cfg.kms).map_err(|e| format!("kms: {e}"))?;
+        let root = crate::unseal::root_key(cfg).map_err(|e| format!("kms: {e}"))?;
+        let kms =
+            crate::kms::Kms::open_with_root_key(&cfg.kms, Arc::new(crate::kms::SystemClock), root)
+                .map_err(|e| format!("kms: {e}"))?;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let upstream = upstream
             .with_error_counter(metrics.upstream_errors.clone())

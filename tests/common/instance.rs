@@ -265,40 +265,44 @@ impl SealgateProcess {
     /// As [`Self::start_with`], with `kms_lines` added to the `[kms]` table.
     pub async fn start_full(
         dir: &Path,
-        (endpoint, ak, sk, region): (&str, &str, &str, &str),
+        store: (&str, &str, &str, &str),
         log_level: &str,
         top_level: &str,
         kms_lines: &str,
     ) -> Self {
-        let bin = std::env::var("SEALGATE_TEST_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_sealgate")));
         let root = dir.join("root.key");
         if !root.exists() {
             write_private(&root, random_hex(32).as_bytes());
         }
         let port = free_port();
-        let cfg = format!(
-            "{top_level}\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\npolicy = '{S3_FULL_POLICY}'\n[kms]\n{kms_lines}db_path = \"{}\"\nroot_key_file = \"{}\"\n",
-            CLIENT_AK,
-            CLIENT_SK,
-            dir.join("kms.redb").display(),
-            root.display()
-        );
+        let mut cfg = config_text(dir, store, port, top_level, kms_lines);
+        cfg.push_str(&format!("root_key_file = \"{}\"\n", root.display()));
         write_private(&dir.join("sealgate.toml"), cfg.as_bytes());
+        Self::start_config(dir, port, log_level, &[]).await
+    }
+
+    /// Starts the binary on `dir/sealgate.toml` (already written, listening on `port`),
+    /// with `envs` added to its environment; returns when `/health` answers.
+    pub async fn start_config(
+        dir: &Path,
+        port: u16,
+        log_level: &str,
+        envs: &[(&str, &str)],
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("sealgate.log"))
             .unwrap();
-        let child = Command::new(&bin)
+        let child = Command::new(sealgate_bin())
             .args(["--log-level", log_level, "serve", "--config"])
             .arg(dir.join("sealgate.toml"))
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sealgate_bin().display()));
         let mut p = SealgateProcess {
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
@@ -349,6 +353,32 @@ impl SealgateProcess {
     pub fn kms_client(&self) -> aws_sdk_kms::Client {
         kms_client_at(&self.endpoint)
     }
+}
+
+/// The sealgate binary under test.
+pub fn sealgate_bin() -> PathBuf {
+    std::env::var("SEALGATE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_sealgate")))
+}
+
+/// A config file's text for the binary in `dir`: `store` upstream, listening on `port`,
+/// the test client key, `top_level` lines at the head and a `[kms]` table (database in
+/// `dir`) ending with `kms_lines` and no root key: the caller adds `root_key_file` or
+/// a `[kms_unseal]` table.
+pub fn config_text(
+    dir: &Path,
+    (endpoint, ak, sk, region): (&str, &str, &str, &str),
+    port: u16,
+    top_level: &str,
+    kms_lines: &str,
+) -> String {
+    format!(
+        "{top_level}\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{ak}\"\nsecret_access_key = \"{sk}\"\n[[access_keys]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprincipal = \"tester\"\npolicy = '{S3_FULL_POLICY}'\n[kms]\n{kms_lines}db_path = \"{}\"\n",
+        CLIENT_AK,
+        CLIENT_SK,
+        dir.join("kms.redb").display(),
+    )
 }
 
 impl Drop for SealgateProcess {

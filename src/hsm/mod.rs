@@ -1,0 +1,422 @@
+//! PKCS#11 tokens (hardware security modules, SoftHSM2 in the tests) through the
+//! `cryptoki` crate: finding a token by label, logging in with a PIN from a file or the
+//! environment, creating AES-256 keys that never leave the token, and AES-GCM inside it.
+//! A leaf module: it knows nothing of the KMS that uses it (root-key unseal,
+//! `crate::unseal`; docs/design/key-stores.md).
+//!
+//! Invariants:
+//! - Keys created here are `CKA_TOKEN`, `CKA_PRIVATE`, `CKA_SENSITIVE` and not
+//!   `CKA_EXTRACTABLE`: their value cannot be read or wrapped out of the token.
+//! - Every call runs in the token (C_Encrypt/C_Decrypt); only IVs, ciphertexts and the
+//!   plaintexts the caller passes cross the module boundary.
+//! - A PKCS#11 module is loaded and C_Initialize'd once per process and path (the
+//!   standard forbids initializing twice); sessions are opened per operation.
+//! - The PIN is zeroized when dropped and never appears in errors or Debug output.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Bytes of the AES-GCM IV sealgate generates in the token for each seal.
+const IV_LEN: usize = 12;
+/// Bytes of the AES-GCM tag.
+const TAG_LEN: usize = 16;
+
+/// Where a token is and how to log in to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// The PKCS#11 module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The token's label (as `softhsm2-util --show-slots` or `pkcs11-tool -L` print it).
+    pub token_label: String,
+    /// File holding the user PIN (trailing newline trimmed; must be private, mode 600).
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN when no file is given.
+    pub pin_env: String,
+}
+
+impl Default for Pkcs11Config {
+    fn default() -> Self {
+        Self {
+            module: PathBuf::new(),
+            token_label: String::new(),
+            pin_file: None,
+            pin_env: "SEALGATE_PKCS11_PIN".into(),
+        }
+    }
+}
+
+impl Pkcs11Config {
+    /// Checks the fields; `field` prefixes the names in the error.
+    pub fn validate(&self, field: &str) -> Result<(), (String, String)> {
+        if self.module.as_os_str().is_empty() {
+            return Err((
+                format!("{field}.module"),
+                "required: the PKCS#11 module's path, e.g. /usr/lib/softhsm/libsofthsm2.so".into(),
+            ));
+        }
+        if self.token_label.is_empty() || self.token_label.len() > 32 {
+            return Err((
+                format!("{field}.token_label"),
+                "required: the token's label (1-32 characters)".into(),
+            ));
+        }
+        if self.pin_file.is_none() && self.pin_env.is_empty() {
+            return Err((
+                format!("{field}.pin_file"),
+                "set pin_file or pin_env (the token's user PIN)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn pin(&self) -> Result<AuthPin, HsmError> {
+        let raw = match &self.pin_file {
+            Some(p) => {
+                private_file(p)?;
+                Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
+                    HsmError::Config(format!("cannot read the PIN file {}: {e}", p.display()))
+                })?)
+            }
+            None => Zeroizing::new(std::env::var(&self.pin_env).map_err(|_| {
+                HsmError::Config(format!(
+                    "no PKCS#11 PIN: set pin_file or the environment variable {}",
+                    self.pin_env
+                ))
+            })?),
+        };
+        let pin = raw.trim_end_matches(['\n', '\r']);
+        if pin.is_empty() {
+            return Err(HsmError::Config("the PKCS#11 PIN is empty".into()));
+        }
+        Ok(AuthPin::from(pin.to_string()))
+    }
+}
+
+#[cfg(unix)]
+fn private_file(p: &Path) -> Result<(), HsmError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(p)
+        .map_err(|e| HsmError::Config(format!("cannot read the PIN file {}: {e}", p.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(HsmError::Config(format!(
+            "the PIN file {} may be read by others: chmod 600 it",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_file(_p: &Path) -> Result<(), HsmError> {
+    Ok(())
+}
+
+/// What went wrong, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HsmError {
+    /// Settings: a missing PIN, an unreadable file.
+    #[error("{0}")]
+    Config(String),
+    /// The module could not be loaded or initialized, or no token has the label.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The PIN was refused (or is locked).
+    #[error("{0}")]
+    Login(String),
+    /// No key with the label in the token.
+    #[error("{0}")]
+    KeyNotFound(String),
+    /// The token could not decrypt: wrong key, or the ciphertext was changed.
+    #[error("{0}")]
+    InvalidCiphertext(String),
+    /// Anything else the token reported.
+    #[error("{0}")]
+    Token(String),
+}
+
+fn modules() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    MODULES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The module at `path`, loaded and initialized once per process.
+fn module(path: &Path) -> Result<Pkcs11, HsmError> {
+    let mut all = modules().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = all.get(path) {
+        return Ok(m.clone());
+    }
+    let m = Pkcs11::new(path).map_err(|e| {
+        HsmError::Unavailable(format!(
+            "cannot load the PKCS#11 module {}: {e}",
+            path.display()
+        ))
+    })?;
+    match m.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => {
+            return Err(HsmError::Unavailable(format!(
+                "the PKCS#11 module {} failed to initialize: {e}",
+                path.display()
+            )));
+        }
+    }
+    all.insert(path.to_path_buf(), m.clone());
+    Ok(m)
+}
+
+/// A logged-in token.
+pub struct Token {
+    ctx: Pkcs11,
+    slot: Slot,
+    label: String,
+    pin: AuthPin,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("label", &self.label).finish()
+    }
+}
+
+/// The attributes that say whether a key's value can leave the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyProtection {
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub never_extractable: bool,
+}
+
+impl Token {
+    /// Loads the module, finds the token by label and logs in (checking the PIN).
+    pub fn open(cfg: &Pkcs11Config) -> Result<Token, HsmError> {
+        let pin = cfg.pin()?;
+        let ctx = module(&cfg.module)?;
+        let slots = ctx.get_slots_with_token().map_err(|e| {
+            HsmError::Unavailable(format!("PKCS#11 module {}: {e}", cfg.module.display()))
+        })?;
+        let mut labels = Vec::new();
+        let mut found = None;
+        for slot in slots {
+            let Ok(info) = ctx.get_token_info(slot) else {
+                continue;
+            };
+            if !info.token_initialized() {
+                continue;
+            }
+            let label = info.label().trim_end().to_string();
+            if label == cfg.token_label {
+                found = Some(slot);
+                break;
+            }
+            labels.push(label);
+        }
+        let slot = found.ok_or_else(|| {
+            HsmError::Unavailable(format!(
+                "no token labelled '{}' in the PKCS#11 module {} (tokens: {})",
+                cfg.token_label,
+                cfg.module.display(),
+                if labels.is_empty() {
+                    "none".to_string()
+                } else {
+                    labels.join(", ")
+                }
+            ))
+        })?;
+        let token = Token {
+            ctx,
+            slot,
+            label: cfg.token_label.clone(),
+            pin,
+        };
+        drop(token.session()?);
+        Ok(token)
+    }
+
+    /// A read-write session, logged in as the user.
+    fn session(&self) -> Result<Session, HsmError> {
+        let s = self
+            .ctx
+            .open_rw_session(self.slot)
+            .map_err(|e| self.token_err("open a session", e))?;
+        match s.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(s),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(HsmError::Login(format!(
+                "the PIN for token '{}' was refused",
+                self.label
+            ))),
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::Login(format!(
+                "the user PIN of token '{}' is locked (too many wrong PINs); its security officer must reset it",
+                self.label
+            ))),
+            Err(e) => Err(self.token_err("log in", e)),
+        }
+    }
+
+    fn token_err(&self, what: &str, e: CkError) -> HsmError {
+        HsmError::Token(format!("token '{}': cannot {what}: {e}", self.label))
+    }
+
+    fn find_key(&self, s: &Session, key_label: &str) -> Result<Option<ObjectHandle>, HsmError> {
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(key_label.as_bytes().to_vec()),
+            ])
+            .map_err(|e| self.token_err("search keys", e))?;
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(Some(found[0])),
+            n => Err(HsmError::Token(format!(
+                "token '{}' has {n} secret keys labelled '{key_label}'; labels must be unique",
+                self.label
+            ))),
+        }
+    }
+
+    fn key(&self, s: &Session, key_label: &str) -> Result<ObjectHandle, HsmError> {
+        self.find_key(s, key_label)?.ok_or_else(|| {
+            HsmError::KeyNotFound(format!(
+                "token '{}' has no secret key labelled '{key_label}'",
+                self.label
+            ))
+        })
+    }
+
+    /// Whether a secret key with this label exists.
+    pub fn has_key(&self, key_label: &str) -> Result<bool, HsmError> {
+        let s = self.session()?;
+        Ok(self.find_key(&s, key_label)?.is_some())
+    }
+
+    /// Creates a non-extractable AES-256 key in the token (AlreadyExists-like error if
+    /// one has the label).
+    pub fn create_aes_key(&self, key_label: &str) -> Result<(), HsmError> {
+        let s = self.session()?;
+        if self.find_key(&s, key_label)?.is_some() {
+            return Err(HsmError::Token(format!(
+                "token '{}' already has a key labelled '{key_label}'",
+                self.label
+            )));
+        }
+        s.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(key_label.as_bytes().to_vec()),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Derive(false),
+            ],
+        )
+        .map_err(|e| self.token_err("create an AES key", e))?;
+        Ok(())
+    }
+
+    /// The key's protection attributes, as the token reports them.
+    pub fn protection(&self, key_label: &str) -> Result<KeyProtection, HsmError> {
+        let s = self.session()?;
+        let key = self.key(&s, key_label)?;
+        let attrs = s
+            .get_attributes(
+                key,
+                &[
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::NeverExtractable,
+                ],
+            )
+            .map_err(|e| self.token_err("read key attributes", e))?;
+        let mut p = KeyProtection {
+            sensitive: false,
+            extractable: true,
+            never_extractable: false,
+        };
+        for a in attrs {
+            match a {
+                Attribute::Sensitive(v) => p.sensitive = v,
+                Attribute::Extractable(v) => p.extractable = v,
+                Attribute::NeverExtractable(v) => p.never_extractable = v,
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// AES-256-GCM under the token's key `key_label`, with `aad`: IV ‖ ciphertext ‖ tag.
+    /// The IV comes from the token's random generator.
+    pub fn seal(&self, key_label: &str, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let s = self.session()?;
+        let key = self.key(&s, key_label)?;
+        let mut iv = [0u8; IV_LEN];
+        s.generate_random_slice(&mut iv)
+            .map_err(|e| self.token_err("generate an IV", e))?;
+        let mut iv_param = iv;
+        let params = GcmParams::new(&mut iv_param, aad, ((TAG_LEN * 8) as u64).into())
+            .map_err(|e| self.token_err("set up AES-GCM", e))?;
+        let ct = s
+            .encrypt(&Mechanism::AesGcm(params), key, plaintext)
+            .map_err(|e| self.token_err("encrypt", e))?;
+        let mut out = Vec::with_capacity(IV_LEN + ct.len());
+        out.extend_from_slice(&iv);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Token::seal`] produced under the same key and `aad`.
+    pub fn open_sealed(
+        &self,
+        key_label: &str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        if sealed.len() < IV_LEN + TAG_LEN {
+            return Err(HsmError::InvalidCiphertext(
+                "the sealed value is too short to be an AES-GCM ciphertext".into(),
+            ));
+        }
+        let s = self.session()?;
+        let key = self.key(&s, key_label)?;
+        let mut iv = [0u8; IV_LEN];
+        iv.copy_from_slice(&sealed[..IV_LEN]);
+        let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())
+            .map_err(|e| self.token_err("set up AES-GCM", e))?;
+        match s.decrypt(&Mechanism::AesGcm(params), key, &sealed[IV_LEN..]) {
+            Ok(pt) => Ok(Zeroizing::new(pt)),
+            // SoftHSM2 reports a failed GCM tag as CKR_GENERAL_ERROR.
+            Err(CkError::Pkcs11(
+                RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange
+                | RvError::GeneralError
+                | RvError::FunctionFailed,
+                _,
+            )) => Err(HsmError::InvalidCiphertext(format!(
+                "token '{}' could not authenticate the ciphertext under key '{key_label}': it was sealed under another key or changed",
+                self.label
+            ))),
+            Err(e) => Err(self.token_err("decrypt", e)),
+        }
+    }
+}
