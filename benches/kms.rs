@@ -5,7 +5,11 @@
 //! over HTTP, one instance on redb against two instances sharing one PostgreSQL
 //! (`kms.store = "postgres"`, a throwaway local cluster; needs PostgreSQL installed, as
 //! `scripts/setup.sh` does).
-//! Run: `cargo bench --bench kms` (`-- --no-postgres` skips the shared-store part).
+//! And a key in a custom key store on a SoftHSM2 token against a key in the database
+//! (GenerateDataKey and Decrypt in-process; SoftHSM2 runs in the process, so its figures
+//! are a floor for the PKCS#11 path, not an HSM's; needs Debian's softhsm2).
+//! Run: `cargo bench --bench kms` (`-- --no-postgres` skips the shared-store part,
+//! `-- --no-hsm` the custom key store part).
 
 #[path = "../tests/kms_support/mod.rs"]
 mod kms_support;
@@ -188,6 +192,18 @@ fn main() {
         println!("kms benchmark: run it with `cargo bench --bench kms`");
         return;
     }
+    // SoftHSM2 reads its configuration (SOFTHSM2_CONF) when the module initialises: a
+    // token store is made here, then the benchmark runs again with it in its environment.
+    let hsm = !std::env::args().any(|a| a == "--no-hsm");
+    if hsm && std::env::var_os("SOFTHSM2_CONF").is_none() {
+        let dir = softhsm_token();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(std::env::args().skip(1))
+            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
+            .status()
+            .unwrap();
+        std::process::exit(status.code().unwrap_or(1));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -257,6 +273,122 @@ fn main() {
         );
     }
     asymmetric(&kms, caller);
+    if hsm {
+        custom_key_store(&rt);
+    }
+}
+
+const HSM_PIN: &str = "bench-pin-1234";
+const HSM_CLUSTER: &str = "cluster-benchhsmtokena";
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A SoftHSM2 token store (its `softhsm2.conf` in the directory) with one token.
+fn softhsm_token() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let ok = std::process::Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            HSM_PIN,
+        ])
+        .args(["--so-pin", "bench-so-pin"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "softhsm2-util failed (install Debian's softhsm2, or pass --no-hsm)"
+    );
+    dir
+}
+
+/// GenerateDataKey and Decrypt per second in-process: a key in a custom key store on the
+/// SoftHSM2 token against a key in the database, in the same run.
+fn custom_key_store(rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = sealgate::kms::KmsConfig {
+        db_path: dir.path().join("kms.redb"),
+        ..Default::default()
+    };
+    cfg.hsm_clusters.insert(
+        HSM_CLUSTER.into(),
+        sealgate::kms::key_stores::HsmClusterConfig {
+            module: SOFTHSM.into(),
+            token_label: "bench".into(),
+            trust_anchor_certificate_file: None,
+        },
+    );
+    let server = rt.block_on(kms_support::start_with(cfg, dir));
+    let kms = server.kms.clone();
+    let alice = kms_support::alice();
+    let caller = Caller::in_process(&alice);
+    let anchor = "-----BEGIN CERTIFICATE-----\nMIIBbench\n-----END CERTIFICATE-----";
+    let store = kms
+        .create_custom_key_store(
+            caller,
+            &sealgate::kms::NewCustomKeyStore {
+                name: Some("bench"),
+                cluster_id: Some(HSM_CLUSTER),
+                trust_anchor: Some(anchor),
+                password: Some(HSM_PIN),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    kms.connect_custom_key_store(caller, &store).unwrap();
+    let in_db = kms
+        .create_key(caller, &CreateKeyOptions::default())
+        .unwrap()
+        .key_id;
+    let in_hsm = kms
+        .create_key(
+            caller,
+            &CreateKeyOptions {
+                custom_key_store_id: Some(store),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .key_id;
+    let ctx: EncryptionContext = [("aws:s3:arn".to_string(), "arn:aws:s3:::b/k".to_string())]
+        .into_iter()
+        .collect();
+    for threads in [1, 2] {
+        let mut row = Vec::new();
+        for key in [&in_db, &in_hsm] {
+            let blob = kms
+                .generate_data_key(caller, key, &ctx, 32)
+                .unwrap()
+                .ciphertext_blob;
+            let gdk = in_process(threads, || {
+                kms.generate_data_key(caller, key, &ctx, 32).unwrap();
+            });
+            let dec = in_process(threads, || {
+                kms.decrypt(caller, None, &blob, &ctx, SYMMETRIC).unwrap();
+            });
+            row.push((gdk, dec));
+        }
+        let ((g0, d0), (g1, d1)) = (row[0], row[1]);
+        println!(
+            "custom key store (SoftHSM2 in-process, a floor for the PKCS#11 path), {threads} thread(s): GenerateDataKey {g1:>9.0}/s vs {g0:>9.0}/s in the database ({:.2})   Decrypt {d1:>9.0}/s vs {d0:>9.0}/s ({:.2})",
+            g1 / g0,
+            d1 / d0
+        );
+    }
 }
 
 /// GenerateDataKey and Decrypt per second over HTTP against two KMS instances sharing

@@ -139,7 +139,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 # 8. SoftHSM2 (a PKCS#11 token in software) and OpenSC's pkcs11-tool: tests/key_stores.rs
-#    seals the KMS root key in a token and lists the token's objects as an operator would.
+#    seals the KMS root key in a token, runs custom key stores on tokens and lists the
+#    tokens' objects as an operator would.
 if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -258,9 +258,24 @@ async fn raw_http_malformed_requests_get_json_errors_not_500() {
         ),
         ("TrentService.Frobnicate", "{}", "UnknownOperationException"),
         (
-            "TrentService.CreateCustomKeyStore",
+            "TrentService.GetKeyLastUsage",
             "{}",
             "UnsupportedOperationException",
+        ),
+        (
+            "TrentService.CreateCustomKeyStore",
+            "{}",
+            "ValidationException",
+        ),
+        (
+            "TrentService.CreateCustomKeyStore",
+            r#"{"CustomKeyStoreName":"x","CustomKeyStoreType":"EXTERNAL_KEY_STORE"}"#,
+            "UnsupportedOperationException",
+        ),
+        (
+            "TrentService.ConnectCustomKeyStore",
+            r#"{"CustomKeyStoreId":"cks-1234567890abcdef0"}"#,
+            "CustomKeyStoreNotFoundException",
         ),
         (
             "TrentService.ListKeys",

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// Bytes of the AES-GCM IV sealgate generates in the token for each seal.
-const IV_LEN: usize = 12;
+pub const IV_LEN: usize = 12;
 /// Bytes of the AES-GCM tag.
 const TAG_LEN: usize = 16;
 
@@ -177,12 +177,44 @@ fn module(path: &Path) -> Result<Pkcs11, HsmError> {
     Ok(m)
 }
 
-/// A logged-in token.
+/// A logged-in token. One session stays open for the token's lifetime (PKCS#11 login
+/// state lasts while the application has a session); others are pooled, and key handles
+/// are cached by label (looked up again when the token no longer knows one).
 pub struct Token {
     ctx: Pkcs11,
     slot: Slot,
     label: String,
     pin: AuthPin,
+    login: Mutex<Option<Session>>,
+    pool: Mutex<Vec<Session>>,
+    handles: Mutex<HashMap<String, ObjectHandle>>,
+}
+
+/// Sessions kept open for reuse.
+const POOL_MAX: usize = 16;
+
+/// A pooled session, returned to the pool when dropped after success.
+struct Pooled<'a> {
+    token: &'a Token,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            let mut pool = self.token.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < POOL_MAX {
+                pool.push(s);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -202,10 +234,18 @@ pub struct KeyProtection {
 impl Token {
     /// Loads the module, finds the token by label and logs in (checking the PIN).
     pub fn open(cfg: &Pkcs11Config) -> Result<Token, HsmError> {
-        let pin = cfg.pin()?;
-        let ctx = module(&cfg.module)?;
+        Self::open_with_pin(&cfg.module, &cfg.token_label, cfg.pin()?)
+    }
+
+    /// As [`Token::open`], with the PIN given (a custom key store keeps its own).
+    pub fn open_with_pin(
+        module_path: &Path,
+        token_label: &str,
+        pin: AuthPin,
+    ) -> Result<Token, HsmError> {
+        let ctx = module(module_path)?;
         let slots = ctx.get_slots_with_token().map_err(|e| {
-            HsmError::Unavailable(format!("PKCS#11 module {}: {e}", cfg.module.display()))
+            HsmError::Unavailable(format!("PKCS#11 module {}: {e}", module_path.display()))
         })?;
         let mut labels = Vec::new();
         let mut found = None;
@@ -217,7 +257,7 @@ impl Token {
                 continue;
             }
             let label = info.label().trim_end().to_string();
-            if label == cfg.token_label {
+            if label == token_label {
                 found = Some(slot);
                 break;
             }
@@ -226,8 +266,8 @@ impl Token {
         let slot = found.ok_or_else(|| {
             HsmError::Unavailable(format!(
                 "no token labelled '{}' in the PKCS#11 module {} (tokens: {})",
-                cfg.token_label,
-                cfg.module.display(),
+                token_label,
+                module_path.display(),
                 if labels.is_empty() {
                     "none".to_string()
                 } else {
@@ -238,15 +278,32 @@ impl Token {
         let token = Token {
             ctx,
             slot,
-            label: cfg.token_label.clone(),
+            label: token_label.to_string(),
             pin,
+            login: Mutex::new(None),
+            pool: Mutex::new(Vec::new()),
+            handles: Mutex::new(HashMap::new()),
         };
-        drop(token.session()?);
+        let login = token.new_session()?;
+        *token.login.lock().unwrap_or_else(|p| p.into_inner()) = Some(login);
         Ok(token)
     }
 
-    /// A read-write session, logged in as the user.
-    fn session(&self) -> Result<Session, HsmError> {
+    /// A session from the pool, or a new one.
+    fn session(&self) -> Result<Pooled<'_>, HsmError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let session = match pooled {
+            Some(s) => s,
+            None => self.new_session()?,
+        };
+        Ok(Pooled {
+            token: self,
+            session: Some(session),
+        })
+    }
+
+    /// A new read-write session, logged in as the user.
+    fn new_session(&self) -> Result<Session, HsmError> {
         let s = self
             .ctx
             .open_rw_session(self.slot)
@@ -287,12 +344,54 @@ impl Token {
     }
 
     fn key(&self, s: &Session, key_label: &str) -> Result<ObjectHandle, HsmError> {
-        self.find_key(s, key_label)?.ok_or_else(|| {
+        if let Some(h) = self.cached_handle(key_label) {
+            return Ok(h);
+        }
+        let h = self.find_key(s, key_label)?.ok_or_else(|| {
             HsmError::KeyNotFound(format!(
                 "token '{}' has no secret key labelled '{key_label}'",
                 self.label
             ))
-        })
+        })?;
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key_label.to_string(), h);
+        Ok(h)
+    }
+
+    fn cached_handle(&self, key_label: &str) -> Option<ObjectHandle> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_label)
+            .copied()
+    }
+
+    fn forget_handle(&self, key_label: &str) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key_label);
+    }
+
+    /// Runs `f` with the key's handle; a handle the token no longer knows (the object
+    /// was replaced) is looked up again once.
+    fn with_key<T>(
+        &self,
+        s: &Session,
+        key_label: &str,
+        f: impl Fn(ObjectHandle) -> Result<T, CkError>,
+    ) -> Result<Result<T, CkError>, HsmError> {
+        let h = self.key(s, key_label)?;
+        match f(h) {
+            Err(CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)) => {
+                self.forget_handle(key_label);
+                let h = self.key(s, key_label)?;
+                Ok(f(h))
+            }
+            r => Ok(r),
+        }
     }
 
     /// Whether a secret key with this label exists.
@@ -368,17 +467,12 @@ impl Token {
     /// AES-256-GCM under the token's key `key_label`, with `aad`: IV ‖ ciphertext ‖ tag.
     /// The IV comes from the token's random generator.
     pub fn seal(&self, key_label: &str, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let s = self.session()?;
-        let key = self.key(&s, key_label)?;
-        let mut iv = [0u8; IV_LEN];
-        s.generate_random_slice(&mut iv)
-            .map_err(|e| self.token_err("generate an IV", e))?;
-        let mut iv_param = iv;
-        let params = GcmParams::new(&mut iv_param, aad, ((TAG_LEN * 8) as u64).into())
-            .map_err(|e| self.token_err("set up AES-GCM", e))?;
-        let ct = s
-            .encrypt(&Mechanism::AesGcm(params), key, plaintext)
-            .map_err(|e| self.token_err("encrypt", e))?;
+        let iv: [u8; IV_LEN] = self
+            .random(IV_LEN)?
+            .as_slice()
+            .try_into()
+            .expect("IV_LEN bytes");
+        let ct = self.encrypt_gcm(key_label, &iv, aad, plaintext)?;
         let mut out = Vec::with_capacity(IV_LEN + ct.len());
         out.extend_from_slice(&iv);
         out.extend_from_slice(&ct);
@@ -397,13 +491,48 @@ impl Token {
                 "the sealed value is too short to be an AES-GCM ciphertext".into(),
             ));
         }
+        let iv: [u8; IV_LEN] = sealed[..IV_LEN].try_into().expect("IV_LEN bytes");
+        self.decrypt_gcm(key_label, &iv, aad, &sealed[IV_LEN..])
+    }
+
+    /// AES-256-GCM encryption in the token: ciphertext ‖ 16-byte tag.
+    pub fn encrypt_gcm(
+        &self,
+        key_label: &str,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         let s = self.session()?;
-        let key = self.key(&s, key_label)?;
-        let mut iv = [0u8; IV_LEN];
-        iv.copy_from_slice(&sealed[..IV_LEN]);
-        let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())
-            .map_err(|e| self.token_err("set up AES-GCM", e))?;
-        match s.decrypt(&Mechanism::AesGcm(params), key, &sealed[IV_LEN..]) {
+        self.with_key(&s, key_label, |key| {
+            let mut iv = *iv;
+            let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())?;
+            s.encrypt(&Mechanism::AesGcm(params), key, plaintext)
+        })?
+        .map_err(|e| self.token_err("encrypt", e))
+    }
+
+    /// AES-256-GCM decryption in the token of ciphertext ‖ tag; a tag that does not
+    /// verify is [`HsmError::InvalidCiphertext`].
+    pub fn decrypt_gcm(
+        &self,
+        key_label: &str,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        if sealed.len() < TAG_LEN {
+            return Err(HsmError::InvalidCiphertext(
+                "the ciphertext is shorter than an AES-GCM tag".into(),
+            ));
+        }
+        let s = self.session()?;
+        let r = self.with_key(&s, key_label, |key| {
+            let mut iv = *iv;
+            let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())?;
+            s.decrypt(&Mechanism::AesGcm(params), key, sealed)
+        })?;
+        match r {
             Ok(pt) => Ok(Zeroizing::new(pt)),
             // SoftHSM2 reports a failed GCM tag as CKR_GENERAL_ERROR.
             Err(CkError::Pkcs11(
@@ -417,6 +546,29 @@ impl Token {
                 self.label
             ))),
             Err(e) => Err(self.token_err("decrypt", e)),
+        }
+    }
+
+    /// `n` random bytes from the token's generator.
+    pub fn random(&self, n: usize) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let s = self.session()?;
+        let mut out = Zeroizing::new(vec![0u8; n]);
+        s.generate_random_slice(&mut out)
+            .map_err(|e| self.token_err("generate random bytes", e))?;
+        Ok(out)
+    }
+
+    /// Destroys the secret key labelled `key_label` (whether it existed).
+    pub fn destroy_key(&self, key_label: &str) -> Result<bool, HsmError> {
+        let s = self.session()?;
+        self.forget_handle(key_label);
+        match self.find_key(&s, key_label)? {
+            Some(h) => {
+                s.destroy_object(h)
+                    .map_err(|e| self.token_err("destroy a key", e))?;
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 }

@@ -21,6 +21,18 @@ impl Embedded {
     pub fn new(kms: Kms) -> Self {
         Embedded { kms }
     }
+
+    /// Runs a KMS call; with custom key stores (which may wait on an HSM) on a
+    /// multi-threaded runtime, as blocking work so other requests keep their threads.
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi && self.kms.uses_hsm() {
+            tokio::task::block_in_place(f)
+        } else {
+            f()
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -48,7 +60,7 @@ impl KmsBackend for Embedded {
         key_id: &str,
         ctx: &EncryptionContext,
     ) -> Result<GeneratedKey, BackendError> {
-        let dk = self.kms.generate_data_key(who, key_id, ctx, 32)?;
+        let dk = self.run(|| self.kms.generate_data_key(who, key_id, ctx, 32))?;
         Ok(GeneratedKey {
             plaintext: dk.plaintext,
             wrapped: dk.ciphertext_blob,
@@ -63,9 +75,10 @@ impl KmsBackend for Embedded {
         wrapped: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<Zeroizing<Vec<u8>>, BackendError> {
-        let d = self
-            .kms
-            .decrypt(who, Some(key_ref), wrapped, ctx, SYMMETRIC)?;
+        let d = self.run(|| {
+            self.kms
+                .decrypt(who, Some(key_ref), wrapped, ctx, SYMMETRIC)
+        })?;
         Ok(d.plaintext)
     }
 
@@ -76,7 +89,7 @@ impl KmsBackend for Embedded {
         plaintext: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<(Vec<u8>, String), BackendError> {
-        Ok(self.kms.encrypt(who, key_id, plaintext, ctx, SYMMETRIC)?)
+        Ok(self.run(|| self.kms.encrypt(who, key_id, plaintext, ctx, SYMMETRIC))?)
     }
 
     async fn describe_key(&self, who: Caller<'_>, key_id: &str) -> Result<KeyInfo, BackendError> {

@@ -314,10 +314,24 @@ fn material_aad(key_id: &Uuid, version: u32) -> Vec<u8> {
     aad
 }
 
-/// One version of a KMS key's AES-256 material, ready to use. The raw bytes are not kept
-/// (aws-lc-rs holds the expanded key schedule).
+/// One version of a KMS key's AES-256 material, ready to use: in memory (the raw bytes
+/// are not kept; aws-lc-rs holds the expanded key schedule), or a key in a custom key
+/// store's token, which does the AES-GCM itself. Both produce the same blobs.
 pub struct BackingKey {
-    aead: LessSafeKey,
+    backing: Backing,
+}
+
+enum Backing {
+    Local(LessSafeKey),
+    Hsm(HsmKey),
+}
+
+/// A key that lives in a custom key store's token (`super::key_stores`).
+pub(crate) struct HsmKey {
+    pub stores: std::sync::Arc<super::key_stores::KeyStores>,
+    pub store_id: String,
+    /// The token object's label (the KMS key id).
+    pub label: String,
 }
 
 impl fmt::Debug for BackingKey {
@@ -329,8 +343,15 @@ impl fmt::Debug for BackingKey {
 impl BackingKey {
     pub fn from_material(material: &[u8]) -> Result<Self, KmsError> {
         Ok(Self {
-            aead: aes_key(material)?,
+            backing: Backing::Local(aes_key(material)?),
         })
+    }
+
+    /// A key in a custom key store's token.
+    pub(crate) fn in_hsm(key: HsmKey) -> Self {
+        Self {
+            backing: Backing::Hsm(key),
+        }
     }
 
     /// Fresh random material: returns the key and its raw bytes (to be sealed, then dropped).
@@ -364,16 +385,25 @@ impl BackingKey {
         blob.extend_from_slice(&version.to_be_bytes());
         blob.extend_from_slice(&nonce);
         let aad = blob_aad(&blob, ctx);
-        blob.extend_from_slice(plaintext);
-        let tag = self
-            .aead
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut blob[BLOB_HEADER_LEN..],
-            )
-            .map_err(|_| KmsError::Internal("encryption failed".into()))?;
-        blob.extend_from_slice(tag.as_ref());
+        match &self.backing {
+            Backing::Local(aead) => {
+                blob.extend_from_slice(plaintext);
+                let tag = aead
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(aad),
+                        &mut blob[BLOB_HEADER_LEN..],
+                    )
+                    .map_err(|_| KmsError::Internal("encryption failed".into()))?;
+                blob.extend_from_slice(tag.as_ref());
+            }
+            Backing::Hsm(k) => {
+                let sealed = k
+                    .stores
+                    .encrypt(&k.store_id, &k.label, &nonce, &aad, plaintext)?;
+                blob.extend_from_slice(&sealed);
+            }
+        }
         Ok(blob)
     }
 
@@ -383,12 +413,20 @@ impl BackingKey {
         blob: &ParsedBlob<'_>,
         ctx: &EncryptionContext,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let aad = blob_aad(blob.header, ctx);
+        let aead = match &self.backing {
+            Backing::Local(aead) => aead,
+            Backing::Hsm(k) => {
+                return k
+                    .stores
+                    .decrypt(&k.store_id, &k.label, &blob.nonce, &aad, blob.sealed);
+            }
+        };
         let mut buf = Zeroizing::new(blob.sealed.to_vec());
-        let len = self
-            .aead
+        let len = aead
             .open_in_place(
                 Nonce::assume_unique_for_key(blob.nonce),
-                Aad::from(blob_aad(blob.header, ctx)),
+                Aad::from(aad),
                 &mut buf,
             )
             .map_err(|_| invalid_ciphertext())?

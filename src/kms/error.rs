@@ -101,6 +101,29 @@ pub enum KmsError {
     /// vouch that its state is current (`DependencyTimeoutException`, retryable).
     #[error("{0}")]
     DependencyTimeout(String),
+    /// Custom key stores (`kms::key_stores`): no store with that id or name.
+    #[error("{0}")]
+    CustomKeyStoreNotFound(String),
+    /// The store's ConnectionState does not allow the operation.
+    #[error("{0}")]
+    CustomKeyStoreInvalidState(String),
+    #[error("{0}")]
+    CustomKeyStoreNameInUse(String),
+    /// DeleteCustomKeyStore while KMS keys remain in the store.
+    #[error("{0}")]
+    CustomKeyStoreHasCmks(String),
+    /// The cluster id names no `[kms.hsm_clusters]` entry.
+    #[error("{0}")]
+    CloudHsmClusterNotFound(String),
+    /// Another custom key store uses the cluster.
+    #[error("{0}")]
+    CloudHsmClusterInUse(String),
+    /// UpdateCustomKeyStore: the new cluster is not the same token.
+    #[error("{0}")]
+    CloudHsmClusterNotRelated(String),
+    /// The trust anchor is not the one pinned for the cluster.
+    #[error("{0}")]
+    IncorrectTrustAnchor(String),
 }
 
 impl KmsError {
@@ -142,6 +165,14 @@ impl KmsError {
             UnrecognizedClient(_) => "UnrecognizedClientException",
             WrongRootKey(_) | Config(_) | Internal(_) => "KMSInternalException",
             DependencyTimeout(_) => "DependencyTimeoutException",
+            CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
+            CustomKeyStoreInvalidState(_) => "CustomKeyStoreInvalidStateException",
+            CustomKeyStoreNameInUse(_) => "CustomKeyStoreNameInUseException",
+            CustomKeyStoreHasCmks(_) => "CustomKeyStoreHasCMKsException",
+            CloudHsmClusterNotFound(_) => "CloudHsmClusterNotFoundException",
+            CloudHsmClusterInUse(_) => "CloudHsmClusterInUseException",
+            CloudHsmClusterNotRelated(_) => "CloudHsmClusterNotRelatedException",
+            IncorrectTrustAnchor(_) => "IncorrectTrustAnchorException",
         }
     }
 

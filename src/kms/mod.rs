@@ -34,6 +34,7 @@ pub mod crypto;
 mod error;
 pub mod grants;
 pub mod import;
+pub mod key_stores;
 pub mod model;
 pub mod ops;
 pub mod policy;
@@ -62,8 +63,9 @@ pub use model::{KeyMetadata, KeyRecord, KeyState};
 pub use rotate::Rotated;
 pub use service::ReEncryptParams;
 pub use service::{
-    AliasEntry, CreateKeyOptions, KeyEntry, Kms, MaterialExpiry, Page, Replica, ReplicaOptions,
-    RotationEntry, RotationStatus,
+    AliasEntry, CreateKeyOptions, CustomKeyStoreInfo, CustomKeyStoreUpdate, KeyEntry, Kms,
+    MaterialExpiry, NewCustomKeyStore, Page, Replica, ReplicaOptions, RotationEntry,
+    RotationStatus,
 };
 pub use store::{Copied, PostgresConfig, StoreKind, cluster_audit_chains, cluster_audit_trail};
 pub use usage::UsageReport;
@@ -121,6 +123,10 @@ pub struct KmsConfig {
     /// ThrottlingException beyond.
     pub rsa_generation_rate: u32,
     pub rsa_generation_burst: u32,
+    /// HSMs that custom key stores may use (`[kms.hsm_clusters.<cluster id>]`): a
+    /// PKCS#11 module and token label under a CloudHSM-style cluster id, which
+    /// CreateCustomKeyStore names as `CloudHsmClusterId`. docs/kms.md, "Key stores".
+    pub hsm_clusters: std::collections::BTreeMap<String, key_stores::HsmClusterConfig>,
 }
 
 impl Default for KmsConfig {
@@ -143,6 +149,7 @@ impl Default for KmsConfig {
             max_keys_per_principal: constraints::DEFAULT_MAX_KEYS,
             rsa_generation_rate: 10,
             rsa_generation_burst: 100,
+            hsm_clusters: Default::default(),
         }
     }
 }
@@ -199,6 +206,9 @@ impl KmsConfig {
             return Err(
                 "kms.rsa_generation_burst must be at least 10 (one RSA_4096 generation)".into(),
             );
+        }
+        for (id, c) in &self.hsm_clusters {
+            c.validate(id)?;
         }
         if self.root_key_file.is_none() && self.root_key_env.is_empty() {
             return Err("kms: set root_key_file or root_key_env".into());

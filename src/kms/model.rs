@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::asym::{KeySpec, KeyUsageType};
 use super::clock::epoch_seconds;
 
-/// AWS key states (we never produce `Unavailable`; custom key stores are out of scope).
+/// AWS key states as stored. `Unavailable` (a key whose custom key store is not
+/// connected) is never stored: DescribeKey reports it from the store's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {
     Enabled,
@@ -41,6 +42,19 @@ pub enum KeyManager {
 pub enum Origin {
     AwsKms,
     External,
+    /// Created in a custom key store's token (`kms::key_stores`).
+    AwsCloudHsm,
+}
+
+impl Origin {
+    /// AWS's `Origin` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::AwsKms => "AWS_KMS",
+            Origin::External => "EXTERNAL",
+            Origin::AwsCloudHsm => "AWS_CLOUDHSM",
+        }
+    }
 }
 
 /// How a backing-key version came to be.
@@ -103,6 +117,10 @@ pub struct KeyRecord {
     /// absent for service-managed keys, replicas and records from before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// Keys in a custom key store (Origin AWS_CLOUDHSM): the store's id. The material is
+    /// the token's key labelled with the key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
 }
 
 /// Primary or replica copy of a multi-Region key.
@@ -201,6 +219,10 @@ pub struct KeyMetadata {
     pub expiration_model: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_to: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_hsm_cluster_id: Option<String>,
 }
 
 impl KeyMetadata {
@@ -218,10 +240,7 @@ impl KeyMetadata {
             // AWS reports it only in PendingReplicaDeletion (a multi-Region primary
             // waiting for its replicas), never for an ordinary pending deletion.
             pending_deletion_window_in_days: None,
-            origin: match rec.origin {
-                Origin::AwsKms => "AWS_KMS",
-                Origin::External => "EXTERNAL",
-            },
+            origin: rec.origin.as_str(),
             key_manager: match rec.manager {
                 KeyManager::Customer => "CUSTOMER",
                 KeyManager::Aws => "AWS",
@@ -254,6 +273,8 @@ impl KeyMetadata {
                 .filter(|_| !rec.versions.is_empty())
                 .and_then(|i| i.valid_to_ms)
                 .map(epoch_seconds),
+            custom_key_store_id: rec.custom_key_store_id.clone(),
+            cloud_hsm_cluster_id: None,
         }
     }
 }

@@ -256,12 +256,12 @@ ops! {
     ReplicateKey                         Write   Blocking Yes        No                No              Any            USABLE        _;
     UpdatePrimaryRegion                  Write   Blocking Yes        No                No              Any            USABLE        _;
     // Custom key stores.
-    CreateCustomKeyStore                 Write   Blocking NotYet     No                No              Any            ANY           _;
-    DescribeCustomKeyStores              Read    Inline   NotYet     No                No              Any            ANY           _;
-    ConnectCustomKeyStore                Write   Blocking NotYet     No                No              Any            ANY           _;
-    DisconnectCustomKeyStore             Write   Blocking NotYet     No                No              Any            ANY           _;
-    DeleteCustomKeyStore                 Write   Blocking NotYet     No                No              Any            ANY           _;
-    UpdateCustomKeyStore                 Write   Blocking NotYet     No                No              Any            ANY           _;
+    CreateCustomKeyStore                 Write   Blocking Yes        No                No              Any            ANY           _;
+    DescribeCustomKeyStores              Read    Inline   Yes        No                No              Any            ANY           _;
+    ConnectCustomKeyStore                Write   Blocking Yes        No                No              Any            ANY           _;
+    DisconnectCustomKeyStore             Write   Blocking Yes        No                No              Any            ANY           _;
+    DeleteCustomKeyStore                 Write   Blocking Yes        No                No              Any            ANY           _;
+    UpdateCustomKeyStore                 Write   Blocking Yes        No                No              Any            ANY           _;
     // Newer than the audit (2026): known, refused explicitly.
     GetKeyLastUsage                      Read    Inline   NotYet     No                No              Any            ANY           _;
 }

@@ -13,7 +13,8 @@ use crate::kms::clock::{epoch_seconds, system_time};
 use crate::kms::grants::{Grant, GrantRequest};
 use crate::kms::ops::{DryRun, Op};
 use crate::kms::{
-    EncryptionContext, Kms, KmsError, MaterialExpiry, Page, ReEncryptParams, ReplicaOptions, crypto,
+    CustomKeyStoreUpdate, EncryptionContext, Kms, KmsError, MaterialExpiry, NewCustomKeyStore,
+    Page, ReEncryptParams, ReplicaOptions, crypto,
 };
 
 pub(super) fn b64(bytes: &[u8]) -> String {
@@ -527,7 +528,68 @@ fn run(
             let n = r
                 .number_of_bytes
                 .ok_or_else(|| KmsError::Validation("NumberOfBytes is required.".into()))?;
-            Ok(json!({"Plaintext": b64(&kms.generate_random(who, n)?)}))
+            let store = r.custom_key_store_id.as_deref();
+            Ok(json!({"Plaintext": b64(&kms.generate_random(who, n, store)?)}))
+        }
+        Op::CreateCustomKeyStore => {
+            let id = kms.create_custom_key_store(
+                who,
+                &NewCustomKeyStore {
+                    name: r.custom_key_store_name.as_deref(),
+                    store_type: r.custom_key_store_type.as_deref(),
+                    cluster_id: r.cloud_hsm_cluster_id.as_deref(),
+                    trust_anchor: r.trust_anchor_certificate.as_deref(),
+                    password: r.key_store_password.as_ref().map(|p| p.0.as_str()),
+                    xks: r.has_xks(),
+                },
+            )?;
+            Ok(json!({"CustomKeyStoreId": id}))
+        }
+        Op::DescribeCustomKeyStores => {
+            let page = kms.describe_custom_key_stores(
+                who,
+                r.custom_key_store_id.as_deref(),
+                r.custom_key_store_name.as_deref(),
+                r.limit,
+                r.marker.as_deref(),
+            )?;
+            Ok(page_json(page, "CustomKeyStores", |s| {
+                let mut v = json!({
+                    "CustomKeyStoreId": s.id,
+                    "CustomKeyStoreName": s.name,
+                    "CustomKeyStoreType": "AWS_CLOUDHSM",
+                    "CloudHsmClusterId": s.cluster_id,
+                    "TrustAnchorCertificate": s.trust_anchor,
+                    "ConnectionState": s.state,
+                    "CreationDate": epoch_seconds(s.created_ms),
+                });
+                if let Some(c) = s.error_code {
+                    v["ConnectionErrorCode"] = json!(c);
+                }
+                v
+            }))
+        }
+        Op::ConnectCustomKeyStore => {
+            kms.connect_custom_key_store(who, &store_id(&r)?)?;
+            ok()
+        }
+        Op::DisconnectCustomKeyStore => {
+            kms.disconnect_custom_key_store(who, &store_id(&r)?)?;
+            ok()
+        }
+        Op::DeleteCustomKeyStore => {
+            kms.delete_custom_key_store(who, &store_id(&r)?)?;
+            ok()
+        }
+        Op::UpdateCustomKeyStore => {
+            let update = CustomKeyStoreUpdate {
+                new_name: r.new_custom_key_store_name.as_deref(),
+                password: r.key_store_password.as_ref().map(|p| p.0.as_str()),
+                cluster_id: r.cloud_hsm_cluster_id.as_deref(),
+                xks: r.has_xks(),
+            };
+            kms.update_custom_key_store(who, &store_id(&r)?, &update)?;
+            ok()
         }
         Op::Sign
         | Op::Verify
@@ -539,16 +601,12 @@ fn run(
         | Op::GenerateDataKeyPairWithoutPlaintext => asym::dispatch(kms, who, op, r),
         // Never reached: permissions are no API operation, and the operations not
         // implemented yet were answered above.
-        Op::ReEncryptFrom
-        | Op::ReEncryptTo
-        | Op::CreateCustomKeyStore
-        | Op::DescribeCustomKeyStores
-        | Op::ConnectCustomKeyStore
-        | Op::DisconnectCustomKeyStore
-        | Op::DeleteCustomKeyStore
-        | Op::UpdateCustomKeyStore
-        | Op::GetKeyLastUsage => Err(unknown(op.name())),
+        Op::ReEncryptFrom | Op::ReEncryptTo | Op::GetKeyLastUsage => Err(unknown(op.name())),
     }
+}
+
+fn store_id(r: &Req) -> Result<String, KmsError> {
+    required(r.custom_key_store_id.clone(), "customKeyStoreId")
 }
 
 pub(super) fn unknown(name: &str) -> KmsError {

@@ -23,6 +23,8 @@ const SECRET_MEMBERS: &[&str] = &[
     "ImportToken",
     "EncryptedKeyMaterial",
     "SharedSecret",
+    "KeyStorePassword",
+    "XksProxyAuthenticationCredential",
     "plaintext",
     "ciphertextBlob",
     "grantToken",

@@ -247,7 +247,9 @@ async fn serve(
         Err(e) => Err(e),
         Ok(input) => {
             call.grant_tokens = input.grant_tokens.clone().unwrap_or_default();
-            if known.is_some_and(Op::blocking) {
+            // With custom key stores, cryptography may wait on an HSM: off the runtime.
+            let hsm = |o: Op| kms.uses_hsm() && o.row().kind != crate::kms::ops::Kind::Write;
+            if known.is_some_and(|o| o.blocking() || hsm(o)) {
                 let (kms, name, caller, call) =
                     (kms.clone(), op.to_string(), caller.clone(), call.clone());
                 tokio::task::spawn_blocking(move || {

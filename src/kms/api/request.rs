@@ -24,6 +24,16 @@ impl<'de> Deserialize<'de> for Blob {
     }
 }
 
+/// A password from JSON (`KeyStorePassword`); zeroized on drop, never serialised.
+#[derive(Default)]
+pub(super) struct Password(pub(super) Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Password(Zeroizing::new(s)))
+    }
+}
+
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all(deserialize = "PascalCase", serialize = "camelCase"))]
 pub(super) struct TagJson {
@@ -113,6 +123,39 @@ pub(super) struct Req {
     pub(super) expiration_model: Option<String>,
     pub(super) replica_region: Option<String>,
     pub(super) primary_region: Option<String>,
+    pub(super) custom_key_store_id: Option<String>,
+    pub(super) custom_key_store_name: Option<String>,
+    pub(super) new_custom_key_store_name: Option<String>,
+    pub(super) custom_key_store_type: Option<String>,
+    pub(super) cloud_hsm_cluster_id: Option<String>,
+    pub(super) trust_anchor_certificate: Option<String>,
+    #[serde(skip_serializing)]
+    pub(super) key_store_password: Option<Password>,
+    /// External key store members: only their presence matters (refused).
+    #[serde(skip_serializing)]
+    pub(super) xks_proxy_uri_endpoint: Option<serde_json::Value>,
+    #[serde(skip_serializing)]
+    pub(super) xks_proxy_uri_path: Option<serde_json::Value>,
+    #[serde(skip_serializing)]
+    pub(super) xks_proxy_vpc_endpoint_service_name: Option<serde_json::Value>,
+    #[serde(skip_serializing)]
+    pub(super) xks_proxy_vpc_endpoint_service_owner: Option<serde_json::Value>,
+    #[serde(skip_serializing)]
+    pub(super) xks_proxy_authentication_credential: Option<serde_json::Value>,
+    #[serde(skip_serializing)]
+    pub(super) xks_proxy_connectivity: Option<serde_json::Value>,
+}
+
+impl Req {
+    /// Whether any external-key-store (`XksProxy*`) member was sent.
+    pub(super) fn has_xks(&self) -> bool {
+        self.xks_proxy_uri_endpoint.is_some()
+            || self.xks_proxy_uri_path.is_some()
+            || self.xks_proxy_vpc_endpoint_service_name.is_some()
+            || self.xks_proxy_vpc_endpoint_service_owner.is_some()
+            || self.xks_proxy_authentication_credential.is_some()
+            || self.xks_proxy_connectivity.is_some()
+    }
 }
 
 pub(super) fn required<T>(v: Option<T>, field: &str) -> Result<T, KmsError> {
@@ -170,15 +213,32 @@ pub(super) fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> 
             ));
         }
     };
-    let external = match r.origin.as_deref() {
-        None | Some("AWS_KMS") => false,
-        Some("EXTERNAL") => true,
-        Some(o @ ("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "Origin {o} (custom key stores) is not supported."
+    let store = r.custom_key_store_id.take();
+    if let Some(s) = &store {
+        constraints::text(s, "customKeyStoreId", 1, 64)?;
+    }
+    let external = match (r.origin.as_deref(), &store) {
+        // A key in a custom key store is AWS_CLOUDHSM; sealgate also takes the store id
+        // alone as asking for one (docs/kms.md).
+        (Some("AWS_CLOUDHSM") | None, Some(_)) => false,
+        (Some("AWS_CLOUDHSM"), None) => {
+            return Err(KmsError::Validation(
+                "Origin AWS_CLOUDHSM needs CustomKeyStoreId: the custom key store to create the key in.".into(),
+            ));
+        }
+        (Some(o @ ("AWS_KMS" | "EXTERNAL")), Some(_)) => {
+            return Err(KmsError::Validation(format!(
+                "A key in a custom key store must have Origin AWS_CLOUDHSM, not {o}."
             )));
         }
-        Some(o) => {
+        (None | Some("AWS_KMS"), None) => false,
+        (Some("EXTERNAL"), None) => true,
+        (Some("EXTERNAL_KEY_STORE"), _) => {
+            return Err(KmsError::UnsupportedOperation(
+                "Origin EXTERNAL_KEY_STORE (external key stores) is not supported by sealgate's KMS.".into(),
+            ));
+        }
+        (Some(o), _) => {
             return Err(KmsError::constraint(
                 o,
                 "origin",
@@ -201,6 +261,7 @@ pub(super) fn create_options(r: &mut Req) -> Result<CreateKeyOptions, KmsError> 
         key_spec,
         key_usage,
         multi_region: r.multi_region == Some(true),
+        custom_key_store_id: store,
     })
 }
 

@@ -20,7 +20,6 @@ use crate::kms::asym::{
 use crate::kms::audit::{CryptoParams, Params};
 use crate::kms::caller::{Caller, Via};
 use crate::kms::crypto::MAX_BLOB;
-use crate::kms::model::Origin;
 use crate::kms::ops::Op;
 use crate::kms::{Decrypted, EncryptionContext, KmsError, constraints};
 
@@ -278,10 +277,7 @@ impl Kms {
             Ok(SharedSecret {
                 shared_secret: m.derive_shared_secret(peer)?,
                 key_arn: e.arn.clone(),
-                key_origin: match e.rec.origin {
-                    Origin::AwsKms => "AWS_KMS",
-                    Origin::External => "EXTERNAL",
-                },
+                key_origin: e.rec.origin.as_str(),
             })
         })();
         let params = json!({"keyId": key_id, "keyAgreementAlgorithm": alg});

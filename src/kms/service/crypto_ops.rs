@@ -227,13 +227,19 @@ impl Kms {
         r
     }
 
+    /// GenerateRandom: from sealgate's generator, or from a custom key store's token
+    /// (which must be connected: CustomKeyStoreInvalidStateException).
     pub fn generate_random(
         &self,
         who: Caller<'_>,
         bytes: i64,
+        custom_key_store_id: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         self.authorize_account(who, Op::GenerateRandom)?;
         constraints::range(bytes, "numberOfBytes", 1, 1024)?;
-        crypto::random_bytes(bytes as usize)
+        match custom_key_store_id {
+            Some(id) => self.random_from_store(id, bytes as usize),
+            None => crypto::random_bytes(bytes as usize),
+        }
     }
 }

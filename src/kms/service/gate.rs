@@ -221,6 +221,7 @@ impl Kms {
         self.authorize(who, op.action(), &e, ctx)?;
         check_state(&e.rec, &e.arn, op)?;
         asym::check_usage(e.rec.key_spec, e.rec.key_usage, &e.arn, op)?;
+        self.check_custom_key_store(&e, op)?;
         if !who.call.dry_run {
             e.usage.count(op, self.now_ms());
         }

@@ -74,10 +74,7 @@ impl MaterialExpiry {
 
 /// UnsupportedOperationException for operations that need (or forbid) imported material.
 fn origin_error(e: &KeyEntry, op: Op) -> KmsError {
-    let origin = match e.rec.origin {
-        Origin::External => "EXTERNAL",
-        Origin::AwsKms => "AWS_KMS",
-    };
+    let origin = e.rec.origin.as_str();
     KmsError::UnsupportedOperation(format!(
         "{} origin is {origin} which is not valid for this operation ({}).",
         e.arn,

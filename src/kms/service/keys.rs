@@ -33,6 +33,8 @@ pub struct CreateKeyOptions {
     pub key_usage: KeyUsageType,
     /// A multi-Region primary key (`mrk-` id) that ReplicateKey can copy to other regions.
     pub multi_region: bool,
+    /// Create the key in this custom key store's token (Origin AWS_CLOUDHSM).
+    pub custom_key_store_id: Option<String>,
 }
 
 /// A request's `Tags` as AWS checks them: the model's lengths (ValidationException at
@@ -92,6 +94,9 @@ impl Kms {
             return Err(KmsError::UnsupportedOperation(
                 "Multi-Region keys with imported key material (Origin EXTERNAL) are not supported by sealgate's KMS.".into(),
             ));
+        }
+        if let Some(store) = &opts.custom_key_store_id {
+            self.check_new_key_in_store(store, opts)?;
         }
         let id = if opts.multi_region {
             multi_region::new_mrk_id()?

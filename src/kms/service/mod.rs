@@ -35,6 +35,7 @@ mod crypto_ops;
 mod gate;
 mod grant_ops;
 mod import_ops;
+mod key_store_ops;
 mod keys;
 mod multi_region;
 mod policy_ops;
@@ -46,6 +47,7 @@ mod writes;
 pub use aliases::AliasEntry;
 pub use crypto_ops::ReEncryptParams;
 pub use import_ops::MaterialExpiry;
+pub use key_store_ops::{CustomKeyStoreInfo, CustomKeyStoreUpdate, NewCustomKeyStore};
 pub use keys::CreateKeyOptions;
 pub use multi_region::{Replica, ReplicaOptions};
 pub use rotation::{RotationEntry, RotationStatus};
@@ -187,6 +189,8 @@ pub(crate) struct Inner {
     /// The audit chain's last record may be signed with the previous root key (see
     /// `note_root_key_rotation`).
     audit_tail_previous: std::sync::atomic::AtomicBool,
+    /// Custom key stores and this instance's connections to their tokens.
+    key_stores: Arc<super::key_stores::KeyStores>,
 }
 
 /// Proof that the writer lock is held: this process's, and with a shared store the
@@ -284,14 +288,17 @@ impl Kms {
             Policy::parse(&default_policy_text(&cfg.account)).map_err(KmsError::Internal)?,
         );
         let regions = cfg.served_regions();
+        let key_stores = super::key_stores::KeyStores::new(cfg.hsm_clusters.clone());
         let (state, settings) = Builder {
             region: &cfg.region,
             account: &cfg.account,
             regions: &regions,
             root: &root,
             default_policy: &default_policy,
+            key_stores: &key_stores,
         }
         .build(loaded, None)?;
+        key_stores.sync(&settings);
         let audit = if cfg.audit_enabled {
             Some(AuditLog::open(
                 &cfg.audit_path(),
@@ -323,6 +330,7 @@ impl Kms {
                 settings: RwLock::new(settings),
                 changes: std::sync::atomic::AtomicU64::new(0),
                 audit_tail_previous: std::sync::atomic::AtomicBool::new(audit_tail_previous),
+                key_stores,
             }),
         };
         kms.note_root_key_rotation();
@@ -390,9 +398,11 @@ impl Kms {
                 regions: &inner.regions,
                 root: &inner.root,
                 default_policy: &inner.default_policy,
+                key_stores: &inner.key_stores,
             }
             .build(loaded, Some(&prev))?
         };
+        inner.key_stores.sync(&settings);
         *inner.state.write().unwrap_or_else(poisoned) = state;
         *inner.settings.write().unwrap_or_else(poisoned) = settings;
         inner
@@ -584,6 +594,7 @@ struct Builder<'a> {
     regions: &'a [String],
     root: &'a RootKey,
     default_policy: &'a Arc<Policy>,
+    key_stores: &'a Arc<super::key_stores::KeyStores>,
 }
 
 impl Builder<'_> {
@@ -613,6 +624,14 @@ impl Builder<'_> {
                 .unwrap_or_else(|| self.region.to_string());
             let before = prev.and_then(|p| p.get(&region)?.keys.get(&rec.id));
             let mut material = HashMap::new();
+            if let Some(store) = &rec.custom_key_store_id {
+                // The material is the token's: only its label is known here.
+                let label = rec.id.to_string();
+                for v in &rec.versions {
+                    let m = key_store_ops::hsm_material(self.key_stores, store, &label);
+                    material.insert(v.version, m);
+                }
+            }
             for (v, sealed) in mats {
                 if let Some(m) = before.and_then(|b| b.material.get(&v)) {
                     material.insert(v, m.clone());

@@ -253,6 +253,7 @@ impl Kms {
             region: dest.other_region().map(str::to_string),
             multi_region: Some(MultiRegionRole::Replica),
             created_by: Some(who.principal.arn()),
+            custom_key_store_id: None,
         };
         self.inner.store.apply(&[Mutation::PutKey(&rec)])?;
         let entry = Arc::new(KeyEntry {

@@ -123,6 +123,11 @@ impl Kms {
         // Copies of a multi-Region key in other regions still need the shared material.
         let material = self.copies_elsewhere(id).is_empty();
         let region = self.other_region();
+        let store = self
+            .state()
+            .keys
+            .get(&id)
+            .and_then(|e| e.rec.custom_key_store_id.clone());
         let mut muts = vec![Mutation::DropKey {
             region,
             id,
@@ -134,6 +139,10 @@ impl Kms {
         st.keys.remove(&id);
         for a in &aliases {
             st.aliases.remove(a);
+        }
+        drop(st);
+        if let Some(store) = store {
+            self.destroy_in_store(&store, &id.to_string());
         }
         tracing::info!(key_id = %id, "KMS key deleted after its waiting period");
         Ok(())
@@ -169,6 +178,7 @@ impl Kms {
             region: self.other_region().map(str::to_string),
             multi_region: opts.multi_region.then_some(MultiRegionRole::Primary),
             created_by: creator.map(|p| p.arn()),
+            custom_key_store_id: None,
         };
         if manager == KeyManager::Aws {
             rec.rotation_period_days = Some(DEFAULT_ROTATION_DAYS);
@@ -182,7 +192,22 @@ impl Kms {
             updated_ms: now,
         };
         let mut muts = Vec::new();
-        if opts.external {
+        let label = id.to_string();
+        if let Some(store) = &opts.custom_key_store_id {
+            // The material is created in the token, never here.
+            self.create_in_store(store, &label)?;
+            rec.origin = Origin::AwsCloudHsm;
+            rec.custom_key_store_id = Some(store.clone());
+            rec.versions.push(VersionInfo {
+                version: 1,
+                created_ms: now,
+                kind: RotationType::Initial,
+            });
+            material.insert(
+                1,
+                super::key_store_ops::hsm_material(&self.inner.key_stores, store, &label),
+            );
+        } else if opts.external {
             rec.origin = Origin::External;
             rec.state = KeyState::PendingImport;
         } else {
@@ -204,7 +229,12 @@ impl Kms {
         if let Some(a) = alias {
             muts.push(self.put_alias_mutation(a, &alias_rec));
         }
-        self.inner.store.apply(&muts)?;
+        if let Err(e) = self.inner.store.apply(&muts) {
+            if let Some(store) = &rec.custom_key_store_id {
+                self.destroy_in_store(store, &label);
+            }
+            return Err(e);
+        }
         drop(muts);
         let entry = Arc::new(KeyEntry {
             arn: key_arn(&self.region, &self.inner.account, &rec.key_id()),
@@ -225,6 +255,7 @@ impl Kms {
     pub(super) fn metadata(&self, e: &KeyEntry) -> KeyMetadata {
         let mut md = KeyMetadata::from_record(&e.rec, &self.inner.account, e.arn.clone());
         md.multi_region_configuration = self.multi_region_configuration(e);
+        self.custom_key_store_metadata(e, &mut md);
         md
     }
 }

@@ -304,3 +304,51 @@ fn root_key_rotation_reseals_everything_and_the_new_key_alone_opens_it() {
     );
     drop(dir);
 }
+
+#[test]
+fn root_key_rotation_reseals_the_passwords_of_custom_key_stores() {
+    use crate::kms::NewCustomKeyStore;
+    use crate::kms::key_stores::HsmClusterConfig;
+    let (old, new) = (7, 9);
+    let (_dir, mut cfg, clock) = fixture().close();
+    // A module that is not there: creating a store does not load it; connecting does.
+    cfg.hsm_clusters.insert(
+        "cluster-unittesthsma".into(),
+        HsmClusterConfig {
+            module: "/nonexistent/libpkcs11.so".into(),
+            token_label: "t".into(),
+            trust_anchor_certificate_file: None,
+        },
+    );
+    let kms = Kms::open_with_root_key(&cfg, clock.clone(), root_key(old)).unwrap();
+    let store = kms
+        .create_custom_key_store(
+            alice(),
+            &NewCustomKeyStore {
+                name: Some("s"),
+                cluster_id: Some("cluster-unittesthsma"),
+                trust_anchor: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"),
+                password: Some("password-1"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    drop(kms);
+    let both = root_key(new).with_previous(root_key(old)).unwrap();
+    crate::kms::rotate::rotate(&cfg, &both).unwrap();
+    let kms = Kms::open_with_root_key(&cfg, clock, root_key(new)).unwrap();
+    assert_eq!(
+        kms.custom_key_store_password(&store).unwrap().as_slice(),
+        b"password-1"
+    );
+    // Connecting gets as far as the module: FAILED, CLUSTER_NOT_FOUND.
+    kms.connect_custom_key_store(alice(), &store).unwrap();
+    let page = kms
+        .describe_custom_key_stores(alice(), Some(&store), None, None, None)
+        .unwrap();
+    assert_eq!(page.items[0].state, "FAILED");
+    assert_eq!(
+        page.items[0].error_code.as_deref(),
+        Some("CLUSTER_NOT_FOUND")
+    );
+}
