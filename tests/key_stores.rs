@@ -558,6 +558,106 @@ async fn start_with_cluster(
     start(dir, port, env).await
 }
 
+/// Two instances sharing one KMS in PostgreSQL (the same root key, each its own audit
+/// log) and one SoftHSM2 token, each opening its own session: a custom key store
+/// connected and a key created through one are used through the other; disconnecting
+/// through one makes the other refuse the key within the staleness bound; reconnecting
+/// through the other restores both.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_sharing_a_postgresql_kms_share_custom_key_stores() {
+    let hsm = SoftHsm::new("cks-cluster");
+    let shared = tempfile::tempdir().unwrap();
+    let url_file = Postgres::shared().url_file(shared.path());
+    let root = random_hex(32);
+    let mut members = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        write_private(&dir.path().join("root.key"), root.as_bytes());
+        let kms_lines = format!(
+            "store = \"postgres\"\npostgres.url_file = \"{}\"\n",
+            url_file.display()
+        );
+        let port = free_port();
+        let cfg = config_text(dir.path(), garage(), port, "", &kms_lines)
+            + &format!(
+                "root_key_file = \"{}\"\n[kms.hsm_clusters.{CLUSTER}]\nmodule = \"{}\"\ntoken_label = \"cks-cluster\"\n",
+                dir.path().join("root.key").display(),
+                softhsm_module().display()
+            );
+        write_private(&dir.path().join("sealgate.toml"), cfg.as_bytes());
+        members.push(start(dir.path(), port, &hsm.env()).await);
+        dirs.push(dir);
+    }
+    let (a, b) = (members[0].kms_client(), members[1].kms_client());
+    let store = a
+        .create_custom_key_store()
+        .custom_key_store_name("shared")
+        .cloud_hsm_cluster_id(CLUSTER)
+        .trust_anchor_certificate(anchor_pem())
+        .key_store_password(PIN)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id()
+        .unwrap()
+        .to_string();
+    store_op(&a, StoreOp::Connect, &store).await.unwrap();
+    let key = hsm_key(&a, &store).await;
+    let blob = a
+        .encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"shared".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    let decrypt = |c: &aws_sdk_kms::Client| c.decrypt().ciphertext_blob(blob.clone()).send();
+    let through_b = decrypt(&b).await.unwrap();
+    assert_eq!(through_b.plaintext().unwrap().as_ref(), b"shared");
+    let d = b
+        .describe_custom_key_stores()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.custom_key_stores()[0]
+            .connection_state()
+            .unwrap()
+            .as_str(),
+        "CONNECTED"
+    );
+
+    store_op(&a, StoreOp::Disconnect, &store).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match decrypt(&b).await {
+            Err(e) if service_error_code(&e) == "KMSInvalidStateException" => break,
+            r => assert!(
+                std::time::Instant::now() < deadline,
+                "the other instance still decrypts 5 s after the disconnect: {r:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store_op(&b, StoreOp::Connect, &store).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while decrypt(&a).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first instance does not decrypt 5 s after the reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        decrypt(&b).await.unwrap().plaintext().unwrap().as_ref(),
+        b"shared"
+    );
+}
+
 /// aws-cli (default settings) against `endpoint`: (success, stdout, stderr).
 async fn aws(endpoint: &str, home: &Path, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(aws_cli())
@@ -1020,6 +1120,12 @@ async fn custom_key_store_states_and_errors_are_awss() {
     assert_eq!(service_error_code(&e), "IncorrectTrustAnchorException");
     let e = create("s", CLUSTER, &pinned, "short").await.unwrap_err();
     assert_eq!(service_error_code(&e), "ValidationException");
+    use aws_sdk_kms::error::ProvideErrorMetadata;
+    let msg = e.message().unwrap_or_default().to_string();
+    assert!(
+        msg.contains("keyStorePassword") && !msg.contains("short"),
+        "the password is never echoed: {msg}"
+    );
     let e = kms
         .create_custom_key_store()
         .custom_key_store_name("x")
@@ -1057,6 +1163,18 @@ async fn custom_key_store_states_and_errors_are_awss() {
         store_op(&kms, StoreOp::Connect, &store).await.unwrap_err(),
         "CustomKeyStoreInvalidStateException"
     );
+    let e = kms
+        .update_custom_key_store()
+        .custom_key_store_id(&store)
+        .new_custom_key_store_name("renamed-while-failed")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        service_error_code(&e),
+        "CustomKeyStoreInvalidStateException",
+        "a FAILED store must be disconnected first"
+    );
     store_op(&kms, StoreOp::Disconnect, &store).await.unwrap();
     assert_eq!(
         store_op(&kms, StoreOp::Disconnect, &store)
@@ -1077,6 +1195,40 @@ async fn custom_key_store_states_and_errors_are_awss() {
     assert_eq!(entry.connection_state().unwrap().as_str(), "CONNECTED");
     assert_eq!(entry.custom_key_store_name(), Some("store-b-renamed"));
     assert!(entry.connection_error_code().is_none());
+
+    // While the token is logged in for this store, another store on the same token
+    // (a second cluster id) with a wrong password does not ride on that login.
+    let intruder = create("intruder", CLUSTER2, &pinned, "not-the-pin")
+        .await
+        .unwrap()
+        .custom_key_store_id()
+        .unwrap()
+        .to_string();
+    store_op(&kms, StoreOp::Connect, &intruder).await.unwrap();
+    let d = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(&intruder)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.custom_key_stores()[0]
+            .connection_state()
+            .unwrap()
+            .as_str(),
+        "FAILED"
+    );
+    assert_eq!(
+        d.custom_key_stores()[0]
+            .connection_error_code()
+            .unwrap()
+            .as_str(),
+        "INVALID_CREDENTIALS"
+    );
+    store_op(&kms, StoreOp::Disconnect, &intruder)
+        .await
+        .unwrap();
+    store_op(&kms, StoreOp::Delete, &intruder).await.unwrap();
 
     // Only the name changes while connected; deletion needs a disconnected store.
     let e = kms
@@ -1187,6 +1339,17 @@ async fn custom_key_store_states_and_errors_are_awss() {
         "CONNECTED"
     );
     kms.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    // Disabled (after the cancellation) and in a disconnected store: Unavailable wins.
+    store_op(&kms, StoreOp::Disconnect, &store).await.unwrap();
+    let e = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(service_error_code(&e), "KMSInvalidStateException");
+    store_op(&kms, StoreOp::Connect, &store).await.unwrap();
     kms.enable_key().key_id(&key).send().await.unwrap();
     kms.encrypt()
         .key_id(&key)

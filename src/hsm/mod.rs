@@ -15,7 +15,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -82,7 +83,7 @@ impl Pkcs11Config {
         Ok(())
     }
 
-    fn pin(&self) -> Result<AuthPin, HsmError> {
+    fn pin(&self) -> Result<Zeroizing<String>, HsmError> {
         let raw = match &self.pin_file {
             Some(p) => {
                 private_file(p)?;
@@ -101,7 +102,7 @@ impl Pkcs11Config {
         if pin.is_empty() {
             return Err(HsmError::Config("the PKCS#11 PIN is empty".into()));
         }
-        Ok(AuthPin::from(pin.to_string()))
+        Ok(Zeroizing::new(pin.to_string()))
     }
 }
 
@@ -122,6 +123,16 @@ fn private_file(p: &Path) -> Result<(), HsmError> {
 #[cfg(not(unix))]
 fn private_file(_p: &Path) -> Result<(), HsmError> {
     Ok(())
+}
+
+/// SHA-256 of a PIN: what a second opener's PIN is compared with.
+fn pin_digest(pin: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(pin.as_bytes()).into()
+}
+
+fn refused(label: &str) -> HsmError {
+    HsmError::Login(format!("the PIN for token '{label}' was refused"))
 }
 
 /// What went wrong, in words an operator can act on.
@@ -180,23 +191,47 @@ fn module(path: &Path) -> Result<Pkcs11, HsmError> {
 /// A logged-in token. One session stays open for the token's lifetime (PKCS#11 login
 /// state lasts while the application has a session); others are pooled, and key handles
 /// are cached by label (looked up again when the token no longer knows one).
+///
+/// PKCS#11 login is per application and token: two `Token`s of one token in a process
+/// would share one login, and the second's PIN would never be checked. So a process
+/// holds one `Token` per module and token label (`open_with_pin` hands out the live one
+/// to a caller with the same PIN, compared in constant time, and refuses another PIN).
 pub struct Token {
     ctx: Pkcs11,
     slot: Slot,
     label: String,
+    module: PathBuf,
     pin: AuthPin,
+    pin_digest: [u8; 32],
     login: Mutex<Option<Session>>,
     pool: Mutex<Vec<Session>>,
     handles: Mutex<HashMap<String, ObjectHandle>>,
+    /// Failures so far: a session in use when one happened is not pooled again.
+    failures: AtomicU64,
+    /// A failure that ends the token's sessions (device removed, session or login gone):
+    /// the token must be opened again.
+    broken: AtomicBool,
+    /// SoftHSM2 reports a GCM tag that does not verify as CKR_GENERAL_ERROR.
+    general_error_is_bad_tag: bool,
 }
 
 /// Sessions kept open for reuse.
 const POOL_MAX: usize = 16;
 
-/// A pooled session, returned to the pool when dropped after success.
+/// Live tokens by (module, token label).
+type OpenTokens = Mutex<HashMap<(PathBuf, String), Weak<Token>>>;
+
+/// The live tokens of this process, by module and token label.
+fn open_tokens() -> &'static OpenTokens {
+    static OPEN: OnceLock<OpenTokens> = OnceLock::new();
+    OPEN.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// A pooled session, back in the pool when dropped unless the token failed meanwhile.
 struct Pooled<'a> {
     token: &'a Token,
     session: Option<Session>,
+    failures: u64,
 }
 
 impl std::ops::Deref for Pooled<'_> {
@@ -208,11 +243,16 @@ impl std::ops::Deref for Pooled<'_> {
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            let mut pool = self.token.pool.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < POOL_MAX {
-                pool.push(s);
-            }
+        let Some(s) = self.session.take() else {
+            return;
+        };
+        let t = self.token;
+        if t.failures.load(Ordering::SeqCst) != self.failures || t.is_broken() {
+            return;
+        }
+        let mut pool = t.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(s);
         }
     }
 }
@@ -233,15 +273,44 @@ pub struct KeyProtection {
 
 impl Token {
     /// Loads the module, finds the token by label and logs in (checking the PIN).
-    pub fn open(cfg: &Pkcs11Config) -> Result<Token, HsmError> {
-        Self::open_with_pin(&cfg.module, &cfg.token_label, cfg.pin()?)
+    pub fn open(cfg: &Pkcs11Config) -> Result<Arc<Token>, HsmError> {
+        Self::open_with_pin(&cfg.module, &cfg.token_label, &cfg.pin()?)
     }
 
-    /// As [`Token::open`], with the PIN given (a custom key store keeps its own).
+    /// As [`Token::open`], with the PIN given (a custom key store keeps its own). The
+    /// process's live token of that module and label is shared if the PIN is its PIN.
     pub fn open_with_pin(
         module_path: &Path,
         token_label: &str,
+        pin: &str,
+    ) -> Result<Arc<Token>, HsmError> {
+        let digest = pin_digest(pin);
+        let key = (module_path.to_path_buf(), token_label.to_string());
+        let mut open = open_tokens().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = open
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|t| !t.is_broken())
+        {
+            return if aws_lc_rs::constant_time::verify_slices_are_equal(&live.pin_digest, &digest)
+                .is_ok()
+            {
+                Ok(live)
+            } else {
+                Err(refused(token_label))
+            };
+        }
+        let pin = AuthPin::from(pin.to_string());
+        let token = Arc::new(Self::open_new(module_path, token_label, pin, digest)?);
+        open.insert(key, Arc::downgrade(&token));
+        Ok(token)
+    }
+
+    fn open_new(
+        module_path: &Path,
+        token_label: &str,
         pin: AuthPin,
+        pin_digest: [u8; 32],
     ) -> Result<Token, HsmError> {
         let ctx = module(module_path)?;
         let slots = ctx.get_slots_with_token().map_err(|e| {
@@ -275,45 +344,67 @@ impl Token {
                 }
             ))
         })?;
+        let general_error_is_bad_tag = ctx
+            .get_library_info()
+            .is_ok_and(|i| i.manufacturer_id().contains("SoftHSM"));
         let token = Token {
             ctx,
             slot,
             label: token_label.to_string(),
+            module: module_path.to_path_buf(),
             pin,
+            pin_digest,
             login: Mutex::new(None),
             pool: Mutex::new(Vec::new()),
             handles: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
+            broken: AtomicBool::new(false),
+            general_error_is_bad_tag,
         };
-        let login = token.new_session()?;
+        let login = token.login_session()?;
         *token.login.lock().unwrap_or_else(|p| p.into_inner()) = Some(login);
         Ok(token)
     }
 
+    /// Whether a failure ended this token's sessions: open it again.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
+    }
+
     /// A session from the pool, or a new one.
     fn session(&self) -> Result<Pooled<'_>, HsmError> {
+        let failures = self.failures.load(Ordering::SeqCst);
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let session = match pooled {
             Some(s) => s,
-            None => self.new_session()?,
+            None => self
+                .ctx
+                .open_rw_session(self.slot)
+                .map_err(|e| self.token_err("open a session", e))?,
         };
         Ok(Pooled {
             token: self,
             session: Some(session),
+            failures,
         })
     }
 
-    /// A new read-write session, logged in as the user.
-    fn new_session(&self) -> Result<Session, HsmError> {
+    /// The session that holds the login, the PIN checked. No other live `Token` of this
+    /// token exists in the process (`open_with_pin`), so a login already in place is a
+    /// leftover of one being dropped: it is ended and this PIN checked anew.
+    fn login_session(&self) -> Result<Session, HsmError> {
         let s = self
             .ctx
             .open_rw_session(self.slot)
             .map_err(|e| self.token_err("open a session", e))?;
-        match s.login(UserType::User, Some(&self.pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(s),
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(HsmError::Login(format!(
-                "the PIN for token '{}' was refused",
-                self.label
-            ))),
+        let mut r = s.login(UserType::User, Some(&self.pin));
+        if let Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) = r {
+            let _ = s.logout();
+            r = s.login(UserType::User, Some(&self.pin));
+        }
+        match r {
+            Ok(()) => Ok(s),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(refused(&self.label)),
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::Login(format!(
                 "the user PIN of token '{}' is locked (too many wrong PINs); its security officer must reset it",
                 self.label
@@ -322,8 +413,31 @@ impl Token {
         }
     }
 
+    /// A failure: sessions in use are not pooled again, and one that ends the token's
+    /// sessions marks it broken.
     fn token_err(&self, what: &str, e: CkError) -> HsmError {
-        HsmError::Token(format!("token '{}': cannot {what}: {e}", self.label))
+        self.failures.fetch_add(1, Ordering::SeqCst);
+        if let CkError::Pkcs11(rv, _) = &e
+            && matches!(
+                rv,
+                RvError::SessionHandleInvalid
+                    | RvError::SessionClosed
+                    | RvError::DeviceRemoved
+                    | RvError::DeviceError
+                    | RvError::TokenNotPresent
+                    | RvError::TokenNotRecognized
+                    | RvError::UserNotLoggedIn
+                    | RvError::CryptokiNotInitialized
+            )
+        {
+            self.broken.store(true, Ordering::SeqCst);
+            self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        HsmError::Token(format!(
+            "token '{}' ({}): cannot {what}: {e}",
+            self.label,
+            self.module.display()
+        ))
     }
 
     fn find_key(&self, s: &Session, key_label: &str) -> Result<Option<ObjectHandle>, HsmError> {
@@ -504,12 +618,23 @@ impl Token {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
         let s = self.session()?;
-        self.with_key(&s, key_label, |key| {
-            let mut iv = *iv;
-            let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())?;
-            s.encrypt(&Mechanism::AesGcm(params), key, plaintext)
-        })?
-        .map_err(|e| self.token_err("encrypt", e))
+        let (ct, used) = self
+            .with_key(&s, key_label, |key| {
+                let mut used = *iv;
+                let params = GcmParams::new(&mut used, aad, ((TAG_LEN * 8) as u64).into())?;
+                let ct = s.encrypt(&Mechanism::AesGcm(params), key, plaintext)?;
+                Ok((ct, used))
+            })?
+            .map_err(|e| self.token_err("encrypt", e))?;
+        // A token that picks its own IV (some do in FIPS mode) would make a ciphertext
+        // the blob's nonce cannot open.
+        if used != *iv {
+            return Err(HsmError::Token(format!(
+                "token '{}' replaced the AES-GCM IV sealgate gave it (a token that generates its own IVs is not supported)",
+                self.label
+            )));
+        }
+        Ok(ct)
     }
 
     /// AES-256-GCM decryption in the token of ciphertext ‖ tag; a tag that does not
@@ -532,19 +657,19 @@ impl Token {
             let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())?;
             s.decrypt(&Mechanism::AesGcm(params), key, sealed)
         })?;
+        let bad_tag = |rv: &RvError| match rv {
+            RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange => true,
+            RvError::GeneralError => self.general_error_is_bad_tag,
+            _ => false,
+        };
         match r {
             Ok(pt) => Ok(Zeroizing::new(pt)),
-            // SoftHSM2 reports a failed GCM tag as CKR_GENERAL_ERROR.
-            Err(CkError::Pkcs11(
-                RvError::EncryptedDataInvalid
-                | RvError::EncryptedDataLenRange
-                | RvError::GeneralError
-                | RvError::FunctionFailed,
-                _,
-            )) => Err(HsmError::InvalidCiphertext(format!(
-                "token '{}' could not authenticate the ciphertext under key '{key_label}': it was sealed under another key or changed",
-                self.label
-            ))),
+            Err(CkError::Pkcs11(rv, _)) if bad_tag(&rv) => {
+                Err(HsmError::InvalidCiphertext(format!(
+                    "token '{}' could not authenticate the ciphertext under key '{key_label}' ({rv:?}): it was sealed under another key or changed",
+                    self.label
+                )))
+            }
             Err(e) => Err(self.token_err("decrypt", e)),
         }
     }

@@ -147,6 +147,10 @@ impl StoreRecord {
     }
 }
 
+fn fingerprint(r: &StoreRecord) -> Fingerprint {
+    (r.cluster_id.clone(), r.password.clone())
+}
+
 /// A new store id as AWS shapes them: `cks-` and 17 hex digits.
 pub(crate) fn new_store_id() -> Result<String, KmsError> {
     let r = super::crypto::random_bytes(9)?;
@@ -157,8 +161,13 @@ pub(crate) fn new_store_id() -> Result<String, KmsError> {
 pub(crate) struct KeyStores {
     clusters: BTreeMap<String, HsmClusterConfig>,
     records: RwLock<BTreeMap<String, StoreRecord>>,
-    tokens: Mutex<HashMap<String, Arc<Token>>>,
+    /// Open tokens by store id, with the (cluster, sealed password) they were opened
+    /// for: a store changed elsewhere (PostgreSQL) is opened again.
+    tokens: Mutex<HashMap<String, (Arc<Token>, Fingerprint)>>,
 }
+
+/// What a token was opened for: the store's cluster and sealed password.
+type Fingerprint = (String, String);
 
 impl std::fmt::Debug for KeyStores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -198,15 +207,16 @@ impl KeyStores {
         self.close_unconnected();
     }
 
+    /// Closes the tokens of stores no longer CONNECTED, or connected differently.
     fn close_unconnected(&self) {
         let records = self.records.read().unwrap_or_else(|p| p.into_inner());
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| {
-                records
-                    .get(id)
-                    .is_some_and(|r| r.state == ConnectionState::Connected)
+            .retain(|id, (_, opened_for)| {
+                records.get(id).is_some_and(|r| {
+                    r.state == ConnectionState::Connected && *opened_for == fingerprint(r)
+                })
             });
     }
 
@@ -257,20 +267,33 @@ impl KeyStores {
             .is_empty()
     }
 
-    /// This instance's connection to the store's token, if open.
+    /// This instance's connection to the store's token, if open (and not broken: a
+    /// broken one is forgotten, so the next use opens the token again).
     pub fn token(&self, id: &str) -> Option<Arc<Token>> {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match tokens.get(id) {
+            Some((t, _)) if t.is_broken() => {
+                tokens.remove(id);
+                None
+            }
+            Some((t, _)) => Some(t.clone()),
+            None => None,
+        }
     }
 
-    pub fn set_token(&self, id: &str, token: Arc<Token>) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), token);
+    /// Keeps `token` as the store's connection if the store is (still) CONNECTED as
+    /// `rec` says: a Disconnect or Update that ran meanwhile wins.
+    pub fn set_token(&self, rec: &StoreRecord, token: Arc<Token>) {
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let current = records.get(&rec.id).is_some_and(|r| {
+            r.state == ConnectionState::Connected && fingerprint(r) == fingerprint(rec)
+        });
+        if current {
+            self.tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(rec.id.clone(), (token, fingerprint(rec)));
+        }
     }
 
     /// Opens and logs in to the token of `cluster_id` with `pin`.
@@ -278,19 +301,24 @@ impl KeyStores {
         &self,
         cluster_id: &str,
         pin: &Zeroizing<Vec<u8>>,
-    ) -> Result<Token, HsmError> {
+    ) -> Result<Arc<Token>, HsmError> {
         let c = self.cluster(cluster_id).ok_or_else(|| {
             HsmError::Unavailable(format!(
                 "cluster {cluster_id} is not configured in kms.hsm_clusters"
             ))
         })?;
-        let pin = String::from_utf8(pin.to_vec())
-            .map_err(|_| HsmError::Config("the stored key store password is not UTF-8".into()))?;
-        Token::open_with_pin(&c.module, &c.token_label, pin.into())
+        let pin =
+            Zeroizing::new(String::from_utf8(pin.to_vec()).map_err(|_| {
+                HsmError::Config("the stored key store password is not UTF-8".into())
+            })?);
+        Token::open_with_pin(&c.module, &c.token_label, &pin)
     }
 
     fn connected_token(&self, store_id: &str) -> Result<Arc<Token>, KmsError> {
-        self.token(store_id).ok_or_else(|| {
+        let connected = self
+            .record(store_id)
+            .is_some_and(|r| r.state == ConnectionState::Connected);
+        self.token(store_id).filter(|_| connected).ok_or_else(|| {
             KmsError::InvalidState(format!("The custom key store {store_id} is not connected."))
         })
     }

@@ -219,9 +219,11 @@ impl Kms {
         check_grant_tokens(who)?;
         let e = self.maintain(self.find(key_id, allow_alias)?, held)?;
         self.authorize(who, op.action(), &e, ctx)?;
+        // A key whose custom key store is not connected is Unavailable, whatever its
+        // stored state.
+        self.check_custom_key_store(&e, op)?;
         check_state(&e.rec, &e.arn, op)?;
         asym::check_usage(e.rec.key_spec, e.rec.key_usage, &e.arn, op)?;
-        self.check_custom_key_store(&e, op)?;
         if !who.call.dry_run {
             e.usage.count(op, self.now_ms());
         }

@@ -77,8 +77,9 @@ fn name_ok(name: &str) -> Result<(), KmsError> {
     constraints::text(name, "customKeyStoreName", 1, 256)
 }
 
+/// The password's length (its value never goes into the message: it is a secret).
 fn password_ok(p: &str) -> Result<(), KmsError> {
-    constraints::text(p, "keyStorePassword", 7, 32)
+    constraints::length(p.chars().count(), None, "keyStorePassword", 7, 32)
 }
 
 fn cluster_id_ok(c: &str) -> Result<(), KmsError> {
@@ -360,7 +361,7 @@ impl Kms {
                 rec.state = ConnectionState::Connected;
                 rec.error_code = None;
                 self.write_store(&g, &rec)?;
-                self.inner.key_stores.set_token(id, Arc::new(token));
+                self.inner.key_stores.set_token(&rec, token);
                 tracing::info!(custom_key_store = %id, "custom key store connected");
             }
             Err(e) => {
@@ -447,11 +448,15 @@ impl Kms {
         }
         let g = self.lock_writer()?;
         let mut rec = self.store_here(id)?;
-        if rec.state != ConnectionState::Disconnected
-            && (u.password.is_some() || u.cluster_id.is_some())
-        {
+        let name_only = u.password.is_none() && u.cluster_id.is_none();
+        let allowed = match rec.state {
+            ConnectionState::Disconnected => true,
+            ConnectionState::Connected => name_only,
+            ConnectionState::Failed => false,
+        };
+        if !allowed {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                "Custom key store {id} is {}: only its name can change while it is not disconnected.",
+                "Custom key store {id} is {}: it must be disconnected to be updated (only its name can change while it is CONNECTED).",
                 rec.state.as_str()
             )));
         }
@@ -521,12 +526,10 @@ impl Kms {
             return Ok(t);
         }
         let pin = self.store_pin(&rec)?;
-        let token = Arc::new(
-            stores
-                .open_token(&rec.cluster_id, &pin)
-                .map_err(|e| hsm_error(id, e))?,
-        );
-        stores.set_token(id, token.clone());
+        let token = stores
+            .open_token(&rec.cluster_id, &pin)
+            .map_err(|e| hsm_error(id, e))?;
+        stores.set_token(&rec, token.clone());
         Ok(token)
     }
 
