@@ -590,19 +590,7 @@ async fn instances_sharing_a_postgresql_kms_share_custom_key_stores() {
         dirs.push(dir);
     }
     let (a, b) = (members[0].kms_client(), members[1].kms_client());
-    let store = a
-        .create_custom_key_store()
-        .custom_key_store_name("shared")
-        .cloud_hsm_cluster_id(CLUSTER)
-        .trust_anchor_certificate(anchor_pem())
-        .key_store_password(PIN)
-        .send()
-        .await
-        .unwrap()
-        .custom_key_store_id()
-        .unwrap()
-        .to_string();
-    store_op(&a, StoreOp::Connect, &store).await.unwrap();
+    let store = connected_store(&a, "shared").await;
     let key = hsm_key(&a, &store).await;
     let blob = a
         .encrypt()
@@ -1067,6 +1055,24 @@ async fn store_op(kms: &aws_sdk_kms::Client, op: StoreOp, id: &str) -> Result<()
     }
 }
 
+/// A new custom key store on CLUSTER with the right password, connected: its id.
+async fn connected_store(kms: &aws_sdk_kms::Client, name: &str) -> String {
+    let store = kms
+        .create_custom_key_store()
+        .custom_key_store_name(name)
+        .cloud_hsm_cluster_id(CLUSTER)
+        .trust_anchor_certificate(anchor_pem())
+        .key_store_password(PIN)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id()
+        .unwrap()
+        .to_string();
+    store_op(kms, StoreOp::Connect, &store).await.unwrap();
+    store
+}
+
 /// The port the config in `dir` listens on.
 fn port_of(dir: &Path) -> u16 {
     let cfg = std::fs::read_to_string(dir.join("sealgate.toml")).unwrap();
@@ -1413,19 +1419,7 @@ async fn a_custom_key_store_keys_bytes_never_enter_sealgates_memory_or_database(
     let p = start_with_cluster(dir.path(), &softhsm_module(), "cks-memory", "", &hsm.env()).await;
     let pid = p.pid().unwrap();
     let kms = p.kms_client();
-    let store = kms
-        .create_custom_key_store()
-        .custom_key_store_name("memory")
-        .cloud_hsm_cluster_id(CLUSTER)
-        .trust_anchor_certificate(anchor_pem())
-        .key_store_password(PIN)
-        .send()
-        .await
-        .unwrap()
-        .custom_key_store_id()
-        .unwrap()
-        .to_string();
-    store_op(&kms, StoreOp::Connect, &store).await.unwrap();
+    let store = connected_store(&kms, "memory").await;
     let key = hsm_key(&kms, &store).await;
 
     // The token's key for this KMS key becomes one whose bytes the test knows (private
