@@ -1,0 +1,222 @@
+//! Keys in a custom key store over time (the deletion window), with the KMS in this
+//! process on a test clock and a real SoftHSM2 token. SoftHSM2 reads its configuration
+//! (`SOFTHSM2_CONF`) once, when its module initialises, and this crate may not change its
+//! own environment, so this test binary has its own `main` (`harness = false`): it makes
+//! a token store, runs itself again with `SOFTHSM2_CONF` set, and reports as the test
+//! harness does.
+
+#[path = "kms_support/mod.rs"]
+mod kms_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sealgate::kms::KmsConfig;
+use sealgate::kms::key_stores::HsmClusterConfig;
+
+const PIN: &str = "lifecycle-pin";
+const TOKEN: &str = "lifecycle";
+const CLUSTER: &str = "cluster-lifecyclehsma";
+const CHILD: &str = "SEALGATE_TEST_KMS_HSM_CHILD";
+
+fn softhsm_module() -> PathBuf {
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("libsofthsm2.so not found: install Debian's softhsm2 (scripts/setup.sh does)")
+}
+
+/// A SoftHSM2 configuration in `dir` with one initialised token: the config file.
+fn token_store(dir: &Path) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", TOKEN, "--pin", PIN])
+        .args(["--so-pin", "lifecycle-so"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util (Debian's softhsm2)");
+    assert!(out.status.success(), "{out:?}");
+    conf
+}
+
+/// The token's objects as `pkcs11-tool` (OpenSC) lists them.
+fn token_objects() -> String {
+    let out = std::process::Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(softhsm_module())
+        .args([
+            "--token-label",
+            TOKEN,
+            "--login",
+            "--pin",
+            PIN,
+            "--list-objects",
+        ])
+        .output()
+        .expect("pkcs11-tool (Debian's opensc)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn main() {
+    if std::env::var_os(CHILD).is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = token_store(dir.path());
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("SOFTHSM2_CONF", conf)
+            .env(CHILD, "1")
+            .status()
+            .unwrap();
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = "a_deleted_keys_material_leaves_the_token_at_the_end_of_its_waiting_period";
+    println!("\nrunning 1 test");
+    rt.block_on(a_deleted_keys_material_leaves_the_token_at_the_end_of_its_waiting_period());
+    println!("test {name} ... ok");
+    println!("\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n");
+}
+
+fn code<E: aws_sdk_kms::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or_default().to_string()
+}
+
+/// When a key's deletion window ends, the KMS destroys its material in the token; a key
+/// whose store is disconnected at that moment is deleted from the KMS and its material
+/// stays in the token (as AWS leaves it in the cluster). Key policy, grants and the
+/// deletion window apply as to any key.
+async fn a_deleted_keys_material_leaves_the_token_at_the_end_of_its_waiting_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = KmsConfig {
+        db_path: dir.path().join("kms.redb"),
+        ..KmsConfig::default()
+    };
+    cfg.hsm_clusters.insert(
+        CLUSTER.into(),
+        HsmClusterConfig {
+            module: softhsm_module(),
+            token_label: TOKEN.into(),
+            trust_anchor_certificate_file: None,
+        },
+    );
+    let server = kms_support::start_with(cfg, dir).await;
+    let kms = kms_support::sdk_client(&server.url);
+    let store = kms
+        .create_custom_key_store()
+        .custom_key_store_name("lifecycle")
+        .cloud_hsm_cluster_id(CLUSTER)
+        .trust_anchor_certificate("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
+        .key_store_password(PIN)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id()
+        .unwrap()
+        .to_string();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let new_key = || async {
+        kms.create_key()
+            .custom_key_store_id(&store)
+            .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata()
+            .unwrap()
+            .key_id()
+            .to_string()
+    };
+    let (gone, kept) = (new_key().await, new_key().await);
+    // A grant lets bob use the key, as for any key.
+    kms.create_grant()
+        .key_id(&gone)
+        .grantee_principal("arn:aws:iam::000000000000:user/bob")
+        .operations(aws_sdk_kms::types::GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    let bob = kms_support::sdk_client_as(
+        &server.url,
+        kms_support::BOB_ACCESS_KEY,
+        kms_support::BOB_SECRET,
+    );
+    bob.encrypt()
+        .key_id(&gone)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"granted".to_vec()))
+        .send()
+        .await
+        .expect("the grant allows Encrypt");
+    let listing = token_objects();
+    assert!(
+        listing.contains(&gone) && listing.contains(&kept),
+        "{listing}"
+    );
+
+    for key in [&gone, &kept] {
+        kms.schedule_key_deletion()
+            .key_id(key)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .unwrap();
+    }
+    let e = kms
+        .encrypt()
+        .key_id(&gone)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "KMSInvalidStateException", "pending deletion");
+
+    // `gone` reaches the end of its window while the store is connected.
+    server.clock.advance(Duration::from_secs(8 * 86_400));
+    let e = kms.describe_key().key_id(&gone).send().await.unwrap_err();
+    assert_eq!(code(&e), "NotFoundException");
+    assert!(
+        !token_objects().contains(&gone),
+        "the deleted key's material is destroyed in the token"
+    );
+
+    // `kept` reaches it while the store is disconnected: gone from the KMS, left in the
+    // token.
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let e = kms.describe_key().key_id(&kept).send().await.unwrap_err();
+    assert_eq!(code(&e), "NotFoundException");
+    assert!(
+        token_objects().contains(&kept),
+        "material of a key deleted while disconnected stays in the token"
+    );
+    // With no key left, the store can be deleted.
+    kms.delete_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+}
