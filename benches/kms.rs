@@ -196,10 +196,11 @@ fn main() {
     // token store is made here, then the benchmark runs again with it in its environment.
     let hsm = !std::env::args().any(|a| a == "--no-hsm");
     if hsm && std::env::var_os("SOFTHSM2_CONF").is_none() {
-        let dir = softhsm_token();
+        let dir = tempfile::tempdir().unwrap();
+        let conf = kms_support::softhsm::token_store(dir.path(), "bench", HSM_PIN);
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args(std::env::args().skip(1))
-            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
+            .env("SOFTHSM2_CONF", conf)
             .status()
             .unwrap();
         std::process::exit(status.code().unwrap_or(1));
@@ -280,41 +281,6 @@ fn main() {
 
 const HSM_PIN: &str = "bench-pin-1234";
 const HSM_CLUSTER: &str = "cluster-benchhsmtokena";
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-/// A SoftHSM2 token store (its `softhsm2.conf` in the directory) with one token.
-fn softhsm_token() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let ok = std::process::Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "bench",
-            "--pin",
-            HSM_PIN,
-        ])
-        .args(["--so-pin", "bench-so-pin"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "softhsm2-util failed (install Debian's softhsm2, or pass --no-hsm)"
-    );
-    dir
-}
 
 /// GenerateDataKey and Decrypt per second in-process: a key in a custom key store on the
 /// SoftHSM2 token against a key in the database, in the same run.
@@ -327,7 +293,7 @@ fn custom_key_store(rt: &tokio::runtime::Runtime) {
     cfg.hsm_clusters.insert(
         HSM_CLUSTER.into(),
         sealgate::kms::key_stores::HsmClusterConfig {
-            module: SOFTHSM.into(),
+            module: kms_support::softhsm::module(),
             token_label: "bench".into(),
             trust_anchor_certificate_file: None,
         },

@@ -19,20 +19,8 @@ use common::*;
 const PIN: &str = "4096-pin";
 const HSM_KEY: &str = "sealgate-root";
 
-/// The SoftHSM2 PKCS#11 module from Debian's softhsm2 package.
 fn softhsm_module() -> PathBuf {
-    if let Ok(p) = std::env::var("SEALGATE_TEST_SOFTHSM_MODULE") {
-        return PathBuf::from(p);
-    }
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("libsofthsm2.so not found: install Debian's softhsm2 (scripts/setup.sh does)")
+    softhsm::module()
 }
 
 /// A SoftHSM2 token store of its own, with one token initialised.
@@ -44,26 +32,11 @@ struct SoftHsm {
 impl SoftHsm {
     fn new(label: &str) -> SoftHsm {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
+        softhsm::token_store(dir.path(), label, PIN);
         let hsm = SoftHsm {
             dir,
             label: label.to_string(),
         };
-        let out = std::process::Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", label, "--pin", PIN])
-            .args(["--so-pin", "so-pin-1234"])
-            .env("SOFTHSM2_CONF", hsm.conf())
-            .output()
-            .expect("softhsm2-util (Debian's softhsm2)");
-        assert!(out.status.success(), "init token: {out:?}");
         write_private(&hsm.pin_file(), format!("{PIN}\n").as_bytes());
         hsm
     }
@@ -101,16 +74,7 @@ impl SoftHsm {
 
     /// `pkcs11-tool` (OpenSC) on the token as its user: its output.
     fn tool(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("pkcs11-tool")
-            .arg("--module")
-            .arg(softhsm_module())
-            .args(["--token-label", &self.label, "--login", "--pin", PIN])
-            .args(args)
-            .env("SOFTHSM2_CONF", self.conf())
-            .output()
-            .expect("pkcs11-tool (Debian's opensc)");
-        assert!(out.status.success(), "pkcs11-tool {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        softhsm::tool(Some(&self.conf()), &self.label, PIN, args)
     }
 }
 

@@ -8,9 +8,9 @@
 #[path = "kms_support/mod.rs"]
 mod kms_support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kms_support::softhsm;
 use sealgate::kms::KmsConfig;
 use sealgate::kms::key_stores::HsmClusterConfig;
 
@@ -19,64 +19,15 @@ const TOKEN: &str = "lifecycle";
 const CLUSTER: &str = "cluster-lifecyclehsma";
 const CHILD: &str = "SEALGATE_TEST_KMS_HSM_CHILD";
 
-fn softhsm_module() -> PathBuf {
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("libsofthsm2.so not found: install Debian's softhsm2 (scripts/setup.sh does)")
-}
-
-/// A SoftHSM2 configuration in `dir` with one initialised token: the config file.
-fn token_store(dir: &Path) -> PathBuf {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", TOKEN, "--pin", PIN])
-        .args(["--so-pin", "lifecycle-so"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (Debian's softhsm2)");
-    assert!(out.status.success(), "{out:?}");
-    conf
-}
-
 /// The token's objects as `pkcs11-tool` (OpenSC) lists them.
 fn token_objects() -> String {
-    let out = std::process::Command::new("pkcs11-tool")
-        .arg("--module")
-        .arg(softhsm_module())
-        .args([
-            "--token-label",
-            TOKEN,
-            "--login",
-            "--pin",
-            PIN,
-            "--list-objects",
-        ])
-        .output()
-        .expect("pkcs11-tool (Debian's opensc)");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    softhsm::tool(None, TOKEN, PIN, &["--list-objects"])
 }
 
 fn main() {
     if std::env::var_os(CHILD).is_none() {
         let dir = tempfile::tempdir().unwrap();
-        let conf = token_store(dir.path());
+        let conf = softhsm::token_store(dir.path(), TOKEN, PIN);
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .env("SOFTHSM2_CONF", conf)
             .env(CHILD, "1")
@@ -112,7 +63,7 @@ async fn a_deleted_keys_material_leaves_the_token_at_the_end_of_its_waiting_peri
     cfg.hsm_clusters.insert(
         CLUSTER.into(),
         HsmClusterConfig {
-            module: softhsm_module(),
+            module: softhsm::module(),
             token_label: TOKEN.into(),
             trust_anchor_certificate_file: None,
         },

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod instance;
 pub mod kms;
 pub mod pg;
+pub mod softhsm;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -18,6 +18,8 @@ use zeroize::Zeroizing;
 
 #[path = "../common/pg.rs"]
 pub mod pg;
+#[path = "../common/softhsm.rs"]
+pub mod softhsm;
 pub mod tools;
 
 pub const ACCESS_KEY: &str = "AKIDALICE";
