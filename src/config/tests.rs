@@ -313,3 +313,38 @@ fn the_readme_example_parses_and_its_policies_are_valid() {
     assert_eq!(c.access_keys[0].policies, ["s3-full"]);
     crate::s3::authz::Authz::from_config(&c).unwrap();
 }
+
+/// The `[kms_unseal]` and `[kms.hsm_clusters]` examples of docs/kms.md ("Key stores") are
+/// configuration sealgate reads and accepts.
+#[test]
+fn the_key_store_examples_in_the_kms_docs_parse_and_validate() {
+    let doc = include_str!("../../docs/kms.md");
+    let section = &doc[doc
+        .find("## Key stores")
+        .expect("docs/kms.md has Key stores")..];
+    let blocks: Vec<&str> = section
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .take(2)
+        .collect();
+    assert!(blocks[0].contains("[kms_unseal]") && blocks[1].contains("[kms.hsm_clusters."));
+    let t = format!("{GOOD}\n{}\n{}", blocks[0], blocks[1]);
+    let mut c = Config::from_toml(&t).unwrap();
+    crate::check_config(&mut c).unwrap();
+    let u = c.kms_unseal.as_ref().unwrap();
+    assert_eq!(u.method(), crate::unseal::Method::Pkcs11);
+    assert_eq!(c.kms.hsm_clusters.len(), 1);
+    // A root key file besides [kms_unseal] is ambiguous.
+    let mut both = Config::from_toml(&t).unwrap();
+    both.kms.root_key_file = Some("/etc/sealgate/root.key".into());
+    assert_eq!(
+        crate::check_config(&mut both).unwrap_err().field,
+        "kms.root_key_file"
+    );
+    // A cluster id AWS clients would refuse is refused here.
+    let bad = t.replace("cluster-sealgatehsma", "my-hsm");
+    let mut c = Config::from_toml(&bad).unwrap();
+    let e = crate::check_config(&mut c).unwrap_err();
+    assert!(e.reason.contains("cluster id"), "{e}");
+}
