@@ -6,7 +6,7 @@
 //! (`kms.store = "postgres"`, a throwaway local cluster; needs PostgreSQL installed, as
 //! `scripts/setup.sh` does).
 //! And a key in a custom key store on a SoftHSM2 token against a key in the database
-//! (GenerateDataKey and Decrypt in-process; SoftHSM2 runs in the process, so its figures
+//! (GenerateDataKey and Decrypt in-process and over HTTP; SoftHSM2 runs in the process, so its figures
 //! are a floor for the PKCS#11 path, not an HSM's; needs Debian's softhsm2).
 //! Run: `cargo bench --bench kms` (`-- --no-postgres` skips the shared-store part,
 //! `-- --no-hsm` the custom key store part).
@@ -355,6 +355,43 @@ fn custom_key_store(rt: &tokio::runtime::Runtime) {
             d1 / d0
         );
     }
+    // Over HTTP, as clients see it. With a custom key store present every key's
+    // cryptography runs on the blocking pool, the database key's too.
+    let client = kms_support::sdk_client(&server.url);
+    let mut row = Vec::new();
+    for key in [&in_db, &in_hsm] {
+        let (c, k) = (client.clone(), key.clone());
+        let gdk = rt.block_on(over_http(16, move || {
+            let (c, k) = (c.clone(), k.clone());
+            async move {
+                c.generate_data_key()
+                    .key_id(k)
+                    .number_of_bytes(32)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }));
+        let b = Blob::new(
+            kms.generate_data_key(caller, key, &EncryptionContext::new(), 32)
+                .unwrap()
+                .ciphertext_blob,
+        );
+        let c = client.clone();
+        let dec = rt.block_on(over_http(16, move || {
+            let (c, b) = (c.clone(), b.clone());
+            async move {
+                c.decrypt().ciphertext_blob(b).send().await.unwrap();
+            }
+        }));
+        row.push((gdk, dec));
+    }
+    let ((g0, d0), (g1, d1)) = (row[0], row[1]);
+    println!(
+        "custom key store over HTTP (aws-sdk-kms, 16 in flight): GenerateDataKey {g1:>8.0}/s vs {g0:>8.0}/s in the database ({:.2})   Decrypt {d1:>8.0}/s vs {d0:>8.0}/s ({:.2})",
+        g1 / g0,
+        d1 / d0
+    );
 }
 
 /// GenerateDataKey and Decrypt per second over HTTP against two KMS instances sharing
