@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod files;
 pub mod hsm;
 pub mod key_events;
 pub mod keys;

@@ -386,15 +386,7 @@ fn on_own_runtime<T: Send>(fut: impl std::future::Future<Output = T> + Send) -> 
 
 fn write_private_new(path: &Path, data: &[u8]) -> Result<(), String> {
     use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
+    let mut f = crate::files::create_new_private(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     f.write_all(data)
         .and_then(|_| f.sync_all())

@@ -10,7 +10,8 @@
 //! - Every call runs in the token (C_Encrypt/C_Decrypt); only IVs, ciphertexts and the
 //!   plaintexts the caller passes cross the module boundary.
 //! - A PKCS#11 module is loaded and C_Initialize'd once per process and path (the
-//!   standard forbids initializing twice); sessions are opened per operation.
+//!   standard forbids initializing twice); one `Token` per module and token label holds
+//!   the login, and its sessions are pooled.
 //! - The PIN is zeroized when dropped and never appears in errors or Debug output.
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
@@ -86,7 +87,7 @@ impl Pkcs11Config {
     fn pin(&self) -> Result<Zeroizing<String>, HsmError> {
         let raw = match &self.pin_file {
             Some(p) => {
-                private_file(p)?;
+                crate::files::check_private(p, "PIN file").map_err(HsmError::Config)?;
                 Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
                     HsmError::Config(format!("cannot read the PIN file {}: {e}", p.display()))
                 })?)
@@ -104,25 +105,6 @@ impl Pkcs11Config {
         }
         Ok(Zeroizing::new(pin.to_string()))
     }
-}
-
-#[cfg(unix)]
-fn private_file(p: &Path) -> Result<(), HsmError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(p)
-        .map_err(|e| HsmError::Config(format!("cannot read the PIN file {}: {e}", p.display())))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(HsmError::Config(format!(
-            "the PIN file {} may be read by others: chmod 600 it",
-            p.display()
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn private_file(_p: &Path) -> Result<(), HsmError> {
-    Ok(())
 }
 
 /// SHA-256 of a PIN: what a second opener's PIN is compared with.
@@ -203,6 +185,8 @@ pub struct Token {
     module: PathBuf,
     pin: AuthPin,
     pin_digest: [u8; 32],
+    /// The session that holds the login (kept open, never used; in a Mutex because a
+    /// `Session` is not `Sync`).
     login: Mutex<Option<Session>>,
     pool: Mutex<Vec<Session>>,
     handles: Mutex<HashMap<String, ObjectHandle>>,
@@ -261,14 +245,6 @@ impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token").field("label", &self.label).finish()
     }
-}
-
-/// The attributes that say whether a key's value can leave the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyProtection {
-    pub sensitive: bool,
-    pub extractable: bool,
-    pub never_extractable: bool,
 }
 
 impl Token {
@@ -546,36 +522,6 @@ impl Token {
         )
         .map_err(|e| self.token_err("create an AES key", e))?;
         Ok(())
-    }
-
-    /// The key's protection attributes, as the token reports them.
-    pub fn protection(&self, key_label: &str) -> Result<KeyProtection, HsmError> {
-        let s = self.session()?;
-        let key = self.key(&s, key_label)?;
-        let attrs = s
-            .get_attributes(
-                key,
-                &[
-                    AttributeType::Sensitive,
-                    AttributeType::Extractable,
-                    AttributeType::NeverExtractable,
-                ],
-            )
-            .map_err(|e| self.token_err("read key attributes", e))?;
-        let mut p = KeyProtection {
-            sensitive: false,
-            extractable: true,
-            never_extractable: false,
-        };
-        for a in attrs {
-            match a {
-                Attribute::Sensitive(v) => p.sensitive = v,
-                Attribute::Extractable(v) => p.extractable = v,
-                Attribute::NeverExtractable(v) => p.never_extractable = v,
-                _ => {}
-            }
-        }
-        Ok(p)
     }
 
     /// AES-256-GCM under the token's key `key_label`, with `aad`: IV ‖ ciphertext ‖ tag.

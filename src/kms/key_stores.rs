@@ -24,8 +24,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use base64::Engine;
+
 use super::KmsError;
+use super::crypto::RootKey;
 use crate::hsm::{HsmError, IV_LEN, Token};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Settings rows holding the stores' records.
 pub(crate) const SETTING_PREFIX: &str = "kms/custom-key-stores/";
@@ -144,6 +149,25 @@ pub(crate) struct StoreRecord {
 impl StoreRecord {
     pub fn setting_name(&self) -> String {
         format!("{SETTING_PREFIX}{}", self.id)
+    }
+
+    /// The record as its settings row holds it.
+    pub fn to_json(&self) -> Result<Vec<u8>, KmsError> {
+        serde_json::to_vec(self).map_err(|e| KmsError::Internal(e.to_string()))
+    }
+
+    /// Seals the token's PIN under `root` (the sealing key, during a rotation).
+    pub fn seal_password(&mut self, root: &RootKey, pin: &[u8]) -> Result<(), KmsError> {
+        self.password = B64.encode(root.seal_material(&self.seal_id, 0, pin)?);
+        Ok(())
+    }
+
+    /// The token's PIN, opened with `root` (or its previous key, during a rotation).
+    pub fn open_password(&self, root: &RootKey) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let sealed = B64
+            .decode(self.password.as_bytes())
+            .map_err(|_| KmsError::Internal(format!("the password of {} is corrupt", self.id)))?;
+        root.open_raw(&self.seal_id, 0, &sealed)
     }
 }
 

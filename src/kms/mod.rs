@@ -258,14 +258,7 @@ impl KmsConfig {
     /// when one is configured (a rotation).
     pub fn load_previous_root_key(&self) -> Result<Option<RootKey>, KmsError> {
         if let Some(path) = &self.previous_root_key_file {
-            check_private(path)?;
-            let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
-                KmsError::Config(format!(
-                    "cannot read previous root key file {}: {e}",
-                    path.display()
-                ))
-            })?);
-            return RootKey::parse(&raw, &path.display().to_string()).map(Some);
+            return read_root_key_file(path, "previous root key file").map(Some);
         }
         match std::env::var(&self.previous_root_key_env) {
             Ok(v) if !self.previous_root_key_env.is_empty() && !v.trim().is_empty() => {
@@ -278,11 +271,7 @@ impl KmsConfig {
 
     fn load_current_root_key(&self) -> Result<RootKey, KmsError> {
         if let Some(path) = &self.root_key_file {
-            check_private(path)?;
-            let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
-                KmsError::Config(format!("cannot read root key file {}: {e}", path.display()))
-            })?);
-            return RootKey::parse(&raw, &path.display().to_string());
+            return read_root_key_file(path, "root key file");
         }
         let val = Zeroizing::new(std::env::var(&self.root_key_env).map_err(|_| {
             KmsError::Config(format!(
@@ -302,52 +291,35 @@ pub(crate) fn create_private(path: &std::path::Path, what: &str) -> Result<(), K
     let err = |e: std::io::Error| {
         KmsError::Config(format!("cannot create {what} {}: {e}", path.display()))
     };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(path) {
+    match crate::files::create_new_private(path) {
         Ok(_) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(err(e)),
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format!("{mode:03o}"),
-                "the {what} is accessible by group or others; restrict it with chmod 600"
-            );
-        }
+    if let Some(mode) = crate::files::shared_mode(path).map_err(err)? {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:03o}"),
+            "the {what} is accessible by group or others; restrict it with chmod 600"
+        );
     }
     Ok(())
 }
 
-/// Refuses a root key file that anyone but its owner may read or write: the root key
-/// unseals every key in the database.
-#[cfg(unix)]
-pub(crate) fn check_private(path: &std::path::Path) -> Result<(), KmsError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        KmsError::Config(format!("cannot read root key file {}: {e}", path.display()))
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KmsError::Config(format!(
-            "root key file {p} is accessible by group or others (mode {mode:03o}); \
-             restrict it with `chmod 600 {p}`",
-            p = path.display()
-        )));
-    }
-    Ok(())
+/// The root key in the file at `path` (`what` names it in errors), which must be private.
+fn read_root_key_file(path: &std::path::Path, what: &str) -> Result<RootKey, KmsError> {
+    check_private(path, what)?;
+    let raw =
+        Zeroizing::new(std::fs::read(path).map_err(|e| {
+            KmsError::Config(format!("cannot read {what} {}: {e}", path.display()))
+        })?);
+    RootKey::parse(&raw, &path.display().to_string())
 }
 
-#[cfg(not(unix))]
-pub(crate) fn check_private(_path: &std::path::Path) -> Result<(), KmsError> {
-    Ok(())
+/// Refuses a secret file (`what`: a root key file, the PostgreSQL URL file) that anyone
+/// but its owner may read or write.
+pub(crate) fn check_private(path: &std::path::Path, what: &str) -> Result<(), KmsError> {
+    crate::files::check_private(path, what).map_err(KmsError::Config)
 }
 
 impl Kms {

@@ -112,20 +112,15 @@ fn reseal(
 /// settings row: sealed again under the new key.
 fn reseal_store_passwords(loaded: &mut Loaded, root: &RootKey) -> Result<(), KmsError> {
     use super::key_stores::{SETTING_PREFIX, StoreRecord};
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
     for (name, json) in loaded.settings.iter_mut() {
         if !name.starts_with(SETTING_PREFIX) {
             continue;
         }
         let mut rec: StoreRecord = serde_json::from_slice(json)
             .map_err(|e| KmsError::Internal(format!("setting {name} is unreadable: {e}")))?;
-        let sealed = b64
-            .decode(rec.password.as_bytes())
-            .map_err(|_| KmsError::Internal(format!("the password in {name} is corrupt")))?;
-        let pin = root.open_raw(&rec.seal_id, 0, &sealed)?;
-        rec.password = b64.encode(root.seal_material(&rec.seal_id, 0, &pin)?);
-        *json = serde_json::to_vec(&rec).map_err(|e| KmsError::Internal(e.to_string()))?;
+        let pin = rec.open_password(root)?;
+        rec.seal_password(root, &pin)?;
+        *json = rec.to_json()?;
     }
     Ok(())
 }

@@ -77,12 +77,6 @@ impl App {
     pub fn new(cfg: &Config) -> Result<Arc<App>, String> {
         let upstream = Upstream::new(&cfg.upstream)?;
         let access_keys = cfg.access_key_table();
-        if cfg.kms.store == crate::kms::StoreKind::Redb {
-            create_owner_only(&cfg.kms.db_path)?;
-        }
-        if cfg.kms.audit_enabled {
-            create_owner_only(&cfg.kms.audit_path())?;
-        }
         let root = crate::unseal::root_key(cfg).map_err(|e| format!("kms: {e}"))?;
         let kms =
             crate::kms::Kms::open_with_root_key(&cfg.kms, Arc::new(crate::kms::SystemClock), root)
@@ -528,24 +522,6 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
         http::HeaderValue::from_static("text/plain"),
     );
     r
-}
-
-/// Creates `path` empty and readable by its owner only (0600), unless it exists. The KMS
-/// database holds sealed key material and the audit log says who used which key: the
-/// process umask (often 022) would otherwise leave new ones world-readable. Existing
-/// files keep the permissions their operator gave them.
-fn create_owner_only(path: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(format!("kms: cannot create {}: {e}", path.display())),
-    }
 }
 
 fn rand_u32() -> u32 {

@@ -7,8 +7,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroizing;
 
 use super::{KeyEntry, Kms, Page, WriteGuard, paginate, poisoned};
@@ -21,7 +19,6 @@ use crate::kms::key_stores::{
 };
 use crate::kms::model::{KeyMetadata, KeyState};
 use crate::kms::ops::{Kind, Op};
-use crate::kms::store::Mutation;
 use crate::kms::{KmsError, crypto};
 
 /// CreateCustomKeyStore's inputs.
@@ -131,27 +128,9 @@ impl Kms {
     }
 
     /// Commits `rec` (one transaction) and takes it in.
-    fn write_store(&self, _g: &WriteGuard<'_>, rec: &StoreRecord) -> Result<(), KmsError> {
-        let json = serde_json::to_vec(rec).map_err(|e| KmsError::Internal(e.to_string()))?;
-        let name = rec.setting_name();
-        self.inner
-            .store
-            .apply(&[Mutation::PutSetting(&name, &json)])?;
-        self.inner
-            .settings
-            .write()
-            .unwrap_or_else(poisoned)
-            .insert(name, json);
+    fn write_store(&self, g: &WriteGuard<'_>, rec: &StoreRecord) -> Result<(), KmsError> {
+        self.put_setting_locked(g, &rec.setting_name(), &rec.to_json()?)?;
         self.inner.key_stores.put_record(rec.clone());
-        Ok(())
-    }
-
-    fn seal_password(&self, rec: &mut StoreRecord, password: &str) -> Result<(), KmsError> {
-        let sealed = self
-            .inner
-            .root
-            .seal_material(&rec.seal_id, 0, password.as_bytes())?;
-        rec.password = B64.encode(sealed);
         Ok(())
     }
 
@@ -170,10 +149,7 @@ impl Kms {
     }
 
     fn store_pin(&self, rec: &StoreRecord) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-        let sealed = B64
-            .decode(rec.password.as_bytes())
-            .map_err(|_| KmsError::Internal(format!("the password of {} is corrupt", rec.id)))?;
-        self.inner.root.open_raw(&rec.seal_id, 0, &sealed)
+        rec.open_password(&self.inner.root)
     }
 
     fn cluster_config(
@@ -291,7 +267,7 @@ impl Kms {
             state: ConnectionState::Disconnected,
             error_code: None,
         };
-        self.seal_password(&mut rec, password)?;
+        rec.seal_password(&self.inner.root, password.as_bytes())?;
         self.write_store(&g, &rec)?;
         tracing::info!(custom_key_store = %rec.id, cluster = %rec.cluster_id, "custom key store created");
         Ok(rec.id)
@@ -407,13 +383,7 @@ impl Kms {
                 "Custom key store {id} still has {keys} KMS keys (also those pending deletion): delete them first."
             )));
         }
-        let name = rec.setting_name();
-        self.inner.store.apply(&[Mutation::DeleteSetting(&name)])?;
-        self.inner
-            .settings
-            .write()
-            .unwrap_or_else(poisoned)
-            .remove(&name);
+        self.delete_setting_locked(&g, &rec.setting_name())?;
         self.inner.key_stores.remove_record(id);
         drop(g);
         tracing::info!(custom_key_store = %id, "custom key store deleted");
@@ -478,7 +448,7 @@ impl Kms {
             rec.cluster_id = c.to_string();
         }
         if let Some(p) = u.password {
-            self.seal_password(&mut rec, p)?;
+            rec.seal_password(&self.inner.root, p.as_bytes())?;
         }
         self.write_store(&g, &rec)
     }

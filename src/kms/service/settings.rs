@@ -6,7 +6,7 @@
 //! Invariants: a value is visible to readers only after its transaction committed; the
 //! KMS gives the values no meaning (no S3 type is known here).
 
-use super::{Kms, poisoned};
+use super::{Kms, WriteGuard, poisoned};
 use crate::kms::KmsError;
 use crate::kms::store::Mutation;
 
@@ -28,7 +28,27 @@ impl Kms {
 
     /// Sets `name` to `json` (one durable transaction).
     pub fn put_setting(&self, name: &str, json: &[u8]) -> Result<(), KmsError> {
-        let _g = self.lock_writer()?;
+        let g = self.lock_writer()?;
+        self.put_setting_locked(&g, name, json)
+    }
+
+    /// Removes `name`; whether it was set.
+    pub fn delete_setting(&self, name: &str) -> Result<bool, KmsError> {
+        let g = self.lock_writer()?;
+        if self.setting(name).is_none() {
+            return Ok(false);
+        }
+        self.delete_setting_locked(&g, name)?;
+        Ok(true)
+    }
+
+    /// As `put_setting`, for a caller that holds the writer lock.
+    pub(super) fn put_setting_locked(
+        &self,
+        _g: &WriteGuard<'_>,
+        name: &str,
+        json: &[u8],
+    ) -> Result<(), KmsError> {
         self.inner
             .store
             .apply(&[Mutation::PutSetting(name, json)])?;
@@ -37,16 +57,16 @@ impl Kms {
         Ok(())
     }
 
-    /// Removes `name`; whether it was set.
-    pub fn delete_setting(&self, name: &str) -> Result<bool, KmsError> {
-        let _g = self.lock_writer()?;
-        if self.setting(name).is_none() {
-            return Ok(false);
-        }
+    /// Removes `name` (one durable transaction), for a caller that holds the writer lock.
+    pub(super) fn delete_setting_locked(
+        &self,
+        _g: &WriteGuard<'_>,
+        name: &str,
+    ) -> Result<(), KmsError> {
         self.inner.store.apply(&[Mutation::DeleteSetting(name)])?;
         let mut all = self.inner.settings.write().unwrap_or_else(poisoned);
         all.remove(name);
-        Ok(true)
+        Ok(())
     }
 }
 

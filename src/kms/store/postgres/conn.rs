@@ -23,7 +23,7 @@ impl Params {
     pub(super) fn read(cfg: &PostgresConfig) -> Result<Params, KmsError> {
         let url = match &cfg.url_file {
             Some(path) => {
-                crate::kms::check_private(path)?;
+                crate::kms::check_private(path, "kms.postgres.url_file")?;
                 let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                     KmsError::Config(format!(
                         "cannot read kms.postgres.url_file {}: {e}",
