@@ -195,15 +195,8 @@ fn main() {
     // SoftHSM2 reads its configuration (SOFTHSM2_CONF) when the module initialises: a
     // token store is made here, then the benchmark runs again with it in its environment.
     let hsm = !std::env::args().any(|a| a == "--no-hsm");
-    if hsm && std::env::var_os("SOFTHSM2_CONF").is_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = kms_support::softhsm::token_store(dir.path(), "bench", HSM_PIN);
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(std::env::args().skip(1))
-            .env("SOFTHSM2_CONF", conf)
-            .status()
-            .unwrap();
-        std::process::exit(status.code().unwrap_or(1));
+    if hsm {
+        kms_support::softhsm::rerun_with_own_token_store("bench", HSM_PIN);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -238,30 +231,7 @@ fn main() {
     }
 
     let client = kms_support::sdk_client(&server.url);
-    let (c, k) = (client.clone(), key.clone());
-    let gdk = rt.block_on(over_http(16, move || {
-        let (c, k) = (c.clone(), k.clone());
-        async move {
-            c.generate_data_key()
-                .key_id(k)
-                .number_of_bytes(32)
-                .send()
-                .await
-                .unwrap();
-        }
-    }));
-    let b = Blob::new(
-        kms.generate_data_key(caller, &key, &EncryptionContext::new(), 32)
-            .unwrap()
-            .ciphertext_blob,
-    );
-    let c = client.clone();
-    let dec = rt.block_on(over_http(16, move || {
-        let (c, b) = (c.clone(), b.clone());
-        async move {
-            c.decrypt().ciphertext_blob(b).send().await.unwrap();
-        }
-    }));
+    let (gdk, dec) = http_data_keys(&rt, &kms, caller, &client, &key);
     println!(
         "over HTTP (aws-sdk-kms, 16 in flight, client+server on the same 2 cores): GenerateDataKey {gdk:>8.0}/s   Decrypt {dec:>8.0}/s   (one instance, redb)"
     );
@@ -358,40 +328,51 @@ fn custom_key_store(rt: &tokio::runtime::Runtime) {
     // Over HTTP, as clients see it. With a custom key store present every key's
     // cryptography runs on the blocking pool, the database key's too.
     let client = kms_support::sdk_client(&server.url);
-    let mut row = Vec::new();
-    for key in [&in_db, &in_hsm] {
-        let (c, k) = (client.clone(), key.clone());
-        let gdk = rt.block_on(over_http(16, move || {
-            let (c, k) = (c.clone(), k.clone());
-            async move {
-                c.generate_data_key()
-                    .key_id(k)
-                    .number_of_bytes(32)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }));
-        let b = Blob::new(
-            kms.generate_data_key(caller, key, &EncryptionContext::new(), 32)
-                .unwrap()
-                .ciphertext_blob,
-        );
-        let c = client.clone();
-        let dec = rt.block_on(over_http(16, move || {
-            let (c, b) = (c.clone(), b.clone());
-            async move {
-                c.decrypt().ciphertext_blob(b).send().await.unwrap();
-            }
-        }));
-        row.push((gdk, dec));
-    }
+    let row: Vec<(f64, f64)> = [&in_db, &in_hsm]
+        .into_iter()
+        .map(|key| http_data_keys(rt, &kms, caller, &client, key))
+        .collect();
     let ((g0, d0), (g1, d1)) = (row[0], row[1]);
     println!(
         "custom key store over HTTP (aws-sdk-kms, 16 in flight): GenerateDataKey {g1:>8.0}/s vs {g0:>8.0}/s in the database ({:.2})   Decrypt {d1:>8.0}/s vs {d0:>8.0}/s ({:.2})",
         g1 / g0,
         d1 / d0
     );
+}
+
+/// GenerateDataKey and Decrypt of `key` per second over HTTP (aws-sdk-kms, 16 in flight).
+fn http_data_keys(
+    rt: &tokio::runtime::Runtime,
+    kms: &Kms,
+    caller: Caller<'_>,
+    client: &aws_sdk_kms::Client,
+    key: &str,
+) -> (f64, f64) {
+    let (c, k) = (client.clone(), key.to_string());
+    let gdk = rt.block_on(over_http(16, move || {
+        let (c, k) = (c.clone(), k.clone());
+        async move {
+            c.generate_data_key()
+                .key_id(k)
+                .number_of_bytes(32)
+                .send()
+                .await
+                .unwrap();
+        }
+    }));
+    let b = Blob::new(
+        kms.generate_data_key(caller, key, &EncryptionContext::new(), 32)
+            .unwrap()
+            .ciphertext_blob,
+    );
+    let c = client.clone();
+    let dec = rt.block_on(over_http(16, move || {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            c.decrypt().ciphertext_blob(b).send().await.unwrap();
+        }
+    }));
+    (gdk, dec)
 }
 
 /// GenerateDataKey and Decrypt per second over HTTP against two KMS instances sharing

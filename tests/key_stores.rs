@@ -19,10 +19,6 @@ use common::*;
 const PIN: &str = "4096-pin";
 const HSM_KEY: &str = "sealgate-root";
 
-fn softhsm_module() -> PathBuf {
-    softhsm::module()
-}
-
 /// A SoftHSM2 token store of its own, with one token initialised.
 struct SoftHsm {
     dir: tempfile::TempDir,
@@ -61,7 +57,7 @@ impl SoftHsm {
             previous
                 .map(|p| format!("previous_sealed_root_key_file = \"{}\"\n", p.display()))
                 .unwrap_or_default(),
-            softhsm_module().display(),
+            softhsm::module().display(),
             self.label,
             self.pin_file().display()
         )
@@ -153,6 +149,12 @@ async fn serve_fails(dir: &Path, env: &[(String, String)]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `sealgate serve` on `dir/sealgate.toml` must fail to start, saying `needle`.
+async fn fails_to_start(dir: &Path, env: &[(String, String)], needle: &str) {
+    let err = serve_fails(dir, env).await;
+    assert!(err.contains(needle), "wanted {needle:?} in: {err}");
+}
+
 async fn start(dir: &Path, port: u16, env: &[(String, String)]) -> SealgateProcess {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     SealgateProcess::start_config(dir, port, "info", &env).await
@@ -184,6 +186,25 @@ async fn get(p: &SealgateProcess, bucket: &str, key: &str) -> Vec<u8> {
         Some("AES256")
     );
     r.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+/// `[kms_unseal]` with a Transit unsealer at `address` (plain http allowed).
+fn transit_unseal_toml(sealed: &Path, key: &str, address: &str, token: &str) -> String {
+    format!(
+        "[kms_unseal]\nsealed_root_key_file = \"{}\"\nkey = \"{key}\"\n[kms_unseal.transit]\naddress = \"{address}\"\ntoken = \"{token}\"\nallow_insecure_http = true\n",
+        sealed.display()
+    )
+}
+
+/// Starts sealgate on `dir/sealgate.toml`, writes `body` into a new bucket, starts it
+/// again (the root key unsealed anew) and reads `body` back.
+async fn round_trip_across_restart(dir: &Path, port: u16, env: &[(String, String)], body: &[u8]) {
+    let p = start(dir, port, env).await;
+    let bucket = new_bucket(&p).await;
+    put(&p, &bucket, "k", body).await;
+    drop(p);
+    let p = start(dir, port, env).await;
+    assert_eq!(get(&p, &bucket, "k").await, body);
 }
 
 async fn new_bucket(p: &SealgateProcess) -> String {
@@ -267,8 +288,7 @@ async fn a_wrong_or_missing_pkcs11_unsealer_fails_startup_clearly() {
         "",
         &unseal.replace("sealgate-b", "no-such-token"),
     );
-    let err = serve_fails(dir.path(), &hsm.env()).await;
-    assert!(err.contains("no token labelled 'no-such-token'"), "{err}");
+    fails_to_start(dir.path(), &hsm.env(), "no token labelled 'no-such-token'").await;
     assert!(
         err.contains("sealgate-b"),
         "the message lists the tokens: {err}"
@@ -279,12 +299,11 @@ async fn a_wrong_or_missing_pkcs11_unsealer_fails_startup_clearly() {
         dir.path(),
         "",
         &unseal.replace(
-            &softhsm_module().display().to_string(),
+            &softhsm::module().display().to_string(),
             "/nonexistent/libpkcs11.so",
         ),
     );
-    let err = serve_fails(dir.path(), &hsm.env()).await;
-    assert!(err.contains("cannot load the PKCS#11 module"), "{err}");
+    fails_to_start(dir.path(), &hsm.env(), "cannot load the PKCS#11 module").await;
 
     // The sealed file changed: one bit of the ciphertext flipped.
     write_config(dir.path(), "", &unseal);
@@ -298,13 +317,12 @@ async fn a_wrong_or_missing_pkcs11_unsealer_fails_startup_clearly() {
     let changed = dir.path().join("changed.sealed");
     write_private(&changed, v.to_string().as_bytes());
     write_config(dir.path(), "", &hsm.unseal_toml(&changed, None));
-    let err = serve_fails(dir.path(), &hsm.env()).await;
-    assert!(err.contains("could not authenticate"), "{err}");
+    fails_to_start(dir.path(), &hsm.env(), "could not authenticate").await;
 
     // The key deleted from the token.
     let out = std::process::Command::new("pkcs11-tool")
         .arg("--module")
-        .arg(softhsm_module())
+        .arg(softhsm::module())
         .args(["--token-label", "sealgate-b", "--login", "--pin", PIN])
         .args(["--delete-object", "--type", "secrkey", "--label", HSM_KEY])
         .env("SOFTHSM2_CONF", hsm.conf())
@@ -312,26 +330,25 @@ async fn a_wrong_or_missing_pkcs11_unsealer_fails_startup_clearly() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     write_config(dir.path(), "", &unseal);
-    let err = serve_fails(dir.path(), &hsm.env()).await;
-    assert!(
-        err.contains("no secret key labelled 'sealgate-root'"),
-        "{err}"
-    );
+    fails_to_start(
+        dir.path(),
+        &hsm.env(),
+        "no secret key labelled 'sealgate-root'",
+    )
+    .await;
 
     // A file sealed by PKCS#11 given to a Transit unsealer.
     write_config(
         dir.path(),
         "",
-        &format!(
-            "[kms_unseal]\nsealed_root_key_file = \"{}\"\nkey = \"{HSM_KEY}\"\n[kms_unseal.transit]\naddress = \"http://127.0.0.1:1\"\ntoken = \"t\"\nallow_insecure_http = true\n",
-            sealed.display()
-        ),
+        &transit_unseal_toml(&sealed, HSM_KEY, "http://127.0.0.1:1", "t"),
     );
-    let err = serve_fails(dir.path(), &[]).await;
-    assert!(
-        err.contains("was sealed by pkcs11 but [kms_unseal] configures transit"),
-        "{err}"
-    );
+    fails_to_start(
+        dir.path(),
+        &[],
+        "was sealed by pkcs11 but [kms_unseal] configures transit",
+    )
+    .await;
 }
 
 /// OpenBao Transit as the unsealer (Vault's auto-unseal): a derived Transit key seals the
@@ -344,41 +361,25 @@ async fn openbao_transit_unseals_the_root_key() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let sealed = dir.path().join("root-key.sealed");
-    let unseal = |token: &str| {
-        format!(
-            "[kms_unseal]\nsealed_root_key_file = \"{}\"\nkey = \"sealgate-root\"\n[kms_unseal.transit]\naddress = \"{}\"\ntoken = \"{token}\"\nallow_insecure_http = true\n",
-            sealed.display(),
-            bao.endpoint
-        )
-    };
+    let unseal = |token: &str| transit_unseal_toml(&sealed, "sealgate-root", &bao.endpoint, token);
     let port = write_config(dir.path(), "", &unseal(BAO_TOKEN));
     let (ok, out) = seal_root(dir.path(), &sealed, false, &[]).await;
     assert!(ok, "{out}");
     let text = std::fs::read_to_string(&sealed).unwrap();
     assert!(text.contains("\"transit\""), "{text}");
-
-    let p = start(dir.path(), port, &[]).await;
-    let bucket = new_bucket(&p).await;
-    put(&p, &bucket, "k", b"sealed by transit").await;
-    drop(p);
-    let p = start(dir.path(), port, &[]).await;
-    assert_eq!(get(&p, &bucket, "k").await, b"sealed by transit");
-    drop(p);
+    round_trip_across_restart(dir.path(), port, &[], b"sealed by transit").await;
 
     write_config(dir.path(), "", &unseal("a-token-openbao-refuses"));
-    let err = serve_fails(dir.path(), &[]).await;
-    assert!(
-        err.contains("the transit unsealer refused key 'sealgate-root'"),
-        "{err}"
-    );
+    fails_to_start(
+        dir.path(),
+        &[],
+        "the transit unsealer refused key 'sealgate-root'",
+    )
+    .await;
 
     write_config(dir.path(), "", &unseal(BAO_TOKEN));
     bao.kill();
-    let err = serve_fails(dir.path(), &[]).await;
-    assert!(
-        err.contains("the transit unsealer cannot be reached"),
-        "{err}"
-    );
+    fails_to_start(dir.path(), &[], "the transit unsealer cannot be reached").await;
 }
 
 /// Any AWS-KMS-API endpoint as the unsealer: moto's KMS server, and another sealgate's
@@ -410,17 +411,10 @@ async fn an_aws_kms_api_endpoint_unseals_the_root_key() {
         let port = write_config(dir.path(), "", &unseal(sk));
         let (ok, out) = seal_root(dir.path(), &sealed, false, &[]).await;
         assert!(ok, "{endpoint}: {out}");
-        let p = start(dir.path(), port, &[]).await;
-        let bucket = new_bucket(&p).await;
-        put(&p, &bucket, "k", b"sealed by an AWS KMS API").await;
-        drop(p);
-        let p = start(dir.path(), port, &[]).await;
-        assert_eq!(get(&p, &bucket, "k").await, b"sealed by an AWS KMS API");
-        drop(p);
+        round_trip_across_restart(dir.path(), port, &[], b"sealed by an AWS KMS API").await;
         if endpoint == central.endpoint {
             write_config(dir.path(), "", &unseal("not-the-secret-key"));
-            let err = serve_fails(dir.path(), &[]).await;
-            assert!(err.contains("the aws-kms unsealer refused key"), "{err}");
+            fails_to_start(dir.path(), &[], "the aws-kms unsealer refused key").await;
         }
     }
 }
@@ -460,8 +454,7 @@ async fn a_root_key_file_moves_into_a_pkcs11_token_by_rotation() {
     let cfg = config_text(dir.path(), g, port, "", "")
         + &format!("root_key_file = \"{}\"\n", old_file.display());
     write_private(&dir.path().join("sealgate.toml"), cfg.as_bytes());
-    let err = serve_fails(dir.path(), &[]).await;
-    assert!(err.contains("root key"), "{err}");
+    fails_to_start(dir.path(), &[], "root key").await;
 
     // Sealed to sealed.
     let second = dir.path().join("second.sealed");
@@ -479,8 +472,7 @@ async fn a_root_key_file_moves_into_a_pkcs11_token_by_rotation() {
     );
     drop(p);
     write_config(dir.path(), "", &hsm.unseal_toml(&first, None));
-    let err = serve_fails(dir.path(), &hsm.env()).await;
-    assert!(err.contains("root key"), "{err}");
+    fails_to_start(dir.path(), &hsm.env(), "root key").await;
 }
 
 // ------------------------------------------------------------------ custom key stores
@@ -547,7 +539,7 @@ async fn instances_sharing_a_postgresql_kms_share_custom_key_stores() {
             + &format!(
                 "root_key_file = \"{}\"\n[kms.hsm_clusters.{CLUSTER}]\nmodule = \"{}\"\ntoken_label = \"cks-cluster\"\n",
                 dir.path().join("root.key").display(),
-                softhsm_module().display()
+                softhsm::module().display()
             );
         write_private(&dir.path().join("sealgate.toml"), cfg.as_bytes());
         members.push(start(dir.path(), port, &hsm.env()).await);
@@ -555,7 +547,7 @@ async fn instances_sharing_a_postgresql_kms_share_custom_key_stores() {
     }
     let (a, b) = (members[0].kms_client(), members[1].kms_client());
     let store = connected_store(&a, "shared").await;
-    let key = hsm_key(&a, &store).await;
+    let key = softhsm::key_in_store(&a, &store).await;
     let blob = a
         .encrypt()
         .key_id(&key)
@@ -569,19 +561,7 @@ async fn instances_sharing_a_postgresql_kms_share_custom_key_stores() {
     let decrypt = |c: &aws_sdk_kms::Client| c.decrypt().ciphertext_blob(blob.clone()).send();
     let through_b = decrypt(&b).await.unwrap();
     assert_eq!(through_b.plaintext().unwrap().as_ref(), b"shared");
-    let d = b
-        .describe_custom_key_stores()
-        .custom_key_store_id(&store)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.custom_key_stores()[0]
-            .connection_state()
-            .unwrap()
-            .as_str(),
-        "CONNECTED"
-    );
+    assert_eq!(connection(&b, &store).await, ("CONNECTED".into(), None));
 
     store_op(&a, StoreOp::Disconnect, &store).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -677,7 +657,14 @@ fn service_error_code<E: aws_sdk_kms::error::ProvideErrorMetadata>(e: &E) -> Str
 async fn a_custom_key_store_on_a_pkcs11_token_works_with_the_aws_cli() {
     let hsm = SoftHsm::new("cks-token-a");
     let dir = tempfile::tempdir().unwrap();
-    let p = start_with_cluster(dir.path(), &softhsm_module(), "cks-token-a", "", &hsm.env()).await;
+    let p = start_with_cluster(
+        dir.path(),
+        &softhsm::module(),
+        "cks-token-a",
+        "",
+        &hsm.env(),
+    )
+    .await;
     let home = dir.path();
     let ep = p.endpoint.clone();
     std::fs::write(home.join("anchor.pem"), anchor_pem()).unwrap();
@@ -970,18 +957,22 @@ async fn store_verb(endpoint: &str, home: &Path, verb: &str, store: &str) -> ser
     .await
 }
 
-/// A new KMS key in custom key store `store` (through the SDK): its id.
-async fn hsm_key(kms: &aws_sdk_kms::Client, store: &str) -> String {
-    kms.create_key()
-        .custom_key_store_id(store)
-        .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
+/// A store's ConnectionState and ConnectionErrorCode, as DescribeCustomKeyStores
+/// reports them through the SDK.
+async fn connection(kms: &aws_sdk_kms::Client, id: &str) -> (String, Option<String>) {
+    let d = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(id)
         .send()
         .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string()
+        .unwrap();
+    let entry = &d.custom_key_stores()[0];
+    (
+        entry.connection_state().unwrap().as_str().to_string(),
+        entry
+            .connection_error_code()
+            .map(|c| c.as_str().to_string()),
+    )
 }
 
 /// The custom key store operations that take only the store's id.
@@ -1021,20 +1012,7 @@ async fn store_op(kms: &aws_sdk_kms::Client, op: StoreOp, id: &str) -> Result<()
 
 /// A new custom key store on CLUSTER with the right password, connected: its id.
 async fn connected_store(kms: &aws_sdk_kms::Client, name: &str) -> String {
-    let store = kms
-        .create_custom_key_store()
-        .custom_key_store_name(name)
-        .cloud_hsm_cluster_id(CLUSTER)
-        .trust_anchor_certificate(anchor_pem())
-        .key_store_password(PIN)
-        .send()
-        .await
-        .unwrap()
-        .custom_key_store_id()
-        .unwrap()
-        .to_string();
-    store_op(kms, StoreOp::Connect, &store).await.unwrap();
-    store
+    softhsm::connected_store(kms, name, CLUSTER, &anchor_pem(), PIN).await
 }
 
 /// The port the config in `dir` listens on.
@@ -1066,7 +1044,7 @@ async fn custom_key_store_states_and_errors_are_awss() {
     );
     let p = start_with_cluster(
         dir.path(),
-        &softhsm_module(),
+        &softhsm::module(),
         "cks-token-b",
         &pin_line,
         &hsm.env(),
@@ -1122,12 +1100,9 @@ async fn custom_key_store_states_and_errors_are_awss() {
             .send()
     };
     store_op(&kms, StoreOp::Connect, &store).await.unwrap();
-    let d = describe().await.unwrap();
-    let entry = &d.custom_key_stores()[0];
-    assert_eq!(entry.connection_state().unwrap().as_str(), "FAILED");
     assert_eq!(
-        entry.connection_error_code().unwrap().as_str(),
-        "INVALID_CREDENTIALS"
+        connection(&kms, &store).await,
+        ("FAILED".into(), Some("INVALID_CREDENTIALS".into()))
     );
     assert_eq!(
         store_op(&kms, StoreOp::Connect, &store).await.unwrap_err(),
@@ -1175,25 +1150,9 @@ async fn custom_key_store_states_and_errors_are_awss() {
         .unwrap()
         .to_string();
     store_op(&kms, StoreOp::Connect, &intruder).await.unwrap();
-    let d = kms
-        .describe_custom_key_stores()
-        .custom_key_store_id(&intruder)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        d.custom_key_stores()[0]
-            .connection_state()
-            .unwrap()
-            .as_str(),
-        "FAILED"
-    );
-    assert_eq!(
-        d.custom_key_stores()[0]
-            .connection_error_code()
-            .unwrap()
-            .as_str(),
-        "INVALID_CREDENTIALS"
+        connection(&kms, &intruder).await,
+        ("FAILED".into(), Some("INVALID_CREDENTIALS".into()))
     );
     store_op(&kms, StoreOp::Disconnect, &intruder)
         .await
@@ -1251,7 +1210,7 @@ async fn custom_key_store_states_and_errors_are_awss() {
     assert_eq!(service_error_code(&e), "CustomKeyStoreNotFoundException");
 
     // A key pending deletion still counts: the store cannot be deleted yet.
-    let key = hsm_key(&kms, &store).await;
+    let key = softhsm::key_in_store(&kms, &store).await;
     assert!(hsm.list_objects().contains(&key));
     kms.schedule_key_deletion()
         .key_id(&key)
@@ -1380,11 +1339,11 @@ fn process_memory_contains(pid: u32, needle: &[u8]) -> bool {
 async fn a_custom_key_store_keys_bytes_never_enter_sealgates_memory_or_database() {
     let hsm = SoftHsm::new("cks-memory");
     let dir = tempfile::tempdir().unwrap();
-    let p = start_with_cluster(dir.path(), &softhsm_module(), "cks-memory", "", &hsm.env()).await;
+    let p = start_with_cluster(dir.path(), &softhsm::module(), "cks-memory", "", &hsm.env()).await;
     let pid = p.pid().unwrap();
     let kms = p.kms_client();
     let store = connected_store(&kms, "memory").await;
-    let key = hsm_key(&kms, &store).await;
+    let key = softhsm::key_in_store(&kms, &store).await;
 
     // The token's key for this KMS key becomes one whose bytes the test knows (private
     // and sensitive, as the keys sealgate creates).

@@ -17,7 +17,6 @@ use sealgate::kms::key_stores::HsmClusterConfig;
 const PIN: &str = "lifecycle-pin";
 const TOKEN: &str = "lifecycle";
 const CLUSTER: &str = "cluster-lifecyclehsma";
-const CHILD: &str = "SEALGATE_TEST_KMS_HSM_CHILD";
 
 /// The token's objects as `pkcs11-tool` (OpenSC) lists them.
 fn token_objects() -> String {
@@ -25,16 +24,7 @@ fn token_objects() -> String {
 }
 
 fn main() {
-    if std::env::var_os(CHILD).is_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = softhsm::token_store(dir.path(), TOKEN, PIN);
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("SOFTHSM2_CONF", conf)
-            .env(CHILD, "1")
-            .status()
-            .unwrap();
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    softhsm::rerun_with_own_token_store(TOKEN, PIN);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,36 +60,12 @@ async fn a_deleted_keys_material_leaves_the_token_at_the_end_of_its_waiting_peri
     );
     let server = kms_support::start_with(cfg, dir).await;
     let kms = kms_support::sdk_client(&server.url);
-    let store = kms
-        .create_custom_key_store()
-        .custom_key_store_name("lifecycle")
-        .cloud_hsm_cluster_id(CLUSTER)
-        .trust_anchor_certificate("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
-        .key_store_password(PIN)
-        .send()
-        .await
-        .unwrap()
-        .custom_key_store_id()
-        .unwrap()
-        .to_string();
-    kms.connect_custom_key_store()
-        .custom_key_store_id(&store)
-        .send()
-        .await
-        .unwrap();
-    let new_key = || async {
-        kms.create_key()
-            .custom_key_store_id(&store)
-            .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata()
-            .unwrap()
-            .key_id()
-            .to_string()
-    };
-    let (gone, kept) = (new_key().await, new_key().await);
+    let anchor = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    let store = softhsm::connected_store(&kms, "lifecycle", CLUSTER, anchor, PIN).await;
+    let (gone, kept) = (
+        softhsm::key_in_store(&kms, &store).await,
+        softhsm::key_in_store(&kms, &store).await,
+    );
     // A grant lets bob use the key, as for any key.
     kms.create_grant()
         .key_id(&gone)

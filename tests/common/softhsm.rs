@@ -45,6 +45,27 @@ pub fn token_store(dir: &Path, label: &str, pin: &str) -> PathBuf {
     conf
 }
 
+/// For a test or bench with its own `main` that loads SoftHSM2 in its process: SoftHSM2
+/// reads `SOFTHSM2_CONF` once, and the crate may not change its own environment. The
+/// first call makes a token store with one token (`label`, `pin`), runs this executable
+/// again with the same arguments and `SOFTHSM2_CONF` set, and exits with its status; in
+/// that second run it returns at once.
+pub fn rerun_with_own_token_store(label: &str, pin: &str) {
+    const RERUN: &str = "SEALGATE_TEST_SOFTHSM_RERUN";
+    if std::env::var_os(RERUN).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = token_store(dir.path(), label, pin);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(std::env::args().skip(1))
+        .env("SOFTHSM2_CONF", conf)
+        .env(RERUN, "1")
+        .status()
+        .unwrap();
+    std::process::exit(status.code().unwrap_or(1));
+}
+
 /// `pkcs11-tool` (Debian's opensc) on the token `label` as its user, with the SoftHSM2
 /// configuration `conf` (None: the one in this process's environment): its output.
 pub fn tool(conf: Option<&Path>, label: &str, pin: &str, args: &[&str]) -> String {
@@ -59,4 +80,48 @@ pub fn tool(conf: Option<&Path>, label: &str, pin: &str, args: &[&str]) -> Strin
     let out = cmd.output().expect("pkcs11-tool (Debian's opensc)");
     assert!(out.status.success(), "pkcs11-tool {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new KMS key in custom key store `store`, created through the SDK client `kms`
+/// (Origin AWS_CLOUDHSM): its id.
+pub async fn key_in_store(kms: &aws_sdk_kms::Client, store: &str) -> String {
+    kms.create_key()
+        .custom_key_store_id(store)
+        .origin(aws_sdk_kms::types::OriginType::AwsCloudhsm)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+/// A new custom key store named `name` on cluster `cluster` (trust anchor `anchor`,
+/// password `pin`), connected through the SDK client `kms`: its id.
+pub async fn connected_store(
+    kms: &aws_sdk_kms::Client,
+    name: &str,
+    cluster: &str,
+    anchor: &str,
+    pin: &str,
+) -> String {
+    let store = kms
+        .create_custom_key_store()
+        .custom_key_store_name(name)
+        .cloud_hsm_cluster_id(cluster)
+        .trust_anchor_certificate(anchor)
+        .key_store_password(pin)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id()
+        .unwrap()
+        .to_string();
+    kms.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    store
 }
