@@ -615,36 +615,12 @@ async fn objects_under_one_bucket_key_still_fail_when_swapped_in_the_store() {
     let (da, db) = (common::pattern(5000, 1), common::pattern(5000, 2));
     put(&s.sg.client, &b, "a", &da).await.unwrap();
     put(&s.sg.client, &b, "b", &db).await.unwrap();
-    let raw = |k: &'static str| {
-        let sg = &s.sg;
-        let b = b.clone();
-        async move {
-            let r = sg
-                .direct
-                .get_object()
-                .bucket(&b)
-                .key(k)
-                .send()
-                .await
-                .unwrap();
-            let m = r.metadata().cloned().unwrap_or_default();
-            (r.body.collect().await.unwrap().into_bytes().to_vec(), m)
-        }
-    };
-    let (ca, ma) = raw("a").await;
-    let (cb, mb) = raw("b").await;
+    let (ca, ma) = common::stored(&s.sg.direct, &b, "a").await;
+    let (cb, mb) = common::stored(&s.sg.direct, &b, "b").await;
     assert_eq!(ma["sealgate-dek"], mb["sealgate-dek"], "one bucket key");
     // Swap whole objects (body and metadata) between the names.
     for (k, body, meta) in [("a", cb, mb), ("b", ca, ma)] {
-        s.sg.direct
-            .put_object()
-            .bucket(&b)
-            .key(k)
-            .set_metadata(Some(meta))
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap();
+        common::store_as(&s.sg.direct, &b, k, body, meta).await;
     }
     for k in ["a", "b"] {
         let e = get(&s.sg.client, &b, k).await.unwrap_err();
@@ -652,16 +628,8 @@ async fn objects_under_one_bucket_key_still_fail_when_swapped_in_the_store() {
     }
     // And across buckets: the bucket key is bound to its bucket.
     let b2 = s.sg.bucket().await;
-    let (c, m) = raw("a").await;
-    s.sg.direct
-        .put_object()
-        .bucket(&b2)
-        .key("a")
-        .set_metadata(Some(m))
-        .body(ByteStream::from(c))
-        .send()
-        .await
-        .unwrap();
+    let (c, m) = common::stored(&s.sg.direct, &b, "a").await;
+    common::store_as(&s.sg.direct, &b2, "a", c, m).await;
     assert!(get(&s.sg.client, &b2, "a").await.is_err());
 }
 

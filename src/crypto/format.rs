@@ -46,6 +46,12 @@ pub const ETAG_KEY_INFO: &[u8] = b"sealgate v3 etag";
 pub const TRAILER_FLAG: u32 = 2;
 /// Bytes of the sealed MD5 trailer: 16 bytes of MD5 and the GCM tag.
 pub const TRAILER_LEN: u64 = 16 + TAG;
+/// HKDF info of the key that seals a client checksum (`x-amz-checksum-*`) of an object in
+/// its metadata (format 3, `sealgate-cks`): the store never sees a digest of the plaintext.
+pub const CHECKSUM_KEY_INFO: &[u8] = b"sealgate v3 checksum";
+/// Nonce flag of a client checksum sealed under a part key: after a single-part object's
+/// last segment (and its MD5 trailer), or in a part record and manifest.
+pub const CHECKSUM_FLAG: u32 = 3;
 /// HKDF info prefix of a format-2 object key derived from a bucket key (followed by
 /// `0x00` and `arn:aws:s3:::BUCKET/KEY`).
 pub const BUCKET_KEY_DERIVE_INFO: &[u8] = b"sealgate v2 object key";
@@ -110,6 +116,9 @@ pub mod meta {
     pub const CONTENT_ENCODING: &str = "x-amz-meta-sealgate-ce";
     /// SSE-C objects: base64 of the customer key's salt (16 bytes) and check (16 bytes).
     pub const CUSTOMER_KEY: &str = "x-amz-meta-sealgate-ckey";
+    /// Format 3: the client's checksum: `ALGO:B64` (sealed here) or `ALGO:trailer` (sealed
+    /// after the object's last segment and MD5 trailer).
+    pub const CHECKSUM: &str = "x-amz-meta-sealgate-cks";
 }
 
 /// The 32-byte header of a part. It is the AAD of every segment of the part, so none of

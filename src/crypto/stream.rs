@@ -130,14 +130,89 @@ pub fn open_md5(dek: &Dek, sealed: &[u8; 32]) -> Option<[u8; 16]> {
     plain.try_into().ok()
 }
 
-fn etag_key(dek: &Dek) -> LessSafeKey {
+/// Seals a client checksum for an object's metadata (format 3) under a key derived from
+/// the DEK, bound to its algorithm (one message per key and algorithm: a fixed nonce).
+pub fn seal_checksum(dek: &Dek, algo: &str, digest: &[u8]) -> Vec<u8> {
+    let key = derived_key(dek, format::CHECKSUM_KEY_INFO);
+    seal_small(
+        &key,
+        Nonce::assume_unique_for_key([0; 12]),
+        algo.as_bytes(),
+        digest,
+    )
+}
+
+/// Opens [`seal_checksum`]'s output; `None` when it does not authenticate.
+pub fn open_checksum(dek: &Dek, algo: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    let key = derived_key(dek, format::CHECKSUM_KEY_INFO);
+    open_small(
+        &key,
+        Nonce::assume_unique_for_key([0; 12]),
+        algo.as_bytes(),
+        sealed,
+    )
+}
+
+/// Seals a client checksum under a part key (the checksum trailer of a single-part
+/// object, a part's checksum in its record): the part header and the algorithm are the
+/// AAD, and the nonce flag is one no segment or MD5 trailer uses.
+pub fn seal_part_checksum(dek: &Dek, header: &PartHeader, algo: &str, digest: &[u8]) -> Vec<u8> {
+    let key = part_key(dek, header);
+    seal_small(&key, checksum_nonce(), &part_aad(header, algo), digest)
+}
+
+/// Opens [`seal_part_checksum`]'s output; `None` when it does not authenticate.
+pub fn open_part_checksum(
+    dek: &Dek,
+    header: &PartHeader,
+    algo: &str,
+    sealed: &[u8],
+) -> Option<Vec<u8>> {
+    let key = part_key(dek, header);
+    open_small(&key, checksum_nonce(), &part_aad(header, algo), sealed)
+}
+
+fn part_aad(header: &PartHeader, algo: &str) -> Vec<u8> {
+    let mut aad = header.encode().to_vec();
+    aad.extend_from_slice(algo.as_bytes());
+    aad
+}
+
+fn checksum_nonce() -> Nonce {
+    let mut n = [0u8; 12];
+    n[0..4].copy_from_slice(&format::CHECKSUM_FLAG.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+fn seal_small(key: &LessSafeKey, nonce: Nonce, aad: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut buf = msg.to_vec();
+    key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut buf)
+        .expect("AES-GCM seal");
+    buf
+}
+
+fn open_small(key: &LessSafeKey, nonce: Nonce, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = sealed.to_vec();
+    let n = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .ok()?
+        .len();
+    buf.truncate(n);
+    Some(buf)
+}
+
+fn derived_key(dek: &Dek, info: &[u8]) -> LessSafeKey {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"");
     let prk = salt.extract(dek.bytes());
-    let info: [&[u8]; 1] = [format::ETAG_KEY_INFO];
+    let info: [&[u8]; 1] = [info];
     let okm = prk
         .expand(&info, &AES_256_GCM)
         .expect("HKDF output length is fixed and valid");
     LessSafeKey::new(UnboundKey::from(okm))
+}
+
+fn etag_key(dek: &Dek) -> LessSafeKey {
+    derived_key(dek, format::ETAG_KEY_INFO)
 }
 
 fn trailer_nonce() -> Nonce {

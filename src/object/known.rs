@@ -1,5 +1,5 @@
-//! What sealgate already knows about stored object versions: plaintext size and
-//! client-visible ETag by (bucket, key, the store's ETag). A store ETag names one
+//! What sealgate already knows about stored object versions: plaintext size,
+//! client-visible ETag and client checksum by (bucket, key, the store's ETag). A store ETag names one
 //! immutable version of an object's stored bytes and metadata, so an entry never goes
 //! stale; it only ages out (a bounded LRU). Writes and reads fill it, so listings of
 //! objects this instance wrote or read need no request per object.
@@ -16,6 +16,9 @@ pub struct Known {
     pub size: u64,
     /// The ETag clients see (quoted), or `None` to keep the store's.
     pub etag: Option<String>,
+    /// The client checksum kept after the object's last segment, once read (or written
+    /// here): a GET with checksum mode then needs no extra read for it.
+    pub checksum: Option<super::checksum::Served>,
 }
 
 /// (bucket, key, store ETag) → [`Known`], least recently used evicted first.
@@ -71,6 +74,7 @@ mod tests {
         let k = |s| Known {
             size: s,
             etag: None,
+            checksum: None,
         };
         c.put("b", "a", "\"1\"", k(1));
         c.put("b", "b", "\"2\"", k(2));

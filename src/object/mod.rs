@@ -16,6 +16,7 @@
 //! byte that failed authentication is ever handed up; data that fails authentication is
 //! [`Error::Tampered`](crate::error::Error::Tampered).
 
+pub mod checksum;
 pub mod customer;
 pub mod describe;
 pub mod envelope;

@@ -10,11 +10,14 @@
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use super::checksum::{Served, Stored, sealed_len};
 use super::known::Known;
 use super::meta::{ETag, ObjectMeta};
 use super::{ByteStream, ObjectRef, Objects};
 use crate::crypto::format::{self, HEADER_LEN, PartHeader, ReadPlan, TRAILER_LEN};
-use crate::crypto::stream::{Decryptor, Dek, open_md5, open_trailer};
+use crate::crypto::stream::{
+    Decryptor, Dek, open_checksum, open_md5, open_part_checksum, open_trailer,
+};
 use crate::error::Error;
 use crate::upstream::{UpBody, UpRequest, UpResponse};
 
@@ -72,26 +75,19 @@ impl Objects {
             }
             ETag::Md5(_) | ETag::Trailer => {}
         }
-        if let Some(Known { etag: Some(e), .. }) =
-            self.known.get(&obj.bucket, &obj.key, &store_etag)
-        {
+        let known = self.known.get(&obj.bucket, &obj.key, &store_etag);
+        if let Some(Known { etag: Some(e), .. }) = known {
             return Ok(e);
         }
         let md5 = match &meta.etag {
             ETag::Md5(sealed) => open_md5(dek, sealed)
                 .ok_or_else(|| Error::tampered("the sealed ETag does not authenticate"))?,
             _ => {
-                let end = meta.cipher_len();
-                let pin = store.get(http::header::ETAG);
-                let raw = self
-                    .cipher_range(obj, pin, end - TRAILER_LEN, end)
-                    .await?
-                    .bytes()
-                    .await
-                    .map_err(Error::store_body)?;
-                let header = meta
-                    .single_header()
-                    .ok_or_else(|| Error::tampered("a trailer on a multipart object"))?;
+                // After the last segment (and before a checksum trailer).
+                let start = meta.layout.cipher_len();
+                let (raw, header) = self
+                    .trailer(obj, meta, store, start, start + TRAILER_LEN)
+                    .await?;
                 open_trailer(dek, &header, &raw)
                     .ok_or_else(|| Error::tampered("the ETag trailer does not authenticate"))?
             }
@@ -104,9 +100,87 @@ impl Objects {
             Known {
                 size: meta.size,
                 etag: Some(etag.clone()),
+                checksum: known.and_then(|k| k.checksum),
             },
         );
         Ok(etag)
+    }
+
+    /// The client checksum kept with a stored sealgate object, as S3 serves it (`None`:
+    /// the client sent none, or the object predates kept checksums). A trailer is read
+    /// pinned to the version `store` describes.
+    pub async fn client_checksum(
+        &self,
+        obj: &ObjectRef,
+        meta: &ObjectMeta,
+        dek: &Dek,
+        store: &HeaderMap,
+    ) -> Result<Option<Served>, Error> {
+        let tampered = || Error::tampered("the stored checksum does not authenticate");
+        Ok(Some(match &meta.checksum {
+            None => return Ok(None),
+            Some(Stored::Parts(s)) => s.clone(),
+            Some(Stored::Sealed { algo, sealed }) => Served::full(
+                *algo,
+                &open_checksum(dek, algo.display(), sealed).ok_or_else(tampered)?,
+            ),
+            Some(Stored::Trailer(algo)) => {
+                let store_etag = store
+                    .get(http::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let known = self.known.get(&obj.bucket, &obj.key, store_etag);
+                if let Some(s) = known.as_ref().and_then(|k| k.checksum.clone()) {
+                    return Ok(Some(s));
+                }
+                let start = meta.layout.cipher_len() + meta.md5_trailer();
+                let end = start + sealed_len(*algo);
+                let (raw, header) = self.trailer(obj, meta, store, start, end).await?;
+                let d = open_part_checksum(dek, &header, algo.display(), &raw)
+                    .filter(|d| d.len() == algo.digest_len())
+                    .ok_or_else(tampered)?;
+                let served = Served::full(*algo, &d);
+                // Remembered with what is known of this version (an object whose ETag is
+                // the store's needs nothing else).
+                let base = known.or_else(|| {
+                    (meta.etag == ETag::Store).then_some(Known {
+                        size: meta.size,
+                        etag: None,
+                        checksum: None,
+                    })
+                });
+                if let Some(k) = base {
+                    let k = Known {
+                        checksum: Some(served.clone()),
+                        ..k
+                    };
+                    self.known.put(&obj.bucket, &obj.key, store_etag, k);
+                }
+                served
+            }
+        }))
+    }
+
+    /// The stored bytes `[start, end)` after a single-part object's segments (a sealed
+    /// trailer), read pinned to the version `store` describes, and its part header.
+    async fn trailer(
+        &self,
+        obj: &ObjectRef,
+        meta: &ObjectMeta,
+        store: &HeaderMap,
+        start: u64,
+        end: u64,
+    ) -> Result<(bytes::Bytes, PartHeader), Error> {
+        let header = meta
+            .single_header()
+            .ok_or_else(|| Error::tampered("a trailer on a multipart object"))?;
+        let raw = self
+            .cipher_range(obj, store.get(http::header::ETAG), start, end)
+            .await?
+            .bytes()
+            .await
+            .map_err(Error::store_body)?;
+        Ok((raw, header))
     }
 
     /// HEAD of `obj` in the store, with `headers` (conditions) as given.

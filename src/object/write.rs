@@ -15,11 +15,14 @@ use futures::StreamExt;
 use http::HeaderMap;
 
 use super::ByteStream;
+use super::checksum::{Algo, Stored};
 use super::describe::{Described, prepare_write};
 use super::envelope::Envelope;
 use super::meta::{ETag, ObjectMeta};
 use crate::crypto::format::{PartHeader, TRAILER_LEN, part_cipher_len};
-use crate::crypto::stream::{Dek, Encryptor, random_salt, seal_md5, seal_trailer};
+use crate::crypto::stream::{
+    Dek, Encryptor, random_salt, seal_checksum, seal_md5, seal_part_checksum, seal_trailer,
+};
 
 /// What a finished write produced (read after the store accepted the body).
 #[derive(Debug, Clone, Default)]
@@ -30,6 +33,9 @@ pub struct Written {
     pub md5: Option<[u8; 16]>,
     /// The part's salt (part writes).
     pub salt: Option<[u8; 16]>,
+    /// The part's client checksum, sealed under its part key (part writes whose client
+    /// sent one, [`crate::crypto::stream::seal_part_checksum`]).
+    pub checksum: Option<(Algo, Vec<u8>)>,
 }
 
 /// A handle on what a write produced, filled in as the write goes.
@@ -59,12 +65,28 @@ enum Kind {
     Part { part_number: u32, md5: bool },
 }
 
+/// The client's checksum of the body: its algorithm, its value when a header gave it,
+/// and how to get the verified value once the whole body was read (a trailer's).
+pub struct ChecksumSource {
+    pub algo: Algo,
+    pub known: Option<Vec<u8>>,
+    pub verified: Box<dyn Fn() -> Option<Vec<u8>> + Send + Sync>,
+}
+
+impl ChecksumSource {
+    /// The value, once the body was verified (or from the header).
+    fn value(&self) -> Option<Vec<u8>> {
+        self.known.clone().or_else(|| (self.verified)())
+    }
+}
+
 /// Seals one body for the store.
 pub struct Writer {
     dek: Dek,
     len: u64,
     kind: Kind,
     outcome: Outcome,
+    checksum: Option<ChecksumSource>,
 }
 
 /// MD5 of everything that passes through a stream, published when the stream ends.
@@ -116,8 +138,15 @@ impl Writer {
                 md5,
             },
             outcome: outcome.clone(),
+            checksum: None,
         };
         (w, outcome)
+    }
+
+    /// Keeps the client's checksum with the object (or part).
+    pub fn with_checksum(mut self, source: ChecksumSource) -> Writer {
+        self.checksum = Some(source);
+        self
     }
 
     /// Part `part_number` (`len` plaintext bytes) of a multipart upload under `dek`.
@@ -128,12 +157,13 @@ impl Writer {
             len,
             kind: Kind::Part { part_number, md5 },
             outcome: outcome.clone(),
+            checksum: None,
         };
         (w, outcome)
     }
 
     /// The object's metadata into `headers` (single-part writes), and the part header.
-    fn begin(&self, headers: &mut HeaderMap, etag: ETag) -> PartHeader {
+    fn begin(&self, headers: &mut HeaderMap, etag: ETag, checksum: Option<Stored>) -> PartHeader {
         let salt = random_salt();
         match &self.kind {
             Kind::Single { envelope, .. } => {
@@ -145,6 +175,7 @@ impl Writer {
                     salt,
                     etag,
                     Described::of(headers),
+                    checksum,
                 );
                 meta.write(headers);
                 self.outcome.update(|w| w.meta = Some(meta));
@@ -189,7 +220,20 @@ impl Writer {
             (Kind::Single { .. }, Some(m)) => ETag::Md5(seal_md5(&self.dek, &m)),
             _ => ETag::Store,
         };
-        let header = self.begin(headers, etag);
+        // The whole body was read and verified: its checksum is known.
+        let value = self
+            .checksum
+            .as_ref()
+            .and_then(|c| Some((c.algo, c.value()?)));
+        let stored = match (&self.kind, &value) {
+            (Kind::Single { .. }, Some((algo, d))) => Some(Stored::Sealed {
+                algo: *algo,
+                sealed: seal_checksum(&self.dek, algo.display(), d),
+            }),
+            _ => None,
+        };
+        let header = self.begin(headers, etag, stored);
+        self.seal_part_checksum(&header, value);
         self.outcome.update(|w| w.md5 = md5);
         let input = (!plain.is_empty()).then(|| Ok(Bytes::copy_from_slice(plain)));
         Encryptor::new(
@@ -203,7 +247,7 @@ impl Writer {
 
     /// Seals a streamed body: returns the store body and its exact length. A single-part
     /// object whose MD5 is wanted but not known gets it sealed after its last segment.
-    pub fn seal_stream(self, plain: ByteStream, headers: &mut HeaderMap) -> (ByteStream, u64) {
+    pub fn seal_stream(mut self, plain: ByteStream, headers: &mut HeaderMap) -> (ByteStream, u64) {
         let known = match &self.kind {
             Kind::Single { known_md5, .. } => *known_md5,
             Kind::Part { .. } => None,
@@ -215,15 +259,84 @@ impl Writer {
             (Kind::Single { .. }, None) if trailer => ETag::Trailer,
             _ => ETag::Store,
         };
-        let header = self.begin(headers, etag);
+        let single = matches!(self.kind, Kind::Single { .. });
+        // A checksum from a header goes into the metadata; one from a trailer is known
+        // only after the body, and is sealed after it.
+        let checksum = self.checksum.take();
+        let stored = match &checksum {
+            Some(c) if single => Some(match &c.known {
+                Some(d) => Stored::Sealed {
+                    algo: c.algo,
+                    sealed: seal_checksum(&self.dek, c.algo.display(), d),
+                },
+                None => Stored::Trailer(c.algo),
+            }),
+            _ => None,
+        };
+        let header = self.begin(headers, etag, stored.clone());
         let mut len = part_cipher_len(self.len, self.with_header());
         if known.is_some() {
             self.outcome.update(|w| w.md5 = known);
         }
-        if !self.wants_md5() || known.is_some() {
-            let s = Encryptor::new(plain, &self.dek, header, self.with_header()).boxed();
-            return (s, len);
+        let body = if !self.wants_md5() || known.is_some() {
+            Encryptor::new(plain, &self.dek, header, self.with_header()).boxed()
+        } else {
+            self.md5_sealed(plain, header, trailer, &mut len)
+        };
+        let Some(c) = checksum else {
+            return (body, len);
+        };
+        if !single {
+            // A part: its checksum goes into its record once the body was verified.
+            let dek = self.dek.clone();
+            let outcome = self.outcome.clone();
+            let end = futures::stream::once(async move {
+                if let Some(d) = c.value() {
+                    let sealed = seal_part_checksum(&dek, &header, c.algo.display(), &d);
+                    outcome.update(|w| w.checksum = Some((c.algo, sealed)));
+                }
+                Ok::<Bytes, std::io::Error>(Bytes::new())
+            })
+            .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
+            return (body.chain(end).boxed(), len);
         }
+        if let Some(Stored::Trailer(algo)) = stored {
+            len += super::checksum::sealed_len(algo);
+            let dek = self.dek.clone();
+            let tail = futures::stream::once(async move {
+                let d = c.value().ok_or_else(|| {
+                    std::io::Error::other("the body ended before its checksum was verified")
+                })?;
+                Ok(Bytes::from(seal_part_checksum(
+                    &dek,
+                    &header,
+                    algo.display(),
+                    &d,
+                )))
+            });
+            return (body.chain(tail).boxed(), len);
+        }
+        (body, len)
+    }
+
+    /// A part's checksum, sealed into the outcome (single-part objects keep theirs in
+    /// their metadata).
+    fn seal_part_checksum(&self, header: &PartHeader, value: Option<(Algo, Vec<u8>)>) {
+        if let (Kind::Part { .. }, Some((algo, d))) = (&self.kind, value) {
+            let sealed = seal_part_checksum(&self.dek, header, algo.display(), &d);
+            self.outcome.update(|w| w.checksum = Some((algo, sealed)));
+        }
+    }
+
+    /// The body with its MD5 computed as it passes (the outcome gets it), and for a
+    /// `trailer` sealed after the last segment (`len` grows by the trailer).
+    fn md5_sealed(
+        &self,
+        plain: ByteStream,
+        header: PartHeader,
+        trailer: bool,
+        len: &mut u64,
+    ) -> ByteStream {
         // The MD5 of the plaintext as it passes; for a trailer, sealed once it is known.
         let md5 = Arc::new(Mutex::new(None::<[u8; 16]>));
         let slot = md5.clone();
@@ -236,10 +349,10 @@ impl Writer {
         });
         let sealed = Encryptor::new(tapped, &self.dek, header, self.with_header()).boxed();
         if !trailer {
-            return (sealed, len);
+            return sealed;
         }
-        len += TRAILER_LEN;
-        let dek = self.dek;
+        *len += TRAILER_LEN;
+        let dek = self.dek.clone();
         let tail = futures::stream::once(async move {
             let m =
                 md5.lock().ok().and_then(|g| *g).ok_or_else(|| {
@@ -247,7 +360,7 @@ impl Writer {
                 })?;
             Ok(Bytes::copy_from_slice(&seal_trailer(&dek, &header, &m)))
         });
-        (sealed.chain(tail).boxed(), len)
+        sealed.chain(tail).boxed()
     }
 }
 

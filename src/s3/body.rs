@@ -16,7 +16,7 @@ use super::checksum::{Algo, Declared, Verifying, b64};
 use super::{Ctx, forward};
 use crate::error::Error;
 use crate::object::ByteStream;
-use crate::object::write::Writer;
+use crate::object::write::{ChecksumSource, Writer};
 use crate::upstream::UpBody;
 
 /// The plaintext length the client declared; S3 requires one for PutObject/UploadPart.
@@ -166,6 +166,18 @@ pub async fn send_verified(
     let client = ClientFailure::default();
     let body = client.watch(forward::body_stream(std::mem::take(&mut ctx.body)));
     let (verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
+    // The client's checksum is kept with the object (or part), sealed, once verified.
+    let writer = writer.map(|w| match declared.checksum_algo() {
+        Some(algo) => {
+            let v = verdict.clone();
+            w.with_checksum(ChecksumSource {
+                algo,
+                known: declared.value(algo),
+                verified: Box::new(move || v.digest(algo)),
+            })
+        }
+        None => w,
+    });
     let up_body = if len <= PREREAD_MAX {
         // One segment or less: read it all before calling the store, so that the request
         // head and body reach it in one write and a bad body never reaches it at all

@@ -17,111 +17,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures::Stream;
 use http::HeaderMap;
-use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::{S3Error, S3ErrorCode};
 
-/// Algorithms S3 clients can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algo {
-    Crc32,
-    Crc32c,
-    Crc64Nvme,
-    Sha1,
-    Sha256,
-    Md5,
-}
-
-impl Algo {
-    pub const CHECKSUMS: [Algo; 5] = [
-        Algo::Crc32,
-        Algo::Crc32c,
-        Algo::Crc64Nvme,
-        Algo::Sha1,
-        Algo::Sha256,
-    ];
-
-    /// The `x-amz-checksum-*` header (or `content-md5`).
-    pub fn header(self) -> &'static str {
-        match self {
-            Algo::Crc32 => "x-amz-checksum-crc32",
-            Algo::Crc32c => "x-amz-checksum-crc32c",
-            Algo::Crc64Nvme => "x-amz-checksum-crc64nvme",
-            Algo::Sha1 => "x-amz-checksum-sha1",
-            Algo::Sha256 => "x-amz-checksum-sha256",
-            Algo::Md5 => "content-md5",
-        }
-    }
-
-    pub fn display(self) -> &'static str {
-        match self {
-            Algo::Crc32 => "CRC32",
-            Algo::Crc32c => "CRC32C",
-            Algo::Crc64Nvme => "CRC64NVME",
-            Algo::Sha1 => "SHA1",
-            Algo::Sha256 => "SHA256",
-            Algo::Md5 => "Content-MD5",
-        }
-    }
-
-    fn digest_len(self) -> usize {
-        match self {
-            Algo::Crc32 | Algo::Crc32c => 4,
-            Algo::Crc64Nvme => 8,
-            Algo::Sha1 => 20,
-            Algo::Sha256 => 32,
-            Algo::Md5 => 16,
-        }
-    }
-
-    fn from_header(name: &str) -> Option<Algo> {
-        Self::CHECKSUMS
-            .into_iter()
-            .chain([Algo::Md5])
-            .find(|a| a.header().eq_ignore_ascii_case(name))
-    }
-}
-
-enum Hasher {
-    Crc32(Crc32),
-    Crc32c(Crc32c),
-    Crc64Nvme(Crc64Nvme),
-    Sha1(Sha1),
-    Sha256(Sha256),
-    Md5(Md5),
-}
-
-impl Hasher {
-    fn new(a: Algo) -> Self {
-        match a {
-            Algo::Crc32 => Hasher::Crc32(Crc32::new()),
-            Algo::Crc32c => Hasher::Crc32c(Crc32c::new()),
-            Algo::Crc64Nvme => Hasher::Crc64Nvme(Crc64Nvme::new()),
-            Algo::Sha1 => Hasher::Sha1(Sha1::new()),
-            Algo::Sha256 => Hasher::Sha256(Sha256::new()),
-            Algo::Md5 => Hasher::Md5(Md5::new()),
-        }
-    }
-    fn update(&mut self, d: &[u8]) {
-        match self {
-            Hasher::Crc32(h) => h.update(d),
-            Hasher::Crc32c(h) => h.update(d),
-            Hasher::Crc64Nvme(h) => h.update(d),
-            Hasher::Sha1(h) => h.update(d),
-            Hasher::Sha256(h) => h.update(d),
-            Hasher::Md5(h) => h.update(d),
-        }
-    }
-    fn finalize(self) -> Vec<u8> {
-        match self {
-            Hasher::Crc32(h) => h.finalize().to_vec(),
-            Hasher::Crc32c(h) => h.finalize().to_vec(),
-            Hasher::Crc64Nvme(h) => h.finalize().to_vec(),
-            Hasher::Sha1(h) => h.finalize().as_ref().to_vec(),
-            Hasher::Sha256(h) => h.finalize().as_ref().to_vec(),
-            Hasher::Md5(h) => h.finalize().as_ref().to_vec(),
-        }
-    }
-}
+pub use crate::object::checksum::Algo;
+use crate::object::checksum::Hasher;
 
 /// One checksum the client asked us to verify.
 #[derive(Debug, Clone)]
@@ -213,6 +112,14 @@ impl Declared {
         self.expected.is_empty()
     }
 
+    /// The value a header gave for `algo` (`None` when it comes in the trailer).
+    pub fn value(&self, algo: Algo) -> Option<Vec<u8>> {
+        self.expected
+            .iter()
+            .find(|e| e.algo == algo)
+            .and_then(|e| e.value.clone())
+    }
+
     /// The checksum algorithm (not MD5) the client used, if any.
     pub fn checksum_algo(&self) -> Option<Algo> {
         self.expected
@@ -239,6 +146,15 @@ impl Verdict {
         let v = self.0.lock().ok().and_then(|g| g.clone())?;
         Some(v.map_err(|(code, msg)| S3Error::with_message(code, msg)))
     }
+    /// The verified digest of `algo`, once the whole body verified.
+    pub fn digest(&self, algo: Algo) -> Option<Vec<u8>> {
+        self.get()?
+            .ok()?
+            .into_iter()
+            .find(|(a, _)| *a == algo)
+            .map(|(_, d)| d)
+    }
+
     fn set(&self, v: Result<Digests, S3Error>) {
         let v = v.map_err(|e| {
             (
@@ -387,6 +303,7 @@ pub fn b64(d: &[u8]) -> String {
 mod tests {
     use super::*;
     use futures::StreamExt;
+    use s3s::crypto::{Checksum as _, Crc32, Md5};
 
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         crate::test_support::headers(pairs)

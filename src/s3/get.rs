@@ -81,7 +81,8 @@ async fn decrypted(
         .objects()
         .client_etag(&obj, &meta, &dek, resp.headers())
         .await?;
-    let headers = plaintext::headers(&ctx.req, resp.headers(), &meta, &etag, &want);
+    let mut headers = plaintext::headers(&ctx.req, resp.headers(), &meta, &etag, &want);
+    plaintext::add_checksum(ctx, &obj, &meta, &dek, resp.headers(), &want, &mut headers).await?;
     let plan = plan.or_else(|| format::plan(&meta.layout, want.start, want.end));
     let body = plan.map(|plan| {
         ctx.objects()
@@ -122,7 +123,8 @@ async fn general(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return plaintext::unmet(verdict, headers);
     }
     let want = plaintext::want(&ctx.req, &meta)?;
-    let headers = plaintext::headers(&ctx.req, head.headers(), &meta, &etag, &want);
+    let mut headers = plaintext::headers(&ctx.req, head.headers(), &meta, &etag, &want);
+    plaintext::add_checksum(&ctx, &obj, &meta, &dek, head.headers(), &want, &mut headers).await?;
     let body = ctx
         .objects()
         .read_range(&obj, &meta, dek, pin.as_ref(), want.start, want.end)

@@ -34,7 +34,7 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(out);
     };
     let obj = ctx.req.object()?;
-    let (meta, _, etag) = ctx.open_described(&obj, meta, &resp).await?;
+    let (meta, dek, etag) = ctx.open_described(&obj, meta, &resp).await?;
     let verdict = conditions::evaluate(
         &ctx.headers,
         &etag,
@@ -51,6 +51,7 @@ pub async fn head_object(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return plaintext::unmet(verdict, h);
     }
     let want = plaintext::want(&ctx.req, &meta)?;
-    let h = plaintext::headers(&ctx.req, resp.headers(), &meta, &etag, &want);
+    let mut h = plaintext::headers(&ctx.req, resp.headers(), &meta, &etag, &want);
+    plaintext::add_checksum(&ctx, &obj, &meta, &dek, resp.headers(), &want, &mut h).await?;
     Ok(plaintext::response(want.status(), h, None))
 }

@@ -103,6 +103,7 @@ async fn resolve(ctx: &Ctx, obj: &ObjectRef) -> Result<Option<Known>, Error> {
     let known = Known {
         size: meta.size,
         etag,
+        checksum: None,
     };
     ctx.objects()
         .known

@@ -171,6 +171,32 @@ pub fn headers(
     h
 }
 
+/// With `x-amz-checksum-mode: ENABLED`, an answer carrying the whole object also carries
+/// the checksum the client sent when it wrote it, and its type (S3 gives none for a
+/// range).
+pub async fn add_checksum(
+    ctx: &super::Ctx,
+    obj: &crate::object::ObjectRef,
+    meta: &ObjectMeta,
+    dek: &crate::crypto::stream::Dek,
+    store: &HeaderMap,
+    want: &Want,
+    h: &mut HeaderMap,
+) -> Result<(), Error> {
+    let enabled = ctx
+        .headers
+        .get("x-amz-checksum-mode")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("ENABLED"));
+    if !enabled || ctx.req.range.is_some() || want.start != 0 || want.end != meta.size {
+        return Ok(());
+    }
+    if let Some(s) = ctx.objects().client_checksum(obj, meta, dek, store).await? {
+        s.write(h);
+    }
+    Ok(())
+}
+
 /// A successful read's answer with the headers its `response-*` parameters ask for
 /// (applied after the stored headers were checked against the object's metadata). A
 /// value that is not a valid header value was refused when the request was parsed.
@@ -248,11 +274,27 @@ pub fn remember(
     size: u64,
     etag: Option<String>,
 ) {
+    remember_with(ctx, obj, store_etag, size, etag, None);
+}
+
+/// [`remember`], with the client checksum the new version keeps.
+pub fn remember_with(
+    ctx: &super::Ctx,
+    obj: &crate::object::ObjectRef,
+    store_etag: &str,
+    size: u64,
+    etag: Option<String>,
+    checksum: Option<crate::object::checksum::Served>,
+) {
     ctx.objects().known.put(
         &obj.bucket,
         &obj.key,
         store_etag,
-        crate::object::known::Known { size, etag },
+        crate::object::known::Known {
+            size,
+            etag,
+            checksum,
+        },
     );
 }
 
@@ -278,6 +320,7 @@ mod tests {
             [2; 16],
             crate::object::ETag::Store,
             Default::default(),
+            None,
         )
     }
 

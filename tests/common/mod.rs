@@ -63,6 +63,43 @@ pub async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bytes::Byte
         .into_bytes()
 }
 
+/// An object as the store holds it (read directly): its bytes and user metadata.
+pub async fn stored(
+    direct: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> (Vec<u8>, std::collections::HashMap<String, String>) {
+    let r = direct
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("direct GET {bucket}/{key}: {e:?}"));
+    let meta = r.metadata().cloned().unwrap_or_default();
+    (r.body.collect().await.unwrap().into_bytes().to_vec(), meta)
+}
+
+/// Writes an object directly to the store with these bytes and user metadata (what a
+/// store operator could do).
+pub async fn store_as(
+    direct: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    meta: std::collections::HashMap<String, String>,
+) {
+    direct
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .set_metadata(Some(meta))
+        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("direct PUT {bucket}/{key}: {e:?}"));
+}
+
 /// Deterministic pseudo-random bytes (fast, so large bodies are cheap to make).
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{HeaderMap, HeaderValue};
 
+use super::checksum::Stored;
 use super::customer::KeyCheck;
 use super::describe::Described;
 use super::envelope::{Alg, Envelope, decode_context};
@@ -89,6 +90,9 @@ pub struct ObjectMeta {
     /// Format-3 multipart objects: the upload whose part list (manifest) gives the
     /// layout, size and ETag ([`super::Objects::open`] reads it).
     pub upload: Option<UploadUid>,
+    /// The client's checksum, when it sent one (format 3; multipart objects: from the
+    /// part list).
+    pub checksum: Option<Stored>,
     pub mac: [u8; 16],
 }
 
@@ -111,6 +115,7 @@ impl ObjectMeta {
         salt: [u8; SALT_LEN],
         etag: ETag,
         described: Described,
+        checksum: Option<Stored>,
     ) -> ObjectMeta {
         let mut m = ObjectMeta {
             envelope,
@@ -121,6 +126,7 @@ impl ObjectMeta {
             etag,
             described,
             upload: None,
+            checksum,
             mac: [0; 16],
         };
         m.mac = m.compute_mac(dek);
@@ -145,6 +151,7 @@ impl ObjectMeta {
             etag: if md5 { ETag::Parts(None) } else { ETag::Store },
             described,
             upload: Some(upload),
+            checksum: None,
             mac: [0; 16],
         };
         m.mac = m.compute_mac(dek);
@@ -178,6 +185,7 @@ impl ObjectMeta {
             etag: ETag::Store,
             described: Described::default(),
             upload: None,
+            checksum: None,
             mac: [0; 16],
         };
         m.mac = m.compute_mac(dek);
@@ -192,7 +200,7 @@ impl ObjectMeta {
     /// can become SSE-C this way (the copy handler streams the others).
     pub fn rewrapped(&self, envelope: Envelope, dek: &Dek, described: Described) -> ObjectMeta {
         debug_assert!(
-            !envelope.is_customer() || (self.format == 3 && self.etag != ETag::Trailer),
+            !envelope.is_customer() || self.rewraps_to_customer(),
             "an SSE-C copy by re-wrapping needs a format-3 source without a trailer"
         );
         let etag = match &self.etag {
@@ -213,17 +221,26 @@ impl ObjectMeta {
     /// Whether a copy can make this object SSE-C by re-wrapping its DEK (see
     /// [`Self::rewrapped`]).
     pub fn rewraps_to_customer(&self) -> bool {
-        self.format == 3 && self.etag != ETag::Trailer
+        self.format == 3 && self.etag != ETag::Trailer && self.checksum_trailer() == 0
+    }
+
+    /// Bytes of the sealed checksum after the segments and MD5 trailer.
+    pub fn checksum_trailer(&self) -> u64 {
+        self.checksum.as_ref().map_or(0, Stored::trailer_len)
     }
 
     /// The ciphertext length the store must hold.
     pub fn cipher_len(&self) -> u64 {
-        self.layout.cipher_len()
-            + if self.etag == ETag::Trailer {
-                TRAILER_LEN
-            } else {
-                0
-            }
+        self.layout.cipher_len() + self.md5_trailer() + self.checksum_trailer()
+    }
+
+    /// Bytes of the sealed MD5 after the segments.
+    pub fn md5_trailer(&self) -> u64 {
+        if self.etag == ETag::Trailer {
+            TRAILER_LEN
+        } else {
+            0
+        }
     }
 
     /// The message the format-1/2 MAC covers.
@@ -267,6 +284,12 @@ impl ObjectMeta {
         // SSE-C (algorithm `SSE-C`, which no other object has): the key check too.
         if let Some(c) = &e.customer {
             field(&mut m, &c.encode());
+        }
+        // The client's checksum, when kept in the metadata or a trailer (absent from
+        // objects written before sealgate kept checksums, so their MAC is unchanged).
+        if let Some(c) = self.checksum.as_ref().and_then(Stored::encode) {
+            field(&mut m, b"checksum");
+            field(&mut m, c.as_bytes());
         }
         m
     }
@@ -316,6 +339,9 @@ impl ObjectMeta {
         }
         if self.format >= 3 {
             set(h, names::ETAG, self.etag.encode());
+            if let Some(c) = self.checksum.as_ref().and_then(Stored::encode) {
+                set(h, names::CHECKSUM, c);
+            }
         }
         set(h, names::MAC, B64.encode(self.mac));
     }
@@ -352,6 +378,11 @@ impl ObjectMeta {
             let etag = ETag::decode(need(h, names::ETAG)?)
                 .filter(|e| matches!(e, ETag::Store | ETag::Parts(_)))
                 .ok_or_else(|| Error::tampered("unknown ETag source"))?;
+            if h.contains_key(names::CHECKSUM) {
+                return Err(Error::tampered(
+                    "a checksum in the metadata of a multipart object",
+                ));
+            }
             return Ok(Some(ObjectMeta {
                 envelope,
                 format,
@@ -361,6 +392,7 @@ impl ObjectMeta {
                 etag,
                 described: Described::of(h),
                 upload: Some(upload),
+                checksum: None,
                 mac,
             }));
         }
@@ -407,6 +439,17 @@ impl ObjectMeta {
         } else {
             Described::default()
         };
+        let checksum = match (format, get(h, names::CHECKSUM)) {
+            (_, None) => None,
+            (3, Some(c)) if salt.is_some() => Some(
+                Stored::decode(c).ok_or_else(|| Error::tampered("the checksum is malformed"))?,
+            ),
+            _ => {
+                return Err(Error::tampered(
+                    "a checksum in the metadata of an object that cannot have one",
+                ));
+            }
+        };
         Ok(Some(ObjectMeta {
             envelope,
             format,
@@ -416,6 +459,7 @@ impl ObjectMeta {
             etag,
             described,
             upload: None,
+            checksum,
             mac,
         }))
     }

@@ -1,6 +1,7 @@
 //! Unit tests of the object metadata: round trips, MAC coverage, tampering, old formats.
 
 use super::*;
+use crate::object::checksum::Algo;
 
 fn envelope() -> Envelope {
     Envelope {
@@ -41,7 +42,15 @@ fn metadata_round_trips_through_headers_and_stays_small() {
     };
     let (h0, d) = described(&[("content-type", "text/plain"), ("x-amz-meta-a", "b")]);
     for m in [
-        ObjectMeta::single(envelope(), &dek(), 12345, [9; 16], ETag::Store, d.clone()),
+        ObjectMeta::single(
+            envelope(),
+            &dek(),
+            12345,
+            [9; 16],
+            ETag::Store,
+            d.clone(),
+            None,
+        ),
         ObjectMeta::single(
             envelope(),
             &dek(),
@@ -49,8 +58,30 @@ fn metadata_round_trips_through_headers_and_stays_small() {
             [9; 16],
             ETag::Md5([7; 32]),
             d.clone(),
+            None,
         ),
-        ObjectMeta::single(remote, &dek(), 7, [9; 16], ETag::Trailer, d.clone()),
+        ObjectMeta::single(remote, &dek(), 7, [9; 16], ETag::Trailer, d.clone(), None),
+        ObjectMeta::single(
+            envelope(),
+            &dek(),
+            7,
+            [9; 16],
+            ETag::Trailer,
+            d.clone(),
+            Some(Stored::Trailer(Algo::Crc64Nvme)),
+        ),
+        ObjectMeta::single(
+            envelope(),
+            &dek(),
+            7,
+            [9; 16],
+            ETag::Store,
+            d.clone(),
+            Some(Stored::Sealed {
+                algo: Algo::Sha256,
+                sealed: vec![5; 48],
+            }),
+        ),
         ObjectMeta::multipart(envelope(), &dek(), multi),
     ] {
         let mut h = if m.format == 3 {
@@ -79,10 +110,21 @@ fn every_served_field_of_format_3_is_authenticated() {
         ("cache-control", "no-cache"),
         ("x-amz-meta-owner", "bob"),
     ]);
-    let m = ObjectMeta::single(envelope(), &dek(), 5, [9; 16], ETag::Md5([1; 32]), d);
+    let m = ObjectMeta::single(
+        envelope(),
+        &dek(),
+        5,
+        [9; 16],
+        ETag::Md5([1; 32]),
+        d,
+        Some(Stored::Trailer(Algo::Crc32)),
+    );
     let mut h = h0.clone();
     m.write(&mut h);
     for (name, value) in [
+        // Another algorithm, or a checksum moved from the trailer into the metadata.
+        (names::CHECKSUM, "CRC32C:trailer"),
+        (names::CHECKSUM, "CRC32:AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
         (names::ALG, "AES256"),
         (names::KEY, "arn:aws:kms:us-east-1:000000000000:key/other"),
         (names::SIZE, "6"),
@@ -104,10 +146,15 @@ fn every_served_field_of_format_3_is_authenticated() {
             "{name} changed undetected"
         );
     }
-    let mut t = h.clone();
-    t.remove("cache-control");
-    let read = ObjectMeta::read(&t).unwrap().unwrap();
-    assert!(read.verify(&dek()).is_err(), "a removed header is detected");
+    for removed in ["cache-control", names::CHECKSUM] {
+        let mut t = h.clone();
+        t.remove(removed);
+        let read = ObjectMeta::read(&t).unwrap().unwrap();
+        assert!(
+            read.verify(&dek()).is_err(),
+            "a removed {removed} is detected"
+        );
+    }
     ObjectMeta::read(&h)
         .unwrap()
         .unwrap()
@@ -136,7 +183,15 @@ fn customer_envelope(dek: &Dek) -> (Envelope, super::super::customer::CustomerKe
 fn sse_c_metadata_round_trips_holds_no_key_and_authenticates_its_check() {
     let (env, ck) = customer_envelope(&dek());
     let (h0, d) = described(&[("content-type", "text/plain")]);
-    let m = ObjectMeta::single(env.clone(), &dek(), 5, [9; 16], ETag::Store, d.clone());
+    let m = ObjectMeta::single(
+        env.clone(),
+        &dek(),
+        5,
+        [9; 16],
+        ETag::Store,
+        d.clone(),
+        None,
+    );
     let mut h = h0.clone();
     m.write(&mut h);
     assert_eq!(get(&h, names::ALG), Some("SSE-C"));
@@ -169,7 +224,7 @@ fn sse_c_metadata_round_trips_holds_no_key_and_authenticates_its_check() {
     let mut t = h.clone();
     t.insert(names::VERSION, "1".parse().unwrap());
     assert!(matches!(ObjectMeta::read(&t), Err(Error::Tampered(_))));
-    let kms = ObjectMeta::single(envelope(), &dek(), 5, [9; 16], ETag::Store, d);
+    let kms = ObjectMeta::single(envelope(), &dek(), 5, [9; 16], ETag::Store, d, None);
     let mut t = h0.clone();
     kms.write(&mut t);
     t.insert(
@@ -189,6 +244,7 @@ fn an_sse_c_copy_gets_the_stores_etag() {
         [9; 16],
         ETag::Md5([1; 32]),
         Described::default(),
+        None,
     );
     assert!(m.rewraps_to_customer());
     let c = m.rewrapped(env, &dek(), Described::default());
@@ -201,6 +257,7 @@ fn an_sse_c_copy_gets_the_stores_etag() {
         [9; 16],
         ETag::Trailer,
         Described::default(),
+        None,
     );
     assert!(
         !t.rewraps_to_customer(),
