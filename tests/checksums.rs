@@ -8,7 +8,10 @@
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+    ServerSideEncryption,
+};
 use common::{Sealgate, Store, b64, pattern};
 use rstest::rstest;
 
@@ -239,4 +242,234 @@ async fn a_stored_checksum_the_store_changed_is_refused(#[case] store: Store) {
         .build();
     let plain = aws_sdk_s3::Client::from_conf(conf);
     assert_eq!(common::get(&plain, &b, "trailer").await, data);
+}
+
+/// AWS's composite checksum: the digest of the parts' digests, `-N`.
+fn composite(algo: &ChecksumAlgorithm, parts: &[Vec<u8>]) -> String {
+    use base64::Engine as _;
+    let raw: Vec<u8> = parts
+        .iter()
+        .flat_map(|p| {
+            base64::engine::general_purpose::STANDARD
+                .decode(digest(algo, p))
+                .unwrap()
+        })
+        .collect();
+    format!("{}-{}", digest(algo, &raw), parts.len())
+}
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn a_multipart_upload_with_part_checksums_has_the_object_checksum_aws_gives(
+    #[case] store: Store,
+) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    let parts: Vec<Vec<u8>> = [b'A', b'B', b'C']
+        .iter()
+        .map(|c| vec![*c; 5 << 20])
+        .collect();
+    let whole = parts.concat();
+    for (algo, asked, kind) in [
+        (ChecksumAlgorithm::Sha256, None, ChecksumType::Composite),
+        (ChecksumAlgorithm::Crc32, None, ChecksumType::Composite),
+        (
+            ChecksumAlgorithm::Crc32C,
+            Some(ChecksumType::FullObject),
+            ChecksumType::FullObject,
+        ),
+        (ChecksumAlgorithm::Crc64Nvme, None, ChecksumType::FullObject),
+    ] {
+        let k = format!("mp-{}", algo.as_str());
+        let want = if kind == ChecksumType::FullObject {
+            digest(&algo, &whole)
+        } else {
+            composite(&algo, &parts)
+        };
+        let created = sg
+            .client
+            .create_multipart_upload()
+            .bucket(&b)
+            .key(&k)
+            .checksum_algorithm(algo.clone())
+            .set_checksum_type(asked)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.checksum_algorithm(), Some(&algo));
+        assert_eq!(created.checksum_type(), Some(&kind), "{k}");
+        let id = created.upload_id().unwrap();
+        let mut done = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let n = i as i32 + 1;
+            let out = sg
+                .client
+                .upload_part()
+                .bucket(&b)
+                .key(&k)
+                .upload_id(id)
+                .part_number(n)
+                .checksum_algorithm(algo.clone())
+                .body(ByteStream::from(p.clone()))
+                .send()
+                .await
+                .unwrap();
+            let sum = checksum_of!(out, &algo).unwrap();
+            assert_eq!(sum, digest(&algo, p), "{k} part {n}");
+            let part = CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap());
+            done.push(match algo {
+                ChecksumAlgorithm::Sha256 => part.checksum_sha256(sum),
+                ChecksumAlgorithm::Crc32 => part.checksum_crc32(sum),
+                ChecksumAlgorithm::Crc32C => part.checksum_crc32_c(sum),
+                _ => part.checksum_crc64_nvme(sum),
+            });
+        }
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(done.into_iter().map(|p| p.build()).collect()))
+            .build();
+        let out = sg
+            .client
+            .complete_multipart_upload()
+            .bucket(&b)
+            .key(&k)
+            .upload_id(id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            checksum_of!(out, &algo).as_deref(),
+            Some(want.as_str()),
+            "{k}"
+        );
+        assert_eq!(out.checksum_type(), Some(&kind), "{k}");
+        let h = head(&sg.client, &b, &k, true).await.unwrap();
+        assert_eq!(
+            checksum_of!(h, &algo).as_deref(),
+            Some(want.as_str()),
+            "{k}"
+        );
+        assert_eq!(h.checksum_type(), Some(&kind), "{k}");
+        // The SDK checks a full-object checksum against the body (not a composite one).
+        let g = sg
+            .client
+            .get_object()
+            .bucket(&b)
+            .key(&k)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            checksum_of!(g, &algo).as_deref(),
+            Some(want.as_str()),
+            "{k}"
+        );
+        assert!(g.body.collect().await.unwrap().into_bytes() == whole, "{k}");
+        let attrs = sg
+            .client
+            .get_object_attributes()
+            .bucket(&b)
+            .key(&k)
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::Checksum)
+            .send()
+            .await
+            .unwrap();
+        let c = attrs.checksum().unwrap();
+        assert_eq!(
+            checksum_of!(c, &algo).as_deref(),
+            Some(want.as_str()),
+            "{k}"
+        );
+        assert_eq!(c.checksum_type(), Some(&kind), "{k}");
+    }
+    // The value s3-tests expects for these three parts under SHA-256.
+    assert_eq!(
+        composite(&ChecksumAlgorithm::Sha256, &parts),
+        "uWBwpe1dxI4Vw8Gf0X9ynOdw/SS6VBzfWm9giiv1sf4=-3"
+    );
+}
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn checksums_that_do_not_fit_a_multipart_upload_are_refused(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    // AWS has no full-object SHA-256, and no composite CRC64NVME.
+    for (algo, kind) in [
+        (ChecksumAlgorithm::Sha256, ChecksumType::FullObject),
+        (ChecksumAlgorithm::Crc64Nvme, ChecksumType::Composite),
+    ] {
+        let e = sg
+            .client
+            .create_multipart_upload()
+            .bucket(&b)
+            .key("x")
+            .checksum_algorithm(algo)
+            .checksum_type(kind)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.raw_response().unwrap().status().as_u16(), 400);
+        assert_eq!(
+            e.as_service_error().unwrap().meta().code(),
+            Some("InvalidRequest")
+        );
+    }
+    // A completion that lists a part checksum other than the part's.
+    let id = sg
+        .client
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("x")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let out = sg
+        .client
+        .upload_part()
+        .bucket(&b)
+        .key("x")
+        .upload_id(&id)
+        .part_number(1)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(ByteStream::from_static(b"only part"))
+        .send()
+        .await
+        .unwrap();
+    let complete = |listed: &[u8]| {
+        let part = CompletedPart::builder()
+            .part_number(1)
+            .e_tag(out.e_tag().unwrap())
+            .checksum_crc32(digest(&ChecksumAlgorithm::Crc32, listed))
+            .build();
+        sg.client
+            .complete_multipart_upload()
+            .bucket(&b)
+            .key("x")
+            .upload_id(&id)
+            .multipart_upload(CompletedMultipartUpload::builder().parts(part).build())
+            .send()
+    };
+    let e = complete(b"another part").await.unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 400);
+    assert_eq!(
+        e.as_service_error().unwrap().meta().code(),
+        Some("InvalidPart")
+    );
+    // With the part's own checksum the same completion goes through.
+    let done = complete(b"only part").await.unwrap();
+    assert_eq!(
+        done.checksum_crc32(),
+        Some(composite(&ChecksumAlgorithm::Crc32, &[b"only part".to_vec()]).as_str())
+    );
 }

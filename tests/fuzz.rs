@@ -341,17 +341,25 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
         any::<bool>(),
         proptest::option::of("[a-z][a-z0-9_-]{0,15}"),
         proptest::option::of(any::<[u8; 16]>()),
-        proptest::option::of((any::<[u8; 16]>(), any::<bool>(), any::<[u8; 16]>())),
+        proptest::option::of((
+            any::<[u8; 16]>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<[u8; 16]>(),
+        )),
     )
         .prop_map(
             |(up, dek, arn, ctx, kms, bk, backend, bk_salt, v3)| UploadToken {
                 upstream_id: up,
-                v3: v3.map(|(uid, md5, mac)| sealgate::object::upload::UploadV3 {
-                    uid,
-                    md5,
-                    mac,
-                    upload_key: None,
-                }),
+                v3: v3.map(
+                    |(uid, md5, full_object, mac)| sealgate::object::upload::UploadV3 {
+                        uid,
+                        md5,
+                        full_object,
+                        mac,
+                        upload_key: None,
+                    },
+                ),
                 envelope: Envelope {
                     alg: if kms { Alg::Kms } else { Alg::S3 },
                     key_ref: arn,

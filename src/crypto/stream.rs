@@ -130,27 +130,28 @@ pub fn open_md5(dek: &Dek, sealed: &[u8; 32]) -> Option<[u8; 16]> {
     plain.try_into().ok()
 }
 
+/// Seals `msg` under `HKDF-SHA256(salt = "", ikm = key, info)` with nonce 0: the caller
+/// guarantees one message per derived key.
+pub fn seal_under(key: &Dek, info: &[u8], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+    let key = derived_key(key, info);
+    seal_small(&key, Nonce::assume_unique_for_key([0; 12]), aad, msg)
+}
+
+/// Opens [`seal_under`]'s output; `None` when it does not authenticate.
+pub fn open_under(key: &Dek, info: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let key = derived_key(key, info);
+    open_small(&key, Nonce::assume_unique_for_key([0; 12]), aad, sealed)
+}
+
 /// Seals a client checksum for an object's metadata (format 3) under a key derived from
-/// the DEK, bound to its algorithm (one message per key and algorithm: a fixed nonce).
+/// the DEK, bound to its algorithm (one message per key: a fixed nonce).
 pub fn seal_checksum(dek: &Dek, algo: &str, digest: &[u8]) -> Vec<u8> {
-    let key = derived_key(dek, format::CHECKSUM_KEY_INFO);
-    seal_small(
-        &key,
-        Nonce::assume_unique_for_key([0; 12]),
-        algo.as_bytes(),
-        digest,
-    )
+    seal_under(dek, format::CHECKSUM_KEY_INFO, algo.as_bytes(), digest)
 }
 
 /// Opens [`seal_checksum`]'s output; `None` when it does not authenticate.
 pub fn open_checksum(dek: &Dek, algo: &str, sealed: &[u8]) -> Option<Vec<u8>> {
-    let key = derived_key(dek, format::CHECKSUM_KEY_INFO);
-    open_small(
-        &key,
-        Nonce::assume_unique_for_key([0; 12]),
-        algo.as_bytes(),
-        sealed,
-    )
+    open_under(dek, format::CHECKSUM_KEY_INFO, algo.as_bytes(), sealed)
 }
 
 /// Seals a client checksum under a part key (the checksum trailer of a single-part

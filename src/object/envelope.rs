@@ -362,10 +362,16 @@ impl super::Objects {
         meta.verify(&dek)?;
         let meta = match meta.upload {
             Some(u) if meta.needs_manifest() => {
-                let m = self
-                    .manifest(&meta.envelope.upload_mac_key(&dek, &u), &u)
-                    .await?;
-                meta.with_manifest(&m)
+                let key = meta.envelope.upload_mac_key(&dek, &u);
+                let m = self.manifest(&key, &u).await?;
+                let checksum = match &m.checksum {
+                    Some(c) => Some(super::checksum::Stored::Parts(c.open(&key)?)),
+                    None => None,
+                };
+                super::ObjectMeta {
+                    checksum,
+                    ..meta.with_manifest(&m)
+                }
             }
             _ => meta,
         };

@@ -3,7 +3,8 @@
 //! store. Design: `docs/design/multipart.md`.
 //!
 //! - A part record is written after the store accepted a part, under
-//!   `parts/<upload>/<part number>.<store ETag id>.<salt>.<length>.<md5>.<mac>`: the name
+//!   `parts/<upload>/<part number>.<store ETag id>.<salt>.<length>.<md5>[.<checksum>].<time>.<mac>`
+//!   (the client's checksum of the part sealed, when it sent one): the name
 //!   says everything, so completion lists them (one request per 1,000) instead of reading
 //!   each. The store's ETag of the part names the attempt that won.
 //! - The manifest (`manifests/<upload>`) is written before the store's upload is
@@ -20,14 +21,16 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
 use super::Objects;
+use super::checksum::{Algo, Served};
 use super::paging::{self, Pager};
-use crate::crypto::format::{Layout, MAX_PLAIN, SALT_LEN};
-use crate::crypto::stream::Dek;
+use crate::crypto::format::{Layout, MAX_PLAIN, PartHeader, SALT_LEN};
+use crate::crypto::stream::{Dek, open_part_checksum, seal_part_checksum};
 use crate::error::Error;
 use crate::upstream::{UpBody, UpRequest};
 use crate::xml::texts;
@@ -36,6 +39,8 @@ use crate::xml::texts;
 const PART_RECORD_INFO: &[u8] = b"sealgate v3 part record";
 /// FORMAT: HKDF info of the key that MACs manifests.
 const MANIFEST_INFO: &[u8] = b"sealgate v3 manifest";
+/// FORMAT: HKDF info of the key that seals a multipart object's checksum in its manifest.
+const MANIFEST_CHECKSUM_INFO: &[u8] = b"sealgate v3 multipart checksum";
 
 /// An upload's random id (format 3), named by the object's metadata and its token.
 /// What creating the state bucket found.
@@ -50,6 +55,14 @@ pub enum StateBucket {
 }
 
 pub type UploadUid = [u8; 16];
+
+fn seal_with(key: &Dek, info: &[u8], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+    crate::crypto::stream::seal_under(key, info, aad, msg)
+}
+
+fn open_with(key: &Dek, info: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    crate::crypto::stream::open_under(key, info, aad, sealed)
+}
 
 fn mac(dek: &Dek, info: &[u8], msg: &[u8]) -> [u8; 16] {
     crate::crypto::stream::mac_under(dek, info, msg)
@@ -79,6 +92,9 @@ pub struct PartRecord {
     pub len: u64,
     /// The plaintext MD5 (SSE-S3 uploads).
     pub md5: Option<[u8; 16]>,
+    /// The client's verified checksum of the part, when it sent one (sealed in the
+    /// record's name under the part key derived from the upload's MAC key).
+    pub checksum: Option<(Algo, Vec<u8>)>,
     /// When sealgate recorded it (milliseconds since the epoch): of several attempts
     /// the store still lists for one part number (SeaweedFS lists them all), the latest
     /// is the part, as on S3.
@@ -86,7 +102,24 @@ pub struct PartRecord {
 }
 
 impl PartRecord {
-    fn mac(&self, dek: &Dek, upload: &UploadUid) -> [u8; 16] {
+    fn header(&self) -> PartHeader {
+        PartHeader {
+            part_number: self.part_number,
+            salt: self.salt,
+            plain_len: self.len,
+        }
+    }
+
+    /// The checksum field of the record's name (`ALGO~B64URL`, sealed), if any. Base64,
+    /// not hex: the whole name stays under the 255 bytes stores allow a path component
+    /// (SeaweedFS refuses longer ones).
+    fn sealed_checksum(&self, dek: &Dek) -> Option<String> {
+        let (algo, d) = self.checksum.as_ref()?;
+        let sealed = seal_part_checksum(dek, &self.header(), algo.display(), d);
+        Some(format!("{}~{}", algo.display(), B64URL.encode(sealed)))
+    }
+
+    fn mac(&self, dek: &Dek, upload: &UploadUid, checksum: Option<&str>) -> [u8; 16] {
         let mut m = upload.to_vec();
         m.extend_from_slice(&self.part_number.to_be_bytes());
         m.extend_from_slice(&self.etag_id);
@@ -94,21 +127,28 @@ impl PartRecord {
         m.extend_from_slice(&self.len.to_be_bytes());
         m.extend_from_slice(self.md5.as_ref().map_or(&[][..], |d| &d[..]));
         m.extend_from_slice(&self.at_ms.to_be_bytes());
+        // Records without a checksum keep the MAC of records written before checksums.
+        if let Some(c) = checksum {
+            m.extend_from_slice(b"checksum");
+            m.extend_from_slice(c.as_bytes());
+        }
         mac(dek, PART_RECORD_INFO, &m)
     }
 
     /// The record's key in the state bucket.
     pub fn key(&self, dek: &Dek, upload: &UploadUid) -> String {
+        let checksum = self.sealed_checksum(dek);
         format!(
-            "{}{:05}.{}.{}.{}.{}.{}.{}",
+            "{}{:05}.{}.{}.{}.{}.{}{}.{}",
             parts_prefix(upload),
             self.part_number,
             hex::encode(self.etag_id),
             hex::encode(self.salt),
             self.len,
             self.md5.map_or("-".to_string(), hex::encode),
+            checksum.as_ref().map_or(String::new(), |c| format!("{c}.")),
             self.at_ms,
-            hex::encode(self.mac(dek, upload)),
+            hex::encode(self.mac(dek, upload, checksum.as_deref())),
         )
     }
 
@@ -117,10 +157,12 @@ impl PartRecord {
     pub fn parse(key: &str, dek: &Dek, upload: &UploadUid) -> Option<PartRecord> {
         let rest = key.strip_prefix(&parts_prefix(upload))?;
         let f: Vec<&str> = rest.split('.').collect();
-        let [pn, eid, salt, len, md5, at, tag] = f.as_slice() else {
-            return None;
+        let (pn, eid, salt, len, md5, checksum, at, tag) = match f.as_slice() {
+            [pn, eid, salt, len, md5, at, tag] => (pn, eid, salt, len, md5, None, at, tag),
+            [pn, eid, salt, len, md5, c, at, tag] => (pn, eid, salt, len, md5, Some(*c), at, tag),
+            _ => return None,
         };
-        let r = PartRecord {
+        let mut r = PartRecord {
             part_number: pn.parse().ok()?,
             etag_id: hex::decode(eid).ok()?.try_into().ok()?,
             salt: hex::decode(salt).ok()?.try_into().ok()?,
@@ -129,10 +171,22 @@ impl PartRecord {
                 "-" => None,
                 h => Some(hex::decode(h).ok()?.try_into().ok()?),
             },
+            checksum: None,
             at_ms: at.parse().ok()?,
         };
         let tag = hex::decode(tag).ok()?;
-        verify(&r.mac(dek, upload), &tag).then_some(r)
+        if !verify(&r.mac(dek, upload, checksum), &tag) {
+            return None;
+        }
+        if let Some(c) = checksum {
+            let (name, sealed) = c.split_once('~')?;
+            let algo = Algo::parse(name)?;
+            let sealed = B64URL.decode(sealed).ok()?;
+            let d = open_part_checksum(dek, &r.header(), algo.display(), &sealed)
+                .filter(|d| d.len() == algo.digest_len())?;
+            r.checksum = Some((algo, d));
+        }
+        Some(r)
     }
 }
 
@@ -187,6 +241,54 @@ pub struct Manifest {
     /// The object's client-visible ETag when it is not the store's (SSE-S3: the MD5 of
     /// the parts' MD5s, `-N`).
     pub etag: Option<String>,
+    /// The object's checksum, when every part carried one of the same algorithm
+    /// (absent from manifests written before sealgate kept checksums).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ManifestChecksum>,
+}
+
+/// A multipart object's checksum as its manifest keeps it: the served value (`B64-N`
+/// composite, or the full-object CRC) sealed under `HKDF(upload MAC key, "sealgate v3
+/// multipart checksum")`, nonce 0 (one manifest per key), AAD the algorithm and type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestChecksum {
+    #[serde(rename = "a")]
+    pub algo: String,
+    #[serde(rename = "f")]
+    pub full_object: bool,
+    /// Hex of the sealed value.
+    #[serde(rename = "v")]
+    pub sealed: String,
+}
+
+impl ManifestChecksum {
+    fn aad(algo: &str, full_object: bool) -> Vec<u8> {
+        format!("{algo}|{}", u8::from(full_object)).into_bytes()
+    }
+
+    pub fn seal(key: &Dek, s: &Served) -> ManifestChecksum {
+        let algo = s.algo.display().to_string();
+        let aad = Self::aad(&algo, s.full_object);
+        let sealed = seal_with(key, MANIFEST_CHECKSUM_INFO, &aad, s.value.as_bytes());
+        ManifestChecksum {
+            algo,
+            full_object: s.full_object,
+            sealed: hex::encode(sealed),
+        }
+    }
+
+    pub fn open(&self, key: &Dek) -> Result<Served, Error> {
+        let bad = || Error::tampered("its part list's checksum does not authenticate");
+        let algo = Algo::parse(&self.algo).ok_or_else(bad)?;
+        let raw = hex::decode(&self.sealed).map_err(|_| bad())?;
+        let aad = Self::aad(&self.algo, self.full_object);
+        let value = open_with(key, MANIFEST_CHECKSUM_INFO, &aad, &raw).ok_or_else(bad)?;
+        Ok(Served {
+            algo,
+            value: String::from_utf8(value).map_err(|_| bad())?,
+            full_object: self.full_object,
+        })
+    }
 }
 
 impl Manifest {
@@ -594,6 +696,7 @@ mod tests {
             salt: [3; 16],
             len: 5 << 20,
             md5: Some([9; 16]),
+            checksum: None,
             at_ms: 1_700_000_000_000,
         };
         let k = r.key(&dek, &up);
@@ -604,11 +707,33 @@ mod tests {
         assert_eq!(PartRecord::parse(&k, &dek, &[8; 16]), None);
         let edited = k.replace(".5242880.", ".5242881.");
         assert_eq!(PartRecord::parse(&edited, &dek, &up), None);
-        let no_md5 = PartRecord { md5: None, ..r };
+        let no_md5 = PartRecord {
+            md5: None,
+            ..r.clone()
+        };
         assert_eq!(
             PartRecord::parse(&no_md5.key(&dek, &up), &dek, &up),
             Some(no_md5)
         );
+        // With the longest checksum, the name (after `parts/<upload>/`) still fits the
+        // 255 bytes a store allows a path component; the digest is not in it in the clear.
+        let digest = vec![0xab; 32];
+        let with = PartRecord {
+            checksum: Some((Algo::Sha256, digest.clone())),
+            len: 5 << 30,
+            ..r
+        };
+        let k = with.key(&dek, &up);
+        let name = k.rsplit('/').next().unwrap();
+        assert!(name.len() < 255, "{} bytes: {name}", name.len());
+        assert!(!k.contains(&hex::encode(&digest)) && !k.contains(&B64URL.encode(&digest)));
+        assert_eq!(PartRecord::parse(&k, &dek, &up), Some(with.clone()));
+        // Another algorithm named for the same sealed value, or the field dropped: refused.
+        let renamed = k.replace("SHA256~", "SHA1~");
+        assert_eq!(PartRecord::parse(&renamed, &dek, &up), None);
+        let cks = k.split('.').nth(5).unwrap();
+        let dropped = k.replace(&format!(".{cks}"), "");
+        assert_eq!(PartRecord::parse(&dropped, &dek, &up), None);
     }
 
     #[test]
@@ -631,8 +756,24 @@ mod tests {
                 },
             ],
             etag: None,
+            checksum: None,
         };
         assert!(m.clone().checked(&up).is_ok());
+        // A manifest's checksum opens only under its upload's key, for its algorithm.
+        let key = Dek::from_slice(&[4; 32]).unwrap();
+        let served = Served {
+            algo: Algo::Sha256,
+            value: "abc=-3".into(),
+            full_object: false,
+        };
+        let sealed = ManifestChecksum::seal(&key, &served);
+        assert_eq!(sealed.open(&key).unwrap(), served);
+        assert!(sealed.open(&Dek::from_slice(&[5; 32]).unwrap()).is_err());
+        let relabelled = ManifestChecksum {
+            full_object: true,
+            ..sealed
+        };
+        assert!(relabelled.open(&key).is_err());
         assert!(m.clone().checked(&[6; 16]).is_err());
         let mut bad = m.clone();
         bad.parts.swap(0, 1);

@@ -36,10 +36,30 @@ pub struct UploadV3 {
     pub uid: UploadUid,
     /// Part and object ETags are plaintext MD5s (SSE-S3).
     pub md5: bool,
+    /// The client asked for a FULL_OBJECT checksum of the whole object (CRCs), not the
+    /// composite of the parts' (`x-amz-checksum-type` at CreateMultipartUpload).
+    pub full_object: bool,
     pub mac: [u8; 16],
     /// SSE-C uploads, in the token the client holds: the upload key
     /// ([`Envelope::upload_mac_key`]).
     pub upload_key: Option<UploadKey>,
+}
+
+/// What an upload's ETags and checksum are (fixed when it is created).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadKind {
+    /// Part and object ETags are plaintext MD5s (SSE-S3).
+    pub md5: bool,
+    /// The object's checksum is the full-object CRC, not the composite.
+    pub full_object: bool,
+}
+
+impl UploadV3 {
+    /// FORMAT: the token's flag byte: bit 0 MD5 ETags, bit 1 a FULL_OBJECT checksum
+    /// (tokens before checksums were kept have 0 or 1).
+    fn flags(&self) -> u8 {
+        u8::from(self.md5) | (u8::from(self.full_object) << 1)
+    }
 }
 
 /// An SSE-C upload's MAC key as a token carries it (redacted in `Debug`).
@@ -94,7 +114,7 @@ impl UploadToken {
         upstream_id: String,
         envelope: Envelope,
         uid: UploadUid,
-        md5: bool,
+        kind: UploadKind,
         dek: &Dek,
         bucket: &str,
         key: &str,
@@ -106,7 +126,8 @@ impl UploadToken {
             envelope,
             v3: Some(UploadV3 {
                 uid,
-                md5,
+                md5: kind.md5,
+                full_object: kind.full_object,
                 mac: [0; 16],
                 upload_key,
             }),
@@ -159,7 +180,7 @@ impl UploadToken {
             self.envelope.bk_salt.as_ref().map_or(&[][..], |s| &s[..]),
         );
         m.extend_from_slice(&v.uid);
-        m.push(u8::from(v.md5));
+        m.push(v.flags());
         put_field(&mut m, bucket.as_bytes());
         put_field(&mut m, key.as_bytes());
         if let Some(c) = &self.envelope.customer {
@@ -222,7 +243,7 @@ impl UploadToken {
                     put_field(&mut out, k.map_or(&[][..], |k| &k.0.bytes()[..]));
                 }
                 put_field(&mut out, &v.uid);
-                out.push(u8::from(v.md5));
+                out.push(v.flags());
                 out.extend_from_slice(&v.mac);
                 format!("{PREFIX_V3}{}", B64URL.encode(out))
             }
@@ -284,12 +305,16 @@ impl UploadToken {
                 .ok_or_else(bad)?
                 .try_into()
                 .map_err(|_| bad())?;
-            let (&md5, rest) = b.split_first().ok_or_else(bad)?;
+            let (&flags, rest) = b.split_first().ok_or_else(bad)?;
+            if flags & !0b11 != 0 {
+                return Err(bad());
+            }
             let mac: [u8; 16] = rest.try_into().map_err(|_| bad())?;
             b = &[];
             Some(UploadV3 {
                 uid,
-                md5: md5 == 1,
+                md5: flags & 1 != 0,
+                full_object: flags & 2 != 0,
                 mac,
                 upload_key,
             })
@@ -336,7 +361,18 @@ mod tests {
     #[test]
     fn upload_tokens_round_trip_and_reject_garbage() {
         let dek = Dek::from_slice(&[4; 32]).unwrap();
-        let t = UploadToken::new("abc123".into(), envelope(), [6; 16], true, &dek, "b", "k");
+        let t = UploadToken::new(
+            "abc123".into(),
+            envelope(),
+            [6; 16],
+            UploadKind {
+                md5: true,
+                full_object: true,
+            },
+            &dek,
+            "b",
+            "k",
+        );
         assert_eq!(UploadToken::decode(&t.encode()).unwrap(), Some(t.clone()));
         t.verify(&dek, "b", "k").unwrap();
         assert!(t.verify(&dek, "b", "other").is_err(), "bound to its object");
@@ -382,7 +418,15 @@ mod tests {
             bucket_key: false,
             customer: Some(check),
         };
-        let t = UploadToken::new("up1".into(), env.clone(), [6; 16], false, &dek, "b", "k");
+        let t = UploadToken::new(
+            "up1".into(),
+            env.clone(),
+            [6; 16],
+            UploadKind::default(),
+            &dek,
+            "b",
+            "k",
+        );
         let uk = env.upload_mac_key(&dek, &[6; 16]);
         assert_eq!(t.upload_key().map(|k| *k.bytes()), Some(*uk.bytes()));
         let back = UploadToken::decode(&t.encode()).unwrap().unwrap();

@@ -33,8 +33,8 @@ pub struct Written {
     pub md5: Option<[u8; 16]>,
     /// The part's salt (part writes).
     pub salt: Option<[u8; 16]>,
-    /// The part's client checksum, sealed under its part key (part writes whose client
-    /// sent one, [`crate::crypto::stream::seal_part_checksum`]).
+    /// The part's verified client checksum (part writes whose client sent one; its
+    /// record keeps it sealed).
     pub checksum: Option<(Algo, Vec<u8>)>,
 }
 
@@ -232,9 +232,12 @@ impl Writer {
             }),
             _ => None,
         };
+        let part_checksum = value.filter(|_| !matches!(self.kind, Kind::Single { .. }));
         let header = self.begin(headers, etag, stored);
-        self.seal_part_checksum(&header, value);
-        self.outcome.update(|w| w.md5 = md5);
+        self.outcome.update(|w| {
+            w.md5 = md5;
+            w.checksum = part_checksum;
+        });
         let input = (!plain.is_empty()).then(|| Ok(Bytes::copy_from_slice(plain)));
         Encryptor::new(
             futures::stream::iter(input).boxed(),
@@ -278,6 +281,23 @@ impl Writer {
         if known.is_some() {
             self.outcome.update(|w| w.md5 = known);
         }
+        // A part's checksum goes into its record once the body was verified: taken
+        // when the plaintext ends (the encryptor reads it to its end before the final
+        // segment, whereas the store's request may stop reading after its last byte).
+        let (plain, checksum) = match checksum {
+            Some(c) if !single => {
+                let outcome = self.outcome.clone();
+                let end = futures::stream::once(async move {
+                    if let Some(d) = c.value() {
+                        outcome.update(|w| w.checksum = Some((c.algo, d)));
+                    }
+                    Ok::<Bytes, std::io::Error>(Bytes::new())
+                })
+                .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
+                (plain.chain(end).boxed(), None)
+            }
+            c => (plain, c),
+        };
         let body = if !self.wants_md5() || known.is_some() {
             Encryptor::new(plain, &self.dek, header, self.with_header()).boxed()
         } else {
@@ -286,20 +306,6 @@ impl Writer {
         let Some(c) = checksum else {
             return (body, len);
         };
-        if !single {
-            // A part: its checksum goes into its record once the body was verified.
-            let dek = self.dek.clone();
-            let outcome = self.outcome.clone();
-            let end = futures::stream::once(async move {
-                if let Some(d) = c.value() {
-                    let sealed = seal_part_checksum(&dek, &header, c.algo.display(), &d);
-                    outcome.update(|w| w.checksum = Some((c.algo, sealed)));
-                }
-                Ok::<Bytes, std::io::Error>(Bytes::new())
-            })
-            .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
-            return (body.chain(end).boxed(), len);
-        }
         if let Some(Stored::Trailer(algo)) = stored {
             len += super::checksum::sealed_len(algo);
             let dek = self.dek.clone();
@@ -317,15 +323,6 @@ impl Writer {
             return (body.chain(tail).boxed(), len);
         }
         (body, len)
-    }
-
-    /// A part's checksum, sealed into the outcome (single-part objects keep theirs in
-    /// their metadata).
-    fn seal_part_checksum(&self, header: &PartHeader, value: Option<(Algo, Vec<u8>)>) {
-        if let (Kind::Part { .. }, Some((algo, d))) = (&self.kind, value) {
-            let sealed = seal_part_checksum(&self.dek, header, algo.display(), &d);
-            self.outcome.update(|w| w.checksum = Some((algo, sealed)));
-        }
     }
 
     /// The body with its MD5 computed as it passes (the outcome gets it), and for a

@@ -23,14 +23,15 @@ use super::upload::{self, Open};
 use super::{Ctx, forward, sse};
 use crate::crypto::format::part_cipher_len;
 use crate::error::Error;
-use crate::object::manifest::{Manifest, ManifestPart, PartRecord, etag_id};
+use crate::object::checksum::{Algo, Served};
+use crate::object::manifest::{Manifest, ManifestChecksum, ManifestPart, PartRecord, etag_id};
 use crate::object::{ObjectMeta, ObjectRef};
 use crate::upstream::UpBody;
 use crate::xml::{Edit, rewrite_text, texts};
 
 pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
-    let body = read_small_body(&mut ctx).await?;
-    let body = strip_part_checksums(&body)?;
+    let original = read_small_body(&mut ctx).await?;
+    let body = strip_part_checksums(&original)?;
     let mut headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
     let Some(up) = upload::open(&ctx).await? else {
         let resp = ctx.forward(headers, UpBody::Bytes(body)).await?;
@@ -47,7 +48,9 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     };
     super::conditions::check_write(&ctx, &mut headers).await?;
     let records = ctx.objects().part_records(up.mac_key()?, &up.uid).await?;
+    let client_sums = listed_checksums(&original, wanted.len())?;
     let mut parts = Vec::with_capacity(wanted.len());
+    let mut sums = Vec::with_capacity(wanted.len());
     let mut store_list = String::from("<CompleteMultipartUpload>");
     // Part sizes are the store's to police (S3: 5 MiB but the last), on what it holds.
     for (pn, client_etag) in &wanted {
@@ -80,6 +83,12 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         if unquote(client_etag) != unquote(&etag) {
             return Err(invalid());
         }
+        // A part checksum the client lists must be the one it uploaded the part with.
+        if let Some((algo, want)) = client_sums.as_ref().map(|(a, v)| (*a, &v[parts.len()]))
+            && r.checksum.as_ref() != Some(&(algo, want.clone()))
+        {
+            return Err(invalid());
+        }
         if part_cipher_len(r.len, true) != *cipher_len {
             return Err(Error::tampered(format!(
                 "part {pn} in the store is not the length sealgate wrote"
@@ -91,16 +100,24 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             salt: r.salt,
             etag,
         });
+        sums.push(r.checksum.clone());
         store_list.push_str(&format!(
             "<Part><PartNumber>{pn}</PartNumber><ETag>{}</ETag></Part>",
             quick_xml::escape::escape(store_etag.as_str())
         ));
     }
     store_list.push_str("</CompleteMultipartUpload>");
+    let full_object = up.token.v3.as_ref().is_some_and(|v| v.full_object);
+    let checksum = object_checksum(full_object, &parts, &sums);
+    check_full_object_checksum(&ctx.headers, checksum.as_ref())?;
     let manifest = Manifest {
         upload: hex::encode(up.uid),
         etag: up.md5.then(|| multipart_etag(&parts)),
         parts,
+        checksum: match &checksum {
+            Some(c) => Some(ManifestChecksum::seal(up.mac_key()?, c)),
+            None => None,
+        },
     };
     ctx.objects()
         .put_manifest(up.mac_key()?, &up.uid, &manifest)
@@ -143,6 +160,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .map_err(Error::Internal)?,
         None => answer,
     };
+    let answer = with_checksum(answer, checksum.as_ref());
     let mut out = S3Response::new(Body::from(answer));
     out.status = Some(StatusCode::OK);
     out.headers = forward::response_headers(
@@ -211,6 +229,11 @@ async fn repeated(
         k = quick_xml::escape::escape(up.obj.key.as_str()),
         e = quick_xml::escape::escape(etag.as_str()),
     );
+    let checksum = match &manifest.checksum {
+        Some(c) => Some(c.open(up.mac_key()?)?),
+        None => None,
+    };
+    let xml = with_checksum(Bytes::from(xml), checksum.as_ref());
     let mut out = S3Response::new(Body::from(xml));
     out.status = Some(StatusCode::OK);
     forward::set_header(&mut out.headers, "content-type", "application/xml");
@@ -235,6 +258,102 @@ fn multipart_etag(parts: &[ManifestPart]) -> String {
         }
     }
     format!("\"{}-{}\"", hex::encode(h.finalize()), parts.len())
+}
+
+/// The object's checksum from its parts' (`None` unless every part carried one of the
+/// same algorithm): the full-object CRC when asked for (CRC64NVME always), else AWS's
+/// composite.
+fn object_checksum(
+    full_object: bool,
+    parts: &[ManifestPart],
+    sums: &[Option<(Algo, Vec<u8>)>],
+) -> Option<Served> {
+    let algo = sums.first()?.as_ref()?.0;
+    let list = sums
+        .iter()
+        .zip(parts)
+        .map(|(s, p)| match s {
+            Some((a, d)) if *a == algo => Some((d.clone(), p.len)),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Served::of_parts(algo, full_object || algo == Algo::Crc64Nvme, &list)
+}
+
+/// A checksum of the object the client sent with the completion must be the object's
+/// (when its parts' checksums give one: without them there is nothing to check it by).
+fn check_full_object_checksum(h: &HeaderMap, ours: Option<&Served>) -> Result<(), Error> {
+    let Some(ours) = ours else { return Ok(()) };
+    for algo in Algo::CHECKSUMS {
+        let Some(v) = h.get(algo.header()).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let v = v.trim();
+        // A composite value may be sent with or without its `-N`.
+        let bare = ours
+            .value
+            .split_once('-')
+            .map_or(ours.value.as_str(), |(b, _)| b);
+        if ours.algo != algo || (v != ours.value && v != bare) {
+            return Err(Error::client(
+                s3s::S3ErrorCode::BadDigest,
+                format!(
+                    "The {} you specified for the object did not match what sealgate computed from its parts.",
+                    algo.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An algorithm and one digest per part.
+type Listed = (Algo, Vec<Vec<u8>>);
+
+/// The part checksums a CompleteMultipartUpload body lists, when it lists one per part
+/// (of one algorithm), decoded.
+fn listed_checksums(xml: &[u8], parts: usize) -> Result<Option<Listed>, Error> {
+    use base64::Engine as _;
+    for algo in Algo::CHECKSUMS {
+        let name = format!("Checksum{}", algo.display());
+        let vals = texts(xml, &["Part", name.as_str()]).map_err(Error::malformed_xml)?;
+        if vals.is_empty() {
+            continue;
+        }
+        if vals.len() != parts {
+            return Err(Error::invalid_request(format!(
+                "Every part needs its {name} when one part has it."
+            )));
+        }
+        let decoded = vals
+            .iter()
+            .map(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| Error::invalid_request(format!("A part's {name} is not base64.")))?;
+        return Ok(Some((algo, decoded)));
+    }
+    Ok(None)
+}
+
+/// A CompleteMultipartUploadResult with the object's checksum and its type (AWS's
+/// elements, before the closing tag).
+fn with_checksum(answer: Bytes, checksum: Option<&Served>) -> Bytes {
+    let Some(c) = checksum else { return answer };
+    let close = b"</CompleteMultipartUploadResult>";
+    let Some(at) = answer.windows(close.len()).rposition(|w| w == close) else {
+        return answer;
+    };
+    let name = format!("Checksum{}", c.algo.display());
+    let add = format!(
+        "<{name}>{}</{name}><ChecksumType>{}</ChecksumType>",
+        quick_xml::escape::escape(c.value.as_str()),
+        c.type_name()
+    );
+    let mut out = Vec::with_capacity(answer.len() + add.len());
+    out.extend_from_slice(&answer[..at]);
+    out.extend_from_slice(add.as_bytes());
+    out.extend_from_slice(&answer[at..]);
+    Bytes::from(out)
 }
 
 /// Part numbers and ETags listed in a CompleteMultipartUpload body, in order.

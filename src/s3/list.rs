@@ -268,7 +268,7 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         let resp = ctx.forward(headers, UpBody::Empty).await?;
         return Ok(forward::to_client(resp, false, forward::STORE_SSE));
     };
-    let (meta, _, etag) = ctx.open_described(&obj, meta, &head).await?;
+    let (meta, dek, etag) = ctx.open_described(&obj, meta, &head).await?;
     let wanted: Vec<String> = ctx
         .headers
         .get_all("x-amz-object-attributes")
@@ -305,7 +305,21 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             "ObjectParts" if meta.upload.is_some() || meta.layout.headers_in_body => {
                 x.push_str(&object_parts(&ctx.headers, &meta.layout.parts)?);
             }
-            // Checksums the store holds are about ciphertext; sealgate keeps none to report.
+            // The client's checksum sealgate kept (the store's are about ciphertext).
+            "Checksum" => {
+                if let Some(c) = ctx
+                    .objects()
+                    .client_checksum(&obj, &meta, &dek, head.headers())
+                    .await?
+                {
+                    let name = format!("Checksum{}", c.algo.display());
+                    x.push_str(&format!(
+                        "<Checksum><{name}>{}</{name}><ChecksumType>{}</ChecksumType></Checksum>",
+                        quick_xml::escape::escape(c.value.as_str()),
+                        c.type_name()
+                    ));
+                }
+            }
             _ => {}
         }
     }

@@ -21,24 +21,79 @@ use super::upload::{self, Open};
 use super::{Ctx, forward, rules, source, sse};
 use crate::crypto::format::plain_len_of_part_cipher;
 use crate::error::Error;
+use crate::object::checksum::Algo;
 use crate::object::describe::{self, Described};
 use crate::object::manifest::{PartRecord, etag_id};
+use crate::object::upload::UploadKind;
 use crate::object::write::{Outcome, Writer};
 use crate::object::{Alg, ETag, ObjectMeta, UploadToken, meta};
 use crate::upstream::UpBody;
 use crate::xml::{Edit, rewrite_text, texts};
 
+/// The checksum a CreateMultipartUpload asks for: its algorithm, and whether the object's
+/// checksum is FULL_OBJECT (CRCs only; CRC64NVME always) rather than COMPOSITE (the
+/// digest of the parts' digests), with AWS's refusals of combinations it does not have.
+fn requested_checksum(h: &HeaderMap) -> Result<Option<(Algo, bool)>, Error> {
+    let text = |n: &str| {
+        h.get(n)
+            .map(|v| v.to_str().unwrap_or("").trim().to_string())
+    };
+    let (algo, kind) = (
+        text("x-amz-checksum-algorithm"),
+        text("x-amz-checksum-type"),
+    );
+    let Some(name) = algo else {
+        if kind.is_some() {
+            return Err(Error::invalid_request(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+            ));
+        }
+        return Ok(None);
+    };
+    let algo = Algo::parse(&name).ok_or_else(|| {
+        Error::invalid_request(format!(
+            "Checksum algorithm provided is unsupported: {name}. Use CRC32, CRC32C, CRC64NVME, SHA1 or SHA256."
+        ))
+    })?;
+    let full = match kind.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None => algo == Algo::Crc64Nvme,
+        Some("FULL_OBJECT") if algo.combinable() => true,
+        Some("COMPOSITE") if algo != Algo::Crc64Nvme => false,
+        Some(t @ ("FULL_OBJECT" | "COMPOSITE")) => {
+            return Err(Error::invalid_request(format!(
+                "The {t} checksum type cannot be used with the {} checksum algorithm.",
+                algo.display().to_ascii_lowercase()
+            )));
+        }
+        Some(t) => {
+            return Err(Error::invalid_request(format!(
+                "Value for x-amz-checksum-type header is invalid: {t}. Use FULL_OBJECT or COMPOSITE."
+            )));
+        }
+    };
+    Ok(Some((algo, full)))
+}
+
+/// Tells the client which checksum the upload will have.
+fn echo_requested(out: &mut S3Response<Body>, checksum: Option<(Algo, bool)>) {
+    if let Some((algo, full)) = checksum {
+        forward::set_header(&mut out.headers, "x-amz-checksum-algorithm", algo.display());
+        let kind = if full { "FULL_OBJECT" } else { "COMPOSITE" };
+        forward::set_header(&mut out.headers, "x-amz-checksum-type", kind);
+    }
+}
+
 pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     meta::reject_reserved(&ctx.headers)?;
-    let algo = ctx.headers.get("x-amz-checksum-algorithm").cloned();
+    let checksum = requested_checksum(&ctx.headers)?;
     let mut headers = forward::request_headers(&ctx.headers, &forward::write_drop_list());
     let Some(sse) = rules::effective(&ctx, ctx.req.sse.clone()).await? else {
         // Encryption is off for this bucket: the store's own upload.
         let resp = ctx.forward(headers, UpBody::Empty).await?;
         let ok = resp.status().is_success();
         let mut out = forward::to_client(resp, false, forward::CHECKSUM_REQUEST);
-        if let (true, Some(a)) = (ok, algo) {
-            out.headers.insert("x-amz-checksum-algorithm", a);
+        if ok {
+            echo_requested(&mut out, checksum);
         }
         return Ok(out);
     };
@@ -63,7 +118,19 @@ pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         .ok_or_else(|| {
             Error::Internal("the store's CreateMultipartUpload answer has no UploadId".into())
         })?;
-    let token = UploadToken::new(store_id.clone(), env, uid, md5, &dek, &obj.bucket, &obj.key);
+    let kind = UploadKind {
+        md5,
+        full_object: checksum.is_some_and(|(_, full)| full),
+    };
+    let token = UploadToken::new(
+        store_id.clone(),
+        env,
+        uid,
+        kind,
+        &dek,
+        &obj.bucket,
+        &obj.key,
+    );
     // The state bucket's copy (for ListMultipartUploads) lacks an SSE-C upload key.
     ctx.objects()
         .put_upload_record(&store_id, &token.encode_for_store())
@@ -80,9 +147,7 @@ pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let mut out = forward::rewritten(body, store_headers);
     out.headers.remove("content-length");
     sse::response_headers(&mut out.headers, &head.envelope, ctx.req.ssec.as_ref());
-    if let Some(a) = algo {
-        out.headers.insert("x-amz-checksum-algorithm", a);
-    }
+    echo_requested(&mut out, checksum);
     Ok(out)
 }
 
@@ -110,6 +175,7 @@ async fn record_part(
         salt,
         len,
         md5,
+        checksum: written.checksum.clone(),
         at_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
