@@ -473,3 +473,120 @@ async fn checksums_that_do_not_fit_a_multipart_upload_are_refused(#[case] store:
         Some(composite(&ChecksumAlgorithm::Crc32, &[b"only part".to_vec()]).as_str())
     );
 }
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn copies_keep_the_source_checksum_or_compute_the_one_asked_for(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    let data = pattern(300_000, 77);
+    let crc = ChecksumAlgorithm::Crc32;
+    for (src, kms) in [("src-s3", false), ("src-kms", true)] {
+        let (body, _file) = streamed(&data).await;
+        let mut put = sg
+            .client
+            .put_object()
+            .bucket(&b)
+            .key(src)
+            .checksum_algorithm(crc.clone())
+            .body(body);
+        if kms {
+            put = put.server_side_encryption(ServerSideEncryption::AwsKms);
+        }
+        put.send().await.unwrap();
+        // Same encryption: a re-wrap, the store copies the body and its trailer. From
+        // SSE-KMS to the SSE-S3 default: the bytes stream (the MD5 ETag is computed),
+        // and so is the checksum.
+        let same = format!("{src}-copy");
+        let out = sg
+            .client
+            .copy_object()
+            .bucket(&b)
+            .key(&same)
+            .copy_source(format!("{b}/{src}"))
+            .set_server_side_encryption(kms.then_some(ServerSideEncryption::AwsKms))
+            .send()
+            .await
+            .unwrap();
+        let want = digest(&crc, &data);
+        let r = out.copy_object_result().unwrap();
+        assert_eq!(r.checksum_crc32(), Some(want.as_str()), "{same}");
+        served_checksum_is(&sg, &b, &same, &crc, &want, &data).await;
+        let streamed_copy = format!("{src}-to-s3");
+        let out = sg
+            .client
+            .copy_object()
+            .bucket(&b)
+            .key(&streamed_copy)
+            .copy_source(format!("{b}/{src}"))
+            .send()
+            .await
+            .unwrap();
+        let r = out.copy_object_result().unwrap();
+        assert_eq!(r.checksum_crc32(), Some(want.as_str()), "{streamed_copy}");
+        served_checksum_is(&sg, &b, &streamed_copy, &crc, &want, &data).await;
+    }
+    // Another algorithm asked for: computed while the bytes stream.
+    let sha = ChecksumAlgorithm::Sha256;
+    let out = sg
+        .client
+        .copy_object()
+        .bucket(&b)
+        .key("as-sha256")
+        .copy_source(format!("{b}/src-s3"))
+        .checksum_algorithm(sha.clone())
+        .send()
+        .await
+        .unwrap();
+    let want = digest(&sha, &data);
+    let r = out.copy_object_result().unwrap();
+    assert_eq!(r.checksum_sha256(), Some(want.as_str()));
+    served_checksum_is(&sg, &b, "as-sha256", &sha, &want, &data).await;
+    // A part copied into an upload created with a checksum algorithm gets its checksum,
+    // and the object the composite of its parts'.
+    let id = sg
+        .client
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("from-copy")
+        .checksum_algorithm(crc.clone())
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let part = sg
+        .client
+        .upload_part_copy()
+        .bucket(&b)
+        .key("from-copy")
+        .upload_id(&id)
+        .part_number(1)
+        .copy_source(format!("{b}/src-s3"))
+        .send()
+        .await
+        .unwrap();
+    let r = part.copy_part_result().unwrap();
+    assert_eq!(r.checksum_crc32(), Some(digest(&crc, &data).as_str()));
+    let done = CompletedPart::builder()
+        .part_number(1)
+        .e_tag(r.e_tag().unwrap())
+        .checksum_crc32(r.checksum_crc32().unwrap())
+        .build();
+    let out = sg
+        .client
+        .complete_multipart_upload()
+        .bucket(&b)
+        .key("from-copy")
+        .upload_id(&id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(done).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.checksum_crc32(),
+        Some(composite(&crc, std::slice::from_ref(&data)).as_str())
+    );
+}

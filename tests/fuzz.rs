@@ -356,6 +356,7 @@ fn token_strategy() -> impl Strategy<Value = UploadToken> {
                         uid,
                         md5,
                         full_object,
+                        algo: None,
                         mac,
                         upload_key: None,
                     },

@@ -126,6 +126,48 @@ impl Algo {
     }
 }
 
+/// Where a [`tap`] leaves its digest once the stream ended.
+pub type TapResult = std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>;
+
+/// A [`tap`]'s algorithm and result.
+pub struct ChecksumTap {
+    pub algo: Algo,
+    pub digest: TapResult,
+}
+
+impl ChecksumTap {
+    /// The full-object checksum, once the stream ended.
+    pub fn served(&self) -> Option<Served> {
+        let d = self.digest.lock().ok()?.clone()?;
+        Some(Served::full(self.algo, &d))
+    }
+}
+
+/// Hashes every byte that passes through `s` under `algo` (a copy's checksum, computed
+/// while its plaintext streams); the digest is in the result once the stream ended.
+pub fn tap(s: super::ByteStream, algo: Algo) -> (super::ByteStream, TapResult) {
+    use futures::StreamExt;
+    let hasher = std::sync::Arc::new(std::sync::Mutex::new(Some(Hasher::new(algo))));
+    let out = TapResult::default();
+    let (h, done) = (hasher.clone(), out.clone());
+    let tapped = s.inspect(move |r| {
+        if let (Ok(b), Ok(mut g)) = (r, h.lock())
+            && let Some(h) = g.as_mut()
+        {
+            h.update(b);
+        }
+    });
+    let end = futures::stream::once(async move {
+        let finished = hasher.lock().ok().and_then(|mut g| g.take());
+        if let (Some(h), Ok(mut o)) = (finished, done.lock()) {
+            *o = Some(h.finalize());
+        }
+        Ok::<bytes::Bytes, std::io::Error>(bytes::Bytes::new())
+    })
+    .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
+    (tapped.chain(end).boxed(), out)
+}
+
 /// The digest of `data` under `algo`.
 pub fn digest(algo: Algo, data: &[u8]) -> Vec<u8> {
     let mut h = Hasher::new(algo);
@@ -223,6 +265,34 @@ impl Served {
         } else {
             "COMPOSITE"
         }
+    }
+
+    /// AWS's XML elements for it: `<ChecksumALGO>` and `<ChecksumType>`.
+    pub fn xml(&self) -> String {
+        format!(
+            "<Checksum{a}>{}</Checksum{a}><ChecksumType>{}</ChecksumType>",
+            quick_xml::escape::escape(self.value.as_str()),
+            self.type_name(),
+            a = self.algo.display()
+        )
+    }
+
+    /// An XML answer (`<CopyObjectResult>`, `<CompleteMultipartUploadResult>`, ...) with
+    /// these elements added before its closing tag `</element>`.
+    pub fn add_to(&self, answer: bytes::Bytes, element: &str) -> bytes::Bytes {
+        let close = format!("</{element}>");
+        let Some(at) = answer
+            .windows(close.len())
+            .rposition(|w| w == close.as_bytes())
+        else {
+            return answer;
+        };
+        let add = self.xml();
+        let mut out = Vec::with_capacity(answer.len() + add.len());
+        out.extend_from_slice(&answer[..at]);
+        out.extend_from_slice(add.as_bytes());
+        out.extend_from_slice(&answer[at..]);
+        bytes::Bytes::from(out)
     }
 
     /// Sets the response headers.

@@ -17,6 +17,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
+use super::checksum::Algo;
 use super::customer::KeyCheck;
 use super::envelope::{Alg, Envelope};
 use super::manifest::UploadUid;
@@ -39,6 +40,9 @@ pub struct UploadV3 {
     /// The client asked for a FULL_OBJECT checksum of the whole object (CRCs), not the
     /// composite of the parts' (`x-amz-checksum-type` at CreateMultipartUpload).
     pub full_object: bool,
+    /// The checksum algorithm CreateMultipartUpload named (parts copied with
+    /// UploadPartCopy get theirs computed with it).
+    pub algo: Option<Algo>,
     pub mac: [u8; 16],
     /// SSE-C uploads, in the token the client holds: the upload key
     /// ([`Envelope::upload_mac_key`]).
@@ -52,13 +56,36 @@ pub struct UploadKind {
     pub md5: bool,
     /// The object's checksum is the full-object CRC, not the composite.
     pub full_object: bool,
+    /// The checksum algorithm the upload was created with.
+    pub algo: Option<Algo>,
 }
 
+/// FORMAT: the algorithm codes of a token's flag byte (bits 2-4; 0: none).
+const ALGO_CODES: [Algo; 5] = [
+    Algo::Crc32,
+    Algo::Crc32c,
+    Algo::Crc64Nvme,
+    Algo::Sha1,
+    Algo::Sha256,
+];
+
 impl UploadV3 {
-    /// FORMAT: the token's flag byte: bit 0 MD5 ETags, bit 1 a FULL_OBJECT checksum
-    /// (tokens before checksums were kept have 0 or 1).
+    /// FORMAT: the token's flag byte: bit 0 MD5 ETags, bit 1 a FULL_OBJECT checksum, bits
+    /// 2-4 the checksum algorithm (tokens before checksums were kept have 0 or 1).
     fn flags(&self) -> u8 {
-        u8::from(self.md5) | (u8::from(self.full_object) << 1)
+        let code = self
+            .algo
+            .and_then(|a| ALGO_CODES.iter().position(|c| *c == a))
+            .map_or(0, |i| i as u8 + 1);
+        u8::from(self.md5) | (u8::from(self.full_object) << 1) | (code << 2)
+    }
+
+    fn algo_of(flags: u8) -> Result<Option<Algo>, ()> {
+        match (flags >> 2) as usize {
+            0 => Ok(None),
+            n if n <= ALGO_CODES.len() => Ok(Some(ALGO_CODES[n - 1])),
+            _ => Err(()),
+        }
     }
 }
 
@@ -128,6 +155,7 @@ impl UploadToken {
                 uid,
                 md5: kind.md5,
                 full_object: kind.full_object,
+                algo: kind.algo,
                 mac: [0; 16],
                 upload_key,
             }),
@@ -306,15 +334,14 @@ impl UploadToken {
                 .try_into()
                 .map_err(|_| bad())?;
             let (&flags, rest) = b.split_first().ok_or_else(bad)?;
-            if flags & !0b11 != 0 {
-                return Err(bad());
-            }
+            let algo = UploadV3::algo_of(flags).map_err(|_| bad())?;
             let mac: [u8; 16] = rest.try_into().map_err(|_| bad())?;
             b = &[];
             Some(UploadV3 {
                 uid,
                 md5: flags & 1 != 0,
                 full_object: flags & 2 != 0,
+                algo,
                 mac,
                 upload_key,
             })
@@ -368,6 +395,7 @@ mod tests {
             UploadKind {
                 md5: true,
                 full_object: true,
+                algo: Some(Algo::Sha256),
             },
             &dek,
             "b",

@@ -335,25 +335,12 @@ fn listed_checksums(xml: &[u8], parts: usize) -> Result<Option<Listed>, Error> {
     Ok(None)
 }
 
-/// A CompleteMultipartUploadResult with the object's checksum and its type (AWS's
-/// elements, before the closing tag).
+/// A CompleteMultipartUploadResult with the object's checksum and its type.
 fn with_checksum(answer: Bytes, checksum: Option<&Served>) -> Bytes {
-    let Some(c) = checksum else { return answer };
-    let close = b"</CompleteMultipartUploadResult>";
-    let Some(at) = answer.windows(close.len()).rposition(|w| w == close) else {
-        return answer;
-    };
-    let name = format!("Checksum{}", c.algo.display());
-    let add = format!(
-        "<{name}>{}</{name}><ChecksumType>{}</ChecksumType>",
-        quick_xml::escape::escape(c.value.as_str()),
-        c.type_name()
-    );
-    let mut out = Vec::with_capacity(answer.len() + add.len());
-    out.extend_from_slice(&answer[..at]);
-    out.extend_from_slice(add.as_bytes());
-    out.extend_from_slice(&answer[at..]);
-    Bytes::from(out)
+    match checksum {
+        Some(c) => c.add_to(answer, "CompleteMultipartUploadResult"),
+        None => answer,
+    }
 }
 
 /// Part numbers and ETags listed in a CompleteMultipartUpload body, in order.

@@ -79,13 +79,28 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let md5 = dest_sse
         .as_ref()
         .is_some_and(|s| s.alg == Alg::S3 && ctx.state.encryption.md5_etags);
+    // The copy's checksum: the algorithm the request names, else the source's (AWS
+    // copies it). A re-wrap keeps the source's; another algorithm is computed while the
+    // bytes stream.
+    let requested_algo = source::requested_algo(&ctx.headers)?;
+    let source_algo = source
+        .sealed
+        .as_ref()
+        .and_then(|(m, _)| m.checksum.as_ref())
+        .map(|c| c.algo());
+    let keeps_checksum = requested_algo.is_none() || requested_algo == source_algo;
     match (&source.sealed, dest_sse) {
         (Some((meta, dek)), Some(sse))
             if !(md5 && meta.etag == ETag::Store)
+                && keeps_checksum
                 && (sse.customer.is_none() || meta.rewraps_to_customer()) =>
         {
-            // Re-wrap only: the store copies the body.
+            // Re-wrap only: the store copies the body (and a checksum trailer with it).
             let etag = source.etag.clone();
+            let checksum = ctx
+                .objects()
+                .client_checksum(&source.obj, meta, dek, head.headers())
+                .await?;
             let env = ctx.objects().rewrap(ctx.caller(), dek, &sse, &dest).await?;
             // The body keeps its DEK and salts: only the envelope and what the object
             // says about itself change.
@@ -113,7 +128,14 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 .next()
                 .unwrap_or_default();
             let client_etag = (new_meta.etag != ETag::Store).then_some(etag);
-            plaintext::remember(&ctx, &dest, &store_etag, new_meta.size, client_etag.clone());
+            plaintext::remember_with(
+                &ctx,
+                &dest,
+                &store_etag,
+                new_meta.size,
+                client_etag.clone(),
+                checksum.clone(),
+            );
             // The store's ETag in S3's quoted form (SeaweedFS answers copies with a bare
             // one), as HEAD and listings give it.
             let e = client_etag.unwrap_or_else(|| crate::object::read::quoted(&store_etag));
@@ -125,6 +147,10 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 }
             })
             .map_err(Error::Internal)?;
+            let answer = match &checksum {
+                Some(c) => c.add_to(answer, "CopyObjectResult"),
+                None => answer,
+            };
             let mut out = S3Response::new(Body::from(answer));
             out.status = Some(http::StatusCode::OK);
             out.headers = forward::response_headers(
@@ -151,14 +177,16 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         (_, dest_sse) => {
             // The bytes must change form: stream them through sealgate.
             let (plain, len) = source::plaintext(&ctx, &source, None).await?;
-            let (body, outcome) = match dest_sse {
+            let (body, outcome, tapped) = match dest_sse {
                 Some(sse) => {
                     let (env, dek) = ctx.objects().new_key(ctx.caller(), &sse, &dest).await?;
                     let (writer, outcome) = Writer::single(env, dek, len, md5, None);
+                    let algo = requested_algo.or(source_algo);
+                    let (plain, writer, tapped) = source::checksummed(plain, writer, algo);
                     let (stream, len) = writer.seal_stream(plain, &mut headers);
-                    (UpBody::Stream { stream, len }, Some(outcome))
+                    (UpBody::Stream { stream, len }, Some(outcome), tapped)
                 }
-                None => (UpBody::Stream { stream: plain, len }, None),
+                None => (UpBody::Stream { stream: plain, len }, None, None),
             };
             let body = UpBody::Checked(Box::new(body));
             ctx.method = Method::PUT;
@@ -169,6 +197,7 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             let resp_headers = &resp.headers().clone();
             let written = outcome.map(|o| o.get()).unwrap_or_default();
             let etag = written.md5.filter(|_| md5).map(|m| ETag::quoted_md5(&m));
+            let checksum = tapped.as_ref().and_then(|t| t.served());
             let out = source::copy_result(
                 "CopyObjectResult",
                 &source,
@@ -176,10 +205,11 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 written.meta.as_ref().map(|m| &m.envelope),
                 ctx.req.ssec.as_ref(),
                 etag.as_deref(),
+                checksum.as_ref(),
             );
             if let Some(m) = &written.meta {
                 let store_etag = plaintext::store_etag(resp_headers);
-                plaintext::remember(&ctx, &dest, &store_etag, m.size, etag);
+                plaintext::remember_with(&ctx, &dest, &store_etag, m.size, etag, checksum);
             }
             Ok(out)
         }

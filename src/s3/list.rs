@@ -312,12 +312,7 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
                     .client_checksum(&obj, &meta, &dek, head.headers())
                     .await?
                 {
-                    let name = format!("Checksum{}", c.algo.display());
-                    x.push_str(&format!(
-                        "<Checksum><{name}>{}</{name}><ChecksumType>{}</ChecksumType></Checksum>",
-                        quick_xml::escape::escape(c.value.as_str()),
-                        c.type_name()
-                    ));
+                    x.push_str(&format!("<Checksum>{}</Checksum>", c.xml()));
                 }
             }
             _ => {}

@@ -121,6 +121,7 @@ pub async fn create(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let kind = UploadKind {
         md5,
         full_object: checksum.is_some_and(|(_, full)| full),
+        algo: checksum.map(|(a, _)| a),
     };
     let token = UploadToken::new(
         store_id.clone(),
@@ -259,13 +260,17 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     }
     let (plain, len) = source::plaintext(&ctx, &source, range).await?;
     let pn = part_number(&ctx)?;
-    let (body, outcome) = match &up {
+    let (body, outcome, tapped) = match &up {
         Some(up) => {
             let (writer, outcome) = Writer::part(up.dek()?.clone(), pn, len, up.md5);
+            // A part of an upload created with a checksum algorithm gets its checksum,
+            // as on AWS.
+            let algo = up.token.v3.as_ref().and_then(|v| v.algo);
+            let (plain, writer, tapped) = source::checksummed(plain, writer, algo);
             let (stream, len) = writer.seal_stream(plain, &mut HeaderMap::new());
-            (UpBody::Stream { stream, len }, Some(outcome))
+            (UpBody::Stream { stream, len }, Some(outcome), tapped)
         }
-        None => (UpBody::Stream { stream: plain, len }, None),
+        None => (UpBody::Stream { stream: plain, len }, None, None),
     };
     let resp = ctx
         .forward(HeaderMap::new(), UpBody::Checked(Box::new(body)))
@@ -281,6 +286,7 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         }
         _ => (None, None),
     };
+    let checksum = tapped.as_ref().and_then(|t| t.served());
     Ok(source::copy_result(
         "CopyPartResult",
         &source,
@@ -288,6 +294,7 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         env,
         ctx.req.ssec.as_ref(),
         etag.as_deref(),
+        checksum.as_ref(),
     ))
 }
 

@@ -13,6 +13,8 @@ use s3s::{Body, S3Response};
 use super::{Ctx, conditions, forward, sse};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
+use crate::object::checksum::{Algo, ChecksumTap, Served, tap};
+use crate::object::write::{ChecksumSource, Writer};
 use crate::object::{ByteStream, CustomerKey, Envelope, ObjectMeta, ObjectRef};
 use crate::upstream::UpResponse;
 
@@ -154,6 +156,39 @@ pub async fn plaintext(
     }
 }
 
+/// The checksum algorithm a copy names (`x-amz-checksum-algorithm`), checked.
+pub fn requested_algo(h: &HeaderMap) -> Result<Option<Algo>, Error> {
+    let Some(v) = h.get("x-amz-checksum-algorithm") else {
+        return Ok(None);
+    };
+    let name = v.to_str().unwrap_or("").trim();
+    Algo::parse(name).map(Some).ok_or_else(|| {
+        Error::invalid_request(format!(
+            "Checksum algorithm provided is unsupported: {name}. Use CRC32, CRC32C, CRC64NVME, SHA1 or SHA256."
+        ))
+    })
+}
+
+/// A copy's plaintext hashed under `algo` as it streams, and the writer keeping the
+/// digest with the new object (or part); the tap gives the digest for the answer.
+pub fn checksummed(
+    plain: ByteStream,
+    writer: Writer,
+    algo: Option<Algo>,
+) -> (ByteStream, Writer, Option<ChecksumTap>) {
+    let Some(algo) = algo else {
+        return (plain, writer, None);
+    };
+    let (plain, digest) = tap(plain, algo);
+    let d = digest.clone();
+    let writer = writer.with_checksum(ChecksumSource {
+        algo,
+        known: None,
+        verified: Box::new(move || d.lock().ok().and_then(|g| g.clone())),
+    });
+    (plain, writer, Some(ChecksumTap { algo, digest }))
+}
+
 /// The answer to a copy whose bytes streamed through sealgate (a PUT to the store):
 /// `<CopyObjectResult>` or `<CopyPartResult>` with `etag` (default: the store's), plus
 /// SSE headers (`ck`: the destination's customer key).
@@ -164,6 +199,7 @@ pub fn copy_result(
     env: Option<&Envelope>,
     ck: Option<&CustomerKey>,
     etag: Option<&str>,
+    checksum: Option<&Served>,
 ) -> S3Response<Body> {
     let store_etag = put
         .headers()
@@ -172,11 +208,12 @@ pub fn copy_result(
         .unwrap_or_default();
     let etag = etag.unwrap_or(store_etag);
     let mut out = S3Response::new(Body::from(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{element} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ETag>{}</ETag><LastModified>{}</LastModified></{element}>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{element} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ETag>{}</ETag><LastModified>{}</LastModified>{}</{element}>",
         quick_xml::escape::escape(etag),
         time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        checksum.map(Served::xml).unwrap_or_default()
     )));
     out.status = Some(StatusCode::OK);
     forward::set_header(&mut out.headers, "content-type", "application/xml");
