@@ -328,6 +328,24 @@ async fn a_multipart_upload_with_part_checksums_has_the_object_checksum_aws_give
                 _ => part.checksum_crc64_nvme(sum),
             });
         }
+        // ListParts gives each part's checksum, as AWS does.
+        let listed = sg
+            .client
+            .list_parts()
+            .bucket(&b)
+            .key(&k)
+            .upload_id(id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.checksum_algorithm(), Some(&algo), "{k}");
+        let sums: Vec<Option<String>> = listed
+            .parts()
+            .iter()
+            .map(|p| checksum_of!(p, &algo))
+            .collect();
+        let want_sums: Vec<Option<String>> = parts.iter().map(|p| Some(digest(&algo, p))).collect();
+        assert_eq!(sums, want_sums, "{k}");
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(done.into_iter().map(|p| p.build()).collect()))
             .build();

@@ -12,11 +12,12 @@
 //! - Client checksums are verified by sealgate per part and removed before the store sees
 //!   them (the store holds different bytes).
 
+use bytes::Bytes;
 use http::HeaderMap;
 use s3s::{Body, S3Response};
 
 use super::body::{declared_len, echo_checksums, send_as_is, send_verified};
-use super::checksum::Declared;
+use super::checksum::{Declared, b64};
 use super::upload::{self, Open};
 use super::{Ctx, forward, rules, source, sse};
 use crate::crypto::format::plain_len_of_part_cipher;
@@ -310,7 +311,8 @@ pub async fn list_parts(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     }
     let store_headers = forward::response_headers(resp.headers(), &["content-length"]);
     let body = resp.bytes().await.map_err(Error::store_body)?;
-    let records = if up.md5 {
+    let algo = up.token.v3.as_ref().and_then(|v| v.algo);
+    let records = if up.md5 || algo.is_some() {
         ctx.objects().part_records(up.mac_key()?, &up.uid).await?
     } else {
         Vec::new()
@@ -319,16 +321,19 @@ pub async fn list_parts(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     // The client's ETag of each listed part, in document order.
     let nums = texts(&body, &["Part", "PartNumber"]).map_err(Error::Internal)?;
     let store_etags = texts(&body, &["Part", "ETag"]).map_err(Error::Internal)?;
-    let etags: Vec<Option<String>> = nums
+    let listed: Vec<Option<&PartRecord>> = nums
         .iter()
         .zip(&store_etags)
         .map(|(n, e)| {
             let (n, id) = (n.parse::<u32>().ok()?, etag_id(e));
-            let r = records
+            records
                 .iter()
-                .find(|r| r.part_number == n && r.etag_id == id)?;
-            r.md5.map(|m| ETag::quoted_md5(&m))
+                .find(|r| r.part_number == n && r.etag_id == id)
         })
+        .collect();
+    let etags: Vec<Option<String>> = listed
+        .iter()
+        .map(|r| r.and_then(|r| r.md5).map(|m| ETag::quoted_md5(&m)))
         .collect();
     let mut i = 0usize;
     let body = rewrite_text(&body, |p, t| {
@@ -354,7 +359,45 @@ pub async fn list_parts(ctx: Ctx) -> Result<S3Response<Body>, Error> {
         }
     })
     .map_err(Error::Internal)?;
+    let body = match algo {
+        Some(a) => with_part_checksums(body, a, &listed),
+        None => body,
+    };
     Ok(forward::rewritten(body, store_headers))
+}
+
+/// A ListParts answer with AWS's checksum elements: each listed part's checksum (as its
+/// client sent it) before its `</Part>`, and the upload's algorithm.
+fn with_part_checksums(body: Bytes, algo: Algo, listed: &[Option<&PartRecord>]) -> Bytes {
+    let name = format!("Checksum{}", algo.display());
+    let mut out = Vec::with_capacity(body.len() + listed.len() * 64);
+    let mut rest = &body[..];
+    for r in listed {
+        let Some(at) = rest.windows(7).position(|w| w == b"</Part>") else {
+            break;
+        };
+        out.extend_from_slice(&rest[..at]);
+        if let Some((a, d)) = r.and_then(|r| r.checksum.as_ref())
+            && *a == algo
+        {
+            out.extend_from_slice(format!("<{name}>{}</{name}>", b64(d)).as_bytes());
+        }
+        rest = &rest[at..];
+        out.extend_from_slice(&rest[..7]);
+        rest = &rest[7..];
+    }
+    let close = b"</ListPartsResult>";
+    match rest.windows(close.len()).rposition(|w| w == close) {
+        Some(at) => {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(
+                format!("<ChecksumAlgorithm>{}</ChecksumAlgorithm>", algo.display()).as_bytes(),
+            );
+            out.extend_from_slice(&rest[at..]);
+        }
+        None => out.extend_from_slice(rest),
+    }
+    Bytes::from(out)
 }
 
 pub async fn abort(ctx: Ctx) -> Result<S3Response<Body>, Error> {
