@@ -213,3 +213,107 @@ async fn aws_s3_sync_of_a_folder_with_an_empty_and_a_large_file_round_trips(#[ca
         );
     }
 }
+
+/// The checksums aws-cli sends by default (CRC32, in aws-chunked trailers over HTTPS) come
+/// back on `head-object --checksum-mode ENABLED`, right for the type they are reported
+/// as, with the pinned aws-cli and the newest; `get-object --checksum-mode ENABLED` (which
+/// validates) and `s3 cp` down return the bytes.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_default_checksums_come_back_with_checksum_mode(#[case] store: Store) {
+    use base64::Engine as _;
+    let sg = Sealgate::start_tls_on(store).await;
+    let ca = sg.cfg.tls.as_ref().unwrap().cert_file.clone();
+    let bucket = sg.bucket().await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = pattern(1000, 3);
+    let big = pattern(40 << 20, 4);
+    std::fs::write(dir.path().join("small"), &small).unwrap();
+    std::fs::write(dir.path().join("big"), &big).unwrap();
+    let crc = |d: &[u8]| crc32fast::hash(d).to_be_bytes();
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    // aws-cli's multipart parts are 8 MiB: the composite is the CRC32 of their CRC32s.
+    let parts: Vec<u8> = big.chunks(8 << 20).flat_map(crc).collect();
+    let composite = format!("{}-{}", b64(&crc(&parts)), big.len().div_ceil(8 << 20));
+    for (n, cli) in [common::aws_cli(), common::aws_cli_newest()]
+        .into_iter()
+        .enumerate()
+    {
+        let (ep, ca, home, b) = (
+            sg.endpoint.clone(),
+            ca.clone(),
+            dir.path().to_path_buf(),
+            bucket.clone(),
+        );
+        let heads = tokio::task::spawn_blocking(move || {
+            let run = |a: &[&str]| aws_with(&cli, &ep, Some(&ca), &home, a);
+            let mut heads = Vec::new();
+            for name in ["small", "big"] {
+                let key = format!("{n}/{name}");
+                let local = home.join(name);
+                run(&[
+                    "s3",
+                    "cp",
+                    "--only-show-errors",
+                    local.to_str().unwrap(),
+                    &format!("s3://{b}/{key}"),
+                ]);
+                let head = run(&[
+                    "s3api",
+                    "head-object",
+                    "--bucket",
+                    &b,
+                    "--key",
+                    &key,
+                    "--checksum-mode",
+                    "ENABLED",
+                ]);
+                let out = home.join(format!("{n}-{name}.get"));
+                run(&[
+                    "s3api",
+                    "get-object",
+                    "--bucket",
+                    &b,
+                    "--key",
+                    &key,
+                    "--checksum-mode",
+                    "ENABLED",
+                    out.to_str().unwrap(),
+                ]);
+                let down = home.join(format!("{n}-{name}.down"));
+                run(&[
+                    "s3",
+                    "cp",
+                    "--only-show-errors",
+                    &format!("s3://{b}/{key}"),
+                    down.to_str().unwrap(),
+                ]);
+                heads.push((name, head, out, down));
+            }
+            heads
+        })
+        .await
+        .unwrap();
+        for (name, head, got, down) in heads {
+            let data = if name == "small" { &small } else { &big };
+            assert_eq!(sha256(&std::fs::read(got).unwrap()), sha256(data), "{name}");
+            assert_eq!(
+                sha256(&std::fs::read(down).unwrap()),
+                sha256(data),
+                "{name}"
+            );
+            let h: serde_json::Value = serde_json::from_str(&head).unwrap();
+            let value = h["ChecksumCRC32"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{head}"));
+            let want = match h["ChecksumType"].as_str() {
+                Some("FULL_OBJECT") => b64(&crc(data)),
+                Some("COMPOSITE") => composite.clone(),
+                other => panic!("checksum type {other:?}: {head}"),
+            };
+            assert_eq!(value, want, "aws-cli {n}, {name}: {head}");
+        }
+    }
+}
