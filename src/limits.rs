@@ -191,6 +191,21 @@ pin_project_lite::pin_project! {
         #[pin]
         timer: tokio::time::Sleep,
         idle: Duration,
+        ended: Option<BodyEnded>,
+    }
+}
+
+/// Whether a request body was read to its end (set by [`IdleTimeout`]): a response sent
+/// before that must close its HTTP/1.1 connection, whose unread bytes are not a request.
+#[derive(Debug, Clone, Default)]
+pub struct BodyEnded(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyEnded {
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+    fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -200,7 +215,14 @@ impl<B> IdleTimeout<B> {
             inner,
             timer: tokio::time::sleep(idle),
             idle,
+            ended: None,
         }
+    }
+
+    /// Records in `ended` when the body has been read to its end.
+    pub fn watching_end(mut self, ended: BodyEnded) -> Self {
+        self.ended = Some(ended);
+        self
     }
 }
 
@@ -235,10 +257,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let mut this = self.project();
-        match this.inner.poll_frame(cx) {
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(r) => {
                 let deadline = tokio::time::Instant::now() + *this.idle;
                 this.timer.as_mut().reset(deadline);
+                if let Some(e) = this.ended.as_ref()
+                    && (r.is_none() || this.inner.is_end_stream())
+                {
+                    e.set();
+                }
                 Poll::Ready(r.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => match this.timer.poll(cx) {

@@ -135,3 +135,42 @@ async fn an_upload_expecting_100_continue_gets_one_interim_and_one_final_respons
         );
     }
 }
+
+/// An upload refused before its body is read (here: an unknown SSE algorithm) must end
+/// its connection and say so: the unread body (or, after `Expect: 100-continue`, the
+/// client's next request) would otherwise be read as the next request on it. boto3 then
+/// sometimes got a bare `400 Bad Request` for a valid request that followed.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn an_upload_refused_before_its_body_is_read_closes_its_connection(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    for expect in [true, false] {
+        let mut s = TcpStream::connect(sg.addr).await.unwrap();
+        let mut extra = vec![
+            ("content-length", "5000".to_string()),
+            ("x-amz-server-side-encryption", "bogus".to_string()),
+        ];
+        if expect {
+            extra.push(("expect", "100-continue".into()));
+        }
+        let req = put_head(&sg, &format!("/{b}/refused"), &extra);
+        s.write_all(req.as_bytes()).await.unwrap();
+        if !expect {
+            s.write_all(&common::pattern(5000, 1)).await.unwrap();
+        }
+        let resp = read_response(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
+        assert!(resp.contains("<Code>InvalidArgument</Code>"), "{resp}");
+        assert!(
+            resp.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "expect {expect}: the client is told the connection ends: {resp}"
+        );
+        assert!(closed(&mut s).await, "expect {expect}: and it does end");
+    }
+    // A valid upload on a new connection is answered as usual.
+    common::put(&sg.client, &b, "after", b"fine").await;
+}

@@ -27,7 +27,7 @@ pub use listener::serve;
 use listener::tls_acceptor;
 
 use crate::config::Config;
-use crate::limits::IdleTimeout;
+use crate::limits::{BodyEnded, IdleTimeout};
 use crate::limits::conns::{RequestGuard, Tracked};
 use crate::s3::{Gateway, State, Unreachable};
 use crate::upstream::Upstream;
@@ -189,11 +189,21 @@ impl App {
             return r;
         }
         let close_after = unanswerable_continue(&req);
-        let req = req.map(|b| IdleTimeout::new(b, self.limits.body_idle_timeout()));
+        // An HTTP/1 request whose body is not read to its end before the answer (refused
+        // early): its connection must close, or the unread bytes would be read as the
+        // next request (and after `Expect: 100-continue`, the client's next request would
+        // be read as this one's body).
+        let unread = (has_body(&req) && is_http1(&req)).then(BodyEnded::default);
+        let idle = self.limits.body_idle_timeout();
+        let watch = unread.clone();
+        let req = req.map(move |b| match watch {
+            Some(w) => IdleTimeout::new(b, idle).watching_end(w),
+            None => IdleTimeout::new(b, idle),
+        });
         async move {
             let (op, mut resp) =
                 crate::request_id::scope(id.clone(), self.route(req, peer, &id)).await;
-            if close_after {
+            if close_after || unread.is_some_and(|e| !e.get()) {
                 resp.headers_mut().insert(
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
@@ -502,6 +512,22 @@ fn unanswerable_continue<B>(req: &Request<B>) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "0");
     expects && empty && req.version() == http::Version::HTTP_11
+}
+
+/// Whether a request carries a body (a length above 0, or chunked).
+fn has_body<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+fn is_http1<B>(req: &Request<B>) -> bool {
+    matches!(
+        req.version(),
+        http::Version::HTTP_10 | http::Version::HTTP_11
+    )
 }
 
 /// An S3 XML error answered by the listener itself (before s3s).
