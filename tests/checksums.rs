@@ -404,6 +404,43 @@ async fn a_multipart_upload_with_part_checksums_has_the_object_checksum_aws_give
             "{k}"
         );
         assert_eq!(c.checksum_type(), Some(&kind), "{k}");
+        // A read of one part gives that part's checksum (the SDK checks the part's bytes
+        // against it), with the object's type; GetObjectAttributes lists them too.
+        for (i, p) in parts.iter().enumerate() {
+            let g = sg
+                .client
+                .get_object()
+                .bucket(&b)
+                .key(&k)
+                .part_number(i as i32 + 1)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .unwrap();
+            let part_sum = digest(&algo, p);
+            assert_eq!(checksum_of!(g, &algo).as_deref(), Some(part_sum.as_str()));
+            assert_eq!(g.checksum_type(), Some(&kind), "{k} part {i}");
+            assert!(g.body.collect().await.unwrap().into_bytes() == *p, "{k}");
+        }
+        let attrs = sg
+            .client
+            .get_object_attributes()
+            .bucket(&b)
+            .key(&k)
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::ObjectParts)
+            .send()
+            .await
+            .unwrap();
+        let listed: Vec<Option<String>> = attrs
+            .object_parts()
+            .unwrap()
+            .parts()
+            .iter()
+            .map(|p| checksum_of!(p, &algo))
+            .collect();
+        let want_parts: Vec<Option<String>> =
+            parts.iter().map(|p| Some(digest(&algo, p))).collect();
+        assert_eq!(listed, want_parts, "{k}");
     }
     // The value s3-tests expects for these three parts under SHA-256.
     assert_eq!(

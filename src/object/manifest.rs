@@ -112,11 +112,10 @@ impl PartRecord {
 
     /// The checksum field of the record's name (`ALGO~B64URL`, sealed), if any. Base64,
     /// not hex: the whole name stays under the 255 bytes stores allow a path component
-    /// (SeaweedFS refuses longer ones).
-    fn sealed_checksum(&self, dek: &Dek) -> Option<String> {
+    /// (SeaweedFS refuses longer ones). The part list copies it.
+    pub fn sealed_checksum(&self, dek: &Dek) -> Option<String> {
         let (algo, d) = self.checksum.as_ref()?;
-        let sealed = seal_part_checksum(dek, &self.header(), algo.display(), d);
-        Some(format!("{}~{}", algo.display(), B64URL.encode(sealed)))
+        Some(seal_checksum_field(dek, &self.header(), *algo, d))
     }
 
     fn mac(&self, dek: &Dek, upload: &UploadUid, checksum: Option<&str>) -> [u8; 16] {
@@ -179,12 +178,7 @@ impl PartRecord {
             return None;
         }
         if let Some(c) = checksum {
-            let (name, sealed) = c.split_once('~')?;
-            let algo = Algo::parse(name)?;
-            let sealed = B64URL.decode(sealed).ok()?;
-            let d = open_part_checksum(dek, &r.header(), algo.display(), &sealed)
-                .filter(|d| d.len() == algo.digest_len())?;
-            r.checksum = Some((algo, d));
+            r.checksum = Some(open_checksum_field(dek, &r.header(), c)?);
         }
         Some(r)
     }
@@ -217,6 +211,45 @@ pub struct ManifestPart {
     /// The part's client-visible ETag (quoted), for a repeated completion.
     #[serde(rename = "e")]
     pub etag: String,
+    /// The part's client checksum as its record holds it (`ALGO~B64URL`, sealed under
+    /// the part key derived from the upload's MAC key), for reads of this part.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl ManifestPart {
+    /// The part's client checksum, opened with the upload's MAC key.
+    pub fn open_checksum(&self, key: &Dek) -> Result<Option<(Algo, Vec<u8>)>, Error> {
+        let Some(field) = &self.checksum else {
+            return Ok(None);
+        };
+        let header = PartHeader {
+            part_number: self.part_number,
+            salt: self.salt,
+            plain_len: self.len,
+        };
+        open_checksum_field(key, &header, field)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::tampered("a part's checksum in its part list does not authenticate")
+            })
+    }
+}
+
+/// A part checksum field (`ALGO~B64URL`) sealed under the part key of `header`.
+fn seal_checksum_field(key: &Dek, header: &PartHeader, algo: Algo, digest: &[u8]) -> String {
+    let sealed = seal_part_checksum(key, header, algo.display(), digest);
+    format!("{}~{}", algo.display(), B64URL.encode(sealed))
+}
+
+/// Opens [`seal_checksum_field`]'s output; `None` when it does not parse or authenticate.
+fn open_checksum_field(key: &Dek, header: &PartHeader, field: &str) -> Option<(Algo, Vec<u8>)> {
+    let (name, sealed) = field.split_once('~')?;
+    let algo = Algo::parse(name)?;
+    let sealed = B64URL.decode(sealed).ok()?;
+    let d = open_part_checksum(key, header, algo.display(), &sealed)
+        .filter(|d| d.len() == algo.digest_len())?;
+    Some((algo, d))
 }
 
 mod hex_salt {
@@ -747,12 +780,14 @@ mod tests {
                     len: 10,
                     salt: [1; 16],
                     etag: "\"a\"".into(),
+                    checksum: None,
                 },
                 ManifestPart {
                     part_number: 3,
                     len: 5,
                     salt: [2; 16],
                     etag: "\"b\"".into(),
+                    checksum: None,
                 },
             ],
             etag: None,

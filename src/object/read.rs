@@ -161,6 +161,39 @@ impl Objects {
         }))
     }
 
+    /// The client checksums of a multipart object's parts (`only`: just that part), as S3
+    /// serves them for a `partNumber` read or in GetObjectAttributes: each with the
+    /// object's checksum type. Empty for objects without a multipart checksum.
+    pub async fn part_checksums(
+        &self,
+        meta: &ObjectMeta,
+        dek: &Dek,
+        only: Option<u32>,
+    ) -> Result<Vec<(u32, Served)>, Error> {
+        let (Some(Stored::Parts(object)), Some(u)) = (&meta.checksum, meta.upload) else {
+            return Ok(Vec::new());
+        };
+        let key = meta.envelope.upload_mac_key(dek, &u);
+        let manifest = self.manifest(&key, &u).await?;
+        let mut out = Vec::new();
+        for p in manifest
+            .parts
+            .iter()
+            .filter(|p| only.is_none_or(|n| n == p.part_number))
+        {
+            if let Some((algo, d)) = p.open_checksum(&key)?
+                && algo == object.algo
+            {
+                let served = Served {
+                    full_object: object.full_object,
+                    ..Served::full(algo, &d)
+                };
+                out.push((p.part_number, served));
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored bytes `[start, end)` after a single-part object's segments (a sealed
     /// trailer), read pinned to the version `store` describes, and its part header.
     async fn trailer(

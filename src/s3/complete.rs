@@ -99,6 +99,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
             len: r.len,
             salt: r.salt,
             etag,
+            checksum: r.sealed_checksum(up.mac_key()?),
         });
         sums.push(r.checksum.clone());
         store_list.push_str(&format!(

@@ -206,7 +206,11 @@ pub async fn list(ctx: Ctx) -> Result<S3Response<Body>, Error> {
 /// GetObjectAttributes' `ObjectParts` of a multipart object (the part count is
 /// `<PartsCount>` on the wire, `TotalPartsCount` in the SDKs), in plaintext sizes, paged by
 /// `x-amz-max-parts` (default 1000) after `x-amz-part-number-marker` as AWS pages them.
-fn object_parts(h: &http::HeaderMap, parts: &[(u32, u64)]) -> Result<String, Error> {
+fn object_parts(
+    h: &http::HeaderMap,
+    parts: &[(u32, u64)],
+    checksums: &std::collections::HashMap<u32, crate::object::checksum::Served>,
+) -> Result<String, Error> {
     let number = |name: &str, default: u32| -> Result<u32, Error> {
         match h
             .get(name)
@@ -237,8 +241,16 @@ fn object_parts(h: &http::HeaderMap, parts: &[(u32, u64)]) -> Result<String, Err
         after.len() > page.len()
     ));
     for (n, size) in page {
+        // Each part's checksum, as the client sent it (AWS lists them).
+        let sum = checksums.get(n).map_or(String::new(), |c| {
+            format!(
+                "<Checksum{a}>{}</Checksum{a}>",
+                quick_xml::escape::escape(c.value.as_str()),
+                a = c.algo.display()
+            )
+        });
         x.push_str(&format!(
-            "<Part><PartNumber>{n}</PartNumber><Size>{size}</Size></Part>"
+            "<Part><PartNumber>{n}</PartNumber><Size>{size}</Size>{sum}</Part>"
         ));
     }
     x.push_str("</ObjectParts>");
@@ -303,7 +315,9 @@ pub async fn attributes(ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 ));
             }
             "ObjectParts" if meta.upload.is_some() || meta.layout.headers_in_body => {
-                x.push_str(&object_parts(&ctx.headers, &meta.layout.parts)?);
+                let sums = ctx.objects().part_checksums(&meta, &dek, None).await?;
+                let sums = sums.into_iter().collect();
+                x.push_str(&object_parts(&ctx.headers, &meta.layout.parts, &sums)?);
             }
             // The client's checksum sealgate kept (the store's are about ciphertext).
             "Checksum" => {

@@ -172,8 +172,9 @@ pub fn headers(
 }
 
 /// With `x-amz-checksum-mode: ENABLED`, an answer carrying the whole object also carries
-/// the checksum the client sent when it wrote it, and its type (S3 gives none for a
-/// range).
+/// the checksum the client sent when it wrote it, and its type; one carrying a part of a
+/// multipart object (`partNumber`), that part's checksum with the object's type. S3 gives
+/// none for a range.
 pub async fn add_checksum(
     ctx: &super::Ctx,
     obj: &crate::object::ObjectRef,
@@ -188,7 +189,18 @@ pub async fn add_checksum(
         .get("x-amz-checksum-mode")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("ENABLED"));
-    if !enabled || ctx.req.range.is_some() || want.start != 0 || want.end != meta.size {
+    if !enabled || ctx.req.range.is_some() {
+        return Ok(());
+    }
+    // A part of a multipart object: that part's checksum, with the object's type.
+    if let (Some(n), Some(_)) = (ctx.req.part_number, meta.upload) {
+        let parts = ctx.objects().part_checksums(meta, dek, Some(n)).await?;
+        if let Some((_, s)) = parts.first() {
+            s.write(h);
+        }
+        return Ok(());
+    }
+    if want.start != 0 || want.end != meta.size {
         return Ok(());
     }
     if let Some(s) = ctx.objects().client_checksum(obj, meta, dek, store).await? {

@@ -27,8 +27,8 @@ pub use listener::serve;
 use listener::tls_acceptor;
 
 use crate::config::Config;
-use crate::limits::{BodyEnded, IdleTimeout};
 use crate::limits::conns::{RequestGuard, Tracked};
+use crate::limits::{BodyEnded, IdleTimeout};
 use crate::s3::{Gateway, State, Unreachable};
 use crate::upstream::Upstream;
 
