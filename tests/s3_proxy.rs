@@ -760,3 +760,61 @@ async fn allow_unordered_is_refused_with_a_delimiter_and_ignored_without(#[case]
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("<Key>a/1</Key>"));
 }
+
+/// A bucket policy conditioned on the request's encryption headers cannot work in the
+/// store behind sealgate (the store never sees them): it is refused with where to put it,
+/// before the store is asked. Other policies reach the store (Garage has no bucket
+/// policies, so that half runs on SeaweedFS only).
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn bucket_policies_on_encryption_headers_are_refused_others_reach_the_store(
+    #[case] store: Store,
+) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    let policy = |condition: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::{b}/*","Condition":{condition}}}]}}"#
+        )
+    };
+    let e = sg
+        .client
+        .put_bucket_policy()
+        .bucket(&b)
+        .policy(policy(
+            r#"{"StringNotEquals":{"s3:x-amz-server-side-encryption":"aws:kms"}}"#,
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 400);
+    let meta = e.as_service_error().unwrap().meta();
+    assert_eq!(meta.code(), Some("MalformedPolicy"));
+    assert!(meta.message().unwrap().contains("access keys"), "{meta:?}");
+    // Uploads are unaffected.
+    common::put(&sg.client, &b, "k", b"data").await;
+    if store == Store::SeaweedFs {
+        let other = policy(r#"{"StringEquals":{"s3:x-amz-acl":"public-read"}}"#);
+        sg.client
+            .put_bucket_policy()
+            .bucket(&b)
+            .policy(&other)
+            .send()
+            .await
+            .unwrap();
+        let got = sg
+            .client
+            .get_bucket_policy()
+            .bucket(&b)
+            .send()
+            .await
+            .unwrap();
+        let got: serde_json::Value = serde_json::from_str(got.policy().unwrap()).unwrap();
+        assert_eq!(
+            got["Statement"][0]["Condition"]["StringEquals"]["s3:x-amz-acl"],
+            "public-read"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use super::Ctx;
 use super::checksum::Declared;
 use super::forward;
 use crate::error::Error;
+use crate::upstream::UpBody;
 
 pub async fn forward(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     if ctx.headers.contains_key("x-amz-trailer") {
@@ -20,12 +21,53 @@ pub async fn forward(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
         return Ok(forward::to_client(resp, ctx.is_head(), &[]));
     }
     let headers = forward::request_headers(&ctx.headers, &[]);
+    if ctx.req.op == super::classify::Op::PutBucketPolicy {
+        let policy = super::body::read_small_body(&mut ctx).await?;
+        check_store_policy(&policy)?;
+        let resp = ctx.forward(headers, UpBody::Bytes(policy)).await?;
+        return Ok(forward::to_client(resp, false, &[]));
+    }
     let body = forward::client_body(&mut ctx)?;
     let resp = ctx.forward(headers, body).await?;
     if ctx.req.op == super::classify::Op::ListBuckets && resp.status().is_success() {
         return list_buckets_without_state(&ctx, resp).await;
     }
     Ok(forward::to_client(resp, ctx.is_head(), &[]))
+}
+
+/// A bucket policy for the store must not condition on the request's encryption: the
+/// store never sees a client's `x-amz-server-side-encryption*` headers (sealgate
+/// encrypts, and sends none), so such a statement would deny every upload, or none. It
+/// is refused with where to put it instead (sealgate's own policies evaluate those keys).
+/// A policy that does not parse is left to the store to refuse.
+fn check_store_policy(policy: &[u8]) -> Result<(), Error> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(policy) else {
+        return Ok(());
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        s @ serde_json::Value::Object(_) => vec![s],
+        _ => Vec::new(),
+    };
+    for st in statements {
+        let Some(conditions) = st["Condition"].as_object() else {
+            continue;
+        };
+        for keys in conditions.values().filter_map(|v| v.as_object()) {
+            if let Some(k) = keys.keys().find(|k| {
+                k.to_ascii_lowercase()
+                    .starts_with("s3:x-amz-server-side-encryption")
+            }) {
+                return Err(Error::client(
+                    s3s::S3ErrorCode::MalformedPolicy,
+                    format!(
+                        "This bucket policy has a condition on {k}, which the store behind sealgate cannot evaluate: sealgate encrypts, and the store never sees the client's encryption headers, so the statement would apply to every upload or to none. Put the condition in a policy of sealgate's access keys instead (docs/operations.md, \"Authorization between principals\"), or set the bucket's default encryption through sealgate."
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// ListBuckets without sealgate's own state bucket (clients cannot use it anyway).
@@ -66,6 +108,23 @@ pub fn drop_bucket(xml: &[u8], name: &str) -> Result<bytes::Bytes, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_policies_conditioned_on_encryption_headers_are_refused() {
+        let deny_unencrypted = br#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*","Condition":{"StringNotEquals":{"s3:x-amz-server-side-encryption":"aws:kms"}}}]}"#;
+        let e = check_store_policy(deny_unencrypted).unwrap_err();
+        assert!(
+            e.to_string().contains("s3:x-amz-server-side-encryption"),
+            "{e}"
+        );
+        // One statement as an object, an SSE-C key, any case.
+        let ssec = br#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"*","Condition":{"Null":{"S3:X-Amz-Server-Side-Encryption-Customer-Algorithm":"true"}}}}"#;
+        assert!(check_store_policy(ssec).is_err());
+        // Other conditions, and documents that do not parse, are the store's to judge.
+        let ip = br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#;
+        assert!(check_store_policy(ip).is_ok());
+        assert!(check_store_policy(b"not json").is_ok());
+    }
 
     #[test]
     fn the_state_bucket_is_dropped_from_listings_and_nothing_else() {
