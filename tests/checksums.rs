@@ -645,3 +645,49 @@ async fn copies_keep_the_source_checksum_or_compute_the_one_asked_for(#[case] st
         Some(composite(&crc, std::slice::from_ref(&data)).as_str())
     );
 }
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn a_fresh_instance_reads_both_trailers_in_one_request(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    // SSE-S3 (the default), streamed, checksum in the trailer: the MD5 (the ETag) and the
+    // checksum are both sealed after the last segment.
+    let data = pattern(300_000, 8);
+    let (body, _file) = streamed(&data).await;
+    sg.client
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    // Another instance knows nothing of the object yet.
+    let sg = sg.restart().await;
+    let gets = "sealgate_upstream_requests_total{method=\"GET\",copy=\"false\"}";
+    let get_with_checksum = || async {
+        let before = common::metric(&sg.endpoint, gets).await;
+        let g = sg
+            .client
+            .get_object()
+            .bucket(&b)
+            .key("k")
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            g.checksum_crc64_nvme(),
+            Some(digest(&ChecksumAlgorithm::Crc64Nvme, &data).as_str())
+        );
+        assert_eq!(g.body.collect().await.unwrap().into_bytes(), data);
+        common::metric(&sg.endpoint, gets).await - before
+    };
+    // The object, and one read of both trailers; then the object alone.
+    assert_eq!(get_with_checksum().await, 2);
+    assert_eq!(get_with_checksum().await, 1);
+}

@@ -47,6 +47,19 @@ pub fn quoted(etag: &str) -> String {
     }
 }
 
+/// Opens a single-part object's sealed checksum trailer.
+fn open_checksum_trailer(
+    dek: &Dek,
+    header: &PartHeader,
+    algo: super::checksum::Algo,
+    raw: &[u8],
+) -> Result<Served, Error> {
+    let d = open_part_checksum(dek, header, algo.display(), raw)
+        .filter(|d| d.len() == algo.digest_len())
+        .ok_or_else(|| Error::tampered("the stored checksum does not authenticate"))?;
+    Ok(Served::full(algo, &d))
+}
+
 impl Objects {
     /// The ETag clients see for a stored sealgate object (quoted): the store's, or the
     /// plaintext MD5 sealed in its metadata or after its last segment (read pinned to the
@@ -79,16 +92,21 @@ impl Objects {
         if let Some(Known { etag: Some(e), .. }) = known {
             return Ok(e);
         }
+        let mut checksum = known.and_then(|k| k.checksum);
         let md5 = match &meta.etag {
             ETag::Md5(sealed) => open_md5(dek, sealed)
                 .ok_or_else(|| Error::tampered("the sealed ETag does not authenticate"))?,
             _ => {
-                // After the last segment (and before a checksum trailer).
+                // After the last segment; a checksum trailer after it is read in the same
+                // request (a GET with checksum mode wants it next).
                 let start = meta.layout.cipher_len();
-                let (raw, header) = self
-                    .trailer(obj, meta, store, start, start + TRAILER_LEN)
-                    .await?;
-                open_trailer(dek, &header, &raw)
+                let end = meta.cipher_len();
+                let (raw, header) = self.trailer(obj, meta, store, start, end).await?;
+                let (md5_raw, rest) = raw.split_at((TRAILER_LEN as usize).min(raw.len()));
+                if let Some(Stored::Trailer(algo)) = &meta.checksum {
+                    checksum = Some(open_checksum_trailer(dek, &header, *algo, rest)?);
+                }
+                open_trailer(dek, &header, md5_raw)
                     .ok_or_else(|| Error::tampered("the ETag trailer does not authenticate"))?
             }
         };
@@ -100,7 +118,7 @@ impl Objects {
             Known {
                 size: meta.size,
                 etag: Some(etag.clone()),
-                checksum: known.and_then(|k| k.checksum),
+                checksum,
             },
         );
         Ok(etag)
@@ -136,10 +154,7 @@ impl Objects {
                 let start = meta.layout.cipher_len() + meta.md5_trailer();
                 let end = start + sealed_len(*algo);
                 let (raw, header) = self.trailer(obj, meta, store, start, end).await?;
-                let d = open_part_checksum(dek, &header, algo.display(), &raw)
-                    .filter(|d| d.len() == algo.digest_len())
-                    .ok_or_else(tampered)?;
-                let served = Served::full(*algo, &d);
+                let served = open_checksum_trailer(dek, &header, *algo, &raw)?;
                 // Remembered with what is known of this version (an object whose ETag is
                 // the store's needs nothing else).
                 let base = known.or_else(|| {
