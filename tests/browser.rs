@@ -1163,3 +1163,77 @@ async fn a_browser_on_another_origin_uploads_with_presigned_put_and_post_then_do
     }
     assert!(!stored(&sg, &b, "denied/put.txt").await);
 }
+
+/// A form signed with Signature Version 2 (`AWSAccessKeyId`, `Signature` = base64
+/// HMAC-SHA1 of the policy: what older SDKs and s3-tests send) is refused by default, and
+/// with `allow_signature_v2` verified and stored like a SigV4 form.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_v2_forms_are_stored_only_where_allowed(#[case] store: Store) {
+    use base64::Engine as _;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let expiry = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let data = pattern(100_000, 21);
+    let form = |bucket: &str, secret: &str| {
+        let policy = b64(json!({
+            "expiration": expiry,
+            "conditions": [{"bucket": bucket}, ["starts-with", "$key", "v2/"]],
+        })
+        .to_string()
+        .as_bytes());
+        let key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            secret.as_bytes(),
+        );
+        let signature = b64(aws_lc_rs::hmac::sign(&key, policy.as_bytes()).as_ref());
+        let fields: Vec<(String, String)> = [
+            ("key", "v2/obj".to_string()),
+            ("AWSAccessKeyId", common::CLIENT_AK.to_string()),
+            ("policy", policy),
+            ("signature", signature),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        hand_form(
+            "sealgateBoundary",
+            &fields,
+            Some(&data),
+            "--sealgateBoundary--\r\n",
+        )
+    };
+    let ct = "multipart/form-data; boundary=sealgateBoundary";
+    // Default: refused.
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    let url = format!("{}/{b}", sg.endpoint);
+    let (status, body) = raw_post(&url, ct, form(&b, common::CLIENT_SK)).await;
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (400, "InvalidRequest"),
+        "{body}"
+    );
+    assert!(!stored(&sg, &b, "v2/obj").await);
+    drop(sg);
+    // Allowed: a right signature stores the object encrypted, a wrong one is refused.
+    let mut cfg = common::test_config_on(store);
+    cfg.allow_signature_v2 = true;
+    let sg = Sealgate::start_with(cfg).await;
+    let b = sg.bucket().await;
+    let url = format!("{}/{b}", sg.endpoint);
+    let (status, body) = raw_post(&url, ct, form(&b, "not the secret")).await;
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (403, "SignatureDoesNotMatch"),
+        "{body}"
+    );
+    assert!(!stored(&sg, &b, "v2/obj").await);
+    let (status, body) = raw_post(&url, ct, form(&b, common::CLIENT_SK)).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(common::get(&sg.client, &b, "v2/obj").await, data);
+    assert_encrypted_in_store(&sg, &b, "v2/obj", &data).await;
+}

@@ -329,6 +329,7 @@ impl App {
                 target,
                 info,
                 tls,
+                self.allow_signature_v2,
             )
             .await
         } else {

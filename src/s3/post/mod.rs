@@ -48,9 +48,10 @@ pub async fn serve(
     target: Target,
     info: RequestInfo,
     tls: bool,
+    allow_v2: bool,
 ) -> Response<Body> {
     let id = info.id.clone();
-    match post(state, authz, req, target, info, tls).await {
+    match post(state, authz, req, target, info, tls, allow_v2).await {
         Ok(r) => r,
         Err(Answer::Post(e)) => e.response(&id),
         Err(Answer::S3(e)) => {
@@ -104,6 +105,7 @@ async fn post(
     target: Target,
     info: RequestInfo,
     tls: bool,
+    allow_v2: bool,
 ) -> Result<Response<Body>, Answer> {
     let (parts, body) = req.into_parts();
     let bucket = match (target.shape, &target.bucket) {
@@ -180,86 +182,26 @@ async fn post(
     };
 
     // P3, P4: the key and the signing fields.
-    if get("x-amz-signature").is_none()
-        && (get("signature").is_some() || get("awsaccesskeyid").is_some())
-    {
+    let v2 = get("x-amz-signature").is_none()
+        && (get("signature").is_some() || get("awsaccesskeyid").is_some());
+    if v2 && !allow_v2 {
         return Err(PostError::bad_request(
             "InvalidRequest",
-            "Signature Version 2 is not supported; sign requests with AWS Signature Version 4.",
+            "Signature Version 2 is not supported; sign requests with AWS Signature Version 4 (or set allow_signature_v2).",
         )
         .into());
     }
     let key = get("key")
         .ok_or_else(|| PostError::missing("key"))?
         .to_string();
-    const SIGNING: [(&str, &str); 5] = [
-        ("x-amz-algorithm", "X-Amz-Algorithm"),
-        ("x-amz-credential", "X-Amz-Credential"),
-        ("x-amz-date", "X-Amz-Date"),
-        ("x-amz-signature", "X-Amz-Signature"),
-        ("policy", "Policy"),
-    ];
-    if SIGNING.iter().all(|(n, _)| get(n).is_none()) {
-        // Anonymous: sealgate requires signed requests.
-        return Err(PostError::access_denied("Access Denied").into());
-    }
-    if let Some((_, canonical)) = SIGNING.iter().find(|(n, _)| get(n).is_none()) {
-        return Err(PostError::missing(canonical).into());
-    }
     let field = |n: &str| get(n).unwrap_or_default();
-    let algorithm = field("x-amz-algorithm");
-    if algorithm != "AWS4-HMAC-SHA256" {
-        return Err(PostError::bad_request(
-            "InvalidArgument",
-            "X-Amz-Algorithm only supports 'AWS4-HMAC-SHA256'",
-        )
-        .with("ArgumentName", "X-Amz-Algorithm".into())
-        .with("ArgumentValue", algorithm.to_string())
-        .into());
-    }
-    let credential_text = field("x-amz-credential");
-    let credential = Credential::parse(credential_text).ok_or_else(|| {
-        PostError::bad_request(
-            "InvalidArgument",
-            format!("Invalid credential: {credential_text}; expected <access key>/<yyyymmdd>/<region>/s3/aws4_request"),
-        )
-        .with("ArgumentName", "X-Amz-Credential".into())
-        .with("ArgumentValue", credential_text.to_string())
-    })?;
-    // P15, P5: the access key and the signature over the policy as sent.
-    let Some(access_key) = state.access_keys.get(credential.access_key) else {
-        return Err(PostError::new(
-            StatusCode::FORBIDDEN,
-            "InvalidAccessKeyId",
-            "The AWS Access Key Id you provided does not exist in our records.",
-        )
-        .with("AWSAccessKeyId", credential.access_key.to_string())
-        .into());
+    let access_key_id = if v2 {
+        signed_v2(state, &get)?
+    } else {
+        signed_v4(state, &get)?
     };
-    let policy_b64 = field("policy");
-    let expected = policy::signature(
-        access_key.secret.as_str(),
-        credential.date,
-        credential.region,
-        credential.service,
-        policy_b64,
-    );
-    let provided = field("x-amz-signature");
-    if !policy::signatures_match(&expected, provided) {
-        let bytes: Vec<String> = policy_b64.bytes().map(|b| format!("{b:02x}")).collect();
-        return Err(PostError::new(
-            StatusCode::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-        )
-        .with("AWSAccessKeyId", credential.access_key.to_string())
-        .with("StringToSign", policy_b64.to_string())
-        .with("SignatureProvided", provided.to_string())
-        .with("StringToSignBytes", bytes.join(" "))
-        .into());
-    }
     // P9, P6, P7, P8: the policy, its expiration, its conditions.
-    let policy = Policy::decode(policy_b64)?;
+    let policy = Policy::decode(field("policy"))?;
     if time::OffsetDateTime::now_utc() >= policy.expiration {
         return Err(
             PostError::access_denied("Invalid according to Policy: Policy expired.").into(),
@@ -331,7 +273,11 @@ async fn post(
     let ctx = Ctx {
         state: state.clone(),
         req: parsed,
-        principal: access_key.principal.clone(),
+        principal: state
+            .access_keys
+            .get(&access_key_id)
+            .map(|k| k.principal.clone())
+            .ok_or_else(|| crate::error::Error::Internal("a signer without its key".into()))?,
         method: http::Method::PUT,
         headers,
         body,
@@ -342,7 +288,7 @@ async fn post(
     // Authorized as the PutObject it stands for (s3:PutObject on the key), with the
     // signer's identity policies, like any other request.
     let identity = authz
-        .identity(credential.access_key)
+        .identity(&access_key_id)
         .ok_or_else(|| crate::error::Error::Internal("access key without an identity".into()))?;
     let put = super::authz::run(&identity, ctx, info.secure, super::dispatch).await;
     if let Some(e) = failure.get() {
@@ -366,6 +312,124 @@ async fn post(
         &key,
         &location,
     ))
+}
+
+/// Checks a Signature Version 4 form (`X-Amz-Algorithm`, `-Credential`, `-Date`,
+/// `-Signature`, `Policy`); returns the access key that signed it.
+fn signed_v4<'f>(
+    state: &Arc<State>,
+    get: &impl Fn(&str) -> Option<&'f str>,
+) -> Result<String, Answer> {
+    let field = |n: &str| get(n).unwrap_or_default();
+    const SIGNING: [(&str, &str); 5] = [
+        ("x-amz-algorithm", "X-Amz-Algorithm"),
+        ("x-amz-credential", "X-Amz-Credential"),
+        ("x-amz-date", "X-Amz-Date"),
+        ("x-amz-signature", "X-Amz-Signature"),
+        ("policy", "Policy"),
+    ];
+    if SIGNING.iter().all(|(n, _)| get(n).is_none()) {
+        // Anonymous: sealgate requires signed requests.
+        return Err(PostError::access_denied("Access Denied").into());
+    }
+    if let Some((_, canonical)) = SIGNING.iter().find(|(n, _)| get(n).is_none()) {
+        return Err(PostError::missing(canonical).into());
+    }
+    let algorithm = field("x-amz-algorithm");
+    if algorithm != "AWS4-HMAC-SHA256" {
+        return Err(PostError::bad_request(
+            "InvalidArgument",
+            "X-Amz-Algorithm only supports 'AWS4-HMAC-SHA256'",
+        )
+        .with("ArgumentName", "X-Amz-Algorithm".into())
+        .with("ArgumentValue", algorithm.to_string())
+        .into());
+    }
+    let credential_text = field("x-amz-credential");
+    let credential = Credential::parse(credential_text).ok_or_else(|| {
+        PostError::bad_request(
+            "InvalidArgument",
+            format!("Invalid credential: {credential_text}; expected <access key>/<yyyymmdd>/<region>/s3/aws4_request"),
+        )
+        .with("ArgumentName", "X-Amz-Credential".into())
+        .with("ArgumentValue", credential_text.to_string())
+    })?;
+    // P15, P5: the access key and the signature over the policy as sent.
+    let Some(access_key) = state.access_keys.get(credential.access_key) else {
+        return Err(PostError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+        )
+        .with("AWSAccessKeyId", credential.access_key.to_string())
+        .into());
+    };
+    let policy_b64 = field("policy");
+    let expected = policy::signature(
+        access_key.secret.as_str(),
+        credential.date,
+        credential.region,
+        credential.service,
+        policy_b64,
+    );
+    let provided = field("x-amz-signature");
+    if !policy::signatures_match(&expected, provided) {
+        let bytes: Vec<String> = policy_b64.bytes().map(|b| format!("{b:02x}")).collect();
+        return Err(PostError::new(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+        )
+        .with("AWSAccessKeyId", credential.access_key.to_string())
+        .with("StringToSign", policy_b64.to_string())
+        .with("SignatureProvided", provided.to_string())
+        .with("StringToSignBytes", bytes.join(" "))
+        .into());
+    }
+    Ok(credential.access_key.to_string())
+}
+
+/// Checks a Signature Version 2 form (`AWSAccessKeyId`, `Policy`, `Signature`; only with
+/// `allow_signature_v2`); returns the access key that signed it.
+fn signed_v2<'f>(
+    state: &Arc<State>,
+    get: &impl Fn(&str) -> Option<&'f str>,
+) -> Result<String, Answer> {
+    for (n, canonical) in [
+        ("awsaccesskeyid", "AWSAccessKeyId"),
+        ("policy", "Policy"),
+        ("signature", "Signature"),
+    ] {
+        if get(n).is_none() {
+            return Err(PostError::missing(canonical).into());
+        }
+    }
+    let field = |n: &str| get(n).unwrap_or_default();
+    let id = field("awsaccesskeyid");
+    let Some(access_key) = state.access_keys.get(id) else {
+        return Err(PostError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+        )
+        .with("AWSAccessKeyId", id.to_string())
+        .into());
+    };
+    let policy_b64 = field("policy");
+    let expected = policy::signature_v2(access_key.secret.as_str(), policy_b64);
+    let provided = field("signature");
+    if !policy::signatures_match(&expected, provided) {
+        return Err(PostError::new(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+        )
+        .with("AWSAccessKeyId", id.to_string())
+        .with("StringToSign", policy_b64.to_string())
+        .with("SignatureProvided", provided.to_string())
+        .into());
+    }
+    Ok(id.to_string())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! Invariants: the signature is computed over the `policy` field exactly as received and
 //! compared in constant time; a condition that cannot be evaluated fails (a field it
 //! names that the form lacks fails `eq` and `starts-with` alike); every form field but
-//! `x-amz-signature`, `file`, `policy` and `x-ignore-*` must be named by a condition.
+//! `x-amz-signature`, `file`, `policy`, `x-ignore-*` (and a SigV2 form's `AWSAccessKeyId`
+//! and `signature`) must be named by a condition.
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
@@ -31,6 +32,14 @@ pub fn signature(
         k = hmac(k.as_ref(), part.as_bytes());
     }
     hex::encode(hmac(k.as_ref(), policy_b64.as_bytes()))
+}
+
+/// A Signature Version 2 form's signature (`allow_signature_v2`): base64 of the
+/// HMAC-SHA1 of the base64 policy under the secret key.
+pub fn signature_v2(secret: &str, policy_b64: &str) -> String {
+    use base64::Engine as _;
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(hmac::sign(&key, policy_b64.as_bytes()))
 }
 
 /// Whether `provided` is the signature `expected` (constant time).
@@ -289,7 +298,11 @@ fn failed(c: &Condition) -> PostError {
 /// Field names exempt from the coverage rule.
 fn exempt(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "x-amz-signature" | "file" | "policy") || n.starts_with("x-ignore-")
+    // `awsaccesskeyid` and `signature`: the signing fields of a Signature Version 2 form.
+    matches!(
+        n.as_str(),
+        "x-amz-signature" | "file" | "policy" | "awsaccesskeyid" | "signature"
+    ) || n.starts_with("x-ignore-")
 }
 
 /// Checks every field condition, then that every form field is covered by one
