@@ -44,13 +44,20 @@ fn check_store_policy(policy: &[u8]) -> Result<(), Error> {
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(policy) else {
         return Ok(());
     };
-    let statements = match &doc["Statement"] {
-        serde_json::Value::Array(a) => a.iter().collect(),
-        s @ serde_json::Value::Object(_) => vec![s],
+    // Element names in any case: some stores accept `statement` and `condition`.
+    let element = |v: &'_ serde_json::Value, name: &str| -> Option<serde_json::Value> {
+        v.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let statements = match element(&doc, "Statement") {
+        Some(serde_json::Value::Array(a)) => a,
+        Some(s @ serde_json::Value::Object(_)) => vec![s],
         _ => Vec::new(),
     };
-    for st in statements {
-        let Some(conditions) = st["Condition"].as_object() else {
+    for st in &statements {
+        let Some(serde_json::Value::Object(conditions)) = element(st, "Condition") else {
             continue;
         };
         for keys in conditions.values().filter_map(|v| v.as_object()) {
@@ -120,6 +127,8 @@ mod tests {
         // One statement as an object, an SSE-C key, any case.
         let ssec = br#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"*","Condition":{"Null":{"S3:X-Amz-Server-Side-Encryption-Customer-Algorithm":"true"}}}}"#;
         assert!(check_store_policy(ssec).is_err());
+        let lower = br#"{"statement":[{"effect":"Deny","condition":{"StringNotEquals":{"s3:x-amz-server-side-encryption":"AES256"}}}]}"#;
+        assert!(check_store_policy(lower).is_err());
         // Other conditions, and documents that do not parse, are the store's to judge.
         let ip = br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#;
         assert!(check_store_policy(ip).is_ok());
