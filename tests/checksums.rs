@@ -691,3 +691,34 @@ async fn a_fresh_instance_reads_both_trailers_in_one_request(#[case] store: Stor
     assert_eq!(get_with_checksum().await, 2);
     assert_eq!(get_with_checksum().await, 1);
 }
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn an_object_put_without_a_checksum_gets_a_crc64nvme_as_on_aws(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    // A client that sends no checksum (older SDKs, s3cmd, rclone, presigned PUTs).
+    let conf = sg
+        .client
+        .config()
+        .to_builder()
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    let plain = aws_sdk_s3::Client::from_conf(conf);
+    let crc = ChecksumAlgorithm::Crc64Nvme;
+    for (len, kms) in [(1000usize, false), (300_000, false), (300_000, true)] {
+        let k = format!("nochecksum-{len}-{kms}");
+        let data = pattern(len, 40 + kms as u64);
+        let (body, _file) = streamed(&data).await;
+        let mut put = plain.put_object().bucket(&b).key(&k).body(body);
+        if kms {
+            put = put.server_side_encryption(ServerSideEncryption::AwsKms);
+        }
+        let out = put.send().await.unwrap();
+        let want = digest(&crc, &data);
+        assert_eq!(out.checksum_crc64_nvme(), Some(want.as_str()), "{k}");
+        served_checksum_is(&sg, &b, &k, &crc, &want, &data).await;
+    }
+}

@@ -143,6 +143,11 @@ impl Writer {
         (w, outcome)
     }
 
+    /// Whether this writes a single-part object (not a part of an upload).
+    pub fn is_single(&self) -> bool {
+        matches!(self.kind, Kind::Single { .. })
+    }
+
     /// Keeps the client's checksum with the object (or part).
     pub fn with_checksum(mut self, source: ChecksumSource) -> Writer {
         self.checksum = Some(source);

@@ -16,6 +16,7 @@ use super::checksum::{Algo, Declared, Verifying, b64};
 use super::{Ctx, forward};
 use crate::error::Error;
 use crate::object::ByteStream;
+use crate::object::checksum::tap;
 use crate::object::write::{ChecksumSource, Writer};
 use crate::upstream::UpBody;
 
@@ -166,7 +167,10 @@ pub async fn send_verified(
     let client = ClientFailure::default();
     let body = client.watch(forward::body_stream(std::mem::take(&mut ctx.body)));
     let (verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
-    // The client's checksum is kept with the object (or part), sealed, once verified.
+    let mut verifying: PlainStream = verifying.boxed();
+    // The client's checksum is kept with the object (or part), sealed, once verified. A
+    // new object whose client sent none gets AWS's default, a CRC64NVME of its bytes.
+    let mut default_sum = None;
     let writer = writer.map(|w| match declared.checksum_algo() {
         Some(algo) => {
             let v = verdict.clone();
@@ -176,13 +180,27 @@ pub async fn send_verified(
                 verified: Box::new(move || v.digest(algo)),
             })
         }
+        None if w.is_single() => {
+            let (tapped, digest) = tap(
+                std::mem::replace(&mut verifying, futures::stream::empty().boxed()),
+                Algo::Crc64Nvme,
+            );
+            verifying = tapped;
+            let d = digest.clone();
+            default_sum = Some(digest);
+            w.with_checksum(ChecksumSource {
+                algo: Algo::Crc64Nvme,
+                known: None,
+                verified: Box::new(move || d.lock().ok().and_then(|g| g.clone())),
+            })
+        }
         None => w,
     });
     let up_body = if len <= PREREAD_MAX {
         // One segment or less: read it all before calling the store, so that the request
         // head and body reach it in one write and a bad body never reaches it at all
         // (docs/performance.md, "Where the time goes": small uploads).
-        let plain = preread(verifying.boxed(), len, &verdict, &client).await?;
+        let plain = preread(verifying, len, &verdict, &client).await?;
         if plain.len() as u64 != len {
             return Err(Error::Client(S3Error::with_message(
                 S3ErrorCode::IncompleteBody,
@@ -208,7 +226,7 @@ pub async fn send_verified(
             None => UpBody::Bytes(plain),
         }
     } else {
-        let plain: PlainStream = verifying.boxed();
+        let plain: PlainStream = verifying;
         match writer {
             Some(w) => {
                 let (stream, n) = w.seal_stream(plain, &mut headers);
@@ -234,11 +252,14 @@ pub async fn send_verified(
         (_, Some(Err(e))) => Err(Error::Client(e)),
         (Err(e), _) => Err(client.error().map_or_else(|| e.into(), Error::Client)),
         (Ok(resp), v) => {
-            let digests = match v {
+            let mut digests = match v {
                 Some(Ok(d)) => d,
                 // The store answered before reading the body (e.g. NoSuchBucket).
                 _ => Vec::new(),
             };
+            if let Some(d) = default_sum.and_then(|d| d.lock().ok().and_then(|g| g.clone())) {
+                digests.push((Algo::Crc64Nvme, d));
+            }
             Ok((resp, digests))
         }
     }

@@ -14,7 +14,7 @@ use super::body::{declared_len, declared_md5, echo_checksums, send_as_is, send_v
 use super::checksum::Declared;
 use super::{Ctx, forward, plaintext, rules, sse};
 use crate::error::Error;
-use crate::object::checksum::Served;
+use crate::object::checksum::{Algo, Served};
 use crate::object::write::Writer;
 use crate::object::{Alg, ETag, meta};
 
@@ -38,16 +38,17 @@ pub async fn put_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
     if let (true, Some(meta)) = (ok, &written.meta) {
         echo_checksums(&mut out, &digests);
-        if declared.checksum_algo().is_some() {
+        // The client's checksum, or the CRC64NVME sealgate kept when it sent none.
+        let checksum = digests
+            .iter()
+            .find(|(a, _)| *a != Algo::Md5)
+            .map(|(a, d)| Served::full(*a, d));
+        if checksum.is_some() {
             forward::set_header(&mut out.headers, "x-amz-checksum-type", "FULL_OBJECT");
         }
         sse::response_headers(&mut out.headers, &meta.envelope, ctx.req.ssec.as_ref());
         let etag = written.md5.filter(|_| md5).map(|m| ETag::quoted_md5(&m));
         let store_etag = plaintext::store_etag(&out.headers);
-        let checksum = digests
-            .iter()
-            .find(|(a, _)| Some(*a) == declared.checksum_algo())
-            .map(|(a, d)| Served::full(*a, d));
         plaintext::remember_with(&ctx, &obj, &store_etag, meta.size, etag.clone(), checksum);
         if let Some(e) = etag {
             forward::set_header(&mut out.headers, "etag", &e);
