@@ -556,6 +556,9 @@ fn kms_cmd(config: Option<PathBuf>, cmd: KmsCmd) -> Result<std::process::ExitCod
             })?;
             let root = match (&root_key_file, generate) {
                 (Some(path), _) => {
+                    // A key others can read is a key others may have: refused, as sealgate
+                    // refuses such a `kms.root_key_file`.
+                    sealgate::files::check_private(path, "root key file")?;
                     let raw = zeroize::Zeroizing::new(
                         std::fs::read(path)
                             .map_err(|e| format!("cannot read {}: {e}", path.display()))?,

@@ -213,6 +213,38 @@ async fn new_bucket(p: &SealgateProcess) -> String {
     b
 }
 
+/// `seal-root --root-key-file K` refuses a key file others may read (as `serve` refuses
+/// such a `kms.root_key_file`) and writes nothing; the same key made private is sealed.
+#[tokio::test(flavor = "multi_thread")]
+async fn seal_root_refuses_a_root_key_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let hsm = SoftHsm::new("sealgate-perm");
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.sealed");
+    write_config(dir.path(), "", &hsm.unseal_toml(&first, None));
+    let (ok, out) = seal_root(dir.path(), &first, true, &hsm.env()).await;
+    assert!(ok, "{out}");
+    let key = dir.path().join("old-root.key");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let sealed = dir.path().join("moved.sealed");
+    let args = [
+        "kms",
+        "seal-root",
+        "--out",
+        sealed.to_str().unwrap(),
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ];
+    let (ok, out) = cli(dir.path(), &args, &hsm.env()).await;
+    assert!(!ok && out.contains("old-root.key"), "{out}");
+    assert!(!sealed.exists(), "nothing is written");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out) = cli(dir.path(), &args, &hsm.env()).await;
+    assert!(ok, "{out}");
+    assert!(sealed.exists());
+}
+
 /// A user's first start with an HSM: `seal-root --generate --create-key`, then serve;
 /// objects written before a restart read after it, the wrapping key is non-extractable in
 /// the token, and no root key file exists anywhere in sealgate's directory.
