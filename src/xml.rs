@@ -73,6 +73,23 @@ pub fn texts(xml: &[u8], suffix: &[&str]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// `xml` with `text` inserted before its last `</element>` (an element S3 adds to an
+/// answer the store wrote); unchanged when there is no such tag.
+pub fn insert_before_close(xml: Bytes, element: &str, text: &str) -> Bytes {
+    let close = format!("</{element}>");
+    let Some(at) = xml
+        .windows(close.len())
+        .rposition(|w| w == close.as_bytes())
+    else {
+        return xml;
+    };
+    let mut out = Vec::with_capacity(xml.len() + text.len());
+    out.extend_from_slice(&xml[..at]);
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&xml[at..]);
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

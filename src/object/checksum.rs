@@ -136,10 +136,14 @@ pub struct ChecksumTap {
 }
 
 impl ChecksumTap {
+    /// The digest, once the stream ended.
+    pub fn digest(&self) -> Option<Vec<u8>> {
+        self.digest.lock().ok()?.clone()
+    }
+
     /// The full-object checksum, once the stream ended.
     pub fn served(&self) -> Option<Served> {
-        let d = self.digest.lock().ok()?.clone()?;
-        Some(Served::full(self.algo, &d))
+        Some(Served::full(self.algo, &self.digest()?))
     }
 }
 
@@ -267,32 +271,28 @@ impl Served {
         }
     }
 
+    /// AWS's XML element for the value: `<ChecksumALGO>`.
+    pub fn element(&self) -> String {
+        format!(
+            "<Checksum{a}>{}</Checksum{a}>",
+            quick_xml::escape::escape(self.value.as_str()),
+            a = self.algo.display()
+        )
+    }
+
     /// AWS's XML elements for it: `<ChecksumALGO>` and `<ChecksumType>`.
     pub fn xml(&self) -> String {
         format!(
-            "<Checksum{a}>{}</Checksum{a}><ChecksumType>{}</ChecksumType>",
-            quick_xml::escape::escape(self.value.as_str()),
-            self.type_name(),
-            a = self.algo.display()
+            "{}<ChecksumType>{}</ChecksumType>",
+            self.element(),
+            self.type_name()
         )
     }
 
     /// An XML answer (`<CopyObjectResult>`, `<CompleteMultipartUploadResult>`, ...) with
     /// these elements added before its closing tag `</element>`.
     pub fn add_to(&self, answer: bytes::Bytes, element: &str) -> bytes::Bytes {
-        let close = format!("</{element}>");
-        let Some(at) = answer
-            .windows(close.len())
-            .rposition(|w| w == close.as_bytes())
-        else {
-            return answer;
-        };
-        let add = self.xml();
-        let mut out = Vec::with_capacity(answer.len() + add.len());
-        out.extend_from_slice(&answer[..at]);
-        out.extend_from_slice(add.as_bytes());
-        out.extend_from_slice(&answer[at..]);
-        bytes::Bytes::from(out)
+        crate::xml::insert_before_close(answer, element, &self.xml())
     }
 
     /// Sets the response headers.

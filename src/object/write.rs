@@ -15,7 +15,7 @@ use futures::StreamExt;
 use http::HeaderMap;
 
 use super::ByteStream;
-use super::checksum::{Algo, Stored};
+use super::checksum::{Algo, ChecksumTap, Stored, tap};
 use super::describe::{Described, prepare_write};
 use super::envelope::Envelope;
 use super::meta::{ETag, ObjectMeta};
@@ -78,6 +78,27 @@ impl ChecksumSource {
     fn value(&self) -> Option<Vec<u8>> {
         self.known.clone().or_else(|| (self.verified)())
     }
+}
+
+/// `plain` hashed under `algo` as it streams, and `writer` keeping the digest with the new
+/// object (or part) like a client's checksum: a copy's checksum, or AWS's default for an
+/// upload that sent none. The tap gives the digest for the answer once `plain` ended.
+pub fn computing_checksum(
+    plain: ByteStream,
+    writer: Writer,
+    algo: Option<Algo>,
+) -> (ByteStream, Writer, Option<ChecksumTap>) {
+    let Some(algo) = algo else {
+        return (plain, writer, None);
+    };
+    let (plain, digest) = tap(plain, algo);
+    let d = digest.clone();
+    let writer = writer.with_checksum(ChecksumSource {
+        algo,
+        known: None,
+        verified: Box::new(move || d.lock().ok().and_then(|g| g.clone())),
+    });
+    (plain, writer, Some(ChecksumTap { algo, digest }))
 }
 
 /// Seals one body for the store.

@@ -16,8 +16,7 @@ use super::checksum::{Algo, Declared, Verifying, b64};
 use super::{Ctx, forward};
 use crate::error::Error;
 use crate::object::ByteStream;
-use crate::object::checksum::tap;
-use crate::object::write::{ChecksumSource, Writer};
+use crate::object::write::{ChecksumSource, Writer, computing_checksum};
 use crate::upstream::UpBody;
 
 /// The plaintext length the client declared; S3 requires one for PutObject/UploadPart.
@@ -167,35 +166,24 @@ pub async fn send_verified(
     let client = ClientFailure::default();
     let body = client.watch(forward::body_stream(std::mem::take(&mut ctx.body)));
     let (verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
-    let mut verifying: PlainStream = verifying.boxed();
     // The client's checksum is kept with the object (or part), sealed, once verified. A
     // new object whose client sent none gets AWS's default, a CRC64NVME of its bytes.
-    let mut default_sum = None;
-    let writer = writer.map(|w| match declared.checksum_algo() {
-        Some(algo) => {
+    let (verifying, writer, default_sum) = match (writer, declared.checksum_algo()) {
+        (Some(w), Some(algo)) => {
             let v = verdict.clone();
-            w.with_checksum(ChecksumSource {
+            let w = w.with_checksum(ChecksumSource {
                 algo,
                 known: declared.value(algo),
                 verified: Box::new(move || v.digest(algo)),
-            })
+            });
+            (verifying.boxed(), Some(w), None)
         }
-        None if w.is_single() => {
-            let (tapped, digest) = tap(
-                std::mem::replace(&mut verifying, futures::stream::empty().boxed()),
-                Algo::Crc64Nvme,
-            );
-            verifying = tapped;
-            let d = digest.clone();
-            default_sum = Some(digest);
-            w.with_checksum(ChecksumSource {
-                algo: Algo::Crc64Nvme,
-                known: None,
-                verified: Box::new(move || d.lock().ok().and_then(|g| g.clone())),
-            })
+        (Some(w), None) if w.is_single() => {
+            let (s, w, tap) = computing_checksum(verifying.boxed(), w, Some(Algo::Crc64Nvme));
+            (s, Some(w), tap)
         }
-        None => w,
-    });
+        (w, _) => (verifying.boxed(), w, None),
+    };
     let up_body = if len <= PREREAD_MAX {
         // One segment or less: read it all before calling the store, so that the request
         // head and body reach it in one write and a bad body never reaches it at all
@@ -257,8 +245,10 @@ pub async fn send_verified(
                 // The store answered before reading the body (e.g. NoSuchBucket).
                 _ => Vec::new(),
             };
-            if let Some(d) = default_sum.and_then(|d| d.lock().ok().and_then(|g| g.clone())) {
-                digests.push((Algo::Crc64Nvme, d));
+            if let Some(t) = default_sum
+                && let Some(d) = t.digest()
+            {
+                digests.push((t.algo, d));
             }
             Ok((resp, digests))
         }

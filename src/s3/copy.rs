@@ -16,7 +16,7 @@ use s3s::{Body, S3Response};
 use super::{Ctx, forward, plaintext, rules, source, sse};
 use crate::error::Error;
 use crate::object::describe::{self, Described};
-use crate::object::write::Writer;
+use crate::object::write::{Writer, computing_checksum};
 use crate::object::{Alg, ETag, meta};
 use crate::upstream::UpBody;
 
@@ -182,7 +182,7 @@ pub async fn copy_object(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                     let (env, dek) = ctx.objects().new_key(ctx.caller(), &sse, &dest).await?;
                     let (writer, outcome) = Writer::single(env, dek, len, md5, None);
                     let algo = requested_algo.or(source_algo);
-                    let (plain, writer, tapped) = source::checksummed(plain, writer, algo);
+                    let (plain, writer, tapped) = computing_checksum(plain, writer, algo);
                     let (stream, len) = writer.seal_stream(plain, &mut headers);
                     (UpBody::Stream { stream, len }, Some(outcome), tapped)
                 }

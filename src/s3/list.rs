@@ -18,6 +18,7 @@ use s3s::{Body, S3Response};
 use super::classify::Op;
 use super::{Ctx, forward};
 use crate::error::Error;
+use crate::object::checksum::Served;
 use crate::object::known::Known;
 use crate::object::read::check_cipher_len;
 use crate::object::{ETag, ObjectMeta, ObjectRef, meta};
@@ -209,7 +210,7 @@ pub async fn list(ctx: Ctx) -> Result<S3Response<Body>, Error> {
 fn object_parts(
     h: &http::HeaderMap,
     parts: &[(u32, u64)],
-    checksums: &std::collections::HashMap<u32, crate::object::checksum::Served>,
+    checksums: &std::collections::HashMap<u32, Served>,
 ) -> Result<String, Error> {
     let number = |name: &str, default: u32| -> Result<u32, Error> {
         match h
@@ -242,13 +243,7 @@ fn object_parts(
     ));
     for (n, size) in page {
         // Each part's checksum, as the client sent it (AWS lists them).
-        let sum = checksums.get(n).map_or(String::new(), |c| {
-            format!(
-                "<Checksum{a}>{}</Checksum{a}>",
-                quick_xml::escape::escape(c.value.as_str()),
-                a = c.algo.display()
-            )
-        });
+        let sum = checksums.get(n).map_or(String::new(), Served::element);
         x.push_str(&format!(
             "<Part><PartNumber>{n}</PartNumber><Size>{size}</Size>{sum}</Part>"
         ));

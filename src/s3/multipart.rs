@@ -17,19 +17,19 @@ use http::HeaderMap;
 use s3s::{Body, S3Response};
 
 use super::body::{declared_len, echo_checksums, send_as_is, send_verified};
-use super::checksum::{Declared, b64};
+use super::checksum::Declared;
 use super::upload::{self, Open};
 use super::{Ctx, forward, rules, source, sse};
 use crate::crypto::format::plain_len_of_part_cipher;
 use crate::error::Error;
-use crate::object::checksum::Algo;
+use crate::object::checksum::{Algo, Served};
 use crate::object::describe::{self, Described};
 use crate::object::manifest::{PartRecord, etag_id};
 use crate::object::upload::UploadKind;
-use crate::object::write::{Outcome, Writer};
+use crate::object::write::{Outcome, Writer, computing_checksum};
 use crate::object::{Alg, ETag, ObjectMeta, UploadToken, meta};
 use crate::upstream::UpBody;
-use crate::xml::{Edit, rewrite_text, texts};
+use crate::xml::{Edit, insert_before_close, rewrite_text, texts};
 
 /// The checksum a CreateMultipartUpload asks for: its algorithm, and whether the object's
 /// checksum is FULL_OBJECT (CRCs only; CRC64NVME always) rather than COMPOSITE (the
@@ -267,7 +267,7 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
             // A part of an upload created with a checksum algorithm gets its checksum,
             // as on AWS.
             let algo = up.token.v3.as_ref().and_then(|v| v.algo);
-            let (plain, writer, tapped) = source::checksummed(plain, writer, algo);
+            let (plain, writer, tapped) = computing_checksum(plain, writer, algo);
             let (stream, len) = writer.seal_stream(plain, &mut HeaderMap::new());
             (UpBody::Stream { stream, len }, Some(outcome), tapped)
         }
@@ -369,7 +369,6 @@ pub async fn list_parts(ctx: Ctx) -> Result<S3Response<Body>, Error> {
 /// A ListParts answer with AWS's checksum elements: each listed part's checksum (as its
 /// client sent it) before its `</Part>`, and the upload's algorithm.
 fn with_part_checksums(body: Bytes, algo: Algo, listed: &[Option<&PartRecord>]) -> Bytes {
-    let name = format!("Checksum{}", algo.display());
     let mut out = Vec::with_capacity(body.len() + listed.len() * 64);
     let mut rest = &body[..];
     for r in listed {
@@ -380,24 +379,14 @@ fn with_part_checksums(body: Bytes, algo: Algo, listed: &[Option<&PartRecord>]) 
         if let Some((a, d)) = r.and_then(|r| r.checksum.as_ref())
             && *a == algo
         {
-            out.extend_from_slice(format!("<{name}>{}</{name}>", b64(d)).as_bytes());
+            out.extend_from_slice(Served::full(algo, d).element().as_bytes());
         }
-        rest = &rest[at..];
-        out.extend_from_slice(&rest[..7]);
-        rest = &rest[7..];
+        out.extend_from_slice(b"</Part>");
+        rest = &rest[at + 7..];
     }
-    let close = b"</ListPartsResult>";
-    match rest.windows(close.len()).rposition(|w| w == close) {
-        Some(at) => {
-            out.extend_from_slice(&rest[..at]);
-            out.extend_from_slice(
-                format!("<ChecksumAlgorithm>{}</ChecksumAlgorithm>", algo.display()).as_bytes(),
-            );
-            out.extend_from_slice(&rest[at..]);
-        }
-        None => out.extend_from_slice(rest),
-    }
-    Bytes::from(out)
+    out.extend_from_slice(rest);
+    let algorithm = format!("<ChecksumAlgorithm>{}</ChecksumAlgorithm>", algo.display());
+    insert_before_close(Bytes::from(out), "ListPartsResult", &algorithm)
 }
 
 pub async fn abort(ctx: Ctx) -> Result<S3Response<Body>, Error> {

@@ -13,8 +13,7 @@ use s3s::{Body, S3Response};
 use super::{Ctx, conditions, forward, sse};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
-use crate::object::checksum::{Algo, ChecksumTap, Served, tap};
-use crate::object::write::{ChecksumSource, Writer};
+use crate::object::checksum::{Algo, Served};
 use crate::object::{ByteStream, CustomerKey, Envelope, ObjectMeta, ObjectRef};
 use crate::upstream::UpResponse;
 
@@ -167,26 +166,6 @@ pub fn requested_algo(h: &HeaderMap) -> Result<Option<Algo>, Error> {
             "Checksum algorithm provided is unsupported: {name}. Use CRC32, CRC32C, CRC64NVME, SHA1 or SHA256."
         ))
     })
-}
-
-/// A copy's plaintext hashed under `algo` as it streams, and the writer keeping the
-/// digest with the new object (or part); the tap gives the digest for the answer.
-pub fn checksummed(
-    plain: ByteStream,
-    writer: Writer,
-    algo: Option<Algo>,
-) -> (ByteStream, Writer, Option<ChecksumTap>) {
-    let Some(algo) = algo else {
-        return (plain, writer, None);
-    };
-    let (plain, digest) = tap(plain, algo);
-    let d = digest.clone();
-    let writer = writer.with_checksum(ChecksumSource {
-        algo,
-        known: None,
-        verified: Box::new(move || d.lock().ok().and_then(|g| g.clone())),
-    });
-    (plain, writer, Some(ChecksumTap { algo, digest }))
 }
 
 /// The answer to a copy whose bytes streamed through sealgate (a PUT to the store):
