@@ -147,29 +147,55 @@ impl ChecksumTap {
     }
 }
 
-/// Hashes every byte that passes through `s` under `algo` (a copy's checksum, computed
-/// while its plaintext streams); the digest is in the result once the stream ended.
-pub fn tap(s: super::ByteStream, algo: Algo) -> (super::ByteStream, TapResult) {
+/// `s`, then `f` run once it has ended (nothing is added to the stream). What reads `s`
+/// to its end (the encryptor does, before its final segment) runs `f` before that.
+pub fn on_end(s: super::ByteStream, f: impl FnOnce() + Send + 'static) -> super::ByteStream {
     use futures::StreamExt;
-    let hasher = std::sync::Arc::new(std::sync::Mutex::new(Some(Hasher::new(algo))));
-    let out = TapResult::default();
-    let (h, done) = (hasher.clone(), out.clone());
-    let tapped = s.inspect(move |r| {
-        if let (Ok(b), Ok(mut g)) = (r, h.lock())
-            && let Some(h) = g.as_mut()
-        {
-            h.update(b);
-        }
-    });
     let end = futures::stream::once(async move {
-        let finished = hasher.lock().ok().and_then(|mut g| g.take());
-        if let (Some(h), Ok(mut o)) = (finished, done.lock()) {
-            *o = Some(h.finalize());
-        }
+        f();
         Ok::<bytes::Bytes, std::io::Error>(bytes::Bytes::new())
     })
     .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
-    (tapped.chain(end).boxed(), out)
+    s.chain(end).boxed()
+}
+
+/// Hashes every byte that passes through `s` under `algo`, and hands the digest to
+/// `done` once the stream ended.
+pub fn tap_then(
+    s: super::ByteStream,
+    algo: Algo,
+    done: impl FnOnce(Vec<u8>) + Send + 'static,
+) -> super::ByteStream {
+    use futures::StreamExt;
+    let hasher = std::sync::Arc::new(std::sync::Mutex::new(Some(Hasher::new(algo))));
+    let h = hasher.clone();
+    let tapped = s
+        .inspect(move |r| {
+            if let (Ok(b), Ok(mut g)) = (r, h.lock())
+                && let Some(h) = g.as_mut()
+            {
+                h.update(b);
+            }
+        })
+        .boxed();
+    on_end(tapped, move || {
+        if let Some(h) = hasher.lock().ok().and_then(|mut g| g.take()) {
+            done(h.finalize());
+        }
+    })
+}
+
+/// Hashes every byte that passes through `s` under `algo` (a copy's checksum, computed
+/// while its plaintext streams); the digest is in the result once the stream ended.
+pub fn tap(s: super::ByteStream, algo: Algo) -> (super::ByteStream, TapResult) {
+    let out = TapResult::default();
+    let slot = out.clone();
+    let tapped = tap_then(s, algo, move |d| {
+        if let Ok(mut o) = slot.lock() {
+            *o = Some(d);
+        }
+    });
+    (tapped, out)
 }
 
 /// The digest of `data` under `algo`.

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use http::HeaderMap;
 
 use super::ByteStream;
-use super::checksum::{Algo, ChecksumTap, Stored, tap};
+use super::checksum::{Algo, ChecksumTap, Stored, on_end, tap, tap_then};
 use super::describe::{Described, prepare_write};
 use super::envelope::Envelope;
 use super::meta::{ETag, ObjectMeta};
@@ -108,30 +108,6 @@ pub struct Writer {
     kind: Kind,
     outcome: Outcome,
     checksum: Option<ChecksumSource>,
-}
-
-/// MD5 of everything that passes through a stream, published when the stream ends.
-fn md5_tap(plain: ByteStream, done: impl FnOnce([u8; 16]) + Send + 'static) -> ByteStream {
-    use md5::Digest as _;
-    let state = Arc::new(Mutex::new((Some(md5::Md5::new()), Some(done))));
-    let st = state.clone();
-    let tapped = plain.inspect(move |r| {
-        if let (Ok(b), Ok(mut s)) = (r, st.lock())
-            && let Some(h) = s.0.as_mut()
-        {
-            h.update(b);
-        }
-    });
-    let end = futures::stream::once(async move {
-        if let Ok(mut s) = state.lock()
-            && let (Some(h), Some(done)) = (s.0.take(), s.1.take())
-        {
-            done(h.finalize().into());
-        }
-        Ok::<Bytes, std::io::Error>(Bytes::new())
-    })
-    .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
-    tapped.chain(end).boxed()
 }
 
 fn md5_of(b: &[u8]) -> [u8; 16] {
@@ -313,14 +289,12 @@ impl Writer {
         let (plain, checksum) = match checksum {
             Some(c) if !single => {
                 let outcome = self.outcome.clone();
-                let end = futures::stream::once(async move {
+                let plain = on_end(plain, move || {
                     if let Some(d) = c.value() {
                         outcome.update(|w| w.checksum = Some((c.algo, d)));
                     }
-                    Ok::<Bytes, std::io::Error>(Bytes::new())
-                })
-                .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())));
-                (plain.chain(end).boxed(), None)
+                });
+                (plain, None)
             }
             c => (plain, c),
         };
@@ -364,7 +338,10 @@ impl Writer {
         let md5 = Arc::new(Mutex::new(None::<[u8; 16]>));
         let slot = md5.clone();
         let outcome = self.outcome.clone();
-        let tapped = md5_tap(plain, move |m| {
+        let tapped = tap_then(plain, Algo::Md5, move |d| {
+            let Ok(m) = <[u8; 16]>::try_from(d) else {
+                return;
+            };
             outcome.update(|w| w.md5 = Some(m));
             if let Ok(mut s) = slot.lock() {
                 *s = Some(m);
