@@ -63,6 +63,42 @@ fn any_checksum(h: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> Opt
     .map(str::to_string)
 }
 
+/// The checksums of `algo` GetObjectAttributes lists for the object's parts.
+async fn attribute_part_checksums(
+    sg: &Sealgate,
+    b: &str,
+    k: &str,
+    algo: &ChecksumAlgorithm,
+) -> Vec<Option<String>> {
+    let attrs = sg
+        .client
+        .get_object_attributes()
+        .bucket(b)
+        .key(k)
+        .object_attributes(aws_sdk_s3::types::ObjectAttributes::ObjectParts)
+        .send()
+        .await
+        .unwrap();
+    attrs
+        .object_parts()
+        .unwrap()
+        .parts()
+        .iter()
+        .map(|p| checksum_of!(p, algo))
+        .collect()
+}
+
+/// A client that sends no checksum unless an operation requires one.
+fn no_checksum_client(sg: &Sealgate) -> aws_sdk_s3::Client {
+    let conf = sg
+        .client
+        .config()
+        .to_builder()
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
 const ALGOS: [ChecksumAlgorithm; 5] = [
     ChecksumAlgorithm::Crc32,
     ChecksumAlgorithm::Crc32C,
@@ -422,22 +458,7 @@ async fn a_multipart_upload_with_part_checksums_has_the_object_checksum_aws_give
             assert_eq!(g.checksum_type(), Some(&kind), "{k} part {i}");
             assert!(g.body.collect().await.unwrap().into_bytes() == *p, "{k}");
         }
-        let attrs = sg
-            .client
-            .get_object_attributes()
-            .bucket(&b)
-            .key(&k)
-            .object_attributes(aws_sdk_s3::types::ObjectAttributes::ObjectParts)
-            .send()
-            .await
-            .unwrap();
-        let listed: Vec<Option<String>> = attrs
-            .object_parts()
-            .unwrap()
-            .parts()
-            .iter()
-            .map(|p| checksum_of!(p, &algo))
-            .collect();
+        let listed = attribute_part_checksums(&sg, &b, &k, &algo).await;
         let want_parts: Vec<Option<String>> =
             parts.iter().map(|p| Some(digest(&algo, p))).collect();
         assert_eq!(listed, want_parts, "{k}");
@@ -700,13 +721,7 @@ async fn an_object_put_without_a_checksum_gets_a_crc64nvme_as_on_aws(#[case] sto
     let sg = Sealgate::start_on(store).await;
     let b = sg.bucket().await;
     // A client that sends no checksum (older SDKs, s3cmd, rclone, presigned PUTs).
-    let conf = sg
-        .client
-        .config()
-        .to_builder()
-        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-        .build();
-    let plain = aws_sdk_s3::Client::from_conf(conf);
+    let plain = no_checksum_client(&sg);
     let crc = ChecksumAlgorithm::Crc64Nvme;
     for (len, kms) in [(1000usize, false), (300_000, false), (300_000, true)] {
         let k = format!("nochecksum-{len}-{kms}");
@@ -720,5 +735,94 @@ async fn an_object_put_without_a_checksum_gets_a_crc64nvme_as_on_aws(#[case] sto
         let want = digest(&crc, &data);
         assert_eq!(out.checksum_crc64_nvme(), Some(want.as_str()), "{k}");
         served_checksum_is(&sg, &b, &k, &crc, &want, &data).await;
+    }
+}
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn a_multipart_upload_without_checksums_gets_a_full_object_crc64nvme_as_on_aws(
+    #[case] store: Store,
+) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    // A client that sends no checksum (rclone, s3cmd, older SDKs, presigned parts).
+    let plain = no_checksum_client(&sg);
+    let crc = ChecksumAlgorithm::Crc64Nvme;
+    let parts = [
+        pattern(5 << 20, 61),
+        pattern(5 << 20, 62),
+        pattern(1000, 63),
+    ];
+    let whole = parts.concat();
+    // The second part is copied from another object (UploadPartCopy).
+    plain
+        .put_object()
+        .bucket(&b)
+        .key("source")
+        .body(ByteStream::from(parts[1].clone()))
+        .send()
+        .await
+        .unwrap();
+    for kms in [false, true] {
+        let k = format!("mp-nochecksum-{kms}");
+        let mut create = plain.create_multipart_upload().bucket(&b).key(&k);
+        if kms {
+            create = create.server_side_encryption(ServerSideEncryption::AwsKms);
+        }
+        let created = create.send().await.unwrap();
+        assert_eq!(created.checksum_algorithm(), None, "{k}");
+        let id = created.upload_id().unwrap();
+        let mut done = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let n = i as i32 + 1;
+            let etag = if n == 2 {
+                let out = plain
+                    .upload_part_copy()
+                    .bucket(&b)
+                    .key(&k)
+                    .upload_id(id)
+                    .part_number(n)
+                    .copy_source(format!("{b}/source"))
+                    .send()
+                    .await
+                    .unwrap();
+                out.copy_part_result().unwrap().e_tag().unwrap().to_string()
+            } else {
+                let out = plain
+                    .upload_part()
+                    .bucket(&b)
+                    .key(&k)
+                    .upload_id(id)
+                    .part_number(n)
+                    .body(ByteStream::from(p.clone()))
+                    .send()
+                    .await
+                    .unwrap();
+                out.e_tag().unwrap().to_string()
+            };
+            done.push(CompletedPart::builder().part_number(n).e_tag(etag).build());
+        }
+        let want = digest(&crc, &whole);
+        let out = plain
+            .complete_multipart_upload()
+            .bucket(&b)
+            .key(&k)
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.checksum_crc64_nvme(), Some(want.as_str()), "{k}");
+        assert_eq!(out.checksum_type(), Some(&ChecksumType::FullObject), "{k}");
+        served_checksum_is(&sg, &b, &k, &crc, &want, &whole).await;
+        let listed = attribute_part_checksums(&sg, &b, &k, &crc).await;
+        let want_parts: Vec<Option<String>> = parts.iter().map(|p| Some(digest(&crc, p))).collect();
+        assert_eq!(listed, want_parts, "{k}");
     }
 }

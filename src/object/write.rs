@@ -108,6 +108,8 @@ pub struct Writer {
     kind: Kind,
     outcome: Outcome,
     checksum: Option<ChecksumSource>,
+    /// A body whose client sent no checksum gets AWS's default, a CRC64NVME.
+    default_checksum: bool,
 }
 
 fn md5_of(b: &[u8]) -> [u8; 16] {
@@ -136,13 +138,23 @@ impl Writer {
             },
             outcome: outcome.clone(),
             checksum: None,
+            default_checksum: true,
         };
         (w, outcome)
     }
 
-    /// Whether this writes a single-part object (not a part of an upload).
-    pub fn is_single(&self) -> bool {
-        matches!(self.kind, Kind::Single { .. })
+    /// Whether a body whose client sent no checksum gets AWS's default (new objects, and
+    /// parts of uploads created without a checksum algorithm).
+    pub fn gets_default_checksum(&self) -> bool {
+        self.default_checksum
+    }
+
+    /// Gives a part AWS's default checksum when its client sends none: its upload was
+    /// created without an algorithm, and the object gets a full-object CRC64NVME combined
+    /// from its parts' (`s3::complete`).
+    pub fn with_default_checksum(mut self) -> Writer {
+        self.default_checksum = true;
+        self
     }
 
     /// Keeps the client's checksum with the object (or part).
@@ -160,6 +172,7 @@ impl Writer {
             kind: Kind::Part { part_number, md5 },
             outcome: outcome.clone(),
             checksum: None,
+            default_checksum: false,
         };
         (w, outcome)
     }

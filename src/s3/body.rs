@@ -167,7 +167,8 @@ pub async fn send_verified(
     let body = client.watch(forward::body_stream(std::mem::take(&mut ctx.body)));
     let (verifying, verdict) = Verifying::new(body, declared, ctx.trailers.take());
     // The client's checksum is kept with the object (or part), sealed, once verified. A
-    // new object whose client sent none gets AWS's default, a CRC64NVME of its bytes.
+    // new object (or a part of an upload created without an algorithm) whose client sent
+    // none gets AWS's default, a CRC64NVME of its bytes.
     let (verifying, writer, default_sum) = match (writer, declared.checksum_algo()) {
         (Some(w), Some(algo)) => {
             let v = verdict.clone();
@@ -178,7 +179,7 @@ pub async fn send_verified(
             });
             (verifying.boxed(), Some(w), None)
         }
-        (Some(w), None) if w.is_single() => {
+        (Some(w), None) if w.gets_default_checksum() => {
             let (s, w, tap) = computing_checksum(verifying.boxed(), w, Some(Algo::Crc64Nvme));
             (s, Some(w), tap)
         }

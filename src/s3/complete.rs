@@ -110,7 +110,7 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     store_list.push_str("</CompleteMultipartUpload>");
     let full_object = up.token.v3.as_ref().is_some_and(|v| v.full_object);
     let checksum = object_checksum(full_object, &parts, &sums);
-    check_full_object_checksum(&ctx.headers, checksum.as_ref())?;
+    check_full_object_checksum(&ctx.headers, checksum.as_ref(), up.algo().is_none())?;
     let manifest = Manifest {
         upload: hex::encode(up.uid),
         etag: up.md5.then(|| multipart_etag(&parts)),
@@ -283,12 +283,21 @@ fn object_checksum(
 
 /// A checksum of the object the client sent with the completion must be the object's
 /// (when its parts' checksums give one: without them there is nothing to check it by).
-fn check_full_object_checksum(h: &HeaderMap, ours: Option<&Served>) -> Result<(), Error> {
+/// `defaulted`: the upload named no algorithm, so its object checksum is AWS's default
+/// CRC64NVME, and a checksum of another algorithm has nothing to be checked by.
+fn check_full_object_checksum(
+    h: &HeaderMap,
+    ours: Option<&Served>,
+    defaulted: bool,
+) -> Result<(), Error> {
     let Some(ours) = ours else { return Ok(()) };
     for algo in Algo::CHECKSUMS {
         let Some(v) = h.get(algo.header()).and_then(|v| v.to_str().ok()) else {
             continue;
         };
+        if defaulted && algo != ours.algo {
+            continue;
+        }
         let v = v.trim();
         // A composite value may be sent with or without its `-N`.
         let bare = ours

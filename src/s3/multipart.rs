@@ -200,6 +200,10 @@ pub async fn upload_part(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let pn = part_number(&ctx)?;
     let len = declared_len(&ctx)?;
     let (writer, outcome) = Writer::part(up.dek()?.clone(), pn, len, up.md5);
+    let writer = match up.algo() {
+        Some(_) => writer,
+        None => writer.with_default_checksum(),
+    };
     let (resp, digests) = send_verified(&mut ctx, headers, &declared, Some(writer), true).await?;
     let ok = resp.status().is_success();
     let mut out = forward::to_client(resp, false, &forward::response_drop_list());
@@ -264,10 +268,9 @@ pub async fn upload_part_copy(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     let (body, outcome, tapped) = match &up {
         Some(up) => {
             let (writer, outcome) = Writer::part(up.dek()?.clone(), pn, len, up.md5);
-            // A part of an upload created with a checksum algorithm gets its checksum,
-            // as on AWS.
-            let algo = up.token.v3.as_ref().and_then(|v| v.algo);
-            let (plain, writer, tapped) = computing_checksum(plain, writer, algo);
+            // A part gets a checksum of its upload's algorithm (AWS's default CRC64NVME
+            // when the upload was created without one), as on AWS.
+            let (plain, writer, tapped) = computing_checksum(plain, writer, Some(up.part_algo()));
             let (stream, len) = writer.seal_stream(plain, &mut HeaderMap::new());
             (UpBody::Stream { stream, len }, Some(outcome), tapped)
         }
@@ -311,7 +314,7 @@ pub async fn list_parts(ctx: Ctx) -> Result<S3Response<Body>, Error> {
     }
     let store_headers = forward::response_headers(resp.headers(), &["content-length"]);
     let body = resp.bytes().await.map_err(Error::store_body)?;
-    let algo = up.token.v3.as_ref().and_then(|v| v.algo);
+    let algo = up.algo();
     let records = if up.md5 || algo.is_some() {
         ctx.objects().part_records(up.mac_key()?, &up.uid).await?
     } else {

@@ -13,6 +13,7 @@ use super::request::Upload;
 use super::{Ctx, rules};
 use crate::crypto::stream::Dek;
 use crate::error::Error;
+use crate::object::checksum::Algo;
 use crate::object::manifest::UploadUid;
 use crate::object::{Envelope, ObjectRef, UploadToken};
 
@@ -42,6 +43,17 @@ impl Open {
         self.dek
             .as_ref()
             .ok_or_else(|| Error::Internal("an upload opened without its data key".into()))
+    }
+
+    /// The checksum algorithm the upload was created with.
+    pub fn algo(&self) -> Option<Algo> {
+        self.token.v3.as_ref().and_then(|v| v.algo)
+    }
+
+    /// The algorithm of its parts' checksums: the upload's, or AWS's default CRC64NVME
+    /// for an upload created without one (the object gets a full-object CRC64NVME).
+    pub fn part_algo(&self) -> Algo {
+        self.algo().unwrap_or(Algo::Crc64Nvme)
     }
 
     /// The key of the upload's part records and part list.
