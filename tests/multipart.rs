@@ -592,3 +592,112 @@ async fn object_attributes_list_the_parts_of_a_multipart_object(#[case] store: S
     assert!(single.object_parts().is_none());
     assert_eq!(single.object_size(), Some(8));
 }
+
+/// Every name, metadata value and body in `bucket` as the store holds it (read directly).
+async fn everything_stored(sg: &Sealgate, bucket: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sg
+            .direct
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        for o in page.contents() {
+            let k = o.key().unwrap();
+            out.extend_from_slice(k.as_bytes());
+            // Part records go once their upload completed.
+            let Ok(g) = sg.direct.get_object().bucket(bucket).key(k).send().await else {
+                continue;
+            };
+            for (n, v) in g.metadata().into_iter().flatten() {
+                out.extend_from_slice(format!("{n}={v}\n").as_bytes());
+            }
+            out.extend_from_slice(&g.body.collect().await.unwrap().into_bytes());
+        }
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn an_sse_s3_multipart_upload_leaves_no_plaintext_md5_in_the_store(#[case] store: Store) {
+    // SSE-S3 objects have AWS's MD5 ETags: the MD5s of the plaintext parts. The store
+    // must not see them (they would confirm guesses of the content), only sealgate.
+    let mut cfg = common::test_config_on(store);
+    cfg.state_bucket = format!("sg-state-{}", common::random_hex(6));
+    let state = cfg.state_bucket.clone();
+    let sg = Sealgate::start_with(cfg).await;
+    let b = sg.bucket().await;
+    let data = [pattern(5 * MIB, 71), pattern(1000, 72)];
+    let id = start_upload(&sg, &b, "mp").await;
+    let mut etags = Vec::new();
+    for (i, d) in data.iter().enumerate() {
+        etags.push(part(&sg, &b, "mp", &id, i as i32 + 1, d).await);
+    }
+    let md5s: Vec<[u8; 16]> = data.iter().map(|d| md5_of(d)).collect();
+    assert_eq!(etags, md5s.iter().map(quoted).collect::<Vec<_>>());
+    let want = format!("\"{}-2\"", hex::encode(md5_of(&md5s.concat())));
+    // The part records before completion, the part list and the object after.
+    let mut stored = everything_stored(&sg, &state).await;
+    let done = sg
+        .client
+        .complete_multipart_upload()
+        .bucket(&b)
+        .key("mp")
+        .upload_id(&id)
+        .multipart_upload(parts(&[(1, &etags[0]), (2, &etags[1])]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.e_tag(), Some(want.as_str()));
+    stored.extend(everything_stored(&sg, &state).await);
+    stored.extend(everything_stored(&sg, &b).await);
+    assert!(
+        !stored.is_empty() && std::str::from_utf8(&stored).is_err(),
+        "the state bucket and the object were read"
+    );
+    let mut secrets: Vec<Vec<u8>> = md5s
+        .iter()
+        .flat_map(|m| [hex::encode(m).into_bytes(), common::b64(m).into_bytes()])
+        .collect();
+    secrets.push(want.trim_matches('"').split('-').next().unwrap().into());
+    for s in &secrets {
+        assert!(
+            !stored.windows(s.len()).any(|w| w == s.as_slice()),
+            "the store holds {}",
+            String::from_utf8_lossy(s)
+        );
+    }
+    // A fresh instance (nothing cached) serves the ETags from the sealed part list.
+    let sg = sg.restart().await;
+    let h = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.e_tag(), Some(want.as_str()));
+    let p = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("mp")
+        .part_number(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(p.e_tag(), Some(want.as_str()));
+    let listed = sg.client.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert_eq!(listed.contents()[0].e_tag(), Some(want.as_str()));
+}

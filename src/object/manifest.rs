@@ -4,7 +4,8 @@
 //!
 //! - A part record is written after the store accepted a part, under
 //!   `parts/<upload>/<part number>.<store ETag id>.<salt>.<length>.<md5>[.<checksum>].<time>.<mac>`
-//!   (the client's checksum of the part sealed, when it sent one): the name
+//!   (the plaintext MD5 of an SSE-S3 part, and the client's checksum of the part when it
+//!   sent one, sealed under the part key): the name
 //!   says everything, so completion lists them (one request per 1,000) instead of reading
 //!   each. The store's ETag of the part names the attempt that won.
 //! - The manifest (`manifests/<upload>`) is written before the store's upload is
@@ -30,7 +31,9 @@ use super::Objects;
 use super::checksum::{Algo, Served};
 use super::paging::{self, Pager};
 use crate::crypto::format::{Layout, MAX_PLAIN, PartHeader, SALT_LEN};
-use crate::crypto::stream::{Dek, open_part_checksum, seal_part_checksum};
+use crate::crypto::stream::{
+    Dek, open_part_checksum, open_trailer, seal_part_checksum, seal_trailer,
+};
 use crate::error::Error;
 use crate::upstream::{UpBody, UpRequest};
 use crate::xml::texts;
@@ -144,7 +147,8 @@ impl PartRecord {
             hex::encode(self.etag_id),
             hex::encode(self.salt),
             self.len,
-            self.md5.map_or("-".to_string(), hex::encode),
+            self.md5
+                .map_or("-".to_string(), |m| seal_md5_field(dek, &self.header(), &m)),
             checksum.as_ref().map_or(String::new(), |c| format!("{c}.")),
             self.at_ms,
             hex::encode(self.mac(dek, upload, checksum.as_deref())),
@@ -166,12 +170,15 @@ impl PartRecord {
             etag_id: hex::decode(eid).ok()?.try_into().ok()?,
             salt: hex::decode(salt).ok()?.try_into().ok()?,
             len: len.parse().ok().filter(|l| *l <= MAX_PLAIN)?,
-            md5: match *md5 {
-                "-" => None,
-                h => Some(hex::decode(h).ok()?.try_into().ok()?),
-            },
+            md5: None,
             checksum: None,
             at_ms: at.parse().ok()?,
+        };
+        r.md5 = match *md5 {
+            "-" => None,
+            // Records written before MD5s were sealed hold them in hex.
+            h if h.len() == 32 => Some(hex::decode(h).ok()?.try_into().ok()?),
+            sealed => Some(open_md5_field(dek, &r.header(), sealed)?),
         };
         let tag = hex::decode(tag).ok()?;
         if !verify(&r.mac(dek, upload, checksum), &tag) {
@@ -208,9 +215,16 @@ pub struct ManifestPart {
     pub len: u64,
     #[serde(rename = "s", with = "hex_salt")]
     pub salt: [u8; SALT_LEN],
-    /// The part's client-visible ETag (quoted), for a repeated completion.
-    #[serde(rename = "e")]
+    /// The part's client-visible ETag (quoted), for a repeated completion. Not written
+    /// for a part whose ETag is its plaintext MD5 (SSE-S3): `m` holds that sealed, and
+    /// reading the part list with its key fills this in.
+    #[serde(rename = "e", default, skip_serializing_if = "String::is_empty")]
     pub etag: String,
+    /// The part's plaintext MD5 (SSE-S3 uploads), sealed as in its part record. Part lists
+    /// written before MD5s were sealed have `e` instead (and older sealgate versions
+    /// refuse a part list without `e`).
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
     /// The part's client checksum as its record holds it (`ALGO~B64URL`, sealed under
     /// the part key derived from the upload's MAC key), for reads of this part.
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
@@ -218,22 +232,42 @@ pub struct ManifestPart {
 }
 
 impl ManifestPart {
+    fn header(&self) -> PartHeader {
+        PartHeader {
+            part_number: self.part_number,
+            salt: self.salt,
+            plain_len: self.len,
+        }
+    }
+
+    /// A part whose ETag is its plaintext `md5`, sealed under the upload's MAC `key`.
+    pub fn with_md5(mut self, key: &Dek, md5: &[u8; 16]) -> ManifestPart {
+        self.etag = crate::object::ETag::quoted_md5(md5);
+        self.md5 = Some(seal_md5_field(key, &self.header(), md5));
+        self
+    }
     /// The part's client checksum, opened with the upload's MAC key.
     pub fn open_checksum(&self, key: &Dek) -> Result<Option<(Algo, Vec<u8>)>, Error> {
         let Some(field) = &self.checksum else {
             return Ok(None);
         };
-        let header = PartHeader {
-            part_number: self.part_number,
-            salt: self.salt,
-            plain_len: self.len,
-        };
-        open_checksum_field(key, &header, field)
+        open_checksum_field(key, &self.header(), field)
             .map(Some)
             .ok_or_else(|| {
                 Error::tampered("a part's checksum in its part list does not authenticate")
             })
     }
+}
+
+/// A part's plaintext MD5 sealed under the part key of `header` (`B64URL`, 43 characters;
+/// the same bytes as the MD5 trailer the part key would seal: one message per nonce).
+fn seal_md5_field(key: &Dek, header: &PartHeader, md5: &[u8; 16]) -> String {
+    B64URL.encode(seal_trailer(key, header, md5))
+}
+
+/// Opens [`seal_md5_field`]'s output; `None` when it does not parse or authenticate.
+fn open_md5_field(key: &Dek, header: &PartHeader, field: &str) -> Option<[u8; 16]> {
+    open_trailer(key, header, &B64URL.decode(field).ok()?)
 }
 
 /// A part checksum field (`ALGO~B64URL`) sealed under the part key of `header`.
@@ -334,6 +368,38 @@ impl Manifest {
         }
     }
 
+    /// The form the state bucket keeps: sealed MD5s only, and no object ETag when it is
+    /// derived from them.
+    fn stored(&self) -> Manifest {
+        let mut m = self.clone();
+        if m.parts.iter().any(|p| p.md5.is_some()) {
+            m.etag = None;
+            for p in m.parts.iter_mut().filter(|p| p.md5.is_some()) {
+                p.etag.clear();
+            }
+        }
+        m
+    }
+
+    /// Opens the sealed part MD5s (with the upload's MAC key): the parts' ETags, and the
+    /// object's (AWS's MD5 of the parts' MD5s, `-N`).
+    fn opened(mut self, key: &Dek) -> Result<Manifest, Error> {
+        let mut any = false;
+        for p in self.parts.iter_mut() {
+            if let Some(f) = &p.md5 {
+                let md5 = open_md5_field(key, &p.header(), f).ok_or_else(|| {
+                    Error::tampered("a part's MD5 in its part list does not authenticate")
+                })?;
+                p.etag = crate::object::ETag::quoted_md5(&md5);
+                any = true;
+            }
+        }
+        if any {
+            self.etag = Some(multipart_etag(&self.parts));
+        }
+        Ok(self)
+    }
+
     fn checked(self, upload: &UploadUid) -> Result<Manifest, Error> {
         if self.upload != hex::encode(upload) {
             return Err(Error::tampered("the manifest names another upload"));
@@ -352,12 +418,27 @@ impl Manifest {
             if !(1..=10_000).contains(&p.part_number) {
                 return Err(Error::tampered("a part number out of range"));
             }
+            if p.etag.is_empty() && p.md5.is_none() {
+                return Err(Error::tampered("a part without its ETag"));
+            }
         }
         if self.parts.is_empty() {
             return Err(Error::tampered("an empty manifest"));
         }
         Ok(self)
     }
+}
+
+/// AWS's ETag of a multipart object: the MD5 of the parts' binary MD5s, `-N`.
+pub fn multipart_etag(parts: &[ManifestPart]) -> String {
+    use md5::Digest as _;
+    let mut h = md5::Md5::new();
+    for p in parts {
+        if let Ok(b) = hex::decode(p.etag.trim().trim_matches('"')) {
+            h.update(&b);
+        }
+    }
+    format!("\"{}-{}\"", hex::encode(h.finalize()), parts.len())
 }
 
 /// Recently read manifests, by upload id (they never change once written).
@@ -500,7 +581,7 @@ impl Objects {
         upload: &UploadUid,
         m: &Manifest,
     ) -> Result<(), Error> {
-        let body = serde_json::to_vec(m).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = serde_json::to_vec(&m.stored()).map_err(|e| Error::Internal(e.to_string()))?;
         let tag = mac(dek, MANIFEST_INFO, &body);
         let mut h = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&B64.encode(tag)) {
@@ -544,7 +625,7 @@ impl Objects {
         }
         let m: Manifest = serde_json::from_slice(&body)
             .map_err(|_| Error::tampered("its part list does not parse"))?;
-        let m = Arc::new(m.checked(upload)?);
+        let m = Arc::new(m.checked(upload)?.opened(dek)?);
         if let Ok(mut c) = self.manifests.0.lock() {
             c.put(*upload, m.clone());
         }
@@ -735,6 +816,13 @@ mod tests {
         let k = r.key(&dek, &up);
         assert!(k.len() < 250, "{k}");
         assert_eq!(PartRecord::parse(&k, &dek, &up), Some(r.clone()));
+        // The plaintext MD5 is sealed; records that hold it in hex (written before) read.
+        let md5_field = k.split('/').next_back().unwrap().split('.').nth(4).unwrap();
+        assert!(!k.contains(&hex::encode([9u8; 16])) && md5_field.len() == 43);
+        let old = k.replace(md5_field, &hex::encode([9u8; 16]));
+        assert_eq!(PartRecord::parse(&old, &dek, &up), Some(r.clone()));
+        let forged = k.replace(md5_field, &hex::encode([8u8; 16]));
+        assert_eq!(PartRecord::parse(&forged, &dek, &up), None);
         let other_dek = Dek::from_slice(&[2; 32]).unwrap();
         assert_eq!(PartRecord::parse(&k, &other_dek, &up), None);
         assert_eq!(PartRecord::parse(&k, &dek, &[8; 16]), None);
@@ -780,6 +868,7 @@ mod tests {
                     len: 10,
                     salt: [1; 16],
                     etag: "\"a\"".into(),
+                    md5: None,
                     checksum: None,
                 },
                 ManifestPart {
@@ -787,6 +876,7 @@ mod tests {
                     len: 5,
                     salt: [2; 16],
                     etag: "\"b\"".into(),
+                    md5: None,
                     checksum: None,
                 },
             ],
@@ -816,5 +906,62 @@ mod tests {
         let l = m.layout();
         assert_eq!(l.parts, vec![(1, 10), (3, 5)]);
         assert_eq!(l.header_of(1).unwrap().salt, [2; 16]);
+    }
+
+    #[test]
+    fn part_lists_keep_plaintext_md5s_sealed_and_old_ones_read() {
+        let up = [5u8; 16];
+        let key = Dek::from_slice(&[4; 32]).unwrap();
+        let md5s = [[0x11u8; 16], [0x22; 16]];
+        let parts: Vec<ManifestPart> = md5s
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                ManifestPart {
+                    part_number: i as u32 + 1,
+                    len: 10,
+                    salt: [i as u8; 16],
+                    etag: String::new(),
+                    md5: None,
+                    checksum: None,
+                }
+                .with_md5(&key, m)
+            })
+            .collect();
+        let m = Manifest {
+            upload: hex::encode(up),
+            etag: Some(multipart_etag(&parts)),
+            parts,
+            checksum: None,
+        };
+        let json = serde_json::to_string(&m.stored()).unwrap();
+        for md5 in &md5s {
+            assert!(!json.contains(&hex::encode(md5)), "{json}");
+        }
+        assert!(
+            !json.contains("\"e\"") && json.contains("\"etag\":null"),
+            "{json}"
+        );
+        let read: Manifest = serde_json::from_str(&json).unwrap();
+        let opened = read.clone().checked(&up).unwrap().opened(&key).unwrap();
+        assert_eq!(opened, m);
+        assert_eq!(
+            opened.parts[0].etag,
+            crate::object::ETag::quoted_md5(&md5s[0])
+        );
+        assert!(
+            read.clone()
+                .opened(&Dek::from_slice(&[6; 32]).unwrap())
+                .is_err()
+        );
+        // A part list written before MD5s were sealed reads as it was.
+        let old = r#"{"upload":"05050505050505050505050505050505","parts":[{"n":1,"l":10,"s":"00000000000000000000000000000000","e":"\"abc\""}],"etag":"\"def-1\""}"#;
+        let old: Manifest = serde_json::from_str(old).unwrap();
+        let opened = old.clone().checked(&up).unwrap().opened(&key).unwrap();
+        assert_eq!(opened, old);
+        // A part with neither its ETag nor its sealed MD5 is refused.
+        let mut bare = read;
+        bare.parts[1].md5 = None;
+        assert!(bare.checked(&up).is_err());
     }
 }

@@ -24,7 +24,9 @@ use super::{Ctx, forward, sse};
 use crate::crypto::format::part_cipher_len;
 use crate::error::Error;
 use crate::object::checksum::{Algo, Served};
-use crate::object::manifest::{Manifest, ManifestChecksum, ManifestPart, PartRecord, etag_id};
+use crate::object::manifest::{
+    Manifest, ManifestChecksum, ManifestPart, PartRecord, etag_id, multipart_etag,
+};
 use crate::object::{ObjectMeta, ObjectRef};
 use crate::upstream::UpBody;
 use crate::xml::{Edit, rewrite_text, texts};
@@ -94,12 +96,18 @@ pub async fn complete(mut ctx: Ctx) -> Result<S3Response<Body>, Error> {
                 "part {pn} in the store is not the length sealgate wrote"
             )));
         }
-        parts.push(ManifestPart {
+        let part = ManifestPart {
             part_number: *pn,
             len: r.len,
             salt: r.salt,
             etag,
+            md5: None,
             checksum: r.sealed_checksum(up.mac_key()?),
+        };
+        parts.push(match r.md5 {
+            // The MD5 is the client's ETag: the part list keeps it sealed.
+            Some(m) if up.md5 => part.with_md5(up.mac_key()?, &m),
+            _ => part,
         });
         sums.push(r.checksum.clone());
         store_list.push_str(&format!(
@@ -247,18 +255,6 @@ async fn repeated(
 
 fn unquote(e: &str) -> &str {
     e.trim().trim_matches('"')
-}
-
-/// AWS's ETag of a multipart object: the MD5 of the parts' binary MD5s, `-N`.
-fn multipart_etag(parts: &[ManifestPart]) -> String {
-    use md5::Digest as _;
-    let mut h = md5::Md5::new();
-    for p in parts {
-        if let Ok(b) = hex::decode(unquote(&p.etag)) {
-            h.update(&b);
-        }
-    }
-    format!("\"{}-{}\"", hex::encode(h.finalize()), parts.len())
 }
 
 /// The object's checksum from its parts' (`None` unless every part carried one of the
