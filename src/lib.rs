@@ -45,6 +45,14 @@ pub async fn run(
     check_config(&mut cfg).map_err(|e| e.to_string())?;
     let app = server::App::new(&cfg)?;
     app.startup().await?;
+    // Logged once the KMS is open and the state bucket was checked, not at bind time: a
+    // start that fails before this (a bad root key, a foreign state bucket) never claims
+    // to serve.
+    tracing::info!(
+        addr = %listener.local_addr().map_err(|e| e.to_string())?,
+        upstream = %cfg.upstream.endpoint,
+        "sealgate listening"
+    );
     server::serve(app, listener, shutdown)
         .await
         .map_err(|e| format!("listener: {e}"))

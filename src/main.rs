@@ -726,8 +726,9 @@ fn main() -> std::process::ExitCode {
                 }
             };
             let result = rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-                tracing::info!(addr = %listener.local_addr().map_err(|e| e.to_string())?, upstream = %cfg.upstream.endpoint, "sealgate listening");
+                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
                 sealgate::run(listener, cfg, shutdown_signal()).await
             });
             match result {

@@ -146,7 +146,10 @@ async fn serve_fails(dir: &Path, env: &[(String, String)]) -> String {
         .unwrap();
     assert!(!status.success());
     let out = child.wait_with_output().await.unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The log (stderr, at the default level) never claims a start that failed.
+    assert!(!err.contains("sealgate listening"), "{err}");
+    err
 }
 
 /// `sealgate serve` on `dir/sealgate.toml` must fail to start, saying `needle`.
