@@ -166,6 +166,21 @@ pub fn decoded_length_without_aws_chunked(h: &http::HeaderMap) -> bool {
     !streaming
 }
 
+/// A PUT whose body is HTTP/1.1 `Transfer-Encoding: chunked` with no length at all
+/// (neither Content-Length nor aws-chunked's `x-amz-decoded-content-length`). AWS S3
+/// refuses such uploads with 501 NotImplemented naming the header (`<Header>
+/// Transfer-Encoding</Header>`); sealgate does the same, before s3s, whose own answer
+/// would be a bare "missing header" error.
+pub fn chunked_without_length(method: &http::Method, h: &http::HeaderMap) -> bool {
+    method == http::Method::PUT
+        && h.get_all(http::header::TRANSFER_ENCODING).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        })
+        && !h.contains_key(http::header::CONTENT_LENGTH)
+        && !h.contains_key("x-amz-decoded-content-length")
+}
+
 /// The connection builder with these limits applied to HTTP/1.1 and HTTP/2.
 pub fn conn_builder(l: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
     let mut b = ConnBuilder::new(TokioExecutor::new());

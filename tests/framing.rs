@@ -174,3 +174,41 @@ async fn an_upload_refused_before_its_body_is_read_closes_its_connection(#[case]
     // A valid upload on a new connection is answered as usual.
     common::put(&sg.client, &b, "after", b"fine").await;
 }
+
+/// A PUT framed as plain HTTP/1.1 chunked, with no length (neither Content-Length nor
+/// aws-chunked's decoded length), is refused as AWS S3 refuses it: 501 NotImplemented
+/// naming the `Transfer-Encoding` header. Nothing is stored.
+#[rstest]
+#[case::garage(Store::Garage)]
+#[case::seaweedfs(Store::SeaweedFs)]
+#[tokio::test]
+async fn a_chunked_upload_without_a_length_is_refused_as_on_aws(#[case] store: Store) {
+    let sg = Sealgate::start_on(store).await;
+    let b = sg.bucket().await;
+    let mut s = TcpStream::connect(sg.addr).await.unwrap();
+    let req = put_head(
+        &sg,
+        &format!("/{b}/chunked"),
+        &[("transfer-encoding", "chunked".into())],
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(b"3\r\nbar\r\n0\r\n\r\n").await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 501 "), "{resp}");
+    assert!(resp.contains("<Code>NotImplemented</Code>"), "{resp}");
+    assert!(
+        resp.contains("<Header>Transfer-Encoding</Header>"),
+        "{resp}"
+    );
+    assert!(resp.contains("<RequestId>"), "{resp}");
+    let missing = sg
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("chunked")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(missing.raw_response().unwrap().status().as_u16(), 404);
+    common::put(&sg.client, &b, "after", b"fine").await;
+}

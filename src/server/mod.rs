@@ -299,6 +299,19 @@ impl App {
                 s3_error_response("InvalidRequest", message, request_id),
             );
         }
+        if crate::limits::chunked_without_length(req.method(), req.headers()) {
+            let message = "A header you provided implies functionality that is not implemented";
+            return (
+                "-",
+                crate::error::xml_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    message,
+                    &[("Header", "Transfer-Encoding")],
+                    request_id,
+                ),
+            );
+        }
         let classified = crate::s3::request::Classified::of(
             req.method(),
             req.uri(),
