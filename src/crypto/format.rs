@@ -119,6 +119,10 @@ pub mod meta {
     /// Format 3: the client's checksum: `ALGO:B64` (sealed here) or `ALGO:trailer` (sealed
     /// after the object's last segment and MD5 trailer).
     pub const CHECKSUM: &str = "x-amz-meta-sealgate-cks";
+    /// Format 3: the names (after `x-amz-meta-`, comma-separated) of user metadata whose
+    /// value is empty. Such headers are not sent to the store (SeaweedFS drops them) and
+    /// are served back from here; the MAC covers them as `x-amz-meta-NAME: ""`.
+    pub const EMPTY_META: &str = "x-amz-meta-sealgate-empty";
 }
 
 /// The 32-byte header of a part. It is the AAD of every segment of the part, so none of

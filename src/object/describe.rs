@@ -10,6 +10,12 @@
 //! `x-amz-website-redirect-location` (SeaweedFS drops it). The other content headers
 //! (Cache-Control, Content-Disposition, Content-Language, Expires) stay the store's own.
 //!
+//! User metadata with an empty value is not sent as a header at all (SeaweedFS stores the
+//! object and drops such headers): its name goes into `x-amz-meta-sealgate-empty`, and
+//! both the canonical form and the response put it back as `x-amz-meta-NAME: ""`, as AWS
+//! keeps and serves empty values. The canonical form is the one of the header itself, so
+//! objects written before (with the empty header, on stores that keep it) read as before.
+//!
 //! Invariants: the canonical form is computed the same way from what sealgate sends the
 //! store and from what the store returns (names lower-cased, values trimmed, an HTTP date
 //! as its instant), so what is authenticated is exactly what is served.
@@ -95,6 +101,11 @@ impl Described {
                 fields.push((client.to_string(), canonical_value(client, v)));
             }
         }
+        for name in empty_meta(h) {
+            if !fields.iter().any(|(n, _)| *n == name) {
+                fields.push((name, Vec::new()));
+            }
+        }
         fields.sort();
         Described { fields }
     }
@@ -113,10 +124,42 @@ impl Described {
     }
 }
 
+/// The user metadata headers (`x-amz-meta-NAME`) that `x-amz-meta-sealgate-empty` names.
+fn empty_meta(h: &HeaderMap) -> Vec<String> {
+    h.get(names::EMPTY_META)
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("x-amz-meta-{}", n.to_ascii_lowercase()))
+        .filter(|n| is_user_meta(n))
+        .collect()
+}
+
 /// Prepares an encrypted write's headers for the store: the moved headers into
 /// sealgate's metadata (Content-Type defaulting to S3's), the ciphertext typed
-/// `binary/octet-stream` and without Content-Encoding.
+/// `binary/octet-stream` and without Content-Encoding, and user metadata with empty
+/// values named in `x-amz-meta-sealgate-empty` instead of sent.
 pub fn prepare_write(h: &mut HeaderMap) {
+    let empty: Vec<HeaderName> = h
+        .iter()
+        .filter(|(k, v)| is_user_meta(k.as_str()) && v.as_bytes().trim_ascii().is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    h.remove(names::EMPTY_META);
+    if !empty.is_empty() {
+        let list: Vec<&str> = empty
+            .iter()
+            .map(|k| k.as_str().trim_start_matches("x-amz-meta-"))
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&list.join(",")) {
+            for k in &empty {
+                h.remove(k);
+            }
+            h.insert(HeaderName::from_static(names::EMPTY_META), v);
+        }
+    }
     for (client, stored) in MOVED {
         let value = match h.remove(*client) {
             Some(v) if *client == "content-encoding" => without_aws_chunked(&v),
@@ -148,6 +191,11 @@ pub fn restore(stored: &HeaderMap, out: &mut HeaderMap) {
     for (client, name) in MOVED {
         if let Some(v) = stored.get(*name) {
             out.insert(HeaderName::from_static(client), v.clone());
+        }
+    }
+    for name in empty_meta(stored) {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            out.insert(n, HeaderValue::from_static(""));
         }
     }
 }
@@ -192,6 +240,37 @@ mod tests {
         changed = stored.clone();
         changed.insert("cache-control", "no-cache".parse().unwrap());
         assert_ne!(Described::of(&changed), written);
+    }
+
+    #[test]
+    fn empty_user_metadata_is_recorded_by_name_and_authenticates_as_before() {
+        let client = h(&[("x-amz-meta-empty", ""), ("x-amz-meta-full", "x")]);
+        let mut sent = client.clone();
+        prepare_write(&mut sent);
+        assert!(!sent.contains_key("x-amz-meta-empty"));
+        assert_eq!(sent[names::EMPTY_META], "empty");
+        // Before, the empty header went to the store as it was (Garage keeps it).
+        let mut old_sent = client.clone();
+        old_sent.insert(
+            HeaderName::from_static(names::CONTENT_TYPE),
+            HeaderValue::from_static(DEFAULT_CONTENT_TYPE),
+        );
+        let written = Described::of(&sent);
+        assert_eq!(written, Described::of(&old_sent));
+        // Either way the store answers, the same is authenticated and served.
+        let mut back = sent.clone();
+        back.insert("x-amz-meta-empty", HeaderValue::from_static(""));
+        assert_eq!(Described::of(&back), written);
+        let mut out = HeaderMap::new();
+        restore(&sent, &mut out);
+        assert_eq!(out["x-amz-meta-empty"], "");
+        // A name the store removes from the record, or adds, changes what is authenticated.
+        let mut dropped = sent.clone();
+        dropped.remove(names::EMPTY_META);
+        assert_ne!(Described::of(&dropped), written);
+        let mut added = sent.clone();
+        added.insert(names::EMPTY_META, "empty,other".parse().unwrap());
+        assert_ne!(Described::of(&added), written);
     }
 
     #[test]
