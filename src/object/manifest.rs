@@ -75,9 +75,14 @@ fn verify(want: &[u8; 16], got: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(want, got).is_ok()
 }
 
+/// An ETag without its quotes and surrounding white space.
+pub fn unquote(e: &str) -> &str {
+    e.trim().trim_matches('"')
+}
+
 /// A short, name-safe id of a store ETag (quotes and white space ignored).
 pub fn etag_id(store_etag: &str) -> [u8; 16] {
-    let e = store_etag.trim().trim_matches('"');
+    let e = unquote(store_etag);
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, e.as_bytes());
     let mut out = [0u8; 16];
     out.copy_from_slice(&d.as_ref()[..16]);
@@ -434,7 +439,7 @@ pub fn multipart_etag(parts: &[ManifestPart]) -> String {
     use md5::Digest as _;
     let mut h = md5::Md5::new();
     for p in parts {
-        if let Ok(b) = hex::decode(p.etag.trim().trim_matches('"')) {
+        if let Ok(b) = hex::decode(unquote(&p.etag)) {
             h.update(&b);
         }
     }

@@ -25,7 +25,7 @@ use crate::crypto::format::part_cipher_len;
 use crate::error::Error;
 use crate::object::checksum::{Algo, Served};
 use crate::object::manifest::{
-    Manifest, ManifestChecksum, ManifestPart, PartRecord, etag_id, multipart_etag,
+    Manifest, ManifestChecksum, ManifestPart, PartRecord, etag_id, multipart_etag, unquote,
 };
 use crate::object::{ObjectMeta, ObjectRef};
 use crate::upstream::UpBody;
@@ -251,10 +251,6 @@ async fn repeated(
     }
     sse::response_headers(&mut out.headers, &meta.envelope, None);
     Ok(out)
-}
-
-fn unquote(e: &str) -> &str {
-    e.trim().trim_matches('"')
 }
 
 /// The object's checksum from its parts' (`None` unless every part carried one of the
